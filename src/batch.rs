@@ -1,0 +1,276 @@
+//! `EntryBatch`: consecutive log entries of one term that share one encoded body.
+//!
+//! A batch is the unit in which entries are proposed, appended, sent and applied. Its body is an
+//! rkyv archive of the entry payloads (`ArchivedVec<ArchivedBox<[u8]>>`), encoded **once** by the
+//! proposer; the leader's log, every AppendEntries frame and every follower's log carry the same
+//! bytes. Entries are read in place from the archive, never deserialized.
+//!
+//! Invariants of every `EntryBatch` value:
+//! - `body` holds a validated archive whose address is [`BODY_ALIGN`]-aligned, so unchecked
+//!   access is sound; bodies only come from [`EntryBatch::encode`] (our own encoder) or
+//!   [`EntryBatch::from_body`] (which validates).
+//! - the batch exposes the window `skip .. skip + count` of the archive's entries, and
+//!   `skip + count <= archive length`. A window lets a follower keep or a leader send part of a
+//!   batch without re-encoding (conflict truncation, catching up a follower mid-batch).
+//! - `count >= 1`: an empty batch is never built.
+
+use bytes::Bytes;
+use rkyv::boxed::ArchivedBox;
+use rkyv::rancor::{Error as RkyvError, Failure};
+use rkyv::util::AlignedVec;
+use rkyv::vec::ArchivedVec;
+use rkyv::with::{InlineAsBox, Map, With};
+
+use crate::types::{LogIndex, Term};
+
+/// Required alignment of an encoded body's first byte.
+pub const BODY_ALIGN: usize = 16;
+
+/// The archived form of a batch body.
+pub type ArchivedBody = ArchivedVec<ArchivedBox<[u8]>>;
+
+/// Why bytes could not be taken as a batch body.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BatchError {
+    #[error("batch body is not {BODY_ALIGN}-byte aligned")]
+    Misaligned,
+    #[error("batch body is not a valid archive")]
+    InvalidArchive,
+    #[error("batch window {skip}+{count} exceeds the {len} entries of its body")]
+    WindowOutOfRange { skip: u32, count: u32, len: usize },
+    #[error("batch has no entries")]
+    Empty,
+}
+
+/// Consecutive entries `first_index ..= last_index()` of one term; cheap to clone and slice.
+#[derive(Clone)]
+pub struct EntryBatch {
+    term: Term,
+    first_index: LogIndex,
+    body: Bytes,
+    skip: u32,
+    count: u32,
+}
+
+impl EntryBatch {
+    /// Encodes `payloads` (at least one) as a new batch starting at `first_index`.
+    pub fn encode<'a>(
+        term: Term,
+        first_index: LogIndex,
+        payloads: impl IntoIterator<Item = &'a [u8]>,
+    ) -> EntryBatch {
+        let payloads: Vec<&[u8]> = payloads.into_iter().collect();
+        let body = encode_body(&payloads);
+        let count = u32::try_from(payloads.len()).expect("batch entry count fits u32");
+        assert!(count > 0, "a batch holds at least one entry");
+        EntryBatch {
+            term,
+            first_index,
+            body,
+            skip: 0,
+            count,
+        }
+    }
+
+    /// Takes received or stored bytes as the window `skip .. skip + count` of a batch body,
+    /// validating the archive once.
+    pub fn from_body(
+        term: Term,
+        first_index: LogIndex,
+        body: Bytes,
+        skip: u32,
+        count: u32,
+    ) -> Result<EntryBatch, BatchError> {
+        if count == 0 {
+            return Err(BatchError::Empty);
+        }
+        if (body.as_ptr() as usize) % BODY_ALIGN != 0 {
+            return Err(BatchError::Misaligned);
+        }
+        let archive = rkyv::access::<ArchivedBody, Failure>(&body)
+            .map_err(|_| BatchError::InvalidArchive)?;
+        let len = archive.len();
+        if skip as usize + count as usize > len {
+            return Err(BatchError::WindowOutOfRange { skip, count, len });
+        }
+        Ok(EntryBatch {
+            term,
+            first_index,
+            body,
+            skip,
+            count,
+        })
+    }
+
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    pub fn first_index(&self) -> LogIndex {
+        self.first_index
+    }
+
+    pub fn last_index(&self) -> LogIndex {
+        self.first_index.plus(self.count as u64 - 1)
+    }
+
+    /// Number of entries in the window.
+    pub fn len(&self) -> u64 {
+        self.count as u64
+    }
+
+    /// Always false: batches hold at least one entry (kept for clippy's `len` convention).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Whether `index` lies in this batch.
+    pub fn contains(&self, index: LogIndex) -> bool {
+        self.first_index <= index && index <= self.last_index()
+    }
+
+    /// The encoded body (the whole archive, including entries outside the window).
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// Window start within the body's entries.
+    pub fn skip(&self) -> u32 {
+        self.skip
+    }
+
+    /// Bytes this batch occupies when sent or stored (its whole body).
+    pub fn encoded_len(&self) -> usize {
+        self.body.len()
+    }
+
+    /// The sub-batch `from ..= to`, sharing the body. Panics unless both lie in the batch.
+    pub fn slice(&self, from: LogIndex, to: LogIndex) -> EntryBatch {
+        assert!(
+            self.contains(from) && self.contains(to) && from <= to,
+            "slice {from}..={to} outside batch {}..={}",
+            self.first_index,
+            self.last_index()
+        );
+        EntryBatch {
+            term: self.term,
+            first_index: from,
+            body: self.body.clone(),
+            skip: self.skip + (from.0 - self.first_index.0) as u32,
+            count: (to.0 - from.0 + 1) as u32,
+        }
+    }
+
+    /// The payloads of the window, in index order, read in place.
+    pub fn payloads(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        let archive = self.archive();
+        let start = self.skip as usize;
+        archive[start..start + self.count as usize]
+            .iter()
+            .map(|entry| entry.get())
+    }
+
+    /// The payload of entry `index`. Panics unless `index` lies in the batch.
+    pub fn payload(&self, index: LogIndex) -> &[u8] {
+        assert!(self.contains(index), "{index} outside batch");
+        let position = self.skip as usize + (index.0 - self.first_index.0) as usize;
+        self.archive()[position].get()
+    }
+
+    fn archive(&self) -> &ArchivedBody {
+        // SAFETY: by the type's invariant, `body` is an aligned archive that was either produced
+        // by `encode_body` or validated in `from_body`, and `Bytes` is immutable.
+        unsafe { rkyv::access_unchecked::<ArchivedBody>(&self.body) }
+    }
+}
+
+impl std::fmt::Debug for EntryBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Batch({}..={} @{} {}B)",
+            self.first_index,
+            self.last_index(),
+            self.term,
+            self.body.len()
+        )
+    }
+}
+
+impl PartialEq for EntryBatch {
+    /// Batches are equal when they hold the same entries at the same positions.
+    fn eq(&self, other: &Self) -> bool {
+        self.term == other.term
+            && self.first_index == other.first_index
+            && self.count == other.count
+            && self.payloads().eq(other.payloads())
+    }
+}
+
+impl Eq for EntryBatch {}
+
+fn encode_body(payloads: &Vec<&[u8]>) -> Bytes {
+    let wrapped = With::<Vec<&[u8]>, Map<InlineAsBox>>::cast(payloads);
+    let bytes: AlignedVec<BODY_ALIGN> =
+        rkyv::to_bytes::<RkyvError>(wrapped).expect("encoding into memory cannot fail");
+    Bytes::from_owner(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> EntryBatch {
+        EntryBatch::encode(
+            Term(3),
+            LogIndex(10),
+            [b"a".as_slice(), b"bb", b"ccc", b"dddd"],
+        )
+    }
+
+    #[test]
+    fn payloads_round_trip_in_place() {
+        let batch = sample();
+        assert_eq!(batch.last_index(), LogIndex(13));
+        let payloads: Vec<&[u8]> = batch.payloads().collect();
+        assert_eq!(payloads, vec![&b"a"[..], b"bb", b"ccc", b"dddd"]);
+        assert_eq!(batch.payload(LogIndex(12)), b"ccc");
+    }
+
+    #[test]
+    fn slice_shares_body_and_keeps_positions() {
+        let batch = sample();
+        let middle = batch.slice(LogIndex(11), LogIndex(12));
+        assert_eq!(middle.first_index(), LogIndex(11));
+        assert_eq!(middle.len(), 2);
+        assert_eq!(middle.payloads().collect::<Vec<_>>(), vec![&b"bb"[..], b"ccc"]);
+        assert_eq!(middle.body().as_ptr(), batch.body().as_ptr());
+        let reread = EntryBatch::from_body(
+            Term(3),
+            LogIndex(11),
+            middle.body().clone(),
+            middle.skip(),
+            2,
+        )
+        .unwrap();
+        assert_eq!(reread, middle);
+    }
+
+    #[test]
+    fn from_body_rejects_bad_windows_and_garbage() {
+        let batch = sample();
+        let err = EntryBatch::from_body(Term(3), LogIndex(10), batch.body().clone(), 2, 3);
+        assert_eq!(
+            err.unwrap_err(),
+            BatchError::WindowOutOfRange {
+                skip: 2,
+                count: 3,
+                len: 4
+            }
+        );
+        let mut garbage = AlignedVec::<BODY_ALIGN>::new();
+        garbage.extend_from_slice(&[0xff; 64]);
+        let err = EntryBatch::from_body(Term(1), LogIndex(1), Bytes::from_owner(garbage), 0, 1);
+        assert_eq!(err.unwrap_err(), BatchError::InvalidArchive);
+    }
+}
