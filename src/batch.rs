@@ -1,8 +1,8 @@
 //! `EntryBatch`: consecutive log entries of one term that share one encoded body.
 //!
 //! A batch is the unit in which entries are proposed, appended, sent and applied. Its body is an
-//! rkyv archive of the entry payloads (`ArchivedVec<ArchivedBox<[u8]>>`), encoded **once** by the
-//! proposer; the leader's log, every AppendEntries frame and every follower's log carry the same
+//! rkyv archive of the batch kind and the entry payloads ([`ArchivedBatchBody`]), encoded **once**
+//! by the proposer, with no term or index inside (the leader places it in the log), so that the leader's log, every AppendEntries frame and every follower's log carry the same
 //! bytes. Entries are read in place from the archive, never deserialized.
 //!
 //! Invariants of every `EntryBatch` value:
@@ -15,19 +15,34 @@
 //! - `count >= 1`: an empty batch is never built.
 
 use bytes::Bytes;
-use rkyv::boxed::ArchivedBox;
 use rkyv::rancor::{Error as RkyvError, Failure};
 use rkyv::util::AlignedVec;
-use rkyv::vec::ArchivedVec;
-use rkyv::with::{InlineAsBox, Map, With};
+use rkyv::with::{InlineAsBox, Map};
 
 use crate::types::{LogIndex, Term};
 
 /// Required alignment of an encoded body's first byte.
 pub const BODY_ALIGN: usize = 16;
 
-/// The archived form of a batch body.
-pub type ArchivedBody = ArchivedVec<ArchivedBox<[u8]>>;
+/// What the entries of a batch are for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize)]
+#[rkyv(derive(Debug, PartialEq, Eq))]
+#[repr(u8)]
+pub enum BatchKind {
+    /// Commands of the embedding program, handed to its state machine.
+    Command,
+    /// The empty entry a new leader appends to commit its predecessors' entries (§5.4.2).
+    Noop,
+}
+
+/// The encoded body: the kind, then each entry's payload.
+#[derive(rkyv::Archive, rkyv::Serialize)]
+#[rkyv(archived = ArchivedBatchBody)]
+pub struct BatchBody<'a> {
+    pub kind: BatchKind,
+    #[rkyv(with = Map<InlineAsBox>)]
+    pub entries: Vec<&'a [u8]>,
+}
 
 /// Why bytes could not be taken as a batch body.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -55,13 +70,17 @@ pub struct EntryBatch {
 impl EntryBatch {
     /// Encodes `payloads` (at least one) as a new batch starting at `first_index`.
     pub fn encode<'a>(
+        kind: BatchKind,
         term: Term,
         first_index: LogIndex,
         payloads: impl IntoIterator<Item = &'a [u8]>,
     ) -> EntryBatch {
-        let payloads: Vec<&[u8]> = payloads.into_iter().collect();
-        let body = encode_body(&payloads);
-        let count = u32::try_from(payloads.len()).expect("batch entry count fits u32");
+        let body = BatchBody {
+            kind,
+            entries: payloads.into_iter().collect(),
+        };
+        let count = u32::try_from(body.entries.len()).expect("batch entry count fits u32");
+        let body = encode_body(&body);
         assert!(count > 0, "a batch holds at least one entry");
         EntryBatch {
             term,
@@ -87,9 +106,9 @@ impl EntryBatch {
         if (body.as_ptr() as usize) % BODY_ALIGN != 0 {
             return Err(BatchError::Misaligned);
         }
-        let archive = rkyv::access::<ArchivedBody, Failure>(&body)
+        let archive = rkyv::access::<ArchivedBatchBody<'_>, Failure>(&body)
             .map_err(|_| BatchError::InvalidArchive)?;
-        let len = archive.len();
+        let len = archive.entries.len();
         if skip as usize + count as usize > len {
             return Err(BatchError::WindowOutOfRange { skip, count, len });
         }
@@ -100,6 +119,23 @@ impl EntryBatch {
             skip,
             count,
         })
+    }
+
+    /// The same entries placed at another position (how a leader places a proposal).
+    pub fn placed_at(self, term: Term, first_index: LogIndex) -> EntryBatch {
+        EntryBatch {
+            term,
+            first_index,
+            ..self
+        }
+    }
+
+    /// What the entries are for.
+    pub fn kind(&self) -> BatchKind {
+        match self.archive().kind {
+            ArchivedBatchKind::Command => BatchKind::Command,
+            ArchivedBatchKind::Noop => BatchKind::Noop,
+        }
     }
 
     pub fn term(&self) -> Term {
@@ -165,7 +201,7 @@ impl EntryBatch {
     pub fn payloads(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
         let archive = self.archive();
         let start = self.skip as usize;
-        archive[start..start + self.count as usize]
+        archive.entries[start..start + self.count as usize]
             .iter()
             .map(|entry| entry.get())
     }
@@ -174,13 +210,13 @@ impl EntryBatch {
     pub fn payload(&self, index: LogIndex) -> &[u8] {
         assert!(self.contains(index), "{index} outside batch");
         let position = self.skip as usize + (index.0 - self.first_index.0) as usize;
-        self.archive()[position].get()
+        self.archive().entries[position].get()
     }
 
-    fn archive(&self) -> &ArchivedBody {
+    fn archive(&self) -> &ArchivedBatchBody<'_> {
         // SAFETY: by the type's invariant, `body` is an aligned archive that was either produced
         // by `encode_body` or validated in `from_body`, and `Bytes` is immutable.
-        unsafe { rkyv::access_unchecked::<ArchivedBody>(&self.body) }
+        unsafe { rkyv::access_unchecked::<ArchivedBatchBody<'_>>(&self.body) }
     }
 }
 
@@ -209,10 +245,9 @@ impl PartialEq for EntryBatch {
 
 impl Eq for EntryBatch {}
 
-fn encode_body(payloads: &Vec<&[u8]>) -> Bytes {
-    let wrapped = With::<Vec<&[u8]>, Map<InlineAsBox>>::cast(payloads);
+fn encode_body(body: &BatchBody<'_>) -> Bytes {
     let bytes: AlignedVec<BODY_ALIGN> =
-        rkyv::to_bytes::<RkyvError>(wrapped).expect("encoding into memory cannot fail");
+        rkyv::to_bytes::<RkyvError>(body).expect("encoding into memory cannot fail");
     Bytes::from_owner(bytes)
 }
 
@@ -222,6 +257,7 @@ mod tests {
 
     fn sample() -> EntryBatch {
         EntryBatch::encode(
+            BatchKind::Command,
             Term(3),
             LogIndex(10),
             [b"a".as_slice(), b"bb", b"ccc", b"dddd"],
@@ -235,6 +271,7 @@ mod tests {
         let payloads: Vec<&[u8]> = batch.payloads().collect();
         assert_eq!(payloads, vec![&b"a"[..], b"bb", b"ccc", b"dddd"]);
         assert_eq!(batch.payload(LogIndex(12)), b"ccc");
+        assert_eq!(batch.kind(), BatchKind::Command);
     }
 
     #[test]
