@@ -280,7 +280,10 @@ mod tests {
         let middle = batch.slice(LogIndex(11), LogIndex(12));
         assert_eq!(middle.first_index(), LogIndex(11));
         assert_eq!(middle.len(), 2);
-        assert_eq!(middle.payloads().collect::<Vec<_>>(), vec![&b"bb"[..], b"ccc"]);
+        assert_eq!(
+            middle.payloads().collect::<Vec<_>>(),
+            vec![&b"bb"[..], b"ccc"]
+        );
         assert_eq!(middle.body().as_ptr(), batch.body().as_ptr());
         let reread = EntryBatch::from_body(
             Term(3),

@@ -1,0 +1,96 @@
+//! Settings of one Raft group's core, with their defaults and the relations they must keep.
+
+use crate::types::NodeId;
+
+/// A rule that a test deliberately breaks, to show that the simulator's checkers catch it.
+/// Never set outside tests.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrokenRule {
+    /// Followers acknowledge entries as soon as they are appended, before they are durable, and
+    /// a leader counts its appended (not durable) index.
+    AckBeforePersist,
+    /// A leader commits an entry of an earlier term by counting replicas (violates §5.4.2).
+    CommitPreviousTermByCounting,
+}
+
+/// Configuration of one group's core on one node.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This node.
+    pub id: NodeId,
+    /// Every voting member, including this node.
+    pub voters: Vec<NodeId>,
+    /// Ticks without hearing from a leader before a follower campaigns. The effective timeout
+    /// is drawn uniformly from `[election_timeout_ticks, 2 * election_timeout_ticks)`.
+    pub election_timeout_ticks: u32,
+    /// Ticks between a leader's heartbeats.
+    pub heartbeat_interval_ticks: u32,
+    /// Ask for pre-votes before starting a real election, so a node that was partitioned cannot
+    /// raise everybody's term when it returns.
+    pub pre_vote: bool,
+    /// A leader that has not heard from a majority within an election timeout steps down, and
+    /// followers that heard from a leader within an election timeout refuse to vote.
+    pub check_quorum: bool,
+    /// Most AppendEntries messages in flight to one follower in the replicate state.
+    pub inflight_messages_max: usize,
+    /// Most body bytes in flight to one follower in the replicate state.
+    pub inflight_bytes_max: usize,
+    /// Most body bytes in one AppendEntries message (at least one batch is always sent).
+    pub message_bytes_max: usize,
+    /// Seed of the core's own random number generator (election timeouts).
+    pub rng_seed: u64,
+    /// Check [`crate::core::Raft::invariants`] after every step.
+    pub check_invariants: bool,
+    #[doc(hidden)]
+    pub broken_rule: Option<BrokenRule>,
+}
+
+impl Config {
+    /// A configuration with the documented defaults for `id` in a group of `voters`.
+    pub fn new(id: NodeId, voters: Vec<NodeId>) -> Config {
+        Config {
+            id,
+            voters,
+            election_timeout_ticks: 10,
+            heartbeat_interval_ticks: 2,
+            pre_vote: true,
+            check_quorum: true,
+            inflight_messages_max: 256,
+            inflight_bytes_max: 32 << 20,
+            message_bytes_max: 1 << 20,
+            rng_seed: 0,
+            check_invariants: cfg!(debug_assertions),
+            broken_rule: None,
+        }
+    }
+
+    /// Checks the relations between settings; returns a description of the first violated one.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.voters.contains(&self.id) {
+            return Err(format!("node {} is not among the voters", self.id));
+        }
+        let mut sorted = self.voters.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != self.voters.len() {
+            return Err("a voter is listed twice".into());
+        }
+        if self.heartbeat_interval_ticks == 0 {
+            return Err("heartbeat interval must be at least one tick".into());
+        }
+        if self.election_timeout_ticks <= self.heartbeat_interval_ticks {
+            return Err(format!(
+                "election timeout ({} ticks) must exceed the heartbeat interval ({} ticks)",
+                self.election_timeout_ticks, self.heartbeat_interval_ticks
+            ));
+        }
+        if self.inflight_messages_max == 0 || self.inflight_bytes_max == 0 {
+            return Err("inflight window must allow at least one message".into());
+        }
+        if self.message_bytes_max == 0 {
+            return Err("message byte limit must be positive".into());
+        }
+        Ok(())
+    }
+}

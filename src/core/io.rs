@@ -1,0 +1,87 @@
+//! What goes into the core ([`Input`]) and what comes out ([`Action`]).
+//!
+//! Storage contract the driver must keep: `SaveHardState`, `TruncateLog` and `AppendLog` take
+//! effect (become readable) in emission order and become **durable in emission order**. The
+//! driver reports durability of the log with [`Input::Persisted`]; a `Persisted { index, term }`
+//! promises that every storage action emitted before the one that wrote `index` is durable too.
+//!
+//! A [`Action::Send`] with `after_persist` must be held until every storage action emitted
+//! before it is durable (vote replies, a candidate's vote requests). Other sends may go at once,
+//! in particular a leader's AppendEntries while its own write is still being synced.
+
+use crate::batch::EntryBatch;
+use crate::core::message::Message;
+use crate::types::{HardState, LogIndex, NodeId, Term};
+
+/// One input to [`crate::core::Raft::step`].
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// One unit of logical time passed.
+    Tick,
+    /// Append these entries (its position fields are ignored; the leader places the batch).
+    Propose(EntryBatch),
+    /// A message from another member.
+    Message { from: NodeId, message: Message },
+    /// The log is durable up to `index`, which held an entry of `term` when it was written.
+    /// Reports about entries that were truncated since are recognised by the term and ignored.
+    Persisted { index: LogIndex, term: Term },
+    /// The transport lost its connection to `peer`: messages in flight may be lost.
+    Unreachable { peer: NodeId },
+    /// Hand leadership to `to` (a voter that is caught up receives TimeoutNow).
+    TransferLeadership { to: NodeId },
+}
+
+/// Why a proposal was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    #[error("leadership is being transferred")]
+    Transferring,
+}
+
+/// A node's role in its group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Follower,
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+/// One thing for the driver to do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Persist term, vote and commit hint.
+    SaveHardState(HardState),
+    /// Remove every entry from `from` on.
+    TruncateLog { from: LogIndex },
+    /// Append a batch right after the current last entry.
+    AppendLog(EntryBatch),
+    /// Deliver `message` to `to`; if `after_persist`, only once all earlier storage actions
+    /// are durable.
+    Send {
+        to: NodeId,
+        message: Message,
+        after_persist: bool,
+    },
+    /// The proposal just stepped was placed at `first_index ..= last_index` in `term`.
+    Accepted {
+        first_index: LogIndex,
+        last_index: LogIndex,
+        term: Term,
+    },
+    /// The proposal just stepped was refused.
+    Rejected(ProposeError),
+    /// The commit index advanced to `index`.
+    Commit { index: LogIndex },
+    /// Hand these committed, locally durable entries to the state machine (in log order; each
+    /// entry is handed over exactly once per node lifetime).
+    Apply(EntryBatch),
+    /// Role, term or known leader changed.
+    RoleChanged {
+        role: Role,
+        term: Term,
+        leader: Option<NodeId>,
+    },
+}

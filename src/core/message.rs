@@ -1,0 +1,81 @@
+//! Messages exchanged between the cores of one group on different nodes.
+//!
+//! Every message carries the sender's term; a receiver first reconciles terms (see
+//! [`crate::core::Raft`]) and only then looks at the rest.
+
+use crate::batch::EntryBatch;
+use crate::types::{LogIndex, Term};
+
+/// A Raft message of one group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// RequestVote, or a pre-vote when `pre_vote` (then `term` is the term the candidate would
+    /// campaign in, and nothing is persisted by anybody).
+    VoteRequest {
+        term: Term,
+        last_index: LogIndex,
+        last_term: Term,
+        pre_vote: bool,
+        /// Sent on a leader's request (TimeoutNow): voters skip the leader-lease check.
+        transfer: bool,
+    },
+    /// Answer to a (pre-)vote request. A granted pre-vote carries the requested term; any
+    /// refusal carries the voter's own term.
+    VoteResponse {
+        term: Term,
+        pre_vote: bool,
+        granted: bool,
+    },
+    /// AppendEntries; a heartbeat is one with no batches.
+    Append(AppendRequest),
+    /// Answer to AppendEntries.
+    AppendResponse { term: Term, outcome: AppendOutcome },
+    /// Leadership transfer: start an election now, skipping pre-vote.
+    TimeoutNow { term: Term },
+}
+
+/// AppendEntries: `batches` follow the entry `(prev_index, prev_term)` in the leader's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendRequest {
+    pub term: Term,
+    pub prev_index: LogIndex,
+    pub prev_term: Term,
+    pub commit: LogIndex,
+    pub batches: Vec<EntryBatch>,
+}
+
+/// A follower's answer to AppendEntries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The follower's log matches the leader's and is **durable** up to `match_index`.
+    Accepted { match_index: LogIndex },
+    /// The follower's log has no entry matching `prev_index`; `hint` says where to retry.
+    Rejected {
+        prev_index: LogIndex,
+        hint: RejectHint,
+    },
+}
+
+/// Where a leader should back up to after a rejection, so it needs one round trip per
+/// conflicting term rather than one per entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RejectHint {
+    /// The follower's last index.
+    pub last_index: LogIndex,
+    /// The term of the follower's entry at `prev_index`, when it has one, and the first index
+    /// the follower holds in that term.
+    pub conflict: Option<(Term, LogIndex)>,
+}
+
+impl Message {
+    /// The sender's term (for a pre-vote request, the proposed term).
+    pub fn term(&self) -> Term {
+        match self {
+            Message::VoteRequest { term, .. }
+            | Message::VoteResponse { term, .. }
+            | Message::AppendResponse { term, .. }
+            | Message::TimeoutNow { term } => *term,
+            Message::Append(request) => request.term,
+        }
+    }
+}

@@ -1,0 +1,899 @@
+//! The state machine of one Raft group on one node.
+//!
+//! Term reconciliation happens first for every message (see [`Raft::step_message`]); the role
+//! handlers below it only ever see messages of the current term (or, for pre-votes, the
+//! proposed next term).
+//!
+//! Invariants (checked by [`Raft::invariants`] after every step when enabled):
+//! - `applied <= commit <= last_index`, `applied <= durable_index`;
+//! - a leader has `leader == Some(id)` and `vote == Some(id)`; a leader's progress map has an
+//!   entry for every other voter and none for itself;
+//! - across steps: the term never decreases, the vote changes only together with the term, the
+//!   commit and applied indexes never decrease.
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::batch::{BatchKind, EntryBatch};
+use crate::core::config::{BrokenRule, Config};
+use crate::core::io::{Action, Input, ProposeError, Role};
+use crate::core::log_view::LogView;
+use crate::core::message::{AppendOutcome, AppendRequest, Message, RejectHint};
+use crate::core::progress::{Progress, ProgressState};
+use crate::core::quorum;
+use crate::types::{HardState, LogIndex, NodeId, Term};
+
+/// Durable state a node starts from.
+#[derive(Clone, Debug, Default)]
+pub struct Recovered {
+    pub hard_state: HardState,
+    /// The log, contiguous from index 1.
+    pub batches: Vec<EntryBatch>,
+}
+
+/// The core of one Raft group on one node. See the module docs.
+pub struct Raft {
+    config: Config,
+    rng: Xoshiro256PlusPlus,
+    role: Role,
+    term: Term,
+    vote: Option<NodeId>,
+    leader: Option<NodeId>,
+    log: LogView,
+    commit: LogIndex,
+    applied: LogIndex,
+    /// Ticks since the last reset of the election timer (or, for a leader, of the
+    /// check-quorum round).
+    election_elapsed: u32,
+    heartbeat_elapsed: u32,
+    randomized_timeout: u32,
+    /// Voters that granted this (pre-)candidacy, this node included.
+    votes_granted: Vec<NodeId>,
+    votes_refused: Vec<NodeId>,
+    /// Leader only: one entry per other voter.
+    progress: BTreeMap<NodeId, Progress>,
+    /// Leader only: the voter leadership is being handed to, and ticks since it began.
+    transfer: Option<(NodeId, u32)>,
+    /// Follower only: highest index known to match the current leader's log this term.
+    leader_match: LogIndex,
+    /// Follower only: highest match index already acknowledged to the current leader.
+    acked_index: LogIndex,
+    scratch_indexes: Vec<LogIndex>,
+    scratch_sorted: Vec<LogIndex>,
+}
+
+impl Raft {
+    /// A core starting from durable state, as a follower with no known leader.
+    pub fn new(config: Config, recovered: Recovered) -> Raft {
+        if let Err(problem) = config.validate() {
+            panic!("invalid core configuration: {problem}");
+        }
+        let log = LogView::recovered(recovered.batches);
+        let commit = recovered.hard_state.commit.min(log.last_index());
+        let rng = Xoshiro256PlusPlus::seed_from_u64(config.rng_seed ^ config.id.0.rotate_left(32));
+        let mut raft = Raft {
+            rng,
+            role: Role::Follower,
+            term: recovered.hard_state.term,
+            vote: recovered.hard_state.vote,
+            leader: None,
+            log,
+            commit,
+            applied: LogIndex::ZERO,
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            randomized_timeout: config.election_timeout_ticks,
+            votes_granted: Vec::new(),
+            votes_refused: Vec::new(),
+            progress: BTreeMap::new(),
+            transfer: None,
+            leader_match: LogIndex::ZERO,
+            acked_index: LogIndex::ZERO,
+            scratch_indexes: Vec::new(),
+            scratch_sorted: Vec::new(),
+            config,
+        };
+        raft.reset_election_timer();
+        raft
+    }
+
+    /// Feeds one input; the actions it causes are appended to `out` in the order the driver
+    /// must carry them out.
+    pub fn step(&mut self, input: Input, out: &mut Vec<Action>) {
+        let before = self
+            .config
+            .check_invariants
+            .then(|| self.monotone_snapshot());
+        match input {
+            Input::Tick => self.tick(out),
+            Input::Propose(batch) => self.propose(batch, out),
+            Input::Message { from, message } => self.step_message(from, message, out),
+            Input::Persisted { index, term } => self.persisted(index, term, out),
+            Input::Unreachable { peer } => {
+                if let Some(progress) = self.progress.get_mut(&peer) {
+                    if progress.state == ProgressState::Replicate {
+                        let next = progress.match_index.next();
+                        progress.become_probe(next);
+                    }
+                }
+            }
+            Input::TransferLeadership { to } => self.transfer_leadership(to, out),
+        }
+        if let Some(before) = before {
+            if let Err(problem) = self.invariants().and_then(|()| self.check_monotone(before)) {
+                panic!("invariant violated on {}: {problem}", self.config.id);
+            }
+        }
+    }
+
+    // ---- accessors -------------------------------------------------------------------------
+
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn term(&self) -> Term {
+        self.term
+    }
+    pub fn vote(&self) -> Option<NodeId> {
+        self.vote
+    }
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+    pub fn commit_index(&self) -> LogIndex {
+        self.commit
+    }
+    pub fn applied_index(&self) -> LogIndex {
+        self.applied
+    }
+    pub fn last_index(&self) -> LogIndex {
+        self.log.last_index()
+    }
+    pub fn last_term(&self) -> Term {
+        self.log.last_term()
+    }
+    pub fn durable_index(&self) -> LogIndex {
+        self.log.durable_index()
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.commit,
+        }
+    }
+    /// The term of the entry at `index`, if held.
+    pub fn term_at(&self, index: LogIndex) -> Option<Term> {
+        self.log.term_at(index)
+    }
+    /// Entries `from ..= to` as held in memory.
+    pub fn entries(&self, from: LogIndex, to: LogIndex) -> Vec<EntryBatch> {
+        self.log.entries_between(from, to)
+    }
+    /// Leader only: a follower's progress.
+    pub fn progress(&self, peer: NodeId) -> Option<&Progress> {
+        self.progress.get(&peer)
+    }
+    /// Leader only: the follower leadership is being transferred to.
+    pub fn transfer_target(&self) -> Option<NodeId> {
+        self.transfer.map(|(to, _)| to)
+    }
+    /// Ticks after which a follower that heard nothing campaigns (randomized per reset).
+    pub fn randomized_election_timeout(&self) -> u32 {
+        self.randomized_timeout
+    }
+
+    // ---- time ------------------------------------------------------------------------------
+
+    fn tick(&mut self, out: &mut Vec<Action>) {
+        self.election_elapsed += 1;
+        if self.role == Role::Leader {
+            self.tick_leader(out);
+        } else if self.election_elapsed >= self.randomized_timeout {
+            self.campaign(self.config.pre_vote, false, out);
+        }
+    }
+
+    fn tick_leader(&mut self, out: &mut Vec<Action>) {
+        if let Some((_, elapsed)) = self.transfer.as_mut() {
+            *elapsed += 1;
+            if *elapsed >= self.config.election_timeout_ticks {
+                self.transfer = None; // the target did not take over in time
+            }
+        }
+        if self.election_elapsed >= self.config.election_timeout_ticks {
+            self.election_elapsed = 0;
+            if self.config.check_quorum && !self.quorum_recently_active() {
+                self.become_follower(self.term, None, out);
+                return;
+            }
+            for progress in self.progress.values_mut() {
+                progress.recently_active = false;
+            }
+        }
+        self.heartbeat_elapsed += 1;
+        if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
+            self.heartbeat_elapsed = 0;
+            self.broadcast_heartbeat(out);
+        }
+    }
+
+    fn quorum_recently_active(&self) -> bool {
+        let active = 1 + self
+            .progress
+            .values()
+            .filter(|progress| progress.recently_active)
+            .count();
+        active >= quorum::majority(self.config.voters.len())
+    }
+
+    fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        let base = self.config.election_timeout_ticks;
+        self.randomized_timeout = self.rng.random_range(base..2 * base);
+    }
+
+    /// Whether this node heard from a leader recently enough to refuse to help unseat it.
+    fn in_leader_lease(&self) -> bool {
+        self.config.check_quorum
+            && self.leader.is_some()
+            && self.election_elapsed < self.config.election_timeout_ticks
+    }
+
+    // ---- role changes ----------------------------------------------------------------------
+
+    fn become_follower(&mut self, term: Term, leader: Option<NodeId>, out: &mut Vec<Action>) {
+        let term_changed = term != self.term;
+        if term_changed {
+            assert!(term > self.term, "terms never decrease");
+            self.term = term;
+            self.vote = None;
+            self.leader_match = LogIndex::ZERO;
+            self.acked_index = LogIndex::ZERO;
+            out.push(Action::SaveHardState(self.hard_state()));
+        }
+        let changed = term_changed || self.role != Role::Follower || self.leader != leader;
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.progress.clear();
+        self.transfer = None;
+        self.reset_election_timer();
+        if changed {
+            self.announce_role(out);
+        }
+    }
+
+    fn announce_role(&self, out: &mut Vec<Action>) {
+        out.push(Action::RoleChanged {
+            role: self.role,
+            term: self.term,
+            leader: self.leader,
+        });
+    }
+
+    fn campaign(&mut self, pre_vote: bool, transfer: bool, out: &mut Vec<Action>) {
+        self.reset_election_timer();
+        self.leader = None;
+        self.votes_granted.clear();
+        self.votes_refused.clear();
+        self.votes_granted.push(self.config.id);
+        let vote_term = if pre_vote {
+            self.role = Role::PreCandidate;
+            self.term.next()
+        } else {
+            self.role = Role::Candidate;
+            self.term = self.term.next();
+            self.vote = Some(self.config.id);
+            self.leader_match = LogIndex::ZERO;
+            self.acked_index = LogIndex::ZERO;
+            out.push(Action::SaveHardState(self.hard_state()));
+            self.term
+        };
+        self.announce_role(out);
+        if self.has_quorum(self.votes_granted.len()) {
+            self.election_won(out);
+            return;
+        }
+        for &voter in &self.config.voters {
+            if voter == self.config.id {
+                continue;
+            }
+            out.push(Action::Send {
+                to: voter,
+                message: Message::VoteRequest {
+                    term: vote_term,
+                    last_index: self.log.last_index(),
+                    last_term: self.log.last_term(),
+                    pre_vote,
+                    transfer,
+                },
+                // A candidate's own vote must be durable before it can be counted.
+                after_persist: !pre_vote,
+            });
+        }
+    }
+
+    fn has_quorum(&self, votes: usize) -> bool {
+        votes >= quorum::majority(self.config.voters.len())
+    }
+
+    fn election_won(&mut self, out: &mut Vec<Action>) {
+        if self.role == Role::PreCandidate {
+            self.campaign(false, false, out);
+        } else {
+            self.become_leader(out);
+        }
+    }
+
+    fn become_leader(&mut self, out: &mut Vec<Action>) {
+        self.role = Role::Leader;
+        self.leader = Some(self.config.id);
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        self.transfer = None;
+        let last = self.log.last_index();
+        self.progress = self
+            .config
+            .voters
+            .iter()
+            .filter(|&&voter| voter != self.config.id)
+            .map(|&voter| (voter, Progress::new(last)))
+            .collect();
+        self.announce_role(out);
+        // An entry of the new term lets earlier entries commit (§5.4.2).
+        let noop = EntryBatch::encode(BatchKind::Noop, self.term, last.next(), [&[][..]]);
+        self.append_own(noop, out);
+        self.broadcast_append(out);
+    }
+
+    // ---- proposals -------------------------------------------------------------------------
+
+    fn propose(&mut self, batch: EntryBatch, out: &mut Vec<Action>) {
+        if self.role != Role::Leader {
+            out.push(Action::Rejected(ProposeError::NotLeader {
+                leader: self.leader,
+            }));
+            return;
+        }
+        if self.transfer.is_some() {
+            out.push(Action::Rejected(ProposeError::Transferring));
+            return;
+        }
+        let batch = batch.placed_at(self.term, self.log.last_index().next());
+        out.push(Action::Accepted {
+            first_index: batch.first_index(),
+            last_index: batch.last_index(),
+            term: self.term,
+        });
+        self.append_own(batch, out);
+        self.broadcast_append(out);
+    }
+
+    fn append_own(&mut self, batch: EntryBatch, out: &mut Vec<Action>) {
+        self.log.append(batch.clone());
+        out.push(Action::AppendLog(batch));
+        if self.config.broken_rule == Some(BrokenRule::AckBeforePersist) {
+            let (last, term) = (self.log.last_index(), self.log.last_term());
+            self.log.mark_durable(last, term);
+            self.maybe_commit(out);
+        }
+    }
+
+    fn transfer_leadership(&mut self, to: NodeId, out: &mut Vec<Action>) {
+        if self.role != Role::Leader || to == self.config.id || !self.progress.contains_key(&to) {
+            return;
+        }
+        self.transfer = Some((to, 0));
+        if self.progress[&to].match_index == self.log.last_index() {
+            self.send_timeout_now(to, out);
+        } else {
+            self.send_append(to, out);
+        }
+    }
+
+    fn send_timeout_now(&self, to: NodeId, out: &mut Vec<Action>) {
+        out.push(Action::Send {
+            to,
+            message: Message::TimeoutNow { term: self.term },
+            after_persist: false,
+        });
+    }
+
+    // ---- messages --------------------------------------------------------------------------
+
+    /// Reconciles terms, then dispatches to the handler for the message.
+    fn step_message(&mut self, from: NodeId, message: Message, out: &mut Vec<Action>) {
+        if from == self.config.id || !self.config.voters.contains(&from) {
+            return;
+        }
+        let message_term = message.term();
+        if message_term > self.term {
+            match &message {
+                Message::VoteRequest { pre_vote: true, .. } => {}
+                Message::VoteResponse {
+                    pre_vote: true,
+                    granted: true,
+                    ..
+                } => {}
+                Message::VoteRequest {
+                    transfer: false, ..
+                } if self.in_leader_lease() => return,
+                Message::Append(_) => self.become_follower(message_term, Some(from), out),
+                _ => self.become_follower(message_term, None, out),
+            }
+        } else if message_term < self.term {
+            match message {
+                Message::Append(request) => out.push(Action::Send {
+                    to: from,
+                    message: Message::AppendResponse {
+                        term: self.term,
+                        outcome: AppendOutcome::Rejected {
+                            prev_index: request.prev_index,
+                            hint: RejectHint {
+                                last_index: self.log.last_index(),
+                                conflict: None,
+                            },
+                        },
+                    },
+                    after_persist: false,
+                }),
+                Message::VoteRequest { pre_vote, .. } => out.push(Action::Send {
+                    to: from,
+                    message: Message::VoteResponse {
+                        term: self.term,
+                        pre_vote,
+                        granted: false,
+                    },
+                    after_persist: false,
+                }),
+                _ => {}
+            }
+            return;
+        }
+        match message {
+            Message::VoteRequest {
+                term,
+                last_index,
+                last_term,
+                pre_vote,
+                ..
+            } => self.handle_vote_request(from, term, last_index, last_term, pre_vote, out),
+            Message::VoteResponse {
+                pre_vote, granted, ..
+            } => self.handle_vote_response(from, pre_vote, granted, out),
+            Message::Append(request) => self.handle_append(from, request, out),
+            Message::AppendResponse { outcome, .. } => {
+                self.handle_append_response(from, outcome, out)
+            }
+            Message::TimeoutNow { .. } => {
+                if self.role == Role::Follower && self.leader == Some(from) {
+                    self.campaign(false, true, out);
+                }
+            }
+        }
+    }
+
+    fn handle_vote_request(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        last_index: LogIndex,
+        last_term: Term,
+        pre_vote: bool,
+        out: &mut Vec<Action>,
+    ) {
+        let up_to_date = self.log.is_up_to_date(last_index, last_term);
+        let granted = if pre_vote {
+            term > self.term && up_to_date && !self.in_leader_lease()
+        } else {
+            let free = self.vote == Some(from) || (self.vote.is_none() && self.leader.is_none());
+            free && up_to_date
+        };
+        if granted && !pre_vote {
+            self.vote = Some(from);
+            self.reset_election_timer();
+            out.push(Action::SaveHardState(self.hard_state()));
+        }
+        out.push(Action::Send {
+            to: from,
+            message: Message::VoteResponse {
+                term: if granted { term } else { self.term },
+                pre_vote,
+                granted,
+            },
+            after_persist: granted && !pre_vote,
+        });
+    }
+
+    fn handle_vote_response(
+        &mut self,
+        from: NodeId,
+        pre_vote: bool,
+        granted: bool,
+        out: &mut Vec<Action>,
+    ) {
+        let expected_role = if pre_vote {
+            Role::PreCandidate
+        } else {
+            Role::Candidate
+        };
+        if self.role != expected_role
+            || self.votes_granted.contains(&from)
+            || self.votes_refused.contains(&from)
+        {
+            return;
+        }
+        if granted {
+            self.votes_granted.push(from);
+            if self.has_quorum(self.votes_granted.len()) {
+                self.election_won(out);
+            }
+        } else {
+            self.votes_refused.push(from);
+            if self.has_quorum(self.votes_refused.len()) {
+                self.become_follower(self.term, None, out);
+            }
+        }
+    }
+
+    // ---- follower side of replication ------------------------------------------------------
+
+    fn handle_append(&mut self, from: NodeId, request: AppendRequest, out: &mut Vec<Action>) {
+        if self.role == Role::Leader {
+            // Two leaders in one term cannot happen; a peer claiming so is ignored.
+            return;
+        }
+        if self.role != Role::Follower || self.leader != Some(from) {
+            self.become_follower(self.term, Some(from), out);
+        }
+        self.reset_election_timer();
+        let AppendRequest {
+            prev_index,
+            prev_term,
+            commit,
+            batches,
+            ..
+        } = request;
+        match self.log.term_at(prev_index) {
+            Some(term) if term == prev_term => {}
+            held => {
+                let conflict = held.map(|term| (term, self.log.first_index_of_term_at(prev_index)));
+                self.respond_append(
+                    from,
+                    AppendOutcome::Rejected {
+                        prev_index,
+                        hint: RejectHint {
+                            last_index: self.log.last_index(),
+                            conflict,
+                        },
+                    },
+                    out,
+                );
+                return;
+            }
+        }
+        let mut appended = false;
+        let mut matched = prev_index;
+        for batch in batches {
+            if batch.first_index() != matched.next() {
+                // A malformed request (gap between batches): keep what matched so far.
+                break;
+            }
+            matched = batch.last_index();
+            if let Some(new_part) = self.reconcile_batch(batch, out) {
+                self.log.append(new_part.clone());
+                out.push(Action::AppendLog(new_part));
+                appended = true;
+            }
+        }
+        self.leader_match = self.leader_match.max(matched);
+        if self.config.broken_rule == Some(BrokenRule::AckBeforePersist) {
+            let (last, term) = (self.log.last_index(), self.log.last_term());
+            self.log.mark_durable(last, term);
+        }
+        let new_commit = commit.min(matched);
+        if new_commit > self.commit {
+            self.commit = new_commit;
+            out.push(Action::Commit { index: self.commit });
+        }
+        self.apply_ready(out);
+        if !appended || self.config.broken_rule == Some(BrokenRule::AckBeforePersist) {
+            let ack = self.durable_leader_match();
+            self.acked_index = self.acked_index.max(ack);
+            self.respond_append(from, AppendOutcome::Accepted { match_index: ack }, out);
+        }
+    }
+
+    /// Compares an incoming batch with the log: returns the part to append (after truncating a
+    /// conflicting suffix), or `None` when every entry is already held.
+    fn reconcile_batch(&mut self, batch: EntryBatch, out: &mut Vec<Action>) -> Option<EntryBatch> {
+        let last_held = self.log.last_index();
+        let mut first_new = batch.first_index();
+        while first_new <= batch.last_index() && first_new <= last_held {
+            match self.log.term_at(first_new) {
+                Some(term) if term == batch.term() => first_new = first_new.next(),
+                _ => {
+                    assert!(
+                        first_new > self.commit,
+                        "leader {:?} conflicts with committed entry {first_new}",
+                        self.leader
+                    );
+                    self.log.truncate_from(first_new);
+                    out.push(Action::TruncateLog { from: first_new });
+                    break;
+                }
+            }
+        }
+        if first_new > batch.last_index() {
+            return None;
+        }
+        if first_new == batch.first_index() {
+            Some(batch)
+        } else {
+            Some(batch.slice(first_new, batch.last_index()))
+        }
+    }
+
+    /// The highest index that is both durable here and known to match the leader.
+    fn durable_leader_match(&self) -> LogIndex {
+        self.log.durable_index().min(self.leader_match)
+    }
+
+    fn respond_append(&self, to: NodeId, outcome: AppendOutcome, out: &mut Vec<Action>) {
+        out.push(Action::Send {
+            to,
+            message: Message::AppendResponse {
+                term: self.term,
+                outcome,
+            },
+            after_persist: false,
+        });
+    }
+
+    fn persisted(&mut self, index: LogIndex, term: Term, out: &mut Vec<Action>) {
+        if !self.log.mark_durable(index, term) {
+            return;
+        }
+        match self.role {
+            Role::Leader => self.maybe_commit(out),
+            Role::Follower => {
+                self.apply_ready(out);
+                let ack = self.durable_leader_match();
+                if let Some(leader) = self.leader {
+                    if ack > self.acked_index {
+                        self.acked_index = ack;
+                        self.respond_append(
+                            leader,
+                            AppendOutcome::Accepted { match_index: ack },
+                            out,
+                        );
+                    }
+                }
+            }
+            Role::PreCandidate | Role::Candidate => self.apply_ready(out),
+        }
+    }
+
+    // ---- leader side of replication --------------------------------------------------------
+
+    fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        outcome: AppendOutcome,
+        out: &mut Vec<Action>,
+    ) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let last_index = self.log.last_index();
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
+        progress.recently_active = true;
+        match outcome {
+            AppendOutcome::Accepted { match_index } => {
+                if match_index > last_index {
+                    return; // not an index of ours: a confused peer
+                }
+                let was_paused = progress.paused;
+                let advanced = progress.acknowledged(match_index);
+                if advanced {
+                    self.maybe_commit(out);
+                }
+                if advanced || was_paused {
+                    self.send_append(from, out);
+                }
+                if let Some((to, _)) = self.transfer {
+                    if to == from && self.progress[&from].match_index == self.log.last_index() {
+                        self.send_timeout_now(from, out);
+                    }
+                }
+            }
+            AppendOutcome::Rejected { prev_index, hint } => {
+                if prev_index < progress.match_index
+                    || (progress.state == ProgressState::Probe
+                        && prev_index != progress.next_index.prev())
+                {
+                    return; // stale
+                }
+                let retry_from = match hint.conflict {
+                    Some((term, first_of_term)) => match self.log.last_index_of_term(term) {
+                        Some(last_of_term) if last_of_term < prev_index => last_of_term.next(),
+                        _ => first_of_term,
+                    },
+                    None => hint.last_index.next(),
+                };
+                let progress = self.progress.get_mut(&from).expect("checked above");
+                progress.become_probe(retry_from.min(prev_index));
+                self.send_append(from, out);
+            }
+        }
+    }
+
+    fn broadcast_append(&mut self, out: &mut Vec<Action>) {
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for peer in peers {
+            self.send_append(peer, out);
+        }
+    }
+
+    fn broadcast_heartbeat(&mut self, out: &mut Vec<Action>) {
+        for (&peer, progress) in &self.progress {
+            let prev_index = progress.next_index.prev();
+            let prev_term = self.log.term_at(prev_index).expect("leader holds its log");
+            out.push(Action::Send {
+                to: peer,
+                message: Message::Append(AppendRequest {
+                    term: self.term,
+                    prev_index,
+                    prev_term,
+                    commit: self.commit,
+                    batches: Vec::new(),
+                }),
+                after_persist: false,
+            });
+        }
+    }
+
+    /// Sends `peer` the entries it lacks, as far as its window allows.
+    fn send_append(&mut self, peer: NodeId, out: &mut Vec<Action>) {
+        let last_index = self.log.last_index();
+        loop {
+            let progress = &self.progress[&peer];
+            if !progress.can_send(
+                self.config.inflight_messages_max,
+                self.config.inflight_bytes_max,
+            ) {
+                return;
+            }
+            let next = progress.next_index;
+            let nothing_new = next > last_index;
+            if nothing_new && progress.state == ProgressState::Replicate {
+                return;
+            }
+            let prev_index = next.prev();
+            let prev_term = self.log.term_at(prev_index).expect("leader holds its log");
+            let batches = if nothing_new {
+                Vec::new()
+            } else {
+                self.log.entries_from(next, self.config.message_bytes_max)
+            };
+            let bytes = batches.iter().map(EntryBatch::encoded_len).sum();
+            let sent_last = batches.last().map_or(prev_index, EntryBatch::last_index);
+            out.push(Action::Send {
+                to: peer,
+                message: Message::Append(AppendRequest {
+                    term: self.term,
+                    prev_index,
+                    prev_term,
+                    commit: self.commit,
+                    batches,
+                }),
+                after_persist: false,
+            });
+            let progress = self.progress.get_mut(&peer).expect("peer has progress");
+            progress.sent(sent_last, bytes);
+            if progress.state == ProgressState::Probe || nothing_new {
+                return;
+            }
+        }
+    }
+
+    /// Advances the commit index to the highest current-term index durable on a majority.
+    fn maybe_commit(&mut self, out: &mut Vec<Action>) {
+        if self.role != Role::Leader {
+            return;
+        }
+        self.scratch_indexes.clear();
+        self.scratch_indexes.push(self.log.durable_index());
+        self.scratch_indexes
+            .extend(self.progress.values().map(|progress| progress.match_index));
+        let candidate = quorum::committed_index(&self.scratch_indexes, &mut self.scratch_sorted);
+        if candidate <= self.commit {
+            return;
+        }
+        let current_term_rule =
+            self.config.broken_rule != Some(BrokenRule::CommitPreviousTermByCounting);
+        if current_term_rule && self.log.term_at(candidate) != Some(self.term) {
+            return;
+        }
+        self.commit = candidate;
+        out.push(Action::Commit { index: candidate });
+        self.apply_ready(out);
+    }
+
+    /// Hands committed entries that are durable here to the state machine.
+    fn apply_ready(&mut self, out: &mut Vec<Action>) {
+        let ready = self.commit.min(self.log.durable_index());
+        if ready <= self.applied {
+            return;
+        }
+        for batch in self.log.entries_between(self.applied.next(), ready) {
+            out.push(Action::Apply(batch));
+        }
+        self.applied = ready;
+    }
+
+    // ---- invariants ------------------------------------------------------------------------
+
+    /// Checks the invariants in the module docs that hold within one state.
+    pub fn invariants(&self) -> Result<(), String> {
+        self.log.check()?;
+        let last = self.log.last_index();
+        if !(self.applied <= self.commit && self.commit <= last) {
+            return Err(format!(
+                "cursor order broken: applied {} commit {} last {last}",
+                self.applied, self.commit
+            ));
+        }
+        if self.applied > self.log.durable_index() {
+            return Err(format!("applied {} beyond durable index", self.applied));
+        }
+        if self.role == Role::Leader {
+            if self.leader != Some(self.config.id) || self.vote != Some(self.config.id) {
+                return Err("a leader must know itself as leader and have voted for itself".into());
+            }
+            if self.progress.len() + 1 != self.config.voters.len() {
+                return Err("leader progress does not cover every other voter".into());
+            }
+            for progress in self.progress.values() {
+                progress.check(last)?;
+            }
+        } else if !self.progress.is_empty() {
+            return Err("a non-leader keeps follower progress".into());
+        }
+        Ok(())
+    }
+
+    fn monotone_snapshot(&self) -> (Term, Option<NodeId>, LogIndex, LogIndex) {
+        (self.term, self.vote, self.commit, self.applied)
+    }
+
+    fn check_monotone(
+        &self,
+        before: (Term, Option<NodeId>, LogIndex, LogIndex),
+    ) -> Result<(), String> {
+        let (term, vote, commit, applied) = before;
+        if self.term < term {
+            return Err(format!("term went back from {term} to {}", self.term));
+        }
+        if self.term == term && vote.is_some() && self.vote != vote {
+            return Err(format!(
+                "vote changed within {term}: {vote:?} -> {:?}",
+                self.vote
+            ));
+        }
+        if self.commit < commit || self.applied < applied {
+            return Err("commit or applied index went back".into());
+        }
+        Ok(())
+    }
+}
