@@ -1,3 +1,5 @@
 pub mod batch;
+pub mod cli;
 pub mod core;
+pub mod sim;
 pub mod types;

@@ -1,0 +1,627 @@
+//! The simulated cluster: nodes, network, disks, client and the event loop that drives them.
+//!
+//! Every random choice comes from one generator seeded by the run's seed, and every collection
+//! that is iterated is ordered, so a seed replays exactly.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+
+use rand::seq::IteratorRandom;
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::batch::{BatchKind, EntryBatch};
+use crate::core::{Action, BrokenRule, Config, Input, Message, Raft, Role};
+use crate::sim::checker::{Checker, Violation};
+use crate::sim::faults::FaultPlan;
+use crate::sim::storage::SimDisk;
+use crate::types::{LogIndex, NodeId, Term};
+
+/// Simulated microseconds per core tick.
+pub const TICK_US: u64 = 10_000;
+
+/// How one run is shaped.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    pub nodes: usize,
+    /// Ticks of the safety phase (faults on).
+    pub safety_ticks: u64,
+    /// Ticks the liveness phase may take to elect a leader and commit a new proposal.
+    pub liveness_ticks: u64,
+    /// Print every event.
+    pub trace: bool,
+    /// Break a rule on every node, to show the checkers catch it (tests only).
+    pub broken_rule: Option<BrokenRule>,
+}
+
+impl SimOptions {
+    pub fn new(nodes: usize) -> SimOptions {
+        SimOptions {
+            nodes,
+            safety_ticks: 400,
+            liveness_ticks: 300,
+            trace: false,
+            broken_rule: None,
+        }
+    }
+}
+
+/// What one run did.
+#[derive(Clone, Debug, Default)]
+pub struct SimSummary {
+    pub events: u64,
+    pub leaders_elected: u64,
+    pub committed_entries: usize,
+    pub acknowledged_values: usize,
+    pub messages_lost: u64,
+    pub messages_duplicated: u64,
+    pub partitions: u64,
+    pub crashes: u64,
+}
+
+#[derive(Debug)]
+enum Event {
+    Tick(NodeId),
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        epochs: (u64, u64),
+        message: Message,
+    },
+    SyncDone {
+        node: NodeId,
+        epoch: u64,
+    },
+    /// Once per tick: the fault and client schedule.
+    Schedule,
+    Heal,
+}
+
+struct SimNode {
+    id: NodeId,
+    raft: Option<Raft>,
+    disk: SimDisk,
+    /// Incremented at every crash: messages and syncs of an older life are void.
+    epoch: u64,
+    /// Sends waiting for the disk: (durable write count needed, destination, message).
+    held: Vec<(u64, NodeId, Message)>,
+    /// Client values proposed through this node that were accepted: (index, term, value).
+    pending: Vec<(LogIndex, Term, u64)>,
+    applied: LogIndex,
+}
+
+pub struct Cluster {
+    options: SimOptions,
+    rng: Xoshiro256PlusPlus,
+    plan: FaultPlan,
+    seed: u64,
+    now_us: u64,
+    sequence: u64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    nodes: Vec<SimNode>,
+    /// Directed links that drop everything.
+    cut: BTreeSet<(NodeId, NodeId)>,
+    checker: Checker,
+    summary: SimSummary,
+    next_value: u64,
+    actions: Vec<Action>,
+}
+
+/// An event due at `at_us`; ties run in scheduling order (`sequence`).
+struct Scheduled {
+    at_us: u64,
+    sequence: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at_us, self.sequence) == (other.at_us, other.sequence)
+    }
+}
+
+impl Eq for Scheduled {}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at_us, self.sequence).cmp(&(other.at_us, other.sequence))
+    }
+}
+
+impl Cluster {
+    pub fn new(seed: u64, options: SimOptions) -> Cluster {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let plan = FaultPlan::draw(&mut rng);
+        let ids: Vec<NodeId> = (1..=options.nodes as u64).map(NodeId).collect();
+        let mut cluster = Cluster {
+            rng,
+            plan,
+            seed,
+            now_us: 0,
+            sequence: 0,
+            queue: BinaryHeap::new(),
+            nodes: Vec::new(),
+            cut: BTreeSet::new(),
+            checker: Checker::default(),
+            summary: SimSummary::default(),
+            next_value: 1,
+            actions: Vec::new(),
+            options,
+        };
+        for &id in &ids {
+            let disk = SimDisk::default();
+            let raft = Raft::new(cluster.core_config(id, 0), disk.recover());
+            cluster.nodes.push(SimNode {
+                id,
+                raft: Some(raft),
+                disk,
+                epoch: 0,
+                held: Vec::new(),
+                pending: Vec::new(),
+                applied: LogIndex::ZERO,
+            });
+            let phase = cluster.rng.random_range(0..TICK_US);
+            cluster.schedule(phase, Event::Tick(id));
+        }
+        cluster.schedule(TICK_US / 2, Event::Schedule);
+        cluster
+    }
+
+    pub fn plan(&self) -> &FaultPlan {
+        &self.plan
+    }
+
+    fn core_config(&self, id: NodeId, epoch: u64) -> Config {
+        let voters = (1..=self.options.nodes as u64).map(NodeId).collect();
+        let mut config = Config::new(id, voters);
+        config.rng_seed = self.seed ^ (epoch << 20);
+        config.check_invariants = true;
+        config.broken_rule = self.options.broken_rule;
+        config
+    }
+
+    fn schedule(&mut self, delay_us: u64, event: Event) {
+        self.sequence += 1;
+        self.queue.push(Reverse(Scheduled {
+            at_us: self.now_us + delay_us,
+            sequence: self.sequence,
+            event,
+        }));
+    }
+
+    /// Runs the safety phase, then heals and requires progress. Returns what happened.
+    pub fn run(mut self) -> Result<SimSummary, Violation> {
+        let heal_at = self.options.safety_ticks * TICK_US;
+        self.run_until(heal_at)?;
+        self.heal_everything();
+        let acknowledged_at_heal = self.checker.acknowledged_count();
+        let deadline = heal_at + self.options.liveness_ticks * TICK_US;
+        while self.now_us < deadline {
+            self.run_until(self.now_us + TICK_US)?;
+            if self.checker.acknowledged_count() > acknowledged_at_heal && self.leader().is_some()
+            {
+                return self.final_checks();
+            }
+        }
+        Err(Violation(format!(
+            "no progress within {} ticks after healing (leader: {:?})",
+            self.options.liveness_ticks,
+            self.leader()
+        )))
+    }
+
+    fn run_until(&mut self, until_us: u64) -> Result<(), Violation> {
+        while self
+            .queue
+            .peek()
+            .is_some_and(|Reverse(next)| next.at_us <= until_us)
+        {
+            let Reverse(Scheduled { at_us, event, .. }) = self.queue.pop().expect("peeked");
+            self.now_us = at_us;
+            self.summary.events += 1;
+            self.handle(event)?;
+        }
+        self.now_us = until_us;
+        Ok(())
+    }
+
+    fn trace(&self, line: impl FnOnce() -> String) {
+        if self.options.trace {
+            println!("{:>10.3}ms {}", self.now_us as f64 / 1000.0, line());
+        }
+    }
+
+    fn handle(&mut self, event: Event) -> Result<(), Violation> {
+        match event {
+            Event::Tick(id) => {
+                if self.node(id).raft.is_some() {
+                    self.step(id, Input::Tick)?;
+                    self.schedule(TICK_US, Event::Tick(id));
+                }
+            }
+            Event::Deliver {
+                from,
+                to,
+                epochs,
+                message,
+            } => {
+                if (self.node(from).epoch, self.node(to).epoch) == epochs
+                    && self.node(to).raft.is_some()
+                {
+                    self.trace(|| format!("{to} <- {from} {message:?}"));
+                    self.step(to, Input::Message { from, message })?;
+                }
+            }
+            Event::SyncDone { node, epoch } => {
+                if self.node(node).epoch == epoch && self.node(node).raft.is_some() {
+                    self.sync_done(node)?;
+                }
+            }
+            Event::Schedule => {
+                self.inject_faults()?;
+                self.schedule(TICK_US, Event::Schedule);
+            }
+            Event::Heal => {
+                self.trace(|| "network healed".into());
+                self.cut.clear();
+            }
+        }
+        Ok(())
+    }
+
+    fn node(&self, id: NodeId) -> &SimNode {
+        &self.nodes[id.0 as usize - 1]
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> &mut SimNode {
+        &mut self.nodes[id.0 as usize - 1]
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .filter_map(|node| node.raft.as_ref())
+            .filter(|raft| raft.role() == Role::Leader)
+            .max_by_key(|raft| raft.term())
+            .map(Raft::id)
+    }
+
+    /// Steps `id`'s core with `input` and carries out the actions.
+    fn step(&mut self, id: NodeId, input: Input) -> Result<(), Violation> {
+        let mut actions = std::mem::take(&mut self.actions);
+        actions.clear();
+        let raft = self.node_mut(id).raft.as_mut().expect("stepping a live node");
+        raft.step(input, &mut actions);
+        let result = self.execute(id, &actions);
+        self.actions = actions;
+        result
+    }
+
+    fn execute(&mut self, id: NodeId, actions: &[Action]) -> Result<(), Violation> {
+        for action in actions {
+            self.trace(|| format!("{id} {}", describe(action)));
+            if self.node_mut(id).disk.write(action) {
+                if let Action::AppendLog(batch) = action {
+                    self.checker.appended(id, batch)?;
+                }
+                self.start_sync(id);
+                continue;
+            }
+            match action {
+                Action::Send {
+                    to,
+                    message,
+                    after_persist,
+                } => {
+                    if *after_persist {
+                        let node = self.node_mut(id);
+                        let mark = node.disk.issued_writes();
+                        node.held.push((mark, *to, message.clone()));
+                    } else {
+                        self.send(id, *to, message.clone());
+                    }
+                }
+                Action::Accepted {
+                    first_index,
+                    last_index,
+                    term,
+                } => self.record_pending(id, *first_index, *last_index, *term),
+                Action::Apply(batch) => self.apply(id, batch)?,
+                Action::RoleChanged {
+                    role: Role::Leader,
+                    term,
+                    ..
+                } => {
+                    self.summary.leaders_elected += 1;
+                    let raft = self.nodes[id.0 as usize - 1].raft.as_ref().expect("live");
+                    self.checker
+                        .leader_elected(id, *term, |index| raft.term_at(index))?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn start_sync(&mut self, id: NodeId) {
+        let (min, max) = (self.plan.sync_min_us, self.plan.sync_max_us);
+        let delay = self.rng.random_range(min..=max);
+        let node = self.node_mut(id);
+        if node.disk.start_sync() {
+            let epoch = node.epoch;
+            self.schedule(delay, Event::SyncDone { node: id, epoch });
+        }
+    }
+
+    fn sync_done(&mut self, id: NodeId) -> Result<(), Violation> {
+        let commit_before = self.node(id).disk.hard_state().commit;
+        let persisted = self.node_mut(id).disk.finish_sync();
+        if self.node(id).disk.hard_state().commit < commit_before {
+            return Err(Violation(format!("{id}'s durable commit hint went back")));
+        }
+        if let Some((index, term)) = persisted {
+            self.step(id, Input::Persisted { index, term })?;
+        }
+        let node = self.node_mut(id);
+        let durable = node.disk.durable_writes();
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            node.held.drain(..).partition(|(mark, _, _)| *mark <= durable);
+        node.held = waiting;
+        for (_, to, message) in ready {
+            self.send(id, to, message);
+        }
+        self.start_sync(id);
+        Ok(())
+    }
+
+    fn send(&mut self, from: NodeId, to: NodeId, message: Message) {
+        if self.cut.contains(&(from, to)) || self.rng.random_bool(self.plan.loss) {
+            self.summary.messages_lost += 1;
+            return;
+        }
+        let copies = if self.rng.random_bool(self.plan.duplication) {
+            self.summary.messages_duplicated += 1;
+            2
+        } else {
+            1
+        };
+        let epochs = (self.node(from).epoch, self.node(to).epoch);
+        for _ in 0..copies {
+            let delay = self.rng.random_range(1..=self.plan.delay_max_us);
+            self.schedule(
+                delay,
+                Event::Deliver {
+                    from,
+                    to,
+                    epochs,
+                    message: message.clone(),
+                },
+            );
+        }
+    }
+
+    /// Remembers the client values of an accepted proposal, to acknowledge them when the
+    /// proposing node applies them.
+    fn record_pending(&mut self, id: NodeId, first: LogIndex, last: LogIndex, term: Term) {
+        let raft = self.node(id).raft.as_ref().expect("live");
+        let mut values = Vec::new();
+        for batch in raft.entries(first, last) {
+            for (offset, payload) in batch.payloads().enumerate() {
+                let value = u64::from_le_bytes(payload.try_into().expect("8-byte client value"));
+                values.push((batch.first_index().plus(offset as u64), term, value));
+            }
+        }
+        self.node_mut(id).pending.extend(values);
+    }
+
+    fn apply(&mut self, id: NodeId, batch: &EntryBatch) -> Result<(), Violation> {
+        let node = self.node_mut(id);
+        if batch.first_index() != node.applied.next() {
+            return Err(Violation(format!(
+                "{id} applied {:?} after {}",
+                batch,
+                node.applied
+            )));
+        }
+        node.applied = batch.last_index();
+        let (first, last, term) = (batch.first_index(), batch.last_index(), batch.term());
+        let mut acknowledged = Vec::new();
+        node.pending.retain(|&(index, pending_term, value)| {
+            if index < first || index > last {
+                return index > last;
+            }
+            if pending_term == term && batch.payload(index) == value.to_le_bytes() {
+                acknowledged.push((value, index));
+            }
+            false
+        });
+        for (value, index) in acknowledged {
+            self.checker.acknowledged(value, index);
+        }
+        self.checker.applied(id, batch)
+    }
+
+    // ---- faults and the client -------------------------------------------------------------
+
+    fn inject_faults(&mut self) -> Result<(), Violation> {
+        if self.cut.is_empty() && self.rng.random_bool(self.plan.partition_per_tick) {
+            self.partition();
+        }
+        if self.rng.random_bool(self.plan.crash_per_tick) {
+            self.crash_some_node();
+        }
+        if self.rng.random_bool(self.plan.restart_per_tick) {
+            let crashed = self.nodes.iter().filter(|n| n.raft.is_none()).map(|n| n.id);
+            if let Some(id) = crashed.choose(&mut self.rng) {
+                self.restart(id)?;
+            }
+        }
+        if self.rng.random_bool(self.plan.transfer_per_tick) {
+            if let Some(leader) = self.leader() {
+                let to = NodeId(self.rng.random_range(1..=self.options.nodes as u64));
+                self.step(leader, Input::TransferLeadership { to })?;
+            }
+        }
+        if self.rng.random_bool(self.plan.propose_per_tick) {
+            self.propose()?;
+        }
+        Ok(())
+    }
+
+    fn partition(&mut self) {
+        self.summary.partitions += 1;
+        let ids: Vec<NodeId> = self.nodes.iter().map(|n| n.id).collect();
+        let kind = self.rng.random_range(0..3);
+        let isolated: Vec<NodeId> = match (kind, self.leader()) {
+            (0, Some(leader)) => vec![leader],
+            _ => {
+                let size = self.rng.random_range(1..=ids.len() / 2);
+                ids.iter().copied().choose_multiple(&mut self.rng, size)
+            }
+        };
+        let one_way = kind == 2;
+        let inbound_only = self.rng.random_bool(0.5);
+        for &inside in &isolated {
+            for &outside in ids.iter().filter(|id| !isolated.contains(id)) {
+                if !one_way || inbound_only {
+                    self.cut.insert((outside, inside));
+                }
+                if !one_way || !inbound_only {
+                    self.cut.insert((inside, outside));
+                }
+            }
+        }
+        self.trace(|| format!("partition {:?} (one way: {one_way})", isolated));
+        let duration = self.rng.random_range(5..100) * TICK_US;
+        self.schedule(duration, Event::Heal);
+    }
+
+    fn crash_some_node(&mut self) {
+        let leader = self.leader();
+        let target = match leader {
+            Some(leader) if self.rng.random_bool(0.3) => Some(leader),
+            _ => self
+                .nodes
+                .iter()
+                .filter(|n| n.raft.is_some())
+                .map(|n| n.id)
+                .choose(&mut self.rng),
+        };
+        let Some(id) = target else { return };
+        self.summary.crashes += 1;
+        let survivors = self.rng.random_range(0..=self.node(id).disk.queued_writes());
+        self.trace(|| format!("{id} crashes ({survivors} unsynced writes survive)"));
+        let node = self.node_mut(id);
+        node.raft = None;
+        node.disk.crash(survivors);
+        node.epoch += 1;
+        node.held.clear();
+        node.pending.clear();
+    }
+
+    fn restart(&mut self, id: NodeId) -> Result<(), Violation> {
+        let node = self.node(id);
+        let recovered = node.disk.recover();
+        let applied_before = node.applied;
+        let durable_last = recovered
+            .batches
+            .last()
+            .map_or(LogIndex::ZERO, EntryBatch::last_index);
+        if durable_last < applied_before {
+            return Err(Violation(format!(
+                "{id} had applied up to {applied_before} but recovered a log ending at {durable_last}"
+            )));
+        }
+        self.trace(|| format!("{id} restarts (log to {durable_last})"));
+        let config = self.core_config(id, node.epoch);
+        let node = self.node_mut(id);
+        node.raft = Some(Raft::new(config, recovered));
+        node.applied = LogIndex::ZERO;
+        let phase = self.rng.random_range(1..TICK_US);
+        self.schedule(phase, Event::Tick(id));
+        Ok(())
+    }
+
+    fn propose(&mut self) -> Result<(), Violation> {
+        let live: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|n| n.raft.is_some())
+            .map(|n| n.id)
+            .collect();
+        let target = match self.leader() {
+            Some(leader) if self.rng.random_bool(0.9) => leader,
+            _ => match live.iter().copied().choose(&mut self.rng) {
+                Some(id) => id,
+                None => return Ok(()),
+            },
+        };
+        let count = self.rng.random_range(1..=3);
+        let values: Vec<[u8; 8]> = (0..count)
+            .map(|_| {
+                self.next_value += 1;
+                self.next_value.to_le_bytes()
+            })
+            .collect();
+        let batch = EntryBatch::encode(
+            BatchKind::Command,
+            Term::ZERO,
+            LogIndex::ZERO,
+            values.iter().map(|v| v.as_slice()),
+        );
+        self.step(target, Input::Propose(batch))
+    }
+
+    // ---- the end ---------------------------------------------------------------------------
+
+    fn heal_everything(&mut self) {
+        self.trace(|| "liveness phase: heal network, restart crashed nodes".into());
+        self.plan = self.plan.healed();
+        self.cut.clear();
+    }
+
+    fn final_checks(mut self) -> Result<SimSummary, Violation> {
+        for a in 0..self.nodes.len() {
+            for b in a + 1..self.nodes.len() {
+                Checker::logs_match(
+                    (self.nodes[a].id, self.nodes[a].disk.log()),
+                    (self.nodes[b].id, self.nodes[b].disk.log()),
+                )?;
+            }
+        }
+        let leader = self.leader().expect("liveness phase found a leader");
+        let raft = self.node(leader).raft.as_ref().expect("live");
+        self.checker.check_acknowledged_in(
+            leader,
+            |index| {
+                raft.entries(index, index)
+                    .first()
+                    .map(|batch| batch.payload(index).to_vec())
+            },
+            raft.last_index(),
+        )?;
+        self.summary.committed_entries = self.checker.committed_count();
+        self.summary.acknowledged_values = self.checker.acknowledged_count();
+        Ok(self.summary)
+    }
+}
+
+fn describe(action: &Action) -> String {
+    match action {
+        Action::Send {
+            to,
+            message,
+            after_persist,
+        } => format!(
+            "-> {to}{} {message:?}",
+            if *after_persist { " (after persist)" } else { "" }
+        ),
+        other => format!("{other:?}"),
+    }
+}
