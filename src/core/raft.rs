@@ -663,7 +663,12 @@ impl Raft {
             return;
         }
         match self.role {
-            Role::Leader => self.maybe_commit(out),
+            Role::Leader => {
+                self.maybe_commit(out);
+                // Entries that durable followers committed while this copy was still being
+                // written become applicable only now.
+                self.apply_ready(out);
+            }
             Role::Follower => {
                 self.apply_ready(out);
                 let ack = self.durable_leader_match();
