@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use ringraft::batch::{BatchKind, EntryBatch};
 use ringraft::core::{
-    Action, AppendOutcome, AppendRequest, Config, Input, Message, Raft, Recovered, RejectHint, Role,
+    Action, AppendOutcome, AppendRequest, BrokenRule, Config, Input, Message, Raft, Recovered,
+    RejectHint, Role,
 };
 use ringraft::types::{HardState, LogIndex, NodeId, Term};
 
@@ -138,6 +139,12 @@ impl Node {
 
     pub fn without_check_quorum(mut self) -> Node {
         self.config.check_quorum = false;
+        self
+    }
+
+    /// Breaks a rule on purpose, to show that a test notices.
+    pub fn breaking(mut self, rule: BrokenRule) -> Node {
+        self.config.broken_rule = Some(rule);
         self
     }
 
@@ -398,6 +405,17 @@ pub fn appends(actions: &[Action]) -> Vec<(NodeId, AppendRequest)> {
         .collect()
 }
 
+/// The indexes of the `Commit` actions in `actions`.
+pub fn commits(actions: &[Action]) -> Vec<u64> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Commit { index } => Some(index.0),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Whether `actions` persist anything (hard state or log).
 pub fn touches_storage(actions: &[Action]) -> bool {
     actions.iter().any(|action| {
@@ -512,7 +530,7 @@ impl Cluster {
         self.agreed_leader().expect("checked above")
     }
 
-    /// The leader every connected node follows, if they agree on one.
+    /// The connected leader every connected node follows, if they agree on one.
     pub fn agreed_leader(&self) -> Option<NodeId> {
         let leaders: BTreeSet<Option<NodeId>> = self
             .nodes
@@ -521,7 +539,12 @@ impl Cluster {
             .map(Raft::leader)
             .collect();
         match leaders.into_iter().collect::<Vec<_>>()[..] {
-            [Some(leader)] if self.nodes[&leader].role() == Role::Leader => Some(leader),
+            [Some(leader)]
+                if self.nodes[&leader].role() == Role::Leader
+                    && !self.isolated.contains(&leader) =>
+            {
+                Some(leader)
+            }
             _ => None,
         }
     }
@@ -537,6 +560,10 @@ impl Cluster {
 
     pub fn isolate(&mut self, id: u64) {
         self.isolated.insert(NodeId(id));
+    }
+
+    pub fn rejoin(&mut self, id: u64) {
+        self.isolated.remove(&NodeId(id));
     }
 
     pub fn heal(&mut self) {
