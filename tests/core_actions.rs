@@ -633,3 +633,40 @@ fn timeout_now_from_a_non_leader_is_ignored() {
     );
     assert_eq!(follower.role(), Role::Follower);
 }
+
+// ---- connection loss -----------------------------------------------------------------------
+
+#[test]
+fn unreachable_follower_is_sent_the_missing_entries_when_its_heartbeat_reply_arrives() {
+    let mut leader = settled_leader();
+    propose(&mut leader, &["a"]);
+    // The connection to n2 broke: the AppendEntries carrying index 2 may be lost.
+    assert_eq!(step(&mut leader, Input::Unreachable { peer: n(2) }), vec![]);
+    tick(&mut leader);
+    let heartbeats = appends(&tick(&mut leader));
+    assert_eq!(heartbeats[0], (n(2), heartbeat_request(1, 1, 1, 1)));
+    // n2 never got index 2; it matches up to 1 and says so.
+    assert_eq!(
+        deliver(&mut leader, 2, accepted(1, 1)),
+        vec![send(2, append(1, (1, 1), 1, vec![placed(&["a"], 1, 2)]))]
+    );
+}
+
+#[test]
+fn single_voter_elects_itself_and_commits_on_its_own_durability() {
+    let mut node = Node::new(1, 1).term(1).build();
+    assert_eq!(
+        tick_until_campaign(&mut node),
+        vec![
+            role_changed(Role::PreCandidate, 1, None),
+            save(2, Some(1), 0),
+            role_changed(Role::Candidate, 2, None),
+            role_changed(Role::Leader, 2, Some(1)),
+            Action::AppendLog(noop(2, 1)),
+        ]
+    );
+    assert_eq!(
+        persisted(&mut node, 1, 2),
+        vec![commit(1), Action::Apply(noop(2, 1))]
+    );
+}

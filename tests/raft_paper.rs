@@ -508,22 +508,27 @@ fn s5_3_follower_acknowledges_entries_only_once_durable() {
 }
 
 /// §5.3: the leader retries AppendEntries until every follower stores every entry, even when
-/// the messages carrying them were lost.
+/// the messages carrying them were lost — whether or not the transport reported the loss.
 #[test]
 fn s5_3_leader_retries_until_a_follower_that_missed_entries_has_them() {
-    let mut cluster = Cluster::fresh(3);
-    let leader = cluster.elect_any().0;
-    let lagging = if leader == 3 { 2 } else { 3 };
-    cluster.isolate(lagging);
-    cluster.step(leader, Input::Propose(proposal(&["a"])));
-    cluster.deliver_all();
-    cluster.rejoin(lagging);
-    let last = cluster.node(leader).last_index();
-    cluster.tick_until(20, |cluster| cluster.node(lagging).last_index() == last);
-    assert_eq!(
-        terms_of(cluster.node(lagging)),
-        terms_of(cluster.node(leader))
-    );
+    for reported in [false, true] {
+        let mut cluster = Cluster::fresh(3);
+        let leader = cluster.elect_any().0;
+        let lagging = if leader == 3 { 2 } else { 3 };
+        cluster.isolate(lagging);
+        cluster.step(leader, Input::Propose(proposal(&["a"])));
+        cluster.deliver_all();
+        if reported {
+            cluster.step(leader, Input::Unreachable { peer: n(lagging) });
+        }
+        cluster.rejoin(lagging);
+        let last = cluster.node(leader).last_index();
+        cluster.tick_until(20, |cluster| cluster.node(lagging).last_index() == last);
+        assert_eq!(
+            terms_of(cluster.node(lagging)),
+            terms_of(cluster.node(leader))
+        );
+    }
 }
 
 /// §5.3 (Leader Append-Only): a leader never overwrites or deletes entries in its log; only

@@ -291,7 +291,17 @@ pub fn append(term: u64, prev: (u64, u64), commit: u64, batches: Vec<EntryBatch>
 }
 
 pub fn heartbeat(term: u64, prev_index: u64, prev_term: u64, commit: u64) -> Message {
-    append(term, (prev_index, prev_term), commit, Vec::new())
+    Message::Append(heartbeat_request(term, prev_index, prev_term, commit))
+}
+
+pub fn heartbeat_request(term: u64, prev_index: u64, prev_term: u64, commit: u64) -> AppendRequest {
+    AppendRequest {
+        term: Term(term),
+        prev_index: LogIndex(prev_index),
+        prev_term: Term(prev_term),
+        commit: LogIndex(commit),
+        batches: Vec::new(),
+    }
 }
 
 pub fn accepted(term: u64, match_index: u64) -> Message {
