@@ -670,3 +670,68 @@ fn single_voter_elects_itself_and_commits_on_its_own_durability() {
         vec![commit(1), Action::Apply(noop(2, 1))]
     );
 }
+
+// ---- pipelining windows --------------------------------------------------------------------
+
+fn settled_leader_with(change: impl FnOnce(&mut ringraft::core::Config)) -> Raft {
+    let mut leader = Node::new(1, 2).configure(change).build();
+    elect_and_settle(&mut leader);
+    leader
+}
+
+#[test]
+fn full_message_window_holds_back_a_proposal_until_an_ack_frees_a_slot() {
+    let mut leader = settled_leader_with(|config| config.inflight_messages_max = 2);
+    assert_eq!(sends(&propose(&mut leader, &["a"])).len(), 1);
+    assert_eq!(sends(&propose(&mut leader, &["b"])).len(), 1);
+    assert_eq!(
+        propose(&mut leader, &["c"]),
+        vec![
+            Action::Accepted {
+                first_index: i(4),
+                last_index: i(4),
+                term: t(1),
+            },
+            Action::AppendLog(placed(&["c"], 1, 4)),
+        ]
+    );
+    assert_eq!(leader.progress(n(2)).unwrap().inflight_messages(), 2);
+    assert_eq!(
+        deliver(&mut leader, 2, accepted(1, 2)),
+        vec![send(2, append(1, (3, 1), 1, vec![placed(&["c"], 1, 4)]))]
+    );
+}
+
+#[test]
+fn full_byte_window_holds_back_a_proposal_until_an_ack_frees_it() {
+    let mut leader = settled_leader_with(|config| config.inflight_bytes_max = 1);
+    assert_eq!(sends(&propose(&mut leader, &["a"])).len(), 1);
+    assert_eq!(sends(&propose(&mut leader, &["b"])), vec![]);
+    assert_eq!(
+        deliver(&mut leader, 2, accepted(1, 2)),
+        vec![send(2, append(1, (2, 1), 1, vec![placed(&["b"], 1, 3)]))]
+    );
+}
+
+#[test]
+fn catch_up_is_cut_into_messages_of_at_most_the_byte_limit() {
+    let mut leader = Node::new(1, 2)
+        .term(1)
+        .log(&[(1, 1), (1, 1), (1, 1)])
+        .configure(|config| config.message_bytes_max = 1)
+        .build();
+    elect(&mut leader);
+    // n2 holds nothing: the probe backs up to the start and sends one batch per message.
+    assert_eq!(
+        deliver(&mut leader, 2, rejected(2, 3, 0, None)),
+        vec![send(2, append(2, (0, 0), 0, vec![batch(1, 1, 1)]))]
+    );
+    assert_eq!(
+        deliver(&mut leader, 2, accepted(2, 1)),
+        vec![
+            send(2, append(2, (1, 1), 0, vec![batch(1, 2, 1)])),
+            send(2, append(2, (2, 1), 0, vec![batch(1, 3, 1)])),
+            send(2, append(2, (3, 1), 0, vec![noop(2, 4)])),
+        ]
+    );
+}

@@ -142,6 +142,12 @@ impl Node {
         self
     }
 
+    /// Changes other settings.
+    pub fn configure(mut self, change: impl FnOnce(&mut Config)) -> Node {
+        change(&mut self.config);
+        self
+    }
+
     /// Breaks a rule on purpose, to show that a test notices.
     pub fn breaking(mut self, rule: BrokenRule) -> Node {
         self.config.broken_rule = Some(rule);
