@@ -38,6 +38,7 @@ const ROLES: [Role; 4] = [
     Role::Leader,
 ];
 
+/// The `prev_index` of every rejection `from` sent `to`, in delivery order.
 fn rejected_prev_indexes_between(cluster: &Cluster, from: u64, to: u64) -> Vec<u64> {
     cluster
         .delivered_between(from, to)
