@@ -663,7 +663,12 @@ impl Raft {
             return;
         }
         match self.role {
-            Role::Leader => self.maybe_commit(out),
+            Role::Leader => {
+                self.maybe_commit(out);
+                // Entries that durable followers committed while this copy was still being
+                // written become applicable only now.
+                self.apply_ready(out);
+            }
             Role::Follower => {
                 self.apply_ready(out);
                 let ack = self.durable_leader_match();
@@ -705,10 +710,14 @@ impl Raft {
                 }
                 let was_paused = progress.paused;
                 let advanced = progress.acknowledged(match_index);
+                // A follower still behind is sent what it lacks: after `Unreachable` the probe
+                // restarts just after its match, and nothing else would resend the entries
+                // that were lost with the connection.
+                let behind = progress.match_index < last_index;
                 if advanced {
                     self.maybe_commit(out);
                 }
-                if advanced || was_paused {
+                if advanced || was_paused || behind {
                     self.send_append(from, out);
                 }
                 if let Some((to, _)) = self.transfer {
