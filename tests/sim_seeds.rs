@@ -47,8 +47,8 @@ fn acking_before_persisting_is_caught() {
 }
 
 #[test]
-fn committing_a_previous_term_entry_by_counting_is_caught() {
-    let caught = first_caught(BrokenRule::CommitPreviousTermByCounting);
-    assert!(caught.is_some(), "no seed caught a previous-term commit by counting");
+fn voting_without_the_log_check_is_caught() {
+    let caught = first_caught(BrokenRule::VoteWithoutLogCheck);
+    assert!(caught.is_some(), "no seed caught votes for out-of-date candidates");
     println!("caught: {caught:?}");
 }

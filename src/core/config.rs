@@ -12,6 +12,8 @@ pub enum BrokenRule {
     AckBeforePersist,
     /// A leader commits an entry of an earlier term by counting replicas (violates §5.4.2).
     CommitPreviousTermByCounting,
+    /// Voters grant votes without checking that the candidate's log is up to date (§5.4.1).
+    VoteWithoutLogCheck,
 }
 
 /// Configuration of one group's core on one node.

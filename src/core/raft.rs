@@ -490,7 +490,8 @@ impl Raft {
         pre_vote: bool,
         out: &mut Vec<Action>,
     ) {
-        let up_to_date = self.log.is_up_to_date(last_index, last_term);
+        let up_to_date = self.log.is_up_to_date(last_index, last_term)
+            || self.config.broken_rule == Some(BrokenRule::VoteWithoutLogCheck);
         let granted = if pre_vote {
             term > self.term && up_to_date && !self.in_leader_lease()
         } else {
@@ -784,17 +785,15 @@ impl Raft {
                 return;
             }
             let next = progress.next_index;
-            let nothing_new = next > last_index;
-            if nothing_new && progress.state == ProgressState::Replicate {
+            // With nothing new to send, a probe would only repeat the heartbeat's question
+            // (does the follower match at `next - 1`?); answering it at once would ping-pong
+            // until the follower's write is durable. Heartbeats ask it at their pace.
+            if next > last_index {
                 return;
             }
             let prev_index = next.prev();
             let prev_term = self.log.term_at(prev_index).expect("leader holds its log");
-            let batches = if nothing_new {
-                Vec::new()
-            } else {
-                self.log.entries_from(next, self.config.message_bytes_max)
-            };
+            let batches = self.log.entries_from(next, self.config.message_bytes_max);
             let bytes = batches.iter().map(EntryBatch::encoded_len).sum();
             let sent_last = batches.last().map_or(prev_index, EntryBatch::last_index);
             out.push(Action::Send {
@@ -810,7 +809,7 @@ impl Raft {
             });
             let progress = self.progress.get_mut(&peer).expect("peer has progress");
             progress.sent(sent_last, bytes);
-            if progress.state == ProgressState::Probe || nothing_new {
+            if progress.state == ProgressState::Probe {
                 return;
             }
         }
