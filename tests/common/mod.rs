@@ -81,7 +81,8 @@ pub fn segment_path(dir: &Path, sequence: u64) -> PathBuf {
     dir.join(segment_file_name(sequence))
 }
 
-/// (offset, length) of every record of a segment file, read by walking the headers.
+/// (offset, length without padding) of every record of a segment file, read by walking the
+/// headers.
 pub fn record_spans(path: &Path) -> Vec<(u64, u64)> {
     let bytes = std::fs::read(path).expect("read segment");
     let mut out = Vec::new();
@@ -89,7 +90,10 @@ pub fn record_spans(path: &Path) -> Vec<(u64, u64)> {
     while at + RECORD_HEADER_BYTES <= bytes.len() {
         match RecordHeader::decode(&bytes[at..at + RECORD_HEADER_BYTES]) {
             Ok(h) => {
-                out.push((at as u64, h.record_len() as u64));
+                out.push((
+                    at as u64,
+                    (RECORD_HEADER_BYTES + h.body_len as usize) as u64,
+                ));
                 at += h.record_len();
             }
             Err(_) => break,
