@@ -44,9 +44,15 @@ fn fails_with(op: FaultOp, errno: i32) {
     // Nothing of the failed flush was acknowledged, and the log refuses further work.
     assert_eq!(log.durable(G).index, LogIndex(10));
     assert!(log.is_stopped());
-    assert!(matches!(log.append(G, &batch(G, 13, 1, 1, 0)), Err(Error::Stopped(_))));
+    assert!(matches!(
+        log.append(G, &batch(G, 13, 1, 1, 0)),
+        Err(Error::Stopped(_))
+    ));
     assert!(matches!(block_on(log.sync()), Err(Error::Stopped(_))));
-    assert!(matches!(log.read(G, LogIndex(1), LogIndex(2)), Err(Error::Stopped(_))));
+    assert!(matches!(
+        log.read(G, LogIndex(1), LogIndex(2)),
+        Err(Error::Stopped(_))
+    ));
     drop(log);
     let log = DiskLog::open(config(dir.path(), 64 << 10)).unwrap();
     assert_synced_prefix(&log, 10);
@@ -76,7 +82,10 @@ fn mem_log_failure_is_fatal_until_restart() {
     log.fail_next_flush(EIO);
     assert!(block_on(log.sync()).unwrap_err().is_fatal());
     assert_eq!(log.durable(G).index, LogIndex(2));
-    assert!(matches!(log.append(G, &batch(G, 5, 1, 1, 0)), Err(Error::Stopped(_))));
+    assert!(matches!(
+        log.append(G, &batch(G, 5, 1, 1, 0)),
+        Err(Error::Stopped(_))
+    ));
     log.crash();
     assert_eq!(log.last_index(G), LogIndex(2));
     // A torn crash keeps a prefix of the in-flight flush.
@@ -146,7 +155,10 @@ fn full_filesystem_stops_the_log_without_losing_synced_data() {
         "{err}"
     );
     assert_eq!(log.durable(G).index.0, acked);
-    assert!(matches!(log.append(G, &batch(G, next, 1, 1, 0)), Err(Error::Stopped(_))));
+    assert!(matches!(
+        log.append(G, &batch(G, next, 1, 1, 0)),
+        Err(Error::Stopped(_))
+    ));
     drop(log);
     // Restart: the incomplete segment creation is discarded, everything acked is there.
     let log = DiskLog::open(config(&dir, segment)).unwrap();

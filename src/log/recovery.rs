@@ -143,6 +143,8 @@ pub(crate) fn corruption_at(
 pub(crate) struct Replayer {
     pub view: ShardView,
     anchored: BTreeSet<GroupId>,
+    /// Groups whose first index came from a compaction record (not inferred).
+    exact: BTreeSet<GroupId>,
     pub last_flush: Option<u64>,
     pub records_per_group: BTreeMap<GroupId, u64>,
 }
@@ -188,6 +190,15 @@ impl Replayer {
                     .map_err(|e| format!("record does not follow its group's log: {e}"))
             }
             RecordKind::Truncate => {
+                let g = self.view.group_mut(h.group);
+                if anchored && h.first < g.first && !self.exact.contains(&h.group) {
+                    // The group's first index was inferred from its first surviving record;
+                    // the entries this truncation cut were in deleted segments.
+                    g.spans.clear();
+                    g.first = h.first;
+                    g.prev_term = crate::types::Term::ZERO;
+                    return Ok(());
+                }
                 if anchored {
                     self.view
                         .truncate(h.group, h.first)
@@ -197,6 +208,7 @@ impl Replayer {
             }
             RecordKind::Compact => {
                 self.anchored.insert(h.group);
+                self.exact.insert(h.group);
                 let g = self.view.group_mut(h.group);
                 if h.first.next() == g.first {
                     g.prev_term = h.term;
