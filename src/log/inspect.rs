@@ -301,6 +301,15 @@ fn inspect_shard(dir: &Path) -> Result<ShardReport> {
         });
     }
 
+    if let Err((segment, record, why)) = replayer.finish() {
+        let path = dir.join(segment_file_name(segment));
+        let h = &record.header;
+        findings.push(Finding {
+            group: Some(h.group),
+            indexes: Some((h.first, h.last())),
+            ..finding(Severity::Fatal, &path, Some(record.offset), why)
+        });
+    }
     let mut groups: BTreeMap<GroupId, GroupSummary> = BTreeMap::new();
     for (&group, log) in &replayer.view.groups {
         let mut terms: Vec<TermRun> = Vec::new();

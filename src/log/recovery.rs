@@ -34,7 +34,7 @@ use super::segment::{
     create_segment, list_dir, segment_file_name, SegmentHeader, SEGMENT_HEADER_BYTES,
 };
 use crate::batch::BODY_ALIGN;
-use crate::types::{GroupId, ShardId};
+use crate::types::{GroupId, LogIndex, ShardId, Term};
 
 /// A torn tail that recovery cut off.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,6 +145,9 @@ pub(crate) struct Replayer {
     anchored: BTreeSet<GroupId>,
     /// Groups whose first index came from a compaction record (not inferred).
     exact: BTreeSet<GroupId>,
+    /// Groups whose entries resumed after a gap: the gap must be covered by a later
+    /// compaction record (`through` at least the key), else the log lost entries.
+    gaps: BTreeMap<GroupId, (LogIndex, ScannedRecord, u64)>,
     pub last_flush: Option<u64>,
     pub records_per_group: BTreeMap<GroupId, u64>,
 }
@@ -165,10 +168,19 @@ impl Replayer {
         let anchored = self.anchored.contains(&h.group);
         match h.kind {
             RecordKind::Entries => {
+                let g = self.view.group_mut(h.group);
                 if !anchored {
-                    let g = self.view.group_mut(h.group);
                     g.first = h.first;
                     self.anchored.insert(h.group);
+                } else if h.first > g.last_index().next() {
+                    // The entries before this record were in segments deleted after a later
+                    // compaction; that compaction record must follow.
+                    g.spans.clear();
+                    g.first = h.first;
+                    g.prev_term = Term::ZERO;
+                    self.exact.remove(&h.group);
+                    self.gaps
+                        .insert(h.group, (h.first.prev(), *record, segment));
                 }
                 let span = Span {
                     first: h.first,
@@ -196,7 +208,7 @@ impl Replayer {
                     // the entries this truncation cut were in deleted segments.
                     g.spans.clear();
                     g.first = h.first;
-                    g.prev_term = crate::types::Term::ZERO;
+                    g.prev_term = Term::ZERO;
                     return Ok(());
                 }
                 if anchored {
@@ -209,6 +221,13 @@ impl Replayer {
             RecordKind::Compact => {
                 self.anchored.insert(h.group);
                 self.exact.insert(h.group);
+                if self
+                    .gaps
+                    .get(&h.group)
+                    .is_some_and(|(need, _, _)| h.first >= *need)
+                {
+                    self.gaps.remove(&h.group);
+                }
                 let g = self.view.group_mut(h.group);
                 if h.first.next() == g.first {
                     g.prev_term = h.term;
@@ -219,6 +238,21 @@ impl Replayer {
                     .map(|_| ())
                     .map_err(|e| format!("invalid compaction: {e}"))
             }
+        }
+    }
+
+    /// Checks the end state: a gap no compaction covered means entries were lost. Returns the
+    /// segment, record and reason of the first such gap.
+    pub fn finish(&self) -> Result<(), (u64, ScannedRecord, String)> {
+        match self.gaps.values().next() {
+            Some(&(need, record, segment)) => Err((
+                segment,
+                record,
+                format!(
+                    "entries before this record are missing and no compaction through {need} follows"
+                ),
+            )),
+            None => Ok(()),
         }
     }
 }
@@ -361,6 +395,15 @@ pub(crate) fn recover(
                 file: None,
             },
         );
+    }
+    if let Err((segment, record, why)) = replayer.finish() {
+        let path = &segments[&segment].path;
+        return Err(Error::corrupt(corruption_at(
+            path,
+            record.offset,
+            Some(&record.header),
+            why,
+        )));
     }
     report.segments = segments.len();
 
