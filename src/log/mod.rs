@@ -12,7 +12,7 @@
 //! - `scan` and [`recovery`]: verifying segments; torn tail versus corruption.
 //! - [`disk`]: [`DiskLog`], the production log.
 //! - [`mem`]: [`MemLog`], the simulator's twin with a crash model.
-//! - [`inspect`]: the read-only verifier behind `ringraft inspect`.
+//! - [`mod@inspect`]: the read-only verifier behind `ringraft inspect`.
 //! - [`io`]: the file layer and its fault injection.
 //!
 //! The contract ([`LogStore`]), common to both logs:

@@ -2,7 +2,7 @@
 //! corruption, and rebuild the in-memory view.
 //!
 //! Invariants:
-//! - Only a bad spot in the **last** segment that passes [`is_torn_tail`] is repaired, by
+//! - Only a bad spot in the **last** segment that passes the torn-tail rule (`scan::is_torn_tail`) is repaired, by
 //!   zeroing from the bad spot to the end of the written bytes (then fdatasync). Everything
 //!   else — a bad segment header, a bad record in an earlier segment, a bad record followed by
 //!   valid records of an older flush, a gap in segment sequences, a record that does not follow
@@ -138,21 +138,36 @@ pub(crate) fn corruption_at(
     }
 }
 
-/// Replays records into a view with the live rules plus the first-record allowance.
+/// Replays records into a view.
+///
+/// Records in the oldest surviving segments may refer to entries that lived in segments since
+/// deleted by compaction (a truncation below what survives, entries resuming after a deleted
+/// stretch). Every such deletion wrote compaction records for all compacted groups after those
+/// records, so replay resets the group where the log refers to deleted data and requires that a
+/// later compaction record covers the missing stretch; if none does, entries were lost and
+/// [`Replayer::finish`] reports it.
 #[derive(Default)]
 pub(crate) struct Replayer {
     pub view: ShardView,
-    anchored: BTreeSet<GroupId>,
-    /// Groups whose first index came from a compaction record (not inferred).
-    exact: BTreeSet<GroupId>,
-    /// Groups whose entries resumed after a gap: the gap must be covered by a later
-    /// compaction record (`through` at least the key), else the log lost entries.
+    seen: BTreeSet<GroupId>,
+    /// Per group reset over missing entries: a compaction through at least this index must
+    /// follow (with the record that caused the reset, and its segment).
     gaps: BTreeMap<GroupId, (LogIndex, ScannedRecord, u64)>,
     pub last_flush: Option<u64>,
     pub records_per_group: BTreeMap<GroupId, u64>,
 }
 
 impl Replayer {
+    fn reset(&mut self, group: GroupId, first: LogIndex, record: &ScannedRecord, segment: u64) {
+        let g = self.view.group_mut(group);
+        g.spans.clear();
+        g.first = first;
+        g.prev_term = Term::ZERO;
+        if first > LogIndex(1) {
+            self.gaps.insert(group, (first.prev(), *record, segment));
+        }
+    }
+
     pub fn apply(&mut self, segment: u64, record: &ScannedRecord) -> Result<(), String> {
         let h = &record.header;
         if let Some(last) = self.last_flush {
@@ -165,22 +180,12 @@ impl Replayer {
         }
         self.last_flush = Some(h.flush);
         *self.records_per_group.entry(h.group).or_default() += 1;
-        let anchored = self.anchored.contains(&h.group);
+        let seen = !self.seen.insert(h.group);
+        let (first, last) = self.view.with_group(h.group, |g| (g.first, g.last_index()));
         match h.kind {
             RecordKind::Entries => {
-                let g = self.view.group_mut(h.group);
-                if !anchored {
-                    g.first = h.first;
-                    self.anchored.insert(h.group);
-                } else if h.first > g.last_index().next() {
-                    // The entries before this record were in segments deleted after a later
-                    // compaction; that compaction record must follow.
-                    g.spans.clear();
-                    g.first = h.first;
-                    g.prev_term = Term::ZERO;
-                    self.exact.remove(&h.group);
-                    self.gaps
-                        .insert(h.group, (h.first.prev(), *record, segment));
+                if !seen || h.first > last.next() {
+                    self.reset(h.group, h.first, record, segment);
                 }
                 let span = Span {
                     first: h.first,
@@ -202,25 +207,16 @@ impl Replayer {
                     .map_err(|e| format!("record does not follow its group's log: {e}"))
             }
             RecordKind::Truncate => {
-                let g = self.view.group_mut(h.group);
-                if anchored && h.first < g.first && !self.exact.contains(&h.group) {
-                    // The group's first index was inferred from its first surviving record;
-                    // the entries this truncation cut were in deleted segments.
-                    g.spans.clear();
-                    g.first = h.first;
-                    g.prev_term = Term::ZERO;
+                if !seen || h.first < first {
+                    self.reset(h.group, h.first, record, segment);
                     return Ok(());
                 }
-                if anchored {
-                    self.view
-                        .truncate(h.group, h.first)
-                        .map_err(|e| format!("invalid truncation: {e}"))?;
-                }
-                Ok(())
+                self.view
+                    .truncate(h.group, h.first)
+                    .map(|_| ())
+                    .map_err(|e| format!("invalid truncation: {e}"))
             }
             RecordKind::Compact => {
-                self.anchored.insert(h.group);
-                self.exact.insert(h.group);
                 if self
                     .gaps
                     .get(&h.group)
