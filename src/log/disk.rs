@@ -31,7 +31,7 @@ use super::io::{FaultPlan, Files};
 use super::record::{encode_record, RecordHeader, RecordKind, RECORD_HEADER_BYTES};
 use super::recovery::{corruption_at, recover, OpenSegment, RecoveryReport};
 use super::segment::{segment_file_name, SegmentHeader, SEGMENT_HEADER_BYTES};
-use super::writer::{Job, Step, Writer};
+use super::writer::{Job, SegmentTemplate, Step, Writer};
 use super::LogStore;
 use crate::batch::{EntryBatch, BODY_ALIGN};
 use crate::types::{GroupId, HardState, LogIndex, ShardId, Term};
@@ -148,6 +148,11 @@ impl DiskLog {
                 active_segment.path.clone(),
                 active_segment.file.clone().expect("open segment"),
             ),
+            SegmentTemplate {
+                cluster_id: config.cluster_id,
+                shard: config.shard,
+                size: config.segment_bytes,
+            },
         )?;
         let (_, hard) = recovered.hard_state.table();
         let durable = recovered

@@ -268,7 +268,10 @@ pub(crate) fn recover(
         files.remove(temp)?;
         report.removed_temporaries.push(temp.clone());
     }
-    if !listing.temporaries.is_empty() {
+    for spare in &listing.spares {
+        files.remove(spare)?;
+    }
+    if !listing.temporaries.is_empty() || !listing.spares.is_empty() {
         files.sync_dir(dir)?;
     }
 

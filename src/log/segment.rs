@@ -6,7 +6,8 @@
 //! - A segment is created complete under a temporary name (zero-filled to its full size, header
 //!   written, fsynced), then renamed into place, then the directory is fsynced. A file with the
 //!   final name therefore always had a valid header and full size when it appeared; leftover
-//!   temporaries are incomplete creations and are deleted on open.
+//!   temporaries are incomplete creations and are deleted on open, as are spares (segments
+//!   the writer prepared ahead of need, named `*.seg.spare`).
 //! - Pre-zeroing (rather than `fallocate`) makes later `fdatasync`s cheap: the blocks are
 //!   already written, so no extent conversion or size change must be journaled.
 //! - The header (64 bytes) holds magic, format version, cluster id, shard, sequence and size,
@@ -33,6 +34,8 @@ pub const SEGMENT_HEADER_BYTES: u64 = 64;
 pub const SEGMENT_EXT: &str = "seg";
 /// Suffix of a segment still being created.
 pub const TEMP_SUFFIX: &str = ".tmp";
+/// Suffix of a segment prepared ahead of need by the writer (complete or not).
+pub const SPARE_SUFFIX: &str = ".spare";
 
 /// A decoded segment header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +104,8 @@ pub struct DirListing {
     pub segments: Vec<(u64, PathBuf)>,
     /// Incomplete segment creations.
     pub temporaries: Vec<PathBuf>,
+    /// Segments prepared ahead of need (not part of the log).
+    pub spares: Vec<PathBuf>,
 }
 
 /// Lists the segments and leftover temporaries of `dir`.
@@ -115,6 +120,8 @@ pub fn list_dir(dir: &Path) -> Result<DirListing> {
             listing.segments.push((sequence, entry.path()));
         } else if name.ends_with(TEMP_SUFFIX) {
             listing.temporaries.push(entry.path());
+        } else if name.ends_with(SPARE_SUFFIX) {
+            listing.spares.push(entry.path());
         }
     }
     listing.segments.sort();

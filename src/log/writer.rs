@@ -15,17 +15,44 @@
 //! - The first failure poisons the writer: that job and every later one complete with an error;
 //!   nothing after a failed write or sync is attempted.
 //! - Every job completes exactly once, even if the thread dies (the completion is sent on drop).
+//! - While idle, the thread prepares the next segment under its temporary name (zero-filled
+//!   1 MiB at a time, checking for queued jobs between chunks, so a job waits at most one
+//!   chunk). A roll then only renames it and fsyncs the directory, instead of stalling the
+//!   flush for a whole segment's zero-fill. Preparing is speculative: its failure is dropped
+//!   (the roll then creates the segment inline and reports any error), and recovery deletes
+//!   an unused spare.
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc::{self, TryRecvError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::error::{Error, Result};
 use super::flush::{Completion, FlushDone, FlushOutput};
 use super::hard_state::{execute_save, HardStateSave};
 use super::io::Files;
-use super::segment::{create_segment, SegmentHeader};
+use super::segment::{create_segment, segment_file_name, SegmentHeader, SPARE_SUFFIX};
+use crate::types::ShardId;
+
+/// Bytes zero-filled per step while preparing a spare segment.
+const SPARE_CHUNK_BYTES: u64 = 1 << 20;
+
+/// What the next segments look like (for preparing spares).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SegmentTemplate {
+    pub cluster_id: u64,
+    pub shard: ShardId,
+    pub size: u64,
+}
+
+struct Spare {
+    header: SegmentHeader,
+    temp: PathBuf,
+    file: File,
+    zeroed: u64,
+    complete: bool,
+}
 
 /// One step of a flush, in order.
 #[derive(Debug)]
@@ -82,6 +109,10 @@ struct WriterState {
     files: Files,
     current: Option<(u64, PathBuf, Arc<File>)>,
     poisoned: Option<String>,
+    template: SegmentTemplate,
+    spare: Option<Spare>,
+    /// Sequence whose spare preparation failed (not retried).
+    spare_failed: Option<u64>,
 }
 
 impl WriterState {
@@ -106,7 +137,10 @@ impl WriterState {
                         self.sync_current()?;
                         dirty = false;
                     }
-                    let (file, path) = create_segment(&self.files, &self.dir, &header)?;
+                    let (file, path) = match self.take_spare(&header) {
+                        Some(spare) => self.install_spare(spare)?,
+                        None => create_segment(&self.files, &self.dir, &header)?,
+                    };
                     let file = Arc::new(file);
                     output.created.push((header.sequence, file.clone()));
                     self.current = Some((header.sequence, path, file));
@@ -138,6 +172,110 @@ impl WriterState {
         Ok(output)
     }
 
+    fn next_header(&self) -> Option<SegmentHeader> {
+        let (sequence, _, _) = self.current.as_ref()?;
+        Some(SegmentHeader {
+            cluster_id: self.template.cluster_id,
+            shard: self.template.shard,
+            sequence: sequence + 1,
+            size: self.template.size,
+        })
+    }
+
+    /// Whether preparing the next segment has work left.
+    fn spare_pending(&self) -> bool {
+        if self.poisoned.is_some() {
+            return false;
+        }
+        let Some(next) = self.next_header() else {
+            return false;
+        };
+        match &self.spare {
+            _ if self.spare_failed == Some(next.sequence) => false,
+            Some(spare) if spare.header == next => !spare.complete,
+            _ => true,
+        }
+    }
+
+    /// One step of preparing the next segment; errors abandon the spare.
+    fn spare_step(&mut self) {
+        let Some(next) = self.next_header() else {
+            return;
+        };
+        if let Err(e) = self.try_spare_step(next) {
+            tracing::debug!("abandoned preparing segment {}: {e}", next.sequence);
+            if let Some(spare) = self.spare.take() {
+                let _ = std::fs::remove_file(&spare.temp);
+            }
+            self.spare_failed = Some(next.sequence);
+        }
+    }
+
+    fn try_spare_step(&mut self, next: SegmentHeader) -> Result<()> {
+        if self.spare.as_ref().is_some_and(|s| s.header != next) {
+            let stale = self.spare.take().expect("checked");
+            let _ = std::fs::remove_file(&stale.temp);
+        }
+        // Spares are speculative: they bypass fault injection, whose counts belong to flushes.
+        let plain = Files::default();
+        let spare = match &mut self.spare {
+            Some(spare) => spare,
+            None => {
+                let temp = self.dir.join(format!(
+                    "{}{SPARE_SUFFIX}",
+                    segment_file_name(next.sequence)
+                ));
+                plain.remove(&temp)?;
+                let file = plain.create_new(&temp)?;
+                self.spare.insert(Spare {
+                    header: next,
+                    temp,
+                    file,
+                    zeroed: 0,
+                    complete: false,
+                })
+            }
+        };
+        if spare.zeroed < spare.header.size {
+            let n = (spare.header.size - spare.zeroed).min(SPARE_CHUNK_BYTES);
+            plain.zero_range(&spare.file, &spare.temp, spare.zeroed, n)?;
+            spare.zeroed += n;
+        } else if !spare.complete {
+            plain.write_at(&spare.file, &spare.temp, &spare.header.encode(), 0)?;
+            plain.sync_all(&spare.file, &spare.temp)?;
+            spare.complete = true;
+        }
+        Ok(())
+    }
+
+    fn take_spare(&mut self, header: &SegmentHeader) -> Option<Spare> {
+        match self.spare.take() {
+            Some(spare) if spare.header == *header => Some(spare),
+            Some(stale) => {
+                let _ = std::fs::remove_file(&stale.temp);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Completes a (possibly partly prepared) spare and moves it into place.
+    fn install_spare(&mut self, mut spare: Spare) -> Result<(File, PathBuf)> {
+        if !spare.complete {
+            let rest = spare.header.size - spare.zeroed;
+            self.files
+                .zero_range(&spare.file, &spare.temp, spare.zeroed, rest)?;
+            self.files
+                .write_at(&spare.file, &spare.temp, &spare.header.encode(), 0)?;
+            self.files.sync_all(&spare.file, &spare.temp)?;
+            spare.complete = true;
+        }
+        let path = self.dir.join(segment_file_name(spare.header.sequence));
+        self.files.rename(&spare.temp, &path)?;
+        self.files.sync_dir(&self.dir)?;
+        Ok((spare.file, path))
+    }
+
     fn sync_current(&self) -> Result<()> {
         let (_, path, file) = self.current.as_ref().expect("a segment is open");
         self.files.sync_data(file, path)
@@ -156,6 +294,7 @@ impl Writer {
         hard_state_path: PathBuf,
         files: Files,
         current: (u64, PathBuf, Arc<File>),
+        template: SegmentTemplate,
     ) -> Result<Writer> {
         let (tx, rx) = mpsc::channel::<(Job, Reply)>();
         let mut state = WriterState {
@@ -164,14 +303,30 @@ impl Writer {
             files,
             current: Some(current),
             poisoned: None,
+            template,
+            spare: None,
+            spare_failed: None,
         };
         let thread = std::thread::Builder::new()
             .name("ringraft-log-writer".into())
-            .spawn(move || {
-                for (job, reply) in rx {
-                    let outcome = state.run(job);
-                    reply.send(outcome);
-                }
+            .spawn(move || loop {
+                let (job, reply) = if state.spare_pending() {
+                    match rx.try_recv() {
+                        Ok(message) => message,
+                        Err(TryRecvError::Empty) => {
+                            state.spare_step();
+                            continue;
+                        }
+                        Err(TryRecvError::Disconnected) => break,
+                    }
+                } else {
+                    match rx.recv() {
+                        Ok(message) => message,
+                        Err(_) => break,
+                    }
+                };
+                let outcome = state.run(job);
+                reply.send(outcome);
             })
             .map_err(|e| Error::io("spawn writer thread for", dir, e))?;
         Ok(Writer {
