@@ -128,6 +128,7 @@ fn zeroed_tail_of_last_record_is_cut() {
     let (last_off, last_len) = record_spans(&seg)[4];
     zero(&seg, last_off + last_len - 8, 8);
     let before = inspect(dir.path()).unwrap();
+    println!("{before}");
     assert!(!before.is_clean() && !before.has_fatal(), "{before}");
     let log = DiskLog::open(config(dir.path(), SEGMENT)).unwrap();
     let torn = log.recovery_report().torn_tail.clone().unwrap();
@@ -341,6 +342,7 @@ fn inspect_reports_groups_terms_and_hard_state() {
     block_on(log.sync()).unwrap();
     drop(log);
     let report = inspect(data.path()).unwrap();
+    println!("{report}");
     assert!(report.is_clean(), "{report}");
     let shard = &report.shards[0];
     assert_eq!(shard.cluster_id, Some(common::CLUSTER));
