@@ -138,6 +138,24 @@ impl EntryBatch {
         }
     }
 
+    /// Checks, without building a batch, that `body` (at an aligned address) is a valid archive
+    /// holding the window `skip .. skip + count`: what [`EntryBatch::from_body`] accepts.
+    pub fn validate_body(body: &[u8], skip: u32, count: u32) -> Result<(), BatchError> {
+        if count == 0 {
+            return Err(BatchError::Empty);
+        }
+        if (body.as_ptr() as usize) % BODY_ALIGN != 0 {
+            return Err(BatchError::Misaligned);
+        }
+        let archive = rkyv::access::<ArchivedBatchBody<'_>, Failure>(body)
+            .map_err(|_| BatchError::InvalidArchive)?;
+        let len = archive.entries.len();
+        if skip as usize + count as usize > len {
+            return Err(BatchError::WindowOutOfRange { skip, count, len });
+        }
+        Ok(())
+    }
+
     pub fn term(&self) -> Term {
         self.term
     }

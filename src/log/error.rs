@@ -1,0 +1,153 @@
+//! Typed errors of the durable log.
+//!
+//! Invariants:
+//! - An [`Error::Io`] raised by a write, fsync, create or delete is **fatal**: the log that raised
+//!   it acknowledges nothing further and answers every later call with [`Error::Stopped`].
+//!   Nothing that was staged but not synced before the failure is ever reported durable.
+//! - [`Error::Corrupt`] names the file and byte offset of the bad spot and, when the record
+//!   header was still legible, the group and index range it claimed. Recovery never repairs
+//!   corruption; it refuses to open.
+//! - Argument errors (`NotContiguous`, `Compacted`, ...) leave the log unchanged and usable.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::types::{GroupId, LogIndex, ShardId, Term};
+
+/// Result alias of the log module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A spot in a segment that recovery or inspection found unreadable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Corruption {
+    /// The segment (or missing segment, or hard-state file) concerned.
+    pub file: PathBuf,
+    /// Byte offset of the bad record or header within `file`.
+    pub offset: u64,
+    /// The group the bad record claimed, when its header was legible.
+    pub group: Option<GroupId>,
+    /// The index range the bad record claimed, when its header was legible.
+    pub indexes: Option<(LogIndex, LogIndex)>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at offset {}", self.file.display(), self.offset)?;
+        if let Some(group) = self.group {
+            write!(f, " (group {group}")?;
+            if let Some((first, last)) = self.indexes {
+                write!(f, ", indexes {first}..={last}")?;
+            }
+            write!(f, ")")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// Everything that can go wrong in the log.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A system call on a log file failed. Fatal when raised by a write, sync, create or delete.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An earlier fatal error stopped this log; it accepts no further work.
+    #[error("log stopped after a fatal error: {0}")]
+    Stopped(String),
+    /// Recovery found a bad record, header or gap that is not a torn tail.
+    #[error("corrupt log: {0}")]
+    Corrupt(Box<Corruption>),
+    /// Neither hard-state slot holds a valid table.
+    #[error("hard state file {} unusable: {reason}", path.display())]
+    HardStateCorrupt { path: PathBuf, reason: String },
+    /// A file belongs to another cluster or shard.
+    #[error("{} belongs to cluster {found_cluster} {found_shard}, expected cluster {cluster} {shard}", path.display())]
+    WrongOwner {
+        path: PathBuf,
+        cluster: u64,
+        shard: ShardId,
+        found_cluster: u64,
+        found_shard: ShardId,
+    },
+    /// An appended batch does not start right after the group's last index.
+    #[error("group {group}: batch starts at {got}, expected {expected}")]
+    NotContiguous {
+        group: GroupId,
+        expected: LogIndex,
+        got: LogIndex,
+    },
+    /// An appended batch has a lower term than the group's last entry.
+    #[error("group {group}: batch term {got} is below the last term {last}")]
+    TermRegression {
+        group: GroupId,
+        last: Term,
+        got: Term,
+    },
+    /// The index lies below the group's compaction point.
+    #[error("group {group}: index {index} is compacted (first index is {first})")]
+    Compacted {
+        group: GroupId,
+        index: LogIndex,
+        first: LogIndex,
+    },
+    /// The index lies beyond the group's last index.
+    #[error("group {group}: index {index} is beyond the last index {last}")]
+    Unavailable {
+        group: GroupId,
+        index: LogIndex,
+        last: LogIndex,
+    },
+    /// A compaction names a term that differs from the log's entry at that index.
+    #[error("group {group}: compaction through {through} at {term}, but the log has {found}")]
+    CompactTermMismatch {
+        group: GroupId,
+        through: LogIndex,
+        term: Term,
+        found: Term,
+    },
+    /// One record would not fit in an empty segment.
+    #[error("record of {bytes} bytes exceeds the segment capacity of {max} bytes")]
+    RecordTooLarge { bytes: u64, max: u64 },
+    /// `start_flush` while a flush is in flight.
+    #[error("a flush is already in flight")]
+    FlushInFlight,
+    /// `finish_flush` with a result that belongs to no flush in flight.
+    #[error("flush result does not match the flush in flight")]
+    UnknownFlush,
+    /// An invalid configuration value.
+    #[error("invalid log configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(corruption: Corruption) -> Error {
+        Error::Corrupt(Box::new(corruption))
+    }
+
+    /// Whether this error stops the log for good (I/O failure or an earlier one).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Error::Io { .. } | Error::Stopped(_))
+    }
+
+    /// The corruption report, for [`Error::Corrupt`].
+    pub fn corruption(&self) -> Option<&Corruption> {
+        match self {
+            Error::Corrupt(c) => Some(c),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The group-commit contract shared by the disk log and its in-memory twin: a flush takes
+//! everything staged so far, makes it durable with one write and one sync, and reports what
+//! became durable.
+//!
+//! Invariants:
+//! - At most one flush is in flight per log. Everything staged while it is in flight goes into
+//!   the next flush (group commit).
+//! - Flushes complete in the order they started, and a [`SyncReport`] is produced only after the
+//!   whole flush (log records and hard states) was synced: storage actions become durable in
+//!   the order they were issued, at flush granularity. A crash may leave a *prefix* of the
+//!   in-flight flush's records durable, never anything of a later one.
+//! - A [`PendingFlush`] owns nothing borrowed from the log, so the driver keeps staging while
+//!   it awaits; the outcome ([`FlushDone`]) must be handed back to the log that started it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use super::error::Error;
+use super::index::LogPosition;
+use crate::types::{GroupId, HardState};
+
+/// What one completed flush made durable.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Sequence number of the flush (0 when nothing was staged).
+    pub flush: u64,
+    /// Per group touched by the flush, the position up to which its log is now durable.
+    pub log: Vec<(GroupId, LogPosition)>,
+    /// Per group whose hard state the flush saved, the state now durable.
+    pub hard_states: Vec<(GroupId, HardState)>,
+}
+
+impl SyncReport {
+    /// Whether the flush made nothing durable.
+    pub fn is_empty(&self) -> bool {
+        self.log.is_empty() && self.hard_states.is_empty()
+    }
+}
+
+/// Outcome of the I/O of one flush; give it to the log's `finish_flush`.
+#[derive(Debug)]
+pub struct FlushDone {
+    pub(crate) id: u64,
+    pub(crate) outcome: Result<FlushOutput, Error>,
+}
+
+impl FlushDone {
+    /// Sequence number of the flush.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether the I/O failed (the log will stop when this is handed back).
+    pub fn failed(&self) -> bool {
+        self.outcome.is_err()
+    }
+}
+
+/// Files the writer created during a flush.
+#[derive(Debug, Default)]
+pub(crate) struct FlushOutput {
+    pub created: Vec<(u64, Arc<std::fs::File>)>,
+}
+
+/// One-shot completion cell between the writer thread and the awaiting task.
+#[derive(Debug, Default)]
+pub(crate) struct Completion {
+    state: Mutex<(Option<FlushDone>, Option<Waker>, bool)>,
+}
+
+impl Completion {
+    pub fn complete(&self, done: FlushDone) {
+        let waker = {
+            let mut state = self.state.lock().expect("completion lock");
+            state.0 = Some(done);
+            state.2 = true;
+            state.1.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn is_complete(&self) -> bool {
+        self.state.lock().expect("completion lock").2
+    }
+}
+
+/// A flush in flight: a future of its [`FlushDone`]. Independent of any executor (the disk
+/// log's writer thread wakes the awaiting task); it may also be polled by hand with
+/// [`PendingFlush::try_take`].
+#[derive(Debug)]
+pub struct PendingFlush {
+    inner: Pending,
+}
+
+#[derive(Debug)]
+enum Pending {
+    Ready(Option<FlushDone>),
+    Waiting(Arc<Completion>),
+}
+
+impl PendingFlush {
+    pub(crate) fn ready(done: FlushDone) -> PendingFlush {
+        PendingFlush {
+            inner: Pending::Ready(Some(done)),
+        }
+    }
+
+    pub(crate) fn waiting(completion: Arc<Completion>) -> PendingFlush {
+        PendingFlush {
+            inner: Pending::Waiting(completion),
+        }
+    }
+
+    /// Whether the I/O has finished (the outcome can be taken without waiting).
+    pub fn is_done(&self) -> bool {
+        match &self.inner {
+            Pending::Ready(done) => done.is_some(),
+            Pending::Waiting(c) => c.is_complete(),
+        }
+    }
+
+    /// Takes the outcome if the I/O has finished.
+    pub fn try_take(&mut self) -> Option<FlushDone> {
+        match &mut self.inner {
+            Pending::Ready(done) => done.take(),
+            Pending::Waiting(c) => c.state.lock().expect("completion lock").0.take(),
+        }
+    }
+}
+
+impl Future for PendingFlush {
+    type Output = FlushDone;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<FlushDone> {
+        let this = self.get_mut();
+        match &mut this.inner {
+            Pending::Ready(done) => {
+                Poll::Ready(done.take().expect("PendingFlush polled after completion"))
+            }
+            Pending::Waiting(c) => {
+                let mut state = c.state.lock().expect("completion lock");
+                match state.0.take() {
+                    Some(done) => Poll::Ready(done),
+                    None => {
+                        assert!(!state.2, "PendingFlush polled after completion");
+                        state.1 = Some(cx.waker().clone());
+                        Poll::Pending
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The narrow file layer through which every log write, sync, create and delete passes, with
+//! an optional fault plan for tests.
+//!
+//! Invariants:
+//! - Every mutation of a log file goes through a function here, so a [`FaultPlan`] can fail
+//!   any of them deterministically (`EIO`, `ENOSPC`, ...) and tests can prove that a failure
+//!   acknowledges nothing and damages nothing already synced.
+//! - A directory is fsynced after every create, rename or delete in it.
+//! - Errors carry the operation and path ([`Error::Io`]).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::error::{Error, Result};
+
+/// Kinds of file operation a [`FaultPlan`] can fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultOp {
+    /// A positional write to a segment or the hard-state file.
+    Write,
+    /// An `fdatasync`/`fsync` of a file or directory.
+    Sync,
+}
+
+/// Deterministic I/O faults: fail the `n`-th next operation of a kind with an OS error.
+/// Cloning shares the plan.
+#[derive(Clone, Debug, Default)]
+pub struct FaultPlan {
+    inner: Arc<FaultInner>,
+}
+
+#[derive(Debug, Default)]
+struct FaultInner {
+    writes: AtomicU64,
+    syncs: AtomicU64,
+    armed: Mutex<Vec<(FaultOp, u64, i32)>>,
+}
+
+impl FaultPlan {
+    /// A plan that fails nothing until armed.
+    pub fn new() -> FaultPlan {
+        FaultPlan::default()
+    }
+
+    /// Fails the `nth` (0 = the very next) operation of kind `op` from now on with OS error
+    /// `errno` (e.g. `libc`'s `EIO` = 5, `ENOSPC` = 28). Later operations succeed again.
+    pub fn fail(&self, op: FaultOp, nth: u64, errno: i32) {
+        let done = self.counter(op).load(Ordering::SeqCst);
+        self.inner
+            .armed
+            .lock()
+            .expect("fault plan lock")
+            .push((op, done + nth, errno));
+    }
+
+    /// Operations of kind `op` performed so far.
+    pub fn count(&self, op: FaultOp) -> u64 {
+        self.counter(op).load(Ordering::SeqCst)
+    }
+
+    fn counter(&self, op: FaultOp) -> &AtomicU64 {
+        match op {
+            FaultOp::Write => &self.inner.writes,
+            FaultOp::Sync => &self.inner.syncs,
+        }
+    }
+
+    fn check(&self, op: FaultOp) -> io::Result<()> {
+        let n = self.counter(op).fetch_add(1, Ordering::SeqCst);
+        let mut armed = self.inner.armed.lock().expect("fault plan lock");
+        if let Some(pos) = armed.iter().position(|&(o, at, _)| o == op && at == n) {
+            let (_, _, errno) = armed.remove(pos);
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        Ok(())
+    }
+}
+
+/// File operations with an optional fault plan.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Files {
+    pub faults: Option<FaultPlan>,
+}
+
+impl Files {
+    fn check(&self, op: FaultOp) -> io::Result<()> {
+        match &self.faults {
+            Some(plan) => plan.check(op),
+            None => Ok(()),
+        }
+    }
+
+    pub fn write_at(&self, file: &File, path: &Path, buf: &[u8], offset: u64) -> Result<()> {
+        self.check(FaultOp::Write)
+            .and_then(|()| file.write_all_at(buf, offset))
+            .map_err(|e| Error::io("write", path, e))
+    }
+
+    pub fn sync_data(&self, file: &File, path: &Path) -> Result<()> {
+        self.check(FaultOp::Sync)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Error::io("fdatasync", path, e))
+    }
+
+    pub fn sync_all(&self, file: &File, path: &Path) -> Result<()> {
+        self.check(FaultOp::Sync)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io("fsync", path, e))
+    }
+
+    pub fn sync_dir(&self, dir: &Path) -> Result<()> {
+        self.check(FaultOp::Sync)
+            .and_then(|()| File::open(dir)?.sync_all())
+            .map_err(|e| Error::io("fsync directory", dir, e))
+    }
+
+    /// Creates `path` (which must not exist) for reading and writing.
+    pub fn create_new(&self, path: &Path) -> Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| Error::io("create", path, e))
+    }
+
+    /// Writes `len` zero bytes from offset 0, so later writes into the file overwrite
+    /// allocated, written blocks and `fdatasync` has no metadata to flush.
+    pub fn zero_fill(&self, file: &File, path: &Path, len: u64) -> Result<()> {
+        self.zero_range(file, path, 0, len)
+    }
+
+    /// Overwrites `len` bytes from `offset` with zeros.
+    pub fn zero_range(&self, file: &File, path: &Path, offset: u64, len: u64) -> Result<()> {
+        const CHUNK: u64 = 1 << 20;
+        let zeros = vec![0u8; CHUNK.min(len) as usize];
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(CHUNK);
+            self.write_at(file, path, &zeros[..n as usize], offset + done)?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    pub fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        std::fs::rename(from, to).map_err(|e| Error::io("rename", from, e))
+    }
+
+    pub fn remove(&self, path: &Path) -> Result<()> {
+        match std::fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove", path, e)),
+        }
+    }
+}
+
+/// Opens an existing file for reading and writing.
+pub(crate) fn open_rw(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))
+}
