@@ -1,5 +1,6 @@
 //! Command-line interface of the `ringraft` binary.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -17,6 +18,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the deterministic cluster simulator over many seeds and report any safety violation.
     Sim(SimArgs),
+    /// Verify a node's data directory: every segment, record and hard-state slot. Exits
+    /// non-zero when anything is torn or corrupt.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The node's data directory (holding one `shard-NNN` directory per shard).
+    pub data_dir: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -47,6 +57,31 @@ pub struct SimArgs {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Sim(args) => run_sim(&args),
+        Command::Inspect(args) => run_inspect(&args),
+    }
+}
+
+fn run_inspect(args: &InspectArgs) -> ExitCode {
+    match crate::log::inspect(&args.data_dir) {
+        Ok(report) if report.shards.is_empty() => {
+            eprintln!(
+                "ringraft inspect: {}: not a data directory (no shard directories or log files)",
+                args.data_dir.display()
+            );
+            ExitCode::from(2)
+        }
+        Ok(report) => {
+            print!("{report}");
+            if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("ringraft inspect: {}: {error}", args.data_dir.display());
+            ExitCode::from(2)
+        }
     }
 }
 

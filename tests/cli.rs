@@ -1,0 +1,113 @@
+//! The `ringraft` binary as a user runs it: exit codes and messages of `inspect` on real data
+//! directories, `sim` sweeps and replays, and wrong flags.
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::process::{Command, Output};
+
+use common::{batch, block_on, config, record_spans, segment_path};
+use ringraft::log::{shard_dir, DiskLog, LogStore};
+use ringraft::types::{GroupId, ShardId};
+
+fn ringraft(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringraft"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A data directory with one shard holding 20 records of group 3.
+fn data_dir_with_records() -> tempfile::TempDir {
+    let data = tempfile::tempdir().unwrap();
+    let shard = shard_dir(data.path(), ShardId(0));
+    let mut log = DiskLog::open(config(&shard, 1 << 20)).unwrap();
+    for k in 0..20 {
+        log.append(GroupId(3), &batch(GroupId(3), 1 + 2 * k, 2, 1, 0))
+            .unwrap();
+        block_on(log.sync()).unwrap();
+    }
+    data
+}
+
+#[test]
+fn inspect_accepts_a_clean_data_dir_and_names_a_corrupt_record() {
+    let data = data_dir_with_records();
+    let clean = ringraft(&["inspect", data.path().to_str().unwrap()]);
+    assert!(clean.status.success(), "{}", text(&clean));
+    assert!(text(&clean).contains("g3"), "{}", text(&clean));
+
+    let shard = shard_dir(data.path(), ShardId(0));
+    let first_sequence = ringraft::log::segment::parse_segment_name(
+        &std::fs::read_dir(&shard)
+            .unwrap()
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| name.ends_with(".seg"))
+            .min()
+            .expect("a segment exists"),
+    )
+    .unwrap();
+    let segment = segment_path(&shard, first_sequence);
+    let (middle_offset, _) = record_spans(&segment)[10];
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    let flip_at = middle_offset + 40;
+    file.seek(SeekFrom::Start(flip_at)).unwrap();
+    let mut byte = [0u8; 1];
+    file.read_exact(&mut byte).unwrap();
+    file.seek(SeekFrom::Start(flip_at)).unwrap();
+    file.write_all(&[byte[0] ^ 0x10]).unwrap();
+    drop(file);
+
+    let corrupt = ringraft(&["inspect", data.path().to_str().unwrap()]);
+    assert_eq!(corrupt.status.code(), Some(1), "{}", text(&corrupt));
+    let file_name = segment.file_name().unwrap().to_str().unwrap();
+    assert!(text(&corrupt).contains(file_name), "{}", text(&corrupt));
+}
+
+#[test]
+fn inspect_refuses_what_is_not_a_data_dir() {
+    let empty = tempfile::tempdir().unwrap();
+    let output = ringraft(&["inspect", empty.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output).contains("not a data directory"));
+    let missing = ringraft(&["inspect", "/nonexistent/ringraft-data"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing).contains("No such file"));
+}
+
+#[test]
+fn sim_sweeps_and_replays_a_seed() {
+    let sweep = ringraft(&["sim", "--seeds", "20", "--start", "100"]);
+    assert!(sweep.status.success(), "{}", text(&sweep));
+    assert!(text(&sweep).contains("20 seeds (100..120) passed, 0 violations"));
+    let replay = ringraft(&["sim", "--seed", "7", "--nodes", "3", "--trace"]);
+    assert!(replay.status.success(), "{}", text(&replay));
+    assert!(text(&replay).contains("AppendLog"), "trace shows actions");
+}
+
+#[test]
+fn wrong_flags_get_a_message_not_a_panic() {
+    for args in [
+        &["sim", "--seeds", "many"][..],
+        &["sim", "--nodes", "0"],
+        &["sim", "--trace"],
+        &["bogus"],
+    ] {
+        let output = ringraft(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+        assert!(!text(&output).contains("panicked"), "{args:?}");
+    }
+}
