@@ -1,6 +1,9 @@
+pub mod api;
 pub mod batch;
 pub mod cli;
 pub mod core;
+pub mod error;
 pub mod log;
+pub mod shard;
 pub mod sim;
 pub mod types;

@@ -58,6 +58,9 @@ pub struct LogConfig {
     pub cache_bytes_max: usize,
     /// Fault injection for tests; `None` in production.
     pub faults: Option<FaultPlan>,
+    /// `fdatasync` every flush (default). `false` is for measurements only: flushes are then
+    /// reported durable when written to the page cache, and a power loss loses them.
+    pub fsync: bool,
 }
 
 impl LogConfig {
@@ -70,6 +73,7 @@ impl LogConfig {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             cache_bytes_max: CACHE_BYTES_DEFAULT,
             faults: None,
+            fsync: true,
         }
     }
 }
@@ -130,6 +134,7 @@ impl DiskLog {
         }
         let files = Files {
             faults: config.faults.clone(),
+            fsync: config.fsync,
         };
         let recovered = recover(
             &files,

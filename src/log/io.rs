@@ -81,9 +81,20 @@ impl FaultPlan {
 }
 
 /// File operations with an optional fault plan.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Files {
     pub faults: Option<FaultPlan>,
+    /// When false, file syncs are skipped (measurements only: nothing is durable).
+    pub fsync: bool,
+}
+
+impl Default for Files {
+    fn default() -> Self {
+        Files {
+            faults: None,
+            fsync: true,
+        }
+    }
 }
 
 impl Files {
@@ -102,13 +113,13 @@ impl Files {
 
     pub fn sync_data(&self, file: &File, path: &Path) -> Result<()> {
         self.check(FaultOp::Sync)
-            .and_then(|()| file.sync_data())
+            .and_then(|()| if self.fsync { file.sync_data() } else { Ok(()) })
             .map_err(|e| Error::io("fdatasync", path, e))
     }
 
     pub fn sync_all(&self, file: &File, path: &Path) -> Result<()> {
         self.check(FaultOp::Sync)
-            .and_then(|()| file.sync_all())
+            .and_then(|()| if self.fsync { file.sync_all() } else { Ok(()) })
             .map_err(|e| Error::io("fsync", path, e))
     }
 

@@ -1,5 +1,7 @@
 //! Command-line interface of the `ringraft` binary.
 
+pub mod node_args;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

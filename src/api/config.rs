@@ -1,0 +1,159 @@
+//! Configuration of a node, with documented defaults, and its validation.
+//!
+//! Addresses: a node listens for peers on `listen` and for clients on `client_listen`; shard
+//! `s` uses the given port plus `s` (so a node with 2 shards and `listen = 127.0.0.1:7000`
+//! accepts shard 0's peer traffic on port 7000 and shard 1's on 7001). Peers are named by their
+//! base addresses in the same way, so every node must run the same number of shards.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::types::{GroupId, NodeId, ShardId};
+
+/// One member of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub id: NodeId,
+    /// Base address of its peer port.
+    pub addr: SocketAddr,
+    /// Base address of its client port, if known (used in "not leader" answers).
+    pub client_addr: Option<SocketAddr>,
+}
+
+/// Everything a node needs to run.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// Refuses peers and data files of any other cluster.
+    pub cluster_id: u64,
+    /// Base address for peer traffic.
+    pub listen: SocketAddr,
+    /// Base address for clients; `None` serves no client port (embedding only).
+    pub client_listen: Option<SocketAddr>,
+    /// Every member, this node included.
+    pub peers: Vec<PeerConfig>,
+    pub data_dir: PathBuf,
+    /// Shards (one executor thread each). Default: the number of cores.
+    pub shards: u32,
+    /// Raft groups; group `g` lives on shard `g mod shards`. Default: one per shard.
+    pub groups: u32,
+    /// Call `fdatasync` for every flush (default). `false` is for measurements only: it gives up
+    /// durability.
+    pub fsync: bool,
+    /// Length of one core tick. Default 10 ms.
+    pub tick: Duration,
+    /// Base election timeout; the effective one is drawn from `[t, 2t)`. Default 150 ms.
+    pub election_timeout: Duration,
+    /// Leader heartbeat interval. Default 30 ms.
+    pub heartbeat: Duration,
+    /// Proposals not committed within this are answered "timeout". Default 5 s.
+    pub proposal_timeout: Duration,
+    /// Most proposals queued per shard before `propose` waits. Default 65,536.
+    pub proposals_queued_max: usize,
+    /// Pin each shard's thread to a core.
+    pub pin: bool,
+    /// io_uring buffer memory per shard executor. Default 1 MiB (this engine does buffered
+    /// file IO; the executor's DMA memory serves only sockets).
+    pub io_memory_bytes: usize,
+    /// Create the data directory if it holds no node yet. Without it a node refuses to start
+    /// on an empty or missing data directory: a member whose disk was wiped has forgotten its
+    /// votes and could vote twice in one term, so bringing one back must be a deliberate act.
+    pub init: bool,
+}
+
+impl NodeConfig {
+    /// A configuration with the documented defaults.
+    pub fn new(id: NodeId, listen: SocketAddr, peers: Vec<PeerConfig>, data_dir: PathBuf) -> Self {
+        let shards = std::thread::available_parallelism()
+            .map(|cores| cores.get() as u32)
+            .unwrap_or(1);
+        NodeConfig {
+            id,
+            cluster_id: 1,
+            listen,
+            client_listen: None,
+            peers,
+            data_dir,
+            shards,
+            groups: shards,
+            fsync: true,
+            tick: Duration::from_millis(10),
+            election_timeout: Duration::from_millis(150),
+            heartbeat: Duration::from_millis(30),
+            proposal_timeout: Duration::from_secs(5),
+            proposals_queued_max: 65_536,
+            pin: false,
+            io_memory_bytes: 1 << 20,
+            init: false,
+        }
+    }
+
+    /// Checks the settings against each other; the message names the offending setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.peers.iter().any(|peer| peer.id == self.id) {
+            return Err(format!("--peers does not list this node ({})", self.id));
+        }
+        let mut ids: Vec<NodeId> = self.peers.iter().map(|peer| peer.id).collect();
+        ids.sort();
+        ids.dedup();
+        if ids.len() != self.peers.len() {
+            return Err("--peers lists a node id twice".into());
+        }
+        if self.shards == 0 || self.shards > 256 {
+            return Err(format!("--shards must be 1..=256, not {}", self.shards));
+        }
+        if self.groups < self.shards {
+            return Err(format!(
+                "--groups ({}) must be at least --shards ({}): every shard holds a group",
+                self.groups, self.shards
+            ));
+        }
+        if self.tick.is_zero() {
+            return Err("tick must be positive".into());
+        }
+        let ticks = |d: Duration| d.as_nanos() / self.tick.as_nanos();
+        if ticks(self.heartbeat) < 1 {
+            return Err("--heartbeat-ms must be at least one tick".into());
+        }
+        if ticks(self.election_timeout) <= ticks(self.heartbeat) {
+            return Err("--election-timeout-ms must exceed --heartbeat-ms".into());
+        }
+        for shard in 0..self.shards {
+            for port in [Some(self.listen), self.client_listen]
+                .into_iter()
+                .flatten()
+                .map(|addr| addr.port() as u32 + shard)
+            {
+                if port > u16::MAX as u32 {
+                    return Err(format!("shard {shard} would need port {port}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ticks in a duration (at least one).
+    pub fn ticks(&self, duration: Duration) -> u32 {
+        (duration.as_nanos() / self.tick.as_nanos()).max(1) as u32
+    }
+
+    /// The shard that holds `group`.
+    pub fn shard_of(&self, group: GroupId) -> ShardId {
+        ShardId((group.0 % self.shards as u64) as u32)
+    }
+
+    /// The groups held by `shard`.
+    pub fn groups_of(&self, shard: ShardId) -> impl Iterator<Item = GroupId> + '_ {
+        (0..self.groups as u64)
+            .map(GroupId)
+            .filter(move |&group| self.shard_of(group) == shard)
+    }
+
+    /// `base` shifted to `shard`'s port.
+    pub fn shard_addr(base: SocketAddr, shard: ShardId) -> SocketAddr {
+        let mut addr = base;
+        addr.set_port(base.port() + shard.0 as u16);
+        addr
+    }
+}

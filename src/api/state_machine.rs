@@ -1,0 +1,64 @@
+//! The trait an embedding program implements to receive committed entries.
+
+use bytes::Bytes;
+
+use crate::batch::EntryBatch;
+use crate::types::{GroupId, LogIndex};
+
+/// Committed command entries of one group, in log order, read in place from the log's bytes.
+pub struct CommittedEntries<'a> {
+    batch: &'a EntryBatch,
+}
+
+impl<'a> CommittedEntries<'a> {
+    pub(crate) fn new(batch: &'a EntryBatch) -> CommittedEntries<'a> {
+        CommittedEntries { batch }
+    }
+
+    /// Index of the first entry.
+    pub fn first_index(&self) -> LogIndex {
+        self.batch.first_index()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.batch.len() as usize
+    }
+
+    /// Always false: a batch holds at least one entry.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// `(index, payload)` of each entry, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (LogIndex, &'a [u8])> + 'a {
+        let first = self.batch.first_index();
+        self.batch
+            .payloads()
+            .enumerate()
+            .map(move |(offset, payload)| (first.plus(offset as u64), payload))
+    }
+}
+
+/// A replicated state machine: the embedding program's side of ringraft.
+///
+/// One instance lives on each shard (built on the shard's own thread, so it need not be `Send`)
+/// and receives the committed entries of every group of that shard. For each group, `apply` is
+/// called with entries in log order, each entry exactly once per node lifetime (after a
+/// restart the log is applied again from the start, so an in-memory state machine is rebuilt).
+pub trait StateMachine: 'static {
+    /// Applies `entries` of `group` and pushes exactly one output per entry onto `outputs`; the
+    /// output of an entry is returned to whoever proposed it (`Bytes::new()` costs nothing).
+    fn apply(&mut self, group: GroupId, entries: CommittedEntries<'_>, outputs: &mut Vec<Bytes>);
+}
+
+/// A state machine that keeps nothing and answers every entry with an empty output: for a
+/// node that only replicates a log (and for benchmarks of replication itself).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogOnly;
+
+impl StateMachine for LogOnly {
+    fn apply(&mut self, _group: GroupId, entries: CommittedEntries<'_>, outputs: &mut Vec<Bytes>) {
+        outputs.extend(std::iter::repeat_n(Bytes::new(), entries.len()));
+    }
+}

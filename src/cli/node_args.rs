@@ -1,0 +1,182 @@
+//! `ringraft node` flags and config file, and their conversion into a [`NodeConfig`].
+//!
+//! A TOML file given with `--config` holds the same settings under the flags' names with
+//! underscores (`data_dir = "..."`, `peers = "1=127.0.0.1:7000,..."`); flags given on the
+//! command line override the file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+use crate::api::config::{NodeConfig, PeerConfig};
+use crate::types::NodeId;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncMode {
+    /// fdatasync every flush (durable).
+    Always,
+    /// Never sync (measurements only: not durable).
+    Never,
+}
+
+#[derive(Args, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeArgs {
+    /// Read settings from this TOML file (flags override it).
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// This node's id (one of --peers).
+    #[arg(long)]
+    pub id: Option<u64>,
+    /// Base address for peer traffic (shard s listens on port + s).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Base address for clients (shard s listens on port + s).
+    #[arg(long)]
+    pub client_listen: Option<SocketAddr>,
+    /// Every member: ID=ADDR,... with each node's base peer address.
+    #[arg(long)]
+    pub peers: Option<String>,
+    /// Members' client addresses, ID=ADDR,... (used to point clients at the leader).
+    #[arg(long)]
+    pub peer_clients: Option<String>,
+    /// Where the log and hard state live.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Create the data directory if it holds no node yet (see README: wiped nodes).
+    #[arg(long)]
+    #[serde(default)]
+    pub init: bool,
+    /// Shards (executor threads); default: one per core.
+    #[arg(long)]
+    pub shards: Option<u32>,
+    /// Raft groups; default: one per shard.
+    #[arg(long)]
+    pub groups: Option<u32>,
+    /// fdatasync policy.
+    #[arg(long, value_enum)]
+    pub fsync: Option<FsyncMode>,
+    /// Base election timeout in milliseconds (effective: [t, 2t)).
+    #[arg(long)]
+    pub election_timeout_ms: Option<u64>,
+    /// Leader heartbeat interval in milliseconds.
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// Length of one core tick in milliseconds.
+    #[arg(long)]
+    pub tick_ms: Option<u64>,
+    /// Cluster id: peers and data files of other clusters are refused.
+    #[arg(long)]
+    pub cluster_id: Option<u64>,
+    /// Pin each shard's thread to a core.
+    #[arg(long)]
+    #[serde(default)]
+    pub pin: bool,
+}
+
+impl NodeArgs {
+    /// Merges the config file (if any) under the flags and builds the node configuration.
+    pub fn resolve(self) -> Result<NodeConfig, String> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("--config {}: {e}", path.display()))?;
+                toml::from_str::<NodeArgs>(&text)
+                    .map_err(|e| format!("--config {}: {e}", path.display()))?
+            }
+            None => NodeArgs::default(),
+        };
+        let merged = NodeArgs {
+            config: None,
+            id: self.id.or(file.id),
+            listen: self.listen.or(file.listen),
+            client_listen: self.client_listen.or(file.client_listen),
+            peers: self.peers.or(file.peers),
+            peer_clients: self.peer_clients.or(file.peer_clients),
+            data_dir: self.data_dir.or(file.data_dir),
+            init: self.init || file.init,
+            shards: self.shards.or(file.shards),
+            groups: self.groups.or(file.groups),
+            fsync: self.fsync.or(file.fsync),
+            election_timeout_ms: self.election_timeout_ms.or(file.election_timeout_ms),
+            heartbeat_ms: self.heartbeat_ms.or(file.heartbeat_ms),
+            tick_ms: self.tick_ms.or(file.tick_ms),
+            cluster_id: self.cluster_id.or(file.cluster_id),
+            pin: self.pin || file.pin,
+        };
+        merged.into_config()
+    }
+
+    fn into_config(self) -> Result<NodeConfig, String> {
+        let id = NodeId(self.id.ok_or("--id is required")?);
+        let listen = self.listen.ok_or("--listen is required")?;
+        let data_dir = self.data_dir.ok_or("--data-dir is required")?;
+        let peer_addrs = parse_members(&self.peers.ok_or("--peers is required")?, "--peers")?;
+        let client_addrs = match &self.peer_clients {
+            Some(list) => parse_members(list, "--peer-clients")?,
+            None => Vec::new(),
+        };
+        let peers = peer_addrs
+            .into_iter()
+            .map(|(id, addr)| PeerConfig {
+                id,
+                addr,
+                client_addr: client_addrs
+                    .iter()
+                    .find(|(client_id, _)| *client_id == id)
+                    .map(|&(_, addr)| addr),
+            })
+            .collect();
+        let mut config = NodeConfig::new(id, listen, peers, data_dir);
+        config.client_listen = self.client_listen;
+        config.init = self.init;
+        config.pin = self.pin;
+        if let Some(shards) = self.shards {
+            config.shards = shards;
+            config.groups = shards;
+        }
+        if let Some(groups) = self.groups {
+            config.groups = groups;
+        }
+        config.fsync = self.fsync != Some(FsyncMode::Never);
+        if let Some(ms) = self.tick_ms {
+            config.tick = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.election_timeout_ms {
+            config.election_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.heartbeat_ms {
+            config.heartbeat = Duration::from_millis(ms);
+        }
+        if let Some(cluster_id) = self.cluster_id {
+            config.cluster_id = cluster_id;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Parses `ID=ADDR,ID=ADDR,...`.
+pub fn parse_members(list: &str, flag: &str) -> Result<Vec<(NodeId, SocketAddr)>, String> {
+    list.split(',')
+        .filter(|item| !item.trim().is_empty())
+        .map(|item| {
+            let (id, addr) = item
+                .trim()
+                .split_once('=')
+                .ok_or_else(|| format!("{flag}: '{item}' is not ID=ADDR"))?;
+            let id = id
+                .parse::<u64>()
+                .map_err(|_| format!("{flag}: '{id}' is not a node id"))?;
+            let addr = addr
+                .parse::<SocketAddr>()
+                .map_err(|_| format!("{flag}: '{addr}' is not an IP:PORT address"))?;
+            Ok((NodeId(id), addr))
+        })
+        .collect()
+}

@@ -1,0 +1,32 @@
+//! Errors a node reports to whoever started it. Per-call errors of proposals are
+//! [`crate::shard::engine::ProposalError`]; storage errors are [`crate::log::Error`].
+
+use std::path::PathBuf;
+
+use crate::types::ShardId;
+
+/// Why a node could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("data directory {path}: {reason}")]
+    DataDir { path: PathBuf, reason: String },
+    #[error("shard {shard}: storage: {source}")]
+    Log {
+        shard: ShardId,
+        #[source]
+        source: crate::log::Error,
+    },
+    #[error("shard {shard}: {what}: {source}")]
+    Io {
+        shard: ShardId,
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("shard {shard}: executor: {reason}")]
+    Executor { shard: ShardId, reason: String },
+    #[error("shard {shard} stopped unexpectedly")]
+    ShardGone { shard: ShardId },
+}

@@ -1,0 +1,465 @@
+//! The IO-free heart of a shard: the Raft cores of the shard's groups, their log, their state
+//! machine, and the bookkeeping between them. The glommio runtime feeds it events and carries
+//! out what it leaves in its queues; tests drive it directly over a `MemLog`.
+//!
+//! Invariants:
+//! - storage actions go to the shard's one log in the order the cores emit them, so they become
+//!   durable in that order (the core's storage contract);
+//! - a send marked `after_persist` is released only after a flush that started after it was
+//!   emitted has completed: flushes take everything staged when they start and complete in
+//!   order, so that flush covers every storage action emitted before the send;
+//! - proposals that arrive during one turn of the event loop are encoded into one batch per
+//!   group ([`ShardEngine::end_turn`]), so one turn costs one Raft entry batch per group, not
+//!   one per proposal;
+//! - every proposal gets exactly one completion: committed (with the state machine's output),
+//!   refused, or timed out (outcome unknown: it may still commit).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+
+use crate::api::state_machine::{CommittedEntries, StateMachine};
+use crate::batch::{BatchKind, EntryBatch};
+use crate::core::{Action, Config, Input, Message, ProposeError, Raft, Recovered, Role};
+use crate::log::{self, LogStore, SyncReport};
+use crate::types::{GroupId, HardState, LogIndex, NodeId, Term};
+
+/// The result of one proposal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    pub index: LogIndex,
+    pub output: Bytes,
+}
+
+/// Why a proposal did not commit (as far as this node knows).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProposalError {
+    #[error("not the leader of this group (leader: {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    #[error("leadership of this group is being transferred")]
+    Transferring,
+    #[error("group {0} is not served by this node")]
+    UnknownGroup(GroupId),
+    #[error("no commit within the proposal timeout; the entry may still commit")]
+    Timeout,
+    #[error("the entry was replaced by another leader's entry")]
+    Superseded,
+    #[error("the shard is shutting down")]
+    ShuttingDown,
+}
+
+impl From<ProposeError> for ProposalError {
+    fn from(error: ProposeError) -> Self {
+        match error {
+            ProposeError::NotLeader { leader } => ProposalError::NotLeader { leader },
+            ProposeError::Transferring => ProposalError::Transferring,
+        }
+    }
+}
+
+/// Status of one group on this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupStatus {
+    pub group: GroupId,
+    pub role: Role,
+    pub term: Term,
+    pub leader: Option<NodeId>,
+    pub commit: LogIndex,
+    pub applied: LogIndex,
+    pub last_index: LogIndex,
+    /// Leader only: each follower's durable match index.
+    pub followers: Vec<(NodeId, LogIndex)>,
+}
+
+struct Waiter<R> {
+    term: Term,
+    reply: R,
+}
+
+/// Proposals of one group gathered during the current turn.
+struct Gathered<R> {
+    payloads: Vec<Bytes>,
+    replies: Vec<R>,
+}
+
+impl<R> Default for Gathered<R> {
+    fn default() -> Self {
+        Gathered {
+            payloads: Vec::new(),
+            replies: Vec::new(),
+        }
+    }
+}
+
+/// Settings of the engine that are not the cores'.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Ticks after which a proposal that has not committed is answered `Timeout`.
+    pub proposal_timeout_ticks: u64,
+}
+
+/// See the module documentation. `R` identifies where a proposal's answer goes.
+pub struct ShardEngine<L: LogStore, S: StateMachine, R> {
+    node: NodeId,
+    cores: BTreeMap<GroupId, Raft>,
+    log: L,
+    state_machine: S,
+    config: EngineConfig,
+    now_ticks: u64,
+    actions: Vec<Action>,
+    outputs: Vec<Bytes>,
+    outbox: BTreeMap<NodeId, Vec<(GroupId, Message)>>,
+    held: VecDeque<(u64, NodeId, GroupId, Message)>,
+    flushes_started: u64,
+    flushes_completed: u64,
+    gathered: BTreeMap<GroupId, Gathered<R>>,
+    waiters: BTreeMap<(GroupId, LogIndex), Waiter<R>>,
+    deadlines: VecDeque<(u64, GroupId, LogIndex)>,
+    completions: Vec<(R, Result<Committed, ProposalError>)>,
+    role_changes: Vec<(GroupId, Role, Term, Option<NodeId>)>,
+}
+
+impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
+    /// Builds the cores of `groups` from what `log` recovered. `core_config(group)` gives each
+    /// group's core configuration.
+    pub fn new(
+        node: NodeId,
+        groups: impl IntoIterator<Item = GroupId>,
+        log: L,
+        state_machine: S,
+        config: EngineConfig,
+        core_config: impl Fn(GroupId) -> Config,
+    ) -> Result<Self, log::Error> {
+        let mut cores = BTreeMap::new();
+        for group in groups {
+            let recovered = recover(&log, group)?;
+            cores.insert(group, Raft::new(core_config(group), recovered));
+        }
+        Ok(ShardEngine {
+            node,
+            cores,
+            log,
+            state_machine,
+            config,
+            now_ticks: 0,
+            actions: Vec::new(),
+            outputs: Vec::new(),
+            outbox: BTreeMap::new(),
+            held: VecDeque::new(),
+            flushes_started: 0,
+            flushes_completed: 0,
+            gathered: BTreeMap::new(),
+            waiters: BTreeMap::new(),
+            deadlines: VecDeque::new(),
+            completions: Vec::new(),
+            role_changes: Vec::new(),
+        })
+    }
+
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    pub fn log_mut(&mut self) -> &mut L {
+        &mut self.log
+    }
+
+    pub fn groups(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.cores.keys().copied()
+    }
+
+    /// One tick for every group; proposals past their deadline are answered `Timeout`.
+    pub fn tick(&mut self) -> Result<(), log::Error> {
+        self.now_ticks += 1;
+        let groups: Vec<GroupId> = self.cores.keys().copied().collect();
+        for group in groups {
+            self.step(group, Input::Tick)?;
+        }
+        while let Some(&(deadline, group, index)) = self.deadlines.front() {
+            if deadline > self.now_ticks {
+                break;
+            }
+            self.deadlines.pop_front();
+            if let Some(waiter) = self.waiters.remove(&(group, index)) {
+                self.completions
+                    .push((waiter.reply, Err(ProposalError::Timeout)));
+            }
+        }
+        Ok(())
+    }
+
+    /// A message for `group` from `from`. Messages for groups this shard does not hold are
+    /// dropped.
+    pub fn receive(
+        &mut self,
+        from: NodeId,
+        group: GroupId,
+        message: Message,
+    ) -> Result<(), log::Error> {
+        if self.cores.contains_key(&group) {
+            self.step(group, Input::Message { from, message })?;
+        }
+        Ok(())
+    }
+
+    /// The connection to `peer` broke: entries in flight to it may be lost.
+    pub fn unreachable(&mut self, peer: NodeId) -> Result<(), log::Error> {
+        let groups: Vec<GroupId> = self.cores.keys().copied().collect();
+        for group in groups {
+            self.step(group, Input::Unreachable { peer })?;
+        }
+        Ok(())
+    }
+
+    /// Queues a proposal; it is placed in the log at the end of the turn.
+    pub fn propose(&mut self, group: GroupId, payload: Bytes, reply: R) {
+        if !self.cores.contains_key(&group) {
+            self.completions
+                .push((reply, Err(ProposalError::UnknownGroup(group))));
+            return;
+        }
+        let gathered = self.gathered.entry(group).or_default();
+        gathered.payloads.push(payload);
+        gathered.replies.push(reply);
+    }
+
+    /// Hands leadership of `group` to `to`.
+    pub fn transfer_leadership(&mut self, group: GroupId, to: NodeId) -> Result<(), log::Error> {
+        if self.cores.contains_key(&group) {
+            self.step(group, Input::TransferLeadership { to })?;
+        }
+        Ok(())
+    }
+
+    /// Ends a turn of the event loop: places the gathered proposals, one batch per group.
+    pub fn end_turn(&mut self) -> Result<(), log::Error> {
+        while let Some((group, gathered)) = self.gathered.pop_first() {
+            let batch = EntryBatch::encode(
+                BatchKind::Command,
+                Term::ZERO,
+                LogIndex::ZERO,
+                gathered.payloads.iter().map(|payload| &payload[..]),
+            );
+            self.actions.clear();
+            self.cores
+                .get_mut(&group)
+                .expect("gathered only for held groups")
+                .step(Input::Propose(batch), &mut self.actions);
+            let mut replies = Some(gathered.replies);
+            self.execute(group, &mut replies)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a flush should start (something is staged and none is in flight).
+    pub fn wants_flush(&self) -> bool {
+        self.flushes_started == self.flushes_completed && self.log.has_staged()
+    }
+
+    /// Starts a flush; the runtime awaits it and hands the result to [`Self::flush_done`].
+    pub fn start_flush(&mut self) -> Result<Option<log::PendingFlush>, log::Error> {
+        let pending = self.log.start_flush()?;
+        if pending.is_some() {
+            self.flushes_started += 1;
+        }
+        Ok(pending)
+    }
+
+    /// A flush completed: report durability to the cores and release held sends.
+    pub fn flush_done(&mut self, done: log::FlushDone) -> Result<(), log::Error> {
+        let report: SyncReport = self.log.finish_flush(done)?;
+        self.flushes_completed += 1;
+        for (group, position) in report.log {
+            if self.cores.contains_key(&group) {
+                let input = Input::Persisted {
+                    index: position.index,
+                    term: position.term,
+                };
+                self.step(group, input)?;
+            }
+        }
+        while let Some(&(flush, _, _, _)) = self.held.front() {
+            if flush > self.flushes_completed {
+                break;
+            }
+            let (_, to, group, message) = self.held.pop_front().expect("peeked");
+            self.outbox.entry(to).or_default().push((group, message));
+        }
+        Ok(())
+    }
+
+    /// Messages to send, per peer, in order. The caller sends each peer's list as one write.
+    pub fn take_outbox(&mut self) -> BTreeMap<NodeId, Vec<(GroupId, Message)>> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Answers for proposals, in the order they were decided.
+    pub fn take_completions(&mut self) -> Vec<(R, Result<Committed, ProposalError>)> {
+        std::mem::take(&mut self.completions)
+    }
+
+    /// Role changes since the last call: `(group, role, term, leader)`.
+    pub fn take_role_changes(&mut self) -> Vec<(GroupId, Role, Term, Option<NodeId>)> {
+        std::mem::take(&mut self.role_changes)
+    }
+
+    /// Answers every outstanding proposal `ShuttingDown`.
+    pub fn shut_down(&mut self) {
+        for (_, gathered) in std::mem::take(&mut self.gathered) {
+            for reply in gathered.replies {
+                self.completions
+                    .push((reply, Err(ProposalError::ShuttingDown)));
+            }
+        }
+        for (_, waiter) in std::mem::take(&mut self.waiters) {
+            self.completions
+                .push((waiter.reply, Err(ProposalError::ShuttingDown)));
+        }
+        self.deadlines.clear();
+    }
+
+    pub fn status(&self) -> Vec<GroupStatus> {
+        self.cores
+            .iter()
+            .map(|(&group, core)| GroupStatus {
+                group,
+                role: core.role(),
+                term: core.term(),
+                leader: core.leader(),
+                commit: core.commit_index(),
+                applied: core.applied_index(),
+                last_index: core.last_index(),
+                followers: core
+                    .config()
+                    .voters
+                    .iter()
+                    .filter_map(|&peer| Some((peer, core.progress(peer)?.match_index)))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// The leader of `group` as this node knows it.
+    pub fn leader_of(&self, group: GroupId) -> Option<NodeId> {
+        self.cores.get(&group).and_then(Raft::leader)
+    }
+
+    fn step(&mut self, group: GroupId, input: Input) -> Result<(), log::Error> {
+        self.actions.clear();
+        self.cores
+            .get_mut(&group)
+            .expect("stepping a held group")
+            .step(input, &mut self.actions);
+        self.execute(group, &mut None)
+    }
+
+    /// Carries out the actions of one step of `group`'s core. `replies` holds the answers of
+    /// the proposal that was stepped, if any.
+    fn execute(&mut self, group: GroupId, replies: &mut Option<Vec<R>>) -> Result<(), log::Error> {
+        let actions = std::mem::take(&mut self.actions);
+        let result = self.execute_actions(group, &actions, replies);
+        self.actions = actions;
+        result
+    }
+
+    fn execute_actions(
+        &mut self,
+        group: GroupId,
+        actions: &[Action],
+        replies: &mut Option<Vec<R>>,
+    ) -> Result<(), log::Error> {
+        for action in actions {
+            match action {
+                Action::SaveHardState(state) => self.log.save_hard_state(group, *state)?,
+                Action::TruncateLog { from } => self.log.truncate(group, *from)?,
+                Action::AppendLog(batch) => self.log.append(group, batch)?,
+                Action::Send {
+                    to,
+                    message,
+                    after_persist: false,
+                } => self
+                    .outbox
+                    .entry(*to)
+                    .or_default()
+                    .push((group, message.clone())),
+                Action::Send {
+                    to,
+                    message,
+                    after_persist: true,
+                } => self
+                    .held
+                    .push_back((self.flushes_started + 1, *to, group, message.clone())),
+                Action::Accepted {
+                    first_index, term, ..
+                } => {
+                    let deadline = self.now_ticks + self.config.proposal_timeout_ticks;
+                    for (offset, reply) in replies.take().into_iter().flatten().enumerate() {
+                        let index = first_index.plus(offset as u64);
+                        self.waiters
+                            .insert((group, index), Waiter { term: *term, reply });
+                        self.deadlines.push_back((deadline, group, index));
+                    }
+                }
+                Action::Rejected(error) => {
+                    for reply in replies.take().into_iter().flatten() {
+                        self.completions.push((reply, Err((*error).into())));
+                    }
+                }
+                Action::Apply(batch) => self.apply(group, batch),
+                Action::RoleChanged { role, term, leader } => {
+                    self.role_changes.push((group, *role, *term, *leader))
+                }
+                Action::Commit { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, group: GroupId, batch: &EntryBatch) {
+        if batch.kind() == BatchKind::Command {
+            self.outputs.clear();
+            self.state_machine
+                .apply(group, CommittedEntries::new(batch), &mut self.outputs);
+            assert_eq!(
+                self.outputs.len() as u64,
+                batch.len(),
+                "the state machine must give one output per entry"
+            );
+        }
+        if self.waiters.is_empty() {
+            return;
+        }
+        let mut outputs = self.outputs.drain(..);
+        for offset in 0..batch.len() {
+            let index = batch.first_index().plus(offset);
+            let output = if batch.kind() == BatchKind::Command {
+                outputs.next().unwrap_or_default()
+            } else {
+                Bytes::new()
+            };
+            if let Some(waiter) = self.waiters.remove(&(group, index)) {
+                let result = if waiter.term == batch.term() {
+                    Ok(Committed { index, output })
+                } else {
+                    Err(ProposalError::Superseded)
+                };
+                self.completions.push((waiter.reply, result));
+            }
+        }
+    }
+}
+
+/// The durable state of `group` as the log holds it.
+fn recover<L: LogStore>(log: &L, group: GroupId) -> Result<Recovered, log::Error> {
+    let hard_state: HardState = log.hard_state(group);
+    let last = log.last_index(group);
+    let batches = if last == LogIndex::ZERO {
+        Vec::new()
+    } else {
+        log.read(group, log.first_index(group), last)?
+    };
+    Ok(Recovered {
+        hard_state,
+        batches,
+    })
+}

@@ -1,0 +1,91 @@
+//! An outgoing byte buffer shared by the event loop (which appends frames) and the writer
+//! task of one connection (which takes the whole buffer and writes it with one call).
+//!
+//! Invariant: the writer takes everything appended so far in one swap, so however many frames
+//! a loop turn appends, they leave in one write. A buffer that grows past its cap (a peer that
+//! does not read) is dropped and the connection is closed rather than growing without bound.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::task::{Poll, Waker};
+
+pub struct Outgoing {
+    buffer: RefCell<Vec<u8>>,
+    waiting: Cell<Option<Waker>>,
+    closed: Cell<bool>,
+    connected: Cell<bool>,
+    cap_bytes: usize,
+}
+
+impl Outgoing {
+    pub fn new(cap_bytes: usize) -> Outgoing {
+        Outgoing {
+            buffer: RefCell::new(Vec::new()),
+            waiting: Cell::new(None),
+            closed: Cell::new(false),
+            connected: Cell::new(false),
+            cap_bytes,
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.get() && !self.closed.get()
+    }
+
+    pub fn set_connected(&self, connected: bool) {
+        self.connected.set(connected);
+        if !connected {
+            self.buffer.borrow_mut().clear();
+        }
+    }
+
+    /// Appends with `encode` and wakes the writer. Returns false (appending nothing) when the
+    /// connection is down or the cap would be exceeded.
+    pub fn append(&self, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
+        if !self.is_connected() {
+            return false;
+        }
+        let mut buffer = self.buffer.borrow_mut();
+        encode(&mut buffer);
+        if buffer.len() > self.cap_bytes {
+            buffer.clear();
+            drop(buffer);
+            self.close();
+            return false;
+        }
+        drop(buffer);
+        if let Some(waker) = self.waiting.take() {
+            waker.wake();
+        }
+        true
+    }
+
+    pub fn close(&self) {
+        self.closed.set(true);
+        if let Some(waker) = self.waiting.take() {
+            waker.wake();
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    /// Waits for bytes and swaps them into `spare` (which must be empty). Returns false once
+    /// closed.
+    pub async fn take(&self, spare: &mut Vec<u8>) -> bool {
+        poll_fn(|cx| {
+            if self.closed.get() {
+                return Poll::Ready(false);
+            }
+            let mut buffer = self.buffer.borrow_mut();
+            if !buffer.is_empty() {
+                std::mem::swap(&mut *buffer, spare);
+                return Poll::Ready(true);
+            }
+            self.waiting.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+        .await
+    }
+}

@@ -1,0 +1,255 @@
+//! The shard engine over the in-memory log, three nodes wired in one thread: proposals are
+//! gathered into one batch per turn, commit, reach the state machine and answer their
+//! proposers; vote grants wait for the flush that makes the vote durable.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use ringraft::api::{CommittedEntries, StateMachine};
+use ringraft::core::{Config, Message, Role};
+use ringraft::log::{LogStore, MemLog};
+use ringraft::shard::engine::{Committed, EngineConfig, ProposalError, ShardEngine};
+use ringraft::types::{GroupId, LogIndex, NodeId};
+
+const GROUP: GroupId = GroupId(0);
+
+/// Answers each entry with its payload reversed, and remembers what it applied.
+#[derive(Default)]
+struct Reverser {
+    applied: Vec<(LogIndex, Vec<u8>)>,
+}
+
+impl StateMachine for Reverser {
+    fn apply(&mut self, _group: GroupId, entries: CommittedEntries<'_>, outputs: &mut Vec<Bytes>) {
+        for (index, payload) in entries.iter() {
+            self.applied.push((index, payload.to_vec()));
+            outputs.push(payload.iter().rev().copied().collect::<Vec<u8>>().into());
+        }
+    }
+}
+
+type Engine = ShardEngine<MemLog, Reverser, u32>;
+
+struct Trio {
+    engines: Vec<Engine>,
+    wire: VecDeque<(NodeId, NodeId, GroupId, Message)>,
+}
+
+impl Trio {
+    fn new() -> Trio {
+        let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
+        let engines = voters
+            .iter()
+            .map(|&id| {
+                ShardEngine::new(
+                    id,
+                    [GROUP],
+                    MemLog::new(),
+                    Reverser::default(),
+                    EngineConfig {
+                        proposal_timeout_ticks: 1_000,
+                    },
+                    |_| {
+                        let mut config = Config::new(id, voters.clone());
+                        config.rng_seed = id.0;
+                        config.check_invariants = true;
+                        config
+                    },
+                )
+                .unwrap()
+            })
+            .collect();
+        Trio {
+            engines,
+            wire: VecDeque::new(),
+        }
+    }
+
+    fn engine(&mut self, id: u64) -> &mut Engine {
+        &mut self.engines[id as usize - 1]
+    }
+
+    /// Ends a turn on every engine: flushes complete at once, messages go on the wire.
+    fn settle(&mut self) {
+        for _ in 0..50 {
+            for engine in &mut self.engines {
+                engine.end_turn().unwrap();
+                if engine.wants_flush() {
+                    let mut pending = engine.start_flush().unwrap().unwrap();
+                    let done = pending.try_take().expect("MemLog flushes complete at once");
+                    engine.flush_done(done).unwrap();
+                }
+                let from = engine.node();
+                for (to, messages) in engine.take_outbox() {
+                    for (group, message) in messages {
+                        self.wire.push_back((from, to, group, message));
+                    }
+                }
+            }
+            if self.wire.is_empty() {
+                return;
+            }
+            while let Some((from, to, group, message)) = self.wire.pop_front() {
+                self.engine(to.0).receive(from, group, message).unwrap();
+            }
+        }
+        panic!("messages kept flowing");
+    }
+
+    fn elect(&mut self, id: u64) {
+        for _ in 0..40 {
+            self.engine(id).tick().unwrap();
+            self.settle();
+            if self.engine(id).status()[0].role == Role::Leader {
+                return;
+            }
+        }
+        panic!("n{id} was not elected");
+    }
+}
+
+#[test]
+fn proposals_of_one_turn_share_a_batch_and_answer_with_outputs() {
+    let mut trio = Trio::new();
+    trio.elect(1);
+    trio.engine(1)
+        .propose(GROUP, Bytes::from_static(b"abc"), 10);
+    trio.engine(1).propose(GROUP, Bytes::from_static(b"xy"), 11);
+    trio.settle();
+    let mut completions = trio.engine(1).take_completions();
+    completions.sort_by_key(|(reply, _)| *reply);
+    // Index 1 is the leader's no-op; the two proposals follow in one batch.
+    assert_eq!(
+        completions,
+        vec![
+            (
+                10,
+                Ok(Committed {
+                    index: LogIndex(2),
+                    output: Bytes::from_static(b"cba")
+                })
+            ),
+            (
+                11,
+                Ok(Committed {
+                    index: LogIndex(3),
+                    output: Bytes::from_static(b"yx")
+                })
+            ),
+        ]
+    );
+    let batches = trio
+        .engine(1)
+        .log_mut()
+        .read(GROUP, LogIndex(2), LogIndex(3))
+        .unwrap();
+    assert_eq!(batches.len(), 1, "one batch for the turn's proposals");
+    for follower in [2, 3] {
+        let status = &trio.engine(follower).status()[0];
+        assert_eq!(status.leader, Some(NodeId(1)));
+        assert_eq!(status.last_index, LogIndex(3));
+    }
+}
+
+#[test]
+fn followers_refuse_proposals_with_the_leader_and_unknown_groups_are_refused() {
+    let mut trio = Trio::new();
+    trio.elect(1);
+    trio.engine(2).propose(GROUP, Bytes::from_static(b"p"), 1);
+    trio.engine(2)
+        .propose(GroupId(9), Bytes::from_static(b"q"), 2);
+    trio.settle();
+    let mut completions = trio.engine(2).take_completions();
+    completions.sort_by_key(|(reply, _)| *reply);
+    assert_eq!(
+        completions,
+        vec![
+            (
+                1,
+                Err(ProposalError::NotLeader {
+                    leader: Some(NodeId(1))
+                })
+            ),
+            (2, Err(ProposalError::UnknownGroup(GroupId(9)))),
+        ]
+    );
+}
+
+#[test]
+fn a_vote_grant_waits_for_the_flush_of_the_vote() {
+    let mut trio = Trio::new();
+    // Let n1 campaign until its real vote requests reach n2.
+    let mut vote_requests = Vec::new();
+    for _ in 0..40 {
+        trio.engine(1).tick().unwrap();
+        trio.engine(1).end_turn().unwrap();
+        if trio.engine(1).wants_flush() {
+            let mut pending = trio.engine(1).start_flush().unwrap().unwrap();
+            let done = pending.try_take().unwrap();
+            trio.engine(1).flush_done(done).unwrap();
+        }
+        for (to, messages) in trio.engine(1).take_outbox() {
+            for (group, message) in messages {
+                match message {
+                    Message::VoteRequest { pre_vote: true, .. } => {
+                        // Answer the pre-vote round as a follower would.
+                        trio.engine(to.0)
+                            .receive(NodeId(1), group, message)
+                            .unwrap();
+                        for (_, answers) in trio.engine(to.0).take_outbox() {
+                            for (group, answer) in answers {
+                                trio.engine(1).receive(to, group, answer).unwrap();
+                            }
+                        }
+                    }
+                    Message::VoteRequest { .. } if to == NodeId(2) => vote_requests.push(message),
+                    _ => {}
+                }
+            }
+        }
+        if !vote_requests.is_empty() {
+            break;
+        }
+    }
+    let request = vote_requests.pop().expect("n1 asked n2 for its vote");
+    let voter = trio.engine(2);
+    voter.receive(NodeId(1), GROUP, request).unwrap();
+    voter.end_turn().unwrap();
+    assert!(
+        voter.take_outbox().is_empty(),
+        "no vote reply before the vote is durable"
+    );
+    let mut pending = voter.start_flush().unwrap().expect("the vote is staged");
+    let done = pending.try_take().unwrap();
+    voter.flush_done(done).unwrap();
+    let outbox = voter.take_outbox();
+    let replies = &outbox[&NodeId(1)];
+    assert!(
+        matches!(
+            replies.as_slice(),
+            [(
+                GROUP,
+                Message::VoteResponse {
+                    granted: true,
+                    pre_vote: false,
+                    ..
+                }
+            )]
+        ),
+        "{replies:?}"
+    );
+}
+
+#[test]
+fn shutting_down_answers_every_outstanding_proposal() {
+    let mut trio = Trio::new();
+    trio.elect(1);
+    trio.engine(1)
+        .propose(GROUP, Bytes::from_static(b"late"), 7);
+    trio.engine(1).end_turn().unwrap();
+    trio.engine(1).shut_down();
+    assert_eq!(
+        trio.engine(1).take_completions(),
+        vec![(7, Err(ProposalError::ShuttingDown))]
+    );
+}
