@@ -1,6 +1,9 @@
 pub mod batch;
 pub mod cli;
+pub mod client;
+pub mod constants;
 pub mod core;
 pub mod log;
+pub mod net;
 pub mod sim;
 pub mod types;

@@ -204,8 +204,7 @@ impl Cluster {
         let deadline = heal_at + self.options.liveness_ticks * TICK_US;
         while self.now_us < deadline {
             self.run_until(self.now_us + TICK_US)?;
-            if self.checker.acknowledged_count() > acknowledged_at_heal && self.leader().is_some()
-            {
+            if self.checker.acknowledged_count() > acknowledged_at_heal && self.leader().is_some() {
                 return self.final_checks();
             }
         }
@@ -296,7 +295,11 @@ impl Cluster {
     fn step(&mut self, id: NodeId, input: Input) -> Result<(), Violation> {
         let mut actions = std::mem::take(&mut self.actions);
         actions.clear();
-        let raft = self.node_mut(id).raft.as_mut().expect("stepping a live node");
+        let raft = self
+            .node_mut(id)
+            .raft
+            .as_mut()
+            .expect("stepping a live node");
         raft.step(input, &mut actions);
         let result = self.execute(id, &actions);
         self.actions = actions;
@@ -370,8 +373,10 @@ impl Cluster {
         }
         let node = self.node_mut(id);
         let durable = node.disk.durable_writes();
-        let (ready, waiting): (Vec<_>, Vec<_>) =
-            node.held.drain(..).partition(|(mark, _, _)| *mark <= durable);
+        let (ready, waiting): (Vec<_>, Vec<_>) = node
+            .held
+            .drain(..)
+            .partition(|(mark, _, _)| *mark <= durable);
         node.held = waiting;
         for (_, to, message) in ready {
             self.send(id, to, message);
@@ -425,8 +430,7 @@ impl Cluster {
         if batch.first_index() != node.applied.next() {
             return Err(Violation(format!(
                 "{id} applied {:?} after {}",
-                batch,
-                node.applied
+                batch, node.applied
             )));
         }
         node.applied = batch.last_index();
@@ -515,7 +519,9 @@ impl Cluster {
         };
         let Some(id) = target else { return };
         self.summary.crashes += 1;
-        let survivors = self.rng.random_range(0..=self.node(id).disk.queued_writes());
+        let survivors = self
+            .rng
+            .random_range(0..=self.node(id).disk.queued_writes());
         self.trace(|| format!("{id} crashes ({survivors} unsynced writes survive)"));
         let node = self.node_mut(id);
         node.raft = None;
@@ -620,7 +626,11 @@ fn describe(action: &Action) -> String {
             after_persist,
         } => format!(
             "-> {to}{} {message:?}",
-            if *after_persist { " (after persist)" } else { "" }
+            if *after_persist {
+                " (after persist)"
+            } else {
+                ""
+            }
         ),
         other => format!("{other:?}"),
     }

@@ -107,9 +107,11 @@ impl SimDisk {
     }
 
     fn last(&self) -> (LogIndex, Term) {
-        self.log.last().map_or((LogIndex::ZERO, Term::ZERO), |batch| {
-            (batch.last_index(), batch.term())
-        })
+        self.log
+            .last()
+            .map_or((LogIndex::ZERO, Term::ZERO), |batch| {
+                (batch.last_index(), batch.term())
+            })
     }
 
     fn make_durable(&mut self, write: Write) {
