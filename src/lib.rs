@@ -1,9 +1,12 @@
 pub mod api;
 pub mod batch;
 pub mod cli;
+pub mod client;
+pub mod constants;
 pub mod core;
 pub mod error;
 pub mod log;
+pub mod net;
 pub mod shard;
 pub mod sim;
 pub mod types;

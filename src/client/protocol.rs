@@ -1,0 +1,1 @@
+//! The client protocol (requests, responses and their frames). Not written yet.
