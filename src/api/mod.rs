@@ -29,10 +29,10 @@
 
 pub mod config;
 pub mod data_dir;
-
+pub mod node;
 pub mod state_machine;
 
 pub use crate::shard::engine::{Committed, GroupStatus, ProposalError};
 pub use config::{NodeConfig, PeerConfig};
-
+pub use node::Node;
 pub use state_machine::{CommittedEntries, LogOnly, StateMachine};

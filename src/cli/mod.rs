@@ -1,6 +1,7 @@
 //! Command-line interface of the `ringraft` binary.
 
 pub mod node_args;
+pub mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run one cluster member until SIGINT/SIGTERM.
+    Node(node_args::NodeArgs),
+    /// Start a local cluster of node processes on loopback; Ctrl-C stops them all.
+    Cluster(serve::ClusterArgs),
     /// Run the deterministic cluster simulator over many seeds and report any safety violation.
     Sim(SimArgs),
     /// Verify a node's data directory: every segment, record and hard-state slot. Exits
@@ -62,6 +67,8 @@ pub struct SimArgs {
 
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Node(args) => serve::run_node(args),
+        Command::Cluster(args) => serve::run_cluster(&args),
         Command::Sim(args) => run_sim(&args),
         Command::Inspect(args) => run_inspect(&args),
     }

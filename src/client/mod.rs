@@ -1,3 +1,6 @@
-//! Client side of ringraft: the client protocol (and, later, the Rust client).
+//! The client side of ringraft: the wire protocol and a blocking Rust client.
 
+mod blocking;
 pub mod protocol;
+
+pub use blocking::{CallError, Client, Committed};

@@ -20,9 +20,14 @@ use bytes::Bytes;
 
 use crate::api::state_machine::{CommittedEntries, StateMachine};
 use crate::batch::{BatchKind, EntryBatch};
+use crate::constants::BATCH_BYTES_MAX;
 use crate::core::{Action, Config, Input, Message, ProposeError, Raft, Recovered, Role};
 use crate::log::{self, LogStore, SyncReport};
 use crate::types::{GroupId, HardState, LogIndex, NodeId, Term};
+
+/// Archive bytes an entry costs in a batch body besides its payload (a relative pointer and
+/// length, plus alignment), with headroom.
+const BATCH_ENTRY_OVERHEAD_BYTES: usize = 16;
 
 /// The result of one proposal.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -231,22 +236,29 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
         Ok(())
     }
 
-    /// Ends a turn of the event loop: places the gathered proposals, one batch per group.
+    /// Ends a turn of the event loop: places the gathered proposals, one batch per group (more
+    /// only when they exceed [`BATCH_BYTES_MAX`]).
     pub fn end_turn(&mut self) -> Result<(), log::Error> {
         while let Some((group, gathered)) = self.gathered.pop_first() {
-            let batch = EntryBatch::encode(
-                BatchKind::Command,
-                Term::ZERO,
-                LogIndex::ZERO,
-                gathered.payloads.iter().map(|payload| &payload[..]),
-            );
-            self.actions.clear();
-            self.cores
-                .get_mut(&group)
-                .expect("gathered only for held groups")
-                .step(Input::Propose(batch), &mut self.actions);
-            let mut replies = Some(gathered.replies);
-            self.execute(group, &mut replies)?;
+            let mut payloads = &gathered.payloads[..];
+            let mut replies = gathered.replies.into_iter();
+            while !payloads.is_empty() {
+                let count = batch_prefix(payloads);
+                let batch = EntryBatch::encode(
+                    BatchKind::Command,
+                    Term::ZERO,
+                    LogIndex::ZERO,
+                    payloads[..count].iter().map(|payload| &payload[..]),
+                );
+                payloads = &payloads[count..];
+                self.actions.clear();
+                self.cores
+                    .get_mut(&group)
+                    .expect("gathered only for held groups")
+                    .step(Input::Propose(batch), &mut self.actions);
+                let mut batch_replies = Some(replies.by_ref().take(count).collect());
+                self.execute(group, &mut batch_replies)?;
+            }
         }
         Ok(())
     }
@@ -447,6 +459,20 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
             }
         }
     }
+}
+
+/// How many of `payloads` (at least one) fit in one batch of at most [`BATCH_BYTES_MAX`]
+/// encoded bytes.
+fn batch_prefix(payloads: &[Bytes]) -> usize {
+    let mut bytes = 0;
+    payloads
+        .iter()
+        .take_while(|payload| {
+            bytes += payload.len() + BATCH_ENTRY_OVERHEAD_BYTES;
+            bytes <= BATCH_BYTES_MAX
+        })
+        .count()
+        .max(1)
 }
 
 /// The durable state of `group` as the log holds it.

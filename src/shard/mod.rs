@@ -1,3 +1,9 @@
+//! A shard: one executor thread holding some of the node's Raft groups, their shared log,
+//! their state machine, and their connections. Shards share nothing.
+
+pub mod clients;
 pub mod engine;
 pub mod link;
 pub mod mailbox;
+pub mod peers;
+pub mod runtime;

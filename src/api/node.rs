@@ -1,0 +1,197 @@
+//! [`Node`]: a running member of a cluster, as an embedding program holds it.
+//!
+//! `Node::start` opens the data directory, starts one executor thread per shard and returns once
+//! every shard has recovered its log and bound its ports. The handle is `Send + Sync`: any
+//! thread (or any async runtime) may propose; answers come back through channels.
+//!
+//! Backpressure: each shard queues at most `proposals_queued_max` requests; beyond that
+//! [`Node::propose`] waits for room (it never fails for being busy).
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+
+use crate::api::config::NodeConfig;
+use crate::api::data_dir;
+use crate::api::state_machine::StateMachine;
+use crate::error::NodeError;
+use crate::shard::engine::{Committed, GroupStatus, ProposalError};
+use crate::shard::runtime::{self, ApiRequest, ShardContext};
+use crate::types::{GroupId, NodeId, ShardId};
+
+/// A running node. Dropping it shuts it down.
+pub struct Node {
+    config: Arc<NodeConfig>,
+    shards: Vec<flume::Sender<ApiRequest>>,
+    threads: Vec<JoinHandle<Result<(), NodeError>>>,
+}
+
+impl Node {
+    /// Starts a node whose shards each build their state machine with `make_state_machine`
+    /// (called on the shard's own thread).
+    pub fn start<S, F>(config: NodeConfig, make_state_machine: F) -> Result<Node, NodeError>
+    where
+        S: StateMachine,
+        F: Fn(ShardId) -> S + Send + Sync + 'static,
+    {
+        config.validate().map_err(NodeError::Config)?;
+        data_dir::claim(&config.data_dir, config.cluster_id, config.id, config.init)?;
+        let config = Arc::new(config);
+        let make_state_machine = Arc::new(make_state_machine);
+        let mut node = Node {
+            config: config.clone(),
+            shards: Vec::new(),
+            threads: Vec::new(),
+        };
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        for shard in (0..config.shards).map(ShardId) {
+            let (requests_tx, requests_rx) = flume::bounded(config.proposals_queued_max);
+            let context = ShardContext {
+                config: config.clone(),
+                shard,
+                requests: requests_rx,
+                ready: ready_tx.clone(),
+            };
+            let make = make_state_machine.clone();
+            let pin_to = config
+                .pin
+                .then(|| cores.get(shard.0 as usize % cores.len().max(1)).copied())
+                .flatten();
+            let thread = std::thread::Builder::new()
+                .name(format!("ringraft-n{}-s{}", config.id.0, shard.0))
+                .spawn(move || {
+                    if let Some(core) = pin_to {
+                        core_affinity::set_for_current(core);
+                    }
+                    runtime::run_shard_thread(context, move || make(shard))
+                })
+                .map_err(|source| NodeError::Io {
+                    shard,
+                    what: "spawn shard thread".into(),
+                    source,
+                })?;
+            node.shards.push(requests_tx);
+            node.threads.push(thread);
+        }
+        drop(ready_tx);
+        for _ in 0..config.shards {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    node.stop_threads();
+                    return Err(error);
+                }
+                Err(_) => {
+                    let failure = node.stop_threads();
+                    return Err(failure.unwrap_or(NodeError::ShardGone { shard: ShardId(0) }));
+                }
+            }
+        }
+        Ok(node)
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// Whether every shard is still running (a shard stops on a fatal storage error).
+    pub fn is_running(&self) -> bool {
+        self.threads.iter().all(|thread| !thread.is_finished())
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Proposes `payload` to `group`. Resolves once the entry is committed and applied here,
+    /// with its index and the state machine's output.
+    pub async fn propose(
+        &self,
+        group: GroupId,
+        payload: impl Into<Bytes>,
+    ) -> Result<Committed, ProposalError> {
+        let (reply, answer) = flume::bounded(1);
+        let request = ApiRequest::Propose {
+            group,
+            payload: payload.into(),
+            reply,
+        };
+        let shard = self.config.shard_of(group);
+        if self.shards[shard.0 as usize]
+            .send_async(request)
+            .await
+            .is_err()
+        {
+            return Err(ProposalError::ShuttingDown);
+        }
+        answer
+            .recv_async()
+            .await
+            .unwrap_or(Err(ProposalError::ShuttingDown))
+    }
+
+    /// [`Node::propose`] for a thread outside any async runtime.
+    pub fn propose_blocking(
+        &self,
+        group: GroupId,
+        payload: impl Into<Bytes>,
+    ) -> Result<Committed, ProposalError> {
+        futures_lite::future::block_on(self.propose(group, payload))
+    }
+
+    /// Status of every group of this node.
+    pub fn status(&self) -> Vec<GroupStatus> {
+        let mut all = Vec::new();
+        for shard in &self.shards {
+            let (reply, answer) = flume::bounded(1);
+            if shard.send(ApiRequest::Status { reply }).is_ok() {
+                all.extend(answer.recv().unwrap_or_default());
+            }
+        }
+        all.sort_by_key(|status| status.group);
+        all
+    }
+
+    /// Asks this node, if it leads `group`, to hand leadership to `to`.
+    pub fn transfer_leadership(&self, group: GroupId, to: NodeId) {
+        let shard = self.config.shard_of(group);
+        let _ = self.shards[shard.0 as usize].send(ApiRequest::Transfer { group, to });
+    }
+
+    /// Stops every shard: outstanding proposals are answered "shutting down", the log's last
+    /// flush completes, connections close. Returns the first shard failure, if any.
+    pub fn shutdown(mut self) -> Result<(), NodeError> {
+        match self.stop_threads() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    fn stop_threads(&mut self) -> Option<NodeError> {
+        for shard in &self.shards {
+            let _ = shard.send(ApiRequest::Shutdown);
+        }
+        self.shards.clear();
+        let mut first_error = None;
+        for thread in self.threads.drain(..) {
+            let result = thread.join().unwrap_or_else(|_| {
+                Err(NodeError::Executor {
+                    shard: ShardId(0),
+                    reason: "shard thread panicked".into(),
+                })
+            });
+            if let Err(error) = result {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop_threads();
+    }
+}

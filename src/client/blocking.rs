@@ -1,0 +1,326 @@
+//! A blocking Rust client for the client protocol, used by tests and tools.
+//!
+//! It keeps one connection per (node, shard) it talks to, pipelines requests (many per frame),
+//! and follows "not leader" answers to the group's leader, retrying until its deadline.
+//!
+//! Delivery: a proposal refused with "not leader" was not appended and is retried; a proposal
+//! whose connection broke before its answer may or may not have been appended, and is retried
+//! too, so under failures a value may be committed more than once (at different indexes).
+//! A "timeout" answer is returned as is: the entry may still commit.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::client::protocol::{
+    decode_responses_frame, encode_requests, request_wire_bytes, ClientError, ClientRequest,
+    ClientResponse, GroupStatus,
+};
+use crate::constants::FRAME_BYTES_MAX;
+use crate::net::{FrameDecoder, FrameKind};
+use crate::types::{GroupId, LogIndex, NodeId, ShardId};
+
+/// A committed proposal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    pub index: LogIndex,
+    pub output: Bytes,
+}
+
+/// Why a call failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("server refused: {0}")]
+    Refused(ClientError),
+    #[error("no answer before the deadline: {last_problem}")]
+    Deadline { last_problem: String },
+    #[error("unknown node {0}")]
+    UnknownNode(NodeId),
+}
+
+struct Connection {
+    stream: TcpStream,
+    decoder: FrameDecoder,
+}
+
+/// See the module documentation.
+pub struct Client {
+    nodes: Vec<(NodeId, SocketAddr)>,
+    shards: u32,
+    deadline: Duration,
+    connections: BTreeMap<(NodeId, ShardId), Connection>,
+    leaders: BTreeMap<GroupId, NodeId>,
+    next_id: u64,
+    out: Vec<u8>,
+}
+
+const POLL: Duration = Duration::from_millis(100);
+
+impl Client {
+    /// A client of the nodes at these base client addresses, each running `shards` shards.
+    /// Each call gives up after `deadline`.
+    pub fn connect(nodes: Vec<(NodeId, SocketAddr)>, shards: u32, deadline: Duration) -> Client {
+        Client {
+            nodes,
+            shards,
+            deadline,
+            connections: BTreeMap::new(),
+            leaders: BTreeMap::new(),
+            next_id: 1,
+            out: Vec::new(),
+        }
+    }
+
+    fn shard_of(&self, group: GroupId) -> ShardId {
+        ShardId((group.0 % self.shards as u64) as u32)
+    }
+
+    /// The leader of `group` as last learnt (asks the nodes if unknown).
+    pub fn leader_of(&mut self, group: GroupId) -> Option<NodeId> {
+        let started = Instant::now();
+        while started.elapsed() < self.deadline {
+            let nodes: Vec<NodeId> = self.nodes.iter().map(|(id, _)| *id).collect();
+            for node in nodes {
+                let Ok(statuses) = self.status_of_shard(node, self.shard_of(group)) else {
+                    continue;
+                };
+                if let Some(status) = statuses.iter().find(|status| status.group == group) {
+                    if status.leader == Some(node) {
+                        self.leaders.insert(group, node);
+                        return Some(node);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Proposes one payload.
+    pub fn propose(&mut self, group: GroupId, payload: &[u8]) -> Result<Committed, CallError> {
+        self.propose_many(group, &[payload.to_vec()])
+            .pop()
+            .expect("one answer per payload")
+    }
+
+    /// Proposes every payload, pipelined; one result per payload, in order.
+    pub fn propose_many(
+        &mut self,
+        group: GroupId,
+        payloads: &[Vec<u8>],
+    ) -> Vec<Result<Committed, CallError>> {
+        let started = Instant::now();
+        let mut results: Vec<Option<Result<Committed, CallError>>> = vec![None; payloads.len()];
+        let mut todo: Vec<usize> = (0..payloads.len()).collect();
+        let mut last_problem = String::from("no attempt");
+        let mut rotation = 0;
+        while !todo.is_empty() {
+            if started.elapsed() >= self.deadline {
+                for position in todo.drain(..) {
+                    results[position] = Some(Err(CallError::Deadline {
+                        last_problem: last_problem.clone(),
+                    }));
+                }
+                break;
+            }
+            let target = match self.leaders.get(&group) {
+                Some(&leader) => leader,
+                None => {
+                    rotation += 1;
+                    self.nodes[rotation % self.nodes.len()].0
+                }
+            };
+            let requests: Vec<(u64, usize)> = todo
+                .iter()
+                .map(|&position| {
+                    self.next_id += 1;
+                    (self.next_id, position)
+                })
+                .collect();
+            let batch: Vec<ClientRequest> = requests
+                .iter()
+                .map(|&(id, position)| ClientRequest::Propose {
+                    id,
+                    group,
+                    payload: Bytes::copy_from_slice(&payloads[position]),
+                })
+                .collect();
+            let answers = match self.exchange(target, self.shard_of(group), &batch) {
+                Ok(answers) => answers,
+                Err(problem) => {
+                    last_problem = format!("n{}: {problem}", target.0);
+                    self.leaders.remove(&group);
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+            };
+            let mut retry = Vec::new();
+            for (id, position) in requests {
+                match answers.get(&id) {
+                    Some(ClientResponse::Committed { index, output, .. }) => {
+                        results[position] = Some(Ok(Committed {
+                            index: *index,
+                            output: output.clone(),
+                        }));
+                    }
+                    Some(ClientResponse::Error {
+                        error: ClientError::NotLeader { leader, .. },
+                        ..
+                    }) => {
+                        match leader {
+                            Some(leader) => self.leaders.insert(group, *leader),
+                            None => self.leaders.remove(&group),
+                        };
+                        last_problem = format!("n{} is not the leader", target.0);
+                        retry.push(position);
+                    }
+                    Some(ClientResponse::Error { error, .. }) => {
+                        results[position] = Some(Err(CallError::Refused(error.clone())));
+                    }
+                    Some(ClientResponse::Status { .. }) | None => retry.push(position),
+                }
+            }
+            if !retry.is_empty() && !self.leaders.contains_key(&group) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            todo = retry;
+        }
+        results
+            .into_iter()
+            .map(|result| result.expect("every payload decided"))
+            .collect()
+    }
+
+    /// Status of every group of `node` (all shards).
+    pub fn status(&mut self, node: NodeId) -> Result<Vec<GroupStatus>, CallError> {
+        let mut all = Vec::new();
+        for shard in (0..self.shards).map(ShardId) {
+            all.extend(self.status_of_shard(node, shard)?);
+        }
+        all.sort_by_key(|status| status.group);
+        Ok(all)
+    }
+
+    fn status_of_shard(
+        &mut self,
+        node: NodeId,
+        shard: ShardId,
+    ) -> Result<Vec<GroupStatus>, CallError> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let answers = self
+            .exchange(node, shard, &[ClientRequest::Status { id }])
+            .map_err(|last_problem| CallError::Deadline { last_problem })?;
+        match answers.get(&id) {
+            Some(ClientResponse::Status { groups, .. }) => Ok(groups.clone()),
+            Some(ClientResponse::Error { error, .. }) => Err(CallError::Refused(error.clone())),
+            _ => Err(CallError::Deadline {
+                last_problem: "no status answer".into(),
+            }),
+        }
+    }
+
+    /// Sends `requests` to (node, shard) and reads until each has an answer.
+    fn exchange(
+        &mut self,
+        node: NodeId,
+        shard: ShardId,
+        requests: &[ClientRequest],
+    ) -> Result<BTreeMap<u64, ClientResponse>, String> {
+        let result = self.try_exchange(node, shard, requests);
+        if result.is_err() {
+            self.connections.remove(&(node, shard));
+        }
+        result
+    }
+
+    fn try_exchange(
+        &mut self,
+        node: NodeId,
+        shard: ShardId,
+        requests: &[ClientRequest],
+    ) -> Result<BTreeMap<u64, ClientResponse>, String> {
+        let deadline = Instant::now() + self.deadline;
+        self.out.clear();
+        let mut start = 0;
+        while start < requests.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < requests.len()
+                && (end == start
+                    || bytes + request_wire_bytes(&requests[end]) < FRAME_BYTES_MAX / 2)
+            {
+                bytes += request_wire_bytes(&requests[end]);
+                end += 1;
+            }
+            encode_requests(&requests[start..end], &mut self.out).map_err(|e| e.to_string())?;
+            start = end;
+        }
+        let connection = self.connection(node, shard)?;
+        let mut out = std::mem::take(&mut self.out);
+        let connection = self.connections.get_mut(&connection).expect("just made");
+        let written = connection.stream.write_all(&out).map_err(|e| e.to_string());
+        out.clear();
+        self.out = out;
+        written?;
+        let mut answers = BTreeMap::new();
+        while answers.len() < requests.len() {
+            match connection.decoder.next_frame().map_err(|e| e.to_string())? {
+                Some(frame) if frame.kind == FrameKind::ClientResponses => {
+                    for response in decode_responses_frame(&frame).map_err(|e| e.to_string())? {
+                        answers.insert(response.id(), response);
+                    }
+                    continue;
+                }
+                Some(frame) => return Err(format!("unexpected {:?} frame", frame.kind)),
+                None => {}
+            }
+            if Instant::now() >= deadline {
+                return Err("no answer in time".into());
+            }
+            let spare = connection.decoder.spare(64 << 10);
+            match connection.stream.read(spare) {
+                Ok(0) => return Err("connection closed".into()),
+                Ok(read) => connection.decoder.filled(read),
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+        Ok(answers)
+    }
+
+    fn connection(&mut self, node: NodeId, shard: ShardId) -> Result<(NodeId, ShardId), String> {
+        let key = (node, shard);
+        if !self.connections.contains_key(&key) {
+            let base = self
+                .nodes
+                .iter()
+                .find(|(id, _)| *id == node)
+                .map(|(_, addr)| *addr)
+                .ok_or_else(|| format!("unknown node {node}"))?;
+            let mut addr = base;
+            addr.set_port(base.port() + shard.0 as u16);
+            let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+                .map_err(|e| format!("connect {addr}: {e}"))?;
+            let _ = stream.set_nodelay(true);
+            stream
+                .set_read_timeout(Some(POLL))
+                .map_err(|e| e.to_string())?;
+            self.connections.insert(
+                key,
+                Connection {
+                    stream,
+                    decoder: FrameDecoder::new(),
+                },
+            );
+        }
+        Ok(key)
+    }
+}

@@ -1,0 +1,268 @@
+//! The client port of one shard: pipelined requests in, answers out.
+//!
+//! A connection's reader decodes whole request frames and hands each frame's requests to the
+//! event loop as one event. Answers are gathered per connection during a loop turn and encoded
+//! into one response frame per connection at the end of the turn ([`ClientHub::flush`]); the
+//! connection's writer sends everything queued with one write.
+//!
+//! Proposals for a group this node does not lead are answered `NotLeader` with the leader's id
+//! and client address when known: clients redirect themselves (the Rust client in
+//! [`crate::client`] does). A malformed frame, an oversized payload (answered `TooLarge` first)
+//! or a peer that stops reading closes that connection only.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::io::{ReadHalf, WriteHalf};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use glommio::net::{TcpListener, TcpStream};
+
+use crate::api::config::NodeConfig;
+use crate::client::protocol::{
+    decode_requests_frame, encode_responses, ClientError, ClientRequest, ClientResponse,
+    GroupStatus as WireGroupStatus, ProtocolError,
+};
+use crate::constants::CLIENT_PAYLOAD_BYTES_MAX;
+use crate::error::NodeError;
+use crate::net::{FrameDecoder, FrameKind};
+use crate::shard::engine::{Committed, GroupStatus, ProposalError};
+use crate::shard::link::Outgoing;
+use crate::shard::mailbox::Mailbox;
+use crate::shard::runtime::ShardEvent;
+use crate::types::{NodeId, ShardId};
+
+/// Most bytes queued for one client before it is disconnected as not reading.
+const OUTGOING_BYTES_MAX: usize = 64 << 20;
+/// Requests of one connection in the engine at once; its reader pauses beyond this.
+const OUTSTANDING_MAX: usize = 65_536;
+const READ_CHUNK_BYTES: usize = 256 << 10;
+
+/// Connections with answers waiting for the end of the turn.
+#[derive(Default)]
+pub struct ClientHub {
+    dirty: RefCell<Vec<Rc<ClientConnection>>>,
+}
+
+impl ClientHub {
+    /// Encodes each connection's gathered answers into one frame and wakes its writer.
+    pub fn flush(&self) {
+        for connection in self.dirty.borrow_mut().drain(..) {
+            let responses = std::mem::take(&mut *connection.pending.borrow_mut());
+            connection.outgoing.append(|out| {
+                for chunk in responses.chunks(4096) {
+                    if let Err(error) = encode_responses(chunk, out) {
+                        tracing::error!(%error, "client answer could not be encoded");
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// One client connection as the event loop sees it.
+pub struct ClientConnection {
+    hub: Rc<ClientHub>,
+    outgoing: Outgoing,
+    pending: RefCell<Vec<ClientResponse>>,
+    outstanding: Cell<usize>,
+}
+
+impl ClientConnection {
+    fn queue(self: &Rc<Self>, response: ClientResponse) {
+        let mut pending = self.pending.borrow_mut();
+        if pending.is_empty() {
+            self.hub.dirty.borrow_mut().push(self.clone());
+        }
+        pending.push(response);
+    }
+
+    /// Answers proposal `request_id`.
+    pub fn answer(
+        self: &Rc<Self>,
+        request_id: u64,
+        result: Result<Committed, ProposalError>,
+        config: &NodeConfig,
+    ) {
+        self.outstanding
+            .set(self.outstanding.get().saturating_sub(1));
+        let response = match result {
+            Ok(committed) => ClientResponse::Committed {
+                id: request_id,
+                index: committed.index,
+                output: committed.output,
+            },
+            Err(error) => ClientResponse::Error {
+                id: request_id,
+                error: client_error(error, config),
+            },
+        };
+        self.queue(response);
+    }
+
+    /// Answers status request `request_id`.
+    pub fn status(self: &Rc<Self>, request_id: u64, node: NodeId, statuses: &[GroupStatus]) {
+        let groups = statuses
+            .iter()
+            .map(|status| WireGroupStatus {
+                group: status.group,
+                role: status.role,
+                term: status.term,
+                leader: status.leader,
+                commit: status.commit,
+                applied: status.applied,
+                last_index: status.last_index,
+            })
+            .collect();
+        self.queue(ClientResponse::Status {
+            id: request_id,
+            node,
+            groups,
+        });
+    }
+
+    /// Counts a request handed to the engine.
+    pub fn started(&self) {
+        self.outstanding.set(self.outstanding.get() + 1);
+    }
+}
+
+fn client_error(error: ProposalError, config: &NodeConfig) -> ClientError {
+    match error {
+        ProposalError::NotLeader { leader } => ClientError::NotLeader {
+            leader,
+            leader_client_addr: leader
+                .and_then(|id| config.peers.iter().find(|peer| peer.id == id))
+                .and_then(|peer| peer.client_addr)
+                .map(|addr| addr.to_string()),
+        },
+        ProposalError::Transferring => ClientError::NotLeader {
+            leader: None,
+            leader_client_addr: None,
+        },
+        ProposalError::UnknownGroup(group) => ClientError::UnknownGroup(group),
+        ProposalError::Timeout | ProposalError::Superseded => ClientError::Timeout,
+        ProposalError::ShuttingDown => ClientError::ShuttingDown,
+    }
+}
+
+/// Binds the shard's client port (if the node has one) and serves it.
+pub fn start(
+    config: Arc<NodeConfig>,
+    shard: ShardId,
+    mailbox: Rc<Mailbox<ShardEvent>>,
+    hub: Rc<ClientHub>,
+) -> Result<(), NodeError> {
+    let Some(base) = config.client_listen else {
+        return Ok(());
+    };
+    let addr: SocketAddr = NodeConfig::shard_addr(base, shard);
+    let listener = TcpListener::bind(addr).map_err(|error| NodeError::Io {
+        shard,
+        what: format!("listen for clients on {addr}"),
+        source: std::io::Error::other(error.to_string()),
+    })?;
+    glommio::spawn_local(async move {
+        let mut incoming = listener.incoming();
+        while let Some(stream) = incoming.next().await {
+            match stream {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    serve(stream, shard, mailbox.clone(), hub.clone());
+                }
+                Err(error) => tracing::warn!(%shard, %error, "accepting a client failed"),
+            }
+        }
+    })
+    .detach();
+    Ok(())
+}
+
+fn serve(stream: TcpStream, shard: ShardId, mailbox: Rc<Mailbox<ShardEvent>>, hub: Rc<ClientHub>) {
+    let connection = Rc::new(ClientConnection {
+        hub,
+        outgoing: Outgoing::new(OUTGOING_BYTES_MAX),
+        pending: RefCell::new(Vec::new()),
+        outstanding: Cell::new(0),
+    });
+    connection.outgoing.set_connected(true);
+    let (reader, writer) = futures_lite::io::split(stream);
+    glommio::spawn_local(read_requests(reader, connection.clone(), shard, mailbox)).detach();
+    glommio::spawn_local(write_answers(writer, connection)).detach();
+}
+
+async fn read_requests(
+    mut reader: ReadHalf<TcpStream>,
+    connection: Rc<ClientConnection>,
+    shard: ShardId,
+    mailbox: Rc<Mailbox<ShardEvent>>,
+) {
+    let mut decoder = FrameDecoder::new();
+    loop {
+        while connection.outstanding.get() >= OUTSTANDING_MAX {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        let frame = match decoder.next_frame() {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                let read = reader.read(decoder.spare(READ_CHUNK_BYTES)).await;
+                match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => decoder.filled(read),
+                }
+                continue;
+            }
+            Err(error) => {
+                tracing::warn!(%shard, %error, "bad client frame; closing the connection");
+                break;
+            }
+        };
+        if frame.kind != FrameKind::ClientRequests {
+            tracing::warn!(%shard, kind = ?frame.kind, "unexpected client frame; closing");
+            break;
+        }
+        match decode_requests_frame(&frame) {
+            Ok(requests) => {
+                for request in &requests {
+                    if let ClientRequest::Propose { .. } = request {
+                        connection.started();
+                    }
+                }
+                mailbox.push(ShardEvent::ClientRequests {
+                    connection: connection.clone(),
+                    requests,
+                });
+            }
+            Err(ProtocolError::PayloadTooLarge { id, bytes, .. }) => {
+                connection.queue(ClientResponse::Error {
+                    id,
+                    error: ClientError::TooLarge {
+                        bytes,
+                        max: CLIENT_PAYLOAD_BYTES_MAX as u64,
+                    },
+                });
+                connection.hub.flush();
+                tracing::warn!(%shard, bytes, "oversized client payload; closing");
+                break;
+            }
+            Err(error) => {
+                tracing::warn!(%shard, %error, "malformed client requests; closing");
+                break;
+            }
+        }
+    }
+    connection.outgoing.close();
+}
+
+async fn write_answers(mut writer: WriteHalf<TcpStream>, connection: Rc<ClientConnection>) {
+    let mut spare = Vec::new();
+    while connection.outgoing.take(&mut spare).await {
+        if writer.write_all(&spare).await.is_err() {
+            break;
+        }
+        spare.clear();
+    }
+    connection.outgoing.close();
+}

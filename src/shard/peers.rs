@@ -1,0 +1,331 @@
+//! Peer connections of one shard.
+//!
+//! Scheme: between two nodes, shard `s` talks only to shard `s` (group `g` lives on shard
+//! `g mod shards` everywhere). Each direction has its own TCP connection: this shard dials every
+//! peer's shard and only **writes** on that connection (after the handshake); it accepts the
+//! peers' dialled connections and only **reads** from them. Each connection therefore has one
+//! task and needs no locking, and a frame is either outgoing or incoming by the socket it is on.
+//!
+//! Invariants:
+//! - nothing but a handshake is read from a connection before the peer is checked (cluster id,
+//!   node id, shard, shard count, protocol version); a rejected peer gets a reason and is closed;
+//! - a frame that fails to decode closes its connection with a logged reason and changes no
+//!   state (the frame is decoded whole before any message is handed to the event loop);
+//! - each loop turn appends at most a few frames per peer to its outgoing buffer, and the
+//!   writer sends the whole buffer with one write;
+//! - a broken outgoing connection drops what was queued and reports the peer unreachable (the
+//!   cores then resend from what the peer acknowledged); dialling resumes with capped
+//!   exponential backoff.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use glommio::net::{TcpListener, TcpStream};
+
+use crate::api::config::NodeConfig;
+use crate::core::Message;
+use crate::error::NodeError;
+use crate::net::frame::FrameKind;
+use crate::net::{
+    check_hello, check_hello_reply, decode_raft_frame, FrameDecoder, HandshakeError, Hello,
+    HelloReply, LocalIdentity, RaftFrameWriter,
+};
+use crate::shard::link::Outgoing;
+use crate::shard::mailbox::Mailbox;
+use crate::shard::runtime::ShardEvent;
+use crate::types::{GroupId, NodeId, ShardId};
+
+/// Most bytes queued for one peer before the connection is dropped as stuck.
+const OUTGOING_BYTES_MAX: usize = 256 << 20;
+/// First and longest wait between dial attempts.
+const BACKOFF_MIN: Duration = Duration::from_millis(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How long a connection may take to complete its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes asked of the socket per read.
+const READ_CHUNK_BYTES: usize = 256 << 10;
+
+/// The shard's links to every other member.
+pub struct Peers {
+    node: NodeId,
+    links: BTreeMap<NodeId, Rc<Outgoing>>,
+}
+
+impl Peers {
+    /// Binds the shard's peer port and starts dialling every other member.
+    pub fn start(
+        config: Arc<NodeConfig>,
+        shard: ShardId,
+        mailbox: Rc<Mailbox<ShardEvent>>,
+    ) -> Result<Peers, NodeError> {
+        let identity = Rc::new(LocalIdentity {
+            cluster_id: config.cluster_id,
+            node_id: config.id,
+            peers: config.peers.iter().map(|peer| peer.id).collect(),
+            shard_count: config.shards,
+        });
+        let listen = NodeConfig::shard_addr(config.listen, shard);
+        let listener = TcpListener::bind(listen).map_err(|error| NodeError::Io {
+            shard,
+            what: format!("listen for peers on {listen}"),
+            source: std::io::Error::other(error.to_string()),
+        })?;
+        glommio::spawn_local(accept_loop(
+            listener,
+            identity.clone(),
+            shard,
+            mailbox.clone(),
+        ))
+        .detach();
+        let mut links = BTreeMap::new();
+        for peer in config.peers.iter().filter(|peer| peer.id != config.id) {
+            let link = Rc::new(Outgoing::new(OUTGOING_BYTES_MAX));
+            let addr = NodeConfig::shard_addr(peer.addr, shard);
+            glommio::spawn_local(dial_loop(
+                peer.id,
+                addr,
+                shard,
+                identity.clone(),
+                link.clone(),
+                mailbox.clone(),
+            ))
+            .detach();
+            links.insert(peer.id, link);
+        }
+        Ok(Peers {
+            node: config.id,
+            links,
+        })
+    }
+
+    /// Queues `messages` for `peer` as Raft frames (several only if they exceed the frame cap).
+    /// Dropped if the peer is not connected.
+    pub fn send(&self, peer: NodeId, messages: &[(GroupId, Message)]) {
+        let Some(link) = self.links.get(&peer) else {
+            return;
+        };
+        let from = self.node;
+        link.append(|out| {
+            let mut rest = messages;
+            while !rest.is_empty() {
+                let mut writer = RaftFrameWriter::begin(out, from);
+                let mut taken = 0;
+                for (group, message) in rest {
+                    if !writer.is_empty() && !writer.fits(message) {
+                        break;
+                    }
+                    writer.push(*group, peer, message);
+                    taken += 1;
+                }
+                writer
+                    .finish()
+                    .expect("the core keeps every message within the frame cap");
+                rest = &rest[taken..];
+            }
+        });
+    }
+
+    /// Closes every outgoing connection.
+    pub fn close(&self) {
+        for link in self.links.values() {
+            link.close();
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    identity: Rc<LocalIdentity>,
+    shard: ShardId,
+    mailbox: Rc<Mailbox<ShardEvent>>,
+) {
+    let mut incoming = listener.incoming();
+    while let Some(stream) = incoming.next().await {
+        match stream {
+            Ok(stream) => {
+                let task = read_peer(stream, identity.clone(), shard, mailbox.clone());
+                glommio::spawn_local(task).detach();
+            }
+            Err(error) => tracing::warn!(%shard, %error, "accepting a peer connection failed"),
+        }
+    }
+}
+
+/// Reads one accepted connection: handshake, then Raft frames until it closes or misbehaves.
+async fn read_peer(
+    mut stream: TcpStream,
+    identity: Rc<LocalIdentity>,
+    shard: ShardId,
+    mailbox: Rc<Mailbox<ShardEvent>>,
+) {
+    let remote = stream.peer_addr().ok();
+    let mut decoder = FrameDecoder::new();
+    let hello = match with_deadline(read_frame(&mut stream, &mut decoder)).await {
+        Ok(frame) => Hello::decode(&frame).map_err(|e| e.to_string()),
+        Err(reason) => Err(reason),
+    };
+    let hello = match hello {
+        Ok(hello) => hello,
+        Err(reason) => {
+            tracing::warn!(?remote, %shard, %reason, "peer connection without a valid handshake");
+            return;
+        }
+    };
+    let verdict = check_hello(&hello, &identity).and_then(|()| {
+        if hello.shard == shard {
+            Ok(())
+        } else {
+            Err(HandshakeError::UnexpectedPeer {
+                expected: hello.node_id,
+                expected_shard: shard,
+                found: hello.node_id,
+                found_shard: hello.shard,
+            })
+        }
+    });
+    let mut reply = Vec::new();
+    match &verdict {
+        Ok(()) => HelloReply::Accepted(identity.hello(shard)).encode(&mut reply),
+        Err(rejection) => HelloReply::Rejected(rejection.clone()).encode(&mut reply),
+    }
+    let sent =
+        with_deadline(async { stream.write_all(&reply).await.map_err(|e| e.to_string()) }).await;
+    if let Err(rejection) = verdict {
+        tracing::warn!(?remote, %shard, reason = %rejection, "peer connection rejected");
+        return;
+    }
+    if sent.is_err() {
+        return;
+    }
+    let peer = hello.node_id;
+    tracing::debug!(%peer, %shard, "peer connected");
+    loop {
+        let frame = match read_frame(&mut stream, &mut decoder).await {
+            Ok(frame) => frame,
+            Err(reason) => {
+                tracing::debug!(%peer, %shard, %reason, "peer connection closed");
+                return;
+            }
+        };
+        let decoded = match frame.kind {
+            FrameKind::Raft => decode_raft_frame(&frame).map_err(|e| e.to_string()),
+            other => Err(format!("unexpected {other:?} frame on a peer connection")),
+        };
+        match decoded {
+            Ok(raft) if raft.from == peer => {
+                let messages = raft
+                    .messages
+                    .into_iter()
+                    .filter(|envelope| envelope.to == identity.node_id)
+                    .map(|envelope| (envelope.group, envelope.message))
+                    .collect();
+                mailbox.push(ShardEvent::Raft {
+                    from: peer,
+                    messages,
+                });
+            }
+            Ok(raft) => {
+                tracing::warn!(%peer, claimed = %raft.from, "frame claims another sender; closing");
+                return;
+            }
+            Err(reason) => {
+                tracing::warn!(%peer, %shard, %reason, "bad frame from peer; closing");
+                return;
+            }
+        }
+    }
+}
+
+/// Runs `work` for at most the handshake timeout.
+async fn with_deadline<T>(
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    match glommio::timer::timeout(HANDSHAKE_TIMEOUT, async { Ok(work.await) }).await {
+        Ok(result) => result,
+        Err(_) => Err("handshake timed out".into()),
+    }
+}
+
+/// Reads until one whole frame is buffered. Errors describe why the stream is unusable.
+async fn read_frame(
+    stream: &mut TcpStream,
+    decoder: &mut FrameDecoder,
+) -> Result<crate::net::Frame, String> {
+    loop {
+        match decoder.next_frame() {
+            Ok(Some(frame)) => return Ok(frame),
+            Ok(None) => {}
+            Err(error) => return Err(error.to_string()),
+        }
+        let read = stream
+            .read(decoder.spare(READ_CHUNK_BYTES))
+            .await
+            .map_err(|e| e.to_string())?;
+        if read == 0 {
+            return Err("closed by peer".into());
+        }
+        decoder.filled(read);
+    }
+}
+
+/// Keeps a writing connection to `peer` open, sending whatever the event loop queues.
+async fn dial_loop(
+    peer: NodeId,
+    addr: SocketAddr,
+    shard: ShardId,
+    identity: Rc<LocalIdentity>,
+    link: Rc<Outgoing>,
+    mailbox: Rc<Mailbox<ShardEvent>>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    let mut spare = Vec::new();
+    while !link.is_closed() {
+        match connect(peer, addr, shard, &identity).await {
+            Ok(mut stream) => {
+                backoff = BACKOFF_MIN;
+                link.set_connected(true);
+                tracing::debug!(%peer, %shard, "connected to peer");
+                while link.take(&mut spare).await {
+                    if let Err(error) = stream.write_all(&spare).await {
+                        tracing::debug!(%peer, %shard, %error, "peer connection broke");
+                        break;
+                    }
+                    spare.clear();
+                }
+                spare.clear();
+                link.set_connected(false);
+                mailbox.push(ShardEvent::PeerDown(peer));
+            }
+            Err(reason) => tracing::debug!(%peer, %shard, %reason, "cannot reach peer"),
+        }
+        glommio::timer::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn connect(
+    peer: NodeId,
+    addr: SocketAddr,
+    shard: ShardId,
+    identity: &LocalIdentity,
+) -> Result<TcpStream, String> {
+    let mut stream = TcpStream::connect_timeout(addr, HANDSHAKE_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let mut hello = Vec::new();
+    identity.hello(shard).encode(&mut hello);
+    stream.write_all(&hello).await.map_err(|e| e.to_string())?;
+    let mut decoder = FrameDecoder::new();
+    let frame = with_deadline(read_frame(&mut stream, &mut decoder)).await?;
+    let reply = HelloReply::decode(&frame).map_err(|e| e.to_string())?;
+    check_hello_reply(&reply, identity, peer, shard).map_err(|e| {
+        tracing::warn!(%peer, %shard, reason = %e, "peer refused us");
+        e.to_string()
+    })?;
+    Ok(stream)
+}

@@ -1,0 +1,310 @@
+//! The glommio side of a shard: one executor thread running the event loop around a
+//! [`ShardEngine`], plus the tasks that feed it (ticks, peer connections, clients, the
+//! embedding API, flush completions).
+//!
+//! One loop turn: wait for events, take **all** queued events, step them through the engine,
+//! place the turn's proposals (one batch per group), start a flush if none is in flight (group
+//! commit: everything staged while a flush runs goes into the next one), send each peer its
+//! messages as one frame, and answer finished proposals. Nothing in the loop blocks; file
+//! writes and syncs run on the log's writer thread.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::api::config::NodeConfig;
+use crate::api::state_machine::StateMachine;
+use crate::client::protocol::ClientRequest;
+use crate::core::{Config, Message, Role};
+use crate::error::NodeError;
+use crate::log::{shard_dir, DiskLog, FlushDone, LogConfig};
+use crate::shard::clients::{self, ClientConnection, ClientHub};
+use crate::shard::engine::{Committed, EngineConfig, GroupStatus, ProposalError, ShardEngine};
+use crate::shard::mailbox::Mailbox;
+use crate::shard::peers::Peers;
+use crate::types::{GroupId, NodeId, ShardId};
+
+/// A request from the embedding program to one shard.
+pub enum ApiRequest {
+    Propose {
+        group: GroupId,
+        payload: Bytes,
+        reply: flume::Sender<Result<Committed, ProposalError>>,
+    },
+    Status {
+        reply: flume::Sender<Vec<GroupStatus>>,
+    },
+    Transfer {
+        group: GroupId,
+        to: NodeId,
+    },
+    Shutdown,
+}
+
+/// Where the answer to a proposal goes.
+pub enum ReplyTo {
+    Api(flume::Sender<Result<Committed, ProposalError>>),
+    Client {
+        connection: Rc<ClientConnection>,
+        request_id: u64,
+    },
+}
+
+/// Everything the event loop reacts to.
+pub enum ShardEvent {
+    Tick,
+    Raft {
+        from: NodeId,
+        messages: Vec<(GroupId, Message)>,
+    },
+    PeerDown(NodeId),
+    Api(ApiRequest),
+    ClientRequests {
+        connection: Rc<ClientConnection>,
+        requests: Vec<ClientRequest>,
+    },
+    FlushDone(FlushDone),
+}
+
+/// What a shard thread is given.
+pub struct ShardContext {
+    pub config: Arc<NodeConfig>,
+    pub shard: ShardId,
+    pub requests: flume::Receiver<ApiRequest>,
+    pub ready: mpsc::Sender<Result<(), NodeError>>,
+}
+
+/// Body of a shard thread: builds the executor and runs the shard until shutdown or a fatal
+/// error.
+pub fn run_shard_thread<S, F>(context: ShardContext, make_state_machine: F) -> Result<(), NodeError>
+where
+    S: StateMachine,
+    F: FnOnce() -> S,
+{
+    let shard = context.shard;
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .name(&format!("ringraft-s{}", shard.0))
+        .io_memory(context.config.io_memory_bytes)
+        .make()
+        .map_err(|error| NodeError::Executor {
+            shard,
+            reason: error.to_string(),
+        });
+    let executor = match executor {
+        Ok(executor) => executor,
+        Err(error) => {
+            let _ = context.ready.send(Err(error));
+            return Err(NodeError::ShardGone { shard });
+        }
+    };
+    executor.run(run_shard(context, make_state_machine()))
+}
+
+fn core_config(config: &NodeConfig, group: GroupId) -> Config {
+    let voters = config.peers.iter().map(|peer| peer.id).collect();
+    let mut core = Config::new(config.id, voters);
+    core.election_timeout_ticks = config.ticks(config.election_timeout);
+    core.heartbeat_interval_ticks = config.ticks(config.heartbeat);
+    let clock = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+    core.rng_seed = clock ^ group.0.rotate_left(17) ^ config.id.0.rotate_left(41);
+    core
+}
+
+async fn run_shard<S: StateMachine>(
+    context: ShardContext,
+    state_machine: S,
+) -> Result<(), NodeError> {
+    let ShardContext {
+        config,
+        shard,
+        requests,
+        ready,
+    } = context;
+    let started = start_shard(&config, shard, state_machine).await;
+    let (mut engine, peers, hub, mailbox) = match started {
+        Ok(parts) => parts,
+        Err(error) => {
+            // `Node::start` reports this error; the thread's own result only says it ended.
+            let _ = ready.send(Err(error));
+            return Err(NodeError::ShardGone { shard });
+        }
+    };
+    spawn_ticker(&config, mailbox.clone());
+    spawn_api_forwarder(requests, mailbox.clone());
+    tracing::info!(node = %config.id, %shard, groups = engine.groups().count(), "shard started");
+    let _ = ready.send(Ok(()));
+
+    let result = event_loop(&config, shard, &mut engine, &peers, &hub, &mailbox).await;
+    engine.shut_down();
+    dispatch_completions(&mut engine, &config);
+    hub.flush();
+    peers.close();
+    mailbox.close();
+    if let Err(error) = &result {
+        tracing::error!(node = %config.id, %shard, %error, "shard stopped");
+    }
+    result
+}
+
+type Engine<S> = ShardEngine<DiskLog, S, ReplyTo>;
+
+async fn start_shard<S: StateMachine>(
+    config: &Arc<NodeConfig>,
+    shard: ShardId,
+    state_machine: S,
+) -> Result<(Engine<S>, Peers, Rc<ClientHub>, Rc<Mailbox<ShardEvent>>), NodeError> {
+    let mut log_config =
+        LogConfig::new(shard_dir(&config.data_dir, shard), config.cluster_id, shard);
+    log_config.fsync = config.fsync;
+    let log = DiskLog::open(log_config).map_err(|source| NodeError::Log { shard, source })?;
+    tracing::info!(node = %config.id, %shard, recovery = ?log.recovery_report(), "log recovered");
+    let engine_config = EngineConfig {
+        proposal_timeout_ticks: config.ticks(config.proposal_timeout) as u64,
+    };
+    let engine = ShardEngine::new(
+        config.id,
+        config.groups_of(shard),
+        log,
+        state_machine,
+        engine_config,
+        |group| core_config(config, group),
+    )
+    .map_err(|source| NodeError::Log { shard, source })?;
+    let mailbox = Rc::new(Mailbox::default());
+    let peers = Peers::start(config.clone(), shard, mailbox.clone())?;
+    let hub = Rc::new(ClientHub::default());
+    clients::start(config.clone(), shard, mailbox.clone(), hub.clone())?;
+    Ok((engine, peers, hub, mailbox))
+}
+
+fn spawn_ticker(config: &NodeConfig, mailbox: Rc<Mailbox<ShardEvent>>) {
+    let tick = config.tick;
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(tick).await;
+            mailbox.push(ShardEvent::Tick);
+        }
+    })
+    .detach();
+}
+
+fn spawn_api_forwarder(requests: flume::Receiver<ApiRequest>, mailbox: Rc<Mailbox<ShardEvent>>) {
+    glommio::spawn_local(async move {
+        while let Ok(request) = requests.recv_async().await {
+            let shutdown = matches!(request, ApiRequest::Shutdown);
+            mailbox.push(ShardEvent::Api(request));
+            if shutdown {
+                break;
+            }
+        }
+    })
+    .detach();
+}
+
+async fn event_loop<S: StateMachine>(
+    config: &Arc<NodeConfig>,
+    shard: ShardId,
+    engine: &mut Engine<S>,
+    peers: &Peers,
+    hub: &ClientHub,
+    mailbox: &Rc<Mailbox<ShardEvent>>,
+) -> Result<(), NodeError> {
+    let fatal = |source| NodeError::Log { shard, source };
+    let mut events = VecDeque::new();
+    loop {
+        if !mailbox.take_all(&mut events).await {
+            return Ok(());
+        }
+        let mut shutdown = false;
+        for event in events.drain(..) {
+            match event {
+                ShardEvent::Tick => engine.tick().map_err(fatal)?,
+                ShardEvent::Raft { from, messages } => {
+                    for (group, message) in messages {
+                        engine.receive(from, group, message).map_err(fatal)?;
+                    }
+                }
+                ShardEvent::PeerDown(peer) => engine.unreachable(peer).map_err(fatal)?,
+                ShardEvent::Api(ApiRequest::Propose {
+                    group,
+                    payload,
+                    reply,
+                }) => engine.propose(group, payload, ReplyTo::Api(reply)),
+                ShardEvent::Api(ApiRequest::Status { reply }) => {
+                    let _ = reply.send(engine.status());
+                }
+                ShardEvent::Api(ApiRequest::Transfer { group, to }) => {
+                    engine.transfer_leadership(group, to).map_err(fatal)?
+                }
+                ShardEvent::Api(ApiRequest::Shutdown) => shutdown = true,
+                ShardEvent::ClientRequests {
+                    connection,
+                    requests,
+                } => {
+                    for request in requests {
+                        match request {
+                            ClientRequest::Propose { id, group, payload } => {
+                                let reply = ReplyTo::Client {
+                                    connection: connection.clone(),
+                                    request_id: id,
+                                };
+                                engine.propose(group, payload, reply);
+                            }
+                            ClientRequest::Status { id } => {
+                                connection.status(id, config.id, &engine.status())
+                            }
+                        }
+                    }
+                }
+                ShardEvent::FlushDone(done) => engine.flush_done(done).map_err(fatal)?,
+            }
+        }
+        engine.end_turn().map_err(fatal)?;
+        if shutdown {
+            return Ok(());
+        }
+        if engine.wants_flush() {
+            if let Some(pending) = engine.start_flush().map_err(fatal)? {
+                let mailbox = mailbox.clone();
+                glommio::spawn_local(async move {
+                    let done = pending.await;
+                    mailbox.push(ShardEvent::FlushDone(done));
+                })
+                .detach();
+            }
+        }
+        for (peer, messages) in engine.take_outbox() {
+            peers.send(peer, &messages);
+        }
+        dispatch_completions(engine, config);
+        hub.flush();
+        for (group, role, term, leader) in engine.take_role_changes() {
+            if role == Role::Leader || role == Role::Follower {
+                tracing::info!(node = %config.id, %group, ?role, %term, ?leader, "role changed");
+            } else {
+                tracing::debug!(node = %config.id, %group, ?role, %term, "campaigning");
+            }
+        }
+    }
+}
+
+fn dispatch_completions<S: StateMachine>(engine: &mut Engine<S>, config: &NodeConfig) {
+    for (reply, result) in engine.take_completions() {
+        match reply {
+            ReplyTo::Api(sender) => {
+                let _ = sender.send(result);
+            }
+            ReplyTo::Client {
+                connection,
+                request_id,
+            } => connection.answer(request_id, result, config),
+        }
+    }
+}
