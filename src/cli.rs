@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::sim::{self, SimOptions};
 
 #[derive(Parser, Debug)]
-#[command(name = "ringraft", version, about = "A thread-per-core Raft log-replication engine")]
+#[command(
+    name = "ringraft",
+    version,
+    about = "A thread-per-core Raft log-replication engine"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -114,7 +118,10 @@ fn run_sim(args: &SimArgs) -> ExitCode {
                 }
             }
             Err(violation) => {
-                println!("seed {seed} ({} nodes): VIOLATION: {}", options.nodes, violation.0);
+                println!(
+                    "seed {seed} ({} nodes): VIOLATION: {}",
+                    options.nodes, violation.0
+                );
                 println!(
                     "replay: cargo run --release -- sim --seed {seed} --nodes {} \
                      --safety-ticks {} --liveness-ticks {} --trace",

@@ -49,6 +49,9 @@ fn acking_before_persisting_is_caught() {
 #[test]
 fn voting_without_the_log_check_is_caught() {
     let caught = first_caught(BrokenRule::VoteWithoutLogCheck);
-    assert!(caught.is_some(), "no seed caught votes for out-of-date candidates");
+    assert!(
+        caught.is_some(),
+        "no seed caught votes for out-of-date candidates"
+    );
     println!("caught: {caught:?}");
 }
