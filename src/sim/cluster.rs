@@ -2,6 +2,25 @@
 //!
 //! Every random choice comes from one generator seeded by the run's seed, and every collection
 //! that is iterated is ordered, so a seed replays exactly.
+//!
+//! Each node's disk is a [`MemLog`] (the in-memory twin of the production log, same
+//! [`LogStore`] contract) holding one group, [`GROUP`]:
+//! - The core's storage actions (`SaveHardState`, `TruncateLog`, `AppendLog`) are staged on the
+//!   log in emission order. A flush starts whenever none is in flight and something is staged;
+//!   it completes at a `SyncDone` event after a sync delay drawn from the run's
+//!   [`FaultPlan`]. Its [`SyncReport`](crate::log::SyncReport) gives the group's durable log
+//!   position, which the core receives as `Input::Persisted`.
+//! - A `Send` with `after_persist` is held until every storage action emitted before it is
+//!   durable: until the flush in flight completes if nothing is staged, or else until the next
+//!   flush (which takes the staged actions) completes.
+//!
+//! Fault model of the disk (a crash is power loss): storage actions reach the medium in the
+//! order they were issued, at flush granularity; a completed flush makes everything it took
+//! durable; a crash keeps a random prefix (possibly empty, possibly all) of the operations of
+//! the flush in flight ([`MemLog::crash_torn`]: written without the sync having returned) and
+//! loses everything staged after it began (never written). Nothing is reordered and nothing
+//! already durable is damaged: disk corruption and torn records are tested against the real
+//! log. A restarting node recovers what its log then holds, read through [`LogStore`].
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
@@ -11,11 +30,14 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::batch::{BatchKind, EntryBatch};
-use crate::core::{Action, BrokenRule, Config, Input, Message, Raft, Role};
+use crate::core::{Action, BrokenRule, Config, Input, Message, Raft, Recovered, Role};
+use crate::log::{LogStore, MemLog, PendingFlush};
 use crate::sim::checker::{Checker, Violation};
 use crate::sim::faults::FaultPlan;
-use crate::sim::storage::SimDisk;
-use crate::types::{LogIndex, NodeId, Term};
+use crate::types::{GroupId, HardState, LogIndex, NodeId, Term};
+
+/// The one Raft group of every simulated node's log.
+pub const GROUP: GroupId = GroupId(1);
 
 /// Simulated microseconds per core tick.
 pub const TICK_US: u64 = 10_000;
@@ -80,10 +102,18 @@ enum Event {
 struct SimNode {
     id: NodeId,
     raft: Option<Raft>,
-    disk: SimDisk,
+    /// The node's disk; it survives crashes (see the module documentation).
+    log: MemLog,
+    /// The flush in flight, completed at its `SyncDone` event.
+    flush: Option<PendingFlush>,
+    /// Flushes started and flushes completed (or ended by a crash) so far.
+    flushes_started: u64,
+    flushes_done: u64,
+    /// The durable hard state, as the last sync report or crash left it.
+    durable_hard: HardState,
     /// Incremented at every crash: messages and syncs of an older life are void.
     epoch: u64,
-    /// Sends waiting for the disk: (durable write count needed, destination, message).
+    /// Sends waiting for the disk: (`flushes_done` needed, destination, message).
     held: Vec<(u64, NodeId, Message)>,
     /// Client values proposed through this node that were accepted: (index, term, value).
     pending: Vec<(LogIndex, Term, u64)>,
@@ -155,12 +185,16 @@ impl Cluster {
             options,
         };
         for &id in &ids {
-            let disk = SimDisk::default();
-            let raft = Raft::new(cluster.core_config(id, 0), disk.recover());
+            let log = MemLog::new();
+            let raft = Raft::new(cluster.core_config(id, 0), recover(&log));
             cluster.nodes.push(SimNode {
                 id,
                 raft: Some(raft),
-                disk,
+                log,
+                flush: None,
+                flushes_started: 0,
+                flushes_done: 0,
+                durable_hard: HardState::default(),
                 epoch: 0,
                 held: Vec::new(),
                 pending: Vec::new(),
@@ -309,7 +343,20 @@ impl Cluster {
     fn execute(&mut self, id: NodeId, actions: &[Action]) -> Result<(), Violation> {
         for action in actions {
             self.trace(|| format!("{id} {}", describe(action)));
-            if self.node_mut(id).disk.write(action) {
+            let log = &mut self.node_mut(id).log;
+            let staged = match action {
+                Action::SaveHardState(state) => Some(log.save_hard_state(GROUP, *state)),
+                Action::TruncateLog { from } => Some(log.truncate(GROUP, *from)),
+                Action::AppendLog(batch) => Some(log.append(GROUP, batch)),
+                _ => None,
+            };
+            if let Some(result) = staged {
+                if let Err(error) = result {
+                    return Err(Violation(format!(
+                        "{id}'s log refused {}: {error}",
+                        describe(action)
+                    )));
+                }
                 if let Action::AppendLog(batch) = action {
                     self.checker.appended(id, batch)?;
                 }
@@ -322,9 +369,11 @@ impl Cluster {
                     message,
                     after_persist,
                 } => {
-                    if *after_persist {
-                        let node = self.node_mut(id);
-                        let mark = node.disk.issued_writes();
+                    let node = self.node_mut(id);
+                    // Every storage action emitted before this send is durable once the flush
+                    // in flight completes, unless some are staged: then the next one.
+                    let mark = node.flushes_started + u64::from(node.log.has_staged());
+                    if *after_persist && mark > node.flushes_done {
                         node.held.push((mark, *to, message.clone()));
                     } else {
                         self.send(id, *to, message.clone());
@@ -352,31 +401,54 @@ impl Cluster {
         Ok(())
     }
 
+    /// Starts a flush of everything staged on `id`'s log, unless one is in flight or nothing
+    /// is staged; it completes at a `SyncDone` after the simulated sync delay.
     fn start_sync(&mut self, id: NodeId) {
         let (min, max) = (self.plan.sync_min_us, self.plan.sync_max_us);
         let delay = self.rng.random_range(min..=max);
         let node = self.node_mut(id);
-        if node.disk.start_sync() {
-            let epoch = node.epoch;
-            self.schedule(delay, Event::SyncDone { node: id, epoch });
+        if node.flush.is_some() || !node.log.has_staged() {
+            return;
         }
+        let pending = node
+            .log
+            .start_flush()
+            .expect("the simulated log never fails")
+            .expect("something is staged");
+        node.flush = Some(pending);
+        node.flushes_started += 1;
+        let epoch = node.epoch;
+        self.schedule(delay, Event::SyncDone { node: id, epoch });
     }
 
     fn sync_done(&mut self, id: NodeId) -> Result<(), Violation> {
-        let commit_before = self.node(id).disk.hard_state().commit;
-        let persisted = self.node_mut(id).disk.finish_sync();
-        if self.node(id).disk.hard_state().commit < commit_before {
-            return Err(Violation(format!("{id}'s durable commit hint went back")));
+        let node = self.node_mut(id);
+        let done = node
+            .flush
+            .take()
+            .and_then(|mut pending| pending.try_take())
+            .expect("a SyncDone completes the flush in flight, whose I/O is done");
+        let report = node
+            .log
+            .finish_flush(done)
+            .map_err(|error| Violation(format!("{id}'s log failed a flush: {error}")))?;
+        node.flushes_done += 1;
+        for &(group, state) in &report.hard_states {
+            if group == GROUP {
+                if state.commit < node.durable_hard.commit {
+                    return Err(Violation(format!("{id}'s durable commit hint went back")));
+                }
+                node.durable_hard = state;
+            }
         }
-        if let Some((index, term)) = persisted {
+        if let Some(&(_, position)) = report.log.iter().find(|(group, _)| *group == GROUP) {
+            let (index, term) = (position.index, position.term);
             self.step(id, Input::Persisted { index, term })?;
         }
         let node = self.node_mut(id);
-        let durable = node.disk.durable_writes();
-        let (ready, waiting): (Vec<_>, Vec<_>) = node
-            .held
-            .drain(..)
-            .partition(|(mark, _, _)| *mark <= durable);
+        let done = node.flushes_done;
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            node.held.drain(..).partition(|(mark, _, _)| *mark <= done);
         node.held = waiting;
         for (_, to, message) in ready {
             self.send(id, to, message);
@@ -458,7 +530,7 @@ impl Cluster {
             self.partition();
         }
         if self.rng.random_bool(self.plan.crash_per_tick) {
-            self.crash_some_node();
+            self.crash_some_node()?;
         }
         if self.rng.random_bool(self.plan.restart_per_tick) {
             let crashed = self.nodes.iter().filter(|n| n.raft.is_none()).map(|n| n.id);
@@ -506,7 +578,7 @@ impl Cluster {
         self.schedule(duration, Event::Heal);
     }
 
-    fn crash_some_node(&mut self) {
+    fn crash_some_node(&mut self) -> Result<(), Violation> {
         let leader = self.leader();
         let target = match leader {
             Some(leader) if self.rng.random_bool(0.3) => Some(leader),
@@ -517,23 +589,37 @@ impl Cluster {
                 .map(|n| n.id)
                 .choose(&mut self.rng),
         };
-        let Some(id) = target else { return };
+        let Some(id) = target else { return Ok(()) };
         self.summary.crashes += 1;
-        let survivors = self
-            .rng
-            .random_range(0..=self.node(id).disk.queued_writes());
-        self.trace(|| format!("{id} crashes ({survivors} unsynced writes survive)"));
+        let node = self.node(id);
+        let (inflight, staged) = (node.log.inflight_ops(), node.log.has_staged());
+        let survivors = self.rng.random_range(0..=inflight);
+        self.trace(|| {
+            format!(
+                "{id} crashes ({survivors} of {inflight} unsynced writes survive{})",
+                if staged { ", staged writes lost" } else { "" }
+            )
+        });
         let node = self.node_mut(id);
         node.raft = None;
-        node.disk.crash(survivors);
+        node.log.crash_torn(survivors);
+        node.flush = None;
+        node.flushes_done = node.flushes_started;
         node.epoch += 1;
         node.held.clear();
         node.pending.clear();
+        // After a crash the log reads as its durable state.
+        let durable_hard = node.log.hard_state(GROUP);
+        if durable_hard.commit < node.durable_hard.commit {
+            return Err(Violation(format!("{id}'s durable commit hint went back")));
+        }
+        node.durable_hard = durable_hard;
+        Ok(())
     }
 
     fn restart(&mut self, id: NodeId) -> Result<(), Violation> {
         let node = self.node(id);
-        let recovered = node.disk.recover();
+        let recovered = recover(&node.log);
         let applied_before = node.applied;
         let durable_last = recovered
             .batches
@@ -593,12 +679,10 @@ impl Cluster {
     }
 
     fn final_checks(mut self) -> Result<SimSummary, Violation> {
+        let logs: Vec<Vec<EntryBatch>> = self.nodes.iter().map(|n| read_log(&n.log)).collect();
         for a in 0..self.nodes.len() {
             for b in a + 1..self.nodes.len() {
-                Checker::logs_match(
-                    (self.nodes[a].id, self.nodes[a].disk.log()),
-                    (self.nodes[b].id, self.nodes[b].disk.log()),
-                )?;
+                Checker::logs_match((self.nodes[a].id, &logs[a]), (self.nodes[b].id, &logs[b]))?;
             }
         }
         let leader = self.leader().expect("liveness phase found a leader");
@@ -615,6 +699,22 @@ impl Cluster {
         self.summary.committed_entries = self.checker.committed_count();
         self.summary.acknowledged_values = self.checker.acknowledged_count();
         Ok(self.summary)
+    }
+}
+
+/// Every entry of `log`'s group, read through the [`LogStore`] API.
+fn read_log(log: &MemLog) -> Vec<EntryBatch> {
+    log.read(GROUP, log.first_index(GROUP), log.last_index(GROUP))
+        .expect("the simulated log never fails")
+}
+
+/// What a node (re)starting on `log` recovers. Called on a fresh log or right after a crash,
+/// when nothing is staged or in flight: the log then reads as its durable state.
+fn recover(log: &MemLog) -> Recovered {
+    debug_assert!(!log.has_staged() && log.inflight_ops() == 0);
+    Recovered {
+        hard_state: log.hard_state(GROUP),
+        batches: read_log(log),
     }
 }
 
