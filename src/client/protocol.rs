@@ -1,1 +1,752 @@
-//! The client protocol (requests, responses and their frames). Not written yet.
+//! The client protocol: pipelined requests and responses carried in frames of their own kinds
+//! ([`FrameKind::ClientRequests`], [`FrameKind::ClientResponses`]) on the frame layer of
+//! [`crate::net::frame`].
+//!
+//! A client tags every request with an id of its choice and may send many before the first
+//! answer; the server answers each request exactly once, with the same id, in any order. One
+//! frame may carry any number of requests or responses.
+//!
+//! # Body layouts (little-endian; variable-length fields follow their record directly)
+//!
+//! ```text
+//! frame:      count: u32 | reserved: u32 (0) | count × item
+//! request:    tag: u8 | reserved: 7 B | id: u64 | …
+//!   1 Propose   group: u64 | payload_len: u32 | reserved: u32 | payload
+//!   2 Status    (nothing)
+//! response:   tag: u8 | code: u8 | reserved: 6 B | id: u64 | …
+//!   1 Committed index: u64 | output_len: u32 | reserved: u32 | output
+//!   2 Status    node: u64 | group_count: u32 | reserved: u32 | group_count × group (56 B):
+//!               group: u64 | role: u8 | has_leader: u8 | reserved: 6 B | term: u64 | leader: u64
+//!               | commit: u64 | applied: u64 | last_index: u64
+//!   3 Error     (code = error kind)
+//!     1 NotLeader    flags: u8 (bit0 leader, bit1 address) | reserved: 5 B | addr_len: u16
+//!                    | leader: u64 | address (UTF-8)
+//!     2 Timeout, 3 ShuttingDown, 5 Overloaded: nothing
+//!     4 TooLarge     bytes: u64 | max: u64
+//!     6 UnknownGroup group: u64
+//!     7 Internal     text_len: u32 | reserved: u32 | text (UTF-8)
+//! ```
+//!
+//! # Invariants
+//!
+//! - Payload, output, address and text lengths are checked against their caps
+//!   ([`CLIENT_PAYLOAD_BYTES_MAX`] and friends) and against the bytes present before anything
+//!   is sliced; payloads and outputs are zero-copy slices of the frame body.
+//! - An oversized proposal is reported as [`ProtocolError::PayloadTooLarge`] carrying the
+//!   request id, so a server can answer [`ClientError::TooLarge`] before closing.
+//! - The encoding is canonical (reserved bytes and unused fields zero, flags known, strings
+//!   valid UTF-8); decoders reject anything else, and never panic.
+
+use bytes::Bytes;
+
+use crate::constants::{
+    CLIENT_ADDR_BYTES_MAX, CLIENT_ERROR_TEXT_BYTES_MAX, CLIENT_OUTPUT_BYTES_MAX,
+    CLIENT_PAYLOAD_BYTES_MAX, FRAME_BYTES_MAX,
+};
+use crate::core::Role;
+use crate::net::codec::{
+    patch_u32, put_u16, put_u32, put_u64, put_u8, put_zeros, Reader, Truncated,
+};
+use crate::net::frame::{begin_frame, Frame, FrameError, FrameKind};
+use crate::types::{GroupId, LogIndex, NodeId, Term};
+
+const REQUEST_PROPOSE: u8 = 1;
+const REQUEST_STATUS: u8 = 2;
+const RESPONSE_COMMITTED: u8 = 1;
+const RESPONSE_STATUS: u8 = 2;
+const RESPONSE_ERROR: u8 = 3;
+
+const ERROR_NOT_LEADER: u8 = 1;
+const ERROR_TIMEOUT: u8 = 2;
+const ERROR_SHUTTING_DOWN: u8 = 3;
+const ERROR_TOO_LARGE: u8 = 4;
+const ERROR_OVERLOADED: u8 = 5;
+const ERROR_UNKNOWN_GROUP: u8 = 6;
+const ERROR_INTERNAL: u8 = 7;
+
+const FLAG_LEADER: u8 = 1;
+const FLAG_ADDR: u8 = 2;
+
+/// Smallest encoded request and response (tag, reserved, id).
+const ITEM_BYTES_MIN: usize = 16;
+const GROUP_STATUS_BYTES: usize = 56;
+
+/// A client's request; `id` is echoed in its response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientRequest {
+    /// Replicate `payload` in `group`; answered after commit and apply.
+    Propose {
+        id: u64,
+        group: GroupId,
+        payload: Bytes,
+    },
+    /// The node's view of each of its groups.
+    Status { id: u64 },
+}
+
+impl ClientRequest {
+    pub fn id(&self) -> u64 {
+        match self {
+            ClientRequest::Propose { id, .. } | ClientRequest::Status { id } => *id,
+        }
+    }
+}
+
+/// One group as seen by the answering node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupStatus {
+    pub group: GroupId,
+    pub role: Role,
+    pub term: Term,
+    pub leader: Option<NodeId>,
+    pub commit: LogIndex,
+    pub applied: LogIndex,
+    pub last_index: LogIndex,
+}
+
+/// The server's answer to one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientResponse {
+    /// The proposal is committed at `index` and applied; `output` is the state machine's result.
+    Committed {
+        id: u64,
+        index: LogIndex,
+        output: Bytes,
+    },
+    Status {
+        id: u64,
+        node: NodeId,
+        groups: Vec<GroupStatus>,
+    },
+    Error {
+        id: u64,
+        error: ClientError,
+    },
+}
+
+impl ClientResponse {
+    pub fn id(&self) -> u64 {
+        match self {
+            ClientResponse::Committed { id, .. }
+            | ClientResponse::Status { id, .. }
+            | ClientResponse::Error { id, .. } => *id,
+        }
+    }
+}
+
+/// Why a request failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    #[error("this node is not the group's leader (leader: {leader:?}, client address: {leader_client_addr:?})")]
+    NotLeader {
+        leader: Option<NodeId>,
+        leader_client_addr: Option<String>,
+    },
+    #[error("the request timed out; it may or may not have been committed")]
+    Timeout,
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    #[error("payload of {bytes} bytes exceeds the limit of {max} bytes")]
+    TooLarge { bytes: u64, max: u64 },
+    #[error("too many requests outstanding; retry later")]
+    Overloaded,
+    #[error("unknown group {0}")]
+    UnknownGroup(GroupId),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Why client frames could not be decoded or encoded. A decoding error means the stream is
+/// unusable: the connection must be closed (after answering a [`Self::PayloadTooLarge`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("frame of kind {found:?} where {expected:?} was expected")]
+    WrongKind {
+        expected: FrameKind,
+        found: FrameKind,
+    },
+    #[error("client frame truncated: {need} bytes needed at offset {at} of a {len}-byte body")]
+    Truncated { at: usize, need: usize, len: usize },
+    #[error("{count} items announced at offset {at}, but only {room} bytes remain")]
+    CountTooLarge { count: u32, at: usize, room: usize },
+    #[error("unknown {what} code {code} at offset {at}")]
+    UnknownCode {
+        what: &'static str,
+        code: u8,
+        at: usize,
+    },
+    #[error("non-canonical client message at offset {at}: {what} must be zero")]
+    NotZero { what: &'static str, at: usize },
+    #[error("request {id}: payload of {bytes} bytes exceeds the limit of {max} bytes")]
+    PayloadTooLarge { id: u64, bytes: u64, max: usize },
+    #[error("{what} of {bytes} bytes exceeds the limit of {max} bytes")]
+    FieldTooLarge {
+        what: &'static str,
+        bytes: u64,
+        max: usize,
+    },
+    #[error("{what} at offset {at} is not valid UTF-8")]
+    InvalidUtf8 { what: &'static str, at: usize },
+    #[error("{trailing} trailing bytes after the last client message")]
+    TrailingBytes { trailing: usize },
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+impl From<Truncated> for ProtocolError {
+    fn from(t: Truncated) -> Self {
+        ProtocolError::Truncated {
+            at: t.at,
+            need: t.need,
+            len: t.len,
+        }
+    }
+}
+
+fn role_code(role: Role) -> u8 {
+    match role {
+        Role::Follower => 1,
+        Role::PreCandidate => 2,
+        Role::Candidate => 3,
+        Role::Leader => 4,
+    }
+}
+
+fn role_from_code(code: u8) -> Option<Role> {
+    Some(match code {
+        1 => Role::Follower,
+        2 => Role::PreCandidate,
+        3 => Role::Candidate,
+        4 => Role::Leader,
+        _ => return None,
+    })
+}
+
+fn check_len(what: &'static str, bytes: usize, max: usize) -> Result<(), ProtocolError> {
+    if bytes > max {
+        return Err(ProtocolError::FieldTooLarge {
+            what,
+            bytes: bytes as u64,
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// Appends `text` cut to at most `max` bytes on a character boundary.
+fn truncated_text(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn put_request(request: &ClientRequest, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+    match request {
+        ClientRequest::Propose { id, group, payload } => {
+            if payload.len() > CLIENT_PAYLOAD_BYTES_MAX {
+                return Err(ProtocolError::PayloadTooLarge {
+                    id: *id,
+                    bytes: payload.len() as u64,
+                    max: CLIENT_PAYLOAD_BYTES_MAX,
+                });
+            }
+            put_u8(out, REQUEST_PROPOSE);
+            put_zeros(out, 7);
+            put_u64(out, *id);
+            put_u64(out, group.0);
+            put_u32(out, payload.len() as u32);
+            put_u32(out, 0);
+            out.extend_from_slice(payload);
+        }
+        ClientRequest::Status { id } => {
+            put_u8(out, REQUEST_STATUS);
+            put_zeros(out, 7);
+            put_u64(out, *id);
+        }
+    }
+    Ok(())
+}
+
+fn put_response(response: &ClientResponse, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+    match response {
+        ClientResponse::Committed { id, index, output } => {
+            check_len("output", output.len(), CLIENT_OUTPUT_BYTES_MAX)?;
+            put_u8(out, RESPONSE_COMMITTED);
+            put_zeros(out, 7);
+            put_u64(out, *id);
+            put_u64(out, index.0);
+            put_u32(out, output.len() as u32);
+            put_u32(out, 0);
+            out.extend_from_slice(output);
+        }
+        ClientResponse::Status { id, node, groups } => {
+            let count = u32::try_from(groups.len())
+                .ok()
+                .filter(|&n| n as usize * GROUP_STATUS_BYTES <= FRAME_BYTES_MAX)
+                .ok_or(ProtocolError::FieldTooLarge {
+                    what: "status",
+                    bytes: (groups.len() * GROUP_STATUS_BYTES) as u64,
+                    max: FRAME_BYTES_MAX,
+                })?;
+            put_u8(out, RESPONSE_STATUS);
+            put_zeros(out, 7);
+            put_u64(out, *id);
+            put_u64(out, node.0);
+            put_u32(out, count);
+            put_u32(out, 0);
+            for status in groups {
+                put_u64(out, status.group.0);
+                put_u8(out, role_code(status.role));
+                put_u8(out, status.leader.is_some() as u8);
+                put_zeros(out, 6);
+                put_u64(out, status.term.0);
+                put_u64(out, status.leader.map_or(0, |n| n.0));
+                put_u64(out, status.commit.0);
+                put_u64(out, status.applied.0);
+                put_u64(out, status.last_index.0);
+            }
+        }
+        ClientResponse::Error { id, error } => {
+            let code = match error {
+                ClientError::NotLeader { .. } => ERROR_NOT_LEADER,
+                ClientError::Timeout => ERROR_TIMEOUT,
+                ClientError::ShuttingDown => ERROR_SHUTTING_DOWN,
+                ClientError::TooLarge { .. } => ERROR_TOO_LARGE,
+                ClientError::Overloaded => ERROR_OVERLOADED,
+                ClientError::UnknownGroup(_) => ERROR_UNKNOWN_GROUP,
+                ClientError::Internal(_) => ERROR_INTERNAL,
+            };
+            if let ClientError::NotLeader {
+                leader_client_addr: Some(addr),
+                ..
+            } = error
+            {
+                check_len("leader address", addr.len(), CLIENT_ADDR_BYTES_MAX)?;
+            }
+            put_u8(out, RESPONSE_ERROR);
+            put_u8(out, code);
+            put_zeros(out, 6);
+            put_u64(out, *id);
+            match error {
+                ClientError::NotLeader {
+                    leader,
+                    leader_client_addr,
+                } => {
+                    let flags = if leader.is_some() { FLAG_LEADER } else { 0 }
+                        | if leader_client_addr.is_some() {
+                            FLAG_ADDR
+                        } else {
+                            0
+                        };
+                    let addr = leader_client_addr.as_deref().unwrap_or("");
+                    put_u8(out, flags);
+                    put_zeros(out, 5);
+                    put_u16(out, addr.len() as u16);
+                    put_u64(out, leader.map_or(0, |n| n.0));
+                    out.extend_from_slice(addr.as_bytes());
+                }
+                ClientError::Timeout | ClientError::ShuttingDown | ClientError::Overloaded => {}
+                ClientError::TooLarge { bytes, max } => {
+                    put_u64(out, *bytes);
+                    put_u64(out, *max);
+                }
+                ClientError::UnknownGroup(group) => put_u64(out, group.0),
+                ClientError::Internal(text) => {
+                    let text = truncated_text(text, CLIENT_ERROR_TEXT_BYTES_MAX);
+                    put_u32(out, text.len() as u32);
+                    put_u32(out, 0);
+                    out.extend_from_slice(text.as_bytes());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Appends one frame of `kind` holding `items` to `out`, or nothing on error.
+fn encode_items<T>(
+    kind: FrameKind,
+    items: &[T],
+    out: &mut Vec<u8>,
+    put: fn(&T, &mut Vec<u8>) -> Result<(), ProtocolError>,
+) -> Result<usize, ProtocolError> {
+    let frame = begin_frame(out, kind);
+    let count_at = frame.body_start();
+    put_u32(out, 0);
+    put_u32(out, 0);
+    for item in items {
+        if let Err(error) = put(item, out) {
+            frame.abandon(out);
+            return Err(error);
+        }
+        if frame.body_len(out) > FRAME_BYTES_MAX {
+            break; // `finish` reports it
+        }
+    }
+    let count = u32::try_from(items.len()).unwrap_or(u32::MAX);
+    patch_u32(out, count_at, count);
+    Ok(frame.finish(out)?)
+}
+
+/// Appends one [`FrameKind::ClientRequests`] frame holding `requests` to `out`; returns its wire
+/// length. On error (an oversized payload, or a frame over [`FRAME_BYTES_MAX`]) `out` is left
+/// as it was.
+pub fn encode_requests(
+    requests: &[ClientRequest],
+    out: &mut Vec<u8>,
+) -> Result<usize, ProtocolError> {
+    encode_items(FrameKind::ClientRequests, requests, out, put_request)
+}
+
+/// Appends one [`FrameKind::ClientResponses`] frame holding `responses` to `out`; returns its
+/// wire length. `Internal` error texts longer than [`CLIENT_ERROR_TEXT_BYTES_MAX`] are cut; an
+/// oversized output or leader address is an error, and then `out` is left as it was.
+pub fn encode_responses(
+    responses: &[ClientResponse],
+    out: &mut Vec<u8>,
+) -> Result<usize, ProtocolError> {
+    encode_items(FrameKind::ClientResponses, responses, out, put_response)
+}
+
+/// Bytes [`encode_requests`] spends on `request` (to split requests over frames).
+pub fn request_wire_bytes(request: &ClientRequest) -> usize {
+    match request {
+        ClientRequest::Propose { payload, .. } => 32 + payload.len(),
+        ClientRequest::Status { .. } => ITEM_BYTES_MIN,
+    }
+}
+
+fn expect_kind(frame: &Frame, expected: FrameKind) -> Result<(), ProtocolError> {
+    if frame.kind != expected {
+        return Err(ProtocolError::WrongKind {
+            expected,
+            found: frame.kind,
+        });
+    }
+    Ok(())
+}
+
+/// Reads the frame prefix, checks the item count against the bytes present, then each item.
+fn decode_items<T>(
+    body: &Bytes,
+    read: fn(&Bytes, &mut Reader<'_>) -> Result<T, ProtocolError>,
+) -> Result<Vec<T>, ProtocolError> {
+    let mut reader = Reader::new(body);
+    let count = reader.u32()?;
+    if !reader.zeros(4)? {
+        return Err(ProtocolError::NotZero {
+            what: "frame reserved bytes",
+            at: 4,
+        });
+    }
+    if (count as usize).saturating_mul(ITEM_BYTES_MIN) > reader.remaining() {
+        return Err(ProtocolError::CountTooLarge {
+            count,
+            at: 0,
+            room: reader.remaining(),
+        });
+    }
+    let mut items = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        items.push(read(body, &mut reader)?);
+    }
+    if reader.remaining() != 0 {
+        return Err(ProtocolError::TrailingBytes {
+            trailing: reader.remaining(),
+        });
+    }
+    Ok(items)
+}
+
+fn require_zero(
+    reader: &mut Reader<'_>,
+    n: usize,
+    what: &'static str,
+) -> Result<(), ProtocolError> {
+    let at = reader.pos();
+    if !reader.zeros(n)? {
+        return Err(ProtocolError::NotZero { what, at });
+    }
+    Ok(())
+}
+
+fn read_request(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientRequest, ProtocolError> {
+    let at = reader.pos();
+    let tag = reader.u8()?;
+    require_zero(reader, 7, "request reserved bytes")?;
+    let id = reader.u64()?;
+    match tag {
+        REQUEST_PROPOSE => {
+            let group = GroupId(reader.u64()?);
+            let len = reader.u32()?;
+            require_zero(reader, 4, "request reserved bytes")?;
+            if len as usize > CLIENT_PAYLOAD_BYTES_MAX {
+                return Err(ProtocolError::PayloadTooLarge {
+                    id,
+                    bytes: len as u64,
+                    max: CLIENT_PAYLOAD_BYTES_MAX,
+                });
+            }
+            let payload = body.slice(reader.range(len as usize)?);
+            Ok(ClientRequest::Propose { id, group, payload })
+        }
+        REQUEST_STATUS => Ok(ClientRequest::Status { id }),
+        code => Err(ProtocolError::UnknownCode {
+            what: "request",
+            code,
+            at,
+        }),
+    }
+}
+
+fn read_text(
+    reader: &mut Reader<'_>,
+    len: usize,
+    max: usize,
+    what: &'static str,
+) -> Result<String, ProtocolError> {
+    check_len(what, len, max)?;
+    let at = reader.pos();
+    let bytes = reader.take(len)?;
+    std::str::from_utf8(bytes)
+        .map(str::to_owned)
+        .map_err(|_| ProtocolError::InvalidUtf8 { what, at })
+}
+
+fn read_response(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientResponse, ProtocolError> {
+    let at = reader.pos();
+    let tag = reader.u8()?;
+    let code = reader.u8()?;
+    require_zero(reader, 6, "response reserved bytes")?;
+    let id = reader.u64()?;
+    if tag != RESPONSE_ERROR && code != 0 {
+        return Err(ProtocolError::NotZero {
+            what: "error code of a non-error response",
+            at: at + 1,
+        });
+    }
+    match tag {
+        RESPONSE_COMMITTED => {
+            let index = LogIndex(reader.u64()?);
+            let len = reader.u32()? as usize;
+            require_zero(reader, 4, "response reserved bytes")?;
+            check_len("output", len, CLIENT_OUTPUT_BYTES_MAX)?;
+            let output = body.slice(reader.range(len)?);
+            Ok(ClientResponse::Committed { id, index, output })
+        }
+        RESPONSE_STATUS => {
+            let node = NodeId(reader.u64()?);
+            let count = reader.u32()?;
+            require_zero(reader, 4, "response reserved bytes")?;
+            if (count as usize).saturating_mul(GROUP_STATUS_BYTES) > reader.remaining() {
+                return Err(ProtocolError::CountTooLarge {
+                    count,
+                    at: reader.pos(),
+                    room: reader.remaining(),
+                });
+            }
+            let mut groups = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                let at = reader.pos();
+                let group = GroupId(reader.u64()?);
+                let role_at = reader.pos();
+                let role = reader.u8()?;
+                let role = role_from_code(role).ok_or(ProtocolError::UnknownCode {
+                    what: "role",
+                    code: role,
+                    at: role_at,
+                })?;
+                let has_leader = reader.u8()?;
+                require_zero(reader, 6, "group status reserved bytes")?;
+                let term = Term(reader.u64()?);
+                let leader = reader.u64()?;
+                let leader = match has_leader {
+                    0 if leader == 0 => None,
+                    1 => Some(NodeId(leader)),
+                    _ => {
+                        return Err(ProtocolError::NotZero {
+                            what: "leader fields without a leader",
+                            at,
+                        })
+                    }
+                };
+                groups.push(GroupStatus {
+                    group,
+                    role,
+                    term,
+                    leader,
+                    commit: LogIndex(reader.u64()?),
+                    applied: LogIndex(reader.u64()?),
+                    last_index: LogIndex(reader.u64()?),
+                });
+            }
+            Ok(ClientResponse::Status { id, node, groups })
+        }
+        RESPONSE_ERROR => {
+            let error = match code {
+                ERROR_NOT_LEADER => {
+                    let fields_at = reader.pos();
+                    let flags = reader.u8()?;
+                    require_zero(reader, 5, "error reserved bytes")?;
+                    let addr_len = reader.u16()? as usize;
+                    let leader = reader.u64()?;
+                    if flags & !(FLAG_LEADER | FLAG_ADDR) != 0
+                        || (flags & FLAG_LEADER == 0 && leader != 0)
+                        || (flags & FLAG_ADDR == 0 && addr_len != 0)
+                    {
+                        return Err(ProtocolError::NotZero {
+                            what: "unset NotLeader fields",
+                            at: fields_at,
+                        });
+                    }
+                    let addr =
+                        read_text(reader, addr_len, CLIENT_ADDR_BYTES_MAX, "leader address")?;
+                    ClientError::NotLeader {
+                        leader: (flags & FLAG_LEADER != 0).then_some(NodeId(leader)),
+                        leader_client_addr: (flags & FLAG_ADDR != 0).then_some(addr),
+                    }
+                }
+                ERROR_TIMEOUT => ClientError::Timeout,
+                ERROR_SHUTTING_DOWN => ClientError::ShuttingDown,
+                ERROR_OVERLOADED => ClientError::Overloaded,
+                ERROR_TOO_LARGE => ClientError::TooLarge {
+                    bytes: reader.u64()?,
+                    max: reader.u64()?,
+                },
+                ERROR_UNKNOWN_GROUP => ClientError::UnknownGroup(GroupId(reader.u64()?)),
+                ERROR_INTERNAL => {
+                    let len = reader.u32()? as usize;
+                    require_zero(reader, 4, "error reserved bytes")?;
+                    ClientError::Internal(read_text(
+                        reader,
+                        len,
+                        CLIENT_ERROR_TEXT_BYTES_MAX,
+                        "error text",
+                    )?)
+                }
+                code => {
+                    return Err(ProtocolError::UnknownCode {
+                        what: "error",
+                        code,
+                        at: at + 1,
+                    })
+                }
+            };
+            Ok(ClientResponse::Error { id, error })
+        }
+        code => Err(ProtocolError::UnknownCode {
+            what: "response",
+            code,
+            at,
+        }),
+    }
+}
+
+/// Decodes a frame that must be [`FrameKind::ClientRequests`].
+pub fn decode_requests_frame(frame: &Frame) -> Result<Vec<ClientRequest>, ProtocolError> {
+    expect_kind(frame, FrameKind::ClientRequests)?;
+    decode_requests(&frame.body)
+}
+
+/// Decodes the body of a requests frame; payloads are zero-copy slices of `body`.
+pub fn decode_requests(body: &Bytes) -> Result<Vec<ClientRequest>, ProtocolError> {
+    decode_items(body, read_request)
+}
+
+/// Decodes a frame that must be [`FrameKind::ClientResponses`].
+pub fn decode_responses_frame(frame: &Frame) -> Result<Vec<ClientResponse>, ProtocolError> {
+    expect_kind(frame, FrameKind::ClientResponses)?;
+    decode_responses(&frame.body)
+}
+
+/// Decodes the body of a responses frame; outputs are zero-copy slices of `body`.
+pub fn decode_responses(body: &Bytes) -> Result<Vec<ClientResponse>, ProtocolError> {
+    decode_items(body, read_response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::frame::FrameDecoder;
+
+    fn one_frame(out: &[u8]) -> Frame {
+        let mut decoder = FrameDecoder::new();
+        decoder.push(out);
+        decoder.next_frame().unwrap().unwrap()
+    }
+
+    #[test]
+    fn requests_and_responses_round_trip() {
+        let requests = vec![
+            ClientRequest::Propose {
+                id: 1,
+                group: GroupId(3),
+                payload: Bytes::from_static(b"set x 1"),
+            },
+            ClientRequest::Status { id: 2 },
+        ];
+        let mut out = Vec::new();
+        encode_requests(&requests, &mut out).unwrap();
+        assert_eq!(decode_requests_frame(&one_frame(&out)).unwrap(), requests);
+
+        let responses = vec![
+            ClientResponse::Committed {
+                id: 1,
+                index: LogIndex(9),
+                output: Bytes::from_static(b"ok"),
+            },
+            ClientResponse::Status {
+                id: 2,
+                node: NodeId(1),
+                groups: vec![GroupStatus {
+                    group: GroupId(3),
+                    role: Role::Leader,
+                    term: Term(4),
+                    leader: Some(NodeId(1)),
+                    commit: LogIndex(9),
+                    applied: LogIndex(9),
+                    last_index: LogIndex(10),
+                }],
+            },
+            ClientResponse::Error {
+                id: 3,
+                error: ClientError::NotLeader {
+                    leader: Some(NodeId(2)),
+                    leader_client_addr: Some("127.0.0.2:7000".into()),
+                },
+            },
+            ClientResponse::Error {
+                id: 4,
+                error: ClientError::Internal("disk on fire".into()),
+            },
+        ];
+        let mut out = Vec::new();
+        encode_responses(&responses, &mut out).unwrap();
+        assert_eq!(decode_responses_frame(&one_frame(&out)).unwrap(), responses);
+    }
+
+    #[test]
+    fn oversized_payload_is_refused_with_its_id() {
+        let big = ClientRequest::Propose {
+            id: 77,
+            group: GroupId(0),
+            payload: Bytes::from(vec![0; CLIENT_PAYLOAD_BYTES_MAX + 1]),
+        };
+        let mut out = vec![1];
+        assert!(matches!(
+            encode_requests(&[big], &mut out),
+            Err(ProtocolError::PayloadTooLarge { id: 77, .. })
+        ));
+        assert_eq!(out, vec![1]);
+        let text = "é".repeat(CLIENT_ERROR_TEXT_BYTES_MAX);
+        assert_eq!(
+            truncated_text(&text, CLIENT_ERROR_TEXT_BYTES_MAX - 1).len(),
+            CLIENT_ERROR_TEXT_BYTES_MAX - 2
+        );
+    }
+}
