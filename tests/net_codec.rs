@@ -27,7 +27,9 @@ use ringraft::constants::{
 use ringraft::core::{AppendOutcome, AppendRequest, Message, RejectHint, Role};
 use ringraft::net::frame::{encode_frame, frame_wire_len, Frame, FRAME_MAGIC};
 use ringraft::net::handshake::{check_hello, HandshakeError, Hello, HelloReply, LocalIdentity};
-use ringraft::net::wire::{decode_raft, decode_raft_frame, encode_raft, WireError};
+use ringraft::net::wire::{
+    decode_raft, decode_raft_frame, encode_raft, message_wire_bytes, WireError,
+};
 use ringraft::net::{FrameDecoder, FrameError, FrameKind};
 use ringraft::types::{GroupId, LogIndex, NodeId, ShardId, Term};
 
@@ -491,7 +493,10 @@ proptest! {
     fn raft_messages_round_trip(from in any::<u64>(), routed in arb_routed()) {
         let items: Vec<_> = routed.iter().map(|(g, to, m)| (*g, *to, m)).collect();
         let mut out = Vec::new();
-        encode_raft(NodeId(from), &items, &mut out).unwrap();
+        let wire_len = encode_raft(NodeId(from), &items, &mut out).unwrap();
+        // `message_wire_bytes` is an upper bound the runtime can split frames by.
+        let bound: usize = 16 + routed.iter().map(|(_, _, m)| message_wire_bytes(m)).sum::<usize>();
+        prop_assert!(wire_len <= frame_wire_len(bound));
         let frame = single_frame(&out);
         let decoded = decode_raft_frame(&frame).unwrap();
         prop_assert_eq!(decoded.from, NodeId(from));

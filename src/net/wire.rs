@@ -43,7 +43,8 @@ use bytes::Bytes;
 
 use crate::batch::{BatchError, EntryBatch};
 use crate::constants::{
-    FRAME_ALIGN, FRAME_BYTES_MAX, WIRE_BATCH_OVERHEAD_BYTES, WIRE_MESSAGE_OVERHEAD_BYTES,
+    FRAME_ALIGN, FRAME_BYTES_MAX, WIRE_BATCH_OVERHEAD_BYTES, WIRE_FRAME_OVERHEAD_BYTES,
+    WIRE_MESSAGE_OVERHEAD_BYTES,
 };
 use crate::core::message::{AppendOutcome, AppendRequest, Message, RejectHint};
 use crate::net::codec::{patch_u32, put_u32, put_u64, put_u8, put_zeros, Reader, Truncated};
@@ -52,6 +53,11 @@ use crate::types::{GroupId, LogIndex, NodeId, Term};
 
 const RECORD_BYTES: usize = WIRE_MESSAGE_OVERHEAD_BYTES;
 const DESCRIPTOR_BYTES: usize = 32;
+
+const _: () = {
+    assert!(WIRE_FRAME_OVERHEAD_BYTES == 16);
+    assert!(WIRE_BATCH_OVERHEAD_BYTES == DESCRIPTOR_BYTES + FRAME_ALIGN - 1);
+};
 
 const TAG_VOTE_REQUEST: u8 = 1;
 const TAG_VOTE_RESPONSE: u8 = 2;
