@@ -327,6 +327,12 @@ impl FrameDecoder {
         self.body_bytes_max
     }
 
+    /// Bytes of the current receive chunk (what the decoder holds allocated, apart from
+    /// chunks still referenced by returned bodies).
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Received bytes not yet returned as frames.
     pub fn buffered(&self) -> usize {
         self.filled

@@ -31,7 +31,8 @@
 //! - Every count and length read from the wire is checked against the bytes that remain before
 //!   it is used (so a count cannot make the decoder allocate more than the frame's size).
 //! - Batch bodies are 16-byte aligned, lie inside the frame body, come in increasing order and
-//!   do not overlap each other or the metadata. The decoder hands them out as zero-copy slices
+//!   do not overlap each other or the metadata; each starts at the first aligned offset after
+//!   what precedes it (no gaps; the padding is zero). The decoder hands them out as zero-copy slices
 //!   of the frame body to [`EntryBatch::from_body`], which validates each archive once. A batch
 //!   must also have `first_index >= 1` and its last index must not overflow.
 //! - The whole body is consumed: trailing bytes are an error.
@@ -42,7 +43,8 @@ use bytes::Bytes;
 
 use crate::batch::{BatchError, EntryBatch};
 use crate::constants::{
-    FRAME_ALIGN, FRAME_BYTES_MAX, WIRE_BATCH_OVERHEAD_BYTES, WIRE_MESSAGE_OVERHEAD_BYTES,
+    FRAME_ALIGN, FRAME_BYTES_MAX, WIRE_BATCH_OVERHEAD_BYTES, WIRE_FRAME_OVERHEAD_BYTES,
+    WIRE_MESSAGE_OVERHEAD_BYTES,
 };
 use crate::core::message::{AppendOutcome, AppendRequest, Message, RejectHint};
 use crate::net::codec::{patch_u32, put_u32, put_u64, put_u8, put_zeros, Reader, Truncated};
@@ -51,6 +53,11 @@ use crate::types::{GroupId, LogIndex, NodeId, Term};
 
 const RECORD_BYTES: usize = WIRE_MESSAGE_OVERHEAD_BYTES;
 const DESCRIPTOR_BYTES: usize = 32;
+
+const _: () = {
+    assert!(WIRE_FRAME_OVERHEAD_BYTES == 16);
+    assert!(WIRE_BATCH_OVERHEAD_BYTES == DESCRIPTOR_BYTES + FRAME_ALIGN - 1);
+};
 
 const TAG_VOTE_REQUEST: u8 = 1;
 const TAG_VOTE_RESPONSE: u8 = 2;
@@ -93,6 +100,8 @@ pub enum WireError {
     BatchMisaligned { offset: u32 },
     #[error("batch body offset {offset} overlaps data that ends at {end}")]
     BatchOverlaps { offset: u32, end: usize },
+    #[error("batch body offset {offset} leaves a gap: the next aligned offset is {expected}")]
+    BatchGap { offset: u32, expected: usize },
     #[error("batch of {count} entries from index {first_index} is not a valid index range")]
     BatchRange { first_index: u64, count: u32 },
     #[error("batch body at offset {offset}: {source}")]
@@ -528,6 +537,18 @@ fn decode_batches(
         }
         if start < end {
             return Err(WireError::BatchOverlaps { offset, end });
+        }
+        if start != align_up(end) {
+            return Err(WireError::BatchGap {
+                offset,
+                expected: align_up(end),
+            });
+        }
+        if body[end..start].iter().any(|&b| b != 0) {
+            return Err(WireError::NotZero {
+                what: "padding before a batch body",
+                at: end,
+            });
         }
         if first_index == 0 || entries == 0 || first_index.checked_add(entries as u64 - 1).is_none()
         {
