@@ -5,6 +5,7 @@ pub mod client;
 pub mod constants;
 pub mod core;
 pub mod error;
+pub mod loadgen;
 pub mod log;
 pub mod net;
 pub mod shard;

@@ -39,7 +39,8 @@ fn propose_all(
     committed
 }
 
-/// Waits until every running node has committed `group` up to `target`.
+/// Waits until every running node has applied `group` up to `target` (applied entries are
+/// durable on that node).
 fn wait_caught_up(cluster: &ProcCluster, client: &mut Client, group: GroupId, target: LogIndex) {
     let deadline = Instant::now() + Duration::from_secs(30);
     for id in (1..=cluster.nodes.len() as u64).map(NodeId) {
@@ -51,7 +52,7 @@ fn wait_caught_up(cluster: &ProcCluster, client: &mut Client, group: GroupId, ta
                 .status(id)
                 .ok()
                 .and_then(|statuses| statuses.into_iter().find(|s| s.group == group))
-                .map_or(LogIndex::ZERO, |status| status.commit);
+                .map_or(LogIndex::ZERO, |status| status.applied);
             if commit >= target {
                 break;
             }

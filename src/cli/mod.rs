@@ -1,5 +1,6 @@
 //! Command-line interface of the `ringraft` binary.
 
+pub mod local_cluster;
 pub mod node_args;
 pub mod serve;
 
@@ -23,6 +24,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Load a local 3-node cluster (or --target) and report throughput and latency.
+    Bench(crate::loadgen::BenchArgs),
     /// Run one cluster member until SIGINT/SIGTERM.
     Node(node_args::NodeArgs),
     /// Start a local cluster of node processes on loopback; Ctrl-C stops them all.
@@ -67,6 +70,13 @@ pub struct SimArgs {
 
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Bench(args) => match crate::loadgen::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(problem) => {
+                eprintln!("ringraft bench: {problem}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Node(args) => serve::run_node(args),
         Command::Cluster(args) => serve::run_cluster(&args),
         Command::Sim(args) => run_sim(&args),

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::api::config::{NodeConfig, PeerConfig};
 use crate::types::NodeId;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FsyncMode {
     /// fdatasync every flush (durable).

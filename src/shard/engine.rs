@@ -263,6 +263,11 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
         Ok(())
     }
 
+    /// Whether a flush was started and has not completed.
+    pub fn flush_in_flight(&self) -> bool {
+        self.flushes_started != self.flushes_completed
+    }
+
     /// Whether a flush should start (something is staged and none is in flight).
     pub fn wants_flush(&self) -> bool {
         self.flushes_started == self.flushes_completed && self.log.has_staged()

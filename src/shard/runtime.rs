@@ -141,7 +141,12 @@ async fn run_shard<S: StateMachine>(
     tracing::info!(node = %config.id, %shard, groups = engine.groups().count(), "shard started");
     let _ = ready.send(Ok(()));
 
-    let result = event_loop(&config, shard, &mut engine, &peers, &hub, &mailbox).await;
+    let mut result = event_loop(&config, shard, &mut engine, &peers, &hub, &mailbox).await;
+    if result.is_ok() {
+        result = final_flush(&mut engine, &mailbox)
+            .await
+            .map_err(|source| NodeError::Log { shard, source });
+    }
     engine.shut_down();
     dispatch_completions(&mut engine, &config);
     hub.flush();
@@ -293,6 +298,29 @@ async fn event_loop<S: StateMachine>(
             }
         }
     }
+}
+
+/// On a graceful stop: waits for the flush in flight, then flushes what is still staged, so
+/// that everything the node accepted is on disk when it exits.
+async fn final_flush<S: StateMachine>(
+    engine: &mut Engine<S>,
+    mailbox: &Mailbox<ShardEvent>,
+) -> Result<(), crate::log::Error> {
+    let mut events = VecDeque::new();
+    while engine.flush_in_flight() {
+        if !mailbox.take_all(&mut events).await {
+            break;
+        }
+        for event in events.drain(..) {
+            if let ShardEvent::FlushDone(done) = event {
+                engine.flush_done(done)?;
+            }
+        }
+    }
+    if let Some(pending) = engine.start_flush()? {
+        engine.flush_done(pending.await)?;
+    }
+    Ok(())
 }
 
 fn dispatch_completions<S: StateMachine>(engine: &mut Engine<S>, config: &NodeConfig) {

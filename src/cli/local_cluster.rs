@@ -1,0 +1,205 @@
+//! A cluster of `ringraft node` processes on loopback, as `ringraft cluster`, `ringraft bench`
+//! and the multi-process tests start it.
+//!
+//! Node `i` listens for peers on `base_port + 20 i` and for clients on `base_port + 20 i + 10`
+//! (shard `s` adds `s`, so up to 10 shards fit). Children are killed when the value is dropped.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::types::NodeId;
+
+/// How to start the cluster.
+#[derive(Clone, Debug)]
+pub struct LocalClusterSpec {
+    /// The `ringraft` binary.
+    pub exe: PathBuf,
+    pub nodes: u64,
+    pub shards: u32,
+    pub groups: u32,
+    pub base_port: u16,
+    pub cluster_id: u64,
+    /// Parent of the nodes' data directories.
+    pub data_root: PathBuf,
+    /// More flags for every node (e.g. `--fsync never`).
+    pub extra_flags: Vec<String>,
+    /// `RUST_LOG` of the nodes.
+    pub log_level: String,
+}
+
+pub struct LocalNode {
+    pub id: NodeId,
+    pub peer_addr: SocketAddr,
+    pub client_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct LocalCluster {
+    pub spec: LocalClusterSpec,
+    pub nodes: Vec<LocalNode>,
+}
+
+impl LocalCluster {
+    /// Starts every node and waits until each reports ready.
+    pub fn start(spec: LocalClusterSpec) -> Result<LocalCluster, String> {
+        if spec.shards > 10 {
+            return Err("at most 10 shards per node in a local cluster".into());
+        }
+        let top = spec.base_port as u64 + 20 * spec.nodes + 20;
+        if top > u16::MAX as u64 {
+            return Err(format!(
+                "base port {} leaves no room for the nodes",
+                spec.base_port
+            ));
+        }
+        let nodes = (1..=spec.nodes)
+            .map(|id| {
+                let peer = spec.base_port + 20 * id as u16;
+                LocalNode {
+                    id: NodeId(id),
+                    peer_addr: SocketAddr::from(([127, 0, 0, 1], peer)),
+                    client_addr: SocketAddr::from(([127, 0, 0, 1], peer + 10)),
+                    data_dir: spec.data_root.join(format!("node-{id}")),
+                    child: None,
+                }
+            })
+            .collect();
+        let mut cluster = LocalCluster { spec, nodes };
+        for id in 1..=cluster.spec.nodes {
+            cluster.launch(NodeId(id), true)?;
+        }
+        Ok(cluster)
+    }
+
+    fn node(&self, id: NodeId) -> &LocalNode {
+        &self.nodes[id.0 as usize - 1]
+    }
+
+    /// The command line that starts node `id`.
+    pub fn command(&self, id: NodeId, init: bool) -> Command {
+        let node = self.node(id);
+        let list = |addr: fn(&LocalNode) -> SocketAddr| {
+            self.nodes
+                .iter()
+                .map(|n| format!("{}={}", n.id.0, addr(n)))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut command = Command::new(&self.spec.exe);
+        command
+            .arg("node")
+            .args(["--id", &id.0.to_string()])
+            .args(["--listen", &node.peer_addr.to_string()])
+            .args(["--client-listen", &node.client_addr.to_string()])
+            .args(["--peers", &list(|n| n.peer_addr)])
+            .args(["--peer-clients", &list(|n| n.client_addr)])
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .args(["--shards", &self.spec.shards.to_string()])
+            .args(["--groups", &self.spec.groups.to_string()])
+            .args(["--cluster-id", &self.spec.cluster_id.to_string()])
+            .args(&self.spec.extra_flags)
+            .env("RUST_LOG", &self.spec.log_level);
+        if init {
+            command.arg("--init");
+        }
+        command
+    }
+
+    /// Starts node `id` and waits for its "ready" line.
+    pub fn launch(&mut self, id: NodeId, init: bool) -> Result<(), String> {
+        let mut child = self
+            .command(id, init)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("start node {id}: {e}"))?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        if !line.contains("ready") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("node {id} did not start (see its messages above)"));
+        }
+        self.nodes[id.0 as usize - 1].child = Some(child);
+        Ok(())
+    }
+
+    /// kill -9 of node `id`.
+    pub fn kill(&mut self, id: NodeId) {
+        if let Some(mut child) = self.nodes[id.0 as usize - 1].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM to node `id`, SIGKILL if it has not exited within 10 s.
+    pub fn stop(&mut self, id: NodeId) {
+        if let Some(mut child) = self.nodes[id.0 as usize - 1].child.take() {
+            // SAFETY: kill(2) on a child this process spawned, with a valid signal.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn stop_all(&mut self) {
+        for id in 1..=self.spec.nodes {
+            self.stop(NodeId(id));
+        }
+    }
+
+    pub fn is_up(&self, id: NodeId) -> bool {
+        self.node(id).child.is_some()
+    }
+
+    /// Node `id`'s process id, while it runs.
+    pub fn pid(&self, id: NodeId) -> Option<u32> {
+        self.node(id).child.as_ref().map(Child::id)
+    }
+
+    /// The first node that exited on its own, if any, with its status.
+    pub fn exited(&mut self) -> Option<(NodeId, String)> {
+        for node in &mut self.nodes {
+            if let Some(child) = &mut node.child {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Some((node.id, status.to_string()));
+                }
+            }
+        }
+        None
+    }
+
+    pub fn client_addrs(&self) -> Vec<(NodeId, SocketAddr)> {
+        self.nodes.iter().map(|n| (n.id, n.client_addr)).collect()
+    }
+
+    pub fn data_dir(&self, id: NodeId) -> &Path {
+        &self.node(id).data_dir
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}

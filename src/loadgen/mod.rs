@@ -1,0 +1,437 @@
+//! `ringraft bench`: the load generator.
+//!
+//! With no arguments it starts a local 3-node cluster (separate processes, loopback, real
+//! fsync, data in a temporary directory removed afterwards), warms up, loads it for a fixed
+//! time and prints throughput and latency percentiles; every run also writes a result
+//! directory (see [`report`]). Connections are spread over the groups and always talk to the
+//! group's leader.
+
+pub mod load;
+pub mod machine;
+pub mod report;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use clap::Args;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::cli::local_cluster::{LocalCluster, LocalClusterSpec};
+use crate::cli::node_args::{parse_members, FsyncMode};
+use crate::client::Client;
+use crate::loadgen::load::{run_connection, ConnectionResult, LoadCounters, Pace, Schedule};
+use crate::loadgen::machine::{cpu_seconds, Machine};
+use crate::loadgen::report::{hgrm, write_file, Percentiles};
+use crate::types::{GroupId, NodeId};
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct BenchArgs {
+    /// Nodes of the local cluster.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
+    pub nodes: u64,
+    /// Shards per node.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub shards: u32,
+    /// Raft groups (default: one per shard).
+    #[arg(long)]
+    pub groups: Option<u32>,
+    /// Bytes per proposal.
+    #[arg(long, default_value_t = 128)]
+    pub payload: usize,
+    /// Seconds of measured load.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// fdatasync policy of the nodes.
+    #[arg(long, value_enum, default_value_t = FsyncMode::Always)]
+    pub fsync: FsyncMode,
+    /// Client connections.
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Proposals in flight per connection (closed loop).
+    #[arg(long, default_value_t = 256)]
+    pub pipeline: usize,
+    /// Open loop: proposals per second in total (latency from the intended send time).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Load an existing cluster instead: its client addresses, ID=ADDR,... (base ports).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Where the result directory goes.
+    #[arg(long, default_value = "bench-results")]
+    pub out: PathBuf,
+    /// A short name for the result directory.
+    #[arg(long, default_value = "bench")]
+    pub label: String,
+    /// Keep the nodes' data directories here instead of a temporary directory.
+    #[arg(long)]
+    pub keep_data: Option<PathBuf>,
+    /// kill -9 the leader of group 0 halfway and report the time to the next commit.
+    #[arg(long)]
+    pub failover: bool,
+    /// First port of the local cluster (default: a free block).
+    #[arg(long)]
+    pub base_port: Option<u16>,
+}
+
+#[derive(Serialize)]
+struct BenchResult {
+    config: BenchArgs,
+    commit: String,
+    date: String,
+    machine: Machine,
+    measured_seconds: f64,
+    commits: u64,
+    commits_per_second: f64,
+    payload_megabytes_per_second: f64,
+    failed: u64,
+    latency_us: Percentiles,
+    cpu_seconds_per_node: Vec<(u64, f64)>,
+    cpu_microseconds_per_commit: Option<f64>,
+    failover_ms: Option<f64>,
+    errors: Vec<String>,
+}
+
+/// Runs the benchmark; the error is a message for the user.
+pub fn run(args: BenchArgs) -> Result<(), String> {
+    if args.payload == 0 || args.payload > crate::constants::CLIENT_PAYLOAD_BYTES_MAX {
+        return Err(format!(
+            "--payload must be 1..={} bytes",
+            crate::constants::CLIENT_PAYLOAD_BYTES_MAX
+        ));
+    }
+    if args.clients == 0 || args.pipeline == 0 || args.duration <= 0.0 || args.warmup < 0.0 {
+        return Err("--clients, --pipeline and --duration must be positive".into());
+    }
+    let groups = args.groups.unwrap_or(args.shards);
+    let temporary = tempfile::Builder::new()
+        .prefix("ringraft-bench-")
+        .tempdir()
+        .map_err(|e| format!("temporary directory: {e}"))?;
+    let data_root = args
+        .keep_data
+        .clone()
+        .unwrap_or_else(|| temporary.path().to_path_buf());
+    let mut cluster = None;
+    let nodes: Vec<(NodeId, SocketAddr)> = match &args.target {
+        Some(list) => parse_members(list, "--target")?,
+        None => {
+            let spec = LocalClusterSpec {
+                exe: std::env::current_exe().map_err(|e| format!("own binary: {e}"))?,
+                nodes: args.nodes,
+                shards: args.shards,
+                groups,
+                base_port: args.base_port.unwrap_or_else(free_port_block),
+                cluster_id: 1,
+                data_root: data_root.clone(),
+                extra_flags: match args.fsync {
+                    FsyncMode::Always => vec![],
+                    FsyncMode::Never => vec!["--fsync".into(), "never".into()],
+                },
+                log_level: "warn".into(),
+            };
+            let started = LocalCluster::start(spec)?;
+            let addrs = started.client_addrs();
+            cluster = Some(started);
+            addrs
+        }
+    };
+    let mut client = Client::connect(nodes.clone(), args.shards, Duration::from_secs(15));
+    let mut leaders = Vec::new();
+    for group in (0..groups as u64).map(GroupId) {
+        let leader = client
+            .leader_of(group)
+            .ok_or_else(|| format!("no leader for {group} within 15 s"))?;
+        leaders.push((group, leader));
+    }
+    println!(
+        "ringraft bench: {} nodes, {} shards, {} groups, {} B payloads, {} connections, {}",
+        nodes.len(),
+        args.shards,
+        groups,
+        args.payload,
+        args.clients,
+        match args.rate {
+            Some(rate) => format!("open loop at {rate}/s"),
+            None => format!("closed loop, {} in flight each", args.pipeline),
+        }
+    );
+
+    let counters = Arc::new(LoadCounters::default());
+    let started = Instant::now();
+    let measure_from = started + Duration::from_secs_f64(args.warmup);
+    let stop = measure_from + Duration::from_secs_f64(args.duration);
+    let payload = Bytes::from(vec![0x5a; args.payload]);
+    let schedule = Schedule {
+        started,
+        measure_from,
+        stop,
+    };
+    let mut workers = Vec::new();
+    for connection in 0..args.clients {
+        let (group, leader) = leaders[connection % leaders.len()];
+        let base = nodes
+            .iter()
+            .find(|(id, _)| *id == leader)
+            .map(|(_, addr)| *addr)
+            .expect("leader is a member");
+        let mut addr = base;
+        addr.set_port(base.port() + (group.0 % args.shards as u64) as u16);
+        let pace = match args.rate {
+            Some(rate) => Pace::Open {
+                per_second: rate / args.clients as f64,
+            },
+            None => Pace::Closed {
+                pipeline: args.pipeline,
+            },
+        };
+        let counters = counters.clone();
+        let payload = payload.clone();
+        workers.push(std::thread::spawn(move || {
+            run_connection(addr, group, payload, pace, schedule, counters)
+        }));
+    }
+
+    let pids: Vec<(u64, u32)> = cluster
+        .as_ref()
+        .map(|c| {
+            (1..=args.nodes)
+                .filter_map(|id| Some((id, c.pid(NodeId(id))?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let progress = indicatif::ProgressBar::new((args.warmup + args.duration).ceil() as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {elapsed}/{len}s {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut cpu_at_start = Vec::new();
+    let mut failover_ms = None;
+    let failover_at = measure_from + Duration::from_secs_f64(args.duration / 2.0);
+    let mut last_count = 0;
+    let mut last_tick = Instant::now();
+    while Instant::now() < stop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = Instant::now();
+        if cpu_at_start.is_empty() && now >= measure_from {
+            cpu_at_start = pids
+                .iter()
+                .map(|&(id, pid)| (id, cpu_seconds(pid)))
+                .collect();
+        }
+        if args.failover && failover_ms.is_none() && now >= failover_at {
+            if let Some(cluster) = cluster.as_mut() {
+                failover_ms = Some(kill_leader_and_wait(cluster, &mut client, &counters)?);
+            }
+        }
+        if now.duration_since(last_tick) >= Duration::from_secs(1) {
+            let count = counters.committed.load(Ordering::Relaxed);
+            let rate = (count - last_count) as f64 / now.duration_since(last_tick).as_secs_f64();
+            progress.set_position(now.duration_since(started).as_secs());
+            progress.set_message(format!("{rate:>10.0} commits/s"));
+            last_count = count;
+            last_tick = now;
+        }
+    }
+    let cpu_at_end: Vec<(u64, Option<f64>)> = pids
+        .iter()
+        .map(|&(id, pid)| (id, cpu_seconds(pid)))
+        .collect();
+    progress.finish_and_clear();
+
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+    let (mut failed, mut errors) = (0, Vec::new());
+    for worker in workers {
+        match worker.join() {
+            Ok(Ok(ConnectionResult {
+                latency_us,
+                failed: worker_failed,
+                errors: worker_errors,
+                ..
+            })) => {
+                latency.add(&latency_us).expect("same bounds");
+                failed += worker_failed;
+                errors.extend(worker_errors);
+            }
+            Ok(Err(error)) => errors.push(format!("connection: {error}")),
+            Err(_) => errors.push("a load thread panicked".into()),
+        }
+    }
+    if let Some(mut cluster) = cluster {
+        cluster.stop_all();
+    }
+    errors.sort();
+    errors.dedup();
+
+    let measured_seconds = args.duration;
+    let commits = latency.len();
+    let commits_per_second = commits as f64 / measured_seconds;
+    let cpu_seconds_per_node: Vec<(u64, f64)> = cpu_at_start
+        .iter()
+        .zip(&cpu_at_end)
+        .filter_map(|(&(id, start), &(_, end))| Some((id, end? - start?)))
+        .collect();
+    let cpu_total: f64 = cpu_seconds_per_node.iter().map(|(_, s)| s).sum();
+    let result = BenchResult {
+        commit: git_commit(),
+        date: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        machine: Machine::describe(&data_root),
+        measured_seconds,
+        commits,
+        commits_per_second,
+        payload_megabytes_per_second: commits_per_second * args.payload as f64 / 1e6,
+        failed,
+        latency_us: Percentiles::of(&latency),
+        cpu_microseconds_per_commit: (commits > 0 && !cpu_seconds_per_node.is_empty())
+            .then(|| cpu_total * 1e6 / commits as f64),
+        cpu_seconds_per_node,
+        failover_ms,
+        errors,
+        config: args.clone(),
+    };
+    print_summary(&result);
+    let dir = args.out.join(format!(
+        "{}-{}-{}",
+        &result.date[..10],
+        result.commit,
+        args.label
+    ));
+    let json = serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?;
+    write_file(&dir, "result.json", &json).map_err(|e| format!("{}: {e}", dir.display()))?;
+    write_file(&dir, "latency.hgrm", &hgrm(&latency)).map_err(|e| e.to_string())?;
+    write_file(&dir, "summary.md", &summary_markdown(&result)).map_err(|e| e.to_string())?;
+    println!("results in {}", dir.display());
+    drop(temporary);
+    Ok(())
+}
+
+/// Kills the leader of group 0 and returns the milliseconds until the next commit anywhere.
+fn kill_leader_and_wait(
+    cluster: &mut LocalCluster,
+    client: &mut Client,
+    counters: &LoadCounters,
+) -> Result<f64, String> {
+    let leader = client
+        .leader_of(GroupId(0))
+        .ok_or("no leader to kill for --failover")?;
+    let before = counters.committed.load(Ordering::Relaxed);
+    cluster.kill(leader);
+    let killed = Instant::now();
+    println!("killed leader {leader} (kill -9)");
+    let mut probe = Client::connect(
+        cluster.client_addrs(),
+        cluster.spec.shards,
+        Duration::from_secs(10),
+    );
+    let committed = probe.propose(GroupId(0), b"failover-probe");
+    let elapsed = killed.elapsed().as_secs_f64() * 1e3;
+    let _ = before;
+    committed.map_err(|e| format!("no commit after killing the leader: {e}"))?;
+    Ok(elapsed)
+}
+
+fn print_summary(result: &BenchResult) {
+    println!(
+        "commits: {:.0}/s  ({:.1} MB/s of payload, {} commits in {:.1} s, {} failed)",
+        result.commits_per_second,
+        result.payload_megabytes_per_second,
+        result.commits,
+        result.measured_seconds,
+        result.failed
+    );
+    println!("latency: {}", result.latency_us.line());
+    for (node, seconds) in &result.cpu_seconds_per_node {
+        println!(
+            "node {node}: {:.2} CPU s ({:.0}% of one core)",
+            seconds,
+            seconds / result.measured_seconds * 100.0
+        );
+    }
+    if let Some(per_commit) = result.cpu_microseconds_per_commit {
+        println!("CPU per commit (all nodes): {per_commit:.2} µs");
+    }
+    if let Some(ms) = result.failover_ms {
+        println!("failover: next commit {ms:.0} ms after kill -9 of the leader");
+    }
+    for error in &result.errors {
+        println!("error seen: {error}");
+    }
+}
+
+fn summary_markdown(result: &BenchResult) -> String {
+    let config = &result.config;
+    format!(
+        "# ringraft bench: {label}\n\n\
+         - date {date}, commit `{commit}`\n\
+         - machine: {cpu}, {cores} cores, {mem:.0} GiB, Linux {kernel}, data on {fs}\n\
+         - {nodes} nodes, {shards} shards, {groups} groups, {payload} B payloads, fsync {fsync:?}, \
+         {clients} connections, {pace}\n\
+         - command: `cargo run --release -- bench {flags}`\n\n\
+         | commits/s | MB/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | CPU µs/commit |\n\
+         |---|---|---|---|---|---|---|---|\n\
+         | {cps:.0} | {mbps:.1} | {p50} | {p90} | {p99} | {p999} | {max} | {cpu_per_commit} |\n",
+        label = config.label,
+        date = result.date,
+        commit = result.commit,
+        cpu = result.machine.cpu_model,
+        cores = result.machine.cores,
+        mem = result.machine.memory_gib,
+        kernel = result.machine.kernel,
+        fs = result.machine.data_filesystem,
+        nodes = config.nodes,
+        shards = config.shards,
+        groups = config.groups.unwrap_or(config.shards),
+        payload = config.payload,
+        fsync = config.fsync,
+        clients = config.clients,
+        pace = match config.rate {
+            Some(rate) => format!("open loop {rate}/s"),
+            None => format!("closed loop, pipeline {}", config.pipeline),
+        },
+        flags = std::env::args().skip(2).collect::<Vec<_>>().join(" "),
+        cps = result.commits_per_second,
+        mbps = result.payload_megabytes_per_second,
+        p50 = result.latency_us.p50,
+        p90 = result.latency_us.p90,
+        p99 = result.latency_us.p99,
+        p999 = result.latency_us.p999,
+        max = result.latency_us.max,
+        cpu_per_commit = result
+            .cpu_microseconds_per_commit
+            .map_or_else(|| "n/a".into(), |v| format!("{v:.2}")),
+    )
+}
+
+fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The first port of a block of free loopback ports for a local cluster.
+pub fn free_port_block() -> u16 {
+    loop {
+        let Ok(probe) = std::net::TcpListener::bind("127.0.0.1:0") else {
+            return 17000;
+        };
+        let base = probe.local_addr().map_or(17000, |addr| addr.port());
+        drop(probe);
+        if base < 60000
+            && (0..220)
+                .all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)).is_ok())
+        {
+            return base;
+        }
+    }
+}
