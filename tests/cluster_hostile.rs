@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use procs::{ProcCluster, CLUSTER_ID};
+use procs::ProcCluster;
 use ringraft::client::Client;
 use ringraft::net::{FrameDecoder, FrameKind, HandshakeError, Hello, HelloReply};
 use ringraft::types::{GroupId, NodeId, ShardId};
@@ -53,7 +53,7 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
 fn still_serves(cluster: &ProcCluster, round: u64) {
     let mut client = Client::connect(
         cluster.client_addrs(),
-        cluster.shards,
+        cluster.shards(),
         Duration::from_secs(20),
     );
     let results = client.propose_many(GroupId(0), &vec![round.to_le_bytes().to_vec(); 10]);
@@ -72,7 +72,7 @@ fn foreign_peers_and_garbage_are_refused_and_the_cluster_keeps_serving() {
     let mut stream = TcpStream::connect(target.peer_addr).unwrap();
     let mut hello = Vec::new();
     Hello {
-        cluster_id: CLUSTER_ID + 1,
+        cluster_id: cluster.cluster_id() + 1,
         node_id: NodeId(2),
         shard: ShardId(0),
         shard_count: 1,
@@ -94,7 +94,7 @@ fn foreign_peers_and_garbage_are_refused_and_the_cluster_keeps_serving() {
         let mut stream = TcpStream::connect(target.peer_addr).unwrap();
         let mut hello = Vec::new();
         Hello {
-            cluster_id: CLUSTER_ID,
+            cluster_id: cluster.cluster_id(),
             node_id: node,
             shard: ShardId(0),
             shard_count: 1,

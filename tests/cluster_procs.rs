@@ -15,7 +15,7 @@ const GROUP: GroupId = GroupId(0);
 fn client(cluster: &ProcCluster) -> Client {
     Client::connect(
         cluster.client_addrs(),
-        cluster.shards,
+        cluster.shards(),
         Duration::from_secs(20),
     )
 }
@@ -92,7 +92,11 @@ fn assert_logs_agree(
     for (value, index) in acknowledged {
         for (id, log) in &logs {
             let Some(entry) = log.get(index.0 as usize - 1) else {
-                panic!("n{id}'s log ends before acknowledged value {value} at {index}");
+                let report = ringraft::log::inspect(cluster.data_dir(NodeId(*id)));
+                panic!(
+                    "n{id}'s log of {group} ends before acknowledged value {value} at {index}\n{}",
+                    report.map_or_else(|e| e.to_string(), |r| r.to_string())
+                );
             };
             assert_eq!(entry.0, *index);
             assert_eq!(
@@ -138,7 +142,7 @@ fn killing_the_leader_under_load_loses_no_acknowledged_proposal() {
         "commits resumed {:?} after kill -9 of {leader}",
         started.elapsed()
     );
-    cluster.launch(leader, false);
+    cluster.relaunch(leader, false);
     acknowledged.extend(propose_all(
         &mut client,
         GROUP,
@@ -147,19 +151,7 @@ fn killing_the_leader_under_load_loses_no_acknowledged_proposal() {
     ));
     // Wait for the restarted node to catch up, then compare every log.
     let target = *acknowledged.values().max().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client
-        .status(leader)
-        .map(|s| s[0].commit)
-        .unwrap_or(LogIndex::ZERO)
-        < target
-    {
-        assert!(
-            Instant::now() < deadline,
-            "restarted leader did not catch up"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_caught_up(&cluster, &mut client, GROUP, target);
     cluster.stop_all();
     assert_logs_agree(&cluster, GROUP, &acknowledged);
 }
@@ -178,7 +170,7 @@ fn a_full_restart_recovers_terms_votes_logs_and_commit() {
         .collect();
     cluster.stop_all();
     for id in 1..=3 {
-        cluster.launch(NodeId(id), false);
+        cluster.relaunch(NodeId(id), false);
     }
     let mut client = client_after_restart(&cluster);
     for (node, statuses) in before.iter().enumerate() {
@@ -194,10 +186,10 @@ fn a_full_restart_recovers_terms_votes_logs_and_commit() {
     }
     for group in (0..4).map(GroupId) {
         let values: Vec<u64> = (301..=400).map(|v| v + group.0 * 1_000).collect();
-        acknowledged
-            .get_mut(&group)
-            .unwrap()
-            .extend(propose_all(&mut client, group, &values, 20));
+        let done = propose_all(&mut client, group, &values, 20);
+        let target = *done.values().max().unwrap();
+        acknowledged.get_mut(&group).unwrap().extend(done);
+        wait_caught_up(&cluster, &mut client, group, target);
     }
     cluster.stop_all();
     for (group, values) in &acknowledged {
@@ -222,17 +214,8 @@ fn a_node_with_a_wiped_data_dir_refuses_to_start_without_init() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--init"), "{stderr}");
     // Rejoining deliberately (--init) works and the node catches up.
-    cluster.launch(victim, true);
+    cluster.relaunch(victim, true);
     let acknowledged = propose_all(&mut client, GROUP, &(51..=100).collect::<Vec<_>>(), 10);
     let target = *acknowledged.values().max().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client
-        .status(victim)
-        .map(|s| s[0].commit)
-        .unwrap_or(LogIndex::ZERO)
-        < target
-    {
-        assert!(Instant::now() < deadline, "wiped node did not catch up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_caught_up(&cluster, &mut client, GROUP, target);
 }

@@ -735,3 +735,29 @@ fn catch_up_is_cut_into_messages_of_at_most_the_byte_limit() {
         ]
     );
 }
+
+/// A follower whose disk was replaced rejects below what it had acknowledged: the leader
+/// forgets that match and probes from the follower's real end instead of retrying forever.
+#[test]
+fn leader_forgets_the_match_of_a_follower_that_lost_its_disk() {
+    let mut leader = Node::new(1, 3).log(&[(1, 3)]).build();
+    elect_and_settle(&mut leader);
+    let (term, last) = (leader.term().0, leader.last_index().0);
+    assert_eq!(leader.progress(n(2)).unwrap().match_index, i(last));
+    let out = deliver(&mut leader, 2, rejected(term, last, 0, None));
+    let progress = leader.progress(n(2)).unwrap();
+    assert_eq!(progress.match_index, i(0));
+    assert_eq!(progress.next_index, i(1));
+    assert_eq!(
+        out,
+        vec![send(
+            2,
+            append(
+                term,
+                (0, 0),
+                leader.commit_index().0,
+                leader.entries(i(1), i(last))
+            )
+        )]
+    );
+}

@@ -1,7 +1,7 @@
 //! `ringraft node` and `ringraft cluster`: running nodes until told to stop.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use clap::Args;
 
 use crate::api::node::Node;
 use crate::api::state_machine::LogOnly;
+use crate::cli::local_cluster::{LocalCluster, LocalClusterSpec};
 use crate::cli::node_args::NodeArgs;
 
 /// Installs the log subscriber: stderr, level from `RUST_LOG` (default `info`).
@@ -86,13 +87,13 @@ pub struct ClusterArgs {
     /// exit).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Node i listens for peers on base + 10*i and for clients on base + 1000 + 10*i.
+    /// Node i listens for peers on base + 20 i and for clients on base + 20 i + 10.
     #[arg(long, default_value_t = 17000)]
     pub base_port: u16,
     /// Shards per node.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10))]
     pub shards: u32,
-    /// Groups per node.
+    /// Groups per node (default: one per shard).
     #[arg(long)]
     pub groups: Option<u32>,
     /// Extra flags passed to every node (e.g. "--fsync never").
@@ -100,42 +101,17 @@ pub struct ClusterArgs {
     pub node_flags: Option<String>,
 }
 
-/// The local addresses of node `id` in a cluster started at `base_port`.
-pub fn cluster_addrs(base_port: u16, id: u64) -> (String, String) {
-    let peer = base_port as u64 + 10 * id;
-    (
-        format!("127.0.0.1:{peer}"),
-        format!("127.0.0.1:{}", peer + 1000),
-    )
-}
-
 pub fn run_cluster(args: &ClusterArgs) -> ExitCode {
-    let temporary;
-    let parent = match &args.data_dir {
-        Some(dir) => dir.clone(),
-        None => match tempfile::Builder::new()
-            .prefix("ringraft-cluster-")
-            .tempdir()
-        {
-            Ok(dir) => {
-                temporary = dir;
-                temporary.path().to_path_buf()
-            }
-            Err(error) => {
-                eprintln!("ringraft cluster: temporary directory: {error}");
-                return ExitCode::FAILURE;
-            }
-        },
+    let temporary = match tempfile::Builder::new()
+        .prefix("ringraft-cluster-")
+        .tempdir()
+    {
+        Ok(dir) => dir,
+        Err(error) => {
+            eprintln!("ringraft cluster: temporary directory: {error}");
+            return ExitCode::FAILURE;
+        }
     };
-    let ids: Vec<u64> = (1..=args.nodes).collect();
-    let peers: Vec<String> = ids
-        .iter()
-        .map(|&id| format!("{id}={}", cluster_addrs(args.base_port, id).0))
-        .collect();
-    let clients: Vec<String> = ids
-        .iter()
-        .map(|&id| format!("{id}={}", cluster_addrs(args.base_port, id).1))
-        .collect();
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(error) => {
@@ -143,68 +119,53 @@ pub fn run_cluster(args: &ClusterArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let spec = LocalClusterSpec {
+        exe,
+        nodes: args.nodes,
+        shards: args.shards,
+        groups: args.groups.unwrap_or(args.shards),
+        base_port: args.base_port,
+        cluster_id: 1,
+        data_root: args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| temporary.path().to_path_buf()),
+        extra_flags: args
+            .node_flags
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
+        log_level: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+    };
     let stop = stop_flag();
-    let mut children: Vec<(u64, Child)> = Vec::new();
-    for &id in &ids {
-        let (listen, client) = cluster_addrs(args.base_port, id);
-        let mut command = Command::new(&exe);
-        command
-            .arg("node")
-            .args(["--id", &id.to_string(), "--listen", &listen])
-            .args(["--client-listen", &client, "--peers", &peers.join(",")])
-            .args(["--peer-clients", &clients.join(",")])
-            .arg("--data-dir")
-            .arg(parent.join(format!("node-{id}")))
-            .args(["--shards", &args.shards.to_string(), "--init"]);
-        if let Some(groups) = args.groups {
-            command.args(["--groups", &groups.to_string()]);
+    let mut cluster = match LocalCluster::start(spec) {
+        Ok(cluster) => cluster,
+        Err(problem) => {
+            eprintln!("ringraft cluster: {problem}");
+            return ExitCode::FAILURE;
         }
-        if let Some(flags) = &args.node_flags {
-            command.args(flags.split_whitespace());
-        }
-        match command.spawn() {
-            Ok(child) => children.push((id, child)),
-            Err(error) => {
-                eprintln!("ringraft cluster: start node {id}: {error}");
-                stop_children(&mut children);
-                return ExitCode::FAILURE;
-            }
-        }
-        println!("node {id}: peers {listen}, clients {client}");
+    };
+    for node in &cluster.nodes {
+        println!(
+            "node {}: peers {}, clients {}, data {}",
+            node.id,
+            node.peer_addr,
+            node.client_addr,
+            node.data_dir.display()
+        );
     }
-    println!("data in {}; Ctrl-C stops every node", parent.display());
+    println!("Ctrl-C stops every node");
     let mut code = ExitCode::SUCCESS;
-    'watch: while !stop.load(Ordering::Relaxed) {
-        for (id, child) in &mut children {
-            if let Ok(Some(status)) = child.try_wait() {
-                eprintln!("ringraft cluster: node {id} exited ({status}); stopping the others");
-                code = ExitCode::FAILURE;
-                break 'watch;
-            }
+    while !stop.load(Ordering::Relaxed) {
+        if let Some((id, status)) = cluster.exited() {
+            eprintln!("ringraft cluster: node {id} exited ({status}); stopping the others");
+            code = ExitCode::FAILURE;
+            break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    stop_children(&mut children);
+    cluster.stop_all();
     code
-}
-
-/// SIGTERM to every child, then wait (SIGKILL after 5 s).
-fn stop_children(children: &mut [(u64, Child)]) {
-    for (_, child) in children.iter() {
-        // SAFETY: kill(2) with a pid we spawned and a valid signal number.
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGTERM);
-        }
-    }
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    for (_, child) in children.iter_mut() {
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
 }

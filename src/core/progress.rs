@@ -1,7 +1,8 @@
 //! A leader's view of one follower's log.
 //!
 //! Invariants: `match_index < next_index`; `match_index` only grows within a term (it is what
-//! the follower acknowledged as **durable**); `inflight` lists the last index and byte size of
+//! the follower acknowledged as **durable**), except when the follower shows it lost its disk
+//! ([`Progress::forget_match`]); `inflight` lists the last index and byte size of
 //! each unacknowledged AppendEntries in send order, `inflight_bytes` is their sum, and both stay
 //! within the configured window.
 //!
@@ -106,6 +107,13 @@ impl Progress {
         self.next_index = next_index.max(self.match_index.next());
         self.inflight.clear();
         self.inflight_bytes = 0;
+    }
+
+    /// The follower lost its log beyond `last_index` (a replaced disk): its acknowledgements
+    /// above it no longer hold. The commit index is unaffected: it never goes back.
+    pub fn forget_match(&mut self, last_index: LogIndex) {
+        self.match_index = self.match_index.min(last_index);
+        self.become_probe(last_index.next());
     }
 
     pub fn inflight_messages(&self) -> usize {

@@ -742,6 +742,11 @@ impl Raft {
                     None => hint.last_index.next(),
                 };
                 let progress = self.progress.get_mut(&from).expect("checked above");
+                if hint.last_index < progress.match_index {
+                    // The follower no longer holds entries it acknowledged as durable: its disk
+                    // was replaced (it rejoined with `--init`). Match it again from scratch.
+                    progress.forget_match(hint.last_index);
+                }
                 progress.become_probe(retry_from.min(prev_index));
                 self.send_append(from, out);
             }

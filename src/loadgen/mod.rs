@@ -419,19 +419,34 @@ fn git_commit() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The first port of a block of free loopback ports for a local cluster.
+/// The first port of a block of [`PORT_BLOCK`] free loopback ports for a local cluster.
+///
+/// Blocks come from below the kernel's ephemeral range (so outgoing connections never take a
+/// node's port while it restarts), start at a point derived from the process id, and are
+/// handed out in turn within a process, so concurrent clusters of one test run never share
+/// ports.
 pub fn free_port_block() -> u16 {
-    loop {
-        let Ok(probe) = std::net::TcpListener::bind("127.0.0.1:0") else {
-            return 17000;
-        };
-        let base = probe.local_addr().map_or(17000, |addr| addr.port());
-        drop(probe);
-        if base < 60000
-            && (0..220)
-                .all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)).is_ok())
-        {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 20_000;
+    const BLOCKS: u16 = 50;
+    static NEXT: AtomicU16 = AtomicU16::new(u16::MAX);
+    let _ = NEXT.compare_exchange(
+        u16::MAX,
+        (std::process::id() % BLOCKS as u32) as u16,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..BLOCKS {
+        let block = NEXT.fetch_add(1, Ordering::Relaxed) % BLOCKS;
+        let base = FIRST + block * PORT_BLOCK;
+        let free = (0..PORT_BLOCK)
+            .all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)).is_ok());
+        if free {
             return base;
         }
     }
+    FIRST
 }
+
+/// Ports one local cluster may use (nodes at `base + 20 i`, up to 9 nodes of 10 shards).
+pub const PORT_BLOCK: u16 = 240;

@@ -43,8 +43,8 @@ impl Percentiles {
     }
 }
 
-/// HdrHistogram's percentile distribution text (values in microseconds, scaled to
-/// milliseconds as the format's "Value" column), 5 ticks per half distance.
+/// HdrHistogram's percentile distribution text: recorded microseconds shown in milliseconds in
+/// the "Value" column, cumulative counts, 5 ticks per half distance.
 pub fn hgrm(histogram: &Histogram<u64>) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -52,7 +52,9 @@ pub fn hgrm(histogram: &Histogram<u64>) -> String {
         "{:>12} {:>14} {:>10} {:>14}\n",
         "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
     );
+    let mut total = 0u64;
     for step in histogram.iter_quantiles(5) {
+        total += step.count_since_last_iteration();
         let quantile = step.quantile_iterated_to();
         let inverse = if quantile < 1.0 {
             format!("{:.2}", 1.0 / (1.0 - quantile))
@@ -64,7 +66,7 @@ pub fn hgrm(histogram: &Histogram<u64>) -> String {
             "{:>12.3} {:>14.12} {:>10} {:>14}",
             step.value_iterated_to() as f64 / 1000.0,
             quantile,
-            step.count_since_last_iteration(),
+            total,
             inverse
         );
     }
