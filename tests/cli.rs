@@ -111,3 +111,65 @@ fn wrong_flags_get_a_message_not_a_panic() {
         assert!(!text(&output).contains("panicked"), "{args:?}");
     }
 }
+
+#[test]
+fn node_flags_and_config_files_are_checked_with_clear_messages() {
+    let missing = ringraft(&["node", "--listen", "127.0.0.1:1"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        text(&missing).contains("--id is required"),
+        "{}",
+        text(&missing)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad_peers = ringraft(&[
+        "node",
+        "--id",
+        "1",
+        "--listen",
+        "127.0.0.1:1",
+        "--peers",
+        "1=nowhere",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(bad_peers.status.code(), Some(2));
+    assert!(
+        text(&bad_peers).contains("not an IP:PORT"),
+        "{}",
+        text(&bad_peers)
+    );
+
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        "id = 1\nlisten = \"127.0.0.1:1\"\ncolour = \"blue\"\n",
+    )
+    .unwrap();
+    let unknown_key = ringraft(&["node", "--config", config.to_str().unwrap()]);
+    assert_eq!(unknown_key.status.code(), Some(2));
+    assert!(
+        text(&unknown_key).contains("colour"),
+        "{}",
+        text(&unknown_key)
+    );
+
+    // A complete file: flags may complete it, and an empty data dir needs --init.
+    std::fs::write(
+        &config,
+        format!(
+            "id = 1\nlisten = \"127.0.0.1:1\"\npeers = \"1=127.0.0.1:1\"\ndata_dir = \"{}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let uninitialised = ringraft(&["node", "--config", config.to_str().unwrap()]);
+    assert_eq!(uninitialised.status.code(), Some(1));
+    assert!(
+        text(&uninitialised).contains("--init"),
+        "{}",
+        text(&uninitialised)
+    );
+    assert!(!text(&uninitialised).contains("panicked"));
+}

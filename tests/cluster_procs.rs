@@ -4,6 +4,8 @@
 mod procs;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use procs::ProcCluster;
@@ -12,7 +14,7 @@ use ringraft::types::{GroupId, LogIndex, NodeId};
 
 const GROUP: GroupId = GroupId(0);
 
-fn client(cluster: &ProcCluster) -> Client {
+fn connect_client(cluster: &ProcCluster) -> Client {
     Client::connect(
         cluster.client_addrs(),
         cluster.shards(),
@@ -111,7 +113,7 @@ fn assert_logs_agree(
 #[test]
 fn three_nodes_commit_ten_thousand_proposals_into_identical_logs() {
     let mut cluster = ProcCluster::start(3, 1, 1, &[]);
-    let mut client = client(&cluster);
+    let mut client = connect_client(&cluster);
     let values: Vec<u64> = (1..=10_000).collect();
     let acknowledged = propose_all(&mut client, GROUP, &values, 200);
     assert_eq!(acknowledged.len(), 10_000);
@@ -125,31 +127,61 @@ fn three_nodes_commit_ten_thousand_proposals_into_identical_logs() {
 #[test]
 fn killing_the_leader_under_load_loses_no_acknowledged_proposal() {
     let mut cluster = ProcCluster::start(3, 1, 1, &[]);
-    let mut client = client(&cluster);
+    let mut client = connect_client(&cluster);
     let mut acknowledged = propose_all(&mut client, GROUP, &(1..=500).collect::<Vec<_>>(), 50);
     let leader = client.leader_of(GROUP).expect("a leader is known");
+
+    // A load thread proposes pipelined batches the whole time; only answered values count.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let mut load_client = connect_client(&cluster);
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut acknowledged = BTreeMap::new();
+            let mut next = 100_000u64;
+            while !stop.load(Ordering::Relaxed) {
+                let values: Vec<u64> = (next..next + 50).collect();
+                next += 50;
+                let payloads: Vec<Vec<u8>> =
+                    values.iter().map(|v| v.to_le_bytes().to_vec()).collect();
+                for (value, result) in values
+                    .iter()
+                    .zip(load_client.propose_many(GROUP, &payloads))
+                {
+                    if let Ok(done) = result {
+                        acknowledged.insert(*value, done.index);
+                    }
+                }
+            }
+            acknowledged
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
     cluster.kill(leader);
-    let started = Instant::now();
-    acknowledged.extend(propose_all(
-        &mut client,
-        GROUP,
-        &(501..=1000).collect::<Vec<_>>(),
-        50,
-    ));
+    let killed = Instant::now();
     let new_leader = client.leader_of(GROUP).expect("a new leader");
     assert_ne!(new_leader, leader);
     println!(
-        "commits resumed {:?} after kill -9 of {leader}",
-        started.elapsed()
+        "new leader {new_leader} known {:?} after kill -9 of {leader}",
+        killed.elapsed()
     );
+    std::thread::sleep(Duration::from_millis(700));
     cluster.relaunch(leader, false);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let under_load = load.join().expect("load thread");
+    assert!(
+        under_load.keys().any(|&value| value >= 100_000),
+        "the load thread committed nothing"
+    );
+    acknowledged.extend(under_load);
     acknowledged.extend(propose_all(
         &mut client,
         GROUP,
         &(1001..=1200).collect::<Vec<_>>(),
         50,
     ));
-    // Wait for the restarted node to catch up, then compare every log.
+    // Wait for every node (the restarted one too) to catch up, then compare every log.
     let target = *acknowledged.values().max().unwrap();
     wait_caught_up(&cluster, &mut client, GROUP, target);
     cluster.stop_all();
@@ -159,7 +191,7 @@ fn killing_the_leader_under_load_loses_no_acknowledged_proposal() {
 #[test]
 fn a_full_restart_recovers_terms_votes_logs_and_commit() {
     let mut cluster = ProcCluster::start(3, 2, 4, &[]);
-    let mut client = client(&cluster);
+    let mut client = connect_client(&cluster);
     let mut acknowledged: BTreeMap<GroupId, BTreeMap<u64, LogIndex>> = BTreeMap::new();
     for group in (0..4).map(GroupId) {
         let values: Vec<u64> = (1..=300).map(|v| v + group.0 * 1_000).collect();
@@ -172,7 +204,7 @@ fn a_full_restart_recovers_terms_votes_logs_and_commit() {
     for id in 1..=3 {
         cluster.relaunch(NodeId(id), false);
     }
-    let mut client = client_after_restart(&cluster);
+    let mut client = connect_client(&cluster);
     for (node, statuses) in before.iter().enumerate() {
         let after = client.status(NodeId(node as u64 + 1)).unwrap();
         for (old, new) in statuses.iter().zip(&after) {
@@ -197,14 +229,10 @@ fn a_full_restart_recovers_terms_votes_logs_and_commit() {
     }
 }
 
-fn client_after_restart(cluster: &ProcCluster) -> Client {
-    client(cluster)
-}
-
 #[test]
 fn a_node_with_a_wiped_data_dir_refuses_to_start_without_init() {
     let mut cluster = ProcCluster::start(3, 1, 1, &[]);
-    let mut client = client(&cluster);
+    let mut client = connect_client(&cluster);
     propose_all(&mut client, GROUP, &(1..=50).collect::<Vec<_>>(), 10);
     let victim = NodeId(3);
     cluster.kill(victim);

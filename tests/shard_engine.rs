@@ -241,6 +241,31 @@ fn a_vote_grant_waits_for_the_flush_of_the_vote() {
 }
 
 #[test]
+fn oversized_payloads_are_refused_before_they_reach_the_log() {
+    let mut trio = Trio::new();
+    trio.elect(1);
+    let max = ringraft::constants::CLIENT_PAYLOAD_BYTES_MAX;
+    trio.engine(1)
+        .propose(GROUP, Bytes::from(vec![7u8; max + 1]), 3);
+    trio.engine(1)
+        .propose(GROUP, Bytes::from(vec![7u8; max]), 4);
+    trio.settle();
+    let mut completions = trio.engine(1).take_completions();
+    completions.sort_by_key(|(reply, _)| *reply);
+    assert_eq!(
+        completions[0],
+        (
+            3,
+            Err(ProposalError::TooLarge {
+                bytes: max + 1,
+                max
+            })
+        )
+    );
+    assert!(completions[1].1.is_ok(), "{:?}", completions[1]);
+}
+
+#[test]
 fn shutting_down_answers_every_outstanding_proposal() {
     let mut trio = Trio::new();
     trio.elect(1);

@@ -143,6 +143,10 @@ fn client_error(error: ProposalError, config: &NodeConfig) -> ClientError {
             leader_client_addr: None,
         },
         ProposalError::UnknownGroup(group) => ClientError::UnknownGroup(group),
+        ProposalError::TooLarge { bytes, max } => ClientError::TooLarge {
+            bytes: bytes as u64,
+            max: max as u64,
+        },
         ProposalError::Timeout | ProposalError::Superseded => ClientError::Timeout,
         ProposalError::ShuttingDown => ClientError::ShuttingDown,
     }

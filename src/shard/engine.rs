@@ -20,7 +20,7 @@ use bytes::Bytes;
 
 use crate::api::state_machine::{CommittedEntries, StateMachine};
 use crate::batch::{BatchKind, EntryBatch};
-use crate::constants::BATCH_BYTES_MAX;
+use crate::constants::{BATCH_BYTES_MAX, CLIENT_PAYLOAD_BYTES_MAX};
 use crate::core::{Action, Config, Input, Message, ProposeError, Raft, Recovered, Role};
 use crate::log::{self, LogStore, SyncReport};
 use crate::types::{GroupId, HardState, LogIndex, NodeId, Term};
@@ -45,6 +45,8 @@ pub enum ProposalError {
     Transferring,
     #[error("group {0} is not served by this node")]
     UnknownGroup(GroupId),
+    #[error("payload of {bytes} bytes exceeds the limit of {max} bytes")]
+    TooLarge { bytes: usize, max: usize },
     #[error("no commit within the proposal timeout; the entry may still commit")]
     Timeout,
     #[error("the entry was replaced by another leader's entry")]
@@ -216,8 +218,17 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
         Ok(())
     }
 
-    /// Queues a proposal; it is placed in the log at the end of the turn.
+    /// Queues a proposal; it is placed in the log at the end of the turn. Payloads over
+    /// [`CLIENT_PAYLOAD_BYTES_MAX`] are refused (a batch must fit in one frame).
     pub fn propose(&mut self, group: GroupId, payload: Bytes, reply: R) {
+        if payload.len() > CLIENT_PAYLOAD_BYTES_MAX {
+            let error = ProposalError::TooLarge {
+                bytes: payload.len(),
+                max: CLIENT_PAYLOAD_BYTES_MAX,
+            };
+            self.completions.push((reply, Err(error)));
+            return;
+        }
         if !self.cores.contains_key(&group) {
             self.completions
                 .push((reply, Err(ProposalError::UnknownGroup(group))));
