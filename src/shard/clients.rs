@@ -19,6 +19,7 @@ use std::time::Duration;
 use futures_lite::io::{ReadHalf, WriteHalf};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use glommio::net::{TcpListener, TcpStream};
+use glommio::{Latency, Shares};
 
 use crate::api::config::NodeConfig;
 use crate::client::protocol::{
@@ -39,6 +40,8 @@ const OUTGOING_BYTES_MAX: usize = 64 << 20;
 /// Requests of one connection in the engine at once; its reader pauses beyond this.
 const OUTSTANDING_MAX: usize = 65_536;
 const READ_CHUNK_BYTES: usize = 256 << 10;
+/// CPU shares of the client task queue; the default queue (event loop, peers) has 1,000.
+const CLIENT_QUEUE_SHARES: usize = 250;
 
 /// Connections with answers waiting for the end of the turn.
 #[derive(Default)]
@@ -168,7 +171,16 @@ pub fn start(
         what: format!("listen for clients on {addr}"),
         source: std::io::Error::other(error.to_string()),
     })?;
-    glommio::spawn_local(async move {
+    // Client traffic runs in a task queue of its own with a smaller share of the CPU than the
+    // event loop and the peer connections (the default queue), and without asking them to
+    // preempt: a flood of client requests cannot delay heartbeats and votes. Tasks inherit
+    // the queue of the task that spawns them, so every connection lands here.
+    let queue = glommio::executor().create_task_queue(
+        Shares::Static(CLIENT_QUEUE_SHARES),
+        Latency::NotImportant,
+        "clients",
+    );
+    let accept = async move {
         let mut incoming = listener.incoming();
         while let Some(stream) = incoming.next().await {
             match stream {
@@ -179,8 +191,13 @@ pub fn start(
                 Err(error) => tracing::warn!(%shard, %error, "accepting a client failed"),
             }
         }
-    })
-    .detach();
+    };
+    glommio::spawn_local_into(accept, queue)
+        .map_err(|error| NodeError::Executor {
+            shard,
+            reason: format!("client task queue: {error}"),
+        })?
+        .detach();
     Ok(())
 }
 
