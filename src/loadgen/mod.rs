@@ -8,6 +8,7 @@
 
 pub mod load;
 pub mod machine;
+pub mod plot;
 pub mod report;
 
 use std::net::SocketAddr;
@@ -217,6 +218,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     let failover_at = measure_from + Duration::from_secs_f64(args.duration / 2.0);
     let mut last_count = 0;
     let mut last_tick = Instant::now();
+    let mut throughput = Vec::new();
     while Instant::now() < stop {
         std::thread::sleep(Duration::from_millis(200));
         let now = Instant::now();
@@ -231,14 +233,14 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                 failover_ms = Some(kill_leader_and_wait(cluster, &mut client, &counters)?);
             }
         }
-        if now.duration_since(last_tick) >= Duration::from_secs(1) {
-            let count = counters.committed.load(Ordering::Relaxed);
-            let rate = (count - last_count) as f64 / now.duration_since(last_tick).as_secs_f64();
-            progress.set_position(now.duration_since(started).as_secs());
-            progress.set_message(format!("{rate:>10.0} commits/s"));
-            last_count = count;
-            last_tick = now;
-        }
+        let count = counters.committed.load(Ordering::Relaxed);
+        let elapsed = now.duration_since(last_tick).as_secs_f64();
+        let rate = (count - last_count) as f64 / elapsed;
+        throughput.push((now.duration_since(started).as_secs_f64(), rate));
+        progress.set_position(now.duration_since(started).as_secs());
+        progress.set_message(format!("{rate:>10.0} commits/s"));
+        last_count = count;
+        last_tick = now;
     }
     let cpu_at_end: Vec<(u64, Option<f64>)> = pids
         .iter()
@@ -307,6 +309,8 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     write_file(&dir, "result.json", &json).map_err(|e| format!("{}: {e}", dir.display()))?;
     write_file(&dir, "latency.hgrm", &hgrm(&latency)).map_err(|e| e.to_string())?;
     write_file(&dir, "summary.md", &summary_markdown(&result)).map_err(|e| e.to_string())?;
+    plot::latency_percentiles(&latency, &dir.join("latency.svg"))?;
+    plot::throughput_over_time(&throughput, &dir.join("throughput.svg"))?;
     println!("results in {}", dir.display());
     drop(temporary);
     Ok(())

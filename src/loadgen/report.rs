@@ -1,5 +1,6 @@
 //! Bench results: the printed summary, `latency.hgrm` (HdrHistogram's percentile-distribution
-//! text, readable by existing plotters), `result.json` and `summary.md` in a run directory.
+//! text, readable by existing plotters), `result.json` and `summary.md` in a run directory
+//! (the SVG plots are drawn by [`crate::loadgen::plot`]).
 
 use std::fmt::Write as _;
 use std::path::Path;
