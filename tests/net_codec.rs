@@ -19,7 +19,7 @@ use ringraft::batch::{BatchKind, EntryBatch};
 use ringraft::client::protocol::{
     decode_requests, decode_requests_frame, decode_responses, decode_responses_frame,
     encode_requests, encode_responses, ClientError, ClientRequest, ClientResponse, GroupStatus,
-    ProtocolError,
+    ProtocolError, ShardStats,
 };
 use ringraft::constants::{
     CLIENT_PAYLOAD_BYTES_MAX, FRAME_ALIGN, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, PROTOCOL_VERSION,
@@ -373,13 +373,23 @@ fn arb_response() -> impl Strategy<Value = ClientResponse> {
         (
             any::<u64>(),
             any::<u64>(),
+            any::<(u64, u64, u64)>(),
             prop::collection::vec(status, 0..6)
         )
-            .prop_map(|(id, node, groups)| ClientResponse::Status {
-                id,
-                node: NodeId(node),
-                groups,
-            }),
+            .prop_map(
+                |(id, node, (flushes, entries_written, bytes_written), groups)| {
+                    ClientResponse::Status {
+                        id,
+                        node: NodeId(node),
+                        shard: ShardStats {
+                            flushes,
+                            entries_written,
+                            bytes_written,
+                        },
+                        groups,
+                    }
+                }
+            ),
         (any::<u64>(), arb_client_error())
             .prop_map(|(id, error)| ClientResponse::Error { id, error }),
     ]

@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use crate::client::protocol::{
     decode_responses_frame, encode_requests, request_wire_bytes, ClientError, ClientRequest,
-    ClientResponse, GroupStatus,
+    ClientResponse, GroupStatus, ShardStats,
 };
 use crate::constants::FRAME_BYTES_MAX;
 use crate::net::{FrameDecoder, FrameKind};
@@ -84,7 +84,7 @@ impl Client {
         while started.elapsed() < self.deadline {
             let nodes: Vec<NodeId> = self.nodes.iter().map(|(id, _)| *id).collect();
             for node in nodes {
-                let Ok(statuses) = self.status_of_shard(node, self.shard_of(group)) else {
+                let Ok((_, statuses)) = self.status_of_shard(node, self.shard_of(group)) else {
                     continue;
                 };
                 if let Some(status) = statuses.iter().find(|status| status.group == group) {
@@ -198,24 +198,36 @@ impl Client {
     pub fn status(&mut self, node: NodeId) -> Result<Vec<GroupStatus>, CallError> {
         let mut all = Vec::new();
         for shard in (0..self.shards).map(ShardId) {
-            all.extend(self.status_of_shard(node, shard)?);
+            all.extend(self.status_of_shard(node, shard)?.1);
         }
         all.sort_by_key(|status| status.group);
         Ok(all)
+    }
+
+    /// Work counters of `node`, summed over its shards.
+    pub fn node_stats(&mut self, node: NodeId) -> Result<ShardStats, CallError> {
+        let mut total = ShardStats::default();
+        for shard in (0..self.shards).map(ShardId) {
+            let (stats, _) = self.status_of_shard(node, shard)?;
+            total.flushes += stats.flushes;
+            total.entries_written += stats.entries_written;
+            total.bytes_written += stats.bytes_written;
+        }
+        Ok(total)
     }
 
     fn status_of_shard(
         &mut self,
         node: NodeId,
         shard: ShardId,
-    ) -> Result<Vec<GroupStatus>, CallError> {
+    ) -> Result<(ShardStats, Vec<GroupStatus>), CallError> {
         self.next_id += 1;
         let id = self.next_id;
         let answers = self
             .exchange(node, shard, &[ClientRequest::Status { id }])
             .map_err(|last_problem| CallError::Deadline { last_problem })?;
         match answers.get(&id) {
-            Some(ClientResponse::Status { groups, .. }) => Ok(groups.clone()),
+            Some(ClientResponse::Status { shard, groups, .. }) => Ok((*shard, groups.clone())),
             Some(ClientResponse::Error { error, .. }) => Err(CallError::Refused(error.clone())),
             _ => Err(CallError::Deadline {
                 last_problem: "no status answer".into(),

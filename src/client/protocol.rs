@@ -15,7 +15,8 @@
 //!   2 Status    (nothing)
 //! response:   tag: u8 | code: u8 | reserved: 6 B | id: u64 | …
 //!   1 Committed index: u64 | output_len: u32 | reserved: u32 | output
-//!   2 Status    node: u64 | group_count: u32 | reserved: u32 | group_count × group (56 B):
+//!   2 Status    node: u64 | flushes: u64 | entries_written: u64 | bytes_written: u64
+//!               | group_count: u32 | reserved: u32 | group_count × group (56 B):
 //!               group: u64 | role: u8 | has_leader: u8 | reserved: 6 B | term: u64 | leader: u64
 //!               | commit: u64 | applied: u64 | last_index: u64
 //!   3 Error     (code = error kind)
@@ -104,6 +105,17 @@ pub struct GroupStatus {
     pub last_index: LogIndex,
 }
 
+/// Work counters of the shard that answers a status request, since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Log flushes completed (each one write and one `fdatasync` of the log).
+    pub flushes: u64,
+    /// Entries appended to the shard's log.
+    pub entries_written: u64,
+    /// Encoded batch bytes appended to the shard's log.
+    pub bytes_written: u64,
+}
+
 /// The server's answer to one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientResponse {
@@ -116,6 +128,7 @@ pub enum ClientResponse {
     Status {
         id: u64,
         node: NodeId,
+        shard: ShardStats,
         groups: Vec<GroupStatus>,
     },
     Error {
@@ -284,7 +297,12 @@ fn put_response(response: &ClientResponse, out: &mut Vec<u8>) -> Result<(), Prot
             put_u32(out, 0);
             out.extend_from_slice(output);
         }
-        ClientResponse::Status { id, node, groups } => {
+        ClientResponse::Status {
+            id,
+            node,
+            shard,
+            groups,
+        } => {
             let count = u32::try_from(groups.len())
                 .ok()
                 .filter(|&n| n as usize * GROUP_STATUS_BYTES <= FRAME_BYTES_MAX)
@@ -297,6 +315,9 @@ fn put_response(response: &ClientResponse, out: &mut Vec<u8>) -> Result<(), Prot
             put_zeros(out, 7);
             put_u64(out, *id);
             put_u64(out, node.0);
+            put_u64(out, shard.flushes);
+            put_u64(out, shard.entries_written);
+            put_u64(out, shard.bytes_written);
             put_u32(out, count);
             put_u32(out, 0);
             for status in groups {
@@ -541,6 +562,11 @@ fn read_response(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientResponse
         }
         RESPONSE_STATUS => {
             let node = NodeId(reader.u64()?);
+            let shard = ShardStats {
+                flushes: reader.u64()?,
+                entries_written: reader.u64()?,
+                bytes_written: reader.u64()?,
+            };
             let count = reader.u32()?;
             require_zero(reader, 4, "response reserved bytes")?;
             if (count as usize).saturating_mul(GROUP_STATUS_BYTES) > reader.remaining() {
@@ -585,7 +611,12 @@ fn read_response(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientResponse
                     last_index: LogIndex(reader.u64()?),
                 });
             }
-            Ok(ClientResponse::Status { id, node, groups })
+            Ok(ClientResponse::Status {
+                id,
+                node,
+                shard,
+                groups,
+            })
         }
         RESPONSE_ERROR => {
             let error = match code {
@@ -703,6 +734,11 @@ mod tests {
             ClientResponse::Status {
                 id: 2,
                 node: NodeId(1),
+                shard: ShardStats {
+                    flushes: 5,
+                    entries_written: 40,
+                    bytes_written: 4096,
+                },
                 groups: vec![GroupStatus {
                     group: GroupId(3),
                     role: Role::Leader,

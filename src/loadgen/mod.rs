@@ -24,6 +24,7 @@ use serde::Serialize;
 
 use crate::cli::local_cluster::{LocalCluster, LocalClusterSpec};
 use crate::cli::node_args::{parse_members, FsyncMode};
+use crate::client::protocol::ShardStats;
 use crate::client::Client;
 use crate::loadgen::load::{run_connection, ConnectionResult, LoadCounters, Pace, Schedule};
 use crate::loadgen::machine::{cpu_seconds, Machine};
@@ -96,8 +97,53 @@ struct BenchResult {
     latency_us: Percentiles,
     cpu_seconds_per_node: Vec<(u64, f64)>,
     cpu_microseconds_per_commit: Option<f64>,
+    log_per_node: Vec<NodeLogFigures>,
     failover_ms: Option<f64>,
     errors: Vec<String>,
+}
+
+/// What one node's log did during the measured window.
+#[derive(Serialize)]
+struct NodeLogFigures {
+    node: u64,
+    /// Log flushes per second (each one write + one `fdatasync`).
+    flushes_per_second: f64,
+    entries_per_flush: f64,
+    megabytes_written_per_second: f64,
+}
+
+/// Each node's log counters, where the node answers.
+fn log_counters(client: &mut Client, nodes: &[(NodeId, SocketAddr)]) -> Vec<(u64, ShardStats)> {
+    nodes
+        .iter()
+        .filter_map(|&(id, _)| Some((id.0, client.node_stats(id).ok()?)))
+        .collect()
+}
+
+fn log_figures(
+    start: &[(u64, ShardStats)],
+    end: &[(u64, ShardStats)],
+    seconds: f64,
+) -> Vec<NodeLogFigures> {
+    start
+        .iter()
+        .filter_map(|(node, before)| {
+            let (_, after) = end.iter().find(|(id, _)| id == node)?;
+            let flushes = after.flushes.saturating_sub(before.flushes) as f64;
+            let entries = after.entries_written.saturating_sub(before.entries_written) as f64;
+            let bytes = after.bytes_written.saturating_sub(before.bytes_written) as f64;
+            Some(NodeLogFigures {
+                node: *node,
+                flushes_per_second: flushes / seconds,
+                entries_per_flush: if flushes > 0.0 {
+                    entries / flushes
+                } else {
+                    0.0
+                },
+                megabytes_written_per_second: bytes / seconds / 1e6,
+            })
+        })
+        .collect()
 }
 
 /// Runs the benchmark; the error is a message for the user.
@@ -214,6 +260,9 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut cpu_at_start = Vec::new();
+    let mut stats_client = Client::connect(nodes.clone(), args.shards, Duration::from_secs(2));
+    let mut log_at_start = Vec::new();
+    let mut measuring = false;
     let mut failover_ms = None;
     let failover_at = measure_from + Duration::from_secs_f64(args.duration / 2.0);
     let mut last_count = 0;
@@ -222,11 +271,13 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     while Instant::now() < stop {
         std::thread::sleep(Duration::from_millis(200));
         let now = Instant::now();
-        if cpu_at_start.is_empty() && now >= measure_from {
+        if !measuring && now >= measure_from {
+            measuring = true;
             cpu_at_start = pids
                 .iter()
                 .map(|&(id, pid)| (id, cpu_seconds(pid)))
                 .collect();
+            log_at_start = log_counters(&mut stats_client, &nodes);
         }
         if args.failover && failover_ms.is_none() && now >= failover_at {
             if let Some(cluster) = cluster.as_mut() {
@@ -246,6 +297,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         .iter()
         .map(|&(id, pid)| (id, cpu_seconds(pid)))
         .collect();
+    let log_at_end = log_counters(&mut stats_client, &nodes);
     progress.finish_and_clear();
 
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
@@ -294,6 +346,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         cpu_microseconds_per_commit: (commits > 0 && !cpu_seconds_per_node.is_empty())
             .then(|| cpu_total * 1e6 / commits as f64),
         cpu_seconds_per_node,
+        log_per_node: log_figures(&log_at_start, &log_at_end, args.duration),
         failover_ms,
         errors,
         config: args.clone(),
@@ -358,6 +411,12 @@ fn print_summary(result: &BenchResult) {
             seconds / result.measured_seconds * 100.0
         );
     }
+    for log in &result.log_per_node {
+        println!(
+            "node {} log: {:.0} flushes/s (fdatasync each), {:.1} entries per flush, {:.1} MB/s written",
+            log.node, log.flushes_per_second, log.entries_per_flush, log.megabytes_written_per_second
+        );
+    }
     if let Some(per_commit) = result.cpu_microseconds_per_commit {
         println!("CPU per commit (all nodes): {per_commit:.2} µs");
     }
@@ -370,6 +429,24 @@ fn print_summary(result: &BenchResult) {
 }
 
 fn summary_markdown(result: &BenchResult) -> String {
+    let mut logs = String::new();
+    for log in &result.log_per_node {
+        logs.push_str(&format!(
+            "| node {} | {:.0} | {:.1} | {:.1} |\n",
+            log.node,
+            log.flushes_per_second,
+            log.entries_per_flush,
+            log.megabytes_written_per_second
+        ));
+    }
+    let logs = if logs.is_empty() {
+        logs
+    } else {
+        format!(
+            "\n| log | flushes/s (one fdatasync each) | entries per flush | MB/s written |\n\
+             |---|---|---|---|\n{logs}"
+        )
+    };
     let config = &result.config;
     format!(
         "# ringraft bench: {label}\n\n\
@@ -380,7 +457,7 @@ fn summary_markdown(result: &BenchResult) -> String {
          - command: `cargo run --release -- bench {flags}`\n\n\
          | commits/s | MB/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | CPU µs/commit |\n\
          |---|---|---|---|---|---|---|---|\n\
-         | {cps:.0} | {mbps:.1} | {p50} | {p90} | {p99} | {p999} | {max} | {cpu_per_commit} |\n",
+         | {cps:.0} | {mbps:.1} | {p50} | {p90} | {p99} | {p999} | {max} | {cpu_per_commit} |\n{logs}",
         label = config.label,
         date = result.date,
         commit = result.commit,

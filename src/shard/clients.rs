@@ -29,7 +29,7 @@ use crate::client::protocol::{
 use crate::constants::CLIENT_PAYLOAD_BYTES_MAX;
 use crate::error::NodeError;
 use crate::net::{FrameDecoder, FrameKind};
-use crate::shard::engine::{Committed, GroupStatus, ProposalError};
+use crate::shard::engine::{Committed, GroupStatus, ProposalError, ShardStats};
 use crate::shard::link::Outgoing;
 use crate::shard::mailbox::Mailbox;
 use crate::shard::runtime::ShardEvent;
@@ -106,7 +106,13 @@ impl ClientConnection {
     }
 
     /// Answers status request `request_id`.
-    pub fn status(self: &Rc<Self>, request_id: u64, node: NodeId, statuses: &[GroupStatus]) {
+    pub fn status(
+        self: &Rc<Self>,
+        request_id: u64,
+        node: NodeId,
+        shard: ShardStats,
+        statuses: &[GroupStatus],
+    ) {
         let groups = statuses
             .iter()
             .map(|status| WireGroupStatus {
@@ -122,6 +128,7 @@ impl ClientConnection {
         self.queue(ClientResponse::Status {
             id: request_id,
             node,
+            shard,
             groups,
         });
     }

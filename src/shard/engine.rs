@@ -20,6 +20,7 @@ use bytes::Bytes;
 
 use crate::api::state_machine::{CommittedEntries, StateMachine};
 use crate::batch::{BatchKind, EntryBatch};
+pub use crate::client::protocol::ShardStats;
 use crate::constants::{BATCH_BYTES_MAX, CLIENT_PAYLOAD_BYTES_MAX};
 use crate::core::{Action, Config, Input, Message, ProposeError, Raft, Recovered, Role};
 use crate::log::{self, LogStore, SyncReport};
@@ -124,6 +125,7 @@ pub struct ShardEngine<L: LogStore, S: StateMachine, R> {
     deadlines: VecDeque<(u64, GroupId, LogIndex)>,
     completions: Vec<(R, Result<Committed, ProposalError>)>,
     role_changes: Vec<(GroupId, Role, Term, Option<NodeId>)>,
+    stats: ShardStats,
 }
 
 impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
@@ -160,6 +162,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
             deadlines: VecDeque::new(),
             completions: Vec::new(),
             role_changes: Vec::new(),
+            stats: ShardStats::default(),
         })
     }
 
@@ -297,6 +300,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
     pub fn flush_done(&mut self, done: log::FlushDone) -> Result<(), log::Error> {
         let report: SyncReport = self.log.finish_flush(done)?;
         self.flushes_completed += 1;
+        self.stats.flushes += 1;
         for (group, position) in report.log {
             if self.cores.contains_key(&group) {
                 let input = Input::Persisted {
@@ -367,6 +371,11 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
             .collect()
     }
 
+    /// Work counters since the shard started.
+    pub fn stats(&self) -> ShardStats {
+        self.stats
+    }
+
     /// The leader of `group` as this node knows it.
     pub fn leader_of(&self, group: GroupId) -> Option<NodeId> {
         self.cores.get(&group).and_then(Raft::leader)
@@ -400,7 +409,11 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
             match action {
                 Action::SaveHardState(state) => self.log.save_hard_state(group, *state)?,
                 Action::TruncateLog { from } => self.log.truncate(group, *from)?,
-                Action::AppendLog(batch) => self.log.append(group, batch)?,
+                Action::AppendLog(batch) => {
+                    self.log.append(group, batch)?;
+                    self.stats.entries_written += batch.len();
+                    self.stats.bytes_written += batch.encoded_len() as u64;
+                }
                 Action::Send {
                     to,
                     message,

@@ -263,7 +263,7 @@ async fn event_loop<S: StateMachine>(
                                 engine.propose(group, payload, reply);
                             }
                             ClientRequest::Status { id } => {
-                                connection.status(id, config.id, &engine.status())
+                                connection.status(id, config.id, engine.stats(), &engine.status())
                             }
                         }
                     }
