@@ -76,7 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     for node in &nodes {
-        for status in node.status() {
+        for status in node.status().into_iter().map(|status| status.summary) {
             println!(
                 "{}: {:?} of {} in {}, commit {}, applied {}",
                 node.id(),

@@ -100,7 +100,7 @@ impl Trio {
         for _ in 0..40 {
             self.engine(id).tick().unwrap();
             self.settle();
-            if self.engine(id).status()[0].role == Role::Leader {
+            if self.engine(id).status()[0].summary.role == Role::Leader {
                 return;
             }
         }
@@ -145,7 +145,7 @@ fn proposals_of_one_turn_share_a_batch_and_answer_with_outputs() {
         .unwrap();
     assert_eq!(batches.len(), 1, "one batch for the turn's proposals");
     for follower in [2, 3] {
-        let status = &trio.engine(follower).status()[0];
+        let status = &trio.engine(follower).status()[0].summary;
         assert_eq!(status.leader, Some(NodeId(1)));
         assert_eq!(status.last_index, LogIndex(3));
     }

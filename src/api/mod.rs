@@ -32,7 +32,7 @@ pub mod data_dir;
 pub mod node;
 pub mod state_machine;
 
-pub use crate::shard::engine::{Committed, GroupStatus, ProposalError};
+pub use crate::shard::engine::{Committed, GroupStatus, GroupSummary, ProposalError};
 pub use config::{NodeConfig, PeerConfig};
 pub use node::Node;
 pub use state_machine::{CommittedEntries, LogOnly, StateMachine};

@@ -150,7 +150,7 @@ impl Node {
                 all.extend(answer.recv().unwrap_or_default());
             }
         }
-        all.sort_by_key(|status| status.group);
+        all.sort_by_key(|status| status.summary.group);
         all
     }
 

@@ -762,19 +762,24 @@ impl Raft {
 
     fn broadcast_heartbeat(&mut self, out: &mut Vec<Action>) {
         for (&peer, progress) in &self.progress {
-            let prev_index = progress.next_index.prev();
-            let prev_term = self.log.term_at(prev_index).expect("leader holds its log");
-            out.push(Action::Send {
-                to: peer,
-                message: Message::Append(AppendRequest {
-                    term: self.term,
-                    prev_index,
-                    prev_term,
-                    commit: self.commit,
-                    batches: Vec::new(),
-                }),
-                after_persist: false,
-            });
+            out.push(self.append_to(peer, progress.next_index, Vec::new()));
+        }
+    }
+
+    /// AppendEntries to `peer` carrying `batches`, which follow the leader's entry `next - 1`.
+    fn append_to(&self, peer: NodeId, next: LogIndex, batches: Vec<EntryBatch>) -> Action {
+        let prev_index = next.prev();
+        let prev_term = self.log.term_at(prev_index).expect("leader holds its log");
+        Action::Send {
+            to: peer,
+            message: Message::Append(AppendRequest {
+                term: self.term,
+                prev_index,
+                prev_term,
+                commit: self.commit,
+                batches,
+            }),
+            after_persist: false,
         }
     }
 
@@ -796,22 +801,10 @@ impl Raft {
             if next > last_index {
                 return;
             }
-            let prev_index = next.prev();
-            let prev_term = self.log.term_at(prev_index).expect("leader holds its log");
             let batches = self.log.entries_from(next, self.config.message_bytes_max);
             let bytes = batches.iter().map(EntryBatch::encoded_len).sum();
-            let sent_last = batches.last().map_or(prev_index, EntryBatch::last_index);
-            out.push(Action::Send {
-                to: peer,
-                message: Message::Append(AppendRequest {
-                    term: self.term,
-                    prev_index,
-                    prev_term,
-                    commit: self.commit,
-                    batches,
-                }),
-                after_persist: false,
-            });
+            let sent_last = batches.last().map_or(next.prev(), EntryBatch::last_index);
+            out.push(self.append_to(peer, next, batches));
             let progress = self.progress.get_mut(&peer).expect("peer has progress");
             progress.sent(sent_last, bytes);
             if progress.state == ProgressState::Probe {

@@ -24,7 +24,7 @@ use glommio::{Latency, Shares};
 use crate::api::config::NodeConfig;
 use crate::client::protocol::{
     decode_requests_frame, encode_responses, ClientError, ClientRequest, ClientResponse,
-    GroupStatus as WireGroupStatus, ProtocolError,
+    ProtocolError,
 };
 use crate::constants::CLIENT_PAYLOAD_BYTES_MAX;
 use crate::error::NodeError;
@@ -113,18 +113,7 @@ impl ClientConnection {
         shard: ShardStats,
         statuses: &[GroupStatus],
     ) {
-        let groups = statuses
-            .iter()
-            .map(|status| WireGroupStatus {
-                group: status.group,
-                role: status.role,
-                term: status.term,
-                leader: status.leader,
-                commit: status.commit,
-                applied: status.applied,
-                last_index: status.last_index,
-            })
-            .collect();
+        let groups = statuses.iter().map(|status| status.summary).collect();
         self.queue(ClientResponse::Status {
             id: request_id,
             node,

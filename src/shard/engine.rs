@@ -20,7 +20,7 @@ use bytes::Bytes;
 
 use crate::api::state_machine::{CommittedEntries, StateMachine};
 use crate::batch::{BatchKind, EntryBatch};
-pub use crate::client::protocol::ShardStats;
+pub use crate::client::protocol::{GroupStatus as GroupSummary, ShardStats};
 use crate::constants::{BATCH_BYTES_MAX, CLIENT_PAYLOAD_BYTES_MAX};
 use crate::core::{Action, Config, Input, Message, ProposeError, Raft, Recovered, Role};
 use crate::log::{self, LogStore, SyncReport};
@@ -65,17 +65,11 @@ impl From<ProposeError> for ProposalError {
     }
 }
 
-/// Status of one group on this node.
+/// Status of one group on this node: the summary clients also receive, and for a leader each
+/// follower's durable match index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupStatus {
-    pub group: GroupId,
-    pub role: Role,
-    pub term: Term,
-    pub leader: Option<NodeId>,
-    pub commit: LogIndex,
-    pub applied: LogIndex,
-    pub last_index: LogIndex,
-    /// Leader only: each follower's durable match index.
+    pub summary: GroupSummary,
     pub followers: Vec<(NodeId, LogIndex)>,
 }
 
@@ -354,13 +348,15 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
         self.cores
             .iter()
             .map(|(&group, core)| GroupStatus {
-                group,
-                role: core.role(),
-                term: core.term(),
-                leader: core.leader(),
-                commit: core.commit_index(),
-                applied: core.applied_index(),
-                last_index: core.last_index(),
+                summary: GroupSummary {
+                    group,
+                    role: core.role(),
+                    term: core.term(),
+                    leader: core.leader(),
+                    commit: core.commit_index(),
+                    applied: core.applied_index(),
+                    last_index: core.last_index(),
+                },
                 followers: core
                     .config()
                     .voters
