@@ -43,6 +43,13 @@ pub const CLIENT_ADDR_BYTES_MAX: usize = 256;
 /// Largest text of an `Internal` client error (longer texts are cut on a character boundary).
 pub const CLIENT_ERROR_TEXT_BYTES_MAX: usize = 1024;
 
+/// Largest term and log index a peer may send. Real terms grow by one per election and indexes
+/// by one per entry, so this is never reached; refusing larger values keeps `term + 1` and
+/// `index + count` from overflowing on input from the network.
+pub const TERM_MAX: u64 = 1 << 62;
+/// See [`TERM_MAX`].
+pub const INDEX_MAX: u64 = 1 << 62;
+
 /// Fixed bytes a Raft frame spends besides batch bodies, per frame and per message, and per
 /// batch (descriptor plus worst-case alignment padding); see `net::wire`.
 pub const WIRE_FRAME_OVERHEAD_BYTES: usize = 16;

@@ -178,12 +178,13 @@ fn arb_batch() -> impl Strategy<Value = EntryBatch> {
         })
 }
 
+/// Terms and indexes as peers may send them (up to the protocol's limits).
 fn arb_term() -> impl Strategy<Value = Term> {
-    any::<u64>().prop_map(Term)
+    (0..=ringraft::constants::TERM_MAX).prop_map(Term)
 }
 
 fn arb_index() -> impl Strategy<Value = LogIndex> {
-    any::<u64>().prop_map(LogIndex)
+    (0..=ringraft::constants::INDEX_MAX).prop_map(LogIndex)
 }
 
 fn arb_message() -> impl Strategy<Value = Message> {
@@ -1122,4 +1123,43 @@ fn handshake_rejects_strangers_before_any_raft_frame() {
         Hello::decode(&single_frame(&stream)),
         Err(HandshakeError::UnexpectedFrame { .. })
     ));
+}
+
+/// Terms and indexes beyond the documented limits are refused, so `term + 1` and
+/// `index + count` can never overflow on input from a peer.
+#[test]
+fn terms_and_indexes_beyond_the_limits_are_refused() {
+    use ringraft::constants::{INDEX_MAX, TERM_MAX};
+    let decode = |message: &Message| {
+        let mut out = Vec::new();
+        encode_raft(NodeId(1), &[(GroupId(0), NodeId(2), message)], &mut out).unwrap();
+        let mut decoder = FrameDecoder::new();
+        decoder.push(&out);
+        let frame = decoder.next_frame().unwrap().unwrap();
+        decode_raft_frame(&frame)
+    };
+    let at_limit = Message::VoteRequest {
+        term: Term(TERM_MAX),
+        last_index: LogIndex(INDEX_MAX),
+        last_term: Term(TERM_MAX),
+        pre_vote: false,
+        transfer: false,
+    };
+    assert!(decode(&at_limit).is_ok());
+    for message in [
+        Message::TimeoutNow {
+            term: Term(TERM_MAX + 1),
+        },
+        Message::AppendResponse {
+            term: Term(1),
+            outcome: AppendOutcome::Accepted {
+                match_index: LogIndex(u64::MAX),
+            },
+        },
+    ] {
+        assert!(
+            matches!(decode(&message), Err(WireError::BeyondLimits { .. })),
+            "{message:?}"
+        );
+    }
 }

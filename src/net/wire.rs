@@ -43,8 +43,8 @@ use bytes::Bytes;
 
 use crate::batch::{BatchError, EntryBatch};
 use crate::constants::{
-    FRAME_ALIGN, FRAME_BYTES_MAX, WIRE_BATCH_OVERHEAD_BYTES, WIRE_FRAME_OVERHEAD_BYTES,
-    WIRE_MESSAGE_OVERHEAD_BYTES,
+    FRAME_ALIGN, FRAME_BYTES_MAX, INDEX_MAX, TERM_MAX, WIRE_BATCH_OVERHEAD_BYTES,
+    WIRE_FRAME_OVERHEAD_BYTES, WIRE_MESSAGE_OVERHEAD_BYTES,
 };
 use crate::core::message::{AppendOutcome, AppendRequest, Message, RejectHint};
 use crate::net::codec::{patch_u32, put_u32, put_u64, put_u8, put_zeros, Reader, Truncated};
@@ -106,6 +106,10 @@ pub enum WireError {
     BatchRange { first_index: u64, count: u32 },
     #[error("batch body at offset {offset}: {source}")]
     Batch { offset: u32, source: BatchError },
+    #[error(
+        "Raft message at offset {at} carries a term above {TERM_MAX} or an index above {INDEX_MAX}"
+    )]
+    BeyondLimits { at: usize },
     #[error("{trailing} trailing bytes after the last Raft message")]
     TrailingBytes { trailing: usize },
     #[error(transparent)]
@@ -366,7 +370,12 @@ pub fn decode_raft(body: &Bytes) -> Result<RaftFrame, WireError> {
     check_count("messages", count, RECORD_BYTES, &reader)?;
     let mut messages = Vec::with_capacity(count as usize);
     for _ in 0..count {
-        messages.push(decode_message(body, &mut reader)?);
+        let at = reader.pos();
+        let envelope = decode_message(body, &mut reader)?;
+        if !within_limits(&envelope.message) {
+            return Err(WireError::BeyondLimits { at });
+        }
+        messages.push(envelope);
     }
     if reader.remaining() != 0 {
         return Err(WireError::TrailingBytes {
@@ -374,6 +383,45 @@ pub fn decode_raft(body: &Bytes) -> Result<RaftFrame, WireError> {
         });
     }
     Ok(RaftFrame { from, messages })
+}
+
+/// Whether every term of `message` is at most [`TERM_MAX`] and every index at most
+/// [`INDEX_MAX`].
+fn within_limits(message: &Message) -> bool {
+    let term_ok = |term: Term| term.0 <= TERM_MAX;
+    let index_ok = |index: LogIndex| index.0 <= INDEX_MAX;
+    match message {
+        Message::VoteRequest {
+            term,
+            last_index,
+            last_term,
+            ..
+        } => term_ok(*term) && index_ok(*last_index) && term_ok(*last_term),
+        Message::VoteResponse { term, .. } | Message::TimeoutNow { term } => term_ok(*term),
+        Message::Append(request) => {
+            term_ok(request.term)
+                && index_ok(request.prev_index)
+                && term_ok(request.prev_term)
+                && index_ok(request.commit)
+                && request
+                    .batches
+                    .iter()
+                    .all(|batch| term_ok(batch.term()) && index_ok(batch.last_index()))
+        }
+        Message::AppendResponse { term, outcome } => {
+            term_ok(*term)
+                && match outcome {
+                    AppendOutcome::Accepted { match_index } => index_ok(*match_index),
+                    AppendOutcome::Rejected { prev_index, hint } => {
+                        index_ok(*prev_index)
+                            && index_ok(hint.last_index)
+                            && hint
+                                .conflict
+                                .is_none_or(|(term, first)| term_ok(term) && index_ok(first))
+                    }
+                }
+        }
+    }
 }
 
 fn check_count(
