@@ -20,6 +20,7 @@ use crate::client::protocol::{
     ClientResponse, GroupStatus, ShardStats,
 };
 use crate::constants::FRAME_BYTES_MAX;
+use crate::net::frame::READ_SPARE_BYTES;
 use crate::net::{FrameDecoder, FrameKind};
 use crate::types::{GroupId, LogIndex, NodeId, ShardId};
 
@@ -293,7 +294,7 @@ impl Client {
             if Instant::now() >= deadline {
                 return Err("no answer in time".into());
             }
-            let spare = connection.decoder.spare(64 << 10);
+            let spare = connection.decoder.spare(READ_SPARE_BYTES);
             match connection.stream.read(spare) {
                 Ok(0) => return Err("connection closed".into()),
                 Ok(read) => connection.decoder.filled(read),

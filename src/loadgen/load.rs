@@ -24,6 +24,7 @@ use hdrhistogram::Histogram;
 use crate::client::protocol::{
     decode_responses_frame, encode_requests, ClientError, ClientRequest, ClientResponse,
 };
+use crate::net::frame::READ_SPARE_BYTES;
 use crate::net::{FrameDecoder, FrameKind};
 use crate::types::GroupId;
 
@@ -269,7 +270,7 @@ fn read_answers(
             answered += responses.len() as u64;
             let _ = credits.send(responses.len());
         }
-        match stream.read(decoder.spare(256 << 10)) {
+        match stream.read(decoder.spare(READ_SPARE_BYTES)) {
             Ok(0) => break,
             Ok(read) => decoder.filled(read),
             Err(error)

@@ -41,6 +41,12 @@ use crate::constants::{FRAME_ALIGN, FRAME_BYTES_MAX, FRAME_FORMAT_VERSION, FRAME
 /// The first four bytes of every frame.
 pub const FRAME_MAGIC: [u8; 4] = *b"RRNF";
 
+/// What a reader should ask [`FrameDecoder::spare`] for before each socket read. Asking for
+/// more than the free tail of the current chunk makes the decoder allocate (and zero) a new
+/// chunk, so a small request keeps the chunk in use until it is nearly full; the kernel hands
+/// over whatever is buffered up to the region's size anyway.
+pub const READ_SPARE_BYTES: usize = 16 << 10;
+
 /// Default size of a decoder's receive chunk.
 pub const CHUNK_BYTES_DEFAULT: usize = 64 << 10;
 

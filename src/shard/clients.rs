@@ -28,6 +28,7 @@ use crate::client::protocol::{
 };
 use crate::constants::CLIENT_PAYLOAD_BYTES_MAX;
 use crate::error::NodeError;
+use crate::net::frame::READ_SPARE_BYTES;
 use crate::net::{FrameDecoder, FrameKind};
 use crate::shard::engine::{Committed, GroupStatus, ProposalError, ShardStats};
 use crate::shard::link::Outgoing;
@@ -39,7 +40,6 @@ use crate::types::{NodeId, ShardId};
 const OUTGOING_BYTES_MAX: usize = 64 << 20;
 /// Requests of one connection in the engine at once; its reader pauses beyond this.
 const OUTSTANDING_MAX: usize = 65_536;
-const READ_CHUNK_BYTES: usize = 256 << 10;
 /// CPU shares of the client task queue; the default queue (event loop, peers) has 1,000.
 const CLIENT_QUEUE_SHARES: usize = 250;
 
@@ -224,7 +224,7 @@ async fn read_requests(
         let frame = match decoder.next_frame() {
             Ok(Some(frame)) => frame,
             Ok(None) => {
-                let read = reader.read(decoder.spare(READ_CHUNK_BYTES)).await;
+                let read = reader.read(decoder.spare(READ_SPARE_BYTES)).await;
                 match read {
                     Ok(0) | Err(_) => break,
                     Ok(read) => decoder.filled(read),

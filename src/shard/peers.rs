@@ -30,6 +30,7 @@ use crate::api::config::NodeConfig;
 use crate::core::Message;
 use crate::error::NodeError;
 use crate::net::frame::FrameKind;
+use crate::net::frame::READ_SPARE_BYTES;
 use crate::net::{
     check_hello, check_hello_reply, decode_raft_frame, FrameDecoder, HandshakeError, Hello,
     HelloReply, LocalIdentity, RaftFrameWriter,
@@ -46,8 +47,6 @@ const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How long a connection may take to complete its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Bytes asked of the socket per read.
-const READ_CHUNK_BYTES: usize = 256 << 10;
 
 /// The shard's links to every other member.
 pub struct Peers {
@@ -262,7 +261,7 @@ async fn read_frame(
             Err(error) => return Err(error.to_string()),
         }
         let read = stream
-            .read(decoder.spare(READ_CHUNK_BYTES))
+            .read(decoder.spare(READ_SPARE_BYTES))
             .await
             .map_err(|e| e.to_string())?;
         if read == 0 {
