@@ -24,6 +24,7 @@ pub use crate::client::protocol::{GroupStatus as GroupSummary, ShardStats};
 use crate::constants::{BATCH_BYTES_MAX, CLIENT_PAYLOAD_BYTES_MAX};
 use crate::core::{Action, Config, Input, Message, ProposeError, Raft, Recovered, Role};
 use crate::log::{self, LogStore, SyncReport};
+use crate::shard::waiters::Waiters;
 use crate::types::{GroupId, HardState, LogIndex, NodeId, Term};
 
 /// Archive bytes an entry costs in a batch body besides its payload (a relative pointer and
@@ -73,11 +74,6 @@ pub struct GroupStatus {
     pub followers: Vec<(NodeId, LogIndex)>,
 }
 
-struct Waiter<R> {
-    term: Term,
-    reply: R,
-}
-
 /// Proposals of one group gathered during the current turn.
 struct Gathered<R> {
     payloads: Vec<Bytes>,
@@ -115,8 +111,7 @@ pub struct ShardEngine<L: LogStore, S: StateMachine, R> {
     flushes_started: u64,
     flushes_completed: u64,
     gathered: BTreeMap<GroupId, Gathered<R>>,
-    waiters: BTreeMap<(GroupId, LogIndex), Waiter<R>>,
-    deadlines: VecDeque<(u64, GroupId, LogIndex)>,
+    waiters: Waiters<R>,
     completions: Vec<(R, Result<Committed, ProposalError>)>,
     role_changes: Vec<(GroupId, Role, Term, Option<NodeId>)>,
     stats: ShardStats,
@@ -152,8 +147,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
             flushes_started: 0,
             flushes_completed: 0,
             gathered: BTreeMap::new(),
-            waiters: BTreeMap::new(),
-            deadlines: VecDeque::new(),
+            waiters: Waiters::default(),
             completions: Vec::new(),
             role_changes: Vec::new(),
             stats: ShardStats::default(),
@@ -179,16 +173,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
         for group in groups {
             self.step(group, Input::Tick)?;
         }
-        while let Some(&(deadline, group, index)) = self.deadlines.front() {
-            if deadline > self.now_ticks {
-                break;
-            }
-            self.deadlines.pop_front();
-            if let Some(waiter) = self.waiters.remove(&(group, index)) {
-                self.completions
-                    .push((waiter.reply, Err(ProposalError::Timeout)));
-            }
-        }
+        self.waiters.expire(self.now_ticks, &mut self.completions);
         Ok(())
     }
 
@@ -337,11 +322,8 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
                     .push((reply, Err(ProposalError::ShuttingDown)));
             }
         }
-        for (_, waiter) in std::mem::take(&mut self.waiters) {
-            self.completions
-                .push((waiter.reply, Err(ProposalError::ShuttingDown)));
-        }
-        self.deadlines.clear();
+        self.waiters
+            .drain(ProposalError::ShuttingDown, &mut self.completions);
     }
 
     pub fn status(&self) -> Vec<GroupStatus> {
@@ -430,12 +412,14 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
                     first_index, term, ..
                 } => {
                     let deadline = self.now_ticks + self.config.proposal_timeout_ticks;
-                    for (offset, reply) in replies.take().into_iter().flatten().enumerate() {
-                        let index = first_index.plus(offset as u64);
-                        self.waiters
-                            .insert((group, index), Waiter { term: *term, reply });
-                        self.deadlines.push_back((deadline, group, index));
-                    }
+                    self.waiters.accepted(
+                        group,
+                        *first_index,
+                        *term,
+                        deadline,
+                        replies.take().unwrap_or_default(),
+                        &mut self.completions,
+                    );
                 }
                 Action::Rejected(error) => {
                     for reply in replies.take().into_iter().flatten() {
@@ -463,26 +447,22 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
                 "the state machine must give one output per entry"
             );
         }
-        if self.waiters.is_empty() {
-            return;
-        }
-        let mut outputs = self.outputs.drain(..);
-        for offset in 0..batch.len() {
-            let index = batch.first_index().plus(offset);
-            let output = if batch.kind() == BatchKind::Command {
-                outputs.next().unwrap_or_default()
-            } else {
-                Bytes::new()
-            };
-            if let Some(waiter) = self.waiters.remove(&(group, index)) {
-                let result = if waiter.term == batch.term() {
-                    Ok(Committed { index, output })
+        let is_command = batch.kind() == BatchKind::Command;
+        let outputs = &self.outputs;
+        self.waiters.applied(
+            group,
+            batch.first_index(),
+            batch.len(),
+            batch.term(),
+            |offset| {
+                if is_command {
+                    outputs[offset].clone()
                 } else {
-                    Err(ProposalError::Superseded)
-                };
-                self.completions.push((waiter.reply, result));
-            }
-        }
+                    Bytes::new()
+                }
+            },
+            &mut self.completions,
+        );
     }
 }
 

@@ -7,3 +7,4 @@ pub mod link;
 pub mod mailbox;
 pub mod peers;
 pub mod runtime;
+pub mod waiters;
