@@ -2,10 +2,12 @@
 //! and the multi-process tests start it.
 //!
 //! Node `i` listens for peers on `base_port + 20 i` and for clients on `base_port + 20 i + 10`
-//! (shard `s` adds `s`, so up to 10 shards fit). Children are killed when the value is dropped.
+//! (shard `s` adds `s`, so up to 10 shards fit). Children are killed when the value is dropped,
+//! and die with the starting process if it is killed.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -106,6 +108,18 @@ impl LocalCluster {
             .env("RUST_LOG", &self.spec.log_level);
         if init {
             command.arg("--init");
+        }
+        // The nodes die with the process that started them, even when it is killed outright
+        // (an interrupted bench or test must not leave nodes holding ports).
+        // SAFETY: prctl(2) is async-signal-safe and touches only the child being started.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
         }
         command
     }
