@@ -79,21 +79,28 @@ impl Client {
         ShardId((group.0 % self.shards as u64) as u32)
     }
 
-    /// The leader of `group` as last learnt (asks the nodes if unknown).
+    /// The leader of `group`, as the nodes say now.
+    ///
+    /// Every node is asked; among those that call themselves leader, the one of the highest
+    /// term wins (a deposed leader may not know yet that a newer one exists).
     pub fn leader_of(&mut self, group: GroupId) -> Option<NodeId> {
         let started = Instant::now();
         while started.elapsed() < self.deadline {
             let nodes: Vec<NodeId> = self.nodes.iter().map(|(id, _)| *id).collect();
+            let mut claims = Vec::new();
             for node in nodes {
                 let Ok((_, statuses)) = self.status_of_shard(node, self.shard_of(group)) else {
                     continue;
                 };
                 if let Some(status) = statuses.iter().find(|status| status.group == group) {
                     if status.leader == Some(node) {
-                        self.leaders.insert(group, node);
-                        return Some(node);
+                        claims.push((status.term, node));
                     }
                 }
+            }
+            if let Some(&(_, leader)) = claims.iter().max() {
+                self.leaders.insert(group, leader);
+                return Some(leader);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
