@@ -198,15 +198,20 @@ fn torn_multi_page_final_write_is_cut_with_everything_after_it() {
     expect_entries(&log, 3);
 }
 
-#[test]
-fn bad_record_at_the_end_of_an_earlier_segment_is_corruption() {
+/// A directory holding 80 synced 3-entry batches in 4 KiB segments (several segments).
+fn several_segments_written() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let mut log = DiskLog::open(config(dir.path(), 4096)).unwrap();
     for k in 0..80u64 {
         log.append(G, &batch(G, 1 + 3 * k, 3, 1, 0)).unwrap();
         block_on(log.sync()).unwrap();
     }
-    drop(log);
+    dir
+}
+
+#[test]
+fn bad_record_at_the_end_of_an_earlier_segment_is_corruption() {
+    let dir = several_segments_written();
     let seg = segment_path(dir.path(), 2);
     assert!(segment_path(dir.path(), 3).exists());
     let records = record_spans(&seg);
@@ -220,13 +225,7 @@ fn bad_record_at_the_end_of_an_earlier_segment_is_corruption() {
 
 #[test]
 fn removed_segment_is_corruption_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut log = DiskLog::open(config(dir.path(), 4096)).unwrap();
-    for k in 0..80u64 {
-        log.append(G, &batch(G, 1 + 3 * k, 3, 1, 0)).unwrap();
-        block_on(log.sync()).unwrap();
-    }
-    drop(log);
+    let dir = several_segments_written();
     let missing = segment_path(dir.path(), 2);
     std::fs::remove_file(&missing).unwrap();
     let err = DiskLog::open(config(dir.path(), 4096)).err().unwrap();

@@ -22,51 +22,69 @@ pub fn latency_percentiles(histogram: &Histogram<u64>, path: &Path) -> Result<()
         .fold(1.0, f64::max)
         .ceil()
         .min(6.0);
-    let y_max = points.iter().map(|p| p.1).fold(0.1, f64::max) * 1.1;
-    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("commit latency by percentile", ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc("percentile")
-        .x_labels(x_max as usize + 1)
-        .y_desc("latency (ms)")
-        .x_label_formatter(&|nines| format!("{:.4}%", (1.0 - 10f64.powf(-nines)) * 100.0))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    chart
-        .draw_series(LineSeries::new(points, &BLUE))
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())
+    let chart = LineChart {
+        caption: "commit latency by percentile",
+        size: (900, 500),
+        x_desc: "percentile",
+        y_desc: "latency (ms)",
+        x_max,
+        x_labels: x_max as usize + 1,
+        x_format: &|nines| format!("{:.4}%", (1.0 - 10f64.powf(-nines)) * 100.0),
+        color: BLUE,
+    };
+    chart.draw(&points, path)
 }
 
 /// Commits per second in each sampling interval: `(seconds since start, commits/s)`.
 pub fn throughput_over_time(samples: &[(f64, f64)], path: &Path) -> Result<(), String> {
-    let x_max = samples.last().map_or(1.0, |s| s.0).max(1.0);
-    let y_max = samples.iter().map(|s| s.1).fold(1.0, f64::max) * 1.1;
-    let root = SVGBackend::new(path, (900, 400)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("throughput over time", ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds")
-        .y_desc("commits/s")
-        .draw()
-        .map_err(|e| e.to_string())?;
-    chart
-        .draw_series(LineSeries::new(samples.iter().copied(), &RED))
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())
+    let chart = LineChart {
+        caption: "throughput over time",
+        size: (900, 400),
+        x_desc: "seconds",
+        y_desc: "commits/s",
+        x_max: samples.last().map_or(1.0, |s| s.0).max(1.0),
+        x_labels: 10,
+        x_format: &|seconds| format!("{seconds:.1}"),
+        color: RED,
+    };
+    chart.draw(samples, path)
+}
+
+/// One line on linear axes from 0, drawn to an SVG file.
+struct LineChart<'a> {
+    caption: &'a str,
+    size: (u32, u32),
+    x_desc: &'a str,
+    y_desc: &'a str,
+    x_max: f64,
+    x_labels: usize,
+    x_format: &'a dyn Fn(&f64) -> String,
+    color: RGBColor,
+}
+
+impl LineChart<'_> {
+    fn draw(&self, points: &[(f64, f64)], path: &Path) -> Result<(), String> {
+        let y_max = points.iter().map(|p| p.1).fold(0.1, f64::max) * 1.1;
+        let root = SVGBackend::new(path, self.size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(self.caption, ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0.0..self.x_max, 0.0..y_max)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc(self.x_desc)
+            .y_desc(self.y_desc)
+            .x_labels(self.x_labels)
+            .x_label_formatter(self.x_format)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), &self.color))
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())
+    }
 }
