@@ -24,8 +24,7 @@ use serde::Serialize;
 
 use crate::cli::local_cluster::{LocalCluster, LocalClusterSpec};
 use crate::cli::node_args::{parse_members, FsyncMode};
-use crate::client::protocol::ShardStats;
-use crate::client::Client;
+use crate::client::{Client, NodeStats};
 use crate::loadgen::load::{run_connection, ConnectionResult, LoadCounters, Pace, Schedule};
 use crate::loadgen::machine::{cpu_seconds, Machine};
 use crate::loadgen::report::{hgrm, write_file, Percentiles};
@@ -98,6 +97,8 @@ struct BenchResult {
     cpu_seconds_per_node: Vec<(u64, f64)>,
     cpu_microseconds_per_commit: Option<f64>,
     log_per_node: Vec<NodeLogFigures>,
+    /// Server-side latency by stage, from a batch's placement in the leader's log.
+    stages_us: Option<StagePercentiles>,
     failover_ms: Option<f64>,
     errors: Vec<String>,
 }
@@ -112,23 +113,56 @@ struct NodeLogFigures {
     megabytes_written_per_second: f64,
 }
 
-/// Each node's log counters, where the node answers.
-fn log_counters(client: &mut Client, nodes: &[(NodeId, SocketAddr)]) -> Vec<(u64, ShardStats)> {
+/// Latency percentiles of each stage a leader measures (see `shard::stages`).
+#[derive(Serialize)]
+struct StagePercentiles {
+    /// Placed in the leader's log → durable in the leader's log.
+    leader_durable: Percentiles,
+    /// Placed → committed (durable on a majority).
+    committed: Percentiles,
+    /// Placed → applied by the leader's state machine (answered right after).
+    applied: Percentiles,
+}
+
+/// Each node's counters, where the node answers.
+fn node_counters(client: &mut Client, nodes: &[(NodeId, SocketAddr)]) -> Vec<(u64, NodeStats)> {
     nodes
         .iter()
         .filter_map(|&(id, _)| Some((id.0, client.node_stats(id).ok()?)))
         .collect()
 }
 
+/// The stage latencies recorded by all nodes between the two samples.
+fn stage_figures(start: &[(u64, NodeStats)], end: &[(u64, NodeStats)]) -> Option<StagePercentiles> {
+    let mut total: Option<crate::shard::stages::StageHistograms> = None;
+    for (node, after) in end {
+        let delta = match start.iter().find(|(id, _)| id == node) {
+            Some((_, before)) => after.stages.since(&before.stages),
+            None => after.stages.clone(),
+        };
+        match total.as_mut() {
+            None => total = Some(delta),
+            Some(total) => total.add_buckets(&delta.to_buckets()),
+        }
+    }
+    let total = total.filter(|total| !total.applied.is_empty())?;
+    Some(StagePercentiles {
+        leader_durable: Percentiles::of(&total.leader_durable),
+        committed: Percentiles::of(&total.committed),
+        applied: Percentiles::of(&total.applied),
+    })
+}
+
 fn log_figures(
-    start: &[(u64, ShardStats)],
-    end: &[(u64, ShardStats)],
+    start: &[(u64, NodeStats)],
+    end: &[(u64, NodeStats)],
     seconds: f64,
 ) -> Vec<NodeLogFigures> {
     start
         .iter()
         .filter_map(|(node, before)| {
             let (_, after) = end.iter().find(|(id, _)| id == node)?;
+            let (before, after) = (&before.log, &after.log);
             let flushes = after.flushes.saturating_sub(before.flushes) as f64;
             let entries = after.entries_written.saturating_sub(before.entries_written) as f64;
             let bytes = after.bytes_written.saturating_sub(before.bytes_written) as f64;
@@ -277,7 +311,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                 .iter()
                 .map(|&(id, pid)| (id, cpu_seconds(pid)))
                 .collect();
-            log_at_start = log_counters(&mut stats_client, &nodes);
+            log_at_start = node_counters(&mut stats_client, &nodes);
         }
         if args.failover && failover_ms.is_none() && now >= failover_at {
             if let Some(cluster) = cluster.as_mut() {
@@ -297,7 +331,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         .iter()
         .map(|&(id, pid)| (id, cpu_seconds(pid)))
         .collect();
-    let log_at_end = log_counters(&mut stats_client, &nodes);
+    let log_at_end = node_counters(&mut stats_client, &nodes);
     progress.finish_and_clear();
 
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
@@ -347,6 +381,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             .then(|| cpu_total * 1e6 / commits as f64),
         cpu_seconds_per_node,
         log_per_node: log_figures(&log_at_start, &log_at_end, args.duration),
+        stages_us: stage_figures(&log_at_start, &log_at_end),
         failover_ms,
         errors,
         config: args.clone(),
@@ -404,6 +439,12 @@ fn print_summary(result: &BenchResult) {
         result.failed
     );
     println!("latency: {}", result.latency_us.line());
+    if let Some(stages) = &result.stages_us {
+        println!("  by stage, from placement in the leader's log (server side):");
+        println!("    leader durable {}", stages.leader_durable.line());
+        println!("    committed      {}", stages.committed.line());
+        println!("    applied        {}", stages.applied.line());
+    }
     for (node, seconds) in &result.cpu_seconds_per_node {
         println!(
             "node {node}: {:.2} CPU s ({:.0}% of one core)",
@@ -447,6 +488,24 @@ fn summary_markdown(result: &BenchResult) -> String {
              |---|---|---|---|\n{logs}"
         )
     };
+    let stages = match &result.stages_us {
+        Some(stages) => {
+            let row = |name: &str, p: &Percentiles| {
+                format!(
+                    "| {name} | {} | {} | {} | {} | {} |\n",
+                    p.p50, p.p90, p.p99, p.p999, p.max
+                )
+            };
+            format!(
+                "\nServer-side latency by stage, from placement in the leader's log (µs):\n\n\
+                 | stage | p50 | p90 | p99 | p99.9 | max |\n|---|---|---|---|---|---|\n{}{}{}",
+                row("leader durable", &stages.leader_durable),
+                row("committed", &stages.committed),
+                row("applied", &stages.applied)
+            )
+        }
+        None => String::new(),
+    };
     let config = &result.config;
     format!(
         "# ringraft bench: {label}\n\n\
@@ -457,7 +516,7 @@ fn summary_markdown(result: &BenchResult) -> String {
          - command: `cargo run --release -- bench {flags}`\n\n\
          | commits/s | MB/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | CPU µs/commit |\n\
          |---|---|---|---|---|---|---|---|\n\
-         | {cps:.0} | {mbps:.1} | {p50} | {p90} | {p99} | {p999} | {max} | {cpu_per_commit} |\n{logs}",
+         | {cps:.0} | {mbps:.1} | {p50} | {p90} | {p99} | {p999} | {max} | {cpu_per_commit} |\n{stages}{logs}",
         label = config.label,
         date = result.date,
         commit = result.commit,
