@@ -6,6 +6,8 @@ pub mod client;
 pub mod constants;
 pub mod core;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod loadgen;
 pub mod log;
 pub mod net;
