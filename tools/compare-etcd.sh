@@ -10,9 +10,9 @@
 #   3. for each client count, starts a fresh 3-member etcd cluster on 127.0.0.1 (data under
 #      --dir, default fsync behaviour), loads its leader with puts from tools/etcd-load (one
 #      connection and one put in flight per client, a key of its own per put), and stops it;
-#   4. runs `ringraft bench` with the same settings at each client count (one proposal in
-#      flight per connection), plus one run at ringraft's default load (saturation);
-#   5. writes the side-by-side summary.
+#      right after it, runs `ringraft bench` with the same settings (one proposal in flight per
+#      connection); once all counts are done, one run at ringraft's default load (saturation);
+#   4. writes the side-by-side summary.
 #
 # Everything listens on loopback only, every step has a time bound, and the temporary data
 # (etcd's and ringraft's) is removed on exit. Other work on the machine moves the figures a lot
@@ -181,7 +181,8 @@ start_etcd() { # $1: run name; starts a fresh cluster and waits until every memb
   return 1
 }
 
-for count in $clients; do
+etcd_run() { # $1: client count; a fresh cluster, one load run, the cluster stopped and removed
+  local count=$1 pids
   say "etcd: $count clients, ${payload} B puts, ${warmup} s warm-up + ${duration} s"
   wait_for_idle >"$work/etcd-c$count-busy-before"
   start_etcd "c$count"
@@ -190,12 +191,12 @@ for count in $clients; do
     --clients "$count" --payload "$payload" --duration "$duration" --warmup "$warmup" \
     --prefix "c$count" --pids "$pids" >"$work/etcd-c$count.json"
   ETCDCTL_API=3 "$etcdctl_bin" --endpoints "$endpoints" --command-timeout 5s \
-    endpoint status -w json >"$work/etcd-c$count-status.json" 2>/dev/null || echo '[]' >"$work/etcd-c$count-status.json"
+    endpoint status -w json >"$work/etcd-c$count-status.json" 2>/dev/null ||
+    echo '[]' >"$work/etcd-c$count-status.json"
   stop_etcd
   rm -rf "$work/etcd-c$count"
-done
+}
 
-# ---------------------------------------------------------------------------------------------
 # ringraft bench puts its nodes' data in a temporary directory: TMPDIR puts it under --dir too.
 ringraft_dirs=()
 ringraft_busy=()
@@ -208,7 +209,11 @@ ringraft_bench() { # $1: label; the rest: bench flags. Records the result direct
     | tee /dev/stderr)
   ringraft_dirs+=("$(sed -n 's/^results in //p' <<<"$output")")
 }
+
+# The two systems alternate, one client count at a time, so that each pair of runs meets about
+# the same amount of other work on the machine.
 for count in $clients; do
+  etcd_run "$count"
   say "ringraft: $count clients, one proposal in flight each"
   ringraft_bench "etcd-compare-c$count" --clients "$count" --pipeline 1
 done
