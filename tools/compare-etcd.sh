@@ -61,16 +61,46 @@ done
 
 say() { printf '\n== %s\n' "$*" >&2; }
 
-# Percent of all CPU time that was busy (any process) over the next second, from /proc/stat.
+# "busy total" CPU ticks of the whole machine (all processes, all cores), from /proc/stat.
+cpu_ticks() {
+  local user nice system idle iowait irq softirq steal
+  read -r _ user nice system idle iowait irq softirq steal _ </proc/stat
+  echo "$((user + nice + system + irq + softirq + steal)) $((user + nice + system + irq + softirq + steal + idle + iowait))"
+}
+busy_since() { # $1: "busy total" from cpu_ticks; percent of all CPU time busy since then
+  local busy0 total0 busy1 total1
+  read -r busy0 total0 <<<"$1"
+  read -r busy1 total1 <<<"$(cpu_ticks)"
+  echo $(((busy1 - busy0) * 100 / (total1 - total0 + 1)))
+}
+# CPU seconds used so far by this script's finished children (etcd members, load client,
+# ringraft bench and its nodes), into $own_cpu; `times` must run in this shell, not a subshell.
+own_cpu_seconds() {
+  times >"$work/times"
+  own_cpu=$(awk 'NR == 2 { total = 0
+      for (i = 1; i <= 2; i++) { split($i, part, "m"); total += part[1] * 60 + part[2] }
+      printf "%.2f", total }' "$work/times")
+}
+# $1: "busy total" from cpu_ticks, $2: own_cpu then. Prints the percent of all CPU time that
+# was busy since then, and the part of it that was not this script's children (other work).
+busy_and_other_since() {
+  local busy0 total0 busy1 total1
+  read -r busy0 total0 <<<"$1"
+  read -r busy1 total1 <<<"$(cpu_ticks)"
+  own_cpu_seconds
+  awk -v busy="$((busy1 - busy0))" -v total="$((total1 - total0))" -v own="$own_cpu" \
+    -v own0="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+      share = 0; other = 0
+      if (total > 0) { share = busy / total * 100; other = (busy / hz - (own - own0)) / (total / hz) * 100 }
+      if (other < 0) other = 0
+      printf "%.0f %.0f\n", share, other }'
+}
+# Percent of all CPU time that was busy (any process) over the next second.
 cpu_busy_percent() {
-  local user nice system idle iowait irq softirq steal busy1 total1
-  read -r _ user nice system idle iowait irq softirq steal _ </proc/stat
-  busy1=$((user + nice + system + irq + softirq + steal))
-  total1=$((busy1 + idle + iowait))
+  local start
+  start=$(cpu_ticks)
   sleep 1
-  read -r _ user nice system idle iowait irq softirq steal _ </proc/stat
-  echo $(((user + nice + system + irq + softirq + steal - busy1) * 100 /
-    (user + nice + system + irq + softirq + steal + idle + iowait - total1 + 1)))
+  busy_since "$start"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -182,9 +212,12 @@ start_etcd() { # $1: run name; starts a fresh cluster and waits until every memb
 }
 
 etcd_run() { # $1: client count; a fresh cluster, one load run, the cluster stopped and removed
-  local count=$1 pids
+  local count=$1 pids ticks own0
   say "etcd: $count clients, ${payload} B puts, ${warmup} s warm-up + ${duration} s"
   wait_for_idle >"$work/etcd-c$count-busy-before"
+  ticks=$(cpu_ticks)
+  own_cpu_seconds
+  own0=$own_cpu
   start_etcd "c$count"
   pids=$(IFS=,; echo "${etcd_pids[*]}")
   timeout $((${duration%.*} + ${warmup%.*} + 120)) "$load_bin" --endpoints "$endpoints" \
@@ -194,20 +227,27 @@ etcd_run() { # $1: client count; a fresh cluster, one load run, the cluster stop
     endpoint status -w json >"$work/etcd-c$count-status.json" 2>/dev/null ||
     echo '[]' >"$work/etcd-c$count-status.json"
   stop_etcd
+  busy_and_other_since "$ticks" "$own0" >"$work/etcd-c$count-busy-during"
   rm -rf "$work/etcd-c$count"
 }
 
 # ringraft bench puts its nodes' data in a temporary directory: TMPDIR puts it under --dir too.
 ringraft_dirs=()
 ringraft_busy=()
+ringraft_busy_during=()
 ringraft_bench() { # $1: label; the rest: bench flags. Records the result directory it wrote.
-  local label=$1 output
+  local label=$1 ticks own0
   shift
   ringraft_busy+=("$(wait_for_idle)")
-  output=$(TMPDIR=$work timeout $((${duration%.*} + ${warmup%.*} + 180)) "$ringraft_bin" bench \
+  ticks=$(cpu_ticks)
+  own_cpu_seconds
+  own0=$own_cpu
+  TMPDIR=$work timeout $((${duration%.*} + ${warmup%.*} + 180)) "$ringraft_bin" bench \
     --payload "$payload" --duration "$duration" --warmup "$warmup" --label "$label" "$@" \
-    | tee /dev/stderr)
-  ringraft_dirs+=("$(sed -n 's/^results in //p' <<<"$output")")
+    | tee "$work/ringraft-$label.log" >&2
+  busy_and_other_since "$ticks" "$own0" >"$work/ringraft-$label-busy-during"
+  ringraft_busy_during+=("$(cat "$work/ringraft-$label-busy-during")")
+  ringraft_dirs+=("$(sed -n 's/^results in //p' "$work/ringraft-$label.log")")
 }
 
 # The two systems alternate, one client count at a time, so that each pair of runs meets about
@@ -243,7 +283,11 @@ runs=()
 for count in $clients; do
   runs+=("$(jq --slurpfile status "$work/etcd-c$count-status.json" \
     --argjson busy "$(cat "$work/etcd-c$count-busy-before")" \
-    '. + {db_size_bytes: ([$status[0][]?.Status.dbSize] | max), machine_cpu_busy_percent_before: $busy}' \
+    --argjson during "$(cut -d' ' -f1 "$work/etcd-c$count-busy-during")" \
+    --argjson other "$(cut -d' ' -f2 "$work/etcd-c$count-busy-during")" \
+    '. + {db_size_bytes: ([$status[0][]?.Status.dbSize] | max),
+          machine_cpu_busy_percent_before: $busy, machine_cpu_busy_percent_during: $during,
+          other_work_cpu_percent_during: $other}' \
     "$work/etcd-c$count.json")")
 done
 printf '%s\n' "${runs[@]}" | jq -s \
@@ -300,32 +344,36 @@ us() { # microseconds -> short text
   echo
   echo "More of each run: latency p90 / p99.9 / max; CPU time of the three members per request;"
   echo "CPU of etcd's load client in cores; failed requests; how busy the machine's CPUs were (all"
-  echo "processes) in the second before the run, after waiting up to ${wait_idle} s for them to be under"
-  echo "25 % busy, i.e. how much other work was going on:"
+  echo "processes, both cores) in the second before the run (after waiting up to ${wait_idle} s for them"
+  echo "to be under 25 % busy) and during the whole run (cluster start, warm-up, measurement, stop),"
+  echo "and the part of \"during\" used by other work than the run's own processes:"
   echo
-  echo "| run | p90 | p99.9 | max | member CPU µs/request | load client cores | failed | CPU busy before | result |"
+  echo "| run | p90 | p99.9 | max | member CPU µs/request | load client cores | failed | CPU busy before / during (other work) | result |"
   echo "|---|---|---|---|---|---|---|---|---|"
   index=0
   for count in $clients; do
     e="$work/etcd-c$count.json"
     r="${ringraft_dirs[$index]}/result.json"
-    printf '| etcd, %s clients | %s | %s | %s | %.0f | %.2f | %s | %s %% | etcd.json |\n' "$count" \
+    read -r during other <"$work/etcd-c$count-busy-during"
+    printf '| etcd, %s clients | %s | %s | %s | %.0f | %.2f | %s | %s / %s %% (%s %%) | etcd.json |\n' "$count" \
       "$(us "$(jq '.latency_us.p90' "$e")")" "$(us "$(jq '.latency_us.p999' "$e")")" \
       "$(us "$(jq '.latency_us.max' "$e")")" "$(jq '.member_cpu_microseconds_per_put // 0' "$e")" \
       "$(jq '.load_client_cores_used // 0' "$e")" "$(jq '.failed' "$e")" \
-      "$(cat "$work/etcd-c$count-busy-before")"
-    printf '| ringraft, %s clients | %s | %s | %s | %.0f | — | %s | %s %% | [%s](../%s) |\n' "$count" \
+      "$(cat "$work/etcd-c$count-busy-before")" "$during" "$other"
+    read -r during other <<<"${ringraft_busy_during[$index]}"
+    printf '| ringraft, %s clients | %s | %s | %s | %.0f | — | %s | %s / %s %% (%s %%) | [%s](../%s) |\n' "$count" \
       "$(us "$(jq '.latency_us.p90' "$r")")" "$(us "$(jq '.latency_us.p999' "$r")")" \
       "$(us "$(jq '.latency_us.max' "$r")")" "$(jq '.cpu_microseconds_per_commit // 0' "$r")" \
-      "$(jq '.failed' "$r")" "${ringraft_busy[$index]}" \
+      "$(jq '.failed' "$r")" "${ringraft_busy[$index]}" "$during" "$other" \
       "$(basename "${ringraft_dirs[$index]}")" "$(basename "${ringraft_dirs[$index]}")"
     index=$((index + 1))
   done
   r="${ringraft_dirs[$index]}/result.json"
-  printf '| ringraft, default load | %s | %s | %s | %.1f | — | %s | %s %% | [%s](../%s) |\n' \
+  read -r during other <<<"${ringraft_busy_during[$index]}"
+  printf '| ringraft, default load | %s | %s | %s | %.1f | — | %s | %s / %s %% (%s %%) | [%s](../%s) |\n' \
     "$(us "$(jq '.latency_us.p90' "$r")")" "$(us "$(jq '.latency_us.p999' "$r")")" \
     "$(us "$(jq '.latency_us.max' "$r")")" "$(jq '.cpu_microseconds_per_commit // 0' "$r")" \
-    "$(jq '.failed' "$r")" "${ringraft_busy[$index]}" \
+    "$(jq '.failed' "$r")" "${ringraft_busy[$index]}" "$during" "$other" \
     "$(basename "${ringraft_dirs[$index]}")" "$(basename "${ringraft_dirs[$index]}")"
   echo
   echo "Device limits on the same filesystem, measured before and after the runs (\`device.json\`,"
