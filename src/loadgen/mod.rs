@@ -682,7 +682,8 @@ fn summary_markdown(result: &BenchResult) -> String {
     format!(
         "# ringraft bench: {label}\n\n\
          - date {date}, commit `{commit}`\n\
-         - machine: {cpu}, {cores} cores, {mem:.0} GiB, Linux {kernel}, data on {fs}\n\
+         - machine: {cpu}, {cores} cores, {mem:.0} GiB, Linux {kernel}, data on {fs}, \
+         1-minute load average {load:.1}\n\
          - {nodes} nodes, {shards} shards, {groups} groups, {payload} B payloads, fsync {fsync:?}, \
          {clients} connections, {pace}\n\
          - command: `cargo run --release -- bench {flags}`\n\n\
@@ -697,6 +698,7 @@ fn summary_markdown(result: &BenchResult) -> String {
         mem = result.machine.memory_gib,
         kernel = result.machine.kernel,
         fs = result.machine.data_filesystem,
+        load = result.machine.load_average,
         nodes = config.nodes,
         shards = config.shards,
         groups = config.groups.unwrap_or(config.shards),
