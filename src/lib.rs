@@ -5,6 +5,7 @@ pub mod client;
 pub mod constants;
 pub mod core;
 pub mod error;
+pub mod kv;
 pub mod loadgen;
 pub mod log;
 pub mod net;
