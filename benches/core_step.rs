@@ -108,7 +108,10 @@ fn accepted(from: NodeId, term: Term, match_index: LogIndex) -> Input {
         from,
         message: Message::AppendResponse {
             term,
-            outcome: AppendOutcome::Accepted { match_index },
+            outcome: AppendOutcome::Accepted {
+                match_index,
+                read_round: 0,
+            },
         },
     }
 }

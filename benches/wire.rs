@@ -28,6 +28,7 @@ fn append(batches: Vec<EntryBatch>) -> Message {
         prev_index: LogIndex(99),
         prev_term: Term(3),
         commit: LogIndex(98),
+        read_round: 0,
         batches,
     })
 }

@@ -554,11 +554,18 @@ fn candidate_refused_by_a_majority_returns_to_follower() {
 fn leader_heartbeats_every_interval_with_its_commit() {
     let mut leader = settled_leader();
     assert_eq!(tick(&mut leader), vec![]);
+    let round = leader.read_round();
+    let out = tick(&mut leader);
     assert_eq!(
-        tick(&mut leader),
+        leader.read_round(),
+        round + 1,
+        "every heartbeat opens a read round"
+    );
+    assert_eq!(
+        out,
         vec![
-            send(2, heartbeat(1, 1, 1, 1)),
-            send(3, heartbeat(1, 1, 1, 1)),
+            send(2, in_round(heartbeat(1, 1, 1, 1), round + 1)),
+            send(3, in_round(heartbeat(1, 1, 1, 1), round + 1)),
         ]
     );
 }
@@ -644,11 +651,18 @@ fn unreachable_follower_is_sent_the_missing_entries_when_its_heartbeat_reply_arr
     assert_eq!(step(&mut leader, Input::Unreachable { peer: n(2) }), vec![]);
     tick(&mut leader);
     let heartbeats = appends(&tick(&mut leader));
-    assert_eq!(heartbeats[0], (n(2), heartbeat_request(1, 1, 1, 1)));
+    let round = leader.read_round();
+    let Message::Append(expected) = in_round(heartbeat(1, 1, 1, 1), round) else {
+        unreachable!()
+    };
+    assert_eq!(heartbeats[0], (n(2), expected));
     // n2 never got index 2; it matches up to 1 and says so.
     assert_eq!(
         deliver(&mut leader, 2, accepted(1, 1)),
-        vec![send(2, append(1, (1, 1), 1, vec![placed(&["a"], 1, 2)]))]
+        vec![send(
+            2,
+            in_round(append(1, (1, 1), 1, vec![placed(&["a"], 1, 2)]), round)
+        )]
     );
 }
 

@@ -130,6 +130,7 @@ fn append_with(batches: Vec<EntryBatch>) -> Message {
         prev_index: LogIndex(9),
         prev_term: Term(4),
         commit: LogIndex(8),
+        read_round: 3,
         batches,
     })
 }
@@ -217,20 +218,29 @@ fn arb_message() -> impl Strategy<Value = Message> {
             arb_index(),
             arb_term(),
             arb_index(),
+            any::<u64>(),
             prop::collection::vec(arb_batch(), 0..5)
         )
-            .prop_map(|(term, prev_index, prev_term, commit, batches)| {
-                Message::Append(AppendRequest {
-                    term,
-                    prev_index,
-                    prev_term,
-                    commit,
-                    batches,
-                })
-            }),
-        (arb_term(), arb_index()).prop_map(|(term, match_index)| Message::AppendResponse {
-            term,
-            outcome: AppendOutcome::Accepted { match_index },
+            .prop_map(
+                |(term, prev_index, prev_term, commit, read_round, batches)| {
+                    Message::Append(AppendRequest {
+                        term,
+                        prev_index,
+                        prev_term,
+                        commit,
+                        read_round,
+                        batches,
+                    })
+                }
+            ),
+        (arb_term(), arb_index(), any::<u64>()).prop_map(|(term, match_index, read_round)| {
+            Message::AppendResponse {
+                term,
+                outcome: AppendOutcome::Accepted {
+                    match_index,
+                    read_round,
+                },
+            }
         }),
         (
             arb_term(),
@@ -1154,6 +1164,7 @@ fn terms_and_indexes_beyond_the_limits_are_refused() {
             term: Term(1),
             outcome: AppendOutcome::Accepted {
                 match_index: LogIndex(u64::MAX),
+                read_round: 0,
             },
         },
     ] {

@@ -48,6 +48,7 @@ impl Trio {
                     Reverser::default(),
                     EngineConfig {
                         proposal_timeout_ticks: 1_000,
+                        read_lease: Some(std::time::Duration::from_secs(1)),
                     },
                     |_| {
                         let mut config = Config::new(id, voters.clone());

@@ -51,6 +51,10 @@ pub struct NodeConfig {
     pub proposal_timeout: Duration,
     /// Most proposals queued per shard before `propose` waits. Default 65,536.
     pub proposals_queued_max: usize,
+    /// How much faster one node's clock may run than another's, in percent, as lease reads
+    /// assume it ([`crate::api::ReadConsistency::Lease`]). Default 10 %. See
+    /// [`NodeConfig::read_lease`].
+    pub clock_drift_percent: u32,
     /// Pin each shard's thread to a core.
     pub pin: bool,
     /// io_uring buffer memory per shard executor. Default 1 MiB (this engine does buffered
@@ -83,6 +87,7 @@ impl NodeConfig {
             heartbeat: Duration::from_millis(30),
             proposal_timeout: Duration::from_secs(5),
             proposals_queued_max: 65_536,
+            clock_drift_percent: 10,
             pin: false,
             io_memory_bytes: 1 << 20,
             init: false,
@@ -109,6 +114,9 @@ impl NodeConfig {
                 self.groups, self.shards
             ));
         }
+        if self.clock_drift_percent >= 100 {
+            return Err("--clock-drift-percent must be below 100".into());
+        }
         if self.tick.is_zero() {
             return Err("tick must be positive".into());
         }
@@ -131,6 +139,15 @@ impl NodeConfig {
             }
         }
         Ok(())
+    }
+
+    /// How long after a majority acknowledged a leader's heartbeat round the leader may serve
+    /// lease reads. A follower refuses to vote for `election timeout` ticks after it heard from
+    /// the leader, but its first tick may come right after that, so it is quiet for one tick
+    /// less than the timeout; the lease is that, shortened by the assumed clock drift.
+    pub fn read_lease(&self) -> Duration {
+        let quiet_ticks = self.ticks(self.election_timeout).saturating_sub(1);
+        self.tick * quiet_ticks * (100 - self.clock_drift_percent.min(99)) / 100
     }
 
     /// Ticks in a duration (at least one).

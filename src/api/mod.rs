@@ -33,6 +33,7 @@ pub mod node;
 pub mod state_machine;
 
 pub use crate::shard::engine::{Committed, GroupStatus, GroupSummary, ProposalError};
+pub use crate::shard::reads::ReadConsistency;
 pub use config::{NodeConfig, PeerConfig};
 pub use node::Node;
 pub use state_machine::{CommittedEntries, LogOnly, StateMachine};

@@ -17,6 +17,7 @@ use crate::api::data_dir;
 use crate::api::state_machine::StateMachine;
 use crate::error::NodeError;
 use crate::shard::engine::{Committed, GroupStatus, ProposalError};
+use crate::shard::reads::ReadConsistency;
 use crate::shard::runtime::{self, ApiRequest, ShardContext};
 use crate::types::{GroupId, NodeId, ShardId};
 
@@ -118,6 +119,47 @@ impl Node {
             payload: payload.into(),
             reply,
         };
+        self.request(group, request, answer).await
+    }
+
+    /// Reads `group`'s state machine: `query` is answered by [`StateMachine::query`] on the
+    /// group's shard once `consistency` allows. A linearizable or lease read on a node that does
+    /// not lead the group fails with [`ProposalError::NotLeader`] (naming the leader if known).
+    pub async fn read(
+        &self,
+        group: GroupId,
+        query: impl Into<Bytes>,
+        consistency: ReadConsistency,
+    ) -> Result<Bytes, ProposalError> {
+        let (reply, answer) = flume::bounded(1);
+        let request = ApiRequest::Read {
+            group,
+            query: query.into(),
+            consistency,
+            reply,
+        };
+        self.request(group, request, answer)
+            .await
+            .map(|read| read.output)
+    }
+
+    /// [`Node::read`] for a thread outside any async runtime.
+    pub fn read_blocking(
+        &self,
+        group: GroupId,
+        query: impl Into<Bytes>,
+        consistency: ReadConsistency,
+    ) -> Result<Bytes, ProposalError> {
+        futures_lite::future::block_on(self.read(group, query, consistency))
+    }
+
+    /// Sends `request` to `group`'s shard and awaits its answer.
+    async fn request(
+        &self,
+        group: GroupId,
+        request: ApiRequest,
+        answer: flume::Receiver<Result<Committed, ProposalError>>,
+    ) -> Result<Committed, ProposalError> {
         let shard = self.config.shard_of(group);
         if self.shards[shard.0 as usize]
             .send_async(request)

@@ -50,6 +50,15 @@ pub trait StateMachine: 'static {
     /// Applies `entries` of `group` and pushes exactly one output per entry onto `outputs`; the
     /// output of an entry is returned to whoever proposed it (`Bytes::new()` costs nothing).
     fn apply(&mut self, group: GroupId, entries: CommittedEntries<'_>, outputs: &mut Vec<Bytes>);
+
+    /// Answers a read-only `query` against the state of `group`, once the read's consistency
+    /// condition holds ([`crate::api::ReadConsistency`]): for a linearizable read, the state
+    /// reflects at least every write committed before the read began. Called on the shard's
+    /// thread; it must not block. The default answers nothing.
+    fn query(&self, group: GroupId, query: &[u8]) -> Bytes {
+        let _ = (group, query);
+        Bytes::new()
+    }
 }
 
 /// A state machine that keeps nothing and answers every entry with an empty output: for a

@@ -22,6 +22,7 @@ use crate::client::protocol::{
 use crate::constants::FRAME_BYTES_MAX;
 use crate::net::frame::READ_SPARE_BYTES;
 use crate::net::{FrameDecoder, FrameKind};
+use crate::shard::reads::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, ShardId};
 
 /// A committed proposal.
@@ -120,9 +121,43 @@ impl Client {
         group: GroupId,
         payloads: &[Vec<u8>],
     ) -> Vec<Result<Committed, CallError>> {
+        self.call_leader(group, payloads, |id, payload| ClientRequest::Propose {
+            id,
+            group,
+            payload,
+        })
+    }
+
+    /// Reads `group`'s state machine with `query` at the leader; the answer carries the index
+    /// the read reflects.
+    pub fn read(
+        &mut self,
+        group: GroupId,
+        query: &[u8],
+        consistency: ReadConsistency,
+    ) -> Result<Committed, CallError> {
+        self.call_leader(group, &[query.to_vec()], |id, query| ClientRequest::Read {
+            id,
+            group,
+            consistency,
+            query,
+        })
+        .pop()
+        .expect("one answer per query")
+    }
+
+    /// Sends one request per item (built by `request` from an id and the item) to the leader
+    /// of `group`, pipelined, following "not leader" answers until the deadline; one result
+    /// per item, in order.
+    fn call_leader(
+        &mut self,
+        group: GroupId,
+        items: &[Vec<u8>],
+        request: impl Fn(u64, Bytes) -> ClientRequest,
+    ) -> Vec<Result<Committed, CallError>> {
         let started = Instant::now();
-        let mut results: Vec<Option<Result<Committed, CallError>>> = vec![None; payloads.len()];
-        let mut todo: Vec<usize> = (0..payloads.len()).collect();
+        let mut results: Vec<Option<Result<Committed, CallError>>> = vec![None; items.len()];
+        let mut todo: Vec<usize> = (0..items.len()).collect();
         let mut last_problem = String::from("no attempt");
         let mut rotation = 0;
         while !todo.is_empty() {
@@ -150,11 +185,7 @@ impl Client {
                 .collect();
             let batch: Vec<ClientRequest> = requests
                 .iter()
-                .map(|&(id, position)| ClientRequest::Propose {
-                    id,
-                    group,
-                    payload: Bytes::copy_from_slice(&payloads[position]),
-                })
+                .map(|&(id, position)| request(id, Bytes::copy_from_slice(&items[position])))
                 .collect();
             let answers = match self.exchange(target, self.shard_of(group), &batch) {
                 Ok(answers) => answers,
@@ -198,7 +229,7 @@ impl Client {
         }
         results
             .into_iter()
-            .map(|result| result.expect("every payload decided"))
+            .map(|result| result.expect("every item decided"))
             .collect()
     }
 

@@ -13,8 +13,11 @@
 //! request:    tag: u8 | reserved: 7 B | id: u64 | …
 //!   1 Propose   group: u64 | payload_len: u32 | reserved: u32 | payload
 //!   2 Status    (nothing)
+//!   3 Read      group: u64 | query_len: u32 | consistency: u8 | reserved: 3 B | query
+//!               (consistency 0 linearizable, 1 lease, 2 stale)
 //! response:   tag: u8 | code: u8 | reserved: 6 B | id: u64 | …
 //!   1 Committed index: u64 | output_len: u32 | reserved: u32 | output
+//!               (for a read: the index it reflects and the query's answer)
 //!   2 Status    node: u64 | flushes: u64 | entries_written: u64 | bytes_written: u64
 //!               | group_count: u32 | reserved: u32 | group_count × group (56 B):
 //!               group: u64 | role: u8 | has_leader: u8 | reserved: 6 B | term: u64 | leader: u64
@@ -49,10 +52,12 @@ use crate::net::codec::{
     patch_u32, put_u16, put_u32, put_u64, put_u8, put_zeros, Reader, Truncated,
 };
 use crate::net::frame::{begin_frame, Frame, FrameError, FrameKind};
+use crate::shard::reads::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, Term};
 
 const REQUEST_PROPOSE: u8 = 1;
 const REQUEST_STATUS: u8 = 2;
+const REQUEST_READ: u8 = 3;
 const RESPONSE_COMMITTED: u8 = 1;
 const RESPONSE_STATUS: u8 = 2;
 const RESPONSE_ERROR: u8 = 3;
@@ -83,12 +88,22 @@ pub enum ClientRequest {
     },
     /// The node's view of each of its groups.
     Status { id: u64 },
+    /// Ask `group`'s state machine `query`; answered like a proposal, once `consistency`
+    /// allows.
+    Read {
+        id: u64,
+        group: GroupId,
+        consistency: ReadConsistency,
+        query: Bytes,
+    },
 }
 
 impl ClientRequest {
     pub fn id(&self) -> u64 {
         match self {
-            ClientRequest::Propose { id, .. } | ClientRequest::Status { id } => *id,
+            ClientRequest::Propose { id, .. }
+            | ClientRequest::Status { id }
+            | ClientRequest::Read { id, .. } => *id,
         }
     }
 }
@@ -258,24 +273,68 @@ fn truncated_text(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
+fn consistency_code(consistency: ReadConsistency) -> u8 {
+    match consistency {
+        ReadConsistency::Linearizable => 0,
+        ReadConsistency::Lease => 1,
+        ReadConsistency::Stale => 2,
+    }
+}
+
+fn consistency_from_code(code: u8) -> Option<ReadConsistency> {
+    match code {
+        0 => Some(ReadConsistency::Linearizable),
+        1 => Some(ReadConsistency::Lease),
+        2 => Some(ReadConsistency::Stale),
+        _ => None,
+    }
+}
+
+/// A request addressed to a group and carrying bytes (Propose, Read).
+fn put_group_request(
+    tag: u8,
+    id: u64,
+    group: GroupId,
+    flavour: u8,
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), ProtocolError> {
+    if bytes.len() > CLIENT_PAYLOAD_BYTES_MAX {
+        return Err(ProtocolError::PayloadTooLarge {
+            id,
+            bytes: bytes.len() as u64,
+            max: CLIENT_PAYLOAD_BYTES_MAX,
+        });
+    }
+    put_u8(out, tag);
+    put_zeros(out, 7);
+    put_u64(out, id);
+    put_u64(out, group.0);
+    put_u32(out, bytes.len() as u32);
+    put_u8(out, flavour);
+    put_zeros(out, 3);
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
 fn put_request(request: &ClientRequest, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
     match request {
         ClientRequest::Propose { id, group, payload } => {
-            if payload.len() > CLIENT_PAYLOAD_BYTES_MAX {
-                return Err(ProtocolError::PayloadTooLarge {
-                    id: *id,
-                    bytes: payload.len() as u64,
-                    max: CLIENT_PAYLOAD_BYTES_MAX,
-                });
-            }
-            put_u8(out, REQUEST_PROPOSE);
-            put_zeros(out, 7);
-            put_u64(out, *id);
-            put_u64(out, group.0);
-            put_u32(out, payload.len() as u32);
-            put_u32(out, 0);
-            out.extend_from_slice(payload);
+            put_group_request(REQUEST_PROPOSE, *id, *group, 0, payload, out)?
         }
+        ClientRequest::Read {
+            id,
+            group,
+            consistency,
+            query,
+        } => put_group_request(
+            REQUEST_READ,
+            *id,
+            *group,
+            consistency_code(*consistency),
+            query,
+            out,
+        )?,
         ClientRequest::Status { id } => {
             put_u8(out, REQUEST_STATUS);
             put_zeros(out, 7);
@@ -437,7 +496,8 @@ pub fn encode_responses(
 /// Bytes [`encode_requests`] spends on `request` (to split requests over frames).
 pub fn request_wire_bytes(request: &ClientRequest) -> usize {
     match request {
-        ClientRequest::Propose { payload, .. } => 32 + payload.len(),
+        ClientRequest::Propose { payload: bytes, .. }
+        | ClientRequest::Read { query: bytes, .. } => 32 + bytes.len(),
         ClientRequest::Status { .. } => ITEM_BYTES_MIN,
     }
 }
@@ -502,10 +562,12 @@ fn read_request(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientRequest, 
     require_zero(reader, 7, "request reserved bytes")?;
     let id = reader.u64()?;
     match tag {
-        REQUEST_PROPOSE => {
+        REQUEST_PROPOSE | REQUEST_READ => {
             let group = GroupId(reader.u64()?);
             let len = reader.u32()?;
-            require_zero(reader, 4, "request reserved bytes")?;
+            let flavour_at = reader.pos();
+            let flavour = reader.u8()?;
+            require_zero(reader, 3, "request reserved bytes")?;
             if len as usize > CLIENT_PAYLOAD_BYTES_MAX {
                 return Err(ProtocolError::PayloadTooLarge {
                     id,
@@ -513,8 +575,31 @@ fn read_request(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientRequest, 
                     max: CLIENT_PAYLOAD_BYTES_MAX,
                 });
             }
-            let payload = body.slice(reader.range(len as usize)?);
-            Ok(ClientRequest::Propose { id, group, payload })
+            let bytes = body.slice(reader.range(len as usize)?);
+            if tag == REQUEST_PROPOSE {
+                if flavour != 0 {
+                    return Err(ProtocolError::NotZero {
+                        what: "request reserved bytes",
+                        at: flavour_at,
+                    });
+                }
+                return Ok(ClientRequest::Propose {
+                    id,
+                    group,
+                    payload: bytes,
+                });
+            }
+            let consistency = consistency_from_code(flavour).ok_or(ProtocolError::UnknownCode {
+                what: "read consistency",
+                code: flavour,
+                at: flavour_at,
+            })?;
+            Ok(ClientRequest::Read {
+                id,
+                group,
+                consistency,
+                query: bytes,
+            })
         }
         REQUEST_STATUS => Ok(ClientRequest::Status { id }),
         code => Err(ProtocolError::UnknownCode {

@@ -14,6 +14,8 @@ pub enum BrokenRule {
     CommitPreviousTermByCounting,
     /// Voters grant votes without checking that the candidate's log is up to date (§5.4.1).
     VoteWithoutLogCheck,
+    /// A leader answers ReadIndex at once, without confirming that it still leads (§6.4).
+    ReadWithoutQuorumCheck,
 }
 
 /// Configuration of one group's core on one node.
@@ -34,6 +36,11 @@ pub struct Config {
     /// A leader that has not heard from a majority within an election timeout steps down, and
     /// followers that heard from a leader within an election timeout refuse to vote.
     pub check_quorum: bool,
+    /// With `check_quorum`: a node refuses (pre-)votes for one election timeout after it
+    /// starts, as if it had just heard from a leader. A follower that restarts quickly has
+    /// forgotten when it last heard from its leader; without this it could help elect a new
+    /// leader while the old one still relies on that follower's promise (lease reads).
+    pub quiet_start: bool,
     /// Most AppendEntries messages in flight to one follower in the replicate state.
     pub inflight_messages_max: usize,
     /// Most body bytes in flight to one follower in the replicate state.
@@ -58,6 +65,7 @@ impl Config {
             heartbeat_interval_ticks: 2,
             pre_vote: true,
             check_quorum: true,
+            quiet_start: true,
             inflight_messages_max: 256,
             inflight_bytes_max: 32 << 20,
             message_bytes_max: 1 << 20,

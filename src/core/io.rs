@@ -29,6 +29,10 @@ pub enum Input {
     Unreachable { peer: NodeId },
     /// Hand leadership to `to` (a voter that is caught up receives TimeoutNow).
     TransferLeadership { to: NodeId },
+    /// A linearizable read (ReadIndex): answered with [`Action::ReadReady`] once this node has
+    /// proven it still leads, or [`Action::ReadRefused`]. `id` is the driver's; one id may stand
+    /// for many reads gathered together.
+    ReadIndex { id: u64 },
 }
 
 /// Why a proposal was refused.
@@ -78,6 +82,10 @@ pub enum Action {
     /// Hand these committed, locally durable entries to the state machine (in log order; each
     /// entry is handed over exactly once per node lifetime).
     Apply(EntryBatch),
+    /// The read `id` may be served once the state machine has applied `index`.
+    ReadReady { id: u64, index: LogIndex },
+    /// The read `id` cannot be served by this node.
+    ReadRefused { id: u64, error: ProposeError },
     /// Role, term or known leader changed.
     RoleChanged {
         role: Role,

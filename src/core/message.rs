@@ -41,14 +41,20 @@ pub struct AppendRequest {
     pub prev_index: LogIndex,
     pub prev_term: Term,
     pub commit: LogIndex,
+    /// The leader's current read round (see `core::reads`), echoed by acknowledgements.
+    pub read_round: u64,
     pub batches: Vec<EntryBatch>,
 }
 
 /// A follower's answer to AppendEntries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AppendOutcome {
-    /// The follower's log matches the leader's and is **durable** up to `match_index`.
-    Accepted { match_index: LogIndex },
+    /// The follower's log matches the leader's and is **durable** up to `match_index`;
+    /// `read_round` is the highest read round it received from this leader.
+    Accepted {
+        match_index: LogIndex,
+        read_round: u64,
+    },
     /// The follower's log has no entry matching `prev_index`; `hint` says where to retry.
     Rejected {
         prev_index: LogIndex,

@@ -16,13 +16,16 @@
 
 pub mod config;
 pub mod io;
+pub mod lease;
 pub mod log_view;
 pub mod message;
 pub mod progress;
 pub mod quorum;
 mod raft;
+mod reads;
 
 pub use config::{BrokenRule, Config};
 pub use io::{Action, Input, ProposeError, Role};
+pub use lease::ReadLease;
 pub use message::{AppendOutcome, AppendRequest, Message, RejectHint};
 pub use raft::{Raft, Recovered};

@@ -29,6 +29,8 @@ pub struct Progress {
     pub paused: bool,
     /// Heard from since the last check-quorum round.
     pub recently_active: bool,
+    /// Highest read round the follower echoed (see `core::reads`).
+    pub read_round_acked: u64,
     inflight: VecDeque<(LogIndex, usize)>,
     inflight_bytes: usize,
 }
@@ -43,6 +45,7 @@ impl Progress {
             state: ProgressState::Probe,
             paused: false,
             recently_active: true,
+            read_round_acked: 0,
             inflight: VecDeque::new(),
             inflight_bytes: 0,
         }

@@ -1,18 +1,17 @@
 //! Majority arithmetic over a set of voters.
 
-use crate::types::LogIndex;
-
 /// Number of votes (or acknowledgements) that make a majority of `voters`.
 pub fn majority(voters: usize) -> usize {
     voters / 2 + 1
 }
 
-/// The highest index that a majority holds: the majority-th largest of `indexes` (one per
-/// voter). `scratch` avoids allocating on every call.
-pub fn committed_index(indexes: &[LogIndex], scratch: &mut Vec<LogIndex>) -> LogIndex {
+/// The highest value that a majority has reached: the majority-th largest of `values` (one
+/// per voter). For match indexes it is the committed index; for acknowledged read rounds, the
+/// latest round that confirmed the leadership. `scratch` avoids allocating on every call.
+pub fn committed_index<T: Copy + Ord>(values: &[T], scratch: &mut Vec<T>) -> T {
     scratch.clear();
-    scratch.extend_from_slice(indexes);
-    let position = majority(indexes.len()) - 1;
+    scratch.extend_from_slice(values);
+    let position = majority(values.len()) - 1;
     let (_, kth_largest, _) = scratch.select_nth_unstable_by(position, |a, b| b.cmp(a));
     *kth_largest
 }
@@ -20,6 +19,7 @@ pub fn committed_index(indexes: &[LogIndex], scratch: &mut Vec<LogIndex>) -> Log
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::LogIndex;
 
     fn idx(values: &[u64]) -> Vec<LogIndex> {
         values.iter().map(|&v| LogIndex(v)).collect()

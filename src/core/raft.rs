@@ -23,6 +23,7 @@ use crate::core::log_view::LogView;
 use crate::core::message::{AppendOutcome, AppendRequest, Message, RejectHint};
 use crate::core::progress::{Progress, ProgressState};
 use crate::core::quorum;
+use crate::core::reads::ReadTracker;
 use crate::types::{HardState, LogIndex, NodeId, Term};
 
 /// Durable state a node starts from.
@@ -60,6 +61,13 @@ pub struct Raft {
     leader_match: LogIndex,
     /// Follower only: highest match index already acknowledged to the current leader.
     acked_index: LogIndex,
+    /// Ticks left in which a node that just started refuses to help elect anybody (see
+    /// [`Config::quiet_start`]).
+    quiet_ticks_left: u32,
+    /// Follower only: highest read round received from the current term's leader.
+    leader_read_round: u64,
+    /// Leader only (empty otherwise): reads waiting for proof of leadership.
+    reads: ReadTracker,
     scratch_indexes: Vec<LogIndex>,
     scratch_sorted: Vec<LogIndex>,
 }
@@ -91,6 +99,13 @@ impl Raft {
             transfer: None,
             leader_match: LogIndex::ZERO,
             acked_index: LogIndex::ZERO,
+            quiet_ticks_left: if config.quiet_start && config.check_quorum {
+                config.election_timeout_ticks
+            } else {
+                0
+            },
+            leader_read_round: 0,
+            reads: ReadTracker::default(),
             scratch_indexes: Vec::new(),
             scratch_sorted: Vec::new(),
             config,
@@ -120,6 +135,7 @@ impl Raft {
                 }
             }
             Input::TransferLeadership { to } => self.transfer_leadership(to, out),
+            Input::ReadIndex { id } => self.read_index(id, out),
         }
         if let Some(before) = before {
             if let Err(problem) = self.invariants().and_then(|()| self.check_monotone(before)) {
@@ -186,6 +202,30 @@ impl Raft {
     pub fn transfer_target(&self) -> Option<NodeId> {
         self.transfer.map(|(to, _)| to)
     }
+    /// The read round this node's AppendEntries carry (grows with every heartbeat round).
+    pub fn read_round(&self) -> u64 {
+        self.reads.round()
+    }
+    /// Leader only: the latest read round a majority has acknowledged, i.e. the latest round at
+    /// whose start this node was provably still the leader (0 when there is none).
+    pub fn confirmed_read_round(&self) -> u64 {
+        if self.role != Role::Leader {
+            return 0;
+        }
+        let mut rounds: Vec<u64> = Vec::with_capacity(self.progress.len() + 1);
+        rounds.push(self.reads.round());
+        rounds.extend(
+            self.progress
+                .values()
+                .map(|progress| progress.read_round_acked),
+        );
+        quorum::committed_index(&rounds, &mut Vec::with_capacity(rounds.len()))
+    }
+    /// Whether the leader has committed an entry of its own term (before that, its commit
+    /// index may lag what earlier leaders committed and must not be used to serve reads).
+    pub fn committed_in_current_term(&self) -> bool {
+        self.log.term_at(self.commit) == Some(self.term)
+    }
     /// Ticks after which a follower that heard nothing campaigns (randomized per reset).
     pub fn randomized_election_timeout(&self) -> u32 {
         self.randomized_timeout
@@ -195,6 +235,7 @@ impl Raft {
 
     fn tick(&mut self, out: &mut Vec<Action>) {
         self.election_elapsed += 1;
+        self.quiet_ticks_left = self.quiet_ticks_left.saturating_sub(1);
         if self.role == Role::Leader {
             self.tick_leader(out);
         } else if self.election_elapsed >= self.randomized_timeout {
@@ -222,6 +263,9 @@ impl Raft {
         self.heartbeat_elapsed += 1;
         if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
             self.heartbeat_elapsed = 0;
+            // Every heartbeat round is a read round too, so a quiet leader keeps proving its
+            // leadership (what a driver's lease reads rely on).
+            self.reads.next_round();
             self.broadcast_heartbeat(out);
         }
     }
@@ -241,11 +285,13 @@ impl Raft {
         self.randomized_timeout = self.rng.random_range(base..2 * base);
     }
 
-    /// Whether this node heard from a leader recently enough to refuse to help unseat it.
+    /// Whether this node heard from a leader recently enough to refuse to help unseat it (or
+    /// started too recently to know whether it did).
     fn in_leader_lease(&self) -> bool {
         self.config.check_quorum
-            && self.leader.is_some()
-            && self.election_elapsed < self.config.election_timeout_ticks
+            && ((self.leader.is_some()
+                && self.election_elapsed < self.config.election_timeout_ticks)
+                || self.quiet_ticks_left > 0)
     }
 
     // ---- role changes ----------------------------------------------------------------------
@@ -258,7 +304,16 @@ impl Raft {
             self.vote = None;
             self.leader_match = LogIndex::ZERO;
             self.acked_index = LogIndex::ZERO;
+            self.leader_read_round = 0;
             out.push(Action::SaveHardState(self.hard_state()));
+        }
+        if self.role == Role::Leader {
+            self.reads.abandon(|id| {
+                out.push(Action::ReadRefused {
+                    id,
+                    error: ProposeError::NotLeader { leader },
+                })
+            });
         }
         let changed = term_changed || self.role != Role::Follower || self.leader != leader;
         self.role = Role::Follower;
@@ -294,6 +349,7 @@ impl Raft {
             self.vote = Some(self.config.id);
             self.leader_match = LogIndex::ZERO;
             self.acked_index = LogIndex::ZERO;
+            self.leader_read_round = 0;
             out.push(Action::SaveHardState(self.hard_state()));
             self.term
         };
@@ -397,6 +453,47 @@ impl Raft {
         } else {
             self.send_append(to, out);
         }
+    }
+
+    // ---- reads -----------------------------------------------------------------------------
+
+    /// ReadIndex (thesis §6.4; protocol in `core::reads`).
+    fn read_index(&mut self, id: u64, out: &mut Vec<Action>) {
+        if self.role != Role::Leader {
+            out.push(Action::ReadRefused {
+                id,
+                error: ProposeError::NotLeader {
+                    leader: self.leader,
+                },
+            });
+            return;
+        }
+        if self.config.broken_rule == Some(BrokenRule::ReadWithoutQuorumCheck) {
+            out.push(Action::ReadReady {
+                id,
+                index: self.commit,
+            });
+            return;
+        }
+        if !self.committed_in_current_term() {
+            self.reads.await_commit(id);
+            return;
+        }
+        let round = self.reads.next_round();
+        self.reads.await_quorum(id, self.commit, round);
+        self.broadcast_heartbeat(out);
+        self.confirm_reads(out);
+    }
+
+    /// Releases the reads whose round a majority has acknowledged.
+    fn confirm_reads(&mut self, out: &mut Vec<Action>) {
+        let confirmed = self.confirmed_read_round();
+        self.reads.confirm(confirmed, |read| {
+            out.push(Action::ReadReady {
+                id: read.id,
+                index: read.index,
+            })
+        });
     }
 
     fn send_timeout_now(&self, to: NodeId, out: &mut Vec<Action>) {
@@ -560,9 +657,11 @@ impl Raft {
             prev_index,
             prev_term,
             commit,
+            read_round,
             batches,
             ..
         } = request;
+        self.leader_read_round = self.leader_read_round.max(read_round);
         match self.log.term_at(prev_index) {
             Some(term) if term == prev_term => {}
             held => {
@@ -609,7 +708,7 @@ impl Raft {
         if !appended || self.config.broken_rule == Some(BrokenRule::AckBeforePersist) {
             let ack = self.durable_leader_match();
             self.acked_index = self.acked_index.max(ack);
-            self.respond_append(from, AppendOutcome::Accepted { match_index: ack }, out);
+            self.respond_append(from, self.accepted(ack), out);
         }
     }
 
@@ -648,6 +747,14 @@ impl Raft {
         self.log.durable_index().min(self.leader_match)
     }
 
+    /// An acknowledgement of `match_index`, echoing the leader's read round.
+    fn accepted(&self, match_index: LogIndex) -> AppendOutcome {
+        AppendOutcome::Accepted {
+            match_index,
+            read_round: self.leader_read_round,
+        }
+    }
+
     fn respond_append(&self, to: NodeId, outcome: AppendOutcome, out: &mut Vec<Action>) {
         out.push(Action::Send {
             to,
@@ -676,11 +783,7 @@ impl Raft {
                 if let Some(leader) = self.leader {
                     if ack > self.acked_index {
                         self.acked_index = ack;
-                        self.respond_append(
-                            leader,
-                            AppendOutcome::Accepted { match_index: ack },
-                            out,
-                        );
+                        self.respond_append(leader, self.accepted(ack), out);
                     }
                 }
             }
@@ -705,10 +808,18 @@ impl Raft {
         };
         progress.recently_active = true;
         match outcome {
-            AppendOutcome::Accepted { match_index } => {
-                if match_index > last_index {
-                    return; // not an index of ours: a confused peer
+            AppendOutcome::Accepted {
+                match_index,
+                read_round,
+            } => {
+                if match_index > last_index || read_round > self.reads.round() {
+                    return; // not an index or round of ours: a confused peer
                 }
+                if read_round > progress.read_round_acked {
+                    progress.read_round_acked = read_round;
+                    self.confirm_reads(out);
+                }
+                let progress = self.progress.get_mut(&from).expect("checked above");
                 let was_paused = progress.paused;
                 let advanced = progress.acknowledged(match_index);
                 // A follower still behind is sent what it lacks: after `Unreachable` the probe
@@ -777,6 +888,7 @@ impl Raft {
                 prev_index,
                 prev_term,
                 commit: self.commit,
+                read_round: self.reads.round(),
                 batches,
             }),
             after_persist: false,
@@ -833,6 +945,12 @@ impl Raft {
         }
         self.commit = candidate;
         out.push(Action::Commit { index: candidate });
+        if self.reads.has_awaiting_commit() {
+            let round = self.reads.next_round();
+            self.reads.stamp_awaiting_commit(candidate, round);
+            self.broadcast_heartbeat(out);
+            self.confirm_reads(out);
+        }
         self.apply_ready(out);
     }
 
@@ -873,8 +991,9 @@ impl Raft {
             for progress in self.progress.values() {
                 progress.check(last)?;
             }
-        } else if !self.progress.is_empty() {
-            return Err("a non-leader keeps follower progress".into());
+            self.reads.check()?;
+        } else if !self.progress.is_empty() || !self.reads.is_empty() {
+            return Err("a non-leader keeps follower progress or pending reads".into());
         }
         Ok(())
     }

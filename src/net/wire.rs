@@ -19,8 +19,9 @@
 //! |----:|---------|-------|----|----|----|----|----|
 //! | 1 | VoteRequest | bit0 pre_vote, bit1 transfer | term | last_index | last_term | 0 | 0 |
 //! | 2 | VoteResponse | bit0 pre_vote, bit1 granted | term | 0 | 0 | 0 | 0 |
-//! | 3 | Append | 0 | term | prev_index | prev_term | commit | 0 |
-//! | 4 | AppendResponse | bit0 rejected, bit1 has conflict | term | match or prev_index | hint last_index | conflict term | conflict index |
+//! | 3 | Append | 0 | term | prev_index | prev_term | commit | read_round |
+//! | 4 | AppendResponse, accepted | 0 | term | match_index | read_round | 0 | 0 |
+//! | 4 | AppendResponse, rejected | bit0 rejected, bit1 has conflict | term | prev_index | hint last_index | conflict term | conflict index |
 //! | 5 | TimeoutNow | 0 | term | 0 | 0 | 0 | 0 |
 //!
 //! # Invariants
@@ -233,15 +234,18 @@ impl<'a> RaftFrameWriter<'a> {
                     request.prev_index.0,
                     request.prev_term.0,
                     request.commit.0,
-                    0,
+                    request.read_round,
                 ],
                 &request.batches[..],
             ),
             Message::AppendResponse { term, outcome } => match outcome {
-                AppendOutcome::Accepted { match_index } => (
+                AppendOutcome::Accepted {
+                    match_index,
+                    read_round,
+                } => (
                     TAG_APPEND_RESPONSE,
                     0,
-                    [term.0, match_index.0, 0, 0, 0],
+                    [term.0, match_index.0, *read_round, 0, 0],
                     &[],
                 ),
                 AppendOutcome::Rejected { prev_index, hint } => {
@@ -411,7 +415,7 @@ fn within_limits(message: &Message) -> bool {
         Message::AppendResponse { term, outcome } => {
             term_ok(*term)
                 && match outcome {
-                    AppendOutcome::Accepted { match_index } => index_ok(*match_index),
+                    AppendOutcome::Accepted { match_index, .. } => index_ok(*match_index),
                     AppendOutcome::Rejected { prev_index, hint } => {
                         index_ok(*prev_index)
                             && index_ok(hint.last_index)
@@ -503,13 +507,13 @@ fn decode_message(body: &Bytes, reader: &mut Reader<'_>) -> Result<Envelope, Wir
         }
         TAG_APPEND => {
             require(flags == 0, "flags")?;
-            require(f[4] == 0, "unused fields")?;
             let batches = decode_batches(body, reader, batch_count)?;
             Message::Append(AppendRequest {
                 term: Term(f[0]),
                 prev_index: LogIndex(f[1]),
                 prev_term: Term(f[2]),
                 commit: LogIndex(f[3]),
+                read_round: f[4],
                 batches,
             })
         }
@@ -520,9 +524,10 @@ fn decode_message(body: &Bytes, reader: &mut Reader<'_>) -> Result<Envelope, Wir
             )?;
             let outcome = if flags & FLAG_REJECTED == 0 {
                 require(flags == 0, "conflict flag of an accepted response")?;
-                require(f[2..].iter().all(|&x| x == 0), "unused fields")?;
+                require(f[3..].iter().all(|&x| x == 0), "unused fields")?;
                 AppendOutcome::Accepted {
                     match_index: LogIndex(f[1]),
+                    read_round: f[2],
                 }
             } else {
                 let conflict = if flags & FLAG_CONFLICT != 0 {
@@ -647,6 +652,7 @@ mod tests {
             prev_index: LogIndex(4),
             prev_term: Term(1),
             commit: LogIndex(3),
+            read_round: 11,
             batches: vec![batch.slice(LogIndex(6), LogIndex(7)), batch.clone()],
         });
         let messages = [
@@ -677,6 +683,7 @@ mod tests {
                 term: Term(2),
                 outcome: AppendOutcome::Accepted {
                     match_index: LogIndex(7),
+                    read_round: 11,
                 },
             },
             Message::TimeoutNow { term: Term(4) },
@@ -714,6 +721,7 @@ mod tests {
             prev_index: LogIndex(0),
             prev_term: Term(0),
             commit: LogIndex(0),
+            read_round: 0,
             batches: vec![batch.clone(), batch.placed_at(Term(1), LogIndex(2))],
         });
         let mut out = Vec::new();

@@ -12,9 +12,14 @@
 //!   group ([`ShardEngine::end_turn`]), so one turn costs one Raft entry batch per group, not
 //!   one per proposal;
 //! - every proposal gets exactly one completion: committed (with the state machine's output),
-//!   refused, or timed out (outcome unknown: it may still commit).
+//!   refused, or timed out (outcome unknown: it may still commit);
+//! - reads follow [`crate::shard::reads`]: linearizable and lease reads of one turn cost one
+//!   ReadIndex request per group; every read is answered exactly once;
+//! - lease rounds are observed at the end of every turn with the time the turn began, before
+//!   the turn's messages leave, so a recorded round start is never later than its sends.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -22,8 +27,9 @@ use crate::api::state_machine::{CommittedEntries, StateMachine};
 use crate::batch::{BatchKind, EntryBatch};
 pub use crate::client::protocol::{GroupStatus as GroupSummary, ShardStats};
 use crate::constants::{BATCH_BYTES_MAX, CLIENT_PAYLOAD_BYTES_MAX};
-use crate::core::{Action, Config, Input, Message, ProposeError, Raft, Recovered, Role};
+use crate::core::{Action, Config, Input, Message, ProposeError, Raft, ReadLease, Recovered, Role};
 use crate::log::{self, LogStore, SyncReport};
+use crate::shard::reads::{Read, ReadConsistency, ReadQueue};
 use crate::shard::waiters::Waiters;
 use crate::types::{GroupId, HardState, LogIndex, NodeId, Term};
 
@@ -92,8 +98,12 @@ impl<R> Default for Gathered<R> {
 /// Settings of the engine that are not the cores'.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
-    /// Ticks after which a proposal that has not committed is answered `Timeout`.
+    /// Ticks after which a proposal or read that has not completed is answered `Timeout`.
     pub proposal_timeout_ticks: u64,
+    /// How long a majority-acknowledged read round lets a leader serve lease reads (the
+    /// election timeout shortened by the assumed clock drift); `None` turns lease reads into
+    /// ReadIndex reads.
+    pub read_lease: Option<Duration>,
 }
 
 /// See the module documentation. `R` identifies where a proposal's answer goes.
@@ -114,6 +124,10 @@ pub struct ShardEngine<L: LogStore, S: StateMachine, R> {
     waiters: Waiters<R>,
     completions: Vec<(R, Result<Committed, ProposalError>)>,
     role_changes: Vec<(GroupId, Role, Term, Option<NodeId>)>,
+    reads: ReadQueue<R>,
+    leases: BTreeMap<GroupId, ReadLease>,
+    clock_origin: Instant,
+    turn_started: Instant,
     stats: ShardStats,
 }
 
@@ -129,10 +143,15 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
         core_config: impl Fn(GroupId) -> Config,
     ) -> Result<Self, log::Error> {
         let mut cores = BTreeMap::new();
+        let mut leases = BTreeMap::new();
         for group in groups {
             let recovered = recover(&log, group)?;
             cores.insert(group, Raft::new(core_config(group), recovered));
+            if let Some(lease) = config.read_lease {
+                leases.insert(group, ReadLease::new(lease.as_micros() as u64));
+            }
         }
+        let now = Instant::now();
         Ok(ShardEngine {
             node,
             cores,
@@ -150,6 +169,10 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
             waiters: Waiters::default(),
             completions: Vec::new(),
             role_changes: Vec::new(),
+            reads: ReadQueue::default(),
+            leases,
+            clock_origin: now,
+            turn_started: now,
             stats: ShardStats::default(),
         })
     }
@@ -174,7 +197,14 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
             self.step(group, Input::Tick)?;
         }
         self.waiters.expire(self.now_ticks, &mut self.completions);
+        self.reads.expire(self.now_ticks, &mut self.completions);
         Ok(())
+    }
+
+    /// Starts a turn of the event loop at `now` (a monotonic clock): the time lease reads are
+    /// judged by until the next turn.
+    pub fn begin_turn(&mut self, now: Instant) {
+        self.turn_started = now.max(self.turn_started);
     }
 
     /// A message for `group` from `from`. Messages for groups this shard does not hold are
@@ -221,6 +251,33 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
         gathered.replies.push(reply);
     }
 
+    /// Queues a read of `group`'s state machine: `query` goes to [`StateMachine::query`] once
+    /// `consistency` allows, and the answer (with the index it reflects) to `reply`.
+    pub fn read(&mut self, group: GroupId, query: Bytes, consistency: ReadConsistency, reply: R) {
+        if query.len() > CLIENT_PAYLOAD_BYTES_MAX {
+            let error = ProposalError::TooLarge {
+                bytes: query.len(),
+                max: CLIENT_PAYLOAD_BYTES_MAX,
+            };
+            self.completions.push((reply, Err(error)));
+            return;
+        }
+        if !self.cores.contains_key(&group) {
+            self.completions
+                .push((reply, Err(ProposalError::UnknownGroup(group))));
+            return;
+        }
+        let read = Read { query, reply };
+        if consistency == ReadConsistency::Stale {
+            let output = self.state_machine.query(group, &read.query);
+            let index = self.reads.applied(group);
+            self.completions
+                .push((read.reply, Ok(Committed { index, output })));
+        } else {
+            self.reads.gather(group, consistency, read);
+        }
+    }
+
     /// Hands leadership of `group` to `to`.
     pub fn transfer_leadership(&mut self, group: GroupId, to: NodeId) -> Result<(), log::Error> {
         if self.cores.contains_key(&group) {
@@ -230,8 +287,66 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
     }
 
     /// Ends a turn of the event loop: places the gathered proposals, one batch per group (more
-    /// only when they exceed [`BATCH_BYTES_MAX`]).
+    /// only when they exceed [`BATCH_BYTES_MAX`]), then the gathered reads.
     pub fn end_turn(&mut self) -> Result<(), log::Error> {
+        self.place_proposals()?;
+        self.place_reads()?;
+        let now = self.lease_clock();
+        for (group, lease) in &mut self.leases {
+            lease.observe(&self.cores[group], now);
+        }
+        Ok(())
+    }
+
+    fn lease_clock(&self) -> u64 {
+        (self.turn_started - self.clock_origin).as_micros() as u64
+    }
+
+    /// Serves the turn's lease reads whose lease holds and sends the rest, per group, as one
+    /// ReadIndex request.
+    fn place_reads(&mut self) -> Result<(), log::Error> {
+        let now = self.lease_clock();
+        let deadline = self.now_ticks + self.config.proposal_timeout_ticks;
+        for (group, gathered) in self.reads.take_gathered() {
+            let lease_index = match self.leases.get_mut(&group) {
+                Some(lease) if gathered.iter().any(|(c, _)| *c == ReadConsistency::Lease) => {
+                    lease.index(&self.cores[&group], now)
+                }
+                _ => None,
+            };
+            let mut confirm = Vec::new();
+            let mut leased = Vec::new();
+            for (consistency, read) in gathered {
+                match (consistency, lease_index) {
+                    (ReadConsistency::Lease, Some(_)) => leased.push(read),
+                    _ => confirm.push(read),
+                }
+            }
+            if let Some(index) = lease_index.filter(|_| !leased.is_empty()) {
+                self.reads.stamp(group, index, deadline, leased);
+                self.serve_reads(group);
+            }
+            if !confirm.is_empty() {
+                let id = self.reads.send_to_leader(group, deadline, confirm);
+                self.step(group, Input::ReadIndex { id })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers the reads of `group` that the state machine's applied index allows.
+    fn serve_reads(&mut self, group: GroupId) {
+        let applied = self.reads.applied(group);
+        let state_machine = &self.state_machine;
+        self.reads.applied_up_to(
+            group,
+            applied,
+            |query| state_machine.query(group, query),
+            &mut self.completions,
+        );
+    }
+
+    fn place_proposals(&mut self) -> Result<(), log::Error> {
         while let Some((group, gathered)) = self.gathered.pop_first() {
             let mut payloads = &gathered.payloads[..];
             let mut replies = gathered.replies.into_iter();
@@ -324,6 +439,8 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
         }
         self.waiters
             .drain(ProposalError::ShuttingDown, &mut self.completions);
+        self.reads
+            .drain(&ProposalError::ShuttingDown, &mut self.completions);
     }
 
     pub fn status(&self) -> Vec<GroupStatus> {
@@ -430,6 +547,15 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
                 Action::RoleChanged { role, term, leader } => {
                     self.role_changes.push((group, *role, *term, *leader))
                 }
+                Action::ReadReady { id, index } => {
+                    if let Some(group) = self.reads.leader_confirmed(*id, *index) {
+                        self.serve_reads(group);
+                    }
+                }
+                Action::ReadRefused { id, error } => {
+                    self.reads
+                        .leader_refused(*id, &(*error).into(), &mut self.completions)
+                }
                 Action::Commit { .. } => {}
             }
         }
@@ -461,6 +587,13 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
                     Bytes::new()
                 }
             },
+            &mut self.completions,
+        );
+        let state_machine = &self.state_machine;
+        self.reads.applied_up_to(
+            group,
+            batch.last_index(),
+            |query| state_machine.query(group, query),
             &mut self.completions,
         );
     }

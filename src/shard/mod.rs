@@ -6,5 +6,6 @@ pub mod engine;
 pub mod link;
 pub mod mailbox;
 pub mod peers;
+pub mod reads;
 pub mod runtime;
 pub mod waiters;

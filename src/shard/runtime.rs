@@ -27,6 +27,7 @@ use crate::shard::clients::{self, ClientConnection, ClientHub};
 use crate::shard::engine::{Committed, EngineConfig, GroupStatus, ProposalError, ShardEngine};
 use crate::shard::mailbox::Mailbox;
 use crate::shard::peers::Peers;
+use crate::shard::reads::ReadConsistency;
 use crate::types::{GroupId, NodeId, ShardId};
 
 /// A request from the embedding program to one shard.
@@ -34,6 +35,12 @@ pub enum ApiRequest {
     Propose {
         group: GroupId,
         payload: Bytes,
+        reply: flume::Sender<Result<Committed, ProposalError>>,
+    },
+    Read {
+        group: GroupId,
+        query: Bytes,
+        consistency: ReadConsistency,
         reply: flume::Sender<Result<Committed, ProposalError>>,
     },
     Status {
@@ -172,6 +179,7 @@ async fn start_shard<S: StateMachine>(
     tracing::info!(node = %config.id, %shard, recovery = ?log.recovery_report(), "log recovered");
     let engine_config = EngineConfig {
         proposal_timeout_ticks: config.ticks(config.proposal_timeout) as u64,
+        read_lease: Some(config.read_lease()),
     };
     let engine = ShardEngine::new(
         config.id,
@@ -228,6 +236,7 @@ async fn event_loop<S: StateMachine>(
             return Ok(());
         }
         let mut shutdown = false;
+        engine.begin_turn(std::time::Instant::now());
         for event in events.drain(..) {
             match event {
                 ShardEvent::Tick => engine.tick().map_err(fatal)?,
@@ -242,6 +251,12 @@ async fn event_loop<S: StateMachine>(
                     payload,
                     reply,
                 }) => engine.propose(group, payload, ReplyTo::Api(reply)),
+                ShardEvent::Api(ApiRequest::Read {
+                    group,
+                    query,
+                    consistency,
+                    reply,
+                }) => engine.read(group, query, consistency, ReplyTo::Api(reply)),
                 ShardEvent::Api(ApiRequest::Status { reply }) => {
                     let _ = reply.send(engine.status());
                 }
@@ -261,6 +276,18 @@ async fn event_loop<S: StateMachine>(
                                     request_id: id,
                                 };
                                 engine.propose(group, payload, reply);
+                            }
+                            ClientRequest::Read {
+                                id,
+                                group,
+                                consistency,
+                                query,
+                            } => {
+                                let reply = ReplyTo::Client {
+                                    connection: connection.clone(),
+                                    request_id: id,
+                                };
+                                engine.read(group, query, consistency, reply);
                             }
                             ClientRequest::Status { id } => {
                                 connection.status(id, config.id, engine.stats(), &engine.status())

@@ -103,6 +103,9 @@ impl Node {
         let mut config = Config::new(NodeId(id), (1..=voters).map(NodeId).collect());
         config.rng_seed = RNG_SEED;
         config.check_invariants = true;
+        // Exact-action tests start nodes and ask for votes at once; the quiet start has its
+        // own tests.
+        config.quiet_start = false;
         Node {
             config,
             hard_state: HardState::default(),
@@ -292,6 +295,7 @@ pub fn append(term: u64, prev: (u64, u64), commit: u64, batches: Vec<EntryBatch>
         prev_index: LogIndex(prev.0),
         prev_term: Term(prev.1),
         commit: LogIndex(commit),
+        read_round: 0,
         batches,
     })
 }
@@ -306,7 +310,19 @@ pub fn heartbeat_request(term: u64, prev_index: u64, prev_term: u64, commit: u64
         prev_index: LogIndex(prev_index),
         prev_term: Term(prev_term),
         commit: LogIndex(commit),
+        read_round: 0,
         batches: Vec::new(),
+    }
+}
+
+/// `message` (an AppendEntries) as sent in the leader's read round `round`.
+pub fn in_round(message: Message, round: u64) -> Message {
+    match message {
+        Message::Append(request) => Message::Append(AppendRequest {
+            read_round: round,
+            ..request
+        }),
+        other => panic!("only AppendEntries carry a read round, not {other:?}"),
     }
 }
 
@@ -315,6 +331,7 @@ pub fn accepted(term: u64, match_index: u64) -> Message {
         term: Term(term),
         outcome: AppendOutcome::Accepted {
             match_index: LogIndex(match_index),
+            read_round: 0,
         },
     }
 }
