@@ -333,3 +333,42 @@ fn hostile_clients_leave_the_server_serving_others() {
     let mut cluster = cluster;
     assert!(cluster.exited().is_none(), "a node died");
 }
+
+#[test]
+fn lease_reads_see_every_acknowledged_write() {
+    let cluster = ready_cluster(2, &["--read", "lease"]);
+    let addrs = cluster.resp_addrs();
+    for round in 0..20 {
+        let (_, writer) = addrs[round % 3];
+        let value = round.to_string();
+        let _: String = cmd(&mut connect(writer), &["SET", "lease", &value]).unwrap();
+        for &(_, reader) in &addrs {
+            let seen: String = cmd(&mut connect(reader), &["GET", "lease"]).unwrap();
+            assert_eq!(seen, value, "read through {reader} after round {round}");
+        }
+    }
+    let info: String = cmd(&mut connect(addrs[0].1), &["INFO"]).unwrap();
+    assert!(info.contains("read_mode:lease"), "{info}");
+}
+
+#[test]
+fn stale_reads_are_served_locally_even_without_a_quorum() {
+    let mut cluster = ready_cluster(1, &["--read", "stale"]);
+    let addrs = cluster.resp_addrs();
+    let _: String = cmd(&mut connect(addrs[0].1), &["SET", "stale", "v"]).unwrap();
+    let (last, addr) = addrs[2];
+    let mut con = connect(addr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cmd::<Option<String>>(&mut con, &["GET", "stale"]).unwrap() != Some("v".into()) {
+        assert!(Instant::now() < deadline, "{last} never applied the write");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cluster.kill(addrs[0].0);
+    cluster.kill(addrs[1].0);
+    let begun = Instant::now();
+    assert_eq!(cmd::<String>(&mut con, &["GET", "stale"]).unwrap(), "v");
+    assert_eq!(cmd::<i64>(&mut con, &["DBSIZE"]).unwrap(), 13, "12 ready keys and one more");
+    assert!(begun.elapsed() < Duration::from_secs(1), "answered locally");
+    let write = cmd::<Value>(&mut con, &["SET", "stale", "w"]).unwrap_err();
+    assert!(write.to_string().contains("TRYAGAIN"), "{write}");
+}

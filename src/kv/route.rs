@@ -1,7 +1,8 @@
 //! Routing: running each part of a command where its group is led, from any node.
 //!
 //! A part is an encoded [`crate::kv::op::Entry`] for one group. It is proposed (or read) on
-//! this node if this node leads the group or does not know who does; otherwise it is forwarded
+//! this node if this node leads the group or does not know who does, and always when it is a
+//! stale read; otherwise it is forwarded
 //! to the leader's RESP port as `RINGRAFT.PROPOSE group entry` or
 //! `RINGRAFT.READ group mode entry`. The node that receives such a request tries it once,
 //! locally, and answers the entry's output or a routing error (`-NOTLEADER id` or
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::api::{GroupStatus, Node, ProposalError};
+use crate::api::{GroupStatus, Node, ProposalError, ReadConsistency};
 use crate::kv::combine::combine;
 use crate::kv::command::Routed;
 use crate::kv::forward::{ForwardError, ForwardPool};
@@ -45,9 +46,11 @@ const UNKNOWN: u64 = u64::MAX;
 pub enum ReadMode {
     /// On the leader, after confirming leadership with a quorum (ReadIndex).
     Linearizable,
-    /// On the leader, while its leader lease holds.
+    /// On the leader, without a round trip while its leader lease holds (ReadIndex
+    /// otherwise); assumes bounded clock drift.
     Lease,
-    /// On whichever node the client is connected to; may return old values.
+    /// On whichever node the client is connected to, as it is: may miss recent writes, even
+    /// the connection's own.
     Stale,
 }
 
@@ -57,6 +60,14 @@ impl ReadMode {
             ReadMode::Linearizable => "linearizable",
             ReadMode::Lease => "lease",
             ReadMode::Stale => "stale",
+        }
+    }
+
+    pub fn consistency(self) -> ReadConsistency {
+        match self {
+            ReadMode::Linearizable => ReadConsistency::Linearizable,
+            ReadMode::Lease => ReadConsistency::Lease,
+            ReadMode::Stale => ReadConsistency::Stale,
         }
     }
 
@@ -168,7 +179,7 @@ impl Router {
         loop {
             let target = self
                 .leader(group)
-                .filter(|&leader| leader != self.node.id());
+                .filter(|&leader| leader != self.node.id() && read != Some(ReadMode::Stale));
             let attempt = match target {
                 Some(leader) => self.forward(leader, group, &entry, read, lane).await,
                 None => self.local(group, entry.clone(), read).await,
@@ -216,11 +227,7 @@ impl Router {
                 .propose(group, entry)
                 .await
                 .map(|done| done.output),
-            Some(_) => self
-                .node
-                .propose(group, entry)
-                .await
-                .map(|done| done.output),
+            Some(mode) => self.node.read(group, entry, mode.consistency()).await,
         };
         let write = read.is_none();
         match result {

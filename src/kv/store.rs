@@ -51,12 +51,10 @@ impl StateMachine for KvStore {
             outputs.push(Bytes::from(out));
         }
     }
-}
 
-impl KvStore {
     /// Answers a read-only entry against the current state of `group`, judging expiry at the
     /// entry's time (or the group's clock, if later). Anything else is answered with an error.
-    pub fn query(&self, group: GroupId, query: &[u8]) -> Bytes {
+    fn query(&self, group: GroupId, query: &[u8]) -> Bytes {
         let mut out = Vec::new();
         match Entry::decode(query) {
             Ok(entry) if entry.op.is_read() => match self.groups.get(&group) {
@@ -68,7 +66,9 @@ impl KvStore {
         }
         Bytes::from(out)
     }
+}
 
+impl KvStore {
     /// Appends a snapshot of `group` to `out`: its clock and every key with its value and
     /// deadline, in no particular order.
     ///
