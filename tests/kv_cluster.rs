@@ -367,8 +367,15 @@ fn stale_reads_are_served_locally_even_without_a_quorum() {
     cluster.kill(addrs[1].0);
     let begun = Instant::now();
     assert_eq!(cmd::<String>(&mut con, &["GET", "stale"]).unwrap(), "v");
-    assert_eq!(cmd::<i64>(&mut con, &["DBSIZE"]).unwrap(), 13, "12 ready keys and one more");
+    assert_eq!(
+        cmd::<i64>(&mut con, &["DBSIZE"]).unwrap(),
+        13,
+        "12 ready keys and one more"
+    );
     assert!(begun.elapsed() < Duration::from_secs(1), "answered locally");
     let write = cmd::<Value>(&mut con, &["SET", "stale", "w"]).unwrap_err();
-    assert!(write.to_string().to_uppercase().contains("TRYAGAIN"), "{write}");
+    assert!(
+        write.to_string().to_uppercase().contains("TRYAGAIN"),
+        "{write}"
+    );
 }

@@ -112,18 +112,8 @@ static COMMANDS: &[Spec] = &[
         };
         single(ctx, true, &args[1], Op::Set(set))
     }),
-    spec("DEL", -2, |ctx, args| {
-        by_group(ctx, true, &args[1..], |keys| Op::Del(keys), Combine::Sum)
-    }),
-    spec("EXISTS", -2, |ctx, args| {
-        by_group(
-            ctx,
-            false,
-            &args[1..],
-            |keys| Op::Exists(keys),
-            Combine::Sum,
-        )
-    }),
+    spec("DEL", -2, |ctx, args| count_keys(ctx, true, &args[1..])),
+    spec("EXISTS", -2, |ctx, args| count_keys(ctx, false, &args[1..])),
     spec("MGET", -2, mget),
     spec("MSET", -3, mset),
     spec("INCR", 2, |ctx, args| incr_by(ctx, &args[1], 1)),
@@ -240,25 +230,24 @@ fn split(ctx: &Context, keys: &[Bytes]) -> Vec<(GroupId, Vec<usize>)> {
     groups
 }
 
-/// A command on several keys, split into one op per group.
-fn by_group(
-    ctx: &Context,
-    write: bool,
-    keys: &[Bytes],
-    op: fn(Vec<&[u8]>) -> Op<'_>,
-    combine: Combine,
-) -> Result<Plan, String> {
+/// DEL (`delete`) or EXISTS of several keys: one op per group, counts summed.
+fn count_keys(ctx: &Context, delete: bool, keys: &[Bytes]) -> Result<Plan, String> {
     let parts = split(ctx, keys)
         .into_iter()
         .map(|(group, positions)| {
             let keys = positions.iter().map(|&p| &keys[p][..]).collect();
-            (group, entry(ctx, op(keys)))
+            let op = if delete {
+                Op::Del(keys)
+            } else {
+                Op::Exists(keys)
+            };
+            (group, entry(ctx, op))
         })
         .collect();
     Ok(Plan::Routed(Routed {
-        write,
+        write: delete,
         parts,
-        combine,
+        combine: Combine::Sum,
     }))
 }
 
