@@ -58,16 +58,16 @@ follower_port=$((BASE_PORT + 200 + follower))
 results="$data/results.csv"
 echo "target,pipeline,test,rps,avg_ms,min_ms,p50_ms,p95_ms,p99_ms,max_ms" >"$results"
 commands=()
-run() { # label port pipeline
+run() { # label (no commas) port pipeline
     local command="redis-benchmark -h 127.0.0.1 -p $2 -t set,get -n $REQUESTS -c $CLIENTS -P $3 -r $KEYSPACE --csv"
     commands+=("$1 -P $3: \`$command\`")
     echo "== $1, -P $3" >&2
     $command | tail -n +2 | tr -d '"' | sed "s/^/$1,$3,/" >>"$results"
 }
 for pipeline in 1 16; do
-    run "ringraft kv (3 nodes, leader n$leader)" "$leader_port" "$pipeline"
-    run "ringraft kv (3 nodes, via follower n$follower)" "$follower_port" "$pipeline"
-    run "redis-server (1 node, appendfsync always)" "$REDIS_PORT" "$pipeline"
+    run "ringraft kv: 3 nodes, to leader n$leader" "$leader_port" "$pipeline"
+    run "ringraft kv: 3 nodes, to follower n$follower (forwarded)" "$follower_port" "$pipeline"
+    run "redis-server: 1 node, appendfsync always" "$REDIS_PORT" "$pipeline"
 done
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
@@ -85,10 +85,10 @@ fs=$(df -T "$data" | awk 'NR == 2 { print $2 " on " $1 }')
     echo "- load: $REQUESTS requests per test, $CLIENTS connections, random keys out of $KEYSPACE,"
     echo "  3-byte values (redis-benchmark's default)"
     echo
-    echo "| target | -P | test | requests/s | avg ms | p50 ms | p95 ms | p99 ms | max ms |"
-    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "| target | -P | test | requests/s | avg ms | min ms | p50 ms | p95 ms | p99 ms | max ms |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
     tail -n +2 "$results" | while IFS=, read -r target pipeline test rps avg min p50 p95 p99 max; do
-        echo "| $target | $pipeline | $test | $rps | $avg | $p50 | $p95 | $p99 | $max |"
+        echo "| $target | $pipeline | $test | $rps | $avg | $min | $p50 | $p95 | $p99 | $max |"
     done
     echo
     echo "Commands:"
