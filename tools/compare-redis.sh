@@ -55,6 +55,7 @@ follower=$(( leader % 3 + 1 ))
 leader_port=$((BASE_PORT + 200 + leader))
 follower_port=$((BASE_PORT + 200 + follower))
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 results="$data/results.csv"
 echo "target,pipeline,test,rps,avg_ms,min_ms,p50_ms,p95_ms,p99_ms,max_ms" >"$results"
 commands=()
@@ -65,9 +66,9 @@ run() { # label (no commas) port pipeline
     $command | tail -n +2 | tr -d '"' | sed "s/^/$1,$3,/" >>"$results"
 }
 for pipeline in 1 16; do
-    run "ringraft kv: 3 nodes, to leader n$leader" "$leader_port" "$pipeline"
-    run "ringraft kv: 3 nodes, to follower n$follower (forwarded)" "$follower_port" "$pipeline"
-    run "redis-server: 1 node, appendfsync always" "$REDIS_PORT" "$pipeline"
+    run "ringraft kv 3 nodes: to leader n$leader" "$leader_port" "$pipeline"
+    run "ringraft kv 3 nodes: to follower n$follower (forwarded)" "$follower_port" "$pipeline"
+    run "redis-server 1 node: appendfsync always" "$REDIS_PORT" "$pipeline"
 done
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
@@ -77,7 +78,8 @@ fs=$(df -T "$data" | awk 'NR == 2 { print $2 " on " $1 }')
     echo
     echo "- commit: \`$(git rev-parse HEAD)\`"
     echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "- machine: $cpu, $(nproc) cores, Linux $(uname -r), data on $fs"
+    echo "- machine: $cpu, $(nproc) cores, Linux $(uname -r), data on $fs; load average before"
+    echo "  the runs: $load_before"
     echo "- $(redis-benchmark --version), $(redis-server --version | cut -d' ' -f1-3)"
     echo "- ringraft: \`ringraft cluster --kv --nodes 3 --node-flags \"--read $READ\"\` (1 shard, 1 group"
     echo "  per node, fdatasync on every flush, all three processes on this machine's $(nproc) cores)"
