@@ -1,6 +1,6 @@
 //! Forwarding connections: a small pool of pipelined RESP connections to other nodes.
 //!
-//! Each (node, lane) pair has at most one live [`Link`]: a task that connects, writes requests
+//! Each (node, lane) pair has at most one live link: a task that connects, writes requests
 //! in the order they were handed over (batching whatever is queued into one write) and matches
 //! replies to requests in that same order. A client connection always uses the same lane, so
 //! its forwarded commands reach the other node in the order it sent them.
