@@ -6,8 +6,9 @@
 
 mod procs;
 
+use std::io::Write;
 use std::net::SocketAddr;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use procs::ProcCluster;
@@ -25,17 +26,39 @@ fn have_redis_cli() -> bool {
     installed && present()
 }
 
-/// `redis-cli -h … -p … args…`: its trimmed standard output.
-fn redis_cli(addr: SocketAddr, args: &[&str]) -> String {
-    let output = Command::new("redis-cli")
+/// `redis-cli -h … -p … args…` with `input` on its standard input: its trimmed standard
+/// output. Killed (and the test failed) after 30 s.
+fn redis_cli_with_input(addr: SocketAddr, args: &[&str], input: &[u8]) -> String {
+    let mut child = Command::new("redis-cli")
         .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
         .args(args)
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
         .expect("redis-cli runs");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(input)
+        .expect("redis-cli reads its input");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait for redis-cli").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("redis-cli {args:?} took over 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let output = child.wait_with_output().expect("redis-cli output");
     assert!(output.status.success(), "redis-cli {args:?}: {output:?}");
     String::from_utf8_lossy(&output.stdout)
         .trim_end()
         .to_string()
+}
+
+fn redis_cli(addr: SocketAddr, args: &[&str]) -> String {
+    redis_cli_with_input(addr, args, b"")
 }
 
 #[test]
@@ -73,19 +96,6 @@ fn redis_cli_talks_to_every_node() {
         assert_eq!(redis_cli(*addr, &["DBSIZE"]), "9");
     }
     // Commands piped on standard input, as a script would.
-    let mut child = Command::new("redis-cli")
-        .args(["-p", &addrs[2].1.port().to_string()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"SET piped 1\nINCR piped\nGET piped\n")
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "OK\n2\n2\n");
+    let piped = redis_cli_with_input(addrs[2].1, &[], b"SET piped 1\nINCR piped\nGET piped\n");
+    assert_eq!(piped, "OK\n2\n2");
 }
