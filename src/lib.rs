@@ -1,5 +1,6 @@
 pub mod api;
 pub mod batch;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod constants;

@@ -19,7 +19,7 @@ use ringraft::batch::{BatchKind, EntryBatch};
 use ringraft::client::protocol::{
     decode_requests, decode_requests_frame, decode_responses, decode_responses_frame,
     encode_requests, encode_responses, ClientError, ClientRequest, ClientResponse, GroupStatus,
-    ProtocolError, ShardStats,
+    ProtocolError, ShardStats, StageBuckets,
 };
 use ringraft::constants::{
     CLIENT_PAYLOAD_BYTES_MAX, FRAME_ALIGN, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, PROTOCOL_VERSION,
@@ -398,6 +398,11 @@ fn arb_response() -> impl Strategy<Value = ClientResponse> {
                             bytes_written,
                         },
                         groups,
+                        stages: StageBuckets {
+                            leader_durable: vec![(flushes % 1000, 1)],
+                            committed: vec![],
+                            applied: vec![(7, entries_written), (9, bytes_written)],
+                        },
                     }
                 }
             ),

@@ -1,11 +1,14 @@
 //! The shard engine over the in-memory log, three nodes wired in one thread: proposals are
 //! gathered into one batch per turn, commit, reach the state machine and answer their
-//! proposers; vote grants wait for the flush that makes the vote durable.
+//! proposers; vote grants wait for the flush that makes the vote durable; reads of one turn
+//! share one heartbeat round, lease reads skip it while the lease holds, stale reads answer at
+//! once.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ringraft::api::{CommittedEntries, StateMachine};
+use ringraft::api::{CommittedEntries, ReadConsistency, StateMachine};
 use ringraft::core::{Config, Message, Role};
 use ringraft::log::{LogStore, MemLog};
 use ringraft::shard::engine::{Committed, EngineConfig, ProposalError, ShardEngine};
@@ -25,6 +28,12 @@ impl StateMachine for Reverser {
             self.applied.push((index, payload.to_vec()));
             outputs.push(payload.iter().rev().copied().collect::<Vec<u8>>().into());
         }
+    }
+
+    /// Whether `query` was applied: "yes" or "no".
+    fn query(&self, _group: GroupId, query: &[u8]) -> Bytes {
+        let seen = self.applied.iter().any(|(_, payload)| payload == query);
+        Bytes::from_static(if seen { b"yes" } else { b"no" })
     }
 }
 
@@ -54,6 +63,9 @@ impl Trio {
                         let mut config = Config::new(id, voters.clone());
                         config.rng_seed = id.0;
                         config.check_invariants = true;
+                        // Only the candidate ticks here, so the others' quiet start would
+                        // never end.
+                        config.quiet_start = false;
                         config
                     },
                 )
@@ -277,5 +289,170 @@ fn shutting_down_answers_every_outstanding_proposal() {
     assert_eq!(
         trio.engine(1).take_completions(),
         vec![(7, Err(ProposalError::ShuttingDown))]
+    );
+}
+
+/// Node 1 leads and has committed "abc" at index 2.
+fn trio_with_a_write() -> Trio {
+    let mut trio = Trio::new();
+    trio.elect(1);
+    trio.engine(1).propose(GROUP, Bytes::from_static(b"abc"), 1);
+    trio.settle();
+    assert!(matches!(
+        trio.engine(1).take_completions()[..],
+        [(
+            1,
+            Ok(Committed {
+                index: LogIndex(2),
+                ..
+            })
+        )]
+    ));
+    trio
+}
+
+fn answer(index: u64, output: &'static [u8]) -> Result<Committed, ProposalError> {
+    Ok(Committed {
+        index: LogIndex(index),
+        output: Bytes::from_static(output),
+    })
+}
+
+/// Messages node `id` would send at the end of its turn, per peer; then they are delivered.
+fn end_turn_and_count_messages(trio: &mut Trio, id: u64) -> Vec<usize> {
+    trio.engine(id).end_turn().unwrap();
+    let outbox = trio.engine(id).take_outbox();
+    let counts = outbox.values().map(Vec::len).collect();
+    for (to, messages) in outbox {
+        for (group, message) in messages {
+            trio.wire.push_back((NodeId(id), to, group, message));
+        }
+    }
+    counts
+}
+
+#[test]
+fn linearizable_reads_of_one_turn_share_one_heartbeat_round() {
+    let mut trio = trio_with_a_write();
+    let leader = trio.engine(1);
+    leader.read(
+        GROUP,
+        Bytes::from_static(b"abc"),
+        ReadConsistency::Linearizable,
+        20,
+    );
+    leader.read(
+        GROUP,
+        Bytes::from_static(b"zzz"),
+        ReadConsistency::Linearizable,
+        21,
+    );
+    assert_eq!(end_turn_and_count_messages(&mut trio, 1), vec![1, 1]);
+    assert!(
+        trio.engine(1).take_completions().is_empty(),
+        "not served before a majority confirmed the leadership"
+    );
+    trio.settle();
+    let mut completions = trio.engine(1).take_completions();
+    completions.sort_by_key(|(reply, _)| *reply);
+    assert_eq!(
+        completions,
+        vec![(20, answer(2, b"yes")), (21, answer(2, b"no"))]
+    );
+}
+
+#[test]
+fn a_follower_refuses_linearizable_reads_and_answers_stale_ones_at_once() {
+    let mut trio = trio_with_a_write();
+    // Heartbeats carry the commit index to the followers.
+    for _ in 0..2 {
+        trio.engine(1).tick().unwrap();
+    }
+    trio.settle();
+    let follower = trio.engine(2);
+    follower.read(
+        GROUP,
+        Bytes::from_static(b"abc"),
+        ReadConsistency::Stale,
+        30,
+    );
+    assert_eq!(follower.take_completions(), vec![(30, answer(2, b"yes"))]);
+    follower.read(
+        GROUP,
+        Bytes::from_static(b"abc"),
+        ReadConsistency::Linearizable,
+        31,
+    );
+    follower.read(
+        GROUP,
+        Bytes::from_static(b"abc"),
+        ReadConsistency::Lease,
+        32,
+    );
+    follower.read(GroupId(9), Bytes::new(), ReadConsistency::Stale, 33);
+    trio.settle();
+    let mut completions = trio.engine(2).take_completions();
+    completions.sort_by_key(|(reply, _)| *reply);
+    let not_leader = Err(ProposalError::NotLeader {
+        leader: Some(NodeId(1)),
+    });
+    assert_eq!(
+        completions,
+        vec![
+            (31, not_leader.clone()),
+            (32, not_leader),
+            (33, Err(ProposalError::UnknownGroup(GroupId(9)))),
+        ]
+    );
+}
+
+#[test]
+fn lease_reads_skip_the_round_trip_only_while_the_lease_holds() {
+    let mut trio = trio_with_a_write();
+    let start = Instant::now();
+    trio.engine(1).begin_turn(start);
+    // Confirm a round so that the lease starts.
+    trio.engine(1).read(
+        GROUP,
+        Bytes::from_static(b"abc"),
+        ReadConsistency::Linearizable,
+        40,
+    );
+    trio.settle();
+    assert_eq!(
+        trio.engine(1).take_completions(),
+        vec![(40, answer(2, b"yes"))]
+    );
+
+    trio.engine(1).read(
+        GROUP,
+        Bytes::from_static(b"abc"),
+        ReadConsistency::Lease,
+        41,
+    );
+    assert_eq!(
+        end_turn_and_count_messages(&mut trio, 1),
+        Vec::<usize>::new(),
+        "served from the lease, nothing sent"
+    );
+    assert_eq!(
+        trio.engine(1).take_completions(),
+        vec![(41, answer(2, b"yes"))]
+    );
+
+    // The Trio's lease is one second: two seconds later it has run out.
+    trio.engine(1).begin_turn(start + Duration::from_secs(2));
+    trio.engine(1).read(
+        GROUP,
+        Bytes::from_static(b"abc"),
+        ReadConsistency::Lease,
+        42,
+    );
+    assert_eq!(end_turn_and_count_messages(&mut trio, 1), vec![1, 1]);
+    assert!(trio.engine(1).take_completions().is_empty());
+    trio.settle();
+    assert_eq!(
+        trio.engine(1).take_completions(),
+        vec![(42, answer(2, b"yes"))]
     );
 }

@@ -55,3 +55,23 @@ fn voting_without_the_log_check_is_caught() {
     );
     println!("caught: {caught:?}");
 }
+
+#[test]
+fn reads_without_proof_of_leadership_are_caught() {
+    let caught = first_caught(BrokenRule::ReadWithoutQuorumCheck);
+    assert!(
+        caught.is_some(),
+        "no seed caught a deposed leader serving a stale ReadIndex read"
+    );
+    println!("caught: {caught:?}");
+}
+
+#[test]
+fn leases_longer_than_the_followers_promise_are_caught() {
+    let caught = first_caught(BrokenRule::LeaseBeyondElectionTimeout);
+    assert!(
+        caught.is_some(),
+        "no seed caught a lease read served after a new leader was elected"
+    );
+    println!("caught: {caught:?}");
+}

@@ -122,7 +122,7 @@ fn run_sim(args: &SimArgs) -> ExitCode {
         None => args.start..args.start + args.seeds,
     };
     let started = std::time::Instant::now();
-    let (mut passed, mut events, mut acknowledged) = (0u64, 0u64, 0usize);
+    let (mut passed, mut events, mut acknowledged, mut reads) = (0u64, 0u64, 0usize, 0u64);
     for seed in seeds.clone() {
         let options = match args.nodes {
             Some(nodes) => SimOptions {
@@ -136,6 +136,7 @@ fn run_sim(args: &SimArgs) -> ExitCode {
                 passed += 1;
                 events += summary.events;
                 acknowledged += summary.acknowledged_values;
+                reads += summary.reads_served;
                 if args.seed.is_some() {
                     println!("seed {seed}: {summary:?}");
                 }
@@ -156,7 +157,7 @@ fn run_sim(args: &SimArgs) -> ExitCode {
     }
     println!(
         "{passed} seeds ({}..{}) passed, 0 violations: {events} events, {acknowledged} \
-         acknowledged proposals checked, {:.1}s",
+         acknowledged proposals and {reads} reads checked, {:.1}s",
         seeds.start,
         seeds.end,
         started.elapsed().as_secs_f64()

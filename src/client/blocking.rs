@@ -17,13 +17,22 @@ use bytes::Bytes;
 
 use crate::client::protocol::{
     decode_responses_frame, encode_requests, request_wire_bytes, ClientError, ClientRequest,
-    ClientResponse, GroupStatus, ShardStats,
+    ClientResponse, GroupStatus, ShardStats, StageBuckets,
 };
 use crate::constants::FRAME_BYTES_MAX;
 use crate::net::frame::READ_SPARE_BYTES;
 use crate::net::{FrameDecoder, FrameKind};
 use crate::shard::reads::ReadConsistency;
+use crate::shard::stages::StageHistograms;
 use crate::types::{GroupId, LogIndex, NodeId, ShardId};
+
+/// What a node reports about its work, summed over its shards.
+#[derive(Clone, Debug, Default)]
+pub struct NodeStats {
+    pub log: ShardStats,
+    /// Latency by stage of the batches the node placed as leader, since it started.
+    pub stages: StageHistograms,
+}
 
 /// A committed proposal.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,7 +99,7 @@ impl Client {
             let nodes: Vec<NodeId> = self.nodes.iter().map(|(id, _)| *id).collect();
             let mut claims = Vec::new();
             for node in nodes {
-                let Ok((_, statuses)) = self.status_of_shard(node, self.shard_of(group)) else {
+                let Ok((_, statuses, _)) = self.status_of_shard(node, self.shard_of(group)) else {
                     continue;
                 };
                 if let Some(status) = statuses.iter().find(|status| status.group == group) {
@@ -243,14 +252,15 @@ impl Client {
         Ok(all)
     }
 
-    /// Work counters of `node`, summed over its shards.
-    pub fn node_stats(&mut self, node: NodeId) -> Result<ShardStats, CallError> {
-        let mut total = ShardStats::default();
+    /// Work counters and stage latencies of `node`, summed over its shards.
+    pub fn node_stats(&mut self, node: NodeId) -> Result<NodeStats, CallError> {
+        let mut total = NodeStats::default();
         for shard in (0..self.shards).map(ShardId) {
-            let (stats, _) = self.status_of_shard(node, shard)?;
-            total.flushes += stats.flushes;
-            total.entries_written += stats.entries_written;
-            total.bytes_written += stats.bytes_written;
+            let (stats, _, stages) = self.status_of_shard(node, shard)?;
+            total.log.flushes += stats.flushes;
+            total.log.entries_written += stats.entries_written;
+            total.log.bytes_written += stats.bytes_written;
+            total.stages.add_buckets(&stages);
         }
         Ok(total)
     }
@@ -259,14 +269,19 @@ impl Client {
         &mut self,
         node: NodeId,
         shard: ShardId,
-    ) -> Result<(ShardStats, Vec<GroupStatus>), CallError> {
+    ) -> Result<(ShardStats, Vec<GroupStatus>, StageBuckets), CallError> {
         self.next_id += 1;
         let id = self.next_id;
         let answers = self
             .exchange(node, shard, &[ClientRequest::Status { id }])
             .map_err(|last_problem| CallError::Deadline { last_problem })?;
         match answers.get(&id) {
-            Some(ClientResponse::Status { shard, groups, .. }) => Ok((*shard, groups.clone())),
+            Some(ClientResponse::Status {
+                shard,
+                groups,
+                stages,
+                ..
+            }) => Ok((*shard, groups.clone(), stages.clone())),
             Some(ClientResponse::Error { error, .. }) => Err(CallError::Refused(error.clone())),
             _ => Err(CallError::Deadline {
                 last_problem: "no status answer".into(),

@@ -22,6 +22,8 @@
 //!               | group_count: u32 | reserved: u32 | group_count × group (56 B):
 //!               group: u64 | role: u8 | has_leader: u8 | reserved: 6 B | term: u64 | leader: u64
 //!               | commit: u64 | applied: u64 | last_index: u64
+//!               | 3 × stage (leader durable, committed, applied): bucket_count: u32
+//!               | reserved: u32 | bucket_count × (latency_us: u64 | count: u64)
 //!   3 Error     (code = error kind)
 //!     1 NotLeader    flags: u8 (bit0 leader, bit1 address) | reserved: 5 B | addr_len: u16
 //!                    | leader: u64 | address (UTF-8)
@@ -131,6 +133,18 @@ pub struct ShardStats {
     pub bytes_written: u64,
 }
 
+/// The shard's latency histograms by stage (see [`crate::shard::stages`]) as
+/// `(latency in µs, count)` buckets, non-empty buckets only.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StageBuckets {
+    pub leader_durable: Vec<(u64, u64)>,
+    pub committed: Vec<(u64, u64)>,
+    pub applied: Vec<(u64, u64)>,
+}
+
+/// Bytes of one histogram bucket on the wire.
+const BUCKET_BYTES: usize = 16;
+
 /// The server's answer to one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientResponse {
@@ -145,6 +159,7 @@ pub enum ClientResponse {
         node: NodeId,
         shard: ShardStats,
         groups: Vec<GroupStatus>,
+        stages: StageBuckets,
     },
     Error {
         id: u64,
@@ -361,6 +376,7 @@ fn put_response(response: &ClientResponse, out: &mut Vec<u8>) -> Result<(), Prot
             node,
             shard,
             groups,
+            stages,
         } => {
             let count = u32::try_from(groups.len())
                 .ok()
@@ -389,6 +405,22 @@ fn put_response(response: &ClientResponse, out: &mut Vec<u8>) -> Result<(), Prot
                 put_u64(out, status.commit.0);
                 put_u64(out, status.applied.0);
                 put_u64(out, status.last_index.0);
+            }
+            for buckets in [&stages.leader_durable, &stages.committed, &stages.applied] {
+                let count = u32::try_from(buckets.len())
+                    .ok()
+                    .filter(|&n| n as usize * BUCKET_BYTES <= FRAME_BYTES_MAX)
+                    .ok_or(ProtocolError::FieldTooLarge {
+                        what: "stage histogram",
+                        bytes: (buckets.len() * BUCKET_BYTES) as u64,
+                        max: FRAME_BYTES_MAX,
+                    })?;
+                put_u32(out, count);
+                put_u32(out, 0);
+                for &(latency_us, count) in buckets {
+                    put_u64(out, latency_us);
+                    put_u64(out, count);
+                }
             }
         }
         ClientResponse::Error { id, error } => {
@@ -610,6 +642,21 @@ fn read_request(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientRequest, 
     }
 }
 
+fn read_buckets(reader: &mut Reader<'_>) -> Result<Vec<(u64, u64)>, ProtocolError> {
+    let count = reader.u32()?;
+    require_zero(reader, 4, "histogram reserved bytes")?;
+    if (count as usize).saturating_mul(BUCKET_BYTES) > reader.remaining() {
+        return Err(ProtocolError::CountTooLarge {
+            count,
+            at: reader.pos(),
+            room: reader.remaining(),
+        });
+    }
+    (0..count)
+        .map(|_| Ok((reader.u64()?, reader.u64()?)))
+        .collect()
+}
+
 fn read_text(
     reader: &mut Reader<'_>,
     len: usize,
@@ -696,11 +743,17 @@ fn read_response(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientResponse
                     last_index: LogIndex(reader.u64()?),
                 });
             }
+            let stages = StageBuckets {
+                leader_durable: read_buckets(reader)?,
+                committed: read_buckets(reader)?,
+                applied: read_buckets(reader)?,
+            };
             Ok(ClientResponse::Status {
                 id,
                 node,
                 shard,
                 groups,
+                stages,
             })
         }
         RESPONSE_ERROR => {
@@ -833,6 +886,11 @@ mod tests {
                     applied: LogIndex(9),
                     last_index: LogIndex(10),
                 }],
+                stages: StageBuckets {
+                    leader_durable: vec![(120, 3), (250, 1)],
+                    committed: vec![],
+                    applied: vec![(900, 4)],
+                },
             },
             ClientResponse::Error {
                 id: 3,

@@ -16,6 +16,9 @@ pub enum BrokenRule {
     VoteWithoutLogCheck,
     /// A leader answers ReadIndex at once, without confirming that it still leads (§6.4).
     ReadWithoutQuorumCheck,
+    /// The driver trusts a read lease for four election timeouts instead of less than one
+    /// (a driver setting: the simulator reads it; the core does not).
+    LeaseBeyondElectionTimeout,
 }
 
 /// Configuration of one group's core on one node.

@@ -14,8 +14,8 @@
 //! records when each read round started, and asks [`ReadLease::index`] when it has lease reads
 //! to serve.
 //!
-//! Invariants: `started` holds `(round, start)` pairs in increasing order of both, and only for
-//! the current leadership (cleared whenever the core is not leader); a round's recorded start
+//! Invariants: `started` holds `(round, start)` pairs in increasing order of both, never round
+//! 0 (the echo of a follower that heard nothing), and only for the current leadership (cleared whenever the core is not leader); a round's recorded start
 //! is never later than the moment its messages were handed to the transport.
 
 use std::collections::VecDeque;
@@ -51,7 +51,8 @@ impl ReadLease {
             return;
         }
         let round = core.read_round();
-        if self.started.back().is_some_and(|&(last, _)| last >= round) {
+        // Round 0 is what a follower echoes before it heard anything: it proves nothing.
+        if round == 0 || self.started.back().is_some_and(|&(last, _)| last >= round) {
             return;
         }
         if self.started.len() == ROUNDS_REMEMBERED {

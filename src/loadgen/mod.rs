@@ -6,10 +6,12 @@
 //! directory (see [`report`]). Connections are spread over the groups and always talk to the
 //! group's leader.
 
+pub mod in_process;
 pub mod load;
 pub mod machine;
 pub mod plot;
 pub mod report;
+pub mod sweep;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,8 +26,8 @@ use serde::Serialize;
 
 use crate::cli::local_cluster::{LocalCluster, LocalClusterSpec};
 use crate::cli::node_args::{parse_members, FsyncMode};
-use crate::client::protocol::ShardStats;
-use crate::client::Client;
+use crate::client::{Client, NodeStats};
+use crate::loadgen::in_process::{run_embedded, InProcessCluster, InProcessSpec};
 use crate::loadgen::load::{run_connection, ConnectionResult, LoadCounters, Pace, Schedule};
 use crate::loadgen::machine::{cpu_seconds, Machine};
 use crate::loadgen::report::{hgrm, write_file, Percentiles};
@@ -78,13 +80,21 @@ pub struct BenchArgs {
     /// kill -9 the leader of group 0 halfway and report the time to the next commit.
     #[arg(long)]
     pub failover: bool,
+    /// Run every node inside this process and propose through the embedding API (no client
+    /// sockets, no process boundaries; peers still talk TCP over loopback).
+    #[arg(long)]
+    pub in_process: bool,
+    /// A throughput/latency curve: saturation first (closed loop), then open loop at 10, 25,
+    /// 50, 75, 90 and 100 % of it; each point is a full warm-up + duration.
+    #[arg(long)]
+    pub sweep: bool,
     /// First port of the local cluster (default: a free block).
     #[arg(long)]
     pub base_port: Option<u16>,
 }
 
 #[derive(Serialize)]
-struct BenchResult {
+pub(crate) struct BenchResult {
     config: BenchArgs,
     commit: String,
     date: String,
@@ -93,11 +103,15 @@ struct BenchResult {
     commits: u64,
     commits_per_second: f64,
     payload_megabytes_per_second: f64,
+    /// Open loop: the proposals per second offered.
+    offered_per_second: Option<f64>,
     failed: u64,
     latency_us: Percentiles,
     cpu_seconds_per_node: Vec<(u64, f64)>,
     cpu_microseconds_per_commit: Option<f64>,
     log_per_node: Vec<NodeLogFigures>,
+    /// Server-side latency by stage, from a batch's placement in the leader's log.
+    stages_us: Option<StagePercentiles>,
     failover_ms: Option<f64>,
     errors: Vec<String>,
 }
@@ -112,23 +126,56 @@ struct NodeLogFigures {
     megabytes_written_per_second: f64,
 }
 
-/// Each node's log counters, where the node answers.
-fn log_counters(client: &mut Client, nodes: &[(NodeId, SocketAddr)]) -> Vec<(u64, ShardStats)> {
+/// Latency percentiles of each stage a leader measures (see `shard::stages`).
+#[derive(Serialize)]
+struct StagePercentiles {
+    /// Placed in the leader's log → durable in the leader's log.
+    leader_durable: Percentiles,
+    /// Placed → committed (durable on a majority).
+    committed: Percentiles,
+    /// Placed → applied by the leader's state machine (answered right after).
+    applied: Percentiles,
+}
+
+/// Each node's counters, where the node answers.
+fn node_counters(client: &mut Client, nodes: &[(NodeId, SocketAddr)]) -> Vec<(u64, NodeStats)> {
     nodes
         .iter()
         .filter_map(|&(id, _)| Some((id.0, client.node_stats(id).ok()?)))
         .collect()
 }
 
+/// The stage latencies recorded by all nodes between the two samples.
+fn stage_figures(start: &[(u64, NodeStats)], end: &[(u64, NodeStats)]) -> Option<StagePercentiles> {
+    let mut total: Option<crate::shard::stages::StageHistograms> = None;
+    for (node, after) in end {
+        let delta = match start.iter().find(|(id, _)| id == node) {
+            Some((_, before)) => after.stages.since(&before.stages),
+            None => after.stages.clone(),
+        };
+        match total.as_mut() {
+            None => total = Some(delta),
+            Some(total) => total.add_buckets(&delta.to_buckets()),
+        }
+    }
+    let total = total.filter(|total| !total.applied.is_empty())?;
+    Some(StagePercentiles {
+        leader_durable: Percentiles::of(&total.leader_durable),
+        committed: Percentiles::of(&total.committed),
+        applied: Percentiles::of(&total.applied),
+    })
+}
+
 fn log_figures(
-    start: &[(u64, ShardStats)],
-    end: &[(u64, ShardStats)],
+    start: &[(u64, NodeStats)],
+    end: &[(u64, NodeStats)],
     seconds: f64,
 ) -> Vec<NodeLogFigures> {
     start
         .iter()
         .filter_map(|(node, before)| {
             let (_, after) = end.iter().find(|(id, _)| id == node)?;
+            let (before, after) = (&before.log, &after.log);
             let flushes = after.flushes.saturating_sub(before.flushes) as f64;
             let entries = after.entries_written.saturating_sub(before.entries_written) as f64;
             let bytes = after.bytes_written.saturating_sub(before.bytes_written) as f64;
@@ -148,15 +195,7 @@ fn log_figures(
 
 /// Runs the benchmark; the error is a message for the user.
 pub fn run(args: BenchArgs) -> Result<(), String> {
-    if args.payload == 0 || args.payload > crate::constants::CLIENT_PAYLOAD_BYTES_MAX {
-        return Err(format!(
-            "--payload must be 1..={} bytes",
-            crate::constants::CLIENT_PAYLOAD_BYTES_MAX
-        ));
-    }
-    if args.clients == 0 || args.pipeline == 0 || args.duration <= 0.0 || args.warmup < 0.0 {
-        return Err("--clients, --pipeline and --duration must be positive".into());
-    }
+    validate(&args)?;
     let groups = args.groups.unwrap_or(args.shards);
     let temporary = tempfile::Builder::new()
         .prefix("ringraft-bench-")
@@ -166,31 +205,8 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         .keep_data
         .clone()
         .unwrap_or_else(|| temporary.path().to_path_buf());
-    let mut cluster = None;
-    let nodes: Vec<(NodeId, SocketAddr)> = match &args.target {
-        Some(list) => parse_members(list, "--target")?,
-        None => {
-            let spec = LocalClusterSpec {
-                exe: std::env::current_exe().map_err(|e| format!("own binary: {e}"))?,
-                nodes: args.nodes,
-                shards: args.shards,
-                groups,
-                base_port: args.base_port.unwrap_or_else(free_port_block),
-                cluster_id: 1,
-                data_root: data_root.clone(),
-                extra_flags: match args.fsync {
-                    FsyncMode::Always => vec![],
-                    FsyncMode::Never => vec!["--fsync".into(), "never".into()],
-                },
-                log_level: "warn".into(),
-                kv: false,
-            };
-            let started = LocalCluster::start(spec)?;
-            let addrs = started.client_addrs();
-            cluster = Some(started);
-            addrs
-        }
-    };
+    let mut target = Target::start(&args, groups, &data_root)?;
+    let nodes = target.client_addrs();
     let mut client = Client::connect(nodes.clone(), args.shards, Duration::from_secs(15));
     let mut leaders = Vec::new();
     for group in (0..groups as u64).map(GroupId) {
@@ -200,186 +216,374 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         leaders.push((group, leader));
     }
     println!(
-        "ringraft bench: {} nodes, {} shards, {} groups, {} B payloads, {} connections, {}",
+        "ringraft bench: {} nodes{}, {} shards, {} groups, {} B payloads, {} connections, {}",
         nodes.len(),
+        if args.in_process {
+            " in this process"
+        } else {
+            ""
+        },
         args.shards,
         groups,
         args.payload,
         args.clients,
-        match args.rate {
-            Some(rate) => format!("open loop at {rate}/s"),
-            None => format!("closed loop, {} in flight each", args.pipeline),
+        match (args.sweep, args.rate) {
+            (true, _) => "sweep: saturation, then open loop at rising fractions of it".into(),
+            (false, Some(rate)) => format!("open loop at {rate}/s"),
+            (false, None) => format!("closed loop, {} in flight each", args.pipeline),
         }
     );
-
-    let counters = Arc::new(LoadCounters::default());
-    let started = Instant::now();
-    let measure_from = started + Duration::from_secs_f64(args.warmup);
-    let stop = measure_from + Duration::from_secs_f64(args.duration);
-    let payload = Bytes::from(vec![0x5a; args.payload]);
-    let schedule = Schedule {
-        started,
-        measure_from,
-        stop,
+    let mut bench = Bench {
+        args: &args,
+        target: &mut target,
+        nodes,
+        leaders,
+        client,
+        data_root: data_root.clone(),
     };
-    let mut workers = Vec::new();
-    for connection in 0..args.clients {
-        let (group, leader) = leaders[connection % leaders.len()];
-        let base = nodes
-            .iter()
-            .find(|(id, _)| *id == leader)
-            .map(|(_, addr)| *addr)
-            .expect("leader is a member");
-        let mut addr = base;
-        addr.set_port(base.port() + (group.0 % args.shards as u64) as u16);
-        let pace = match args.rate {
-            Some(rate) => Pace::Open {
-                per_second: rate / args.clients as f64,
-            },
-            None => Pace::Closed {
-                pipeline: args.pipeline,
-            },
-        };
-        let counters = counters.clone();
-        let payload = payload.clone();
-        workers.push(std::thread::spawn(move || {
-            run_connection(addr, group, payload, pace, schedule, counters)
-        }));
-    }
-
-    let pids: Vec<(u64, u32)> = cluster
-        .as_ref()
-        .map(|c| {
-            (1..=args.nodes)
-                .filter_map(|id| Some((id, c.pid(NodeId(id))?)))
-                .collect()
-        })
-        .unwrap_or_default();
-    let progress = indicatif::ProgressBar::new((args.warmup + args.duration).ceil() as u64);
-    progress.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {elapsed}/{len}s {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let mut cpu_at_start = Vec::new();
-    let mut stats_client = Client::connect(nodes.clone(), args.shards, Duration::from_secs(2));
-    let mut log_at_start = Vec::new();
-    let mut measuring = false;
-    let mut failover_ms = None;
-    let failover_at = measure_from + Duration::from_secs_f64(args.duration / 2.0);
-    let mut last_count = 0;
-    let mut last_tick = Instant::now();
-    let mut throughput = Vec::new();
-    while Instant::now() < stop {
-        std::thread::sleep(Duration::from_millis(200));
-        let now = Instant::now();
-        if !measuring && now >= measure_from {
-            measuring = true;
-            cpu_at_start = pids
-                .iter()
-                .map(|&(id, pid)| (id, cpu_seconds(pid)))
-                .collect();
-            log_at_start = log_counters(&mut stats_client, &nodes);
-        }
-        if args.failover && failover_ms.is_none() && now >= failover_at {
-            if let Some(cluster) = cluster.as_mut() {
-                failover_ms = Some(kill_leader_and_wait(cluster, &mut client, &counters)?);
-            }
-        }
-        let count = counters.committed.load(Ordering::Relaxed);
-        let elapsed = now.duration_since(last_tick).as_secs_f64();
-        let rate = (count - last_count) as f64 / elapsed;
-        throughput.push((now.duration_since(started).as_secs_f64(), rate));
-        progress.set_position(now.duration_since(started).as_secs());
-        progress.set_message(format!("{rate:>10.0} commits/s"));
-        last_count = count;
-        last_tick = now;
-    }
-    let cpu_at_end: Vec<(u64, Option<f64>)> = pids
-        .iter()
-        .map(|&(id, pid)| (id, cpu_seconds(pid)))
-        .collect();
-    let log_at_end = log_counters(&mut stats_client, &nodes);
-    progress.finish_and_clear();
-
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
-    let (mut failed, mut errors) = (0, Vec::new());
-    for worker in workers {
-        match worker.join() {
-            Ok(Ok(ConnectionResult {
-                latency_us,
-                failed: worker_failed,
-                errors: worker_errors,
-                ..
-            })) => {
-                latency.add(&latency_us).expect("same bounds");
-                failed += worker_failed;
-                errors.extend(worker_errors);
-            }
-            Ok(Err(error)) => errors.push(format!("connection: {error}")),
-            Err(_) => errors.push("a load thread panicked".into()),
-        }
-    }
-    if let Some(mut cluster) = cluster {
-        cluster.stop_all();
-    }
-    errors.sort();
-    errors.dedup();
-
-    let measured_seconds = args.duration;
-    let commits = latency.len();
-    let commits_per_second = commits as f64 / measured_seconds;
-    let cpu_seconds_per_node: Vec<(u64, f64)> = cpu_at_start
-        .iter()
-        .zip(&cpu_at_end)
-        .filter_map(|(&(id, start), &(_, end))| Some((id, end? - start?)))
-        .collect();
-    let cpu_total: f64 = cpu_seconds_per_node.iter().map(|(_, s)| s).sum();
-    let result = BenchResult {
-        commit: git_commit(),
-        date: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-        machine: Machine::describe(&data_root),
-        measured_seconds,
-        commits,
-        commits_per_second,
-        payload_megabytes_per_second: commits_per_second * args.payload as f64 / 1e6,
-        failed,
-        latency_us: Percentiles::of(&latency),
-        cpu_microseconds_per_commit: (commits > 0 && !cpu_seconds_per_node.is_empty())
-            .then(|| cpu_total * 1e6 / commits as f64),
-        cpu_seconds_per_node,
-        log_per_node: log_figures(&log_at_start, &log_at_end, args.duration),
-        failover_ms,
-        errors,
-        config: args.clone(),
+    let outcome = if args.sweep {
+        sweep::run(&mut bench)
+    } else {
+        bench
+            .measure(bench.args.pace(), args.failover)
+            .and_then(|run| bench.report(run, &args.label).map(|_| ()))
     };
-    print_summary(&result);
-    let dir = args.out.join(format!(
-        "{}-{}-{}",
-        &result.date[..10],
-        result.commit,
-        args.label
-    ));
-    let json = serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?;
-    write_file(&dir, "result.json", &json).map_err(|e| format!("{}: {e}", dir.display()))?;
-    write_file(&dir, "latency.hgrm", &hgrm(&latency)).map_err(|e| e.to_string())?;
-    write_file(&dir, "summary.md", &summary_markdown(&result)).map_err(|e| e.to_string())?;
-    plot::latency_percentiles(&latency, &dir.join("latency.svg"))?;
-    plot::throughput_over_time(&throughput, &dir.join("throughput.svg"))?;
-    println!("results in {}", dir.display());
+    target.stop();
     drop(temporary);
+    outcome
+}
+
+fn validate(args: &BenchArgs) -> Result<(), String> {
+    if args.payload == 0 || args.payload > crate::constants::CLIENT_PAYLOAD_BYTES_MAX {
+        return Err(format!(
+            "--payload must be 1..={} bytes",
+            crate::constants::CLIENT_PAYLOAD_BYTES_MAX
+        ));
+    }
+    if args.clients == 0 || args.pipeline == 0 || args.duration <= 0.0 || args.warmup < 0.0 {
+        return Err("--clients, --pipeline and --duration must be positive".into());
+    }
+    if args
+        .rate
+        .is_some_and(|rate| !(rate > 0.0 && rate.is_finite()))
+    {
+        return Err("--rate must be a positive number of proposals per second".into());
+    }
+    if args.in_process && args.target.is_some() {
+        return Err("--in-process starts its own nodes; it cannot load --target".into());
+    }
+    if args.failover && (args.in_process || args.target.is_some()) {
+        return Err(
+            "--failover kills a node process: it needs the local cluster of processes".into(),
+        );
+    }
+    if args.sweep && (args.failover || args.rate.is_some()) {
+        return Err(
+            "--sweep chooses its own rates and cannot be combined with --rate or --failover".into(),
+        );
+    }
     Ok(())
 }
 
+impl BenchArgs {
+    /// The pace the flags ask for.
+    fn pace(&self) -> Pace {
+        match self.rate {
+            Some(rate) => Pace::Open {
+                per_second: rate / self.clients as f64,
+            },
+            None => Pace::Closed {
+                pipeline: self.pipeline,
+            },
+        }
+    }
+}
+
+/// What the load runs against.
+enum Target {
+    Processes(LocalCluster),
+    InProcess(InProcessCluster),
+    Remote(Vec<(NodeId, SocketAddr)>),
+}
+
+impl Target {
+    fn start(args: &BenchArgs, groups: u32, data_root: &std::path::Path) -> Result<Target, String> {
+        if let Some(list) = &args.target {
+            return Ok(Target::Remote(parse_members(list, "--target")?));
+        }
+        let base_port = args.base_port.unwrap_or_else(free_port_block);
+        if args.in_process {
+            return InProcessCluster::start(InProcessSpec {
+                nodes: args.nodes,
+                shards: args.shards,
+                groups,
+                base_port,
+                data_root,
+                fsync: args.fsync == FsyncMode::Always,
+            })
+            .map(Target::InProcess);
+        }
+        let spec = LocalClusterSpec {
+            exe: std::env::current_exe().map_err(|e| format!("own binary: {e}"))?,
+            nodes: args.nodes,
+            shards: args.shards,
+            groups,
+            base_port,
+            cluster_id: 1,
+            data_root: data_root.to_path_buf(),
+            extra_flags: match args.fsync {
+                FsyncMode::Always => vec![],
+                FsyncMode::Never => vec!["--fsync".into(), "never".into()],
+            },
+            log_level: "warn".into(),
+            kv: false,
+        };
+        LocalCluster::start(spec).map(Target::Processes)
+    }
+
+    fn client_addrs(&self) -> Vec<(NodeId, SocketAddr)> {
+        match self {
+            Target::Processes(cluster) => cluster.client_addrs(),
+            Target::InProcess(cluster) => cluster.client_addrs(),
+            Target::Remote(nodes) => nodes.clone(),
+        }
+    }
+
+    /// Processes whose CPU time is measured, by node (0: the bench process itself, which
+    /// holds every node and the load generator with `--in-process`).
+    fn pids(&self) -> Vec<(u64, u32)> {
+        match self {
+            Target::Processes(cluster) => (1..=cluster.spec.nodes)
+                .filter_map(|id| Some((id, cluster.pid(NodeId(id))?)))
+                .collect(),
+            Target::InProcess(_) => vec![(0, std::process::id())],
+            Target::Remote(_) => Vec::new(),
+        }
+    }
+
+    fn stop(&mut self) {
+        match self {
+            Target::Processes(cluster) => cluster.stop_all(),
+            Target::InProcess(_) | Target::Remote(_) => {}
+        }
+    }
+}
+
+/// Everything one bench invocation shares between its measurements.
+pub(crate) struct Bench<'a> {
+    args: &'a BenchArgs,
+    target: &'a mut Target,
+    nodes: Vec<(NodeId, SocketAddr)>,
+    leaders: Vec<(GroupId, NodeId)>,
+    client: Client,
+    data_root: PathBuf,
+}
+
+/// What one measurement produced.
+pub(crate) struct Measurement {
+    pace: Pace,
+    latency: Histogram<u64>,
+    throughput: Vec<(f64, f64)>,
+    cpu_seconds_per_node: Vec<(u64, f64)>,
+    log_per_node: Vec<NodeLogFigures>,
+    stages_us: Option<StagePercentiles>,
+    failover_ms: Option<f64>,
+    failed: u64,
+    errors: Vec<String>,
+}
+
+impl Measurement {
+    fn commits_per_second(&self, seconds: f64) -> f64 {
+        self.latency.len() as f64 / seconds
+    }
+}
+
+impl Bench<'_> {
+    /// Loads the target at `pace` (per connection) for the warm-up and the measured duration.
+    fn measure(&mut self, pace: Pace, failover: bool) -> Result<Measurement, String> {
+        let args = self.args;
+        let counters = Arc::new(LoadCounters::default());
+        let started = Instant::now();
+        let measure_from = started + Duration::from_secs_f64(args.warmup);
+        let stop = measure_from + Duration::from_secs_f64(args.duration);
+        let payload = Bytes::from(vec![0x5a; args.payload]);
+        let schedule = Schedule {
+            started,
+            measure_from,
+            stop,
+        };
+        let mut workers = Vec::new();
+        for connection in 0..args.clients {
+            let (group, leader) = self.leaders[connection % self.leaders.len()];
+            let counters = counters.clone();
+            let payload = payload.clone();
+            let worker = match &*self.target {
+                Target::InProcess(cluster) => {
+                    let node = cluster.node(leader).expect("leader is a member");
+                    std::thread::spawn(move || {
+                        run_embedded(node, group, payload, pace, schedule, counters)
+                    })
+                }
+                Target::Processes(_) | Target::Remote(_) => {
+                    let base = self
+                        .nodes
+                        .iter()
+                        .find(|(id, _)| *id == leader)
+                        .map(|(_, addr)| *addr)
+                        .expect("leader is a member");
+                    let mut addr = base;
+                    addr.set_port(base.port() + (group.0 % args.shards as u64) as u16);
+                    std::thread::spawn(move || {
+                        run_connection(addr, group, payload, pace, schedule, counters)
+                    })
+                }
+            };
+            workers.push(worker);
+        }
+
+        let pids = self.target.pids();
+        let progress = indicatif::ProgressBar::new((args.warmup + args.duration).ceil() as u64);
+        progress.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {elapsed}/{len}s {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let mut cpu_at_start = Vec::new();
+        let mut stats_client =
+            Client::connect(self.nodes.clone(), args.shards, Duration::from_secs(2));
+        let mut counters_at_start = Vec::new();
+        let mut measuring = false;
+        let mut failover_ms = None;
+        let failover_at = measure_from + Duration::from_secs_f64(args.duration / 2.0);
+        let mut last_count = 0;
+        let mut last_tick = Instant::now();
+        let mut throughput = Vec::new();
+        while Instant::now() < stop {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = Instant::now();
+            if !measuring && now >= measure_from {
+                measuring = true;
+                cpu_at_start = pids
+                    .iter()
+                    .map(|&(id, pid)| (id, cpu_seconds(pid)))
+                    .collect();
+                counters_at_start = node_counters(&mut stats_client, &self.nodes);
+            }
+            if failover && failover_ms.is_none() && now >= failover_at {
+                if let Target::Processes(cluster) = &mut *self.target {
+                    failover_ms = Some(kill_leader_and_wait(cluster, &mut self.client)?);
+                }
+            }
+            let count = counters.committed.load(Ordering::Relaxed);
+            let elapsed = now.duration_since(last_tick).as_secs_f64();
+            let rate = (count - last_count) as f64 / elapsed;
+            throughput.push((now.duration_since(started).as_secs_f64(), rate));
+            progress.set_position(now.duration_since(started).as_secs());
+            progress.set_message(format!("{rate:>10.0} commits/s"));
+            last_count = count;
+            last_tick = now;
+        }
+        let cpu_at_end: Vec<(u64, Option<f64>)> = pids
+            .iter()
+            .map(|&(id, pid)| (id, cpu_seconds(pid)))
+            .collect();
+        let counters_at_end = node_counters(&mut stats_client, &self.nodes);
+        progress.finish_and_clear();
+
+        let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+        let (mut failed, mut errors) = (0, Vec::new());
+        for worker in workers {
+            match worker.join() {
+                Ok(Ok(ConnectionResult {
+                    latency_us,
+                    failed: worker_failed,
+                    errors: worker_errors,
+                    ..
+                })) => {
+                    latency.add(&latency_us).expect("same bounds");
+                    failed += worker_failed;
+                    errors.extend(worker_errors);
+                }
+                Ok(Err(error)) => errors.push(format!("connection: {error}")),
+                Err(_) => errors.push("a load thread panicked".into()),
+            }
+        }
+        errors.sort();
+        errors.dedup();
+        Ok(Measurement {
+            pace,
+            latency,
+            throughput,
+            cpu_seconds_per_node: cpu_at_start
+                .iter()
+                .zip(&cpu_at_end)
+                .filter_map(|(&(id, start), &(_, end))| Some((id, end? - start?)))
+                .collect(),
+            log_per_node: log_figures(&counters_at_start, &counters_at_end, args.duration),
+            stages_us: stage_figures(&counters_at_start, &counters_at_end),
+            failover_ms,
+            failed,
+            errors,
+        })
+    }
+
+    /// Prints a measurement and writes its result directory (named after `label`); returns
+    /// the result.
+    fn report(&self, run: Measurement, label: &str) -> Result<BenchResult, String> {
+        let args = self.args;
+        let measured_seconds = args.duration;
+        let commits = run.latency.len();
+        let commits_per_second = run.commits_per_second(measured_seconds);
+        let cpu_total: f64 = run.cpu_seconds_per_node.iter().map(|(_, s)| s).sum();
+        let result = BenchResult {
+            commit: git_commit(),
+            date: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            machine: Machine::describe(&self.data_root),
+            measured_seconds,
+            commits,
+            commits_per_second,
+            payload_megabytes_per_second: commits_per_second * args.payload as f64 / 1e6,
+            offered_per_second: match run.pace {
+                Pace::Open { per_second } => Some(per_second * args.clients as f64),
+                Pace::Closed { .. } => None,
+            },
+            failed: run.failed,
+            latency_us: Percentiles::of(&run.latency),
+            cpu_microseconds_per_commit: (commits > 0 && !run.cpu_seconds_per_node.is_empty())
+                .then(|| cpu_total * 1e6 / commits as f64),
+            cpu_seconds_per_node: run.cpu_seconds_per_node,
+            log_per_node: run.log_per_node,
+            stages_us: run.stages_us,
+            failover_ms: run.failover_ms,
+            errors: run.errors,
+            config: args.clone(),
+        };
+        print_summary(&result);
+        let dir = self.result_dir(&result, label);
+        let json = serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?;
+        write_file(&dir, "result.json", &json).map_err(|e| format!("{}: {e}", dir.display()))?;
+        write_file(&dir, "latency.hgrm", &hgrm(&run.latency)).map_err(|e| e.to_string())?;
+        write_file(&dir, "summary.md", &summary_markdown(&result)).map_err(|e| e.to_string())?;
+        plot::latency_percentiles(&run.latency, &dir.join("latency.svg"))?;
+        plot::throughput_over_time(&run.throughput, &dir.join("throughput.svg"))?;
+        println!("results in {}", dir.display());
+        Ok(result)
+    }
+
+    fn result_dir(&self, result: &BenchResult, label: &str) -> PathBuf {
+        self.args.out.join(format!(
+            "{}-{}-{}",
+            &result.date[..10],
+            result.commit,
+            label
+        ))
+    }
+}
+
 /// Kills the leader of group 0 and returns the milliseconds until the next commit anywhere.
-fn kill_leader_and_wait(
-    cluster: &mut LocalCluster,
-    client: &mut Client,
-    counters: &LoadCounters,
-) -> Result<f64, String> {
+fn kill_leader_and_wait(cluster: &mut LocalCluster, client: &mut Client) -> Result<f64, String> {
     let leader = client
         .leader_of(GroupId(0))
         .ok_or("no leader to kill for --failover")?;
-    let before = counters.committed.load(Ordering::Relaxed);
     cluster.kill(leader);
     let killed = Instant::now();
     println!("killed leader {leader} (kill -9)");
@@ -390,7 +594,6 @@ fn kill_leader_and_wait(
     );
     let committed = probe.propose(GroupId(0), b"failover-probe");
     let elapsed = killed.elapsed().as_secs_f64() * 1e3;
-    let _ = before;
     committed.map_err(|e| format!("no commit after killing the leader: {e}"))?;
     Ok(elapsed)
 }
@@ -405,9 +608,19 @@ fn print_summary(result: &BenchResult) {
         result.failed
     );
     println!("latency: {}", result.latency_us.line());
+    if let Some(stages) = &result.stages_us {
+        println!("  by stage, from placement in the leader's log (server side):");
+        println!("    leader durable {}", stages.leader_durable.line());
+        println!("    committed      {}", stages.committed.line());
+        println!("    applied        {}", stages.applied.line());
+    }
     for (node, seconds) in &result.cpu_seconds_per_node {
+        let who = match node {
+            0 => "this process (every node and the load)".to_string(),
+            node => format!("node {node}"),
+        };
         println!(
-            "node {node}: {:.2} CPU s ({:.0}% of one core)",
+            "{who}: {:.2} CPU s ({:.0}% of one core)",
             seconds,
             seconds / result.measured_seconds * 100.0
         );
@@ -448,6 +661,24 @@ fn summary_markdown(result: &BenchResult) -> String {
              |---|---|---|---|\n{logs}"
         )
     };
+    let stages = match &result.stages_us {
+        Some(stages) => {
+            let row = |name: &str, p: &Percentiles| {
+                format!(
+                    "| {name} | {} | {} | {} | {} | {} |\n",
+                    p.p50, p.p90, p.p99, p.p999, p.max
+                )
+            };
+            format!(
+                "\nServer-side latency by stage, from placement in the leader's log (µs):\n\n\
+                 | stage | p50 | p90 | p99 | p99.9 | max |\n|---|---|---|---|---|---|\n{}{}{}",
+                row("leader durable", &stages.leader_durable),
+                row("committed", &stages.committed),
+                row("applied", &stages.applied)
+            )
+        }
+        None => String::new(),
+    };
     let config = &result.config;
     format!(
         "# ringraft bench: {label}\n\n\
@@ -458,7 +689,7 @@ fn summary_markdown(result: &BenchResult) -> String {
          - command: `cargo run --release -- bench {flags}`\n\n\
          | commits/s | MB/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | CPU µs/commit |\n\
          |---|---|---|---|---|---|---|---|\n\
-         | {cps:.0} | {mbps:.1} | {p50} | {p90} | {p99} | {p999} | {max} | {cpu_per_commit} |\n{logs}",
+         | {cps:.0} | {mbps:.1} | {p50} | {p90} | {p99} | {p999} | {max} | {cpu_per_commit} |\n{stages}{logs}",
         label = config.label,
         date = result.date,
         commit = result.commit,

@@ -24,7 +24,7 @@ use glommio::{Latency, Shares};
 use crate::api::config::NodeConfig;
 use crate::client::protocol::{
     decode_requests_frame, encode_responses, ClientError, ClientRequest, ClientResponse,
-    ProtocolError,
+    ProtocolError, StageBuckets,
 };
 use crate::constants::CLIENT_PAYLOAD_BYTES_MAX;
 use crate::error::NodeError;
@@ -112,6 +112,7 @@ impl ClientConnection {
         node: NodeId,
         shard: ShardStats,
         statuses: &[GroupStatus],
+        stages: StageBuckets,
     ) {
         let groups = statuses.iter().map(|status| status.summary).collect();
         self.queue(ClientResponse::Status {
@@ -119,6 +120,7 @@ impl ClientConnection {
             node,
             shard,
             groups,
+            stages,
         });
     }
 

@@ -30,6 +30,7 @@ use crate::constants::{BATCH_BYTES_MAX, CLIENT_PAYLOAD_BYTES_MAX};
 use crate::core::{Action, Config, Input, Message, ProposeError, Raft, ReadLease, Recovered, Role};
 use crate::log::{self, LogStore, SyncReport};
 use crate::shard::reads::{Read, ReadConsistency, ReadQueue};
+use crate::shard::stages::{StageHistograms, StageTimer};
 use crate::shard::waiters::Waiters;
 use crate::types::{GroupId, HardState, LogIndex, NodeId, Term};
 
@@ -129,6 +130,7 @@ pub struct ShardEngine<L: LogStore, S: StateMachine, R> {
     clock_origin: Instant,
     turn_started: Instant,
     stats: ShardStats,
+    stages: StageTimer,
 }
 
 impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
@@ -174,6 +176,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
             clock_origin: now,
             turn_started: now,
             stats: ShardStats::default(),
+            stages: StageTimer::default(),
         })
     }
 
@@ -401,6 +404,8 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
                     index: position.index,
                     term: position.term,
                 };
+                // Before the step: it may apply (and stop timing) the batches now durable.
+                self.stages.durable(group, position.index);
                 self.step(group, input)?;
             }
         }
@@ -471,6 +476,11 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
         self.stats
     }
 
+    /// Latency of the batches this shard placed as leader, by stage, since it started.
+    pub fn stage_histograms(&self) -> &StageHistograms {
+        self.stages.histograms()
+    }
+
     /// The leader of `group` as this node knows it.
     pub fn leader_of(&self, group: GroupId) -> Option<NodeId> {
         self.cores.get(&group).and_then(Raft::leader)
@@ -526,8 +536,11 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
                     .held
                     .push_back((self.flushes_started + 1, *to, group, message.clone())),
                 Action::Accepted {
-                    first_index, term, ..
+                    first_index,
+                    last_index,
+                    term,
                 } => {
+                    self.stages.placed(group, *last_index);
                     let deadline = self.now_ticks + self.config.proposal_timeout_ticks;
                     self.waiters.accepted(
                         group,
@@ -556,7 +569,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
                     self.reads
                         .leader_refused(*id, &(*error).into(), &mut self.completions)
                 }
-                Action::Commit { .. } => {}
+                Action::Commit { index } => self.stages.committed(group, *index),
             }
         }
         Ok(())
@@ -589,6 +602,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
             },
             &mut self.completions,
         );
+        self.stages.applied(group, batch.last_index());
         let state_machine = &self.state_machine;
         self.reads.applied_up_to(
             group,

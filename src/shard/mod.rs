@@ -8,4 +8,5 @@ pub mod mailbox;
 pub mod peers;
 pub mod reads;
 pub mod runtime;
+pub mod stages;
 pub mod waiters;

@@ -289,9 +289,13 @@ async fn event_loop<S: StateMachine>(
                                 };
                                 engine.read(group, query, consistency, reply);
                             }
-                            ClientRequest::Status { id } => {
-                                connection.status(id, config.id, engine.stats(), &engine.status())
-                            }
+                            ClientRequest::Status { id } => connection.status(
+                                id,
+                                config.id,
+                                engine.stats(),
+                                &engine.status(),
+                                engine.stage_histograms().to_buckets(),
+                            ),
                         }
                     }
                 }

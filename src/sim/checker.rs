@@ -29,6 +29,8 @@ pub struct Checker {
     committed: BTreeMap<LogIndex, (Term, EntryContent)>,
     /// Client value -> index where its commit was acknowledged.
     acknowledged: BTreeMap<u64, LogIndex>,
+    /// The highest index in `acknowledged`.
+    highest_acknowledged: LogIndex,
 }
 
 fn violation<T>(message: String) -> Result<T, Violation> {
@@ -106,6 +108,13 @@ impl Checker {
     /// The client learnt that `value` committed at `index`.
     pub fn acknowledged(&mut self, value: u64, index: LogIndex) {
         self.acknowledged.insert(value, index);
+        self.highest_acknowledged = self.highest_acknowledged.max(index);
+    }
+
+    /// The highest index at which a value was acknowledged so far: every read that begins
+    /// now must see at least this index.
+    pub fn highest_acknowledged(&self) -> LogIndex {
+        self.highest_acknowledged
     }
 
     /// Every acknowledged value is where it was acknowledged in `log` (a leader's or a final

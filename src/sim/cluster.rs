@@ -34,6 +34,7 @@ use crate::core::{Action, BrokenRule, Config, Input, Message, Raft, Recovered, R
 use crate::log::{LogStore, MemLog, PendingFlush};
 use crate::sim::checker::{Checker, Violation};
 use crate::sim::faults::FaultPlan;
+use crate::sim::reads::{ReadClient, ReadStart};
 use crate::types::{GroupId, HardState, LogIndex, NodeId, Term};
 
 /// The one Raft group of every simulated node's log.
@@ -79,6 +80,7 @@ pub struct SimSummary {
     pub messages_duplicated: u64,
     pub partitions: u64,
     pub crashes: u64,
+    pub reads_served: u64,
 }
 
 #[derive(Debug)]
@@ -135,6 +137,7 @@ pub struct Cluster {
     summary: SimSummary,
     next_value: u64,
     actions: Vec<Action>,
+    reads: ReadClient,
 }
 
 /// An event due at `at_us`; ties run in scheduling order (`sequence`).
@@ -182,6 +185,7 @@ impl Cluster {
             summary: SimSummary::default(),
             next_value: 1,
             actions: Vec::new(),
+            reads: ReadClient::new(seed, options.nodes, lease_us(&options)),
             options,
         };
         for &id in &ids {
@@ -329,12 +333,12 @@ impl Cluster {
     fn step(&mut self, id: NodeId, input: Input) -> Result<(), Violation> {
         let mut actions = std::mem::take(&mut self.actions);
         actions.clear();
-        let raft = self
-            .node_mut(id)
+        let raft = self.nodes[id.0 as usize - 1]
             .raft
             .as_mut()
             .expect("stepping a live node");
         raft.step(input, &mut actions);
+        self.reads.observe(id, raft, self.now_us);
         let result = self.execute(id, &actions);
         self.actions = actions;
         result
@@ -385,6 +389,11 @@ impl Cluster {
                     term,
                 } => self.record_pending(id, *first_index, *last_index, *term),
                 Action::Apply(batch) => self.apply(id, batch)?,
+                Action::ReadReady { id: read, index } => {
+                    self.reads.ready(id, *read, *index);
+                    self.reads.serve(id, self.node(id).applied)?;
+                }
+                Action::ReadRefused { id: read, .. } => self.reads.refused(id, *read),
                 Action::RoleChanged {
                     role: Role::Leader,
                     term,
@@ -520,7 +529,8 @@ impl Cluster {
         for (value, index) in acknowledged {
             self.checker.acknowledged(value, index);
         }
-        self.checker.applied(id, batch)
+        self.checker.applied(id, batch)?;
+        self.reads.serve(id, last)
     }
 
     // ---- faults and the client -------------------------------------------------------------
@@ -546,6 +556,13 @@ impl Cluster {
         }
         if self.rng.random_bool(self.plan.propose_per_tick) {
             self.propose()?;
+        }
+        let cores = self.nodes.iter().filter_map(|node| node.raft.as_ref());
+        let required = self.checker.highest_acknowledged();
+        if let ReadStart::ReadIndex { node, id } =
+            self.reads.maybe_start(cores, required, self.now_us)
+        {
+            self.step(node, Input::ReadIndex { id })?;
         }
         Ok(())
     }
@@ -608,6 +625,8 @@ impl Cluster {
         node.epoch += 1;
         node.held.clear();
         node.pending.clear();
+        self.reads.crashed(id);
+        let node = self.node_mut(id);
         // After a crash the log reads as its durable state.
         let durable_hard = node.log.hard_state(GROUP);
         if durable_hard.commit < node.durable_hard.commit {
@@ -698,8 +717,21 @@ impl Cluster {
         )?;
         self.summary.committed_entries = self.checker.committed_count();
         self.summary.acknowledged_values = self.checker.acknowledged_count();
+        self.summary.reads_served = self.reads.served();
         Ok(self.summary)
     }
+}
+
+/// How long a majority-acknowledged read round lets a leader serve lease reads: a follower's
+/// first tick may come at once after it heard from the leader, so it is quiet for one tick less
+/// than the election timeout. Simulated clocks do not drift.
+fn lease_us(options: &SimOptions) -> u64 {
+    let quiet_ticks = u64::from(Config::new(NodeId(1), vec![NodeId(1)]).election_timeout_ticks) - 1;
+    let factor = match options.broken_rule {
+        Some(BrokenRule::LeaseBeyondElectionTimeout) => 4,
+        _ => 1,
+    };
+    quiet_ticks * TICK_US * factor
 }
 
 /// Every entry of `log`'s group, read through the [`LogStore`] API.

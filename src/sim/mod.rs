@@ -5,7 +5,8 @@
 //! loss, duplication, delays and reordering, symmetric and one-way partitions, isolation of the
 //! leader, crashes that lose unsynced writes (each node's disk is a [`crate::log::MemLog`];
 //! the disk's fault model is described in [`cluster`]), restarts from the durable state,
-//! leadership transfers, and a client proposing unique values. A run has a safety phase with
+//! leadership transfers, a client proposing unique values, and a client reading (ReadIndex and
+//! lease reads, sent to every node that claims to lead; see [`reads`]). A run has a safety phase with
 //! faults, then a liveness phase that heals the network, restarts every node and requires a
 //! leader and a newly acknowledged proposal within a bound. The checks are described in
 //! [`checker`].
@@ -13,6 +14,7 @@
 pub mod checker;
 pub mod cluster;
 pub mod faults;
+pub mod reads;
 
 pub use checker::Violation;
 pub use cluster::{Cluster, SimOptions, SimSummary};

@@ -1,0 +1,234 @@
+//! `ringraft bench --in-process`: every node of the cluster runs inside the bench process
+//! (through the embedding API), and the load goes straight into [`Node::propose`] instead of
+//! through client sockets. What remains between the nodes is the peer transport over loopback
+//! TCP, exactly as in production; what is gone is the client protocol and the process
+//! boundaries, so the figures show the engine's own cost.
+//!
+//! Each load "connection" is a thread with a small glommio executor: closed loop runs
+//! `pipeline` tasks that each propose, await the commit and propose again; open loop starts
+//! one task per due proposal and measures from its intended send time. The nodes keep their
+//! client ports, so leader discovery and node statistics work as for node processes.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use glommio::{LocalExecutorBuilder, Placement};
+use hdrhistogram::Histogram;
+
+use crate::api::{LogOnly, Node, NodeConfig, PeerConfig, ProposalError};
+use crate::loadgen::load::{ConnectionResult, LoadCounters, Pace, Schedule};
+use crate::types::{GroupId, NodeId};
+
+/// io_uring memory of a load thread's executor (it does no file IO).
+const LOAD_EXECUTOR_IO_MEMORY: usize = 64 << 10;
+/// How long answers are awaited after the load stops.
+const DRAIN: Duration = Duration::from_secs(5);
+/// Most proposals in flight per connection in open loop.
+const OPEN_LOOP_OUTSTANDING_MAX: usize = 1 << 16;
+
+/// Nodes started in this process.
+pub struct InProcessCluster {
+    nodes: Vec<Arc<Node>>,
+}
+
+/// How to start it.
+pub struct InProcessSpec<'a> {
+    pub nodes: u64,
+    pub shards: u32,
+    pub groups: u32,
+    pub base_port: u16,
+    pub data_root: &'a Path,
+    pub fsync: bool,
+}
+
+impl InProcessCluster {
+    /// Starts the nodes with the same port layout as a local cluster of processes (peers on
+    /// `base + 20 i`, clients on `base + 20 i + 10`).
+    pub fn start(spec: InProcessSpec<'_>) -> Result<InProcessCluster, String> {
+        let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let peers: Vec<PeerConfig> = (1..=spec.nodes)
+            .map(|id| {
+                let peer = spec.base_port + 20 * id as u16;
+                PeerConfig {
+                    id: NodeId(id),
+                    addr: addr(peer),
+                    client_addr: Some(addr(peer + 10)),
+                }
+            })
+            .collect();
+        let mut nodes = Vec::new();
+        for peer in &peers {
+            let data_dir = spec.data_root.join(format!("node-{}", peer.id.0));
+            let mut config = NodeConfig::new(peer.id, peer.addr, peers.clone(), data_dir);
+            config.client_listen = peer.client_addr;
+            config.shards = spec.shards;
+            config.groups = spec.groups;
+            config.fsync = spec.fsync;
+            config.init = true;
+            let node = Node::start(config, |_shard| LogOnly)
+                .map_err(|error| format!("node {} did not start: {error}", peer.id))?;
+            nodes.push(Arc::new(node));
+        }
+        Ok(InProcessCluster { nodes })
+    }
+
+    /// Client addresses, for leader discovery and statistics.
+    pub fn client_addrs(&self) -> Vec<(NodeId, SocketAddr)> {
+        self.nodes
+            .iter()
+            .map(|node| {
+                let peer = node
+                    .config()
+                    .peers
+                    .iter()
+                    .find(|peer| peer.id == node.id())
+                    .expect("a node is among its peers");
+                (
+                    node.id(),
+                    peer.client_addr.expect("in-process nodes serve clients"),
+                )
+            })
+            .collect()
+    }
+
+    pub fn node(&self, id: NodeId) -> Option<Arc<Node>> {
+        self.nodes.iter().find(|node| node.id() == id).cloned()
+    }
+}
+
+/// Drives proposals into `node` for `group` until `stop`, like one client connection.
+pub fn run_embedded(
+    node: Arc<Node>,
+    group: GroupId,
+    payload: Bytes,
+    pace: Pace,
+    schedule: Schedule,
+    counters: Arc<LoadCounters>,
+) -> std::io::Result<ConnectionResult> {
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("ringraft-bench-load")
+        .io_memory(LOAD_EXECUTOR_IO_MEMORY)
+        .make()
+        .map_err(|error| std::io::Error::other(error.to_string()))?;
+    let result = executor.run(async move {
+        let load = Rc::new(EmbeddedLoad {
+            node,
+            group,
+            payload,
+            schedule,
+            counters,
+            result: RefCell::new(ConnectionResult {
+                latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+                committed: 0,
+                failed: 0,
+                errors: Vec::new(),
+            }),
+            outstanding: RefCell::new(0),
+        });
+        match pace {
+            Pace::Closed { pipeline } => closed_loop(&load, pipeline).await,
+            Pace::Open { per_second } => open_loop(&load, per_second).await,
+        }
+        let empty = ConnectionResult {
+            latency_us: Histogram::new(1).expect("valid"),
+            committed: 0,
+            failed: 0,
+            errors: Vec::new(),
+        };
+        load.result.replace(empty)
+    });
+    Ok(result)
+}
+
+struct EmbeddedLoad {
+    node: Arc<Node>,
+    group: GroupId,
+    payload: Bytes,
+    schedule: Schedule,
+    counters: Arc<LoadCounters>,
+    result: RefCell<ConnectionResult>,
+    outstanding: RefCell<usize>,
+}
+
+impl EmbeddedLoad {
+    /// Proposes once; records the latency from `since` if the answer comes inside the window.
+    async fn propose_once(&self, since: Instant) {
+        *self.outstanding.borrow_mut() += 1;
+        let answer = self.node.propose(self.group, self.payload.clone()).await;
+        *self.outstanding.borrow_mut() -= 1;
+        let arrived = Instant::now();
+        let mut result = self.result.borrow_mut();
+        match answer {
+            Ok(_) => {
+                result.committed += 1;
+                self.counters.committed.fetch_add(1, Ordering::Relaxed);
+                if arrived >= self.schedule.measure_from && arrived <= self.schedule.stop {
+                    let micros = (arrived - since).as_micros() as u64;
+                    result.latency_us.saturating_record(micros.max(1));
+                }
+            }
+            Err(error) => {
+                result.failed += 1;
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                if result.errors.len() < 16 {
+                    result.errors.push(describe(&error));
+                }
+            }
+        }
+    }
+}
+
+async fn closed_loop(load: &Rc<EmbeddedLoad>, pipeline: usize) {
+    let tasks: Vec<_> = (0..pipeline)
+        .map(|_| {
+            let load = load.clone();
+            glommio::spawn_local(async move {
+                while Instant::now() < load.schedule.stop {
+                    load.propose_once(Instant::now()).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await;
+    }
+}
+
+async fn open_loop(load: &Rc<EmbeddedLoad>, per_second: f64) {
+    let Schedule { started, stop, .. } = load.schedule;
+    let interval = Duration::from_secs_f64(1.0 / per_second);
+    let mut next = 0u32;
+    loop {
+        let intended = started + interval * next;
+        if intended >= stop {
+            break;
+        }
+        if let Some(wait) = intended.checked_duration_since(Instant::now()) {
+            glommio::timer::sleep(wait).await;
+        }
+        if *load.outstanding.borrow() >= OPEN_LOOP_OUTSTANDING_MAX {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+            continue;
+        }
+        let task_load = load.clone();
+        glommio::spawn_local(async move { task_load.propose_once(intended).await }).detach();
+        next += 1;
+    }
+    let drain_until = stop + DRAIN;
+    while *load.outstanding.borrow() > 0 && Instant::now() < drain_until {
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn describe(error: &ProposalError) -> String {
+    match error {
+        ProposalError::NotLeader { leader } => format!("not leader (leader {leader:?})"),
+        other => other.to_string(),
+    }
+}
