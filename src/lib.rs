@@ -9,6 +9,7 @@ pub mod core;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod kv;
 pub mod loadgen;
 pub mod log;
 pub mod net;

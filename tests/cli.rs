@@ -173,3 +173,55 @@ fn node_flags_and_config_files_are_checked_with_clear_messages() {
     );
     assert!(!text(&uninitialised).contains("panicked"));
 }
+
+#[test]
+fn kv_flags_are_checked_with_clear_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let base = [
+        "kv",
+        "--id",
+        "1",
+        "--listen",
+        "127.0.0.1:1",
+        "--peers",
+        "1=127.0.0.1:1,2=127.0.0.1:2",
+        "--resp-listen",
+        "127.0.0.1:3",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    let missing_peer = ringraft(&[&base[..], &["--resp-peers", "1=127.0.0.1:3"]].concat());
+    assert_eq!(missing_peer.status.code(), Some(2));
+    assert!(
+        text(&missing_peer).contains("--resp-peers lacks member 2"),
+        "{}",
+        text(&missing_peer)
+    );
+    let bad_mode = ringraft(
+        &[
+            &base[..],
+            &[
+                "--resp-peers",
+                "1=127.0.0.1:3,2=127.0.0.1:4",
+                "--read",
+                "eventual",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(bad_mode.status.code(), Some(2));
+    assert!(
+        text(&bad_mode).contains("linearizable"),
+        "{}",
+        text(&bad_mode)
+    );
+    let uninitialised =
+        ringraft(&[&base[..], &["--resp-peers", "1=127.0.0.1:3,2=127.0.0.1:4"]].concat());
+    assert_eq!(uninitialised.status.code(), Some(1));
+    assert!(
+        text(&uninitialised).contains("--init"),
+        "{}",
+        text(&uninitialised)
+    );
+}

@@ -2,8 +2,9 @@
 //! and the multi-process tests start it.
 //!
 //! Node `i` listens for peers on `base_port + 20 i` and for clients on `base_port + 20 i + 10`
-//! (shard `s` adds `s`, so up to 10 shards fit). Children are killed when the value is dropped,
-//! and die with the starting process if it is killed.
+//! (shard `s` adds `s`, so up to 10 shards fit); a key-value cluster's node `i` serves RESP on
+//! `base_port + 200 + i`. Children are killed when the value is dropped, and die with the
+//! starting process if it is killed.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -30,12 +31,16 @@ pub struct LocalClusterSpec {
     pub extra_flags: Vec<String>,
     /// `RUST_LOG` of the nodes.
     pub log_level: String,
+    /// Start `ringraft kv` nodes (serving RESP) instead of `ringraft node`.
+    pub kv: bool,
 }
 
 pub struct LocalNode {
     pub id: NodeId,
     pub peer_addr: SocketAddr,
     pub client_addr: SocketAddr,
+    /// Where a `ringraft kv` node serves RESP clients.
+    pub resp_addr: SocketAddr,
     pub data_dir: PathBuf,
     child: Option<Child>,
 }
@@ -51,7 +56,7 @@ impl LocalCluster {
         if spec.shards > 10 {
             return Err("at most 10 shards per node in a local cluster".into());
         }
-        let top = spec.base_port as u64 + 20 * spec.nodes + 20;
+        let top = spec.base_port as u64 + (20 * spec.nodes + 20).max(201 + spec.nodes);
         if top > u16::MAX as u64 {
             return Err(format!(
                 "base port {} leaves no room for the nodes",
@@ -65,6 +70,7 @@ impl LocalCluster {
                     id: NodeId(id),
                     peer_addr: SocketAddr::from(([127, 0, 0, 1], peer)),
                     client_addr: SocketAddr::from(([127, 0, 0, 1], peer + 10)),
+                    resp_addr: SocketAddr::from(([127, 0, 0, 1], spec.base_port + 200 + id as u16)),
                     data_dir: spec.data_root.join(format!("node-{id}")),
                     child: None,
                 }
@@ -92,8 +98,15 @@ impl LocalCluster {
                 .join(",")
         };
         let mut command = Command::new(&self.spec.exe);
+        if self.spec.kv {
+            command
+                .arg("kv")
+                .args(["--resp-listen", &node.resp_addr.to_string()])
+                .args(["--resp-peers", &list(|n| n.resp_addr)]);
+        } else {
+            command.arg("node");
+        }
         command
-            .arg("node")
             .args(["--id", &id.0.to_string()])
             .args(["--listen", &node.peer_addr.to_string()])
             .args(["--client-listen", &node.client_addr.to_string()])
@@ -200,6 +213,11 @@ impl LocalCluster {
 
     pub fn client_addrs(&self) -> Vec<(NodeId, SocketAddr)> {
         self.nodes.iter().map(|n| (n.id, n.client_addr)).collect()
+    }
+
+    /// Every node's RESP address (served by `ringraft kv` nodes).
+    pub fn resp_addrs(&self) -> Vec<(NodeId, SocketAddr)> {
+        self.nodes.iter().map(|n| (n.id, n.resp_addr)).collect()
     }
 
     pub fn data_dir(&self, id: NodeId) -> &Path {

@@ -1,5 +1,6 @@
 //! Command-line interface of the `ringraft` binary.
 
+pub mod kv;
 pub mod local_cluster;
 pub mod node_args;
 pub mod serve;
@@ -28,6 +29,8 @@ pub enum Command {
     Bench(crate::loadgen::BenchArgs),
     /// Run one cluster member until SIGINT/SIGTERM.
     Node(node_args::NodeArgs),
+    /// Run one member of the replicated key-value store, serving Redis (RESP2) clients.
+    Kv(kv::KvArgs),
     /// Start a local cluster of node processes on loopback; Ctrl-C stops them all.
     Cluster(serve::ClusterArgs),
     /// Run the deterministic cluster simulator over many seeds and report any safety violation.
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         },
         Command::Node(args) => serve::run_node(args),
+        Command::Kv(args) => kv::run_kv(args),
         Command::Cluster(args) => serve::run_cluster(&args),
         Command::Sim(args) => run_sim(&args),
         Command::Inspect(args) => run_inspect(&args),

@@ -24,7 +24,7 @@ pub fn init_tracing() {
 }
 
 /// A flag raised by SIGINT or SIGTERM.
-fn stop_flag() -> Arc<AtomicBool> {
+pub fn stop_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(signal, flag.clone());
@@ -64,15 +64,20 @@ pub fn run_node(args: NodeArgs) -> ExitCode {
     while !stop.load(Ordering::Relaxed) && node.is_running() {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let stopped_by_signal = stop.load(Ordering::Relaxed);
+    finish(node, stop.load(Ordering::Relaxed), "node")
+}
+
+/// Shuts `node` down after it was stopped by a signal (`stopped_by_signal`) or because a shard
+/// stopped, and reports the outcome as `ringraft <command>`'s exit code.
+pub fn finish(node: Node, stopped_by_signal: bool, command: &str) -> ExitCode {
     match node.shutdown() {
         Ok(()) if stopped_by_signal => ExitCode::SUCCESS,
         Ok(()) => {
-            eprintln!("ringraft node: a shard stopped");
+            eprintln!("ringraft {command}: a shard stopped");
             ExitCode::FAILURE
         }
         Err(error) => {
-            eprintln!("ringraft node: {error}");
+            eprintln!("ringraft {command}: {error}");
             ExitCode::FAILURE
         }
     }
@@ -96,9 +101,12 @@ pub struct ClusterArgs {
     /// Groups per node (default: one per shard).
     #[arg(long)]
     pub groups: Option<u32>,
-    /// Extra flags passed to every node (e.g. "--fsync never").
+    /// Extra flags passed to every node (e.g. "--fsync never", or "--read lease" with --kv).
     #[arg(long, allow_hyphen_values = true)]
     pub node_flags: Option<String>,
+    /// Start key-value nodes (`ringraft kv`): node i serves RESP on base + 200 + i.
+    #[arg(long)]
+    pub kv: bool,
 }
 
 pub fn run_cluster(args: &ClusterArgs) -> ExitCode {
@@ -138,6 +146,7 @@ pub fn run_cluster(args: &ClusterArgs) -> ExitCode {
             .map(str::to_string)
             .collect(),
         log_level: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        kv: args.kv,
     };
     let stop = stop_flag();
     let mut cluster = match LocalCluster::start(spec) {
@@ -148,8 +157,13 @@ pub fn run_cluster(args: &ClusterArgs) -> ExitCode {
         }
     };
     for node in &cluster.nodes {
+        let resp = if args.kv {
+            format!(", RESP {}", node.resp_addr)
+        } else {
+            String::new()
+        };
         println!(
-            "node {}: peers {}, clients {}, data {}",
+            "node {}: peers {}, clients {}{resp}, data {}",
             node.id,
             node.peer_addr,
             node.client_addr,

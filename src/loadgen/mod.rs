@@ -336,6 +336,7 @@ impl Target {
                 FsyncMode::Never => vec!["--fsync".into(), "never".into()],
             },
             log_level: "warn".into(),
+            kv: false,
         };
         LocalCluster::start(spec).map(Target::Processes)
     }
@@ -762,5 +763,6 @@ pub fn free_port_block() -> u16 {
     FIRST
 }
 
-/// Ports one local cluster may use (nodes at `base + 20 i`, up to 9 nodes of 10 shards).
+/// Ports one local cluster may use (nodes at `base + 20 i`, up to 9 nodes of 10 shards; RESP
+/// ports of key-value nodes at `base + 200 + i`).
 pub const PORT_BLOCK: u16 = 240;

@@ -35,6 +35,21 @@ impl DerefMut for ProcCluster {
 impl ProcCluster {
     /// Starts `size` nodes with `shards` shards and `groups` groups each.
     pub fn start(size: u64, shards: u32, groups: u32, extra_flags: &[&str]) -> ProcCluster {
+        Self::launch_all(size, shards, groups, extra_flags, false)
+    }
+
+    /// Starts `size` key-value nodes (`ringraft kv`, serving RESP on their `resp_addr`).
+    pub fn start_kv(size: u64, shards: u32, groups: u32, extra_flags: &[&str]) -> ProcCluster {
+        Self::launch_all(size, shards, groups, extra_flags, true)
+    }
+
+    fn launch_all(
+        size: u64,
+        shards: u32,
+        groups: u32,
+        extra_flags: &[&str],
+        kv: bool,
+    ) -> ProcCluster {
         let mut root = tempfile::tempdir().unwrap();
         if std::env::var_os("RINGRAFT_KEEP_TEST_DATA").is_some() {
             root.disable_cleanup(true);
@@ -51,6 +66,7 @@ impl ProcCluster {
             data_root: root.path().to_path_buf(),
             extra_flags: extra_flags.iter().map(|flag| flag.to_string()).collect(),
             log_level: std::env::var("RINGRAFT_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            kv,
         };
         let cluster = LocalCluster::start(spec).expect("cluster starts");
         ProcCluster {

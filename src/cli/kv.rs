@@ -1,0 +1,111 @@
+//! `ringraft kv`: one member of the replicated key-value store, serving RESP2 clients.
+//!
+//! It takes every `ringraft node` flag (the same [`NodeArgs`]), plus the RESP address of this
+//! node and of every other member: a command for a group led elsewhere is forwarded to the
+//! leader's RESP port, so `--resp-peers` must name each member's RESP address.
+//!
+//! Threads: the node's shard threads, plus a Tokio runtime with one worker per shard for the
+//! RESP connections.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::api::node::Node;
+use crate::cli::node_args::{parse_members, NodeArgs};
+use crate::cli::serve::{finish, init_tracing, stop_flag};
+use crate::kv::route::{ReadMode, Router};
+use crate::kv::server;
+use crate::kv::store::KvStore;
+
+#[derive(Args, Debug)]
+pub struct KvArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Address for RESP2 (Redis protocol) clients.
+    #[arg(long)]
+    pub resp_listen: SocketAddr,
+    /// Every member's RESP address, ID=ADDR,... (where commands are forwarded to leaders).
+    #[arg(long)]
+    pub resp_peers: String,
+    /// How reads (GET, MGET, EXISTS, STRLEN, DBSIZE) are served.
+    #[arg(long, value_enum, default_value_t = ReadMode::Linearizable)]
+    pub read: ReadMode,
+}
+
+pub fn run_kv(args: KvArgs) -> ExitCode {
+    init_tracing();
+    let fail = |problem: String| {
+        eprintln!("ringraft kv: {problem}");
+        ExitCode::from(2)
+    };
+    let config = match args.node.resolve() {
+        Ok(config) => config,
+        Err(problem) => return fail(problem),
+    };
+    let resp_peers: HashMap<_, _> = match parse_members(&args.resp_peers, "--resp-peers") {
+        Ok(members) => members.into_iter().collect(),
+        Err(problem) => return fail(problem),
+    };
+    if let Some(missing) = config
+        .peers
+        .iter()
+        .find(|peer| peer.id != config.id && !resp_peers.contains_key(&peer.id))
+    {
+        return fail(format!("--resp-peers lacks member {}", missing.id.0));
+    }
+    let summary = format!(
+        "kv node {} ready: RESP on {}, peers on {} (+shard), {} shards, {} groups, {} reads, data in {}",
+        config.id.0,
+        args.resp_listen,
+        config.listen,
+        config.shards,
+        config.groups,
+        args.read.name(),
+        config.data_dir.display()
+    );
+    let workers = config.shards as usize;
+    let stop = stop_flag();
+    let node = match Node::start(config, |_| KvStore::default()) {
+        Ok(node) => Arc::new(node),
+        Err(error) => {
+            eprintln!("ringraft kv: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("ringraft-resp")
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(format!("RESP runtime: {error}")),
+    };
+    let listener = match runtime.block_on(tokio::net::TcpListener::bind(args.resp_listen)) {
+        Ok(listener) => listener,
+        Err(error) => return fail(format!("--resp-listen {}: {error}", args.resp_listen)),
+    };
+    println!("{summary}");
+    let router = Arc::new(Router::new(node.clone(), resp_peers, args.read));
+    let watched = node.clone();
+    let stopped = stop.clone();
+    runtime.block_on(server::serve(listener, router, async move {
+        while !stopped.load(Ordering::Relaxed) && watched.is_running() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match Arc::try_unwrap(node) {
+        Ok(node) => finish(node, stop.load(Ordering::Relaxed), "kv"),
+        Err(_) => {
+            eprintln!("ringraft kv: the node is still in use at shutdown");
+            ExitCode::FAILURE
+        }
+    }
+}

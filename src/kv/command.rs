@@ -1,0 +1,640 @@
+//! The command table: from a request's arguments to a [`Plan`] of what to do.
+//!
+//! Planning is pure: it validates arity and options, computes each key's group, and encodes
+//! one [`Entry`] per group involved. It never fails: a bad request becomes
+//! `Plan::Reply(error)`, and the connection goes on.
+//!
+//! Invariants:
+//! - Every plan that touches keys is a [`Routed`] with one part per group, parts ordered by the
+//!   first key of each group in the request, and a [`Combine`] that restores the request's
+//!   order.
+//! - Expiry options become absolute deadlines computed here, from the planning node's clock
+//!   (`Context::now_ms`), and travel in the entry; so does `now_ms` itself.
+
+use bytes::Bytes;
+
+use crate::kv::combine::Combine;
+use crate::kv::hashing::group_of;
+use crate::kv::op::{Condition, Entry, Expiry, Op, SetOp};
+use crate::kv::parse::parse_integer;
+use crate::kv::resp::{self, Value};
+use crate::kv::route::ReadMode;
+use crate::types::GroupId;
+
+/// What planning needs to know besides the request.
+#[derive(Clone, Copy, Debug)]
+pub struct Context {
+    /// Raft groups of the cluster.
+    pub groups: u32,
+    /// Wall clock, ms since the Unix epoch.
+    pub now_ms: u64,
+    /// The client connection's id (CLIENT ID, HELLO).
+    pub connection_id: u64,
+}
+
+/// Whether a command reads or writes keys (a connection lets commands of one kind overlap,
+/// and waits at each change of kind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Immediate,
+    Read,
+    Write,
+}
+
+/// Per-group operations of one command and how to merge their replies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Routed {
+    pub write: bool,
+    pub parts: Vec<(GroupId, Bytes)>,
+    pub combine: Combine,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Answer at once.
+    Reply(Bytes),
+    /// Answer `+OK` and close the connection.
+    Quit,
+    /// INFO: the node's view of every group.
+    Info,
+    /// Entries to propose or read wherever each group is led.
+    Routed(Routed),
+    /// RINGRAFT.PROPOSE / RINGRAFT.READ from another node: one entry, tried here only.
+    Here {
+        group: GroupId,
+        entry: Bytes,
+        read: Option<ReadMode>,
+    },
+}
+
+impl Plan {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Plan::Reply(_) | Plan::Quit => Kind::Immediate,
+            Plan::Info => Kind::Read,
+            Plan::Routed(routed) if routed.write => Kind::Write,
+            Plan::Routed(_) => Kind::Read,
+            Plan::Here { read: None, .. } => Kind::Write,
+            Plan::Here { .. } => Kind::Read,
+        }
+    }
+}
+
+type Build = fn(&Context, &[Bytes]) -> Result<Plan, String>;
+
+/// One command: its name, its arity as Redis counts it (the name included; negative: at least
+/// that many), and its planner.
+struct Spec {
+    name: &'static str,
+    arity: i32,
+    build: Build,
+}
+
+const fn spec(name: &'static str, arity: i32, build: Build) -> Spec {
+    Spec { name, arity, build }
+}
+
+static COMMANDS: &[Spec] = &[
+    spec("PING", -1, ping),
+    spec("ECHO", 2, |_, args| Ok(Plan::Reply(bulk(&args[1])))),
+    spec("QUIT", -1, |_, _| Ok(Plan::Quit)),
+    spec("GET", 2, |ctx, args| {
+        single(ctx, false, &args[1], Op::Get(&args[1]))
+    }),
+    spec("SET", -3, set),
+    spec("GETSET", 3, |ctx, args| {
+        let set = SetOp {
+            key: &args[1],
+            value: &args[2],
+            condition: Condition::Always,
+            expiry: Expiry::Never,
+            return_old: true,
+        };
+        single(ctx, true, &args[1], Op::Set(set))
+    }),
+    spec("DEL", -2, |ctx, args| count_keys(ctx, true, &args[1..])),
+    spec("EXISTS", -2, |ctx, args| count_keys(ctx, false, &args[1..])),
+    spec("MGET", -2, mget),
+    spec("MSET", -3, mset),
+    spec("INCR", 2, |ctx, args| incr_by(ctx, &args[1], 1)),
+    spec("DECR", 2, |ctx, args| incr_by(ctx, &args[1], -1)),
+    spec("INCRBY", 3, |ctx, args| {
+        incr_by(ctx, &args[1], integer(&args[2])?)
+    }),
+    spec("DECRBY", 3, |ctx, args| {
+        let delta = integer(&args[2])?;
+        incr_by(
+            ctx,
+            &args[1],
+            delta.checked_neg().ok_or("ERR decrement would overflow")?,
+        )
+    }),
+    spec("APPEND", 3, |ctx, args| {
+        single(ctx, true, &args[1], Op::Append(&args[1], &args[2]))
+    }),
+    spec("STRLEN", 2, |ctx, args| {
+        single(ctx, false, &args[1], Op::Strlen(&args[1]))
+    }),
+    spec("DBSIZE", 1, dbsize),
+    spec("INFO", -1, |_, _| Ok(Plan::Info)),
+    spec("HELLO", -1, hello),
+    spec("CLIENT", -2, client),
+    spec("COMMAND", -1, command),
+    spec("SELECT", 2, |_, args| match parse_integer(&args[1]) {
+        Some(0) => Ok(Plan::Reply(resp::ok())),
+        Some(_) => Err("ERR DB index is out of range".into()),
+        None => Err("ERR value is not an integer or out of range".into()),
+    }),
+    spec("CONFIG", -2, config),
+    spec("RINGRAFT.PROPOSE", 3, |ctx, args| {
+        here(ctx, &args[1], &args[2], None)
+    }),
+    spec("RINGRAFT.READ", 4, |ctx, args| {
+        let mode = std::str::from_utf8(&args[2])
+            .ok()
+            .and_then(ReadMode::from_name)
+            .ok_or("ERR unknown read mode")?;
+        here(ctx, &args[1], &args[3], Some(mode))
+    }),
+];
+
+/// Plans the request `args` (at least the command name).
+pub fn plan(ctx: &Context, args: &[Bytes]) -> Plan {
+    let Some(name) = args.first() else {
+        return Plan::Reply(resp::error("ERR empty command"));
+    };
+    let Some(spec) = COMMANDS
+        .iter()
+        .find(|spec| spec.name.as_bytes().eq_ignore_ascii_case(name))
+    else {
+        return Plan::Reply(resp::error(&unknown_command(args)));
+    };
+    let count = args.len() as i64;
+    let arity = i64::from(spec.arity);
+    if (arity > 0 && count != arity) || (arity < 0 && count < -arity) {
+        return Plan::Reply(resp::error(&format!(
+            "ERR wrong number of arguments for '{}' command",
+            spec.name.to_ascii_lowercase()
+        )));
+    }
+    (spec.build)(ctx, args).unwrap_or_else(|text| Plan::Reply(resp::error(&text)))
+}
+
+fn unknown_command(args: &[Bytes]) -> String {
+    let show = |bytes: &Bytes| String::from_utf8_lossy(&bytes[..bytes.len().min(64)]).into_owned();
+    let mut text = format!(
+        "ERR unknown command '{}', with args beginning with:",
+        show(&args[0])
+    );
+    for arg in args.iter().skip(1).take(8) {
+        text.push_str(&format!(" '{}'", show(arg)));
+    }
+    text
+}
+
+fn bulk(bytes: &[u8]) -> Bytes {
+    Bytes::from(Value::Bulk(Bytes::copy_from_slice(bytes)).encode())
+}
+
+fn integer(text: &[u8]) -> Result<i64, String> {
+    parse_integer(text).ok_or_else(|| "ERR value is not an integer or out of range".into())
+}
+
+fn entry(ctx: &Context, op: Op<'_>) -> Bytes {
+    Entry {
+        now_ms: ctx.now_ms,
+        op,
+    }
+    .encode()
+}
+
+/// A command on one key.
+fn single(ctx: &Context, write: bool, key: &[u8], op: Op<'_>) -> Result<Plan, String> {
+    Ok(Plan::Routed(Routed {
+        write,
+        parts: vec![(group_of(key, ctx.groups), entry(ctx, op))],
+        combine: Combine::Single,
+    }))
+}
+
+/// Groups of `keys` in order of first appearance, each with the positions of its keys.
+fn split(ctx: &Context, keys: &[Bytes]) -> Vec<(GroupId, Vec<usize>)> {
+    let mut groups: Vec<(GroupId, Vec<usize>)> = Vec::new();
+    for (position, key) in keys.iter().enumerate() {
+        let group = group_of(key, ctx.groups);
+        match groups.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, positions)) => positions.push(position),
+            None => groups.push((group, vec![position])),
+        }
+    }
+    groups
+}
+
+/// DEL (`delete`) or EXISTS of several keys: one op per group, counts summed.
+fn count_keys(ctx: &Context, delete: bool, keys: &[Bytes]) -> Result<Plan, String> {
+    let parts = split(ctx, keys)
+        .into_iter()
+        .map(|(group, positions)| {
+            let keys = positions.iter().map(|&p| &keys[p][..]).collect();
+            let op = if delete {
+                Op::Del(keys)
+            } else {
+                Op::Exists(keys)
+            };
+            (group, entry(ctx, op))
+        })
+        .collect();
+    Ok(Plan::Routed(Routed {
+        write: delete,
+        parts,
+        combine: Combine::Sum,
+    }))
+}
+
+fn mget(ctx: &Context, args: &[Bytes]) -> Result<Plan, String> {
+    let keys = &args[1..];
+    let groups = split(ctx, keys);
+    let parts = groups
+        .iter()
+        .map(|(group, positions)| {
+            let keys = positions.iter().map(|&p| &keys[p][..]).collect();
+            (*group, entry(ctx, Op::MGet(keys)))
+        })
+        .collect();
+    Ok(Plan::Routed(Routed {
+        write: false,
+        parts,
+        combine: Combine::Gather {
+            positions: groups.into_iter().map(|(_, positions)| positions).collect(),
+            len: keys.len(),
+        },
+    }))
+}
+
+fn mset(ctx: &Context, args: &[Bytes]) -> Result<Plan, String> {
+    if args.len() % 2 == 0 {
+        return Err("ERR wrong number of arguments for 'mset' command".into());
+    }
+    let keys: Vec<Bytes> = args[1..].iter().step_by(2).cloned().collect();
+    let parts = split(ctx, &keys)
+        .into_iter()
+        .map(|(group, positions)| {
+            let pairs = positions
+                .iter()
+                .map(|&p| (&args[1 + 2 * p][..], &args[2 + 2 * p][..]))
+                .collect();
+            (group, entry(ctx, Op::MSet(pairs)))
+        })
+        .collect();
+    Ok(Plan::Routed(Routed {
+        write: true,
+        parts,
+        combine: Combine::AllOk,
+    }))
+}
+
+fn incr_by(ctx: &Context, key: &[u8], delta: i64) -> Result<Plan, String> {
+    single(ctx, true, key, Op::IncrBy(key, delta))
+}
+
+fn dbsize(ctx: &Context, _: &[Bytes]) -> Result<Plan, String> {
+    Ok(Plan::Routed(Routed {
+        write: false,
+        parts: (0..u64::from(ctx.groups))
+            .map(|group| (GroupId(group), entry(ctx, Op::DbSize)))
+            .collect(),
+        combine: Combine::Sum,
+    }))
+}
+
+/// SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]
+fn set(ctx: &Context, args: &[Bytes]) -> Result<Plan, String> {
+    let mut set = SetOp {
+        key: &args[1],
+        value: &args[2],
+        condition: Condition::Always,
+        expiry: Expiry::Never,
+        return_old: false,
+    };
+    let syntax = || "ERR syntax error".to_string();
+    let mut expiry_given = false;
+    let mut options = args[3..].iter();
+    while let Some(option) = options.next() {
+        let option = option.to_ascii_uppercase();
+        match &option[..] {
+            b"NX" | b"XX" if set.condition != Condition::Always => return Err(syntax()),
+            b"NX" => set.condition = Condition::IfAbsent,
+            b"XX" => set.condition = Condition::IfPresent,
+            b"GET" => set.return_old = true,
+            _ if expiry_given => return Err(syntax()),
+            b"KEEPTTL" => {
+                set.expiry = Expiry::Keep;
+                expiry_given = true;
+            }
+            b"EX" | b"PX" | b"EXAT" | b"PXAT" => {
+                let amount = integer(options.next().ok_or_else(syntax)?)?;
+                set.expiry = Expiry::At(deadline(ctx.now_ms, &option, amount)?);
+                expiry_given = true;
+            }
+            _ => return Err(syntax()),
+        }
+    }
+    single(ctx, true, &args[1], Op::Set(set))
+}
+
+/// The absolute deadline (ms) of an expiry option.
+fn deadline(now_ms: u64, option: &[u8], amount: i64) -> Result<u64, String> {
+    let invalid = || "ERR invalid expire time in 'set' command".to_string();
+    let amount = u64::try_from(amount)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(invalid)?;
+    let at = match option {
+        b"EX" => amount
+            .checked_mul(1000)
+            .and_then(|ms| ms.checked_add(now_ms)),
+        b"PX" => amount.checked_add(now_ms),
+        b"EXAT" => amount.checked_mul(1000),
+        _ => Some(amount),
+    };
+    at.filter(|&at| at < i64::MAX as u64).ok_or_else(invalid)
+}
+
+fn ping(_: &Context, args: &[Bytes]) -> Result<Plan, String> {
+    match args {
+        [_] => Ok(Plan::Reply(Bytes::from_static(b"+PONG\r\n"))),
+        [_, message] => Ok(Plan::Reply(bulk(message))),
+        _ => Err("ERR wrong number of arguments for 'ping' command".into()),
+    }
+}
+
+/// HELLO [2 [AUTH user pass] [SETNAME name]]: RESP2 only.
+fn hello(ctx: &Context, args: &[Bytes]) -> Result<Plan, String> {
+    if let Some(version) = args.get(1) {
+        match parse_integer(version) {
+            Some(2) => {}
+            Some(_) => return Err("NOPROTO sorry, this protocol version is not supported".into()),
+            None => return Err("ERR Protocol version is not an integer or out of range".into()),
+        }
+    }
+    let text = |s: &str| Value::Bulk(Bytes::copy_from_slice(s.as_bytes()));
+    Ok(Plan::Reply(Bytes::from(
+        Value::Array(vec![
+            text("server"),
+            text("ringraft"),
+            text("version"),
+            text(env!("CARGO_PKG_VERSION")),
+            text("proto"),
+            Value::Integer(2),
+            text("id"),
+            Value::Integer(ctx.connection_id as i64),
+            text("mode"),
+            text("cluster"),
+            text("role"),
+            text("master"),
+            text("modules"),
+            Value::Array(vec![]),
+        ])
+        .encode(),
+    )))
+}
+
+/// CLIENT SETNAME/SETINFO (accepted and ignored), GETNAME, ID.
+fn client(ctx: &Context, args: &[Bytes]) -> Result<Plan, String> {
+    let reply = match &args[1].to_ascii_uppercase()[..] {
+        b"SETNAME" | b"SETINFO" => resp::ok(),
+        b"GETNAME" => Bytes::from_static(b"$-1\r\n"),
+        b"ID" => Bytes::from(Value::Integer(ctx.connection_id as i64).encode()),
+        _ => return Err("ERR unknown subcommand for 'client'".into()),
+    };
+    Ok(Plan::Reply(reply))
+}
+
+/// COMMAND, COMMAND COUNT, COMMAND DOCS/INFO (no documentation is served).
+fn command(_: &Context, args: &[Bytes]) -> Result<Plan, String> {
+    let sub = args.get(1).map(|sub| sub.to_ascii_uppercase());
+    let reply = match sub.as_deref() {
+        None | Some(b"DOCS") | Some(b"INFO") => Value::Array(vec![]),
+        Some(b"COUNT") => Value::Integer(COMMANDS.len() as i64),
+        Some(_) => return Err("ERR unknown subcommand for 'command'".into()),
+    };
+    Ok(Plan::Reply(Bytes::from(reply.encode())))
+}
+
+/// CONFIG GET name...: the few settings clients ask about (`*` lists them all).
+fn config(_: &Context, args: &[Bytes]) -> Result<Plan, String> {
+    const SETTINGS: [(&str, &str); 3] = [("save", ""), ("appendonly", "yes"), ("databases", "1")];
+    if !args[1].eq_ignore_ascii_case(b"GET") || args.len() < 3 {
+        return Err("ERR only CONFIG GET name is supported".into());
+    }
+    let mut items = Vec::new();
+    for (name, value) in SETTINGS {
+        if args[2..]
+            .iter()
+            .any(|pattern| &pattern[..] == b"*" || pattern.eq_ignore_ascii_case(name.as_bytes()))
+        {
+            items.push(Value::Bulk(Bytes::from_static(name.as_bytes())));
+            items.push(Value::Bulk(Bytes::from_static(value.as_bytes())));
+        }
+    }
+    Ok(Plan::Reply(Bytes::from(Value::Array(items).encode())))
+}
+
+fn here(
+    ctx: &Context,
+    group: &[u8],
+    entry: &Bytes,
+    read: Option<ReadMode>,
+) -> Result<Plan, String> {
+    let group = parse_integer(group)
+        .and_then(|g| u64::try_from(g).ok())
+        .filter(|&g| g < u64::from(ctx.groups))
+        .ok_or("ERR no such group")?;
+    Ok(Plan::Here {
+        group: GroupId(group),
+        entry: entry.clone(),
+        read,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CTX: Context = Context {
+        groups: 4,
+        now_ms: 1_000_000,
+        connection_id: 7,
+    };
+
+    fn args(words: &[&str]) -> Vec<Bytes> {
+        words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
+    }
+
+    fn reply(words: &[&str]) -> String {
+        match plan(&CTX, &args(words)) {
+            Plan::Reply(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            other => panic!("{words:?} planned {other:?}"),
+        }
+    }
+
+    fn routed(words: &[&str]) -> Routed {
+        match plan(&CTX, &args(words)) {
+            Plan::Routed(routed) => routed,
+            other => panic!("{words:?} planned {other:?}"),
+        }
+    }
+
+    fn ops(routed: &Routed) -> Vec<(GroupId, Entry<'_>)> {
+        routed
+            .parts
+            .iter()
+            .map(|(group, bytes)| (*group, Entry::decode(bytes).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn immediate_commands_and_errors() {
+        assert_eq!(reply(&["ping"]), "+PONG\r\n");
+        assert_eq!(reply(&["PING", "hi"]), "$2\r\nhi\r\n");
+        assert_eq!(reply(&["echo", "x"]), "$1\r\nx\r\n");
+        assert_eq!(
+            reply(&["get"]),
+            "-ERR wrong number of arguments for 'get' command\r\n"
+        );
+        assert_eq!(
+            reply(&["flushall", "a"]),
+            "-ERR unknown command 'flushall', with args beginning with: 'a'\r\n"
+        );
+        assert_eq!(reply(&["select", "0"]), "+OK\r\n");
+        assert!(reply(&["select", "1"]).starts_with("-ERR DB index"));
+        assert_eq!(reply(&["client", "setname", "x"]), "+OK\r\n");
+        assert_eq!(reply(&["client", "id"]), ":7\r\n");
+        assert!(reply(&["hello", "3"]).starts_with("-NOPROTO"));
+        assert!(reply(&["hello"]).contains("ringraft"));
+        assert_eq!(reply(&["command", "docs"]), "*0\r\n");
+        assert_eq!(
+            reply(&["config", "get", "appendonly"]),
+            "*2\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n"
+        );
+        assert_eq!(
+            reply(&["mset", "a", "1", "b"]),
+            "-ERR wrong number of arguments for 'mset' command\r\n"
+        );
+        assert!(reply(&["incrby", "k", "1.5"]).starts_with("-ERR value is not an integer"));
+        assert!(reply(&["decrby", "k", &i64::MIN.to_string()]).starts_with("-ERR decrement"));
+        assert!(reply(&["ringraft.propose", "4", "x"]).starts_with("-ERR no such group"));
+        assert_eq!(plan(&CTX, &args(&["QUIT"])), Plan::Quit);
+        assert_eq!(plan(&CTX, &args(&["info", "all"])), Plan::Info);
+    }
+
+    #[test]
+    fn set_options_become_absolute_deadlines() {
+        let cases = [
+            (
+                vec!["set", "k", "v", "EX", "10"],
+                Expiry::At(1_010_000),
+                Condition::Always,
+                false,
+            ),
+            (
+                vec!["set", "k", "v", "px", "5", "nx"],
+                Expiry::At(1_000_005),
+                Condition::IfAbsent,
+                false,
+            ),
+            (
+                vec!["set", "k", "v", "xx", "get", "exat", "7"],
+                Expiry::At(7_000),
+                Condition::IfPresent,
+                true,
+            ),
+            (
+                vec!["set", "k", "v", "pxat", "9", "get"],
+                Expiry::At(9),
+                Condition::Always,
+                true,
+            ),
+            (
+                vec!["set", "k", "v", "keepttl"],
+                Expiry::Keep,
+                Condition::Always,
+                false,
+            ),
+        ];
+        for (words, expiry, condition, return_old) in cases {
+            let routed = routed(&words);
+            let [(group, entry)] = &ops(&routed)[..] else {
+                panic!("{words:?}")
+            };
+            assert_eq!(*group, group_of(b"k", 4));
+            assert_eq!(entry.now_ms, CTX.now_ms);
+            let Op::Set(set) = &entry.op else {
+                panic!("{words:?}")
+            };
+            assert_eq!(
+                (set.expiry, set.condition, set.return_old),
+                (expiry, condition, return_old)
+            );
+        }
+        for bad in [
+            vec!["set", "k", "v", "nx", "xx"],
+            vec!["set", "k", "v", "ex", "1", "px", "1"],
+            vec!["set", "k", "v", "ex"],
+            vec!["set", "k", "v", "bogus"],
+        ] {
+            assert_eq!(reply(&bad), "-ERR syntax error\r\n", "{bad:?}");
+        }
+        for bad in [
+            ["set", "k", "v", "ex", "0"],
+            ["set", "k", "v", "px", "-1"],
+            ["set", "k", "v", "ex", "9223372036854775807"],
+        ] {
+            assert!(
+                reply(&bad).starts_with("-ERR invalid expire time"),
+                "{bad:?}"
+            );
+        }
+        assert!(reply(&["set", "k", "v", "ex", "x"]).starts_with("-ERR value is not an integer"));
+    }
+
+    #[test]
+    fn multi_key_commands_split_by_group_and_gather_in_order() {
+        let keys = ["a", "b", "c", "d", "e", "f", "a"];
+        let mut words = vec!["mget"];
+        words.extend(keys);
+        let mget = routed(&words);
+        let Combine::Gather { positions, len } = &mget.combine else {
+            panic!()
+        };
+        assert_eq!(*len, keys.len());
+        let mut seen = Vec::new();
+        for ((group, entry), positions) in ops(&mget).iter().zip(positions) {
+            let Op::MGet(list) = &entry.op else { panic!() };
+            assert_eq!(list.len(), positions.len());
+            for (key, &position) in list.iter().zip(positions) {
+                assert_eq!(*key, keys[position].as_bytes());
+                assert_eq!(group_of(key, 4), *group);
+                seen.push(position);
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, (0..keys.len()).collect::<Vec<_>>());
+        let mset = routed_pairs(&["mset", "{t}a", "1", "{t}b", "2"]);
+        assert_eq!(mset.len(), 1, "hash-tagged keys share one group: {mset:?}");
+        assert_eq!(routed(&["dbsize"]).parts.len(), 4);
+        assert!(routed(&["del", "a", "b"]).write);
+        assert!(!routed(&["exists", "a"]).write);
+    }
+
+    fn routed_pairs(words: &[&str]) -> Vec<GroupId> {
+        routed(words)
+            .parts
+            .iter()
+            .map(|(group, _)| *group)
+            .collect()
+    }
+}

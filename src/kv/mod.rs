@@ -1,0 +1,32 @@
+//! `ringraft kv`: a replicated key-value store that speaks RESP2 (the Redis protocol).
+//!
+//! ```text
+//!  client ──RESP──► server ──► command table ──► router ──► Node::propose / Node::read (leader here)
+//!                   (per connection,  (plan: one entry      └──► RINGRAFT.PROPOSE/READ on the
+//!                    in-order jobs)    per group)                 leader's RESP port (forward)
+//!                                                  shard thread: KvStore::apply / query
+//! ```
+//!
+//! - Keys hash to groups ([`hashing`]); each group is a Raft log whose entries are [`op`]
+//!   entries applied by the [`store::KvStore`] state machine; a write is answered with the
+//!   entry's output once it is committed and applied on the node that proposed it.
+//! - Multi-key commands (MSET, MGET, DEL, EXISTS, DBSIZE) are split into one entry per group.
+//!   Each group's part is atomic; the command as a whole is not (a client may see one group's
+//!   part of an MSET before another's). Keys with the same hash tag (`{user42}:a`,
+//!   `{user42}:b`) share a group, so an MSET of such keys is atomic.
+//! - Any node serves any key: parts for groups led elsewhere are forwarded ([`route`],
+//!   [`forward`]).
+
+pub mod combine;
+pub mod command;
+pub mod forward;
+pub mod hashing;
+pub mod in_order;
+pub mod info;
+pub mod keyspace;
+pub mod op;
+pub mod parse;
+pub mod resp;
+pub mod route;
+pub mod server;
+pub mod store;

@@ -1,0 +1,390 @@
+//! Entries of the key-value state machine: one operation on the keys of one group, in a
+//! compact little-endian layout that is read in place.
+//!
+//! ```text
+//! entry:  tag: u8 | now_ms: u64 | fields of the tag
+//! bytes:  len: u32 | len bytes                 (a key or a value)
+//! list:   count: u32 | count × bytes           (keys; MSET: key, value, key, value, …)
+//!   1 GET key        2 STRLEN key     3 MGET list     4 EXISTS list     5 DBSIZE
+//!  16 SET flags: u8 | expire_at_ms: u64 | key | value
+//!        flags: bit0 NX, bit1 XX, bit2 GET (answer the old value), bit3 KEEPTTL
+//!  17 DEL list      18 INCRBY key | delta: i64      19 APPEND key | value     20 MSET list
+//! ```
+//!
+//! Invariants:
+//! - `now_ms` is the wall clock (ms since the Unix epoch) of the node that encoded the entry.
+//!   Applying an entry never reads a clock: expiry is judged against the entries' own times, so
+//!   every replica reaches the same state. `expire_at_ms` is absolute (0: no expiry).
+//! - [`Entry::decode`] borrows every key and value from the entry's bytes (nothing is copied)
+//!   and fails, never panics, on anything but a canonical encoding: unknown tags or flags,
+//!   lengths past the end, trailing bytes, an odd MSET list, an empty key list.
+
+use bytes::Bytes;
+
+/// What a SET does when the key exists or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Condition {
+    Always,
+    /// NX: only if the key does not exist.
+    IfAbsent,
+    /// XX: only if the key exists.
+    IfPresent,
+}
+
+/// What a SET does to the key's expiry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// The key does not expire (any old deadline is dropped).
+    Never,
+    /// The key expires at this wall-clock time (ms since the Unix epoch).
+    At(u64),
+    /// KEEPTTL: the key keeps the deadline it had.
+    Keep,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetOp<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    pub condition: Condition,
+    pub expiry: Expiry,
+    /// GET option (and GETSET): answer the old value instead of OK.
+    pub return_old: bool,
+}
+
+/// One operation. Reads change nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op<'a> {
+    Get(&'a [u8]),
+    Strlen(&'a [u8]),
+    MGet(Vec<&'a [u8]>),
+    Exists(Vec<&'a [u8]>),
+    DbSize,
+    Set(SetOp<'a>),
+    Del(Vec<&'a [u8]>),
+    IncrBy(&'a [u8], i64),
+    Append(&'a [u8], &'a [u8]),
+    MSet(Vec<(&'a [u8], &'a [u8])>),
+}
+
+impl Op<'_> {
+    /// Whether the operation only reads.
+    pub fn is_read(&self) -> bool {
+        matches!(
+            self,
+            Op::Get(_) | Op::Strlen(_) | Op::MGet(_) | Op::Exists(_) | Op::DbSize
+        )
+    }
+}
+
+/// An operation and the time it was issued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry<'a> {
+    pub now_ms: u64,
+    pub op: Op<'a>,
+}
+
+/// Why entry bytes could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("malformed kv entry")]
+pub struct Malformed;
+
+const GET: u8 = 1;
+const STRLEN: u8 = 2;
+const MGET: u8 = 3;
+const EXISTS: u8 = 4;
+const DBSIZE: u8 = 5;
+const SET: u8 = 16;
+const DEL: u8 = 17;
+const INCRBY: u8 = 18;
+const APPEND: u8 = 19;
+const MSET: u8 = 20;
+
+const FLAG_NX: u8 = 1;
+const FLAG_XX: u8 = 2;
+const FLAG_GET: u8 = 4;
+const FLAG_KEEPTTL: u8 = 8;
+
+impl<'a> Entry<'a> {
+    /// The entry's encoding.
+    pub fn encode(&self) -> Bytes {
+        let mut out = Writer(Vec::with_capacity(64));
+        let tag = match &self.op {
+            Op::Get(_) => GET,
+            Op::Strlen(_) => STRLEN,
+            Op::MGet(_) => MGET,
+            Op::Exists(_) => EXISTS,
+            Op::DbSize => DBSIZE,
+            Op::Set(_) => SET,
+            Op::Del(_) => DEL,
+            Op::IncrBy(..) => INCRBY,
+            Op::Append(..) => APPEND,
+            Op::MSet(_) => MSET,
+        };
+        out.0.push(tag);
+        out.u64(self.now_ms);
+        match &self.op {
+            Op::Get(key) | Op::Strlen(key) => out.bytes(key),
+            Op::MGet(keys) | Op::Exists(keys) | Op::Del(keys) => {
+                out.u32(keys.len() as u32);
+                keys.iter().for_each(|key| out.bytes(key));
+            }
+            Op::DbSize => {}
+            Op::Set(set) => {
+                let mut flags = match set.condition {
+                    Condition::Always => 0,
+                    Condition::IfAbsent => FLAG_NX,
+                    Condition::IfPresent => FLAG_XX,
+                };
+                if set.return_old {
+                    flags |= FLAG_GET;
+                }
+                let expire_at = match set.expiry {
+                    Expiry::Never => 0,
+                    Expiry::At(at) => at,
+                    Expiry::Keep => {
+                        flags |= FLAG_KEEPTTL;
+                        0
+                    }
+                };
+                out.0.push(flags);
+                out.u64(expire_at);
+                out.bytes(set.key);
+                out.bytes(set.value);
+            }
+            Op::IncrBy(key, delta) => {
+                out.bytes(key);
+                out.u64(*delta as u64);
+            }
+            Op::Append(key, value) => {
+                out.bytes(key);
+                out.bytes(value);
+            }
+            Op::MSet(pairs) => {
+                out.u32(pairs.len() as u32 * 2);
+                for (key, value) in pairs {
+                    out.bytes(key);
+                    out.bytes(value);
+                }
+            }
+        }
+        Bytes::from(out.0)
+    }
+
+    /// Reads an entry in place.
+    pub fn decode(bytes: &'a [u8]) -> Result<Entry<'a>, Malformed> {
+        let mut reader = Reader(bytes);
+        let tag = reader.u8()?;
+        let now_ms = reader.u64()?;
+        let op = match tag {
+            GET => Op::Get(reader.bytes()?),
+            STRLEN => Op::Strlen(reader.bytes()?),
+            MGET => Op::MGet(reader.list()?),
+            EXISTS => Op::Exists(reader.list()?),
+            DBSIZE => Op::DbSize,
+            SET => {
+                let flags = reader.u8()?;
+                let expire_at = reader.u64()?;
+                if flags & !(FLAG_NX | FLAG_XX | FLAG_GET | FLAG_KEEPTTL) != 0
+                    || flags & (FLAG_NX | FLAG_XX) == FLAG_NX | FLAG_XX
+                    || (flags & FLAG_KEEPTTL != 0 && expire_at != 0)
+                {
+                    return Err(Malformed);
+                }
+                Op::Set(SetOp {
+                    key: reader.bytes()?,
+                    value: reader.bytes()?,
+                    condition: match flags & (FLAG_NX | FLAG_XX) {
+                        FLAG_NX => Condition::IfAbsent,
+                        FLAG_XX => Condition::IfPresent,
+                        _ => Condition::Always,
+                    },
+                    expiry: match (flags & FLAG_KEEPTTL != 0, expire_at) {
+                        (true, _) => Expiry::Keep,
+                        (false, 0) => Expiry::Never,
+                        (false, at) => Expiry::At(at),
+                    },
+                    return_old: flags & FLAG_GET != 0,
+                })
+            }
+            DEL => Op::Del(reader.list()?),
+            INCRBY => Op::IncrBy(reader.bytes()?, reader.u64()? as i64),
+            APPEND => Op::Append(reader.bytes()?, reader.bytes()?),
+            MSET => {
+                let flat = reader.list()?;
+                if flat.len() % 2 != 0 {
+                    return Err(Malformed);
+                }
+                Op::MSet(flat.chunks(2).map(|pair| (pair[0], pair[1])).collect())
+            }
+            _ => return Err(Malformed),
+        };
+        if !reader.0.is_empty() {
+            return Err(Malformed);
+        }
+        Ok(Entry { now_ms, op })
+    }
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u32(&mut self, n: u32) {
+        self.0.extend_from_slice(&n.to_le_bytes());
+    }
+
+    fn u64(&mut self, n: u64) {
+        self.0.extend_from_slice(&n.to_le_bytes());
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.u32(bytes.len() as u32);
+        self.0.extend_from_slice(bytes);
+    }
+}
+
+/// The unread rest of an entry.
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], Malformed> {
+        if self.0.len() < len {
+            return Err(Malformed);
+        }
+        let (head, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, Malformed> {
+        Ok(self.take(1)?[0])
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, Malformed> {
+        let bytes = self.take(4)?;
+        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64, Malformed> {
+        let mut raw = [0; 8];
+        raw.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(raw))
+    }
+
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], Malformed> {
+        let len = self.u32()? as usize;
+        self.take(len)
+    }
+
+    /// A non-empty list; its count is checked against the bytes left before anything is
+    /// allocated (each item takes at least its 4-byte length).
+    fn list(&mut self) -> Result<Vec<&'a [u8]>, Malformed> {
+        let count = self.u32()? as usize;
+        if count == 0 || count > self.0.len() / 4 {
+            return Err(Malformed);
+        }
+        (0..count).map(|_| self.bytes()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn bytes() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 0..12)
+    }
+
+    /// An owned operation (the borrowed [`Op`] is built from it).
+    #[derive(Clone, Debug)]
+    enum Owned {
+        Key(u8, Vec<u8>),
+        Keys(u8, Vec<Vec<u8>>),
+        DbSize,
+        Set(Vec<u8>, Vec<u8>, u8, u8, u64, bool),
+        IncrBy(Vec<u8>, i64),
+        Append(Vec<u8>, Vec<u8>),
+        MSet(Vec<(Vec<u8>, Vec<u8>)>),
+    }
+
+    fn owned() -> impl Strategy<Value = Owned> {
+        let keys = proptest::collection::vec(bytes(), 1..5);
+        prop_oneof![
+            (0u8..2, bytes()).prop_map(|(kind, key)| Owned::Key(kind, key)),
+            (0u8..3, keys).prop_map(|(kind, keys)| Owned::Keys(kind, keys)),
+            Just(Owned::DbSize),
+            (bytes(), bytes(), 0u8..3, 0u8..3, 1u64.., any::<bool>())
+                .prop_map(|(k, v, c, e, at, old)| Owned::Set(k, v, c, e, at, old)),
+            (bytes(), any::<i64>()).prop_map(|(k, d)| Owned::IncrBy(k, d)),
+            (bytes(), bytes()).prop_map(|(k, v)| Owned::Append(k, v)),
+            proptest::collection::vec((bytes(), bytes()), 1..4).prop_map(Owned::MSet),
+        ]
+    }
+
+    fn borrow(owned: &Owned) -> Op<'_> {
+        match owned {
+            Owned::Key(0, key) => Op::Get(key),
+            Owned::Key(_, key) => Op::Strlen(key),
+            Owned::Keys(kind, keys) => {
+                let keys = keys.iter().map(Vec::as_slice).collect();
+                match kind {
+                    0 => Op::MGet(keys),
+                    1 => Op::Exists(keys),
+                    _ => Op::Del(keys),
+                }
+            }
+            Owned::DbSize => Op::DbSize,
+            Owned::Set(key, value, condition, expiry, at, old) => Op::Set(SetOp {
+                key,
+                value,
+                condition: [Condition::Always, Condition::IfAbsent, Condition::IfPresent]
+                    [*condition as usize],
+                expiry: [Expiry::Never, Expiry::At(*at), Expiry::Keep][*expiry as usize],
+                return_old: *old,
+            }),
+            Owned::IncrBy(key, delta) => Op::IncrBy(key, *delta),
+            Owned::Append(key, value) => Op::Append(key, value),
+            Owned::MSet(pairs) => Op::MSet(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.as_slice(), v.as_slice()))
+                    .collect(),
+            ),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn entries_round_trip(owned in owned(), now_ms in any::<u64>()) {
+            let entry = Entry { now_ms, op: borrow(&owned) };
+            let encoded = entry.encode();
+            prop_assert_eq!(Entry::decode(&encoded), Ok(entry.clone()));
+            for cut in 0..encoded.len() {
+                prop_assert_eq!(Entry::decode(&encoded[..cut]), Err(Malformed));
+            }
+            let mut longer = encoded.to_vec();
+            longer.push(0);
+            prop_assert_eq!(Entry::decode(&longer), Err(Malformed));
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let _ = Entry::decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn refuses_contradictory_set_flags_and_huge_counts() {
+        let mut both = vec![SET];
+        both.extend_from_slice(&0u64.to_le_bytes());
+        both.push(FLAG_NX | FLAG_XX);
+        both.extend_from_slice(&0u64.to_le_bytes());
+        both.extend_from_slice(&[0; 8]);
+        assert_eq!(Entry::decode(&both), Err(Malformed));
+        let mut huge = vec![DEL];
+        huge.extend_from_slice(&0u64.to_le_bytes());
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(Entry::decode(&huge), Err(Malformed));
+    }
+}

@@ -1,0 +1,213 @@
+//! The RESP2 server: accepts client connections and runs each one's commands.
+//!
+//! A connection reads requests, plans each one ([`crate::kv::command`]) and runs the plans
+//! as jobs that overlap but answer in order ([`InOrder`]).
+//!
+//! Invariants:
+//! - Replies are written in request order, one per request.
+//! - Commands of one connection take effect in request order: consecutive reads overlap,
+//!   consecutive writes overlap (each is submitted, to its shard or its forwarding lane, before
+//!   the next one), and a read after a write (or a write after a read) waits until every
+//!   earlier command has been answered.
+//! - At most [`JOBS_MAX`] jobs are in flight per connection; while that many run, or a command
+//!   waits for the change of kind, nothing more is read (the client's own sends stall).
+//! - A request the command table refuses gets an error reply and the connection goes on; bytes
+//!   that cannot be parsed get an error reply, then the connection closes once the earlier
+//!   replies are written (after reading and dropping what the client still sends, for at
+//!   most 500 ms and 8 MiB, so that the error is not lost to a connection reset). Nothing a
+//!   client sends ends the server or another connection.
+//! - At most [`CONNECTIONS_MAX`] connections are served at once; more are told so and closed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::future::poll_once;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::kv::command::{self, Context, Kind, Plan};
+use crate::kv::in_order::{BoxFuture, InOrder};
+use crate::kv::info;
+use crate::kv::parse::{next_request, REQUEST_LIMITS};
+use crate::kv::resp;
+use crate::kv::route::Router;
+
+/// Jobs in flight per connection.
+pub const JOBS_MAX: usize = 256;
+
+/// Client connections served at once.
+pub const CONNECTIONS_MAX: usize = 4096;
+
+/// What a closing connection still reads and drops so that its last reply arrives.
+const DISCARD_BYTES_MAX: usize = 8 << 20;
+/// See [`DISCARD_BYTES_MAX`].
+const DISCARD_TIME_MAX: Duration = Duration::from_millis(500);
+
+/// Accepts connections on `listener` until `stop` resolves.
+pub async fn serve(listener: TcpListener, router: Arc<Router>, stop: impl std::future::Future) {
+    let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let next_id = AtomicU64::new(1);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => match accepted {
+                Ok((mut stream, _)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        tokio::spawn(async move {
+                            let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+                        });
+                        continue;
+                    };
+                    let id = next_id.fetch_add(1, Ordering::Relaxed);
+                    let router = router.clone();
+                    tokio::spawn(async move {
+                        serve_connection(stream, router, id).await;
+                        drop(slot);
+                    });
+                }
+                // Out of descriptors or a connection reset before accept: pause, go on.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+        }
+    }
+}
+
+/// Non-immediate jobs in flight and their kind.
+#[derive(Default)]
+struct Flight {
+    kind: Option<Kind>,
+    count: usize,
+}
+
+impl Flight {
+    fn admits(&self, kind: Kind) -> bool {
+        kind == Kind::Immediate || self.count == 0 || self.kind == Some(kind)
+    }
+
+    fn start(&mut self, kind: Kind) {
+        if kind != Kind::Immediate {
+            self.kind = Some(kind);
+            self.count += 1;
+        }
+    }
+
+    fn finish(&mut self, kind: Kind) {
+        if kind != Kind::Immediate {
+            self.count -= 1;
+        }
+    }
+}
+
+async fn serve_connection(stream: TcpStream, router: Arc<Router>, id: u64) {
+    let _ = stream.set_nodelay(true);
+    let groups = router.groups();
+    let (mut reader, mut writer) = stream.into_split();
+    let mut input = BytesMut::with_capacity(16 << 10);
+    let mut output = Vec::new();
+    let mut jobs: InOrder<(Kind, Bytes)> = InOrder::default();
+    let mut flight = Flight::default();
+    let mut held: Option<Plan> = None;
+    let mut closing = false;
+    loop {
+        loop {
+            let plan = match held.take() {
+                Some(plan) => plan,
+                None if closing => break,
+                None => match next_request(&mut input, &REQUEST_LIMITS) {
+                    Ok(Some(args)) => {
+                        let context = Context {
+                            groups,
+                            now_ms: now_ms(),
+                            connection_id: id,
+                        };
+                        command::plan(&context, &args)
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        closing = true;
+                        Plan::Reply(resp::error(&format!("ERR {error}")))
+                    }
+                },
+            };
+            let kind = plan.kind();
+            if jobs.len() >= JOBS_MAX || !flight.admits(kind) {
+                held = Some(plan);
+                break;
+            }
+            closing |= plan == Plan::Quit;
+            flight.start(kind);
+            jobs.push(job(plan, &router, id as usize));
+        }
+        if jobs.is_empty() && closing {
+            let _ = writer.shutdown().await;
+            discard_input(&mut reader).await;
+            return;
+        }
+        tokio::select! {
+            answer = jobs.next(), if !jobs.is_empty() => {
+                let mut answer = answer;
+                while let Some((kind, reply)) = answer {
+                    flight.finish(kind);
+                    output.extend_from_slice(&reply);
+                    answer = poll_once(jobs.next()).await.flatten();
+                }
+                if writer.write_all(&output).await.is_err() {
+                    return;
+                }
+                output.clear();
+            }
+            read = reader.read_buf(&mut input), if !closing && held.is_none() => match read {
+                Ok(0) => closing = true,
+                Ok(_) => {}
+                Err(_) => return,
+            },
+        }
+    }
+}
+
+/// Reads and drops what the client still sends, for a bounded time and amount, after the last
+/// reply was written: closing a socket with unread input makes the kernel reset the connection,
+/// which can destroy that last reply (an error explaining why) before the client reads it.
+async fn discard_input(reader: &mut OwnedReadHalf) {
+    let mut scratch = vec![0; 64 << 10];
+    let mut left = DISCARD_BYTES_MAX;
+    let deadline = tokio::time::Instant::now() + DISCARD_TIME_MAX;
+    while left > 0 {
+        match tokio::time::timeout_at(deadline, reader.read(&mut scratch)).await {
+            Ok(Ok(read)) if read > 0 => left = left.saturating_sub(read),
+            _ => return,
+        }
+    }
+}
+
+/// The job that answers `plan`.
+fn job(plan: Plan, router: &Arc<Router>, lane: usize) -> BoxFuture<(Kind, Bytes)> {
+    let kind = plan.kind();
+    let router = router.clone();
+    match plan {
+        Plan::Reply(reply) => Box::pin(std::future::ready((kind, reply))),
+        Plan::Quit => Box::pin(std::future::ready((kind, resp::ok()))),
+        Plan::Info => Box::pin(async move {
+            let statuses = router.status().await;
+            (
+                kind,
+                info::render(router.node_id(), router.read_mode(), &statuses),
+            )
+        }),
+        Plan::Routed(routed) => Box::pin(async move { (kind, router.run(routed, lane).await) }),
+        Plan::Here { group, entry, read } => {
+            Box::pin(async move { (kind, router.here(group, entry, read).await) })
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}

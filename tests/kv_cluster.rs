@@ -1,0 +1,387 @@
+//! `ringraft kv` clusters of real processes on loopback, driven by a Redis client library:
+//! every command through every node, kill -9 of a leader, hostile clients.
+
+mod procs;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use procs::ProcCluster;
+use redis::{Connection, RedisResult, Value};
+use ringraft::types::NodeId;
+
+fn connect(addr: SocketAddr) -> Connection {
+    let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let connection = client
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    connection
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    connection
+}
+
+fn cmd<T: redis::FromRedisValue>(con: &mut Connection, args: &[&str]) -> RedisResult<T> {
+    let mut command = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        command.arg(*arg);
+    }
+    command.query(con)
+}
+
+/// Runs `args` until it succeeds (leaders are being elected), for at most 30 s.
+fn retry<T: redis::FromRedisValue>(con: &mut Connection, args: &[&str]) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match cmd(con, args) {
+            Ok(value) => return value,
+            Err(error) if Instant::now() < deadline => {
+                eprintln!("{args:?}: {error}; retrying");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(error) => panic!("{args:?} kept failing: {error}"),
+        }
+    }
+}
+
+/// A cluster whose every group has a leader reachable through every node.
+fn ready_cluster(groups: u32, flags: &[&str]) -> ProcCluster {
+    let cluster = ProcCluster::start_kv(3, 1, groups, flags);
+    for (id, addr) in cluster.resp_addrs() {
+        let mut con = connect(addr);
+        for group in 0..groups * 4 {
+            let key = format!("ready:{id}:{group}");
+            let _: String = retry(&mut con, &["SET", &key, "1"]);
+        }
+    }
+    cluster
+}
+
+/// The leader of `group` according to INFO through `addr`.
+fn leader_of(addr: SocketAddr, group: u32) -> Option<NodeId> {
+    let info: String = cmd(&mut connect(addr), &["INFO"]).ok()?;
+    let line = info
+        .lines()
+        .find(|line| line.starts_with(&format!("group{group}:")))?;
+    let leader = line
+        .split(',')
+        .find_map(|field| field.strip_prefix("leader="))?;
+    leader.parse().ok().map(NodeId)
+}
+
+#[test]
+fn every_command_works_through_every_node() {
+    let cluster = ready_cluster(3, &[]);
+    let addrs = cluster.resp_addrs();
+    for &(id, addr) in &addrs {
+        let mut con = connect(addr);
+        let k = |name: &str| format!("n{}:{name}", id.0);
+        let ok = |reply: RedisResult<String>| assert_eq!(reply.unwrap(), "OK");
+        assert_eq!(cmd::<String>(&mut con, &["PING"]).unwrap(), "PONG");
+        assert_eq!(cmd::<String>(&mut con, &["ECHO", "hi"]).unwrap(), "hi");
+        ok(cmd(&mut con, &["SET", &k("a"), "1"]));
+        assert_eq!(cmd::<String>(&mut con, &["GET", &k("a")]).unwrap(), "1");
+        assert_eq!(
+            cmd::<Option<String>>(&mut con, &["GET", &k("none")]).unwrap(),
+            None
+        );
+        assert_eq!(
+            cmd::<Value>(&mut con, &["SET", &k("a"), "2", "NX"]).unwrap(),
+            Value::Nil
+        );
+        assert_eq!(
+            cmd::<Value>(&mut con, &["SET", &k("b"), "2", "XX"]).unwrap(),
+            Value::Nil
+        );
+        assert_eq!(
+            cmd::<String>(&mut con, &["SET", &k("a"), "3", "GET"]).unwrap(),
+            "1"
+        );
+        assert_eq!(
+            cmd::<String>(&mut con, &["GETSET", &k("a"), "10"]).unwrap(),
+            "3"
+        );
+        assert_eq!(cmd::<i64>(&mut con, &["INCR", &k("a")]).unwrap(), 11);
+        assert_eq!(
+            cmd::<i64>(&mut con, &["INCRBY", &k("a"), "-20"]).unwrap(),
+            -9
+        );
+        assert_eq!(cmd::<i64>(&mut con, &["DECR", &k("a")]).unwrap(), -10);
+        assert_eq!(
+            cmd::<i64>(&mut con, &["APPEND", &k("s"), "abc"]).unwrap(),
+            3
+        );
+        assert_eq!(cmd::<i64>(&mut con, &["APPEND", &k("s"), "de"]).unwrap(), 5);
+        assert_eq!(cmd::<i64>(&mut con, &["STRLEN", &k("s")]).unwrap(), 5);
+        let not_integer = cmd::<i64>(&mut con, &["INCR", &k("s")]).unwrap_err();
+        assert!(
+            not_integer.to_string().contains("not an integer"),
+            "{not_integer}"
+        );
+        ok(cmd(
+            &mut con,
+            &[
+                "MSET",
+                &k("m1"),
+                "x",
+                &k("m2"),
+                "y",
+                &k("m3"),
+                "z",
+                &k("m4"),
+                "w",
+            ],
+        ));
+        let values: Vec<Option<String>> = cmd(
+            &mut con,
+            &["MGET", &k("m4"), &k("none"), &k("m1"), &k("m3"), &k("m2")],
+        )
+        .unwrap();
+        let expected = [Some("w"), None, Some("x"), Some("z"), Some("y")];
+        assert_eq!(values, expected.map(|v| v.map(String::from)));
+        let existing = ["EXISTS", &k("m1"), &k("m2"), &k("none"), &k("m1")];
+        assert_eq!(cmd::<i64>(&mut con, &existing).unwrap(), 3);
+        assert_eq!(
+            cmd::<i64>(&mut con, &["DEL", &k("m1"), &k("m2"), &k("none")]).unwrap(),
+            2
+        );
+        assert_eq!(
+            cmd::<i64>(&mut con, &["EXISTS", &k("m1"), &k("m2")]).unwrap(),
+            0
+        );
+        // Expiry: the deadline travels in the entry; every node agrees.
+        ok(cmd(&mut con, &["SET", &k("ttl"), "v", "PX", "300"]));
+        assert_eq!(cmd::<String>(&mut con, &["GET", &k("ttl")]).unwrap(), "v");
+        std::thread::sleep(Duration::from_millis(400));
+        for &(_, other) in &addrs {
+            let gone: Option<String> = cmd(&mut connect(other), &["GET", &k("ttl")]).unwrap();
+            assert_eq!(gone, None, "expired key through {other}");
+        }
+        // Client handshake commands and errors that leave the connection usable.
+        ok(cmd(&mut con, &["SELECT", "0"]));
+        ok(cmd(&mut con, &["CLIENT", "SETNAME", "test"]));
+        assert!(cmd::<Value>(&mut con, &["HELLO", "3"]).is_err());
+        assert!(cmd::<Value>(&mut con, &["HELLO", "2"]).is_ok());
+        assert!(cmd::<Value>(&mut con, &["COMMAND", "DOCS"]).is_ok());
+        let config: Vec<String> = cmd(&mut con, &["CONFIG", "GET", "save"]).unwrap();
+        assert_eq!(config, ["save", ""]);
+        let unknown = cmd::<Value>(&mut con, &["FLUSHALL"]).unwrap_err();
+        assert!(unknown.to_string().contains("unknown command"), "{unknown}");
+        let info: String = cmd(&mut con, &["INFO"]).unwrap();
+        for group in 0..3 {
+            assert!(info.contains(&format!("group{group}:role=")), "{info}");
+        }
+        assert!(info.contains("read_mode:linearizable"), "{info}");
+        // Pipelined writes through this node take effect in order, forwarded or not.
+        let mut pipe = redis::pipe();
+        for _ in 0..50 {
+            pipe.cmd("INCR").arg(k("counter"));
+        }
+        pipe.cmd("GET").arg(k("counter"));
+        let (counts, last): (Vec<i64>, i64) = {
+            let mut all: Vec<i64> = pipe.query(&mut con).unwrap();
+            let last = all.pop().unwrap();
+            (all, last)
+        };
+        assert_eq!(counts, (1..=50).collect::<Vec<_>>());
+        assert_eq!(last, 50);
+    }
+    // What one node wrote, every node reads (linearizable reads).
+    for &(writer, _) in &addrs {
+        for &(_, addr) in &addrs {
+            let mut con = connect(addr);
+            let key = format!("n{}:s", writer.0);
+            assert_eq!(cmd::<String>(&mut con, &["GET", &key]).unwrap(), "abcde");
+        }
+    }
+    let sizes: Vec<i64> = addrs
+        .iter()
+        .map(|&(_, addr)| cmd(&mut connect(addr), &["DBSIZE"]).unwrap())
+        .collect();
+    // Per node: a, s, m3, m4, counter; plus the 12 ready keys of each node.
+    assert_eq!(sizes, [3 * (5 + 12); 3]);
+    let mut con = connect(addrs[0].1);
+    assert_eq!(cmd::<String>(&mut con, &["QUIT"]).unwrap(), "OK");
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_of_the_leader() {
+    let mut cluster = ready_cluster(2, &[]);
+    let addrs = cluster.resp_addrs();
+    let keys: Vec<String> = (0..300).map(|i| format!("key:{i}")).collect();
+    let mut con = connect(addrs[0].1);
+    let mut pipe = redis::pipe();
+    for (i, key) in keys.iter().enumerate() {
+        pipe.cmd("SET").arg(key).arg(i).ignore();
+    }
+    let () = pipe.query(&mut con).unwrap();
+    let leader = leader_of(addrs[0].1, 0).expect("group 0 has a leader");
+    cluster.kill(leader);
+    let survivor = addrs.iter().find(|(id, _)| *id != leader).unwrap().1;
+    let mut con = connect(survivor);
+    let mut mget = vec!["MGET"];
+    mget.extend(keys.iter().map(String::as_str));
+    let values: Vec<String> = retry(&mut con, &mget);
+    let expected: Vec<String> = (0..300).map(|i| i.to_string()).collect();
+    assert_eq!(values, expected);
+    let _: String = retry(&mut con, &["SET", "after", "failover"]);
+    let new_leader = leader_of(survivor, 0).expect("group 0 has a new leader");
+    assert_ne!(new_leader, leader);
+    cluster.relaunch(leader, false);
+    let restarted = addrs.iter().find(|(id, _)| *id == leader).unwrap().1;
+    let mut con = connect(restarted);
+    assert_eq!(retry::<String>(&mut con, &["GET", "after"]), "failover");
+    assert_eq!(retry::<String>(&mut con, &["GET", "key:299"]), "299");
+}
+
+/// Sends `input` on a fresh connection, half-closes it and returns everything answered.
+fn exchange(addr: SocketAddr, input: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(input).unwrap();
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    answer
+}
+
+#[test]
+fn hostile_clients_leave_the_server_serving_others() {
+    let cluster = ready_cluster(1, &[]);
+    let addr = cluster.resp_addrs()[1].1;
+    let mut bystander = connect(addr);
+    let _: String = cmd(&mut bystander, &["SET", "bystander", "1"]).unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+
+    // Errors the stream survives: the connection goes on.
+    let answer = text(exchange(
+        addr,
+        b"*1\r\n$3\r\nFOO\r\nPING\r\n*1\r\n$3\r\nGET\r\n*1\r\n$4\r\nPING\r\n",
+    ));
+    assert_eq!(
+        answer,
+        "-ERR unknown command 'FOO', with args beginning with:\r\n+PONG\r\n\
+         -ERR wrong number of arguments for 'get' command\r\n+PONG\r\n"
+    );
+    // Errors it does not: one error reply after the earlier replies, then the connection closes.
+    for (input, error) in [
+        (
+            &b"PING\r\n*2\r\n$3\r\nGET\r\n$x\r\nPING\r\n"[..],
+            "invalid integer",
+        ),
+        (
+            b"*2\r\n$3\r\nSET\r\n$999999999\r\n",
+            "bulk string of 999999999 bytes",
+        ),
+        (b"*100000000\r\n", "array of 100000000 elements"),
+        (b"*1\r\n:1\r\n", "expected '$'"),
+        (b"*1\r\n$1\r\nabc\r\n", "not followed by CRLF"),
+    ] {
+        let answer = text(exchange(addr, input));
+        assert!(answer.contains(error), "{input:?} -> {answer}");
+        assert!(
+            !answer.ends_with("+PONG\r\n"),
+            "{input:?} was read past the error"
+        );
+    }
+    let long_line = vec![b'x'; 70 << 10];
+    assert!(text(exchange(addr, &long_line)).contains("line longer than"));
+    // Random bytes, abrupt disconnects mid-request and mid-pipeline.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..30 {
+        let bytes: Vec<u8> = (0..200)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 24) as u8
+            })
+            .collect();
+        let _ = exchange(addr, &bytes);
+    }
+    for input in [
+        &b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\nabc"[..],
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nw\r\n",
+    ] {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.write_all(input).unwrap();
+        drop(stream);
+    }
+    // An oversized value is refused; the next request on that connection is not affected.
+    let mut con = connect(addr);
+    let big = "x".repeat(600 << 10);
+    let oversized = cmd::<Value>(&mut con, &["SET", "big", &big]).unwrap_err();
+    assert!(
+        oversized
+            .to_string()
+            .contains("bulk string of 614400 bytes"),
+        "{oversized}"
+    );
+    let mut con = connect(addr);
+    let nearly = "x".repeat((512 << 10) - 8);
+    let too_large = cmd::<Value>(&mut con, &["SET", "big", &nearly]).unwrap_err();
+    assert!(too_large.to_string().contains("too large"), "{too_large}");
+    assert_eq!(cmd::<String>(&mut con, &["PING"]).unwrap(), "PONG");
+    let fits = "y".repeat(400 << 10);
+    let _: String = cmd(&mut con, &["SET", "big", &fits]).unwrap();
+    assert_eq!(
+        cmd::<String>(&mut con, &["GET", "big"]).unwrap().len(),
+        fits.len()
+    );
+    // The bystander never noticed.
+    assert_eq!(
+        cmd::<String>(&mut bystander, &["GET", "bystander"]).unwrap(),
+        "1"
+    );
+    let mut cluster = cluster;
+    assert!(cluster.exited().is_none(), "a node died");
+}
+
+#[test]
+fn lease_reads_see_every_acknowledged_write() {
+    let cluster = ready_cluster(2, &["--read", "lease"]);
+    let addrs = cluster.resp_addrs();
+    for round in 0..20 {
+        let (_, writer) = addrs[round % 3];
+        let value = round.to_string();
+        let _: String = cmd(&mut connect(writer), &["SET", "lease", &value]).unwrap();
+        for &(_, reader) in &addrs {
+            let seen: String = cmd(&mut connect(reader), &["GET", "lease"]).unwrap();
+            assert_eq!(seen, value, "read through {reader} after round {round}");
+        }
+    }
+    let info: String = cmd(&mut connect(addrs[0].1), &["INFO"]).unwrap();
+    assert!(info.contains("read_mode:lease"), "{info}");
+}
+
+#[test]
+fn stale_reads_are_served_locally_even_without_a_quorum() {
+    let mut cluster = ready_cluster(1, &["--read", "stale"]);
+    let addrs = cluster.resp_addrs();
+    let _: String = cmd(&mut connect(addrs[0].1), &["SET", "stale", "v"]).unwrap();
+    let (last, addr) = addrs[2];
+    let mut con = connect(addr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cmd::<Option<String>>(&mut con, &["GET", "stale"]).unwrap() != Some("v".into()) {
+        assert!(Instant::now() < deadline, "{last} never applied the write");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cluster.kill(addrs[0].0);
+    cluster.kill(addrs[1].0);
+    let begun = Instant::now();
+    assert_eq!(cmd::<String>(&mut con, &["GET", "stale"]).unwrap(), "v");
+    assert_eq!(
+        cmd::<i64>(&mut con, &["DBSIZE"]).unwrap(),
+        13,
+        "12 ready keys and one more"
+    );
+    assert!(begun.elapsed() < Duration::from_secs(1), "answered locally");
+    let write = cmd::<Value>(&mut con, &["SET", "stale", "w"]).unwrap_err();
+    assert!(
+        write.to_string().to_uppercase().contains("TRYAGAIN"),
+        "{write}"
+    );
+}

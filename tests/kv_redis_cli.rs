@@ -1,0 +1,101 @@
+//! `redis-cli` (Debian's redis-tools) against a 3-node `ringraft kv` cluster: the stock client
+//! connects, runs commands through every node, and sees what the others wrote.
+//!
+//! `.ci/run` installs redis-tools. Elsewhere the test installs it with apt-get when it can, and
+//! otherwise skips with a message saying so.
+
+mod procs;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use procs::ProcCluster;
+
+/// Whether `redis-cli` can be run, installing it if needed and possible.
+fn have_redis_cli() -> bool {
+    let present = || Command::new("redis-cli").arg("--version").output().is_ok();
+    if present() {
+        return true;
+    }
+    let installed = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "redis-tools"])
+        .status()
+        .is_ok_and(|status| status.success());
+    installed && present()
+}
+
+/// `redis-cli -h … -p … args…` with `input` on its standard input: its trimmed standard
+/// output. Killed (and the test failed) after 30 s.
+fn redis_cli_with_input(addr: SocketAddr, args: &[&str], input: &[u8]) -> String {
+    let mut child = Command::new("redis-cli")
+        .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("redis-cli runs");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(input)
+        .expect("redis-cli reads its input");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait for redis-cli").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("redis-cli {args:?} took over 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let output = child.wait_with_output().expect("redis-cli output");
+    assert!(output.status.success(), "redis-cli {args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .trim_end()
+        .to_string()
+}
+
+fn redis_cli(addr: SocketAddr, args: &[&str]) -> String {
+    redis_cli_with_input(addr, args, b"")
+}
+
+#[test]
+fn redis_cli_talks_to_every_node() {
+    if !have_redis_cli() {
+        eprintln!(
+            "\n*** SKIPPED redis_cli_talks_to_every_node: redis-cli is not installed and \
+             `apt-get install redis-tools` failed ***\n"
+        );
+        return;
+    }
+    let cluster = ProcCluster::start_kv(3, 1, 2, &[]);
+    let addrs = cluster.resp_addrs();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while redis_cli(addrs[0].1, &["SET", "ready", "1"]) != "OK" {
+        assert!(Instant::now() < deadline, "no leader within 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (id, addr) in &addrs {
+        let key = format!("cli:{}", id.0);
+        assert_eq!(redis_cli(*addr, &["PING"]), "PONG");
+        assert_eq!(redis_cli(*addr, &["SET", &key, "hello world"]), "OK");
+        assert_eq!(redis_cli(*addr, &["APPEND", &key, "!"]), "12");
+        assert_eq!(redis_cli(*addr, &["INCRBY", &format!("{key}:n"), "5"]), "5");
+        assert_eq!(redis_cli(*addr, &["MSET", "{t}a", "1", "{t}b", "2"]), "OK");
+        assert_eq!(redis_cli(*addr, &["MGET", "{t}b", "{t}a"]), "2\n1");
+        assert!(redis_cli(*addr, &["NOSUCHCOMMAND"]).contains("unknown command"));
+        assert!(redis_cli(*addr, &["INFO"]).contains("group1:role="));
+    }
+    for (_, addr) in &addrs {
+        for (writer, _) in &addrs {
+            let key = format!("cli:{}", writer.0);
+            assert_eq!(redis_cli(*addr, &["GET", &key]), "hello world!");
+        }
+        assert_eq!(redis_cli(*addr, &["DBSIZE"]), "9");
+    }
+    // Commands piped on standard input, as a script would.
+    let piped = redis_cli_with_input(addrs[2].1, &[], b"SET piped 1\nINCR piped\nGET piped\n");
+    assert_eq!(piped, "OK\n2\n2");
+}
