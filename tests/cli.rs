@@ -141,6 +141,26 @@ fn node_flags_and_config_files_are_checked_with_clear_messages() {
         text(&bad_peers)
     );
 
+    let bad_drift = ringraft(&[
+        "node",
+        "--id",
+        "1",
+        "--listen",
+        "127.0.0.1:1",
+        "--peers",
+        "1=127.0.0.1:1",
+        "--clock-drift-percent",
+        "100",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(bad_drift.status.code(), Some(2));
+    assert!(
+        text(&bad_drift).contains("--clock-drift-percent must be below 100"),
+        "{}",
+        text(&bad_drift)
+    );
+
     let config = dir.path().join("node.toml");
     std::fs::write(
         &config,

@@ -73,6 +73,10 @@ pub struct NodeArgs {
     /// Cluster id: peers and data files of other clusters are refused.
     #[arg(long)]
     pub cluster_id: Option<u64>,
+    /// How much faster one node's clock may run than another's, in percent, as lease reads
+    /// assume it (default 10).
+    #[arg(long)]
+    pub clock_drift_percent: Option<u32>,
     /// Pin each shard's thread to a core.
     #[arg(long)]
     #[serde(default)]
@@ -107,6 +111,7 @@ impl NodeArgs {
             heartbeat_ms: self.heartbeat_ms.or(file.heartbeat_ms),
             tick_ms: self.tick_ms.or(file.tick_ms),
             cluster_id: self.cluster_id.or(file.cluster_id),
+            clock_drift_percent: self.clock_drift_percent.or(file.clock_drift_percent),
             pin: self.pin || file.pin,
         };
         merged.into_config()
@@ -155,6 +160,9 @@ impl NodeArgs {
         }
         if let Some(cluster_id) = self.cluster_id {
             config.cluster_id = cluster_id;
+        }
+        if let Some(percent) = self.clock_drift_percent {
+            config.clock_drift_percent = percent;
         }
         config.validate()?;
         Ok(config)
