@@ -42,7 +42,7 @@ pub mod io;
 pub mod mem;
 pub mod record;
 pub mod recovery;
-mod scan;
+pub(crate) mod scan;
 pub mod segment;
 mod writer;
 
