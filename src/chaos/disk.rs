@@ -66,8 +66,9 @@ fn invalid(message: String) -> std::io::Error {
     std::io::Error::other(message)
 }
 
-/// Appends a torn copy of the last record (missing `cut` of its body's last bytes, at least
-/// one). Returns the offset of the torn bytes.
+/// Appends a torn copy of the last record: its header and body up to, not including, the
+/// `cut`-th last non-zero byte of the body (at least the last one), zeros after. The missing
+/// byte guarantees the copy fails its checksum. Returns the offset of the torn bytes.
 pub fn tear_tail(data_dir: &Path, cut: usize) -> std::io::Result<u64> {
     let last = segments(data_dir)?
         .pop()
@@ -77,12 +78,21 @@ pub fn tear_tail(data_dir: &Path, cut: usize) -> std::io::Result<u64> {
     let &(start, body) = found
         .last()
         .ok_or_else(|| invalid(format!("{}: no record", last.display())))?;
-    let keep = RECORD_HEADER_BYTES + body - cut.clamp(1, body.max(1));
-    if end + keep > bytes.len() {
+    let body_bytes = &bytes[start + RECORD_HEADER_BYTES..start + RECORD_HEADER_BYTES + body];
+    let keep = body_bytes
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, byte)| **byte != 0)
+        .map(|(at, _)| at)
+        .nth(cut.max(1) - 1)
+        .ok_or_else(|| invalid(format!("{}: record too short to tear", last.display())))?;
+    let copy = &bytes[start..start + RECORD_HEADER_BYTES + keep];
+    if end + RECORD_HEADER_BYTES + body > bytes.len() {
         return Err(invalid(format!("{}: segment full", last.display())));
     }
     let file = OpenOptions::new().write(true).open(&last)?;
-    file.write_all_at(&bytes[start..start + keep], end as u64)?;
+    file.write_all_at(copy, end as u64)?;
     file.sync_data()?;
     Ok(end as u64)
 }
