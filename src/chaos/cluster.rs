@@ -63,9 +63,8 @@ pub fn node_ip(id: u64) -> IpAddr {
 fn free_ports(nodes: u64, seed: u64) -> Result<u16, String> {
     for attempt in 0..200u64 {
         let port = 30_000 + ((seed.wrapping_mul(7919) + attempt * 104_729) % 25_000) as u16;
-        let free = (1..=nodes).all(|id| {
-            (0..3).all(|offset| TcpListener::bind((node_ip(id), port + offset)).is_ok())
-        });
+        let free = (1..=nodes)
+            .all(|id| (0..3).all(|offset| TcpListener::bind((node_ip(id), port + offset)).is_ok()));
         if free {
             return Ok(port);
         }
@@ -142,7 +141,10 @@ impl ChaosCluster {
         command
             .arg("kv")
             .args(["--id", &id.to_string()])
-            .args(["--listen", &SocketAddr::new(node_ip(id), self.port).to_string()])
+            .args([
+                "--listen",
+                &SocketAddr::new(node_ip(id), self.port).to_string(),
+            ])
             .args([
                 "--client-listen",
                 &SocketAddr::new(node_ip(id), self.port + 1).to_string(),

@@ -3,7 +3,8 @@
 //!
 //! - [`tear_tail`]: appends, after the last record, a copy of that record missing its last
 //!   bytes — what a crash in the middle of the next (never acknowledged) write leaves behind.
-//!   Recovery must recognise the torn tail and cut it.
+//!   Recovery must recognise the torn tail and cut it. (Tearing the last real record instead
+//!   would lose a write that was fsynced and perhaps acknowledged, which no crash can do.)
 //! - [`flip_bit`]: flips one bit in the body of a record that many later flushes follow, so
 //!   the record was committed long ago. Recovery must refuse to start (corruption, not a torn
 //!   tail).
@@ -142,7 +143,10 @@ pub fn mark_end(data_dir: &Path) -> std::io::Result<LogMark> {
 /// removes later segments. Returns the bytes discarded.
 pub fn lose_after(data_dir: &Path, mark: &LogMark) -> std::io::Result<u64> {
     let mut lost = 0;
-    for later in segments(data_dir)?.into_iter().filter(|s| *s > mark.segment) {
+    for later in segments(data_dir)?
+        .into_iter()
+        .filter(|s| *s > mark.segment)
+    {
         lost += std::fs::metadata(&later)?.len();
         std::fs::remove_file(later)?;
     }
@@ -213,7 +217,12 @@ mod tests {
         write_log(dir.path(), 5);
         let mark = mark_end(dir.path()).unwrap();
         let mut log = DiskLog::open(config(dir.path())).unwrap();
-        let batch = EntryBatch::encode(BatchKind::Command, Term(1), LogIndex(6), [b"late".as_slice()]);
+        let batch = EntryBatch::encode(
+            BatchKind::Command,
+            Term(1),
+            LogIndex(6),
+            [b"late".as_slice()],
+        );
         log.append(GroupId(0), &batch).unwrap();
         futures_lite::future::block_on(log.sync()).unwrap();
         drop(log);

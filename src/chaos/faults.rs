@@ -55,7 +55,8 @@ pub enum Fault {
         delay: Duration,
         lasts: Duration,
     },
-    /// kill -9 of a node, a torn final write appended to its log, restart.
+    /// kill -9 of a node, a torn final write appended to its log (a copy of its last record
+    /// cut before the `cut`-th last non-zero byte of its body), restart.
     TornTail { node: u64, cut: usize },
     /// kill -9 of a node, one bit of an old record flipped: it must refuse to start; then its
     /// data is wiped and it rejoins with `--init`.

@@ -206,9 +206,9 @@ impl Run {
                 self.violation(format!("node {node} started on a log with a flipped bit"));
                 self.cluster.kill(node);
             }
-            Err(refusal) if !refusal.to_lowercase().contains("corrupt") => {
-                self.violation(format!("node {node} refused a flipped bit unclearly: {refusal}"))
-            }
+            Err(refusal) if !refusal.to_lowercase().contains("corrupt") => self.violation(format!(
+                "node {node} refused a flipped bit unclearly: {refusal}"
+            )),
             Err(_) => {}
         }
         // The operator's way back: wipe the member and let it rejoin empty.
@@ -229,7 +229,10 @@ impl Run {
         for &id in &ids {
             match disk::mark_end(&self.cluster.data_dir(id)) {
                 Ok(mark) => marks.push((id, mark)),
-                Err(problem) => self.summary.skipped.push(format!("mark node {id}: {problem}")),
+                Err(problem) => self
+                    .summary
+                    .skipped
+                    .push(format!("mark node {id}: {problem}")),
             }
         }
         let before = workload.acknowledged();
@@ -240,10 +243,16 @@ impl Run {
         ids.iter().for_each(|&id| self.cluster.kill(id));
         for (id, mark) in &marks {
             if let Err(problem) = disk::lose_after(&self.cluster.data_dir(*id), mark) {
-                self.summary.skipped.push(format!("power loss node {id}: {problem}"));
+                self.summary
+                    .skipped
+                    .push(format!("power loss node {id}: {problem}"));
             }
         }
-        *self.summary.faults.entry("kill -9 all + power loss").or_default() += 1;
+        *self
+            .summary
+            .faults
+            .entry("kill -9 all + power loss")
+            .or_default() += 1;
         ids.iter().for_each(|&id| self.restart(id));
         std::thread::sleep(Duration::from_secs(3));
     }
@@ -269,11 +278,14 @@ fn read_logs(cluster: &ChaosCluster, cluster_id: u64) -> Result<Vec<NodeLogs>, S
                 .iter()
                 .filter(|batch| batch.kind() == BatchKind::Command)
                 .flat_map(|batch| {
-                    batch.payloads().enumerate().map(|(offset, payload)| LogEntry {
-                        index: batch.first_index().0 + offset as u64,
-                        term: batch.term().0,
-                        payload: payload.to_vec(),
-                    })
+                    batch
+                        .payloads()
+                        .enumerate()
+                        .map(|(offset, payload)| LogEntry {
+                            index: batch.first_index().0 + offset as u64,
+                            term: batch.term().0,
+                            payload: payload.to_vec(),
+                        })
                 })
                 .collect();
             groups.push(GroupLog {
@@ -330,7 +342,10 @@ pub fn run(options: &ChaosOptions) -> Result<Summary, String> {
                 break;
             }
             run.apply(&scheduled.fault);
-            *run.summary.faults.entry(scheduled.fault.kind()).or_default() += 1;
+            *run.summary
+                .faults
+                .entry(scheduled.fault.kind())
+                .or_default() += 1;
             while let Some(exit) = run.cluster.exited() {
                 run.violation(exit);
             }
@@ -368,7 +383,9 @@ pub fn run(options: &ChaosOptions) -> Result<Summary, String> {
     summary.keys = history.keys.len();
     let report = linearizability::check(&bound_unknown_writes(&history.operations));
     for example in &report.counter_examples {
-        summary.violations.push(format!("linearizability: {example}"));
+        summary
+            .violations
+            .push(format!("linearizability: {example}"));
     }
     let sent: HashSet<u64> = history
         .operations

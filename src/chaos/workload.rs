@@ -317,9 +317,8 @@ mod tests {
     #[test]
     fn bounding_unknown_writes_keeps_the_verdict() {
         let unknown = |value, invoked| op(Action::Write(value), invoked, None);
-        let read = |value, invoked, completed| {
-            op(Action::Read(Some(value)), invoked, Some(completed))
-        };
+        let read =
+            |value, invoked, completed| op(Action::Read(Some(value)), invoked, Some(completed));
         let cases = [
             // Never read: dropped; the history stays linearizable.
             vec![unknown(1, 0), read(None, 5, 6)],
@@ -336,7 +335,11 @@ mod tests {
         for history in cases {
             let bounded = bound_unknown_writes(&history);
             assert!(bounded.iter().all(|op| op.completed.is_some()));
-            assert_eq!(linearizable(&bounded), linearizable(&history), "{history:?}");
+            assert_eq!(
+                linearizable(&bounded),
+                linearizable(&history),
+                "{history:?}"
+            );
         }
         assert_eq!(bound_unknown_writes(&[unknown(1, 0)]), vec![]);
     }

@@ -93,7 +93,9 @@ pub fn check(
                 report.entries += 1;
                 if entry.index <= log.commit {
                     match committed.get(&(log.group, entry.index)) {
-                        Some((other, held)) if held.term != entry.term || held.payload != entry.payload => {
+                        Some((other, held))
+                            if held.term != entry.term || held.payload != entry.payload =>
+                        {
                             report.violation(format!(
                                 "group {} index {}: node {} holds term {} and node {} term {} \
                                  (or other bytes), both committed",
@@ -184,7 +186,8 @@ pub fn check(
             let covers = commits
                 .get(&(node.node, place.group))
                 .is_some_and(|&commit| commit >= place.index);
-            let holds = held.get(&(node.node, value.as_slice())) == Some(&(place.group, place.index));
+            let holds =
+                held.get(&(node.node, value.as_slice())) == Some(&(place.group, place.index));
             if covers && !holds {
                 report.violation(format!(
                     "acknowledged SET {} {} (group {} index {}) is missing from node {}, \
@@ -281,13 +284,12 @@ mod tests {
                 vec![],
                 "at group 0 index 1 on node 1 and at group 0 index 2",
             ),
+            (vec![node(1, 1, &[("a", "x1")])], vec![], "never sent"),
             (
-                vec![node(1, 1, &[("a", "x1")])],
-                vec![],
-                "never sent",
-            ),
-            (
-                vec![node(1, 2, &[("a", "c1"), ("a", "c2")]), node(2, 2, &[("a", "c1")])],
+                vec![
+                    node(1, 2, &[("a", "c1"), ("a", "c2")]),
+                    node(2, 2, &[("a", "c1")]),
+                ],
                 acked(&[("a", "c2")]),
                 "missing from node 2",
             ),

@@ -60,7 +60,11 @@ fn print_summary(args: &ChaosArgs, summary: &Summary) {
         "ringraft chaos: seed {}, {} nodes, fsync {}, {:.1} min",
         args.seed,
         args.nodes,
-        if args.unsafe_no_fsync { "never" } else { "always" },
+        if args.unsafe_no_fsync {
+            "never"
+        } else {
+            "always"
+        },
         summary.elapsed.as_secs_f64() / 60.0
     );
     println!(
