@@ -268,7 +268,8 @@ mod tests {
 
     #[test]
     fn each_kind_of_violation_is_reported() {
-        let cases: [(Vec<NodeLogs>, Vec<(Vec<u8>, Vec<u8>)>, &str); 5] = [
+        type Case = (Vec<NodeLogs>, Vec<(Vec<u8>, Vec<u8>)>, &'static str);
+        let cases: [Case; 5] = [
             (
                 vec![node(1, 1, &[("a", "c1")]), node(2, 1, &[("a", "c2")])],
                 vec![],

@@ -1,0 +1,234 @@
+//! The raw limits of this machine that bound any replicated log on it: how many `fdatasync`
+//! calls per second the filesystem under `--dir` completes, the bandwidth of sequential
+//! write + `fdatasync` cycles of 4 KiB and 1 MiB, and the round-trip time of a small ping-pong
+//! over loopback TCP.
+//!
+//! Each disk figure is one thread doing `pwrite` then `fdatasync`, one cycle at a time, for
+//! `--seconds`, in three kinds of file:
+//!
+//! - `prezeroed`: a 64 MiB file written with zeros and synced beforehand, overwritten in order
+//!   and wrapped around (what ringraft's log does: it pre-zeroes its segments);
+//! - `fallocated`: 64 MiB files reserved with `fallocate` and never written before, a fresh one
+//!   whenever one is full (what etcd's write-ahead log does; on ext4 the first write to each
+//!   block also has to convert the extent, which costs a journal commit);
+//! - `append`: files that grow with every write, a fresh one every 64 MiB.
+//!
+//! On a machine whose cores are all busy, a thread woken by a finished `fdatasync` may wait for
+//! the next scheduler tick before it runs (4 ms at `HZ=250`), and the figures then show the
+//! scheduler rather than the disk: measure on an otherwise idle machine, or compare with a run
+//! under `chrt -f 10`.
+//!
+//! Run with `cargo run --release --example device_limits -- --dir /tmp --seconds 2`. Prints
+//! JSON on stdout and a human summary on stderr; leaves nothing behind in `--dir`.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+/// Size of one test file; a file kind that cannot wrap starts a fresh file past it.
+const FILE_BYTES: u64 = 64 << 20;
+/// Bytes of each ping and pong in the loopback test.
+const PING_BYTES: usize = 64;
+
+#[derive(Parser)]
+struct Args {
+    /// Directory on the filesystem to measure (a scratch directory is made inside it).
+    #[arg(long, default_value = "/tmp")]
+    dir: PathBuf,
+    /// Seconds for each measurement (6 disk measurements and one network measurement).
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+}
+
+#[derive(Clone, Copy)]
+enum FileKind {
+    Prezeroed,
+    Fallocated,
+    Append,
+}
+
+impl FileKind {
+    fn name(self) -> &'static str {
+        match self {
+            FileKind::Prezeroed => "prezeroed",
+            FileKind::Fallocated => "fallocated",
+            FileKind::Append => "append",
+        }
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let scratch = tempfile::Builder::new()
+        .prefix("device-limits-")
+        .tempdir_in(&args.dir)?;
+    let window = Duration::from_secs_f64(args.seconds);
+    let mut disk = Vec::new();
+    for block in [4 << 10, 1 << 20] {
+        for kind in [FileKind::Prezeroed, FileKind::Fallocated, FileKind::Append] {
+            let figures = write_sync_cycles(scratch.path(), kind, block, window)?;
+            eprintln!(
+                "{:>4} KiB {:<10}  {:>7.0} fdatasync/s  {:>7.1} MB/s  p50 {:>6} µs  p99 {:>6} µs",
+                block >> 10,
+                kind.name(),
+                figures["syncs_per_second"].as_f64().unwrap_or(0.0),
+                figures["megabytes_per_second"].as_f64().unwrap_or(0.0),
+                figures["latency_us"]["p50"],
+                figures["latency_us"]["p99"],
+            );
+            disk.push(figures);
+        }
+    }
+    let tcp = loopback_round_trips(window)?;
+    eprintln!(
+        "loopback TCP {PING_BYTES} B ping-pong: p50 {} µs  p99 {} µs  ({} round trips)",
+        tcp["latency_us"]["p50"], tcp["latency_us"]["p99"], tcp["round_trips"],
+    );
+    let report = json!({
+        "dir": args.dir.canonicalize().unwrap_or(args.dir.clone()),
+        "seconds_per_measurement": args.seconds,
+        "write_fdatasync": disk,
+        "loopback_tcp": tcp,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// One `pwrite` of `block` bytes then one `fdatasync`, over and over for `window`.
+fn write_sync_cycles(
+    dir: &Path,
+    kind: FileKind,
+    block: usize,
+    window: Duration,
+) -> std::io::Result<Value> {
+    let data = vec![0xa5u8; block];
+    let mut latency = histogram();
+    let mut serial = 0;
+    let mut file = fresh_file(dir, kind, &mut serial)?;
+    let mut offset = 0u64;
+    let mut cycles = 0u64;
+    let start = Instant::now();
+    while start.elapsed() < window {
+        if offset + block as u64 > FILE_BYTES {
+            match kind {
+                FileKind::Prezeroed => offset = 0,
+                FileKind::Fallocated | FileKind::Append => {
+                    file = fresh_file(dir, kind, &mut serial)?;
+                    offset = 0;
+                }
+            }
+        }
+        let began = Instant::now();
+        file.write_all_at(&data, offset)?;
+        file.sync_data()?;
+        record(&mut latency, began.elapsed());
+        offset += block as u64;
+        cycles += 1;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(dir.join(format!("{}-{}", kind.name(), serial - 1)))?;
+    Ok(json!({
+        "file": kind.name(),
+        "block_bytes": block,
+        "cycles": cycles,
+        "syncs_per_second": cycles as f64 / elapsed,
+        "megabytes_per_second": (cycles * block as u64) as f64 / elapsed / 1e6,
+        "latency_us": percentiles(&latency),
+    }))
+}
+
+/// Creates the next test file of `kind`, replacing the previous one; a pre-zeroed file is
+/// written in full and synced, a fallocated one reserved, before any timing starts.
+fn fresh_file(dir: &Path, kind: FileKind, serial: &mut u32) -> std::io::Result<std::fs::File> {
+    if *serial > 0 {
+        std::fs::remove_file(dir.join(format!("{}-{}", kind.name(), *serial - 1)))?;
+    }
+    let path = dir.join(format!("{}-{serial}", kind.name()));
+    *serial += 1;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    match kind {
+        FileKind::Prezeroed => {
+            let zeros = vec![0u8; 1 << 20];
+            for chunk in 0..FILE_BYTES / zeros.len() as u64 {
+                file.write_all_at(&zeros, chunk * zeros.len() as u64)?;
+            }
+            file.sync_all()?;
+        }
+        FileKind::Fallocated => {
+            // SAFETY: a valid open descriptor and non-negative offset and length.
+            let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, FILE_BYTES as i64) };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            file.sync_all()?;
+        }
+        FileKind::Append => {}
+    }
+    Ok(file)
+}
+
+/// Ping-pong of `PING_BYTES` over one loopback TCP connection (`TCP_NODELAY`) with an echo
+/// thread on the other side, one round trip at a time, for `window`.
+fn loopback_round_trips(window: Duration) -> std::io::Result<Value> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut stream, _) = listener.accept()?;
+        stream.set_nodelay(true)?;
+        let mut buffer = [0u8; PING_BYTES];
+        // Ends when the client closes the connection.
+        while stream.read_exact(&mut buffer).is_ok() {
+            stream.write_all(&buffer)?;
+        }
+        Ok(())
+    });
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    let mut buffer = [7u8; PING_BYTES];
+    let mut latency = histogram();
+    let start = Instant::now();
+    while start.elapsed() < window {
+        let began = Instant::now();
+        stream.write_all(&buffer)?;
+        stream.read_exact(&mut buffer)?;
+        record(&mut latency, began.elapsed());
+    }
+    drop(stream);
+    echo.join().expect("echo thread")?;
+    Ok(json!({
+        "message_bytes": PING_BYTES,
+        "round_trips": latency.len(),
+        "latency_us": percentiles(&latency),
+    }))
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
+fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
+    histogram.saturating_record((elapsed.as_micros() as u64).max(1));
+}
+
+fn percentiles(histogram: &Histogram<u64>) -> Value {
+    json!({
+        "p50": histogram.value_at_quantile(0.50),
+        "p90": histogram.value_at_quantile(0.90),
+        "p99": histogram.value_at_quantile(0.99),
+        "p999": histogram.value_at_quantile(0.999),
+        "max": histogram.max(),
+        "mean": histogram.mean(),
+    })
+}
