@@ -351,6 +351,8 @@ pub fn run(options: &ChaosOptions) -> Result<Summary, String> {
             }
             std::thread::sleep(scheduled.quiet);
         }
+        // The workload runs on, fault-free, until the run's length is up.
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
     }
 
     // Heal: every link up, every node running, a leader, then the final reads.

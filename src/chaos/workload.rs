@@ -12,7 +12,7 @@
 //!   could not be opened was never sent and is not recorded. A read is recorded only when
 //!   answered with a value or nil; a value that no client wrote reads as [`FOREIGN_VALUE`].
 //! - Times are µs since the workload started, one clock for all clients; every wait is bounded
-//!   by the call timeout, and the threads stop within one call timeout of [`Workload::stop`].
+//!   by the call timeout, and the threads stop within one call timeout of [`Workload::finish`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;

@@ -6,7 +6,7 @@
 //! increasing index order, each stage recorded at most once per batch; a batch leaves once the
 //! group's applied index passes its last entry (if the entry was replaced by another leader's,
 //! what is recorded for it is the time until its index was applied). At most
-//! [`PENDING_BATCHES_MAX`] batches are tracked per group; beyond that new ones are not timed.
+//! `PENDING_BATCHES_MAX` batches are tracked per group; beyond that new ones are not timed.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
