@@ -644,7 +644,7 @@ fn timeout_now_from_a_non_leader_is_ignored() {
 // ---- connection loss -----------------------------------------------------------------------
 
 #[test]
-fn unreachable_follower_is_sent_the_missing_entries_when_its_heartbeat_reply_arrives() {
+fn unreachable_follower_is_sent_the_missing_entries_with_the_next_heartbeat() {
     let mut leader = settled_leader();
     propose(&mut leader, &["a"]);
     // The connection to n2 broke: the AppendEntries carrying index 2 may be lost.
@@ -652,18 +652,36 @@ fn unreachable_follower_is_sent_the_missing_entries_when_its_heartbeat_reply_arr
     tick(&mut leader);
     let heartbeats = appends(&tick(&mut leader));
     let round = leader.read_round();
-    let Message::Append(expected) = in_round(heartbeat(1, 1, 1, 1), round) else {
+    let Message::Append(expected) =
+        in_round(append(1, (1, 1), 1, vec![placed(&["a"], 1, 2)]), round)
+    else {
         unreachable!()
     };
-    assert_eq!(heartbeats[0], (n(2), expected));
-    // n2 never got index 2; it matches up to 1 and says so.
+    assert_eq!(
+        heartbeats[0],
+        (n(2), expected),
+        "the probing follower's heartbeat carries what it lacks"
+    );
+}
+
+#[test]
+fn an_acknowledgement_that_does_not_advance_sends_nothing_until_the_next_heartbeat() {
+    let mut leader = settled_leader();
+    propose(&mut leader, &["a"]);
+    step(&mut leader, Input::Unreachable { peer: n(2) });
+    tick(&mut leader);
+    tick(&mut leader);
+    // n2 got index 2 but is still syncing it: it acknowledges 1, then 1 again (a duplicate).
+    assert_eq!(deliver(&mut leader, 2, accepted(1, 1)), vec![]);
     assert_eq!(
         deliver(&mut leader, 2, accepted(1, 1)),
-        vec![send(
-            2,
-            in_round(append(1, (1, 1), 1, vec![placed(&["a"], 1, 2)]), round)
-        )]
+        vec![],
+        "no ping-pong while the follower syncs"
     );
+    // Durable at last: the leader moves on.
+    assert_eq!(leader.progress(n(2)).map(|p| p.match_index), Some(i(1)));
+    deliver(&mut leader, 2, accepted(1, 2));
+    assert_eq!(leader.progress(n(2)).map(|p| p.match_index), Some(i(2)));
 }
 
 #[test]

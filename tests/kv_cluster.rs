@@ -313,7 +313,13 @@ fn hostile_clients_leave_the_server_serving_others() {
     // An oversized value is refused; the next request on that connection is not affected.
     let mut con = connect(addr);
     let big = "x".repeat(600 << 10);
-    assert!(cmd::<Value>(&mut con, &["SET", "big", &big]).is_err());
+    let oversized = cmd::<Value>(&mut con, &["SET", "big", &big]).unwrap_err();
+    assert!(
+        oversized
+            .to_string()
+            .contains("bulk string of 614400 bytes"),
+        "{oversized}"
+    );
     let mut con = connect(addr);
     let nearly = "x".repeat((512 << 10) - 8);
     let too_large = cmd::<Value>(&mut con, &["SET", "big", &nearly]).unwrap_err();

@@ -820,16 +820,14 @@ impl Raft {
                     self.confirm_reads(out);
                 }
                 let progress = self.progress.get_mut(&from).expect("checked above");
-                let was_paused = progress.paused;
-                let advanced = progress.acknowledged(match_index);
-                // A follower still behind is sent what it lacks: after `Unreachable` the probe
-                // restarts just after its match, and nothing else would resend the entries
-                // that were lost with the connection.
-                let behind = progress.match_index < last_index;
-                if advanced {
+                // Only progress triggers an immediate send. An acknowledgement that does not
+                // advance (the follower is still syncing, or answers a heartbeat) unpauses a
+                // probe, and the next heartbeat round carries what the follower lacks (see
+                // `broadcast_heartbeat`): answering each such ack at once would ping-pong the
+                // same entries until the follower's write is durable, and with duplicated
+                // messages the exchanges multiply.
+                if progress.acknowledged(match_index) {
                     self.maybe_commit(out);
-                }
-                if advanced || was_paused || behind {
                     self.send_append(from, out);
                 }
                 if let Some((to, _)) = self.transfer {
@@ -871,9 +869,22 @@ impl Raft {
         }
     }
 
+    /// One AppendEntries to every follower: empty, except that a probing follower that is not
+    /// waiting for an answer and lacks entries is sent them (after `Unreachable`, this is what
+    /// resends the entries lost with the connection, at the heartbeat's pace).
     fn broadcast_heartbeat(&mut self, out: &mut Vec<Action>) {
-        for (&peer, progress) in &self.progress {
-            out.push(self.append_to(peer, progress.next_index, Vec::new()));
+        let last_index = self.log.last_index();
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for peer in peers {
+            let progress = &self.progress[&peer];
+            let probe_with_entries = progress.state == ProgressState::Probe
+                && !progress.paused
+                && progress.next_index <= last_index;
+            if probe_with_entries {
+                self.send_append(peer, out);
+            } else {
+                out.push(self.append_to(peer, progress.next_index, Vec::new()));
+            }
         }
     }
 

@@ -13,7 +13,9 @@
 //!   waits for the change of kind, nothing more is read (the client's own sends stall).
 //! - A request the command table refuses gets an error reply and the connection goes on; bytes
 //!   that cannot be parsed get an error reply, then the connection closes once the earlier
-//!   replies are written. Nothing a client sends ends the server or another connection.
+//!   replies are written (after reading and dropping what the client still sends, for at
+//!   most 500 ms and 8 MiB, so that the error is not lost to a connection reset). Nothing a
+//!   client sends ends the server or another connection.
 //! - At most [`CONNECTIONS_MAX`] connections are served at once; more are told so and closed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use futures_lite::future::poll_once;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -38,6 +41,11 @@ pub const JOBS_MAX: usize = 256;
 
 /// Client connections served at once.
 pub const CONNECTIONS_MAX: usize = 4096;
+
+/// What a closing connection still reads and drops so that its last reply arrives.
+const DISCARD_BYTES_MAX: usize = 8 << 20;
+/// See [`DISCARD_BYTES_MAX`].
+const DISCARD_TIME_MAX: Duration = Duration::from_millis(500);
 
 /// Accepts connections on `listener` until `stop` resolves.
 pub async fn serve(listener: TcpListener, router: Arc<Router>, stop: impl std::future::Future) {
@@ -136,6 +144,8 @@ async fn serve_connection(stream: TcpStream, router: Arc<Router>, id: u64) {
             jobs.push(job(plan, &router, id as usize));
         }
         if jobs.is_empty() && closing {
+            let _ = writer.shutdown().await;
+            discard_input(&mut reader).await;
             return;
         }
         tokio::select! {
@@ -156,6 +166,21 @@ async fn serve_connection(stream: TcpStream, router: Arc<Router>, id: u64) {
                 Ok(_) => {}
                 Err(_) => return,
             },
+        }
+    }
+}
+
+/// Reads and drops what the client still sends, for a bounded time and amount, after the last
+/// reply was written: closing a socket with unread input makes the kernel reset the connection,
+/// which can destroy that last reply (an error explaining why) before the client reads it.
+async fn discard_input(reader: &mut OwnedReadHalf) {
+    let mut scratch = vec![0; 64 << 10];
+    let mut left = DISCARD_BYTES_MAX;
+    let deadline = tokio::time::Instant::now() + DISCARD_TIME_MAX;
+    while left > 0 {
+        match tokio::time::timeout_at(deadline, reader.read(&mut scratch)).await {
+            Ok(Ok(read)) if read > 0 => left = left.saturating_sub(read),
+            _ => return,
         }
     }
 }

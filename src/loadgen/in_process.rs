@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use glommio::{LocalExecutorBuilder, Placement};
-use hdrhistogram::Histogram;
 
 use crate::api::{LogOnly, Node, NodeConfig, PeerConfig, ProposalError};
 use crate::loadgen::load::{ConnectionResult, LoadCounters, Pace, Schedule};
@@ -123,25 +122,14 @@ pub fn run_embedded(
             payload,
             schedule,
             counters,
-            result: RefCell::new(ConnectionResult {
-                latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
-                committed: 0,
-                failed: 0,
-                errors: Vec::new(),
-            }),
+            result: RefCell::new(ConnectionResult::new()),
             outstanding: RefCell::new(0),
         });
         match pace {
             Pace::Closed { pipeline } => closed_loop(&load, pipeline).await,
             Pace::Open { per_second } => open_loop(&load, per_second).await,
         }
-        let empty = ConnectionResult {
-            latency_us: Histogram::new(1).expect("valid"),
-            committed: 0,
-            failed: 0,
-            errors: Vec::new(),
-        };
-        load.result.replace(empty)
+        load.result.take()
     });
     Ok(result)
 }
@@ -157,6 +145,11 @@ struct EmbeddedLoad {
 }
 
 impl EmbeddedLoad {
+    /// Whether a refusal named another leader (the caller moves there).
+    fn redirected(&self) -> bool {
+        self.result.borrow().redirect.is_some()
+    }
+
     /// Proposes once; records the latency from `since` if the answer comes inside the window.
     async fn propose_once(&self, since: Instant) {
         *self.outstanding.borrow_mut() += 1;
@@ -174,11 +167,11 @@ impl EmbeddedLoad {
                 }
             }
             Err(error) => {
-                result.failed += 1;
-                self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                if result.errors.len() < 16 {
-                    result.errors.push(describe(&error));
-                }
+                let leader = match error {
+                    ProposalError::NotLeader { leader } => leader,
+                    _ => None,
+                };
+                result.refused(&self.counters, describe(&error), leader);
             }
         }
     }
@@ -189,7 +182,7 @@ async fn closed_loop(load: &Rc<EmbeddedLoad>, pipeline: usize) {
         .map(|_| {
             let load = load.clone();
             glommio::spawn_local(async move {
-                while Instant::now() < load.schedule.stop {
+                while Instant::now() < load.schedule.stop && !load.redirected() {
                     load.propose_once(Instant::now()).await;
                 }
             })
@@ -206,7 +199,7 @@ async fn open_loop(load: &Rc<EmbeddedLoad>, per_second: f64) {
     let mut next = 0u32;
     loop {
         let intended = started + interval * next;
-        if intended >= stop {
+        if intended >= stop || load.redirected() {
             break;
         }
         if let Some(wait) = intended.checked_duration_since(Instant::now()) {

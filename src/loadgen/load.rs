@@ -26,7 +26,7 @@ use crate::client::protocol::{
 };
 use crate::net::frame::READ_SPARE_BYTES;
 use crate::net::{FrameDecoder, FrameKind};
-use crate::types::GroupId;
+use crate::types::{GroupId, NodeId};
 
 /// How one connection generates load.
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +50,51 @@ pub struct ConnectionResult {
     pub failed: u64,
     /// Answers by kind of failure.
     pub errors: Vec<String>,
+    /// The connection stopped because the node named another leader: reconnect there.
+    pub redirect: Option<NodeId>,
+}
+
+impl ConnectionResult {
+    pub fn new() -> ConnectionResult {
+        ConnectionResult {
+            latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            committed: 0,
+            failed: 0,
+            errors: Vec::new(),
+            redirect: None,
+        }
+    }
+
+    /// Adds what a later connection of the same client measured.
+    pub fn absorb(&mut self, later: ConnectionResult) {
+        self.latency_us.add(&later.latency_us).expect("same bounds");
+        self.committed += later.committed;
+        self.failed += later.failed;
+        for error in later.errors {
+            if self.errors.len() < 16 && !self.errors.contains(&error) {
+                self.errors.push(error);
+            }
+        }
+        self.redirect = later.redirect;
+    }
+
+    /// Counts a refused proposal (and remembers a redirect to another leader).
+    pub fn refused(&mut self, counters: &LoadCounters, error: String, leader: Option<NodeId>) {
+        self.failed += 1;
+        counters.failed.fetch_add(1, Ordering::Relaxed);
+        if self.errors.len() < 16 {
+            self.errors.push(error);
+        }
+        if leader.is_some() {
+            self.redirect = leader;
+        }
+    }
+}
+
+impl Default for ConnectionResult {
+    fn default() -> Self {
+        ConnectionResult::new()
+    }
 }
 
 /// When a run starts, starts measuring, and stops sending.
@@ -216,12 +261,7 @@ fn read_answers(
         stop,
     } = schedule;
     let ring = stamps.len() as u64;
-    let mut result = ConnectionResult {
-        latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
-        committed: 0,
-        failed: 0,
-        errors: Vec::new(),
-    };
+    let mut result = ConnectionResult::new();
     let mut decoder = FrameDecoder::new();
     let mut answered = 0u64;
     stream.set_read_timeout(Some(Duration::from_millis(100)))?;
@@ -258,17 +298,21 @@ fn read_answers(
                         }
                     }
                     ClientResponse::Error { error, .. } => {
-                        result.failed += 1;
-                        counters.failed.fetch_add(1, Ordering::Relaxed);
-                        if result.errors.len() < 16 {
-                            result.errors.push(describe(error));
-                        }
+                        let leader = match error {
+                            ClientError::NotLeader { leader, .. } => *leader,
+                            _ => None,
+                        };
+                        result.refused(counters, describe(error), leader);
                     }
                     ClientResponse::Status { .. } => {}
                 }
             }
             answered += responses.len() as u64;
             let _ = credits.send(responses.len());
+            if result.redirect.is_some() {
+                // Leadership moved: this connection is done; the caller reconnects.
+                return Ok(result);
+            }
         }
         match stream.read(decoder.spare(READ_SPARE_BYTES)) {
             Ok(0) => break,

@@ -11,6 +11,10 @@ pub struct Machine {
     pub kernel: String,
     pub data_filesystem: String,
     pub memory_gib: f64,
+    /// The 1-minute load average when the result was written. It includes the run's own nodes
+    /// and load generator (about 2–3 on this kind of machine); much more means other work
+    /// shared the cores.
+    pub load_average: f64,
 }
 
 impl Machine {
@@ -38,6 +42,10 @@ impl Machine {
             kernel,
             data_filesystem: filesystem_of(data_dir),
             memory_gib,
+            load_average: std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|text| text.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0.0),
         }
     }
 }

@@ -419,22 +419,35 @@ impl Bench<'_> {
             let payload = payload.clone();
             let worker = match &*self.target {
                 Target::InProcess(cluster) => {
-                    let node = cluster.node(leader).expect("leader is a member");
+                    let nodes: Vec<_> = self
+                        .nodes
+                        .iter()
+                        .filter_map(|&(id, _)| cluster.node(id))
+                        .collect();
                     std::thread::spawn(move || {
-                        run_embedded(node, group, payload, pace, schedule, counters)
+                        run_client(leader, schedule, |leader, schedule| {
+                            let node = nodes.iter().find(|node| node.id() == leader);
+                            let node = node.ok_or_else(|| {
+                                std::io::Error::other(format!("no node {leader}"))
+                            })?;
+                            let (payload, counters) = (payload.clone(), counters.clone());
+                            run_embedded(node.clone(), group, payload, pace, schedule, counters)
+                        })
                     })
                 }
                 Target::Processes(_) | Target::Remote(_) => {
-                    let base = self
-                        .nodes
-                        .iter()
-                        .find(|(id, _)| *id == leader)
-                        .map(|(_, addr)| *addr)
-                        .expect("leader is a member");
-                    let mut addr = base;
-                    addr.set_port(base.port() + (group.0 % args.shards as u64) as u16);
+                    let nodes = self.nodes.clone();
+                    let shard_offset = (group.0 % args.shards as u64) as u16;
                     std::thread::spawn(move || {
-                        run_connection(addr, group, payload, pace, schedule, counters)
+                        run_client(leader, schedule, |leader, schedule| {
+                            let base = nodes.iter().find(|(id, _)| *id == leader);
+                            let mut addr = base
+                                .ok_or_else(|| std::io::Error::other(format!("no node {leader}")))?
+                                .1;
+                            addr.set_port(addr.port() + shard_offset);
+                            let (payload, counters) = (payload.clone(), counters.clone());
+                            run_connection(addr, group, payload, pace, schedule, counters)
+                        })
                     })
                 }
             };
@@ -579,6 +592,33 @@ impl Bench<'_> {
     }
 }
 
+/// Runs one client until the schedule's end, moving to the new leader whenever a refusal
+/// names one (so a leadership change costs a reconnection, not the rest of the run). A
+/// reconnected open-loop client counts its intended send times from the reconnection.
+fn run_client(
+    mut leader: NodeId,
+    schedule: Schedule,
+    mut connect: impl FnMut(NodeId, Schedule) -> std::io::Result<ConnectionResult>,
+) -> std::io::Result<ConnectionResult> {
+    let mut total = connect(leader, schedule)?;
+    while let Some(next) = total.redirect.take() {
+        if Instant::now() >= schedule.stop {
+            break;
+        }
+        if next == leader {
+            // Named itself while refusing: wait for the election to settle.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        leader = next;
+        let resumed = Schedule {
+            started: Instant::now(),
+            ..schedule
+        };
+        total.absorb(connect(leader, resumed)?);
+    }
+    Ok(total)
+}
+
 /// Kills the leader of group 0 and returns the milliseconds until the next commit anywhere.
 fn kill_leader_and_wait(cluster: &mut LocalCluster, client: &mut Client) -> Result<f64, String> {
     let leader = client
@@ -683,7 +723,8 @@ fn summary_markdown(result: &BenchResult) -> String {
     format!(
         "# ringraft bench: {label}\n\n\
          - date {date}, commit `{commit}`\n\
-         - machine: {cpu}, {cores} cores, {mem:.0} GiB, Linux {kernel}, data on {fs}\n\
+         - machine: {cpu}, {cores} cores, {mem:.0} GiB, Linux {kernel}, data on {fs}, \
+         1-minute load average {load:.1}\n\
          - {nodes} nodes, {shards} shards, {groups} groups, {payload} B payloads, fsync {fsync:?}, \
          {clients} connections, {pace}\n\
          - command: `cargo run --release -- bench {flags}`\n\n\
@@ -698,6 +739,7 @@ fn summary_markdown(result: &BenchResult) -> String {
         mem = result.machine.memory_gib,
         kernel = result.machine.kernel,
         fs = result.machine.data_filesystem,
+        load = result.machine.load_average,
         nodes = config.nodes,
         shards = config.shards,
         groups = config.groups.unwrap_or(config.shards),
