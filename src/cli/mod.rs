@@ -1,5 +1,6 @@
 //! Command-line interface of the `ringraft` binary.
 
+pub mod chaos;
 pub mod kv;
 pub mod local_cluster;
 pub mod node_args;
@@ -38,6 +39,9 @@ pub enum Command {
     /// Verify a node's data directory: every segment, record and hard-state slot. Exits
     /// non-zero when anything is torn or corrupt.
     Inspect(InspectArgs),
+    /// Fault injection on real processes: a register workload against a kv cluster while
+    /// nodes are killed, paused and cut off, then a linearizability and a log check.
+    Chaos(chaos::ChaosArgs),
 }
 
 #[derive(Args, Debug)]
@@ -85,6 +89,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Cluster(args) => serve::run_cluster(&args),
         Command::Sim(args) => run_sim(&args),
         Command::Inspect(args) => run_inspect(&args),
+        Command::Chaos(args) => chaos::run_chaos(&args),
     }
 }
 

@@ -1,0 +1,420 @@
+//! One harness run: start the cluster, run the workload while faults from the schedule come
+//! and go, heal everything, read every key once more, stop the nodes, and check the history
+//! (linearizability) and the logs on disk.
+//!
+//! Invariants: faults run one at a time on the thread that owns the cluster, and each heals
+//! before the next starts; the fault phase ends by the deadline (a fault starts only if the
+//! run has time left), and every later phase has its own bound, so a run takes at most its
+//! length plus about a minute. A node that exits by itself, fails to restart, or starts on a
+//! corrupted log is a violation, as are counter-examples and log-checker findings.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::batch::BatchKind;
+use crate::chaos::cluster::{ChaosCluster, ClusterSpec};
+use crate::chaos::disk;
+use crate::chaos::faults::{schedule, Fault, Target};
+use crate::chaos::proxy::LinkState;
+use crate::chaos::workload::{bound_unknown_writes, value_id, Workload, WorkloadConfig};
+use crate::check::linearizability::{self, Action};
+use crate::check::logs::{self, GroupLog, LogEntry, NodeLogs};
+use crate::log::{shard_dir, DiskLog, LogConfig, LogStore};
+use crate::types::ShardId;
+
+/// How a run goes.
+#[derive(Clone, Debug)]
+pub struct ChaosOptions {
+    pub exe: PathBuf,
+    pub length: Duration,
+    pub seed: u64,
+    pub nodes: u64,
+    /// Nodes run with `--fsync never`.
+    pub no_fsync: bool,
+    /// Instead of the schedule: kill -9 every node right after a burst of acknowledged
+    /// writes and discard what they wrote during it (a power loss; needs `no_fsync`).
+    pub lose_unsynced: bool,
+}
+
+/// What a run did and found.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub writes_ok: u64,
+    pub writes_unknown: u64,
+    pub reads: u64,
+    pub keys: usize,
+    pub log_entries: u64,
+    pub faults: BTreeMap<&'static str, u64>,
+    pub skipped: Vec<String>,
+    pub violations: Vec<String>,
+    pub elapsed: Duration,
+    pub data_dir: PathBuf,
+}
+
+const CLIENTS: u64 = 5;
+const KEYS: u64 = 8;
+const KEY_EPOCH: Duration = Duration::from_secs(30);
+const CALL_TIMEOUT: Duration = Duration::from_millis(1500);
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+
+/// The fault phase's state.
+struct Run {
+    cluster: ChaosCluster,
+    rng: Xoshiro256PlusPlus,
+    summary: Summary,
+}
+
+impl Run {
+    fn violation(&mut self, text: String) {
+        eprintln!("chaos: VIOLATION: {text}");
+        self.summary.violations.push(text);
+    }
+
+    fn restart(&mut self, id: u64) {
+        if let Err(problem) = self.cluster.launch(id, false) {
+            self.violation(format!("restart: {problem}"));
+        }
+    }
+
+    fn resolve(&mut self, target: Target) -> u64 {
+        match target {
+            Target::Node(id) => id,
+            Target::Leader => self.cluster.leader().unwrap_or_else(|| {
+                let nodes = self.cluster.ids().count() as u64;
+                self.rng.random_range(1..=nodes)
+            }),
+        }
+    }
+
+    fn cut_both(&self, a: u64, b: u64, stalling: bool) {
+        let state = if stalling {
+            LinkState::CutStalling
+        } else {
+            LinkState::CutResetting
+        };
+        self.cluster.set_link(a, b, state);
+        self.cluster.set_link(b, a, state);
+    }
+
+    fn apply(&mut self, fault: &Fault) {
+        let ids: Vec<u64> = self.cluster.ids().collect();
+        match fault {
+            Fault::Kill { target, down } => {
+                let id = self.resolve(*target);
+                self.cluster.kill(id);
+                std::thread::sleep(*down);
+                self.restart(id);
+            }
+            Fault::KillAll { down } => {
+                ids.iter().for_each(|&id| self.cluster.kill(id));
+                std::thread::sleep(*down);
+                ids.iter().for_each(|&id| self.restart(id));
+            }
+            Fault::PauseLeader { pause } => {
+                let id = self.resolve(Target::Leader);
+                self.cluster.pause(id);
+                std::thread::sleep(*pause);
+                self.cluster.resume(id);
+            }
+            Fault::IsolateLeader { stalling, lasts } => {
+                let leader = self.resolve(Target::Leader);
+                for &other in ids.iter().filter(|&&id| id != leader) {
+                    self.cut_both(leader, other, *stalling);
+                }
+                std::thread::sleep(*lasts);
+            }
+            Fault::Split {
+                minority,
+                stalling,
+                lasts,
+            } => {
+                for &a in minority {
+                    for &b in ids.iter().filter(|id| !minority.contains(id)) {
+                        self.cut_both(a, b, *stalling);
+                    }
+                }
+                std::thread::sleep(*lasts);
+            }
+            Fault::OneWay {
+                from,
+                to,
+                stalling,
+                lasts,
+            } => {
+                let state = if *stalling {
+                    LinkState::CutStalling
+                } else {
+                    LinkState::CutResetting
+                };
+                self.cluster.set_link(*from, *to, state);
+                std::thread::sleep(*lasts);
+            }
+            Fault::Flap { a, b, every, lasts } => {
+                let until = Instant::now() + *lasts;
+                while Instant::now() < until {
+                    self.cluster.reset_link(*a, *b);
+                    self.cluster.reset_link(*b, *a);
+                    std::thread::sleep(*every);
+                }
+            }
+            Fault::Delay {
+                links,
+                delay,
+                lasts,
+            } => {
+                for &(a, b) in links {
+                    self.cluster.set_delay(a, b, *delay);
+                    self.cluster.set_delay(b, a, *delay);
+                }
+                std::thread::sleep(*lasts);
+            }
+            Fault::TornTail { node, cut } => self.torn_tail(*node, *cut),
+            Fault::BitFlip { node } => self.bit_flip(*node),
+        }
+        self.cluster.heal_links();
+    }
+
+    fn torn_tail(&mut self, node: u64, cut: usize) {
+        self.cluster.kill(node);
+        let dir = self.cluster.data_dir(node);
+        match disk::tear_tail(&dir, cut) {
+            Ok(_) => match crate::log::inspect(&dir) {
+                Ok(report) if report.is_clean() => {
+                    self.violation(format!("node {node}: inspect missed the torn tail"))
+                }
+                _ => {}
+            },
+            Err(problem) => self.summary.skipped.push(format!("torn tail: {problem}")),
+        }
+        self.restart(node);
+    }
+
+    fn bit_flip(&mut self, node: u64) {
+        self.cluster.kill(node);
+        let dir = self.cluster.data_dir(node);
+        if let Err(problem) = disk::flip_bit(&dir, 100) {
+            self.summary.skipped.push(format!("bit flip: {problem}"));
+            self.restart(node);
+            return;
+        }
+        match self.cluster.launch(node, false) {
+            Ok(()) => {
+                self.violation(format!("node {node} started on a log with a flipped bit"));
+                self.cluster.kill(node);
+            }
+            Err(refusal) if !refusal.to_lowercase().contains("corrupt") => self.violation(format!(
+                "node {node} refused a flipped bit unclearly: {refusal}"
+            )),
+            Err(_) => {}
+        }
+        // The operator's way back: wipe the member and let it rejoin empty.
+        if let Err(error) = std::fs::remove_dir_all(&dir) {
+            self.violation(format!("wipe {}: {error}", dir.display()));
+        }
+        if let Err(problem) = self.cluster.launch(node, true) {
+            self.violation(format!("rejoin after wipe: {problem}"));
+        }
+    }
+
+    /// The negative control: a burst of acknowledged writes, kill -9 of every node, and the
+    /// loss of everything written since the burst began.
+    fn lose_unsynced(&mut self, workload: &Workload) {
+        std::thread::sleep(Duration::from_secs(3));
+        let ids: Vec<u64> = self.cluster.ids().collect();
+        let mut marks = Vec::new();
+        for &id in &ids {
+            match disk::mark_end(&self.cluster.data_dir(id)) {
+                Ok(mark) => marks.push((id, mark)),
+                Err(problem) => self
+                    .summary
+                    .skipped
+                    .push(format!("mark node {id}: {problem}")),
+            }
+        }
+        let before = workload.acknowledged();
+        let until = Instant::now() + Duration::from_secs(10);
+        while workload.acknowledged() < before + 200 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ids.iter().for_each(|&id| self.cluster.kill(id));
+        for (id, mark) in &marks {
+            if let Err(problem) = disk::lose_after(&self.cluster.data_dir(*id), mark) {
+                self.summary
+                    .skipped
+                    .push(format!("power loss node {id}: {problem}"));
+            }
+        }
+        *self
+            .summary
+            .faults
+            .entry("kill -9 all + power loss")
+            .or_default() += 1;
+        ids.iter().for_each(|&id| self.restart(id));
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+/// Every node's logs, read from disk (the nodes must be stopped).
+fn read_logs(cluster: &ChaosCluster, cluster_id: u64) -> Result<Vec<NodeLogs>, String> {
+    let mut nodes = Vec::new();
+    for id in cluster.ids() {
+        let dir = shard_dir(&cluster.data_dir(id), ShardId(0));
+        let log = DiskLog::open(LogConfig::new(&dir, cluster_id, ShardId(0)))
+            .map_err(|e| format!("node {id} log: {e}"))?;
+        let mut groups = Vec::new();
+        for group in log.groups() {
+            let (first, last) = (log.first_index(group), log.last_index(group));
+            let batches = if last >= first {
+                log.read(group, first, last)
+                    .map_err(|e| format!("node {id} group {}: {e}", group.0))?
+            } else {
+                Vec::new()
+            };
+            let entries = batches
+                .iter()
+                .filter(|batch| batch.kind() == BatchKind::Command)
+                .flat_map(|batch| {
+                    batch
+                        .payloads()
+                        .enumerate()
+                        .map(|(offset, payload)| LogEntry {
+                            index: batch.first_index().0 + offset as u64,
+                            term: batch.term().0,
+                            payload: payload.to_vec(),
+                        })
+                })
+                .collect();
+            groups.push(GroupLog {
+                group: group.0,
+                commit: log.hard_state(group).commit.0,
+                entries,
+            });
+        }
+        nodes.push(NodeLogs { node: id, groups });
+    }
+    Ok(nodes)
+}
+
+/// Runs the harness; `Err` when the harness itself could not run.
+pub fn run(options: &ChaosOptions) -> Result<Summary, String> {
+    let started = Instant::now();
+    let root = tempfile::Builder::new()
+        .prefix("ringraft-chaos-")
+        .tempdir()
+        .map_err(|e| format!("temporary directory: {e}"))?;
+    let cluster_id = 0xC4A0_0000_0000 ^ options.seed;
+    let spec = ClusterSpec {
+        exe: options.exe.clone(),
+        nodes: options.nodes,
+        cluster_id,
+        root: root.path().to_path_buf(),
+        no_fsync: options.no_fsync,
+    };
+    let cluster = ChaosCluster::start(spec)?;
+    cluster
+        .await_leader(LEADER_WAIT)
+        .ok_or("no leader elected at start")?;
+    let workload = Workload::start(WorkloadConfig {
+        clients: CLIENTS,
+        keys: KEYS,
+        epoch: KEY_EPOCH,
+        call_timeout: CALL_TIMEOUT,
+        nodes: cluster.ids().map(|id| cluster.resp_addr(id)).collect(),
+        seed: options.seed,
+    });
+    let mut run = Run {
+        cluster,
+        rng: Xoshiro256PlusPlus::seed_from_u64(options.seed.rotate_left(17)),
+        summary: Summary::default(),
+    };
+    let deadline = started + options.length;
+    if options.lose_unsynced {
+        run.lose_unsynced(&workload);
+    } else {
+        std::thread::sleep(Duration::from_secs(2));
+        for scheduled in schedule(options.seed, options.nodes) {
+            // The longest fault (a kill, restart included) takes well under 10 s.
+            if Instant::now() + scheduled.quiet + Duration::from_secs(10) > deadline {
+                break;
+            }
+            run.apply(&scheduled.fault);
+            *run.summary
+                .faults
+                .entry(scheduled.fault.kind())
+                .or_default() += 1;
+            while let Some(exit) = run.cluster.exited() {
+                run.violation(exit);
+            }
+            std::thread::sleep(scheduled.quiet);
+        }
+        // The workload runs on, fault-free, until the run's length is up.
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+    }
+
+    // Heal: every link up, every node running, a leader, then the final reads.
+    run.cluster.heal_links();
+    let ids: Vec<u64> = run.cluster.ids().collect();
+    for &id in &ids {
+        run.cluster.resume(id);
+        if !run.cluster.is_up(id) {
+            run.restart(id);
+        }
+    }
+    if run.cluster.await_leader(LEADER_WAIT).is_none() {
+        run.violation("no leader after healing".into());
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let history = workload.finish(Duration::from_secs(20));
+    while let Some(exit) = run.cluster.exited() {
+        run.violation(exit);
+    }
+    ids.iter().for_each(|&id| run.cluster.stop(id));
+
+    let summary = &mut run.summary;
+    for op in &history.operations {
+        match (&op.action, op.completed) {
+            (Action::Write(_), Some(_)) => summary.writes_ok += 1,
+            (Action::Write(_), None) => summary.writes_unknown += 1,
+            _ => summary.reads += 1,
+        }
+    }
+    summary.keys = history.keys.len();
+    let report = linearizability::check(&bound_unknown_writes(&history.operations));
+    for example in &report.counter_examples {
+        summary
+            .violations
+            .push(format!("linearizability: {example}"));
+    }
+    let sent: HashSet<u64> = history
+        .operations
+        .iter()
+        .filter_map(|op| match op.action {
+            Action::Write(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    let logs = read_logs(&run.cluster, cluster_id)?;
+    let log_report = logs::check(&logs, &history.acknowledged, &|key, value| {
+        key.starts_with(b"chaos:") && value_id(value).is_some_and(|id| sent.contains(&id))
+    });
+    summary.log_entries = log_report.entries;
+    for violation in log_report.violations {
+        summary.violations.push(format!("logs: {violation}"));
+    }
+    if log_report.violation_count > logs::VIOLATIONS_SHOWN as u64 {
+        summary.violations.push(format!(
+            "logs: {} more violations",
+            log_report.violation_count - logs::VIOLATIONS_SHOWN as u64
+        ));
+    }
+    summary.elapsed = started.elapsed();
+    summary.data_dir = root.path().to_path_buf();
+    if !summary.violations.is_empty() {
+        let _ = root.keep();
+    }
+    Ok(run.summary)
+}

@@ -1,0 +1,321 @@
+//! A checker for the logs that key-value nodes left on disk after a run, in time linear in
+//! the total number of entries.
+//!
+//! Input: for every node and group, the command entries in index order and the node's durable
+//! commit index (its hard state), plus the acknowledged writes and a test for values a client
+//! sent. It reports:
+//! - **disagreement**: two nodes whose commit indexes both cover an index hold different
+//!   entries (term or payload) there;
+//! - **lost write**: an acknowledged SET found in no log, or missing from the log of a node
+//!   whose commit index covers the index where the other nodes hold it;
+//! - **duplicate**: one SET (its value is unique) at two indexes of one log, or at different
+//!   indexes in different logs;
+//! - **foreign value**: a SET of a value no client sent, and entries that are not SETs of the
+//!   workload (or that do not decode as key-value entries at all).
+
+use std::collections::HashMap;
+
+use crate::kv::op::{Entry, Op};
+
+/// One command entry of a log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    pub index: u64,
+    pub term: u64,
+    pub payload: Vec<u8>,
+}
+
+/// One group's log on one node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupLog {
+    pub group: u64,
+    /// The durable commit index of the node's hard state.
+    pub commit: u64,
+    /// Command entries in increasing index order (no-op entries left out).
+    pub entries: Vec<LogEntry>,
+}
+
+/// Every group's log on one node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeLogs {
+    pub node: u64,
+    pub groups: Vec<GroupLog>,
+}
+
+/// What the check found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogReport {
+    pub entries: u64,
+    pub acknowledged: usize,
+    /// At most [`VIOLATIONS_SHOWN`] descriptions.
+    pub violations: Vec<String>,
+    pub violation_count: u64,
+}
+
+/// Violations described in a report (the rest are only counted).
+pub const VIOLATIONS_SHOWN: usize = 20;
+
+impl LogReport {
+    fn violation(&mut self, text: String) {
+        self.violation_count += 1;
+        if self.violations.len() < VIOLATIONS_SHOWN {
+            self.violations.push(text);
+        }
+    }
+}
+
+/// Where one node holds a SET's value.
+struct Placement<'a> {
+    node: u64,
+    group: u64,
+    index: u64,
+    key: &'a [u8],
+}
+
+/// Checks the logs; see the module documentation.
+pub fn check(
+    nodes: &[NodeLogs],
+    acknowledged: &[(Vec<u8>, Vec<u8>)],
+    sent: &dyn Fn(&[u8], &[u8]) -> bool,
+) -> LogReport {
+    let mut report = LogReport {
+        acknowledged: acknowledged.len(),
+        ..LogReport::default()
+    };
+    let mut committed: HashMap<(u64, u64), (u64, &LogEntry)> = HashMap::new();
+    let mut placements: HashMap<&[u8], Placement<'_>> = HashMap::new();
+    let mut held: HashMap<(u64, &[u8]), (u64, u64)> = HashMap::new();
+    let mut commits: HashMap<(u64, u64), u64> = HashMap::new();
+    for node in nodes {
+        for log in &node.groups {
+            commits.insert((node.node, log.group), log.commit);
+            for entry in &log.entries {
+                report.entries += 1;
+                if entry.index <= log.commit {
+                    match committed.get(&(log.group, entry.index)) {
+                        Some((other, held))
+                            if held.term != entry.term || held.payload != entry.payload =>
+                        {
+                            report.violation(format!(
+                                "group {} index {}: node {} holds term {} and node {} term {} \
+                                 (or other bytes), both committed",
+                                log.group, entry.index, other, held.term, node.node, entry.term
+                            ))
+                        }
+                        Some(_) => {}
+                        None => {
+                            committed.insert((log.group, entry.index), (node.node, entry));
+                        }
+                    }
+                }
+                let (key, value) = match Entry::decode(&entry.payload).map(|e| e.op) {
+                    Ok(Op::Set(set)) => (set.key, set.value),
+                    Ok(other) if other.is_read() => continue,
+                    Ok(other) => {
+                        report.violation(format!(
+                            "node {} group {} index {}: unexpected command {other:?}",
+                            node.node, log.group, entry.index
+                        ));
+                        continue;
+                    }
+                    Err(_) => {
+                        report.violation(format!(
+                            "node {} group {} index {}: not a key-value entry",
+                            node.node, log.group, entry.index
+                        ));
+                        continue;
+                    }
+                };
+                if !sent(key, value) {
+                    report.violation(format!(
+                        "node {} group {} index {}: SET {} {} was never sent",
+                        node.node,
+                        log.group,
+                        entry.index,
+                        String::from_utf8_lossy(key),
+                        String::from_utf8_lossy(value)
+                    ));
+                }
+                held.insert((node.node, value), (log.group, entry.index));
+                let here = Placement {
+                    node: node.node,
+                    group: log.group,
+                    index: entry.index,
+                    key,
+                };
+                if let Some(seen) = placements.get(value) {
+                    if seen.node == node.node
+                        || (seen.group, seen.index, seen.key) != (here.group, here.index, here.key)
+                    {
+                        report.violation(format!(
+                            "SET of {} at group {} index {} on node {} and at group {} \
+                             index {} on node {}",
+                            String::from_utf8_lossy(value),
+                            seen.group,
+                            seen.index,
+                            seen.node,
+                            here.group,
+                            here.index,
+                            here.node
+                        ));
+                    }
+                } else {
+                    placements.insert(value, here);
+                }
+            }
+        }
+    }
+    for (key, value) in acknowledged {
+        let Some(place) = placements.get(value.as_slice()) else {
+            report.violation(format!(
+                "acknowledged SET {} {} is in no log",
+                String::from_utf8_lossy(key),
+                String::from_utf8_lossy(value)
+            ));
+            continue;
+        };
+        if place.key != key.as_slice() {
+            report.violation(format!(
+                "acknowledged SET {} {} is logged for key {}",
+                String::from_utf8_lossy(key),
+                String::from_utf8_lossy(value),
+                String::from_utf8_lossy(place.key)
+            ));
+        }
+        for node in nodes {
+            let covers = commits
+                .get(&(node.node, place.group))
+                .is_some_and(|&commit| commit >= place.index);
+            let holds =
+                held.get(&(node.node, value.as_slice())) == Some(&(place.group, place.index));
+            if covers && !holds {
+                report.violation(format!(
+                    "acknowledged SET {} {} (group {} index {}) is missing from node {}, \
+                     whose commit covers it",
+                    String::from_utf8_lossy(key),
+                    String::from_utf8_lossy(value),
+                    place.group,
+                    place.index,
+                    node.node
+                ));
+            }
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::op::{Condition, Expiry, SetOp};
+
+    fn set(key: &str, value: &str) -> Vec<u8> {
+        Entry {
+            now_ms: 1,
+            op: Op::Set(SetOp {
+                key: key.as_bytes(),
+                value: value.as_bytes(),
+                condition: Condition::Always,
+                expiry: Expiry::Never,
+                return_old: false,
+            }),
+        }
+        .encode()
+        .to_vec()
+    }
+
+    fn node(id: u64, commit: u64, values: &[(&str, &str)]) -> NodeLogs {
+        NodeLogs {
+            node: id,
+            groups: vec![GroupLog {
+                group: 0,
+                commit,
+                entries: values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (key, value))| LogEntry {
+                        index: i as u64 + 1,
+                        term: 1,
+                        payload: set(key, value),
+                    })
+                    .collect(),
+            }],
+        }
+    }
+
+    fn acked(pairs: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    fn all_sent(_: &[u8], value: &[u8]) -> bool {
+        value.starts_with(b"c")
+    }
+
+    #[test]
+    fn agreeing_logs_pass_even_when_one_lags() {
+        let nodes = [
+            node(1, 3, &[("a", "c1"), ("b", "c2"), ("a", "c3")]),
+            node(2, 3, &[("a", "c1"), ("b", "c2"), ("a", "c3")]),
+            node(3, 1, &[("a", "c1")]),
+        ];
+        let report = check(&nodes, &acked(&[("a", "c1"), ("a", "c3")]), &all_sent);
+        assert_eq!(report.violations, Vec::<String>::new());
+        assert_eq!((report.entries, report.acknowledged), (7, 2));
+    }
+
+    #[test]
+    fn each_kind_of_violation_is_reported() {
+        type Case = (Vec<NodeLogs>, Vec<(Vec<u8>, Vec<u8>)>, &'static str);
+        let cases: [Case; 5] = [
+            (
+                vec![node(1, 1, &[("a", "c1")]), node(2, 1, &[("a", "c2")])],
+                vec![],
+                "both committed",
+            ),
+            (
+                vec![node(1, 1, &[("a", "c1")]), node(2, 1, &[("a", "c1")])],
+                acked(&[("a", "c9")]),
+                "in no log",
+            ),
+            (
+                vec![node(1, 2, &[("a", "c1"), ("a", "c1")])],
+                vec![],
+                "at group 0 index 1 on node 1 and at group 0 index 2",
+            ),
+            (vec![node(1, 1, &[("a", "x1")])], vec![], "never sent"),
+            (
+                vec![
+                    node(1, 2, &[("a", "c1"), ("a", "c2")]),
+                    node(2, 2, &[("a", "c1")]),
+                ],
+                acked(&[("a", "c2")]),
+                "missing from node 2",
+            ),
+        ];
+        for (nodes, acknowledged, expected) in cases {
+            let report = check(&nodes, &acknowledged, &all_sent);
+            assert!(
+                report.violations.iter().any(|v| v.contains(expected)),
+                "{expected}: {:?}",
+                report.violations
+            );
+        }
+        let garbage = NodeLogs {
+            node: 1,
+            groups: vec![GroupLog {
+                group: 0,
+                commit: 1,
+                entries: vec![LogEntry {
+                    index: 1,
+                    term: 1,
+                    payload: vec![0xff],
+                }],
+            }],
+        };
+        let report = check(&[garbage], &[], &all_sent);
+        assert_eq!(report.violation_count, 1, "{:?}", report.violations);
+    }
+}
