@@ -75,3 +75,14 @@ fn leases_longer_than_the_followers_promise_are_caught() {
     );
     println!("caught: {caught:?}");
 }
+
+/// Seed 5755 once never finished: acknowledgements that did not advance a probing follower
+/// triggered immediate resends, and duplicated messages multiplied those exchanges without
+/// end. It must now run to completion without a violation.
+#[test]
+fn seed_5755_finishes_without_a_message_storm() {
+    let base = SimOptions::new(3);
+    let options = sim::mixed_options(5755, &base);
+    let summary = sim::run_seed(5755, &options).expect("no violation");
+    assert!(summary.events < 1_000_000, "{summary:?}");
+}
