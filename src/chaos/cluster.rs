@@ -14,13 +14,13 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::chaos::proxy::{LinkState, Proxy};
 use crate::chaos::resp_client::RespConnection;
+use crate::cli::local_cluster::die_with_parent;
 use crate::kv::resp::Value;
 
 /// Raft groups of every harness node.
@@ -163,16 +163,7 @@ impl ChaosCluster {
         if init {
             command.arg("--init");
         }
-        // SAFETY: prctl(2) is async-signal-safe and touches only the child being started.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
+        die_with_parent(&mut command);
         command
     }
 

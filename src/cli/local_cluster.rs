@@ -15,6 +15,22 @@ use std::time::{Duration, Instant};
 
 use crate::types::NodeId;
 
+/// Makes the child started by `command` die with the process that starts it, even when that
+/// one is killed outright (an interrupted bench, test or chaos run must not leave nodes holding
+/// ports).
+pub fn die_with_parent(command: &mut Command) {
+    // SAFETY: prctl(2) is async-signal-safe and touches only the child being started.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
 /// How to start the cluster.
 #[derive(Clone, Debug)]
 pub struct LocalClusterSpec {
@@ -122,18 +138,7 @@ impl LocalCluster {
         if init {
             command.arg("--init");
         }
-        // The nodes die with the process that started them, even when it is killed outright
-        // (an interrupted bench or test must not leave nodes holding ports).
-        // SAFETY: prctl(2) is async-signal-safe and touches only the child being started.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
+        die_with_parent(&mut command);
         command
     }
 

@@ -359,6 +359,18 @@ fn put_request(request: &ClientRequest, out: &mut Vec<u8>) -> Result<(), Protoco
     Ok(())
 }
 
+/// The count field of `items` records of `item_bytes` each, if they fit in a frame.
+fn wire_count(what: &'static str, items: usize, item_bytes: usize) -> Result<u32, ProtocolError> {
+    u32::try_from(items)
+        .ok()
+        .filter(|&n| n as usize * item_bytes <= FRAME_BYTES_MAX)
+        .ok_or(ProtocolError::FieldTooLarge {
+            what,
+            bytes: (items * item_bytes) as u64,
+            max: FRAME_BYTES_MAX,
+        })
+}
+
 fn put_response(response: &ClientResponse, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
     match response {
         ClientResponse::Committed { id, index, output } => {
@@ -378,14 +390,7 @@ fn put_response(response: &ClientResponse, out: &mut Vec<u8>) -> Result<(), Prot
             groups,
             stages,
         } => {
-            let count = u32::try_from(groups.len())
-                .ok()
-                .filter(|&n| n as usize * GROUP_STATUS_BYTES <= FRAME_BYTES_MAX)
-                .ok_or(ProtocolError::FieldTooLarge {
-                    what: "status",
-                    bytes: (groups.len() * GROUP_STATUS_BYTES) as u64,
-                    max: FRAME_BYTES_MAX,
-                })?;
+            let count = wire_count("status", groups.len(), GROUP_STATUS_BYTES)?;
             put_u8(out, RESPONSE_STATUS);
             put_zeros(out, 7);
             put_u64(out, *id);
@@ -407,14 +412,7 @@ fn put_response(response: &ClientResponse, out: &mut Vec<u8>) -> Result<(), Prot
                 put_u64(out, status.last_index.0);
             }
             for buckets in [&stages.leader_durable, &stages.committed, &stages.applied] {
-                let count = u32::try_from(buckets.len())
-                    .ok()
-                    .filter(|&n| n as usize * BUCKET_BYTES <= FRAME_BYTES_MAX)
-                    .ok_or(ProtocolError::FieldTooLarge {
-                        what: "stage histogram",
-                        bytes: (buckets.len() * BUCKET_BYTES) as u64,
-                        max: FRAME_BYTES_MAX,
-                    })?;
+                let count = wire_count("stage histogram", buckets.len(), BUCKET_BYTES)?;
                 put_u32(out, count);
                 put_u32(out, 0);
                 for &(latency_us, count) in buckets {

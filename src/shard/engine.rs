@@ -233,22 +233,29 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
         Ok(())
     }
 
+    /// Refuses a request of `bytes` for `group` when it is too large or the group is not held
+    /// here (answering `reply`); otherwise gives `reply` back.
+    fn admit(&mut self, group: GroupId, bytes: usize, reply: R) -> Option<R> {
+        let refusal = if bytes > CLIENT_PAYLOAD_BYTES_MAX {
+            ProposalError::TooLarge {
+                bytes,
+                max: CLIENT_PAYLOAD_BYTES_MAX,
+            }
+        } else if !self.cores.contains_key(&group) {
+            ProposalError::UnknownGroup(group)
+        } else {
+            return Some(reply);
+        };
+        self.completions.push((reply, Err(refusal)));
+        None
+    }
+
     /// Queues a proposal; it is placed in the log at the end of the turn. Payloads over
     /// [`CLIENT_PAYLOAD_BYTES_MAX`] are refused (a batch must fit in one frame).
     pub fn propose(&mut self, group: GroupId, payload: Bytes, reply: R) {
-        if payload.len() > CLIENT_PAYLOAD_BYTES_MAX {
-            let error = ProposalError::TooLarge {
-                bytes: payload.len(),
-                max: CLIENT_PAYLOAD_BYTES_MAX,
-            };
-            self.completions.push((reply, Err(error)));
+        let Some(reply) = self.admit(group, payload.len(), reply) else {
             return;
-        }
-        if !self.cores.contains_key(&group) {
-            self.completions
-                .push((reply, Err(ProposalError::UnknownGroup(group))));
-            return;
-        }
+        };
         let gathered = self.gathered.entry(group).or_default();
         gathered.payloads.push(payload);
         gathered.replies.push(reply);
@@ -257,19 +264,9 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
     /// Queues a read of `group`'s state machine: `query` goes to [`StateMachine::query`] once
     /// `consistency` allows, and the answer (with the index it reflects) to `reply`.
     pub fn read(&mut self, group: GroupId, query: Bytes, consistency: ReadConsistency, reply: R) {
-        if query.len() > CLIENT_PAYLOAD_BYTES_MAX {
-            let error = ProposalError::TooLarge {
-                bytes: query.len(),
-                max: CLIENT_PAYLOAD_BYTES_MAX,
-            };
-            self.completions.push((reply, Err(error)));
+        let Some(reply) = self.admit(group, query.len(), reply) else {
             return;
-        }
-        if !self.cores.contains_key(&group) {
-            self.completions
-                .push((reply, Err(ProposalError::UnknownGroup(group))));
-            return;
-        }
+        };
         let read = Read { query, reply };
         if consistency == ReadConsistency::Stale {
             let output = self.state_machine.query(group, &read.query);
