@@ -68,8 +68,6 @@ pub struct Raft {
     leader_read_round: u64,
     /// Leader only (empty otherwise): reads waiting for proof of leadership.
     reads: ReadTracker,
-    scratch_indexes: Vec<LogIndex>,
-    scratch_sorted: Vec<LogIndex>,
 }
 
 impl Raft {
@@ -106,8 +104,6 @@ impl Raft {
             },
             leader_read_round: 0,
             reads: ReadTracker::default(),
-            scratch_indexes: Vec::new(),
-            scratch_sorted: Vec::new(),
             config,
         };
         raft.reset_election_timer();
@@ -212,14 +208,11 @@ impl Raft {
         if self.role != Role::Leader {
             return 0;
         }
-        let mut rounds: Vec<u64> = Vec::with_capacity(self.progress.len() + 1);
-        rounds.push(self.reads.round());
-        rounds.extend(
-            self.progress
-                .values()
-                .map(|progress| progress.read_round_acked),
-        );
-        quorum::committed_index(&rounds, &mut Vec::with_capacity(rounds.len()))
+        let acked = self
+            .progress
+            .values()
+            .map(|progress| progress.read_round_acked);
+        quorum::committed_index(std::iter::once(self.reads.round()).chain(acked))
     }
     /// Whether the leader has committed an entry of its own term (before that, its commit
     /// index may lag what earlier leaders committed and must not be used to serve reads).
@@ -941,11 +934,9 @@ impl Raft {
         if self.role != Role::Leader {
             return;
         }
-        self.scratch_indexes.clear();
-        self.scratch_indexes.push(self.log.durable_index());
-        self.scratch_indexes
-            .extend(self.progress.values().map(|progress| progress.match_index));
-        let candidate = quorum::committed_index(&self.scratch_indexes, &mut self.scratch_sorted);
+        let matches = self.progress.values().map(|progress| progress.match_index);
+        let candidate =
+            quorum::committed_index(std::iter::once(self.log.durable_index()).chain(matches));
         if candidate <= self.commit {
             return;
         }
