@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::chaos::proxy::{LinkState, Proxy};
 use crate::chaos::resp_client::RespConnection;
-use crate::cli::local_cluster::die_with_parent;
+use crate::cli::local_cluster::{die_with_parent, stop_gracefully};
 use crate::kv::resp::Value;
 
 /// Raft groups of every harness node.
@@ -226,20 +226,8 @@ impl ChaosCluster {
     /// SIGTERM, then SIGKILL after 10 s.
     pub fn stop(&mut self, id: u64) {
         self.resume(id);
-        if let Some(mut child) = self.children.remove(&id) {
-            // SAFETY: kill(2) on our own child with a valid signal.
-            unsafe {
-                libc::kill(child.id() as i32, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.children.remove(&id) {
+            stop_gracefully(child);
         }
     }
 

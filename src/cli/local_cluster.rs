@@ -31,6 +31,23 @@ pub fn die_with_parent(command: &mut Command) {
     }
 }
 
+/// SIGTERM to `child`, SIGKILL if it has not exited within 10 s.
+pub fn stop_gracefully(mut child: Child) {
+    // SAFETY: kill(2) on a child this process spawned, with a valid signal.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// How to start the cluster.
 #[derive(Clone, Debug)]
 pub struct LocalClusterSpec {
@@ -172,20 +189,8 @@ impl LocalCluster {
 
     /// SIGTERM to node `id`, SIGKILL if it has not exited within 10 s.
     pub fn stop(&mut self, id: NodeId) {
-        if let Some(mut child) = self.nodes[id.0 as usize - 1].child.take() {
-            // SAFETY: kill(2) on a child this process spawned, with a valid signal.
-            unsafe {
-                libc::kill(child.id() as i32, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.nodes[id.0 as usize - 1].child.take() {
+            stop_gracefully(child);
         }
     }
 

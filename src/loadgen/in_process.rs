@@ -21,15 +21,15 @@ use bytes::Bytes;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::api::{LogOnly, Node, NodeConfig, PeerConfig, ProposalError};
-use crate::loadgen::load::{ConnectionResult, LoadCounters, Pace, Schedule};
+use crate::loadgen::load::{
+    ConnectionResult, LoadCounters, Pace, Schedule, OPEN_LOOP_OUTSTANDING_MAX,
+};
 use crate::types::{GroupId, NodeId};
 
 /// io_uring memory of a load thread's executor (it does no file IO).
 const LOAD_EXECUTOR_IO_MEMORY: usize = 64 << 10;
 /// How long answers are awaited after the load stops.
 const DRAIN: Duration = Duration::from_secs(5);
-/// Most proposals in flight per connection in open loop.
-const OPEN_LOOP_OUTSTANDING_MAX: usize = 1 << 16;
 
 /// Nodes started in this process.
 pub struct InProcessCluster {

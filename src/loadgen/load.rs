@@ -106,7 +106,7 @@ pub struct Schedule {
 }
 
 /// Most requests in flight per connection in open loop.
-const OPEN_LOOP_OUTSTANDING_MAX: usize = 1 << 16;
+pub const OPEN_LOOP_OUTSTANDING_MAX: usize = 1 << 16;
 
 /// Drives one connection to `addr` (a leader's shard) until `stop`, recording latencies of
 /// answers that arrive after `measure_from`.

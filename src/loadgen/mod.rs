@@ -502,29 +502,20 @@ impl Bench<'_> {
         let counters_at_end = node_counters(&mut stats_client, &self.nodes);
         progress.finish_and_clear();
 
-        let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
-        let (mut failed, mut errors) = (0, Vec::new());
+        let mut total = ConnectionResult::new();
         for worker in workers {
             match worker.join() {
-                Ok(Ok(ConnectionResult {
-                    latency_us,
-                    failed: worker_failed,
-                    errors: worker_errors,
-                    ..
-                })) => {
-                    latency.add(&latency_us).expect("same bounds");
-                    failed += worker_failed;
-                    errors.extend(worker_errors);
-                }
-                Ok(Err(error)) => errors.push(format!("connection: {error}")),
-                Err(_) => errors.push("a load thread panicked".into()),
+                Ok(Ok(result)) => total.absorb(result),
+                Ok(Err(error)) => total.errors.push(format!("connection: {error}")),
+                Err(_) => total.errors.push("a load thread panicked".into()),
             }
         }
+        let mut errors = total.errors;
         errors.sort();
         errors.dedup();
         Ok(Measurement {
             pace,
-            latency,
+            latency: total.latency_us,
             throughput,
             cpu_seconds_per_node: cpu_at_start
                 .iter()
@@ -534,7 +525,7 @@ impl Bench<'_> {
             log_per_node: log_figures(&counters_at_start, &counters_at_end, args.duration),
             stages_us: stage_figures(&counters_at_start, &counters_at_end),
             failover_ms,
-            failed,
+            failed: total.failed,
             errors,
         })
     }

@@ -146,9 +146,10 @@ impl StageTimer {
         let Some(queue) = self.pending.get_mut(&group) else {
             return;
         };
-        let now = Instant::now();
+        let mut now = None;
         while queue.front().is_some_and(|placed| placed.last <= index) {
             let placed = queue.pop_front().expect("peeked");
+            let now = *now.get_or_insert_with(Instant::now);
             record(&mut self.histograms.applied, now - placed.at);
         }
     }
@@ -163,11 +164,13 @@ impl StageTimer {
         let Some(queue) = self.pending.get_mut(&group) else {
             return;
         };
-        let now = Instant::now();
+        // The clock is read only when a batch reaches the stage.
+        let mut now = None;
         for placed in queue.iter_mut().take_while(|placed| placed.last <= index) {
             let done = flag(placed);
             if !*done {
                 *done = true;
+                let now = *now.get_or_insert_with(Instant::now);
                 record(histogram(&mut self.histograms), now - placed.at);
             }
         }

@@ -1,0 +1,131 @@
+//! `ringraft bench` as a user runs it, with short durations: a run against node processes
+//! writes every result file with stage latencies; `--in-process` and `--sweep` produce their
+//! figures; conflicting flags are refused with a message. (Figures themselves are measured by
+//! real runs, never asserted here.)
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn bench(out: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringraft"))
+        .arg("bench")
+        .args([
+            "--out",
+            out.to_str().unwrap(),
+            "--duration",
+            "1",
+            "--warmup",
+            "0.5",
+        ])
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The one result directory whose name ends with `suffix`.
+fn result_dir(out: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut dirs: Vec<_> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_string_lossy().ends_with(suffix))
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.pop().unwrap()
+}
+
+fn result_json(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("result.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_run_writes_every_result_file_with_stage_latencies() {
+    let out = tempfile::tempdir().unwrap();
+    for (label, in_process) in [("procs", false), ("embedded", true)] {
+        let mut args = vec!["--label", label, "--pipeline", "16"];
+        if in_process {
+            args.push("--in-process");
+        }
+        let run = bench(out.path(), &args);
+        assert!(run.status.success(), "{}", text(&run));
+        assert!(text(&run).contains("leader durable"), "{}", text(&run));
+        let dir = result_dir(out.path(), label);
+        for file in [
+            "result.json",
+            "latency.hgrm",
+            "summary.md",
+            "latency.svg",
+            "throughput.svg",
+        ] {
+            assert!(dir.join(file).is_file(), "{label}: no {file}");
+        }
+        let result = result_json(&dir);
+        assert!(result["commits"].as_u64().unwrap() > 0, "{label}: {result}");
+        let stages = &result["stages_us"];
+        for stage in ["leader_durable", "committed", "applied"] {
+            assert!(
+                stages[stage]["count"].as_u64().unwrap() > 0,
+                "{label}: {stages}"
+            );
+        }
+        assert!(
+            stages["leader_durable"]["p50"].as_u64() <= stages["applied"]["max"].as_u64(),
+            "{label}: {stages}"
+        );
+        assert_eq!(result["config"]["in_process"].as_bool(), Some(in_process));
+    }
+}
+
+#[test]
+fn a_sweep_writes_one_point_per_rate_and_its_curve() {
+    let out = tempfile::tempdir().unwrap();
+    let run = bench(
+        out.path(),
+        &["--sweep", "--label", "curve", "--pipeline", "16"],
+    );
+    assert!(run.status.success(), "{}", text(&run));
+    let dir = result_dir(out.path(), "curve-sweep");
+    let points: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("sweep.json")).unwrap()).unwrap();
+    let points = points.as_array().unwrap();
+    assert_eq!(points.len(), 7, "saturation plus six open-loop rates");
+    assert!(points[0]["offered_per_second"].is_null());
+    let offered: Vec<f64> = points[1..]
+        .iter()
+        .map(|p| p["offered_per_second"].as_f64().unwrap())
+        .collect();
+    assert!(offered.windows(2).all(|w| w[0] < w[1]), "{offered:?}");
+    assert!(dir.join("sweep.svg").is_file() && dir.join("summary.md").is_file());
+}
+
+#[test]
+fn conflicting_flags_are_refused_with_a_message() {
+    let out = tempfile::tempdir().unwrap();
+    for (args, message) in [
+        (
+            &["--sweep", "--rate", "1000"][..],
+            "--sweep chooses its own rates",
+        ),
+        (
+            &["--in-process", "--failover"][..],
+            "--failover kills a node process",
+        ),
+        (
+            &["--in-process", "--target", "1=127.0.0.1:1"][..],
+            "cannot load --target",
+        ),
+        (&["--rate", "0"][..], "--rate must be a positive"),
+    ] {
+        let run = bench(out.path(), args);
+        assert!(!run.status.success(), "{args:?} was accepted");
+        assert!(text(&run).contains(message), "{args:?}: {}", text(&run));
+        assert!(!text(&run).contains("panicked"));
+    }
+}
