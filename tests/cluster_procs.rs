@@ -3,6 +3,7 @@
 
 mod procs;
 
+use ringraft::api::ReadConsistency;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -119,7 +120,17 @@ fn three_nodes_commit_ten_thousand_proposals_into_identical_logs() {
     assert_eq!(acknowledged.len(), 10_000);
     let indexes: std::collections::BTreeSet<_> = acknowledged.values().collect();
     assert_eq!(indexes.len(), 10_000, "every proposal has its own index");
-    wait_caught_up(&cluster, &mut client, GROUP, **indexes.last().unwrap());
+    // Reads through the client port reflect at least every acknowledged proposal.
+    let last = **indexes.last().unwrap();
+    for consistency in [ReadConsistency::Linearizable, ReadConsistency::Lease] {
+        let read = client.read(GROUP, b"", consistency).expect("read answered");
+        assert!(
+            read.index >= last,
+            "{consistency:?} read at {} < {last}",
+            read.index
+        );
+    }
+    wait_caught_up(&cluster, &mut client, GROUP, last);
     cluster.stop_all();
     assert_logs_agree(&cluster, GROUP, &acknowledged);
 }

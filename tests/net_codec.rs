@@ -15,6 +15,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use rkyv::util::AlignedVec;
 
+use ringraft::api::ReadConsistency;
 use ringraft::batch::{BatchKind, EntryBatch};
 use ringraft::client::protocol::{
     decode_requests, decode_requests_frame, decode_responses, decode_responses_frame,
@@ -326,6 +327,18 @@ fn arb_request() -> impl Strategy<Value = ClientRequest> {
             }
         }),
         any::<u64>().prop_map(|id| ClientRequest::Status { id }),
+        (any::<u64>(), any::<u64>(), 0u8..3, arb_bytes(300)).prop_map(
+            |(id, group, consistency, query)| ClientRequest::Read {
+                id,
+                group: GroupId(group),
+                consistency: match consistency {
+                    0 => ReadConsistency::Linearizable,
+                    1 => ReadConsistency::Lease,
+                    _ => ReadConsistency::Stale,
+                },
+                query,
+            }
+        ),
     ]
 }
 
