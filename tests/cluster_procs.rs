@@ -3,13 +3,13 @@
 
 mod procs;
 
-use ringraft::api::ReadConsistency;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use procs::ProcCluster;
+use ringraft::api::ReadConsistency;
 use ringraft::client::Client;
 use ringraft::types::{GroupId, LogIndex, NodeId};
 
