@@ -15,4 +15,5 @@ pub mod log;
 pub mod net;
 pub mod shard;
 pub mod sim;
+pub mod snapshot;
 pub mod types;

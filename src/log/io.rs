@@ -1,5 +1,5 @@
-//! The narrow file layer through which every log write, sync, create and delete passes, with
-//! an optional fault plan for tests.
+//! The narrow file layer through which every log and snapshot write, sync, create and delete
+//! passes, with an optional fault plan for tests.
 //!
 //! Invariants:
 //! - Every mutation of a log file goes through a function here, so a [`FaultPlan`] can fail
@@ -20,7 +20,7 @@ use super::error::{Error, Result};
 /// Kinds of file operation a [`FaultPlan`] can fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultOp {
-    /// A positional write to a segment or the hard-state file.
+    /// A positional write to a segment, the hard-state file or a snapshot file.
     Write,
     /// An `fdatasync`/`fsync` of a file or directory.
     Sync,
@@ -158,6 +158,19 @@ impl Files {
         Ok(())
     }
 
+    /// Creates `dir` (and missing parents) unless it exists, then fsyncs the directory holding
+    /// it so that the new entry survives a crash.
+    pub fn create_dir_all(&self, dir: &Path) -> Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => self.sync_dir(parent),
+            _ => self.sync_dir(Path::new(".")),
+        }
+    }
+
     pub fn rename(&self, from: &Path, to: &Path) -> Result<()> {
         std::fs::rename(from, to).map_err(|e| Error::io("rename", from, e))
     }
@@ -169,6 +182,11 @@ impl Files {
             Err(e) => Err(Error::io("remove", path, e)),
         }
     }
+}
+
+/// Opens an existing file for reading only.
+pub(crate) fn open_read(path: &Path) -> Result<File> {
+    File::open(path).map_err(|e| Error::io("open", path, e))
 }
 
 /// Opens an existing file for reading and writing.
