@@ -33,6 +33,8 @@ pub enum BatchKind {
     Command,
     /// The empty entry a new leader appends to commit its predecessors' entries (§5.4.2).
     Noop,
+    /// One entry: a group configuration (see `core::membership` for its payload).
+    Config,
 }
 
 /// The encoded body: the kind, then each entry's payload.
@@ -135,6 +137,7 @@ impl EntryBatch {
         match self.archive().kind {
             ArchivedBatchKind::Command => BatchKind::Command,
             ArchivedBatchKind::Noop => BatchKind::Noop,
+            ArchivedBatchKind::Config => BatchKind::Config,
         }
     }
 

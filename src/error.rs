@@ -18,6 +18,12 @@ pub enum NodeError {
         #[source]
         source: crate::log::Error,
     },
+    #[error("shard {shard}: {source}")]
+    Shard {
+        shard: ShardId,
+        #[source]
+        source: crate::shard::engine::EngineError,
+    },
     #[error("shard {shard}: {what}: {source}")]
     Io {
         shard: ShardId,

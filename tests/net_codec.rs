@@ -159,7 +159,11 @@ fn descriptor_field(body: &mut [u8], batch: usize, field_at: usize, value: &[u8]
 
 fn arb_batch() -> impl Strategy<Value = EntryBatch> {
     (
-        prop_oneof![Just(BatchKind::Command), Just(BatchKind::Noop)],
+        prop_oneof![
+            Just(BatchKind::Command),
+            Just(BatchKind::Noop),
+            Just(BatchKind::Config)
+        ],
         1u64..u32::MAX as u64,
         1u64..1 << 40,
         prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 1..8),

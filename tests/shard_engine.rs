@@ -55,9 +55,11 @@ impl Trio {
                     [GROUP],
                     MemLog::new(),
                     Reverser::default(),
+                    None,
                     EngineConfig {
                         proposal_timeout_ticks: 1_000,
                         read_lease: Some(std::time::Duration::from_secs(1)),
+                        snapshot_entries: 0,
                     },
                     |_| {
                         let mut config = Config::new(id, voters.clone());

@@ -55,6 +55,10 @@ pub struct NodeConfig {
     /// assume it ([`crate::api::ReadConsistency::Lease`]). Default 10 %. See
     /// [`NodeConfig::read_lease`].
     pub clock_drift_percent: u32,
+    /// Snapshot each group's state machine after this many applied entries and compact the
+    /// log behind it (0: never). Default 100,000. Only for state machines that implement
+    /// [`crate::api::StateMachine::snapshot`].
+    pub snapshot_entries: u64,
     /// Pin each shard's thread to a core.
     pub pin: bool,
     /// io_uring buffer memory per shard executor. Default 1 MiB (this engine does buffered
@@ -88,6 +92,7 @@ impl NodeConfig {
             proposal_timeout: Duration::from_secs(5),
             proposals_queued_max: 65_536,
             clock_drift_percent: 10,
+            snapshot_entries: 100_000,
             pin: false,
             io_memory_bytes: 1 << 20,
             init: false,

@@ -1,5 +1,7 @@
 //! The trait an embedding program implements to receive committed entries.
 
+use std::io;
+
 use bytes::Bytes;
 
 use crate::batch::EntryBatch;
@@ -45,7 +47,8 @@ impl<'a> CommittedEntries<'a> {
 /// One instance lives on each shard (built on the shard's own thread, so it need not be `Send`)
 /// and receives the committed entries of every group of that shard. For each group, `apply` is
 /// called with entries in log order, each entry exactly once per node lifetime (after a
-/// restart the log is applied again from the start, so an in-memory state machine is rebuilt).
+/// restart the state machine is restored from the group's newest snapshot, if any, and the log
+/// after it is applied again, so an in-memory state machine is rebuilt).
 pub trait StateMachine: 'static {
     /// Applies `entries` of `group` and pushes exactly one output per entry onto `outputs`; the
     /// output of an entry is returned to whoever proposed it (`Bytes::new()` costs nothing).
@@ -59,6 +62,32 @@ pub trait StateMachine: 'static {
         let _ = (group, query);
         Bytes::new()
     }
+
+    /// Writes the state of `group` (every entry applied so far) to `out`, as a stream: it need
+    /// not fit in memory. The node stores it durably and compacts the log behind it; it is what
+    /// [`StateMachine::restore`] reads back, on this node after a restart or on a follower
+    /// too far behind to catch up from the log. Called on the shard's thread between applies.
+    ///
+    /// The default answers [`io::ErrorKind::Unsupported`]: the node then never snapshots and
+    /// its log keeps every entry.
+    fn snapshot(&self, group: GroupId, out: &mut dyn io::Write) -> io::Result<()> {
+        let _ = (group, out);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this state machine does not snapshot",
+        ))
+    }
+
+    /// Replaces the state of `group` with a snapshot [`StateMachine::snapshot`] wrote (possibly
+    /// on another node). Entries after the snapshot's index are applied afterwards. An error
+    /// stops the shard: the state machine must not be left half restored.
+    fn restore(&mut self, group: GroupId, input: &mut dyn io::Read) -> io::Result<()> {
+        let _ = (group, input);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this state machine does not restore snapshots",
+        ))
+    }
 }
 
 /// A state machine that keeps nothing and answers every entry with an empty output: for a
@@ -69,5 +98,14 @@ pub struct LogOnly;
 impl StateMachine for LogOnly {
     fn apply(&mut self, _group: GroupId, entries: CommittedEntries<'_>, outputs: &mut Vec<Bytes>) {
         outputs.extend(std::iter::repeat_n(Bytes::new(), entries.len()));
+    }
+
+    /// Nothing to write: the log can be compacted freely.
+    fn snapshot(&self, _group: GroupId, _out: &mut dyn io::Write) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn restore(&mut self, _group: GroupId, _input: &mut dyn io::Read) -> io::Result<()> {
+        Ok(())
     }
 }

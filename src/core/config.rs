@@ -26,7 +26,9 @@ pub enum BrokenRule {
 pub struct Config {
     /// This node.
     pub id: NodeId,
-    /// Every voting member, including this node.
+    /// The voters of the bootstrap configuration, in force until the log or a snapshot holds a
+    /// configuration entry. Empty for a node that joins an existing group (it learns the
+    /// configuration from the leader).
     pub voters: Vec<NodeId>,
     /// Ticks without hearing from a leader before a follower campaigns. The effective timeout
     /// is drawn uniformly from `[election_timeout_ticks, 2 * election_timeout_ticks)`.
@@ -50,6 +52,9 @@ pub struct Config {
     pub inflight_bytes_max: usize,
     /// Most body bytes in one AppendEntries message (at least one batch is always sent).
     pub message_bytes_max: usize,
+    /// After a snapshot, how many entries before its index stay in the log, so that followers
+    /// slightly behind catch up from the log rather than needing the snapshot.
+    pub compaction_trailing_entries: u64,
     /// Seed of the core's own random number generator (election timeouts).
     pub rng_seed: u64,
     /// Check [`crate::core::Raft::invariants`] after every step.
@@ -72,6 +77,7 @@ impl Config {
             inflight_messages_max: 256,
             inflight_bytes_max: 32 << 20,
             message_bytes_max: 1 << 20,
+            compaction_trailing_entries: 4096,
             rng_seed: 0,
             check_invariants: cfg!(debug_assertions),
             broken_rule: None,
@@ -80,7 +86,7 @@ impl Config {
 
     /// Checks the relations between settings; returns a description of the first violated one.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.voters.contains(&self.id) {
+        if !self.voters.is_empty() && !self.voters.contains(&self.id) {
             return Err(format!("node {} is not among the voters", self.id));
         }
         let mut sorted = self.voters.clone();

@@ -9,8 +9,11 @@
 //! before it is durable (vote replies, a candidate's vote requests). Other sends may go at once,
 //! in particular a leader's AppendEntries while its own write is still being synced.
 
+use bytes::Bytes;
+
 use crate::batch::EntryBatch;
-use crate::core::message::Message;
+use crate::core::membership::{Membership, MembershipChange};
+use crate::core::message::{Message, SnapshotMeta};
 use crate::types::{HardState, LogIndex, NodeId, Term};
 
 /// One input to [`crate::core::Raft::step`].
@@ -33,6 +36,18 @@ pub enum Input {
     /// proven it still leads, or [`Action::ReadRefused`]. `id` is the driver's; one id may stand
     /// for many reads gathered together.
     ReadIndex { id: u64 },
+    /// Leader only: change the group's members (one change at a time; voter changes go through
+    /// a joint configuration). Answered like a proposal: [`Action::Accepted`] with the index of
+    /// the configuration entry, or [`Action::Rejected`]. `context` travels with the entry (the
+    /// driver's record of members' addresses).
+    ChangeMembership {
+        change: MembershipChange,
+        context: Bytes,
+    },
+    /// The driver durably saved a snapshot of the state machine covering the log up to
+    /// `index` (of `term`; at most the applied index). The core compacts its log up to
+    /// [`crate::core::Config::compaction_trailing_entries`] before it.
+    SnapshotSaved { index: LogIndex, term: Term },
 }
 
 /// Why a proposal was refused.
@@ -42,6 +57,10 @@ pub enum ProposeError {
     NotLeader { leader: Option<NodeId> },
     #[error("leadership is being transferred")]
     Transferring,
+    #[error("a configuration change is still in progress (or this leader has not committed an entry of its term yet)")]
+    ChangeInProgress,
+    #[error("the configuration change does not apply to the current members")]
+    ChangeNotAllowed,
 }
 
 /// A node's role in its group.
@@ -62,6 +81,13 @@ pub enum Action {
     TruncateLog { from: LogIndex },
     /// Append a batch right after the current last entry.
     AppendLog(EntryBatch),
+    /// Drop the entries up to `through` (whose term is `term`); `through` may lie beyond the
+    /// last entry after a snapshot replaced the log.
+    CompactLog { through: LogIndex, term: Term },
+    /// Replace the state machine with the snapshot `meta` describes (the driver received and
+    /// stored it durably before it handed the core [`Message::InstallSnapshot`]). The core
+    /// continues from `meta.index` as applied.
+    RestoreSnapshot(SnapshotMeta),
     /// Deliver `message` to `to`; if `after_persist`, only once all earlier storage actions
     /// are durable.
     Send {
@@ -86,6 +112,12 @@ pub enum Action {
     ReadReady { id: u64, index: LogIndex },
     /// The read `id` cannot be served by this node.
     ReadRefused { id: u64, error: ProposeError },
+    /// The configuration in force changed (an entry was appended or truncated, or a snapshot
+    /// was restored); `context` is the one attached to its entry.
+    MembershipChanged {
+        membership: Membership,
+        context: Bytes,
+    },
     /// Role, term or known leader changed.
     RoleChanged {
         role: Role,

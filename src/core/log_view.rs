@@ -23,9 +23,15 @@ pub struct LogView {
 }
 
 impl LogView {
-    /// A log holding `batches` (contiguous from index 1), all of them durable.
-    pub fn recovered(batches: Vec<EntryBatch>) -> LogView {
-        let mut view = LogView::default();
+    /// A log whose entries start after `(base_index, base_term)` (a compaction point, or
+    /// `(0, 0)`) and continue with `batches`, all of them durable.
+    pub fn recovered(base_index: LogIndex, base_term: Term, batches: Vec<EntryBatch>) -> LogView {
+        let mut view = LogView {
+            base_index,
+            base_term,
+            durable_index: base_index,
+            ..LogView::default()
+        };
         for batch in batches {
             view.append(batch);
         }
@@ -45,6 +51,44 @@ impl LogView {
 
     pub fn durable_index(&self) -> LogIndex {
         self.durable_index
+    }
+
+    /// The entry just before the first one held (the compaction point).
+    pub fn base_index(&self) -> LogIndex {
+        self.base_index
+    }
+
+    /// Drops the entries up to `through` (held), which becomes the base. A snapshot covers
+    /// them, so the log counts as durable up to `through` at least.
+    pub fn compact(&mut self, through: LogIndex) {
+        assert!(
+            through > self.base_index && through <= self.last_index(),
+            "compaction point {through} outside the log"
+        );
+        self.durable_index = self.durable_index.max(through);
+        let term = self.term_at(through).expect("held");
+        while let Some(first) = self.batches.front() {
+            if first.last_index() <= through {
+                self.batches.pop_front();
+            } else {
+                if first.first_index() <= through {
+                    let kept = first.slice(through.next(), first.last_index());
+                    *self.batches.front_mut().expect("checked above") = kept;
+                }
+                break;
+            }
+        }
+        self.base_index = through;
+        self.base_term = term;
+    }
+
+    /// Drops every entry; the log continues after `(index, term)`, durable up to there (a
+    /// snapshot replaced it).
+    pub fn reset(&mut self, index: LogIndex, term: Term) {
+        self.batches.clear();
+        self.base_index = index;
+        self.base_term = term;
+        self.durable_index = index;
     }
 
     /// The term of the entry at `index`, if this view knows it.
@@ -226,7 +270,11 @@ mod tests {
 
     #[test]
     fn truncate_inside_a_batch_keeps_the_prefix() {
-        let mut log = LogView::recovered(vec![batch(1, 1, 3), batch(2, 4, 4)]);
+        let mut log = LogView::recovered(
+            LogIndex::ZERO,
+            Term::ZERO,
+            vec![batch(1, 1, 3), batch(2, 4, 4)],
+        );
         assert_eq!(log.durable_index(), LogIndex(7));
         log.truncate_from(LogIndex(6));
         assert_eq!(log.last_index(), LogIndex(5));
@@ -240,7 +288,11 @@ mod tests {
 
     #[test]
     fn ranges_and_term_searches() {
-        let log = LogView::recovered(vec![batch(1, 1, 3), batch(1, 4, 2), batch(3, 6, 2)]);
+        let log = LogView::recovered(
+            LogIndex::ZERO,
+            Term::ZERO,
+            vec![batch(1, 1, 3), batch(1, 4, 2), batch(3, 6, 2)],
+        );
         let between = log.entries_between(LogIndex(2), LogIndex(6));
         let indexes: Vec<(u64, u64)> = between
             .iter()
@@ -264,5 +316,29 @@ mod tests {
         assert!(!log.mark_durable(LogIndex(2), Term(1)));
         assert!(log.mark_durable(LogIndex(2), Term(2)));
         assert_eq!(log.durable_index(), LogIndex(2));
+    }
+
+    #[test]
+    fn compaction_keeps_the_base_term_and_reset_empties() {
+        let mut log = LogView::recovered(
+            LogIndex::ZERO,
+            Term::ZERO,
+            vec![batch(1, 1, 3), batch(2, 4, 4)],
+        );
+        log.compact(LogIndex(5));
+        assert_eq!(log.base_index(), LogIndex(5));
+        assert_eq!(log.term_at(LogIndex(5)), Some(Term(2)));
+        assert_eq!(log.term_at(LogIndex(4)), None);
+        assert_eq!(
+            log.entries_from(LogIndex(6), 1 << 20)[0].first_index(),
+            LogIndex(6)
+        );
+        assert_eq!(log.last_index(), LogIndex(7));
+        log.check().unwrap();
+        log.reset(LogIndex(20), Term(4));
+        assert_eq!((log.last_index(), log.last_term()), (LogIndex(20), Term(4)));
+        assert_eq!(log.durable_index(), LogIndex(20));
+        log.append(batch(4, 21, 1));
+        log.check().unwrap();
     }
 }

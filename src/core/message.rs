@@ -3,7 +3,10 @@
 //! Every message carries the sender's term; a receiver first reconciles terms (see
 //! [`crate::core::Raft`]) and only then looks at the rest.
 
+use bytes::Bytes;
+
 use crate::batch::EntryBatch;
+use crate::core::membership::Membership;
 use crate::types::{LogIndex, Term};
 
 /// A Raft message of one group.
@@ -32,6 +35,22 @@ pub enum Message {
     AppendResponse { term: Term, outcome: AppendOutcome },
     /// Leadership transfer: start an election now, skipping pre-vote.
     TimeoutNow { term: Term },
+    /// InstallSnapshot: the leader's snapshot replaces the follower's log up to `snapshot.index`.
+    /// A leader's core emits it without the data; the driver streams the snapshot's bytes and
+    /// hands the message to the receiving core only once it holds them durably. Answered with
+    /// an [`Message::AppendResponse`].
+    InstallSnapshot { term: Term, snapshot: SnapshotMeta },
+}
+
+/// What a snapshot covers: the state after applying every entry up to `index` (of `term`), and
+/// the configuration in force at that point.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotMeta {
+    pub index: LogIndex,
+    pub term: Term,
+    pub membership: Membership,
+    /// The driver's context of that configuration's entry.
+    pub context: Bytes,
 }
 
 /// AppendEntries: `batches` follow the entry `(prev_index, prev_term)` in the leader's log.
@@ -80,7 +99,8 @@ impl Message {
             Message::VoteRequest { term, .. }
             | Message::VoteResponse { term, .. }
             | Message::AppendResponse { term, .. }
-            | Message::TimeoutNow { term } => *term,
+            | Message::TimeoutNow { term }
+            | Message::InstallSnapshot { term, .. } => *term,
             Message::Append(request) => request.term,
         }
     }

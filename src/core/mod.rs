@@ -15,9 +15,11 @@
 //! - entries are applied only once committed and durable locally.
 
 pub mod config;
+mod config_history;
 pub mod io;
 pub mod lease;
 pub mod log_view;
+pub mod membership;
 pub mod message;
 pub mod progress;
 pub mod quorum;
@@ -25,7 +27,9 @@ mod raft;
 mod reads;
 
 pub use config::{BrokenRule, Config};
+pub use config_history::ConfigEntry;
 pub use io::{Action, Input, ProposeError, Role};
 pub use lease::ReadLease;
-pub use message::{AppendOutcome, AppendRequest, Message, RejectHint};
+pub use membership::{Membership, MembershipChange, MembershipError};
+pub use message::{AppendOutcome, AppendRequest, Message, RejectHint, SnapshotMeta};
 pub use raft::{Raft, Recovered};

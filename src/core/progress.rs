@@ -8,7 +8,9 @@
 //!
 //! States: in `Probe` the leader sends one message and waits for an answer (`paused`) because it
 //! does not know where the follower's log ends; in `Replicate` it streams messages back to back
-//! within the inflight window, assuming they arrive.
+//! within the inflight window, assuming they arrive; in `Snapshot` the follower needs entries
+//! the leader compacted away, a snapshot up to `index` is on its way, and nothing else is sent
+//! (heartbeats aside) until the follower acknowledges that index or the transfer fails.
 
 use std::collections::VecDeque;
 
@@ -18,6 +20,7 @@ use crate::types::LogIndex;
 pub enum ProgressState {
     Probe,
     Replicate,
+    Snapshot { index: LogIndex },
 }
 
 #[derive(Clone, Debug)]
@@ -58,6 +61,7 @@ impl Progress {
             ProgressState::Replicate => {
                 self.inflight.len() < messages_max && self.inflight_bytes < bytes_max
             }
+            ProgressState::Snapshot { .. } => false,
         }
     }
 
@@ -70,6 +74,7 @@ impl Progress {
                 self.inflight.push_back((last_index, bytes));
                 self.inflight_bytes += bytes;
             }
+            ProgressState::Snapshot { .. } => {}
         }
     }
 
@@ -90,8 +95,10 @@ impl Progress {
         if self.next_index <= index {
             self.next_index = index.next();
         }
-        if self.state == ProgressState::Probe {
-            self.become_replicate();
+        match self.state {
+            ProgressState::Probe => self.become_replicate(),
+            ProgressState::Snapshot { index: sent } if index >= sent => self.become_replicate(),
+            _ => {}
         }
         true
     }
@@ -108,6 +115,15 @@ impl Progress {
         self.state = ProgressState::Probe;
         self.paused = false;
         self.next_index = next_index.max(self.match_index.next());
+        self.inflight.clear();
+        self.inflight_bytes = 0;
+    }
+
+    /// A snapshot up to `index` is being sent: wait for its acknowledgement.
+    pub fn become_snapshot(&mut self, index: LogIndex) {
+        self.state = ProgressState::Snapshot { index };
+        self.paused = false;
+        self.next_index = index.next().max(self.match_index.next());
         self.inflight.clear();
         self.inflight_bytes = 0;
     }

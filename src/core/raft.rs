@@ -6,23 +6,29 @@
 //!
 //! Invariants (checked by [`Raft::invariants`] after every step when enabled):
 //! - `applied <= commit <= last_index`, `applied <= durable_index`;
-//! - a leader has `leader == Some(id)` and `vote == Some(id)`; a leader's progress map has an
-//!   entry for every other voter and none for itself;
+//! - a leader has `leader == Some(id)` and `vote == Some(id)` and is a voter of the configuration
+//!   in force (or, while a change that removes it commits, of the outgoing one); its progress
+//!   map has an entry for every other member (voters of both sides and learners) and none for
+//!   itself;
+//! - the log's base (compaction point) is at most the snapshot's index, which is at most the
+//!   applied index;
 //! - across steps: the term never decreases, the vote changes only together with the term, the
 //!   commit and applied indexes never decrease.
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::batch::{BatchKind, EntryBatch};
 use crate::core::config::{BrokenRule, Config};
+use crate::core::config_history::{ConfigEntry, ConfigHistory};
 use crate::core::io::{Action, Input, ProposeError, Role};
 use crate::core::log_view::LogView;
-use crate::core::message::{AppendOutcome, AppendRequest, Message, RejectHint};
+use crate::core::membership::{Membership, MembershipChange};
+use crate::core::message::{AppendOutcome, AppendRequest, Message, RejectHint, SnapshotMeta};
 use crate::core::progress::{Progress, ProgressState};
-use crate::core::quorum;
 use crate::core::reads::ReadTracker;
 use crate::types::{HardState, LogIndex, NodeId, Term};
 
@@ -30,7 +36,12 @@ use crate::types::{HardState, LogIndex, NodeId, Term};
 #[derive(Clone, Debug, Default)]
 pub struct Recovered {
     pub hard_state: HardState,
-    /// The log, contiguous from index 1.
+    /// The newest durable snapshot; the driver restored the state machine from it.
+    pub snapshot: Option<SnapshotMeta>,
+    /// The log's compaction point `(index, term)`: `(0, 0)` for a log never compacted. At
+    /// most the snapshot's index.
+    pub log_base: (LogIndex, Term),
+    /// The log, contiguous from just after `log_base`.
     pub batches: Vec<EntryBatch>,
 }
 
@@ -43,6 +54,10 @@ pub struct Raft {
     vote: Option<NodeId>,
     leader: Option<NodeId>,
     log: LogView,
+    /// The configurations in the log; the last one is in force.
+    configs: ConfigHistory,
+    /// The newest durable snapshot (index 0 when there is none).
+    snapshot: SnapshotMeta,
     commit: LogIndex,
     applied: LogIndex,
     /// Ticks since the last reset of the election timer (or, for a leader, of the
@@ -53,7 +68,7 @@ pub struct Raft {
     /// Voters that granted this (pre-)candidacy, this node included.
     votes_granted: Vec<NodeId>,
     votes_refused: Vec<NodeId>,
-    /// Leader only: one entry per other voter.
+    /// Leader only: one entry per other member.
     progress: BTreeMap<NodeId, Progress>,
     /// Leader only: the voter leadership is being handed to, and ticks since it began.
     transfer: Option<(NodeId, u32)>,
@@ -76,8 +91,37 @@ impl Raft {
         if let Err(problem) = config.validate() {
             panic!("invalid core configuration: {problem}");
         }
-        let log = LogView::recovered(recovered.batches);
-        let commit = recovered.hard_state.commit.min(log.last_index());
+        let snapshot = recovered.snapshot.unwrap_or_default();
+        let (base_index, base_term) = recovered.log_base;
+        let mut log = LogView::recovered(base_index, base_term, recovered.batches);
+        if log.term_at(snapshot.index) != Some(snapshot.term) {
+            // The log does not continue the snapshot (a crash between storing an installed
+            // snapshot and compacting the log): the snapshot replaces it.
+            log.reset(snapshot.index, snapshot.term);
+        }
+        let mut configs = ConfigHistory::new(if snapshot.index > LogIndex::ZERO {
+            ConfigEntry {
+                index: snapshot.index,
+                membership: snapshot.membership.clone(),
+                context: snapshot.context.clone(),
+            }
+        } else {
+            ConfigEntry {
+                index: LogIndex::ZERO,
+                membership: Membership::with_voters(config.voters.iter().copied()),
+                context: Bytes::new(),
+            }
+        });
+        for batch in log.entries_from(snapshot.index.max(base_index).next(), usize::MAX) {
+            if let Some(entry) = config_entry(&batch) {
+                configs.push(entry);
+            }
+        }
+        let commit = recovered
+            .hard_state
+            .commit
+            .max(snapshot.index)
+            .min(log.last_index());
         let rng = Xoshiro256PlusPlus::seed_from_u64(config.rng_seed ^ config.id.0.rotate_left(32));
         let mut raft = Raft {
             rng,
@@ -86,8 +130,10 @@ impl Raft {
             vote: recovered.hard_state.vote,
             leader: None,
             log,
+            configs,
             commit,
-            applied: LogIndex::ZERO,
+            applied: snapshot.index,
+            snapshot,
             election_elapsed: 0,
             heartbeat_elapsed: 0,
             randomized_timeout: config.election_timeout_ticks,
@@ -124,7 +170,7 @@ impl Raft {
             Input::Persisted { index, term } => self.persisted(index, term, out),
             Input::Unreachable { peer } => {
                 if let Some(progress) = self.progress.get_mut(&peer) {
-                    if progress.state == ProgressState::Replicate {
+                    if progress.state != ProgressState::Probe {
                         let next = progress.match_index.next();
                         progress.become_probe(next);
                     }
@@ -132,6 +178,10 @@ impl Raft {
             }
             Input::TransferLeadership { to } => self.transfer_leadership(to, out),
             Input::ReadIndex { id } => self.read_index(id, out),
+            Input::ChangeMembership { change, context } => {
+                self.change_membership(change, context, out)
+            }
+            Input::SnapshotSaved { index, term } => self.snapshot_saved(index, term, out),
         }
         if let Some(before) = before {
             if let Err(problem) = self.invariants().and_then(|()| self.check_monotone(before)) {
@@ -208,16 +258,52 @@ impl Raft {
         if self.role != Role::Leader {
             return 0;
         }
-        let acked = self
-            .progress
-            .values()
-            .map(|progress| progress.read_round_acked);
-        quorum::committed_index(std::iter::once(self.reads.round()).chain(acked))
+        let own_round = self.reads.round();
+        self.membership()
+            .quorum_value(|id| match self.progress.get(&id) {
+                Some(progress) => progress.read_round_acked,
+                None if id == self.config.id => own_round,
+                None => 0,
+            })
+            .unwrap_or(0)
     }
     /// Whether the leader has committed an entry of its own term (before that, its commit
     /// index may lag what earlier leaders committed and must not be used to serve reads).
     pub fn committed_in_current_term(&self) -> bool {
         self.log.term_at(self.commit) == Some(self.term)
+    }
+    /// The configuration in force (the last one in the log, committed or not).
+    pub fn membership(&self) -> &Membership {
+        &self.configs.latest().membership
+    }
+    /// The configuration in force and the index and context of its entry.
+    pub fn membership_entry(&self) -> &ConfigEntry {
+        self.configs.latest()
+    }
+    /// The newest durable snapshot the core knows (index 0 when none).
+    pub fn snapshot(&self) -> &SnapshotMeta {
+        &self.snapshot
+    }
+    /// The log's compaction point: entries up to it are gone from the log.
+    pub fn log_base(&self) -> LogIndex {
+        self.log.base_index()
+    }
+    /// What a snapshot of the state machine taken now covers: the applied index, its term and
+    /// the configuration in force there. `None` before anything was applied.
+    pub fn snapshot_point(&self) -> Option<SnapshotMeta> {
+        if self.applied == LogIndex::ZERO {
+            return None;
+        }
+        let config = self.configs.at(self.applied);
+        Some(SnapshotMeta {
+            index: self.applied,
+            term: self
+                .log
+                .term_at(self.applied)
+                .expect("applied entries are held"),
+            membership: config.membership.clone(),
+            context: config.context.clone(),
+        })
     }
     /// Ticks after which a follower that heard nothing campaigns (randomized per reset).
     pub fn randomized_election_timeout(&self) -> u32 {
@@ -232,7 +318,12 @@ impl Raft {
         if self.role == Role::Leader {
             self.tick_leader(out);
         } else if self.election_elapsed >= self.randomized_timeout {
-            self.campaign(self.config.pre_vote, false, out);
+            if self.membership().is_voter(self.config.id) {
+                self.campaign(self.config.pre_vote, false, out);
+            } else {
+                // Learners, members being added and removed members never campaign.
+                self.reset_election_timer();
+            }
         }
     }
 
@@ -264,12 +355,13 @@ impl Raft {
     }
 
     fn quorum_recently_active(&self) -> bool {
-        let active = 1 + self
-            .progress
-            .values()
-            .filter(|progress| progress.recently_active)
-            .count();
-        active >= quorum::majority(self.config.voters.len())
+        self.membership().has_quorum(|id| {
+            id == self.config.id
+                || self
+                    .progress
+                    .get(&id)
+                    .is_some_and(|progress| progress.recently_active)
+        })
     }
 
     fn reset_election_timer(&mut self) {
@@ -347,12 +439,13 @@ impl Raft {
             self.term
         };
         self.announce_role(out);
-        if self.has_quorum(self.votes_granted.len()) {
+        if self.has_quorum(&self.votes_granted) {
             self.election_won(out);
             return;
         }
-        for &voter in &self.config.voters {
-            if voter == self.config.id {
+        let membership = self.configs.latest().membership.clone();
+        for voter in membership.members() {
+            if voter == self.config.id || !membership.is_voter(voter) {
                 continue;
             }
             out.push(Action::Send {
@@ -370,8 +463,8 @@ impl Raft {
         }
     }
 
-    fn has_quorum(&self, votes: usize) -> bool {
-        votes >= quorum::majority(self.config.voters.len())
+    fn has_quorum(&self, votes: &[NodeId]) -> bool {
+        self.membership().has_quorum(|id| votes.contains(&id))
     }
 
     fn election_won(&mut self, out: &mut Vec<Action>) {
@@ -389,13 +482,8 @@ impl Raft {
         self.heartbeat_elapsed = 0;
         self.transfer = None;
         let last = self.log.last_index();
-        self.progress = self
-            .config
-            .voters
-            .iter()
-            .filter(|&&voter| voter != self.config.id)
-            .map(|&voter| (voter, Progress::new(last)))
-            .collect();
+        self.progress.clear();
+        self.track_members();
         self.announce_role(out);
         // An entry of the new term lets earlier entries commit (§5.4.2).
         let noop = EntryBatch::encode(BatchKind::Noop, self.term, last.next(), [&[][..]]);
@@ -427,8 +515,7 @@ impl Raft {
     }
 
     fn append_own(&mut self, batch: EntryBatch, out: &mut Vec<Action>) {
-        self.log.append(batch.clone());
-        out.push(Action::AppendLog(batch));
+        self.append_to_log(batch, out);
         if self.config.broken_rule == Some(BrokenRule::AckBeforePersist) {
             let (last, term) = (self.log.last_index(), self.log.last_term());
             self.log.mark_durable(last, term);
@@ -437,7 +524,11 @@ impl Raft {
     }
 
     fn transfer_leadership(&mut self, to: NodeId, out: &mut Vec<Action>) {
-        if self.role != Role::Leader || to == self.config.id || !self.progress.contains_key(&to) {
+        if self.role != Role::Leader
+            || to == self.config.id
+            || !self.progress.contains_key(&to)
+            || !self.membership().voters.contains(&to)
+        {
             return;
         }
         self.transfer = Some((to, 0));
@@ -446,6 +537,218 @@ impl Raft {
         } else {
             self.send_append(to, out);
         }
+    }
+
+    // ---- configuration -----------------------------------------------------------------------
+
+    /// Starts a configuration change (thesis §4.3): one at a time, only once this leader has
+    /// committed an entry of its term, voter changes through a joint configuration.
+    fn change_membership(
+        &mut self,
+        change: MembershipChange,
+        context: Bytes,
+        out: &mut Vec<Action>,
+    ) {
+        let refusal = if self.role != Role::Leader {
+            Some(ProposeError::NotLeader {
+                leader: self.leader,
+            })
+        } else if self.transfer.is_some() {
+            Some(ProposeError::Transferring)
+        } else if self.configs.latest().index > self.commit
+            || self.membership().is_joint()
+            || !self.committed_in_current_term()
+        {
+            Some(ProposeError::ChangeInProgress)
+        } else {
+            None
+        };
+        if let Some(error) = refusal {
+            out.push(Action::Rejected(error));
+            return;
+        }
+        match self.membership().changed(change) {
+            Ok(next) => {
+                let index = self.log.last_index().next();
+                out.push(Action::Accepted {
+                    first_index: index,
+                    last_index: index,
+                    term: self.term,
+                });
+                self.append_config(&next, &context, out);
+            }
+            Err(_) => out.push(Action::Rejected(ProposeError::ChangeNotAllowed)),
+        }
+    }
+
+    /// Appends a configuration entry as leader and replicates it.
+    fn append_config(&mut self, membership: &Membership, context: &[u8], out: &mut Vec<Action>) {
+        let payload = membership.encode(context);
+        let index = self.log.last_index().next();
+        let batch = EntryBatch::encode(BatchKind::Config, self.term, index, [&payload[..]]);
+        self.append_own(batch, out);
+        self.broadcast_append(out);
+    }
+
+    /// Appends `batch` to the log (leader or follower), putting a configuration it carries
+    /// into force.
+    fn append_to_log(&mut self, batch: EntryBatch, out: &mut Vec<Action>) {
+        let config = config_entry(&batch);
+        self.log.append(batch.clone());
+        out.push(Action::AppendLog(batch));
+        if let Some(entry) = config {
+            self.configs.push(entry);
+            self.membership_changed(out);
+        }
+    }
+
+    /// Removes the log's entries from `from` on; a configuration among them goes out of force.
+    fn truncate_log(&mut self, from: LogIndex, out: &mut Vec<Action>) {
+        self.log.truncate_from(from);
+        out.push(Action::TruncateLog { from });
+        if self.configs.truncate_from(from) {
+            self.membership_changed(out);
+        }
+    }
+
+    /// The configuration in force changed: announce it and, as leader, track the new members.
+    fn membership_changed(&mut self, out: &mut Vec<Action>) {
+        let latest = self.configs.latest();
+        out.push(Action::MembershipChanged {
+            membership: latest.membership.clone(),
+            context: latest.context.clone(),
+        });
+        if self.role == Role::Leader {
+            self.track_members();
+        }
+    }
+
+    /// Leader: keeps a progress entry for every other member and none for anybody else.
+    fn track_members(&mut self) {
+        let members = self.membership().members();
+        self.progress.retain(|id, _| members.contains(id));
+        let last = self.log.last_index();
+        for member in members {
+            if member != self.config.id {
+                self.progress
+                    .entry(member)
+                    .or_insert_with(|| Progress::new(last));
+            }
+        }
+        if let Some((to, _)) = self.transfer {
+            if !self.progress.contains_key(&to) {
+                self.transfer = None;
+            }
+        }
+    }
+
+    /// After the commit index advanced, as leader: a committed joint configuration is followed
+    /// by its final one, and a leader that the committed configuration no longer counts among
+    /// its voters steps down (thesis §4.2.2).
+    fn configuration_committed(&mut self, out: &mut Vec<Action>) {
+        let latest = self.configs.latest();
+        if self.role != Role::Leader || latest.index > self.commit {
+            return;
+        }
+        if latest.membership.is_joint() {
+            let (final_config, context) = (latest.membership.leave_joint(), latest.context.clone());
+            self.append_config(&final_config, &context, out);
+        } else if !latest.membership.is_voter(self.config.id) {
+            self.become_follower(self.term, None, out);
+        }
+    }
+
+    // ---- snapshots -------------------------------------------------------------------------
+
+    /// The driver saved a snapshot at `index`: remember it and compact the log behind it,
+    /// keeping a trailing window for followers that are slightly behind.
+    fn snapshot_saved(&mut self, index: LogIndex, term: Term, out: &mut Vec<Action>) {
+        if index <= self.snapshot.index
+            || index > self.applied
+            || self.log.term_at(index) != Some(term)
+        {
+            return;
+        }
+        let config = self.configs.at(index).clone();
+        self.snapshot = SnapshotMeta {
+            index,
+            term,
+            membership: config.membership,
+            context: config.context,
+        };
+        let through = LogIndex(
+            index
+                .0
+                .saturating_sub(self.config.compaction_trailing_entries),
+        );
+        if through > self.log.base_index() {
+            let through_term = self.log.term_at(through).expect("held above the base");
+            self.log.compact(through);
+            self.configs.compact(through);
+            out.push(Action::CompactLog {
+                through,
+                term: through_term,
+            });
+        }
+    }
+
+    /// Leader: `peer` needs entries the log no longer holds; send the snapshot.
+    fn send_snapshot(&mut self, peer: NodeId, out: &mut Vec<Action>) {
+        out.push(Action::Send {
+            to: peer,
+            message: Message::InstallSnapshot {
+                term: self.term,
+                snapshot: self.snapshot.clone(),
+            },
+            after_persist: false,
+        });
+        let progress = self.progress.get_mut(&peer).expect("peer has progress");
+        progress.become_snapshot(self.snapshot.index);
+    }
+
+    /// Follower: the leader's snapshot, already durable here, replaces the log up to its index
+    /// (thesis §5.1: a log that holds the snapshot's last entry keeps what follows it).
+    fn install_snapshot(&mut self, from: NodeId, snapshot: SnapshotMeta, out: &mut Vec<Action>) {
+        self.follow(from, out);
+        if snapshot.index > self.commit {
+            if self.log.term_at(snapshot.index) == Some(snapshot.term) {
+                self.log.compact(snapshot.index);
+                self.configs.compact(snapshot.index);
+            } else {
+                if self.log.last_index() > self.log.base_index() {
+                    self.truncate_log(self.log.base_index().next(), out);
+                }
+                self.log.reset(snapshot.index, snapshot.term);
+                self.configs.reset(ConfigEntry {
+                    index: snapshot.index,
+                    membership: snapshot.membership.clone(),
+                    context: snapshot.context.clone(),
+                });
+                self.membership_changed(out);
+            }
+            out.push(Action::CompactLog {
+                through: snapshot.index,
+                term: snapshot.term,
+            });
+            out.push(Action::RestoreSnapshot(snapshot.clone()));
+            self.commit = snapshot.index;
+            out.push(Action::Commit { index: self.commit });
+            self.applied = snapshot.index;
+            self.snapshot = snapshot.clone();
+        }
+        // Committed entries match every leader's log.
+        self.leader_match = self.leader_match.max(snapshot.index.min(self.commit));
+        let ack = self.durable_leader_match();
+        self.acked_index = self.acked_index.max(ack);
+        out.push(Action::Send {
+            to: from,
+            message: Message::AppendResponse {
+                term: self.term,
+                outcome: self.accepted(ack),
+            },
+            // The snapshot is durable, but a term raised by this message may not be yet.
+            after_persist: true,
+        });
     }
 
     // ---- reads -----------------------------------------------------------------------------
@@ -501,7 +804,13 @@ impl Raft {
 
     /// Reconciles terms, then dispatches to the handler for the message.
     fn step_message(&mut self, from: NodeId, message: Message, out: &mut Vec<Action>) {
-        if from == self.config.id || !self.config.voters.contains(&from) {
+        if from == self.config.id {
+            return;
+        }
+        if matches!(message, Message::VoteRequest { .. }) && !self.membership().is_voter(from) {
+            // A removed member (or a stranger) must not disrupt the group, not even by raising
+            // terms. Anybody may lead a node whose log lags behind its own configuration
+            // (members being added learn who they are from the leader's log).
             return;
         }
         let message_term = message.term();
@@ -544,6 +853,20 @@ impl Raft {
                     },
                     after_persist: false,
                 }),
+                Message::InstallSnapshot { snapshot, .. } => out.push(Action::Send {
+                    to: from,
+                    message: Message::AppendResponse {
+                        term: self.term,
+                        outcome: AppendOutcome::Rejected {
+                            prev_index: snapshot.index,
+                            hint: RejectHint {
+                                last_index: self.log.last_index(),
+                                conflict: None,
+                            },
+                        },
+                    },
+                    after_persist: false,
+                }),
                 _ => {}
             }
             return;
@@ -564,10 +887,14 @@ impl Raft {
                 self.handle_append_response(from, outcome, out)
             }
             Message::TimeoutNow { .. } => {
-                if self.role == Role::Follower && self.leader == Some(from) {
+                if self.role == Role::Follower
+                    && self.leader == Some(from)
+                    && self.membership().is_voter(self.config.id)
+                {
                     self.campaign(false, true, out);
                 }
             }
+            Message::InstallSnapshot { snapshot, .. } => self.install_snapshot(from, snapshot, out),
         }
     }
 
@@ -624,12 +951,15 @@ impl Raft {
         }
         if granted {
             self.votes_granted.push(from);
-            if self.has_quorum(self.votes_granted.len()) {
+            if self.has_quorum(&self.votes_granted) {
                 self.election_won(out);
             }
         } else {
             self.votes_refused.push(from);
-            if self.has_quorum(self.votes_refused.len()) {
+            if self
+                .membership()
+                .quorum_blocked(|id| self.votes_refused.contains(&id))
+            {
                 self.become_follower(self.term, None, out);
             }
         }
@@ -637,24 +967,46 @@ impl Raft {
 
     // ---- follower side of replication ------------------------------------------------------
 
-    fn handle_append(&mut self, from: NodeId, request: AppendRequest, out: &mut Vec<Action>) {
+    /// A message of the current term from `from`, which leads it: follow it. Returns false
+    /// when this node itself leads the term (two leaders in one term cannot happen; a peer
+    /// claiming so is ignored).
+    fn follow(&mut self, from: NodeId, out: &mut Vec<Action>) -> bool {
         if self.role == Role::Leader {
-            // Two leaders in one term cannot happen; a peer claiming so is ignored.
-            return;
+            return false;
         }
         if self.role != Role::Follower || self.leader != Some(from) {
             self.become_follower(self.term, Some(from), out);
         }
         self.reset_election_timer();
+        true
+    }
+
+    fn handle_append(&mut self, from: NodeId, request: AppendRequest, out: &mut Vec<Action>) {
+        if !self.follow(from, out) {
+            return;
+        }
         let AppendRequest {
-            prev_index,
-            prev_term,
+            mut prev_index,
+            mut prev_term,
             commit,
             read_round,
-            batches,
+            mut batches,
             ..
         } = request;
         self.leader_read_round = self.leader_read_round.max(read_round);
+        let base = self.log.base_index();
+        if prev_index < base {
+            // Entries up to the base are in this node's snapshot: committed, so they match
+            // every leader's log. Continue from the base.
+            batches.retain(|batch| batch.last_index() > base);
+            if let Some(first) = batches.first_mut() {
+                if first.first_index() <= base {
+                    *first = first.slice(base.next(), first.last_index());
+                }
+            }
+            prev_index = base;
+            prev_term = self.log.term_at(base).expect("the base term is known");
+        }
         match self.log.term_at(prev_index) {
             Some(term) if term == prev_term => {}
             held => {
@@ -682,8 +1034,7 @@ impl Raft {
             }
             matched = batch.last_index();
             if let Some(new_part) = self.reconcile_batch(batch, out) {
-                self.log.append(new_part.clone());
-                out.push(Action::AppendLog(new_part));
+                self.append_to_log(new_part, out);
                 appended = true;
             }
         }
@@ -719,8 +1070,7 @@ impl Raft {
                         "leader {:?} conflicts with committed entry {first_new}",
                         self.leader
                     );
-                    self.log.truncate_from(first_new);
-                    out.push(Action::TruncateLog { from: first_new });
+                    self.truncate_log(first_new, out);
                     break;
                 }
             }
@@ -883,7 +1233,9 @@ impl Raft {
 
     /// AppendEntries to `peer` carrying `batches`, which follow the leader's entry `next - 1`.
     fn append_to(&self, peer: NodeId, next: LogIndex, batches: Vec<EntryBatch>) -> Action {
-        let prev_index = next.prev();
+        // A follower waiting for a snapshot may be behind the base: its heartbeats name the
+        // base (which it will not match, and the answer is ignored).
+        let prev_index = next.prev().max(self.log.base_index());
         let prev_term = self.log.term_at(prev_index).expect("leader holds its log");
         Action::Send {
             to: peer,
@@ -917,6 +1269,10 @@ impl Raft {
             if next > last_index {
                 return;
             }
+            if next <= self.log.base_index() {
+                self.send_snapshot(peer, out);
+                return;
+            }
             let batches = self.log.entries_from(next, self.config.message_bytes_max);
             let bytes = batches.iter().map(EntryBatch::encoded_len).sum();
             let sent_last = batches.last().map_or(next.prev(), EntryBatch::last_index);
@@ -934,9 +1290,15 @@ impl Raft {
         if self.role != Role::Leader {
             return;
         }
-        let matches = self.progress.values().map(|progress| progress.match_index);
-        let candidate =
-            quorum::committed_index(std::iter::once(self.log.durable_index()).chain(matches));
+        let durable = self.log.durable_index();
+        let candidate = self
+            .membership()
+            .quorum_value(|id| match self.progress.get(&id) {
+                Some(progress) => progress.match_index,
+                None if id == self.config.id => durable,
+                None => LogIndex::ZERO,
+            })
+            .unwrap_or(LogIndex::ZERO);
         if candidate <= self.commit {
             return;
         }
@@ -954,6 +1316,7 @@ impl Raft {
             self.confirm_reads(out);
         }
         self.apply_ready(out);
+        self.configuration_committed(out);
     }
 
     /// Hands committed entries that are durable here to the state machine.
@@ -983,12 +1346,28 @@ impl Raft {
         if self.applied > self.log.durable_index() {
             return Err(format!("applied {} beyond durable index", self.applied));
         }
+        if !(self.log.base_index() <= self.snapshot.index && self.snapshot.index <= self.applied) {
+            return Err(format!(
+                "log base {} / snapshot {} / applied {} out of order",
+                self.log.base_index(),
+                self.snapshot.index,
+                self.applied
+            ));
+        }
         if self.role == Role::Leader {
             if self.leader != Some(self.config.id) || self.vote != Some(self.config.id) {
                 return Err("a leader must know itself as leader and have voted for itself".into());
             }
-            if self.progress.len() + 1 != self.config.voters.len() {
-                return Err("leader progress does not cover every other voter".into());
+            let membership = self.membership();
+            if !membership.is_voter(self.config.id) {
+                return Err(format!("leader is not a voter of {membership}"));
+            }
+            let others = membership
+                .members()
+                .into_iter()
+                .filter(|&id| id != self.config.id);
+            if !others.eq(self.progress.keys().copied()) {
+                return Err("leader progress does not cover exactly the other members".into());
             }
             for progress in self.progress.values() {
                 progress.check(last)?;
@@ -1023,4 +1402,19 @@ impl Raft {
         }
         Ok(())
     }
+}
+
+/// The configuration a batch carries, if it is a configuration entry that decodes. A leader
+/// only writes valid ones; an undecodable one (from a faulty peer) is kept in the log, as log
+/// matching requires, but never put in force.
+fn config_entry(batch: &EntryBatch) -> Option<ConfigEntry> {
+    if batch.kind() != BatchKind::Config {
+        return None;
+    }
+    let (membership, context) = Membership::decode(batch.payload(batch.first_index())).ok()?;
+    Some(ConfigEntry {
+        index: batch.first_index(),
+        membership,
+        context,
+    })
 }

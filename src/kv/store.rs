@@ -13,12 +13,13 @@
 //! - A read-only entry changes nothing but the group's clock (and the keys expired by it).
 
 use std::collections::HashMap;
+use std::io;
 
 use bytes::Bytes;
 
 use crate::api::{CommittedEntries, StateMachine};
 use crate::kv::keyspace::{Item, Keyspace};
-use crate::kv::op::{Condition, Entry, Expiry, Malformed, Op, Reader, SetOp};
+use crate::kv::op::{Condition, Entry, Expiry, Malformed, Op, SetOp};
 use crate::kv::parse::{parse_integer, BULK_BYTES_MAX};
 use crate::kv::resp::{put_array_header, put_bulk, put_error, put_integer, put_nil, put_ok};
 use crate::types::GroupId;
@@ -66,52 +67,92 @@ impl StateMachine for KvStore {
         }
         Bytes::from(out)
     }
+
+    fn snapshot(&self, group: GroupId, out: &mut dyn io::Write) -> io::Result<()> {
+        self.write_snapshot(group, out)
+    }
+
+    fn restore(&mut self, group: GroupId, input: &mut dyn io::Read) -> io::Result<()> {
+        self.restore_snapshot(group, input)
+    }
 }
 
 impl KvStore {
-    /// Appends a snapshot of `group` to `out`: its clock and every key with its value and
-    /// deadline, in no particular order.
+    /// Writes a snapshot of `group` to `out`, key by key: its clock and every key with its
+    /// value and deadline, in no particular order.
     ///
     /// ```text
     /// "RKV1" | clock: u64 | count: u64 | count × (key_len: u32 | key | value_len: u32 | value
     ///        | expires_at_ms: u64 (0: never))
     /// ```
-    pub fn write_snapshot(&self, group: GroupId, out: &mut Vec<u8>) {
+    pub fn write_snapshot(&self, group: GroupId, out: &mut dyn io::Write) -> io::Result<()> {
         let empty = Keyspace::default();
         let keys = self.groups.get(&group).unwrap_or(&empty);
-        let items: Vec<_> = keys.iter().collect();
-        out.extend_from_slice(SNAPSHOT_MAGIC);
-        out.extend_from_slice(&keys.clock().to_le_bytes());
-        out.extend_from_slice(&(items.len() as u64).to_le_bytes());
-        for (key, item) in items {
+        out.write_all(SNAPSHOT_MAGIC)?;
+        out.write_all(&keys.clock().to_le_bytes())?;
+        out.write_all(&(keys.iter().count() as u64).to_le_bytes())?;
+        for (key, item) in keys.iter() {
             for bytes in [&key[..], &item.value] {
-                out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-                out.extend_from_slice(bytes);
+                out.write_all(&(bytes.len() as u32).to_le_bytes())?;
+                out.write_all(bytes)?;
             }
-            out.extend_from_slice(&item.expires_at.unwrap_or(0).to_le_bytes());
+            out.write_all(&item.expires_at.unwrap_or(0).to_le_bytes())?;
         }
+        Ok(())
     }
 
-    /// Replaces the keys of `group` by a snapshot from [`KvStore::write_snapshot`]. On error
-    /// the group is left as it was.
-    pub fn restore_snapshot(&mut self, group: GroupId, snapshot: &[u8]) -> Result<(), Malformed> {
-        let body = snapshot.strip_prefix(SNAPSHOT_MAGIC).ok_or(Malformed)?;
-        let mut reader = Reader(body);
-        let mut keys = Keyspace::default();
-        keys.set_clock(reader.u64()?);
-        let count = reader.u64()?;
-        for _ in 0..count {
-            let key = reader.bytes()?;
-            let value = reader.bytes()?.to_vec();
-            let expires_at = Some(reader.u64()?).filter(|&at| at != 0);
-            keys.insert(key, Item { value, expires_at });
+    /// Replaces the keys of `group` by a snapshot from [`KvStore::write_snapshot`], read as a
+    /// stream. On error (`InvalidData` for a malformed snapshot) the group is left as it was.
+    pub fn restore_snapshot(&mut self, group: GroupId, input: &mut dyn io::Read) -> io::Result<()> {
+        let mut magic = [0; 4];
+        input.read_exact(&mut magic)?;
+        if &magic != SNAPSHOT_MAGIC {
+            return Err(malformed_snapshot("bad magic"));
         }
-        if !reader.0.is_empty() {
-            return Err(Malformed);
+        let mut keys = Keyspace::default();
+        keys.set_clock(read_u64(input)?);
+        let count = read_u64(input)?;
+        for _ in 0..count {
+            let key = read_bytes(input)?;
+            let value = read_bytes(input)?;
+            let expires_at = Some(read_u64(input)?).filter(|&at| at != 0);
+            keys.insert(&key, Item { value, expires_at });
+        }
+        if input.read(&mut [0])? != 0 {
+            return Err(malformed_snapshot("trailing bytes"));
         }
         self.groups.insert(group, keys);
         Ok(())
     }
+}
+
+fn malformed_snapshot(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("malformed kv snapshot: {what}"),
+    )
+}
+
+fn read_u64(input: &mut dyn io::Read) -> io::Result<u64> {
+    let mut bytes = [0; 8];
+    input.read_exact(&mut bytes)?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// A length-prefixed key or value; lengths beyond the longest value a key can hold are refused
+/// before anything is allocated.
+fn read_bytes(input: &mut dyn io::Read) -> io::Result<Vec<u8>> {
+    let mut len = [0; 4];
+    input.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > BULK_BYTES_MAX {
+        return Err(malformed_snapshot(
+            "key or value longer than any client can write",
+        ));
+    }
+    let mut bytes = vec![0; len];
+    input.read_exact(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Answers a read-only `op` with keys alive at `now_ms`.
@@ -455,9 +496,11 @@ mod tests {
             ],
         );
         let mut snapshot = Vec::new();
-        store.write_snapshot(GroupId(0), &mut snapshot);
+        store.write_snapshot(GroupId(0), &mut snapshot).unwrap();
         let mut restored = KvStore::default();
-        restored.restore_snapshot(GroupId(7), &snapshot).unwrap();
+        restored
+            .restore_snapshot(GroupId(7), &mut &snapshot[..])
+            .unwrap();
         let keys = &restored.groups[&GroupId(7)];
         assert_eq!(keys.clock(), 6);
         let mut items: Vec<_> = keys.iter().map(|(k, i)| (k.clone(), i.clone())).collect();
@@ -471,10 +514,9 @@ mod tests {
         assert_eq!(keys.live_len(89), 3);
         assert_eq!(keys.live_len(90), 2);
         for cut in 0..snapshot.len() {
-            assert_eq!(
-                restored.restore_snapshot(GroupId(7), &snapshot[..cut]),
-                Err(Malformed)
-            );
+            assert!(restored
+                .restore_snapshot(GroupId(7), &mut &snapshot[..cut])
+                .is_err());
         }
         assert_eq!(
             restored.groups[&GroupId(7)].live_len(0),

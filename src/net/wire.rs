@@ -23,6 +23,11 @@
 //! | 4 | AppendResponse, accepted | 0 | term | match_index | read_round | 0 | 0 |
 //! | 4 | AppendResponse, rejected | bit0 rejected, bit1 has conflict | term | prev_index | hint last_index | conflict term | conflict index |
 //! | 5 | TimeoutNow | 0 | term | 0 | 0 | 0 | 0 |
+//! | 6 | InstallSnapshot | 0 | term | index | last term | 0 | 0 |
+//!
+//! InstallSnapshot carries exactly one batch: the snapshot's configuration as a one-entry
+//! configuration batch at the snapshot's index and term (see `core::membership` for its
+//! payload). The snapshot's data does not travel in Raft frames.
 //!
 //! # Invariants
 //!
@@ -42,12 +47,13 @@
 
 use bytes::Bytes;
 
-use crate::batch::{BatchError, EntryBatch};
+use crate::batch::{BatchError, BatchKind, EntryBatch};
 use crate::constants::{
     FRAME_ALIGN, FRAME_BYTES_MAX, INDEX_MAX, TERM_MAX, WIRE_BATCH_OVERHEAD_BYTES,
     WIRE_FRAME_OVERHEAD_BYTES, WIRE_MESSAGE_OVERHEAD_BYTES,
 };
-use crate::core::message::{AppendOutcome, AppendRequest, Message, RejectHint};
+use crate::core::membership::Membership;
+use crate::core::message::{AppendOutcome, AppendRequest, Message, RejectHint, SnapshotMeta};
 use crate::net::codec::{patch_u32, put_u32, put_u64, put_u8, put_zeros, Reader, Truncated};
 use crate::net::frame::{align_up, begin_frame, Frame, FrameBuilder, FrameError, FrameKind};
 use crate::types::{GroupId, LogIndex, NodeId, Term};
@@ -65,6 +71,7 @@ const TAG_VOTE_RESPONSE: u8 = 2;
 const TAG_APPEND: u8 = 3;
 const TAG_APPEND_RESPONSE: u8 = 4;
 const TAG_TIMEOUT_NOW: u8 = 5;
+const TAG_INSTALL_SNAPSHOT: u8 = 6;
 
 const FLAG_PRE_VOTE: u8 = 1;
 const FLAG_TRANSFER: u8 = 2;
@@ -87,6 +94,8 @@ pub enum WireError {
         at: usize,
         room: usize,
     },
+    #[error("InstallSnapshot at offset {at} does not carry one valid configuration entry at its index and term")]
+    BadSnapshotConfig { at: usize },
     #[error("unknown Raft message tag {tag} at offset {at}")]
     UnknownTag { tag: u8, at: usize },
     #[error("non-canonical Raft message at offset {at}: {what} must be zero")]
@@ -146,15 +155,30 @@ pub struct RaftFrame {
 /// Upper bound of the body bytes [`RaftFrameWriter::push`] adds for `message` (to decide when
 /// to start a new frame).
 pub fn message_wire_bytes(message: &Message) -> usize {
+    let config_batch = snapshot_config_batch(message);
     let batches = match message {
         Message::Append(request) => &request.batches[..],
-        _ => &[],
+        _ => config_batch.as_slice(),
     };
     RECORD_BYTES
         + batches
             .iter()
             .map(|batch| WIRE_BATCH_OVERHEAD_BYTES + batch.encoded_len())
             .sum::<usize>()
+}
+
+/// For InstallSnapshot, its configuration as the one batch it carries on the wire.
+fn snapshot_config_batch(message: &Message) -> Option<EntryBatch> {
+    let Message::InstallSnapshot { snapshot, .. } = message else {
+        return None;
+    };
+    let payload = snapshot.membership.encode(&snapshot.context);
+    Some(EntryBatch::encode(
+        BatchKind::Config,
+        snapshot.term,
+        snapshot.index,
+        [&payload[..]],
+    ))
 }
 
 /// Writes Raft messages of one sender into one frame at the end of an output buffer.
@@ -203,6 +227,7 @@ impl<'a> RaftFrameWriter<'a> {
         let out = &mut *self.out;
         put_u64(out, group.0);
         put_u64(out, to.0);
+        let config_batch = snapshot_config_batch(message);
         let (tag, flags, fields, batches): (u8, u8, [u64; 5], &[EntryBatch]) = match message {
             Message::VoteRequest {
                 term,
@@ -268,6 +293,12 @@ impl<'a> RaftFrameWriter<'a> {
                 }
             },
             Message::TimeoutNow { term } => (TAG_TIMEOUT_NOW, 0, [term.0, 0, 0, 0, 0], &[]),
+            Message::InstallSnapshot { term, snapshot } => (
+                TAG_INSTALL_SNAPSHOT,
+                0,
+                [term.0, snapshot.index.0, snapshot.term.0, 0, 0],
+                config_batch.as_slice(),
+            ),
         };
         put_u8(out, tag);
         put_u8(out, flags);
@@ -402,6 +433,9 @@ fn within_limits(message: &Message) -> bool {
             ..
         } => term_ok(*term) && index_ok(*last_index) && term_ok(*last_term),
         Message::VoteResponse { term, .. } | Message::TimeoutNow { term } => term_ok(*term),
+        Message::InstallSnapshot { term, snapshot } => {
+            term_ok(*term) && index_ok(snapshot.index) && term_ok(snapshot.term)
+        }
         Message::Append(request) => {
             term_ok(request.term)
                 && index_ok(request.prev_index)
@@ -469,10 +503,15 @@ fn decode_message(body: &Bytes, reader: &mut Reader<'_>) -> Result<Envelope, Wir
             Err(WireError::NotZero { what, at })
         }
     };
-    if !(TAG_VOTE_REQUEST..=TAG_TIMEOUT_NOW).contains(&tag) {
+    if !(TAG_VOTE_REQUEST..=TAG_INSTALL_SNAPSHOT).contains(&tag) {
         return Err(WireError::UnknownTag { tag, at: at + 16 });
     }
-    if tag != TAG_APPEND {
+    if tag == TAG_INSTALL_SNAPSHOT {
+        require(
+            batch_count == 1,
+            "batch count of InstallSnapshot other than one",
+        )?;
+    } else if tag != TAG_APPEND {
         require(
             batch_count == 0,
             "batch count of a message other than Append",
@@ -553,6 +592,31 @@ fn decode_message(body: &Bytes, reader: &mut Reader<'_>) -> Result<Envelope, Wir
             require(flags == 0, "flags")?;
             require(f[1..].iter().all(|&x| x == 0), "unused fields")?;
             Message::TimeoutNow { term: Term(f[0]) }
+        }
+        TAG_INSTALL_SNAPSHOT => {
+            require(flags == 0, "flags")?;
+            require(f[3] == 0 && f[4] == 0, "unused fields")?;
+            let batches = decode_batches(body, reader, batch_count)?;
+            let config = &batches[0];
+            let (membership, context) = match config.kind() {
+                BatchKind::Config if config.len() == 1 => {
+                    Membership::decode(config.payload(config.first_index()))
+                        .map_err(|_| WireError::BadSnapshotConfig { at })?
+                }
+                _ => return Err(WireError::BadSnapshotConfig { at }),
+            };
+            if config.first_index() != LogIndex(f[1]) || config.term() != Term(f[2]) {
+                return Err(WireError::BadSnapshotConfig { at });
+            }
+            Message::InstallSnapshot {
+                term: Term(f[0]),
+                snapshot: SnapshotMeta {
+                    index: LogIndex(f[1]),
+                    term: Term(f[2]),
+                    membership,
+                    context,
+                },
+            }
         }
         tag => return Err(WireError::UnknownTag { tag, at: at + 16 }),
     };

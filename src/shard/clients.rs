@@ -150,6 +150,9 @@ fn client_error(error: ProposalError, config: &NodeConfig) -> ClientError {
         },
         ProposalError::Timeout | ProposalError::Superseded => ClientError::Timeout,
         ProposalError::ShuttingDown => ClientError::ShuttingDown,
+        error @ (ProposalError::ChangeInProgress | ProposalError::ChangeNotAllowed) => {
+            ClientError::Internal(error.to_string())
+        }
     }
 }
 

@@ -16,9 +16,16 @@
 //! - reads follow [`crate::shard::reads`]: linearizable and lease reads of one turn cost one
 //!   ReadIndex request per group; every read is answered exactly once;
 //! - lease rounds are observed at the end of every turn with the time the turn began, before
-//!   the turn's messages leave, so a recorded round start is never later than its sends.
+//!   the turn's messages leave, so a recorded round start is never later than its sends;
+//! - snapshots: a group's state machine is snapshotted (streamed into the snapshot store,
+//!   durable before the core hears of it) once it applied [`EngineConfig::snapshot_entries`]
+//!   entries past its last snapshot; the core then compacts the log behind it. A snapshot the
+//!   core asks to send leaves through [`ShardEngine::take_snapshot_sends`] (the runtime streams
+//!   the file), never through the outbox; a received snapshot reaches the core only after the
+//!   runtime stored it durably ([`ShardEngine::receive`] of its `InstallSnapshot`).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::io;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,12 +34,16 @@ use crate::api::state_machine::{CommittedEntries, StateMachine};
 use crate::batch::{BatchKind, EntryBatch};
 pub use crate::client::protocol::{GroupStatus as GroupSummary, ShardStats};
 use crate::constants::{BATCH_BYTES_MAX, CLIENT_PAYLOAD_BYTES_MAX};
-use crate::core::{Action, Config, Input, Message, ProposeError, Raft, ReadLease, Recovered, Role};
+use crate::core::{
+    Action, Config, Input, Membership, Message, ProposeError, Raft, ReadLease, Role, SnapshotMeta,
+};
 use crate::log::{self, LogStore, SyncReport};
 use crate::shard::reads::{Read, ReadConsistency, ReadQueue};
+use crate::shard::recover::recover;
 use crate::shard::stages::{StageHistograms, StageTimer};
 use crate::shard::waiters::Waiters;
-use crate::types::{GroupId, HardState, LogIndex, NodeId, Term};
+use crate::snapshot::{self, SnapshotError, SnapshotStore};
+use crate::types::{GroupId, LogIndex, NodeId, Term};
 
 /// Archive bytes an entry costs in a batch body besides its payload (a relative pointer and
 /// length, plus alignment), with headroom.
@@ -62,6 +73,42 @@ pub enum ProposalError {
     Superseded,
     #[error("the shard is shutting down")]
     ShuttingDown,
+    #[error("a configuration change is still in progress")]
+    ChangeInProgress,
+    #[error("the configuration change does not apply to the current members")]
+    ChangeNotAllowed,
+}
+
+/// A failure that stops the shard.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Log(#[from] log::Error),
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] SnapshotError),
+    #[error("a snapshot arrived but this node keeps no snapshots")]
+    NoSnapshotStore,
+    #[error("group {group}: stored snapshot at {index} has an unreadable configuration")]
+    SnapshotConfig { group: GroupId, index: LogIndex },
+    #[error(
+        "group {group}: the state machine could not restore the snapshot at {index}: {source}"
+    )]
+    Restore {
+        group: GroupId,
+        index: LogIndex,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A snapshot the core wants sent: the runtime streams the stored file to `to`, then delivers
+/// `message` (an `InstallSnapshot`) once the peer holds the file durably.
+#[derive(Clone, Debug)]
+pub struct SnapshotSend {
+    pub to: NodeId,
+    pub group: GroupId,
+    pub term: Term,
+    pub snapshot: SnapshotMeta,
 }
 
 impl From<ProposeError> for ProposalError {
@@ -69,6 +116,8 @@ impl From<ProposeError> for ProposalError {
         match error {
             ProposeError::NotLeader { leader } => ProposalError::NotLeader { leader },
             ProposeError::Transferring => ProposalError::Transferring,
+            ProposeError::ChangeInProgress => ProposalError::ChangeInProgress,
+            ProposeError::ChangeNotAllowed => ProposalError::ChangeNotAllowed,
         }
     }
 }
@@ -105,6 +154,10 @@ pub struct EngineConfig {
     /// election timeout shortened by the assumed clock drift); `None` turns lease reads into
     /// ReadIndex reads.
     pub read_lease: Option<Duration>,
+    /// Snapshot a group once its state machine applied this many entries past its last
+    /// snapshot (0: never; also never without a snapshot store or when the state machine does
+    /// not support snapshots).
+    pub snapshot_entries: u64,
 }
 
 /// See the module documentation. `R` identifies where a proposal's answer goes.
@@ -131,24 +184,41 @@ pub struct ShardEngine<L: LogStore, S: StateMachine, R> {
     turn_started: Instant,
     stats: ShardStats,
     stages: StageTimer,
+    snapshots: Option<SnapshotStore>,
+    /// Per group: the applied index at which the next snapshot is due.
+    snapshot_due: BTreeMap<GroupId, LogIndex>,
+    snapshot_sends: Vec<SnapshotSend>,
+    membership_changes: Vec<(GroupId, Membership, Bytes)>,
 }
 
 impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
-    /// Builds the cores of `groups` from what `log` recovered. `core_config(group)` gives each
+    /// Builds the cores of `groups` from what `log` and `snapshots` recovered (restoring the
+    /// state machine from each group's newest snapshot). `core_config(group)` gives each
     /// group's core configuration.
     pub fn new(
         node: NodeId,
         groups: impl IntoIterator<Item = GroupId>,
-        log: L,
-        state_machine: S,
+        mut log: L,
+        mut state_machine: S,
+        snapshots: Option<SnapshotStore>,
         config: EngineConfig,
         core_config: impl Fn(GroupId) -> Config,
-    ) -> Result<Self, log::Error> {
+    ) -> Result<Self, EngineError> {
         let mut cores = BTreeMap::new();
         let mut leases = BTreeMap::new();
+        let mut snapshot_due = BTreeMap::new();
         for group in groups {
-            let recovered = recover(&log, group)?;
-            cores.insert(group, Raft::new(core_config(group), recovered));
+            let snapshot = match &snapshots {
+                Some(store) => load_snapshot(store, group, &mut state_machine)?,
+                None => None,
+            };
+            let recovered = recover(&mut log, group, snapshot)?;
+            let core = Raft::new(core_config(group), recovered);
+            snapshot_due.insert(
+                group,
+                due_after(core.snapshot().index, config.snapshot_entries),
+            );
+            cores.insert(group, core);
             if let Some(lease) = config.read_lease {
                 leases.insert(group, ReadLease::new(lease.as_micros() as u64));
             }
@@ -177,6 +247,10 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
             turn_started: now,
             stats: ShardStats::default(),
             stages: StageTimer::default(),
+            snapshots,
+            snapshot_due,
+            snapshot_sends: Vec::new(),
+            membership_changes: Vec::new(),
         })
     }
 
@@ -193,7 +267,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
     }
 
     /// One tick for every group; proposals past their deadline are answered `Timeout`.
-    pub fn tick(&mut self) -> Result<(), log::Error> {
+    pub fn tick(&mut self) -> Result<(), EngineError> {
         self.now_ticks += 1;
         let groups: Vec<GroupId> = self.cores.keys().copied().collect();
         for group in groups {
@@ -217,7 +291,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
         from: NodeId,
         group: GroupId,
         message: Message,
-    ) -> Result<(), log::Error> {
+    ) -> Result<(), EngineError> {
         if self.cores.contains_key(&group) {
             self.step(group, Input::Message { from, message })?;
         }
@@ -225,7 +299,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
     }
 
     /// The connection to `peer` broke: entries in flight to it may be lost.
-    pub fn unreachable(&mut self, peer: NodeId) -> Result<(), log::Error> {
+    pub fn unreachable(&mut self, peer: NodeId) -> Result<(), EngineError> {
         let groups: Vec<GroupId> = self.cores.keys().copied().collect();
         for group in groups {
             self.step(group, Input::Unreachable { peer })?;
@@ -279,7 +353,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
     }
 
     /// Hands leadership of `group` to `to`.
-    pub fn transfer_leadership(&mut self, group: GroupId, to: NodeId) -> Result<(), log::Error> {
+    pub fn transfer_leadership(&mut self, group: GroupId, to: NodeId) -> Result<(), EngineError> {
         if self.cores.contains_key(&group) {
             self.step(group, Input::TransferLeadership { to })?;
         }
@@ -288,9 +362,10 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
 
     /// Ends a turn of the event loop: places the gathered proposals, one batch per group (more
     /// only when they exceed [`BATCH_BYTES_MAX`]), then the gathered reads.
-    pub fn end_turn(&mut self) -> Result<(), log::Error> {
+    pub fn end_turn(&mut self) -> Result<(), EngineError> {
         self.place_proposals()?;
         self.place_reads()?;
+        self.take_due_snapshots()?;
         let now = self.lease_clock();
         for (group, lease) in &mut self.leases {
             lease.observe(&self.cores[group], now);
@@ -304,7 +379,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
 
     /// Serves the turn's lease reads whose lease holds and sends the rest, per group, as one
     /// ReadIndex request.
-    fn place_reads(&mut self) -> Result<(), log::Error> {
+    fn place_reads(&mut self) -> Result<(), EngineError> {
         let now = self.lease_clock();
         let deadline = self.now_ticks + self.config.proposal_timeout_ticks;
         for (group, gathered) in self.reads.take_gathered() {
@@ -336,17 +411,10 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
 
     /// Answers the reads of `group` that the state machine's applied index allows.
     fn serve_reads(&mut self, group: GroupId) {
-        let applied = self.reads.applied(group);
-        let state_machine = &self.state_machine;
-        self.reads.applied_up_to(
-            group,
-            applied,
-            |query| state_machine.query(group, query),
-            &mut self.completions,
-        );
+        self.serve_reads_up_to(group, self.reads.applied(group));
     }
 
-    fn place_proposals(&mut self) -> Result<(), log::Error> {
+    fn place_proposals(&mut self) -> Result<(), EngineError> {
         while let Some((group, gathered)) = self.gathered.pop_first() {
             let mut payloads = &gathered.payloads[..];
             let mut replies = gathered.replies.into_iter();
@@ -382,7 +450,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
     }
 
     /// Starts a flush; the runtime awaits it and hands the result to [`Self::flush_done`].
-    pub fn start_flush(&mut self) -> Result<Option<log::PendingFlush>, log::Error> {
+    pub fn start_flush(&mut self) -> Result<Option<log::PendingFlush>, EngineError> {
         let pending = self.log.start_flush()?;
         if pending.is_some() {
             self.flushes_started += 1;
@@ -391,7 +459,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
     }
 
     /// A flush completed: report durability to the cores and release held sends.
-    pub fn flush_done(&mut self, done: log::FlushDone) -> Result<(), log::Error> {
+    pub fn flush_done(&mut self, done: log::FlushDone) -> Result<(), EngineError> {
         let report: SyncReport = self.log.finish_flush(done)?;
         self.flushes_completed += 1;
         self.stats.flushes += 1;
@@ -483,7 +551,96 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
         self.cores.get(&group).and_then(Raft::leader)
     }
 
-    fn step(&mut self, group: GroupId, input: Input) -> Result<(), log::Error> {
+    /// Snapshots requested by the cores, for the runtime to stream (see the module docs).
+    pub fn take_snapshot_sends(&mut self) -> Vec<SnapshotSend> {
+        std::mem::take(&mut self.snapshot_sends)
+    }
+
+    /// Configurations that came into force since the last call: `(group, members, context)`.
+    pub fn take_membership_changes(&mut self) -> Vec<(GroupId, Membership, Bytes)> {
+        std::mem::take(&mut self.membership_changes)
+    }
+
+    /// The snapshot store, if this node keeps snapshots.
+    pub fn snapshot_store(&self) -> Option<&SnapshotStore> {
+        self.snapshots.as_ref()
+    }
+
+    /// The configuration in force in `group`, with its entry's context.
+    pub fn membership(&self, group: GroupId) -> Option<(&Membership, &Bytes)> {
+        let entry = self.cores.get(&group)?.membership_entry();
+        Some((&entry.membership, &entry.context))
+    }
+
+    /// Snapshots every group that applied at least `snapshot_entries` entries past its last
+    /// snapshot.
+    fn take_due_snapshots(&mut self) -> Result<(), EngineError> {
+        if self.snapshots.is_none() {
+            return Ok(());
+        }
+        let due: Vec<GroupId> = self
+            .cores
+            .iter()
+            .filter(|(group, core)| core.applied_index() >= self.snapshot_due[group])
+            .map(|(&group, _)| group)
+            .collect();
+        for group in due {
+            self.snapshot(group)?;
+        }
+        Ok(())
+    }
+
+    /// Snapshots `group`'s state machine now (if it applied anything since its last snapshot)
+    /// and lets the core compact the log behind it. Returns the snapshot's index. A snapshot
+    /// that fails is logged and retried after another `snapshot_entries` entries; a state
+    /// machine without snapshot support turns snapshots off.
+    pub fn snapshot(&mut self, group: GroupId) -> Result<Option<LogIndex>, EngineError> {
+        let (Some(store), Some(core)) = (&self.snapshots, self.cores.get(&group)) else {
+            return Ok(None);
+        };
+        let Some(point) = core.snapshot_point() else {
+            return Ok(None);
+        };
+        if point.index <= core.snapshot().index {
+            return Ok(Some(point.index));
+        }
+        self.snapshot_due
+            .insert(group, due_after(point.index, self.config.snapshot_entries));
+        let stored = snapshot::SnapshotMeta {
+            group,
+            index: point.index,
+            term: point.term,
+            membership: point.membership.encode(&point.context),
+        };
+        let mut writer = store.create(stored)?;
+        if let Err(error) = self.state_machine.snapshot(group, &mut writer) {
+            if error.kind() == io::ErrorKind::Unsupported {
+                self.snapshot_due
+                    .values_mut()
+                    .for_each(|due| *due = LogIndex(u64::MAX));
+            } else {
+                tracing::warn!(%group, index = %point.index, %error, "state machine snapshot failed");
+            }
+            return Ok(None);
+        }
+        let saved = writer
+            .finish()
+            .and_then(|_| store.retain(group, SNAPSHOTS_KEPT));
+        if let Err(error) = saved {
+            tracing::warn!(%group, index = %point.index, %error, "storing a snapshot failed");
+            return Ok(None);
+        }
+        self.step(
+            group,
+            Input::SnapshotSaved {
+                index: point.index,
+                term: point.term,
+            },
+        )?;
+        Ok(Some(point.index))
+    }
+
+    fn step(&mut self, group: GroupId, input: Input) -> Result<(), EngineError> {
         self.actions.clear();
         self.cores
             .get_mut(&group)
@@ -494,7 +651,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
 
     /// Carries out the actions of one step of `group`'s core. `replies` holds the answers of
     /// the proposal that was stepped, if any.
-    fn execute(&mut self, group: GroupId, replies: &mut Option<Vec<R>>) -> Result<(), log::Error> {
+    fn execute(&mut self, group: GroupId, replies: &mut Option<Vec<R>>) -> Result<(), EngineError> {
         let actions = std::mem::take(&mut self.actions);
         let result = self.execute_actions(group, &actions, replies);
         self.actions = actions;
@@ -506,7 +663,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
         group: GroupId,
         actions: &[Action],
         replies: &mut Option<Vec<R>>,
-    ) -> Result<(), log::Error> {
+    ) -> Result<(), EngineError> {
         for action in actions {
             match action {
                 Action::SaveHardState(state) => self.log.save_hard_state(group, *state)?,
@@ -516,6 +673,16 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
                     self.stats.entries_written += batch.len();
                     self.stats.bytes_written += batch.encoded_len() as u64;
                 }
+                Action::Send {
+                    to,
+                    message: Message::InstallSnapshot { term, snapshot },
+                    ..
+                } => self.snapshot_sends.push(SnapshotSend {
+                    to: *to,
+                    group,
+                    term: *term,
+                    snapshot: snapshot.clone(),
+                }),
                 Action::Send {
                     to,
                     message,
@@ -567,6 +734,25 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
                         .leader_refused(*id, &(*error).into(), &mut self.completions)
                 }
                 Action::Commit { index } => self.stages.committed(group, *index),
+                Action::CompactLog { through, term } => self.log.compact(group, *through, *term)?,
+                Action::RestoreSnapshot(snapshot) => {
+                    let store = self
+                        .snapshots
+                        .as_ref()
+                        .ok_or(EngineError::NoSnapshotStore)?;
+                    restore_state(store, group, snapshot.index, &mut self.state_machine)?;
+                    self.snapshot_due.insert(
+                        group,
+                        due_after(snapshot.index, self.config.snapshot_entries),
+                    );
+                    self.serve_reads_up_to(group, snapshot.index);
+                }
+                Action::MembershipChanged {
+                    membership,
+                    context,
+                } => self
+                    .membership_changes
+                    .push((group, membership.clone(), context.clone())),
             }
         }
         Ok(())
@@ -600,10 +786,16 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
             &mut self.completions,
         );
         self.stages.applied(group, batch.last_index());
+        self.serve_reads_up_to(group, batch.last_index());
+    }
+
+    /// The state machine of `group` reflects every entry up to `index`: serve the reads that
+    /// waited for it.
+    fn serve_reads_up_to(&mut self, group: GroupId, index: LogIndex) {
         let state_machine = &self.state_machine;
         self.reads.applied_up_to(
             group,
-            batch.last_index(),
+            index,
             |query| state_machine.query(group, query),
             &mut self.completions,
         );
@@ -624,17 +816,56 @@ fn batch_prefix(payloads: &[Bytes]) -> usize {
         .max(1)
 }
 
-/// The durable state of `group` as the log holds it.
-fn recover<L: LogStore>(log: &L, group: GroupId) -> Result<Recovered, log::Error> {
-    let hard_state: HardState = log.hard_state(group);
-    let last = log.last_index(group);
-    let batches = if last == LogIndex::ZERO {
-        Vec::new()
-    } else {
-        log.read(group, log.first_index(group), last)?
+/// Snapshots kept per group: the newest, and the one before it (which a transfer to a slow
+/// follower may still be reading).
+const SNAPSHOTS_KEPT: usize = 2;
+
+/// The applied index at which a group whose last snapshot is at `index` snapshots next.
+fn due_after(index: LogIndex, every: u64) -> LogIndex {
+    match every {
+        0 => LogIndex(u64::MAX),
+        every => index.plus(every),
+    }
+}
+
+/// Restores `state_machine` from `group`'s newest stored snapshot; returns what it covers.
+fn load_snapshot<S: StateMachine>(
+    store: &SnapshotStore,
+    group: GroupId,
+    state_machine: &mut S,
+) -> Result<Option<SnapshotMeta>, EngineError> {
+    let Some(stored) = store.latest(group)? else {
+        return Ok(None);
     };
-    Ok(Recovered {
-        hard_state,
-        batches,
-    })
+    let (membership, context) =
+        Membership::decode(&stored.membership).map_err(|_| EngineError::SnapshotConfig {
+            group,
+            index: stored.index,
+        })?;
+    restore_state(store, group, stored.index, state_machine)?;
+    Ok(Some(SnapshotMeta {
+        index: stored.index,
+        term: stored.term,
+        membership,
+        context,
+    }))
+}
+
+/// Replaces `group`'s state in `state_machine` with the stored snapshot at `index`, reading
+/// the body to its end so that its checksum is verified.
+fn restore_state<S: StateMachine>(
+    store: &SnapshotStore,
+    group: GroupId,
+    index: LogIndex,
+    state_machine: &mut S,
+) -> Result<(), EngineError> {
+    let mut body = store.open_body(group, index)?;
+    state_machine
+        .restore(group, &mut body)
+        .and_then(|()| io::copy(&mut body, &mut io::sink()).map(drop))
+        .map_err(|source| EngineError::Restore {
+            group,
+            index,
+            source,
+        })
 }

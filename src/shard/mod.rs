@@ -7,6 +7,7 @@ pub mod link;
 pub mod mailbox;
 pub mod peers;
 pub mod reads;
+pub mod recover;
 pub mod runtime;
 pub mod stages;
 pub mod waiters;

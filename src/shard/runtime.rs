@@ -24,10 +24,13 @@ use crate::core::{Config, Message, Role};
 use crate::error::NodeError;
 use crate::log::{shard_dir, DiskLog, FlushDone, LogConfig};
 use crate::shard::clients::{self, ClientConnection, ClientHub};
-use crate::shard::engine::{Committed, EngineConfig, GroupStatus, ProposalError, ShardEngine};
+use crate::shard::engine::{
+    Committed, EngineConfig, EngineError, GroupStatus, ProposalError, ShardEngine,
+};
 use crate::shard::mailbox::Mailbox;
 use crate::shard::peers::Peers;
 use crate::shard::reads::ReadConsistency;
+use crate::snapshot::{snapshot_dir, SnapshotStore};
 use crate::types::{GroupId, NodeId, ShardId};
 
 /// A request from the embedding program to one shard.
@@ -152,7 +155,7 @@ async fn run_shard<S: StateMachine>(
     if result.is_ok() {
         result = final_flush(&mut engine, &mailbox)
             .await
-            .map_err(|source| NodeError::Log { shard, source });
+            .map_err(|source| NodeError::Shard { shard, source });
     }
     engine.shut_down();
     dispatch_completions(&mut engine, &config);
@@ -180,16 +183,21 @@ async fn start_shard<S: StateMachine>(
     let engine_config = EngineConfig {
         proposal_timeout_ticks: config.ticks(config.proposal_timeout) as u64,
         read_lease: Some(config.read_lease()),
+        snapshot_entries: config.snapshot_entries,
     };
+    let shard_error = |source: EngineError| NodeError::Shard { shard, source };
+    let snapshots = SnapshotStore::open(&snapshot_dir(&shard_dir(&config.data_dir, shard)), None)
+        .map_err(|error| shard_error(error.into()))?;
     let engine = ShardEngine::new(
         config.id,
         config.groups_of(shard),
         log,
         state_machine,
+        Some(snapshots),
         engine_config,
         |group| core_config(config, group),
     )
-    .map_err(|source| NodeError::Log { shard, source })?;
+    .map_err(shard_error)?;
     let mailbox = Rc::new(Mailbox::default());
     let peers = Peers::start(config.clone(), shard, mailbox.clone())?;
     let hub = Rc::new(ClientHub::default());
@@ -229,7 +237,7 @@ async fn event_loop<S: StateMachine>(
     hub: &ClientHub,
     mailbox: &Rc<Mailbox<ShardEvent>>,
 ) -> Result<(), NodeError> {
-    let fatal = |source| NodeError::Log { shard, source };
+    let fatal = |source| NodeError::Shard { shard, source };
     let mut events = VecDeque::new();
     loop {
         if !mailbox.take_all(&mut events).await {
@@ -336,7 +344,7 @@ async fn event_loop<S: StateMachine>(
 async fn final_flush<S: StateMachine>(
     engine: &mut Engine<S>,
     mailbox: &Mailbox<ShardEvent>,
-) -> Result<(), crate::log::Error> {
+) -> Result<(), EngineError> {
     let mut events = VecDeque::new();
     while engine.flush_in_flight() {
         if !mailbox.take_all(&mut events).await {

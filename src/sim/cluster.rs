@@ -189,8 +189,8 @@ impl Cluster {
             options,
         };
         for &id in &ids {
-            let log = MemLog::new();
-            let raft = Raft::new(cluster.core_config(id, 0), recover(&log));
+            let mut log = MemLog::new();
+            let raft = Raft::new(cluster.core_config(id, 0), recover(&mut log));
             cluster.nodes.push(SimNode {
                 id,
                 raft: Some(raft),
@@ -637,9 +637,9 @@ impl Cluster {
     }
 
     fn restart(&mut self, id: NodeId) -> Result<(), Violation> {
-        let node = self.node(id);
-        let recovered = recover(&node.log);
-        let applied_before = node.applied;
+        let node = self.node_mut(id);
+        let recovered = recover(&mut node.log);
+        let (applied_before, epoch) = (node.applied, node.epoch);
         let durable_last = recovered
             .batches
             .last()
@@ -650,7 +650,7 @@ impl Cluster {
             )));
         }
         self.trace(|| format!("{id} restarts (log to {durable_last})"));
-        let config = self.core_config(id, node.epoch);
+        let config = self.core_config(id, epoch);
         let node = self.node_mut(id);
         node.raft = Some(Raft::new(config, recovered));
         node.applied = LogIndex::ZERO;
@@ -742,12 +742,9 @@ fn read_log(log: &MemLog) -> Vec<EntryBatch> {
 
 /// What a node (re)starting on `log` recovers. Called on a fresh log or right after a crash,
 /// when nothing is staged or in flight: the log then reads as its durable state.
-fn recover(log: &MemLog) -> Recovered {
+fn recover(log: &mut MemLog) -> Recovered {
     debug_assert!(!log.has_staged() && log.inflight_ops() == 0);
-    Recovered {
-        hard_state: log.hard_state(GROUP),
-        batches: read_log(log),
-    }
+    crate::shard::recover::recover(log, GROUP, None).expect("the simulated log never fails")
 }
 
 fn describe(action: &Action) -> String {

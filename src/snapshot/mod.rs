@@ -6,7 +6,7 @@
 //! - `writer`: [`SnapshotWriter`] (a local snapshot) and [`RawSnapshotWriter`] (a snapshot
 //!   received from another node as raw file bytes).
 //! - `body`: [`SnapshotBody`], the verifying body reader.
-//! - [`error`]: [`SnapshotError`].
+//! - [`error`]: the error type, [`SnapshotError`].
 //!
 //! Invariants:
 //! - A snapshot is written under a temporary name (suffix [`format::TEMP_SUFFIX`]), its trailer

@@ -168,6 +168,7 @@ impl Node {
             Recovered {
                 hard_state,
                 batches,
+                ..Recovered::default()
             },
         )
     }
