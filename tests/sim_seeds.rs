@@ -28,6 +28,32 @@ fn seeds_show_no_violation() {
     }
 }
 
+/// Seeds with snapshots, log compaction, InstallSnapshot and membership changes (learners
+/// added and promoted, voters and learners removed, the leader included), five nodes of which
+/// three start as the group, under the same faults.
+#[test]
+fn reconfiguring_seeds_show_no_violation() {
+    let mut totals = (0, 0, 0);
+    for seed in 0..seed_count() / 2 {
+        let options = SimOptions::reconfiguring(5);
+        match sim::run_seed(seed, &options) {
+            Ok(summary) => {
+                totals.0 += summary.snapshots_taken;
+                totals.1 += summary.snapshots_installed;
+                totals.2 += summary.membership_changes;
+            }
+            Err(violation) => panic!(
+                "seed {seed}: {}\nreplay: cargo run --release -- sim --reconfigure --seed {seed} \
+                 --nodes 5 --trace",
+                violation.0
+            ),
+        }
+    }
+    println!("snapshots taken, installed, membership changes asked: {totals:?}");
+    // The features must actually be exercised, or the sweep proves nothing.
+    assert!(totals.0 > 0 && totals.1 > 0 && totals.2 > 0, "{totals:?}");
+}
+
 /// Returns the first seed whose run reports a violation with `rule` broken.
 fn first_caught(rule: BrokenRule) -> Option<(u64, String)> {
     let mut base = SimOptions::new(3);

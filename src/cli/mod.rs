@@ -73,6 +73,10 @@ pub struct SimArgs {
     /// Print every event of the run (use with --seed).
     #[arg(long, requires = "seed")]
     pub trace: bool,
+    /// Also take snapshots, compact logs, install snapshots and change the group's members
+    /// (five nodes by default, three of them the initial group).
+    #[arg(long)]
+    pub reconfigure: bool,
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -118,7 +122,11 @@ fn run_inspect(args: &InspectArgs) -> ExitCode {
 }
 
 fn run_sim(args: &SimArgs) -> ExitCode {
-    let mut base = SimOptions::new(3);
+    let mut base = if args.reconfigure {
+        SimOptions::reconfiguring(5)
+    } else {
+        SimOptions::new(3)
+    };
     base.safety_ticks = args.safety_ticks;
     base.liveness_ticks = args.liveness_ticks;
     base.trace = args.trace;
@@ -132,8 +140,14 @@ fn run_sim(args: &SimArgs) -> ExitCode {
         let options = match args.nodes {
             Some(nodes) => SimOptions {
                 nodes: nodes as usize,
+                initial_voters: if args.reconfigure {
+                    (nodes as usize).min(3)
+                } else {
+                    nodes as usize
+                },
                 ..base.clone()
             },
+            None if args.reconfigure => base.clone(),
             None => sim::mixed_options(seed, &base),
         };
         match sim::run_seed(seed, &options) {
@@ -153,8 +167,15 @@ fn run_sim(args: &SimArgs) -> ExitCode {
                 );
                 println!(
                     "replay: cargo run --release -- sim --seed {seed} --nodes {} \
-                     --safety-ticks {} --liveness-ticks {} --trace",
-                    options.nodes, args.safety_ticks, args.liveness_ticks
+                     --safety-ticks {} --liveness-ticks {} --trace{}",
+                    options.nodes,
+                    args.safety_ticks,
+                    args.liveness_ticks,
+                    if args.reconfigure {
+                        " --reconfigure"
+                    } else {
+                        ""
+                    }
                 );
                 return ExitCode::FAILURE;
             }

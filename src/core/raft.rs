@@ -7,7 +7,7 @@
 //! Invariants (checked by [`Raft::invariants`] after every step when enabled):
 //! - `applied <= commit <= last_index`, `applied <= durable_index`;
 //! - a leader has `leader == Some(id)` and `vote == Some(id)` and is a voter of the configuration
-//!   in force (or, while a change that removes it commits, of the outgoing one); its progress
+//!   in force, unless that configuration (which removes it) is not committed yet; its progress
 //!   map has an entry for every other member (voters of both sides and learners) and none for
 //!   itself;
 //! - the log's base (compaction point) is at most the snapshot's index, which is at most the
@@ -318,10 +318,9 @@ impl Raft {
         if self.role == Role::Leader {
             self.tick_leader(out);
         } else if self.election_elapsed >= self.randomized_timeout {
-            if self.membership().is_voter(self.config.id) {
+            if self.can_campaign() {
                 self.campaign(self.config.pre_vote, false, out);
             } else {
-                // Learners, members being added and removed members never campaign.
                 self.reset_election_timer();
             }
         }
@@ -362,6 +361,16 @@ impl Raft {
                     .get(&id)
                     .is_some_and(|progress| progress.recently_active)
         })
+    }
+
+    /// Whether this node may stand for election: it votes in the configuration in force, or
+    /// in the last one it knows committed while a newer one that removes it is not. (Learners,
+    /// joining nodes and removed members never campaign; but a node that appended a
+    /// configuration removing it may be the only one holding that entry, and the others may
+    /// need it to lead long enough to commit it.)
+    fn can_campaign(&self) -> bool {
+        let id = self.config.id;
+        self.membership().is_voter(id) || self.configs.at(self.commit).membership.is_voter(id)
     }
 
     fn reset_election_timer(&mut self) {
@@ -807,10 +816,15 @@ impl Raft {
         if from == self.config.id {
             return;
         }
-        if matches!(message, Message::VoteRequest { .. }) && !self.membership().is_voter(from) {
+        if matches!(message, Message::VoteRequest { .. })
+            && self.membership().is_voter(self.config.id)
+            && !self.membership().is_member(from)
+        {
             // A removed member (or a stranger) must not disrupt the group, not even by raising
-            // terms. Anybody may lead a node whose log lags behind its own configuration
-            // (members being added learn who they are from the leader's log).
+            // terms. Only a voter filters: a learner or a joining node may be a voter of a
+            // configuration its log does not hold yet, whose candidates need its vote.
+            // Anybody may lead a node (members being added learn the configuration from the
+            // leader's log).
             return;
         }
         let message_term = message.term();
@@ -887,10 +901,7 @@ impl Raft {
                 self.handle_append_response(from, outcome, out)
             }
             Message::TimeoutNow { .. } => {
-                if self.role == Role::Follower
-                    && self.leader == Some(from)
-                    && self.membership().is_voter(self.config.id)
-                {
+                if self.role == Role::Follower && self.leader == Some(from) && self.can_campaign() {
                     self.campaign(false, true, out);
                 }
             }
@@ -1171,10 +1182,15 @@ impl Raft {
                 // messages the exchanges multiply.
                 if progress.acknowledged(match_index) {
                     self.maybe_commit(out);
-                    self.send_append(from, out);
+                    // The commit may have ended `from`'s membership or this leadership.
+                    if self.progress.contains_key(&from) {
+                        self.send_append(from, out);
+                    }
                 }
                 if let Some((to, _)) = self.transfer {
-                    if to == from && self.progress[&from].match_index == self.log.last_index() {
+                    let caught_up = self.progress.get(&from).map(|p| p.match_index)
+                        == Some(self.log.last_index());
+                    if to == from && caught_up {
                         self.send_timeout_now(from, out);
                     }
                 }
@@ -1223,7 +1239,13 @@ impl Raft {
             let probe_with_entries = progress.state == ProgressState::Probe
                 && !progress.paused
                 && progress.next_index <= last_index;
-            if probe_with_entries {
+            let behind_base = progress.next_index <= self.log.base_index()
+                && !matches!(progress.state, ProgressState::Snapshot { .. });
+            if behind_base {
+                // No heartbeat can ask about entries compacted away (and a lost message may
+                // have paused the probe for good): the snapshot is what this follower needs.
+                self.send_snapshot(peer, out);
+            } else if probe_with_entries {
                 self.send_append(peer, out);
             } else {
                 out.push(self.append_to(peer, progress.next_index, Vec::new()));
@@ -1233,8 +1255,8 @@ impl Raft {
 
     /// AppendEntries to `peer` carrying `batches`, which follow the leader's entry `next - 1`.
     fn append_to(&self, peer: NodeId, next: LogIndex, batches: Vec<EntryBatch>) -> Action {
-        // A follower waiting for a snapshot may be behind the base: its heartbeats name the
-        // base (which it will not match, and the answer is ignored).
+        // A follower waiting for a snapshot may be behind the base (a newer snapshot moved it):
+        // its heartbeats name the base, and the answers are ignored until it acknowledges.
         let prev_index = next.prev().max(self.log.base_index());
         let prev_term = self.log.term_at(prev_index).expect("leader holds its log");
         Action::Send {
@@ -1359,8 +1381,10 @@ impl Raft {
                 return Err("a leader must know itself as leader and have voted for itself".into());
             }
             let membership = self.membership();
-            if !membership.is_voter(self.config.id) {
-                return Err(format!("leader is not a voter of {membership}"));
+            if !membership.is_voter(self.config.id) && self.configs.latest().index <= self.commit {
+                return Err(format!(
+                    "leader is not a voter of the committed {membership}"
+                ));
             }
             let others = membership
                 .members()

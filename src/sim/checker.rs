@@ -6,7 +6,8 @@
 //!   at most one entry per index in its term, so a second content is a violation, and by the
 //!   Log Matching property two logs that share `(index, term)` share the whole prefix;
 //! - `committed`: the content committed at each index, learnt from applied entries (State
-//!   Machine Safety: every node applies the same content at each index);
+//!   Machine Safety: every node applies the same content at each index, and a snapshot a node
+//!   restores holds exactly the committed prefix);
 //! - `acknowledged`: client values whose commit was reported, each at its index (no committed
 //!   proposal is ever lost: every later leader holds it — Leader Completeness, §5.4).
 
@@ -38,11 +39,13 @@ fn violation<T>(message: String) -> Result<T, Violation> {
 }
 
 impl Checker {
-    /// `node` became leader of `term` holding `log_terms(index)` for its log.
+    /// `node` became leader of `term` holding `term_at(index)` for its log above `log_base`
+    /// (entries up to the base are in its snapshot, checked when it was restored or taken).
     pub fn leader_elected(
         &mut self,
         node: NodeId,
         term: Term,
+        log_base: LogIndex,
         term_at: impl Fn(LogIndex) -> Option<Term>,
     ) -> Result<(), Violation> {
         if let Some(&other) = self.leaders.get(&term) {
@@ -51,7 +54,7 @@ impl Checker {
             }
         }
         self.leaders.insert(term, node);
-        for (&index, (committed_term, _)) in &self.committed {
+        for (&index, (committed_term, _)) in self.committed.range(log_base.next()..) {
             if term_at(index) != Some(*committed_term) {
                 return violation(format!(
                     "leader {node} of {term} lacks committed entry {index} of {committed_term} \
@@ -99,6 +102,31 @@ impl Checker {
                 Some(_) => {}
                 None => {
                     self.committed.insert(index, (batch.term(), content));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `node` restored a snapshot holding `state` (the entries applied up to its index, from
+    /// index 1): it must be the committed prefix.
+    pub fn restored(
+        &mut self,
+        node: NodeId,
+        state: &[(Term, EntryContent)],
+    ) -> Result<(), Violation> {
+        for (offset, (term, content)) in state.iter().enumerate() {
+            let index = LogIndex(offset as u64 + 1);
+            match self.committed.get(&index) {
+                Some((known_term, known)) if known_term != term || known != content => {
+                    return violation(format!(
+                        "{node} restored a snapshot holding {term} at {index}, but \
+                         {known_term} was committed there"
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    self.committed.insert(index, (*term, content.clone()));
                 }
             }
         }
@@ -156,36 +184,41 @@ impl Checker {
             .unwrap_or(LogIndex::ZERO)
     }
 
-    /// Log Matching between two logs: wherever both hold an entry of the same term, the
-    /// prefixes up to it are identical.
+    /// Log Matching between two logs (each possibly compacted, so starting anywhere):
+    /// wherever both hold an entry of the same term, the entries both hold up to it are
+    /// identical.
     pub fn logs_match(
         a: (NodeId, &[EntryBatch]),
         b: (NodeId, &[EntryBatch]),
     ) -> Result<(), Violation> {
-        let flatten = |log: &[EntryBatch]| -> Vec<(Term, EntryContent)> {
+        let entries = |log: &[EntryBatch]| -> BTreeMap<LogIndex, (Term, EntryContent)> {
             log.iter()
                 .flat_map(|batch| {
-                    batch
-                        .payloads()
-                        .map(|payload| (batch.term(), (batch.kind(), payload.to_vec())))
-                        .collect::<Vec<_>>()
+                    batch.payloads().enumerate().map(move |(offset, payload)| {
+                        (
+                            batch.first_index().plus(offset as u64),
+                            (batch.term(), (batch.kind(), payload.to_vec())),
+                        )
+                    })
                 })
                 .collect()
         };
-        let (left, right) = (flatten(a.1), flatten(b.1));
-        let common = left.len().min(right.len());
-        let Some(last_shared) = (0..common).rev().find(|&i| left[i].0 == right[i].0) else {
+        let (left, right) = (entries(a.1), entries(b.1));
+        let Some(last_shared) = left
+            .iter()
+            .rev()
+            .find(|(index, (term, _))| right.get(index).is_some_and(|(t, _)| t == term))
+            .map(|(&index, _)| index)
+        else {
             return Ok(());
         };
-        if let Some(i) = (0..=last_shared).find(|&i| left[i] != right[i]) {
-            return violation(format!(
-                "logs of {} and {} share index {} in {} but differ at index {}",
-                a.0,
-                b.0,
-                last_shared + 1,
-                left[last_shared].0,
-                i + 1
-            ));
+        for (index, entry) in left.range(..=last_shared) {
+            if right.get(index).is_some_and(|other| other != entry) {
+                return violation(format!(
+                    "logs of {} and {} share {last_shared} in {} but differ at index {index}",
+                    a.0, b.0, left[&last_shared].0
+                ));
+            }
         }
         Ok(())
     }

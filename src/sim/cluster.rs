@@ -21,18 +21,36 @@
 //! loses everything staged after it began (never written). Nothing is reordered and nothing
 //! already durable is damaged: disk corruption and torn records are tested against the real
 //! log. A restarting node recovers what its log then holds, read through [`LogStore`].
+//!
+//! With [`SimOptions::snapshots`], nodes snapshot their state machine at random moments (a
+//! snapshot is durable at once, as the engine stores it before the core hears of it), cores
+//! compact their logs behind snapshots, and a leader's InstallSnapshot carries the sender's
+//! snapshot to a follower, which stores it before its core sees the message. A lost
+//! InstallSnapshot is reported to its sender as `Unreachable`, as a transport whose transfer
+//! failed would. A node's state machine is the list of entries it applied; a restored snapshot
+//! must equal the committed prefix.
+//!
+//! With [`SimOptions::membership`], only the first [`SimOptions::initial_voters`] nodes form the
+//! bootstrap configuration (the others start empty, as joining nodes do), and the client asks
+//! the leader at random to add learners, promote them and remove members.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
+use std::rc::Rc;
+
+use bytes::Bytes;
 
 use rand::seq::IteratorRandom;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::batch::{BatchKind, EntryBatch};
-use crate::core::{Action, BrokenRule, Config, Input, Message, Raft, Recovered, Role};
+use crate::core::{
+    Action, BrokenRule, Config, Input, MembershipChange, Message, Raft, Recovered, Role,
+    SnapshotMeta,
+};
 use crate::log::{LogStore, MemLog, PendingFlush};
-use crate::sim::checker::{Checker, Violation};
+use crate::sim::checker::{Checker, EntryContent, Violation};
 use crate::sim::faults::FaultPlan;
 use crate::sim::reads::{ReadClient, ReadStart};
 use crate::types::{GroupId, HardState, LogIndex, NodeId, Term};
@@ -55,7 +73,20 @@ pub struct SimOptions {
     pub trace: bool,
     /// Break a rule on every node, to show the checkers catch it (tests only).
     pub broken_rule: Option<BrokenRule>,
+    /// Take snapshots, compact logs and install snapshots (see the module docs).
+    pub snapshots: bool,
+    /// Change the group's members while the run goes on (see the module docs).
+    pub membership: bool,
+    /// With `membership`: how many nodes form the bootstrap configuration.
+    pub initial_voters: usize,
 }
+
+/// Per tick, with [`SimOptions::snapshots`]: chance that some node snapshots.
+const SNAPSHOT_PER_TICK: f64 = 0.1;
+/// Per tick, with [`SimOptions::membership`]: chance that the client asks for a change.
+const MEMBERSHIP_CHANGE_PER_TICK: f64 = 0.05;
+/// Entries a core keeps behind its snapshot, with [`SimOptions::snapshots`].
+const COMPACTION_TRAILING_ENTRIES: u64 = 2;
 
 impl SimOptions {
     pub fn new(nodes: usize) -> SimOptions {
@@ -65,6 +96,20 @@ impl SimOptions {
             liveness_ticks: 300,
             trace: false,
             broken_rule: None,
+            snapshots: false,
+            membership: false,
+            initial_voters: nodes,
+        }
+    }
+
+    /// Options with snapshots and membership changes on: `nodes` nodes, of which three (or
+    /// all, if fewer) form the bootstrap configuration.
+    pub fn reconfiguring(nodes: usize) -> SimOptions {
+        SimOptions {
+            snapshots: true,
+            membership: true,
+            initial_voters: nodes.min(3),
+            ..SimOptions::new(nodes)
         }
     }
 }
@@ -81,6 +126,17 @@ pub struct SimSummary {
     pub partitions: u64,
     pub crashes: u64,
     pub reads_served: u64,
+    pub snapshots_taken: u64,
+    pub snapshots_installed: u64,
+    pub membership_changes: u64,
+}
+
+/// A snapshot as the simulation stores it: what it covers and the state machine it holds
+/// (the entries applied up to its index, by index from 1).
+#[derive(Debug)]
+struct SimSnapshot {
+    meta: SnapshotMeta,
+    state: Vec<(Term, EntryContent)>,
 }
 
 #[derive(Debug)]
@@ -91,6 +147,14 @@ enum Event {
         to: NodeId,
         epochs: (u64, u64),
         message: Message,
+        /// For InstallSnapshot: the snapshot's data.
+        snapshot: Option<Rc<SimSnapshot>>,
+    },
+    /// A snapshot transfer from `from` to `to` failed.
+    TransferFailed {
+        from: NodeId,
+        to: NodeId,
+        epoch: u64,
     },
     SyncDone {
         node: NodeId,
@@ -120,6 +184,10 @@ struct SimNode {
     /// Client values proposed through this node that were accepted: (index, term, value).
     pending: Vec<(LogIndex, Term, u64)>,
     applied: LogIndex,
+    /// The state machine: every entry applied, by index from 1 (`len() == applied`).
+    state: Vec<(Term, EntryContent)>,
+    /// The newest snapshot; like the disk, it survives crashes.
+    snapshot: Option<Rc<SimSnapshot>>,
 }
 
 pub struct Cluster {
@@ -190,7 +258,7 @@ impl Cluster {
         };
         for &id in &ids {
             let mut log = MemLog::new();
-            let raft = Raft::new(cluster.core_config(id, 0), recover(&mut log));
+            let raft = Raft::new(cluster.core_config(id, 0), recover(&mut log, None));
             cluster.nodes.push(SimNode {
                 id,
                 raft: Some(raft),
@@ -203,6 +271,8 @@ impl Cluster {
                 held: Vec::new(),
                 pending: Vec::new(),
                 applied: LogIndex::ZERO,
+                state: Vec::new(),
+                snapshot: None,
             });
             let phase = cluster.rng.random_range(0..TICK_US);
             cluster.schedule(phase, Event::Tick(id));
@@ -216,8 +286,16 @@ impl Cluster {
     }
 
     fn core_config(&self, id: NodeId, epoch: u64) -> Config {
-        let voters = (1..=self.options.nodes as u64).map(NodeId).collect();
+        let initial = self.options.initial_voters as u64;
+        let voters = if id.0 <= initial {
+            (1..=initial).map(NodeId).collect()
+        } else {
+            Vec::new() // joining: the leader's log tells it the configuration
+        };
         let mut config = Config::new(id, voters);
+        if self.options.snapshots {
+            config.compaction_trailing_entries = COMPACTION_TRAILING_ENTRIES;
+        }
         config.rng_seed = self.seed ^ (epoch << 20);
         config.check_invariants = true;
         config.broken_rule = self.options.broken_rule;
@@ -287,12 +365,23 @@ impl Cluster {
                 to,
                 epochs,
                 message,
+                snapshot,
             } => {
                 if (self.node(from).epoch, self.node(to).epoch) == epochs
                     && self.node(to).raft.is_some()
                 {
                     self.trace(|| format!("{to} <- {from} {message:?}"));
+                    if let Some(snapshot) = snapshot {
+                        self.store_received_snapshot(to, snapshot);
+                    }
                     self.step(to, Input::Message { from, message })?;
+                } else if snapshot.is_some() {
+                    self.transfer_failed(from, to, epochs.0);
+                }
+            }
+            Event::TransferFailed { from, to, epoch } => {
+                if self.node(from).epoch == epoch && self.node(from).raft.is_some() {
+                    self.step(from, Input::Unreachable { peer: to })?;
                 }
             }
             Event::SyncDone { node, epoch } => {
@@ -352,6 +441,7 @@ impl Cluster {
                 Action::SaveHardState(state) => Some(log.save_hard_state(GROUP, *state)),
                 Action::TruncateLog { from } => Some(log.truncate(GROUP, *from)),
                 Action::AppendLog(batch) => Some(log.append(GROUP, batch)),
+                Action::CompactLog { through, term } => Some(log.compact(GROUP, *through, *term)),
                 _ => None,
             };
             if let Some(result) = staged {
@@ -389,6 +479,7 @@ impl Cluster {
                     term,
                 } => self.record_pending(id, *first_index, *last_index, *term),
                 Action::Apply(batch) => self.apply(id, batch)?,
+                Action::RestoreSnapshot(meta) => self.restore(id, meta)?,
                 Action::ReadReady { id: read, index } => {
                     self.reads.ready(id, *read, *index);
                     self.reads.serve(id, self.node(id).applied)?;
@@ -402,7 +493,7 @@ impl Cluster {
                     self.summary.leaders_elected += 1;
                     let raft = self.nodes[id.0 as usize - 1].raft.as_ref().expect("live");
                     self.checker
-                        .leader_elected(id, *term, |index| raft.term_at(index))?;
+                        .leader_elected(id, *term, raft.log_base(), |index| raft.term_at(index))?;
                 }
                 _ => {}
             }
@@ -467,8 +558,15 @@ impl Cluster {
     }
 
     fn send(&mut self, from: NodeId, to: NodeId, message: Message) {
+        let snapshot = match &message {
+            Message::InstallSnapshot { .. } => self.node(from).snapshot.clone(),
+            _ => None,
+        };
         if self.cut.contains(&(from, to)) || self.rng.random_bool(self.plan.loss) {
             self.summary.messages_lost += 1;
+            if snapshot.is_some() {
+                self.transfer_failed(from, to, self.node(from).epoch);
+            }
             return;
         }
         let copies = if self.rng.random_bool(self.plan.duplication) {
@@ -487,9 +585,104 @@ impl Cluster {
                     to,
                     epochs,
                     message: message.clone(),
+                    snapshot: snapshot.clone(),
                 },
             );
         }
+    }
+
+    /// The transfer of a snapshot from `from` (in its life `epoch`) to `to` failed: the sender
+    /// hears of it a little later, as from a transport whose connection broke.
+    fn transfer_failed(&mut self, from: NodeId, to: NodeId, epoch: u64) {
+        let delay = self.rng.random_range(1..=self.plan.delay_max_us);
+        self.schedule(delay, Event::TransferFailed { from, to, epoch });
+    }
+
+    /// `id` received a snapshot and stored it durably (unless it holds a newer one).
+    fn store_received_snapshot(&mut self, id: NodeId, snapshot: Rc<SimSnapshot>) {
+        let node = self.node_mut(id);
+        if node
+            .snapshot
+            .as_ref()
+            .is_none_or(|held| held.meta.index < snapshot.meta.index)
+        {
+            node.snapshot = Some(snapshot);
+        }
+    }
+
+    /// `id`'s core restores the snapshot `meta` describes: it must be the one stored.
+    fn restore(&mut self, id: NodeId, meta: &SnapshotMeta) -> Result<(), Violation> {
+        let node = self.node_mut(id);
+        let snapshot = node
+            .snapshot
+            .clone()
+            .filter(|held| held.meta == *meta)
+            .ok_or_else(|| {
+                Violation(format!(
+                    "{id} restores a snapshot it does not hold: {meta:?}"
+                ))
+            })?;
+        node.state = snapshot.state.clone();
+        node.applied = meta.index;
+        node.pending.retain(|&(index, _, _)| index > meta.index);
+        self.summary.snapshots_installed += 1;
+        self.checker.restored(id, &snapshot.state)?;
+        self.reads.serve(id, meta.index)
+    }
+
+    /// `id` snapshots its state machine, and its core compacts behind the snapshot.
+    fn take_snapshot(&mut self, id: NodeId) -> Result<(), Violation> {
+        let node = self.node(id);
+        let Some(point) = node.raft.as_ref().and_then(Raft::snapshot_point) else {
+            return Ok(());
+        };
+        if node
+            .snapshot
+            .as_ref()
+            .is_some_and(|held| held.meta.index >= point.index)
+        {
+            return Ok(());
+        }
+        let (index, term) = (point.index, point.term);
+        let snapshot = SimSnapshot {
+            meta: point,
+            state: node.state.clone(),
+        };
+        self.trace(|| format!("{id} snapshots at {index}"));
+        self.node_mut(id).snapshot = Some(Rc::new(snapshot));
+        self.summary.snapshots_taken += 1;
+        self.step(id, Input::SnapshotSaved { index, term })
+    }
+
+    /// The client asks the leader for a random membership change.
+    fn change_membership(&mut self) -> Result<(), Violation> {
+        let Some(leader) = self.leader() else {
+            return Ok(());
+        };
+        let membership = self
+            .node(leader)
+            .raft
+            .as_ref()
+            .expect("live")
+            .membership()
+            .clone();
+        let target = NodeId(self.rng.random_range(1..=self.options.nodes as u64));
+        let change = if membership.learners.contains(&target) && self.rng.random_bool(0.7) {
+            MembershipChange::Promote(target)
+        } else if membership.is_member(target) {
+            MembershipChange::Remove(target)
+        } else {
+            MembershipChange::AddLearner(target)
+        };
+        self.trace(|| format!("client asks {leader} to {change:?} (now {membership})"));
+        self.summary.membership_changes += 1;
+        self.step(
+            leader,
+            Input::ChangeMembership {
+                change,
+                context: Bytes::new(),
+            },
+        )
     }
 
     /// Remembers the client values of an accepted proposal, to acknowledge them when the
@@ -497,7 +690,11 @@ impl Cluster {
     fn record_pending(&mut self, id: NodeId, first: LogIndex, last: LogIndex, term: Term) {
         let raft = self.node(id).raft.as_ref().expect("live");
         let mut values = Vec::new();
+        // A configuration change is accepted like a proposal; only client values are tracked.
         for batch in raft.entries(first, last) {
+            if batch.kind() != BatchKind::Command {
+                continue;
+            }
             for (offset, payload) in batch.payloads().enumerate() {
                 let value = u64::from_le_bytes(payload.try_into().expect("8-byte client value"));
                 values.push((batch.first_index().plus(offset as u64), term, value));
@@ -515,6 +712,11 @@ impl Cluster {
             )));
         }
         node.applied = batch.last_index();
+        node.state.extend(
+            batch
+                .payloads()
+                .map(|payload| (batch.term(), (batch.kind(), payload.to_vec()))),
+        );
         let (first, last, term) = (batch.first_index(), batch.last_index(), batch.term());
         let mut acknowledged = Vec::new();
         node.pending.retain(|&(index, pending_term, value)| {
@@ -556,6 +758,15 @@ impl Cluster {
         }
         if self.rng.random_bool(self.plan.propose_per_tick) {
             self.propose()?;
+        }
+        if self.options.snapshots && self.rng.random_bool(SNAPSHOT_PER_TICK) {
+            let live = self.nodes.iter().filter(|n| n.raft.is_some()).map(|n| n.id);
+            if let Some(id) = live.choose(&mut self.rng) {
+                self.take_snapshot(id)?;
+            }
+        }
+        if self.options.membership && self.rng.random_bool(MEMBERSHIP_CHANGE_PER_TICK) {
+            self.change_membership()?;
         }
         let cores = self.nodes.iter().filter_map(|node| node.raft.as_ref());
         let required = self.checker.highest_acknowledged();
@@ -638,12 +849,13 @@ impl Cluster {
 
     fn restart(&mut self, id: NodeId) -> Result<(), Violation> {
         let node = self.node_mut(id);
-        let recovered = recover(&mut node.log);
+        let snapshot = node.snapshot.clone();
+        let recovered = recover(&mut node.log, snapshot.as_ref().map(|s| s.meta.clone()));
         let (applied_before, epoch) = (node.applied, node.epoch);
         let durable_last = recovered
             .batches
             .last()
-            .map_or(LogIndex::ZERO, EntryBatch::last_index);
+            .map_or(recovered.log_base.0, EntryBatch::last_index);
         if durable_last < applied_before {
             return Err(Violation(format!(
                 "{id} had applied up to {applied_before} but recovered a log ending at {durable_last}"
@@ -653,7 +865,11 @@ impl Cluster {
         let config = self.core_config(id, epoch);
         let node = self.node_mut(id);
         node.raft = Some(Raft::new(config, recovered));
-        node.applied = LogIndex::ZERO;
+        node.state = snapshot.map(|s| s.state.clone()).unwrap_or_default();
+        node.applied = LogIndex(node.state.len() as u64);
+        // Recovery may have staged the replacement of a log that does not continue the
+        // snapshot.
+        self.start_sync(id);
         let phase = self.rng.random_range(1..TICK_US);
         self.schedule(phase, Event::Tick(id));
         Ok(())
@@ -705,10 +921,16 @@ impl Cluster {
             }
         }
         let leader = self.leader().expect("liveness phase found a leader");
-        let raft = self.node(leader).raft.as_ref().expect("live");
+        let node = self.node(leader);
+        let raft = node.raft.as_ref().expect("live");
         self.checker.check_acknowledged_in(
             leader,
             |index| {
+                if index <= raft.log_base() {
+                    // Compacted: the entry is in the state machine (base <= applied).
+                    let (_, (_, payload)) = &node.state[index.0 as usize - 1];
+                    return Some(payload.clone());
+                }
                 raft.entries(index, index)
                     .first()
                     .map(|batch| batch.payload(index).to_vec())
@@ -742,9 +964,9 @@ fn read_log(log: &MemLog) -> Vec<EntryBatch> {
 
 /// What a node (re)starting on `log` recovers. Called on a fresh log or right after a crash,
 /// when nothing is staged or in flight: the log then reads as its durable state.
-fn recover(log: &mut MemLog) -> Recovered {
+fn recover(log: &mut MemLog, snapshot: Option<SnapshotMeta>) -> Recovered {
     debug_assert!(!log.has_staged() && log.inflight_ops() == 0);
-    crate::shard::recover::recover(log, GROUP, None).expect("the simulated log never fails")
+    crate::shard::recover::recover(log, GROUP, snapshot).expect("the simulated log never fails")
 }
 
 fn describe(action: &Action) -> String {
