@@ -33,6 +33,7 @@
 //!               | reserved: u32 | bucket_count × (latency_us: u64 | count: u64)
 //!   4 AdminStatus node: u64 | shard_count: u32 | group_count: u32 | group_count × (
 //!               group (56 B, as in Status) | snapshot_index: u64 | log_base: u64
+//!               | config_index: u64
 //!               | voters: u16 | outgoing: u16 | learners: u16 | reserved: u16 | ids: u64 each
 //!               | members_len: u32 | reserved: u32 | members ([`crate::api::members`]))
 //!   3 Error     (code = error kind)
@@ -111,7 +112,7 @@ const FLAG_ADDR: u8 = 2;
 const ITEM_BYTES_MIN: usize = 16;
 const GROUP_STATUS_BYTES: usize = 56;
 /// Smallest encoded group of an admin status (no members, an empty member list).
-const ADMIN_GROUP_BYTES_MIN: usize = GROUP_STATUS_BYTES + 24 + 8 + 4;
+const ADMIN_GROUP_BYTES_MIN: usize = GROUP_STATUS_BYTES + 32 + 8 + 4;
 
 /// A client's request; `id` is echoed in its response.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,6 +176,8 @@ pub struct GroupAdminStatus {
     pub snapshot_index: LogIndex,
     /// The log starts after this index (compacted behind a snapshot).
     pub log_base: LogIndex,
+    /// Index of the entry of the configuration in force (0: the bootstrap configuration).
+    pub config_index: LogIndex,
     /// The configuration in force on this node.
     pub membership: Membership,
     /// Addresses of the members, as the configuration's context (or the node's own peer list)
@@ -506,6 +509,7 @@ fn put_admin_group(status: &GroupAdminStatus, out: &mut Vec<u8>) -> Result<(), P
     put_group_status(&status.summary, out);
     put_u64(out, status.snapshot_index.0);
     put_u64(out, status.log_base.0);
+    put_u64(out, status.config_index.0);
     for list in [
         &membership.voters,
         &membership.outgoing,
@@ -945,6 +949,7 @@ fn read_admin_group(reader: &mut Reader<'_>) -> Result<GroupAdminStatus, Protoco
     let summary = read_group_status(reader)?;
     let snapshot_index = LogIndex(reader.u64()?);
     let log_base = LogIndex(reader.u64()?);
+    let config_index = LogIndex(reader.u64()?);
     let counts_at = reader.pos();
     let counts = [
         reader.u16()? as usize,
@@ -984,6 +989,7 @@ fn read_admin_group(reader: &mut Reader<'_>) -> Result<GroupAdminStatus, Protoco
         summary,
         snapshot_index,
         log_base,
+        config_index,
         membership,
         members,
     })

@@ -1171,7 +1171,11 @@ impl Raft {
                 // messages the exchanges multiply.
                 if progress.acknowledged(match_index) {
                     self.maybe_commit(out);
-                    self.send_append(from, out);
+                    // The commit may have completed a change that removed `from` (the final
+                    // configuration no longer tracks it), or this leader's own removal.
+                    if self.role == Role::Leader && self.progress.contains_key(&from) {
+                        self.send_append(from, out);
+                    }
                 }
                 if let Some((to, _)) = self.transfer {
                     if to == from && self.progress[&from].match_index == self.log.last_index() {
@@ -1358,9 +1362,13 @@ impl Raft {
             if self.leader != Some(self.config.id) || self.vote != Some(self.config.id) {
                 return Err("a leader must know itself as leader and have voted for itself".into());
             }
+            // A leader that appended a configuration without itself leads until that entry
+            // commits, and steps down in the step that commits it (thesis §4.2.2).
             let membership = self.membership();
-            if !membership.is_voter(self.config.id) {
-                return Err(format!("leader is not a voter of {membership}"));
+            if !membership.is_voter(self.config.id) && self.configs.latest().index <= self.commit {
+                return Err(format!(
+                    "leader is not a voter of the committed configuration {membership}"
+                ));
             }
             let others = membership
                 .members()

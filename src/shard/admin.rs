@@ -217,11 +217,12 @@ pub fn admin_status<L: LogStore, S: StateMachine>(
         .filter_map(|status| {
             let group = status.summary.group;
             let (membership, context) = engine.membership(group)?;
-            let (snapshot_index, log_base) = engine.log_bounds(group)?;
+            let (snapshot_index, log_base, config_index) = engine.log_bounds(group)?;
             Some(GroupAdminStatus {
                 summary: status.summary,
                 snapshot_index,
                 log_base,
+                config_index,
                 membership: membership.clone(),
                 members: group_members(config, membership, context),
             })

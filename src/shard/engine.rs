@@ -392,11 +392,16 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
         Ok(())
     }
 
-    /// `(snapshot index, log base)` of `group`: the newest snapshot the core knows of, and the
-    /// index the log starts after.
-    pub fn log_bounds(&self, group: GroupId) -> Option<(LogIndex, LogIndex)> {
+    /// `(snapshot index, log base, configuration index)` of `group`: the newest snapshot the
+    /// core knows of, the index the log starts after, and the index of the entry of the
+    /// configuration in force.
+    pub fn log_bounds(&self, group: GroupId) -> Option<(LogIndex, LogIndex, LogIndex)> {
         let core = self.cores.get(&group)?;
-        Some((core.snapshot().index, core.log_base()))
+        Some((
+            core.snapshot().index,
+            core.log_base(),
+            core.membership_entry().index,
+        ))
     }
 
     /// Ends a turn of the event loop: places the gathered proposals, one batch per group (more
