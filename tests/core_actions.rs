@@ -5,7 +5,7 @@
 
 mod support;
 
-use ringraft::core::{Action, Input, Message, ProposeError, Raft, Role};
+use ringraft::core::{Action, Input, MembershipChange, Message, ProposeError, Raft, Role};
 use ringraft::types::{LogIndex, Term};
 use support::*;
 
@@ -792,4 +792,59 @@ fn leader_forgets_the_match_of_a_follower_that_lost_its_disk() {
             )
         )]
     );
+}
+
+// ---- membership changes that remove an acknowledging node or the leader --------------------
+
+fn change(raft: &mut Raft, change: MembershipChange) -> Vec<Action> {
+    step(
+        raft,
+        Input::ChangeMembership {
+            change,
+            context: bytes::Bytes::new(),
+        },
+    )
+}
+
+#[test]
+fn an_ack_that_completes_the_removal_of_its_sender_sends_it_nothing() {
+    // 4 voters; removing n4 needs 3 of {1,2,3,4} and 2 of {1,2,3}: n4's ack is the third.
+    let mut leader = Node::new(1, 4).build();
+    elect_and_settle(&mut leader);
+    change(&mut leader, MembershipChange::Remove(n(4)));
+    persisted(&mut leader, 2, 1);
+    deliver(&mut leader, 2, accepted(1, 2));
+    assert!(leader.membership().is_joint());
+    let actions = deliver(&mut leader, 4, accepted(1, 2));
+    assert!(commits(&actions).contains(&2), "{actions:?}");
+    assert!(
+        !leader.membership().is_joint(),
+        "the final configuration follows"
+    );
+    assert_eq!(leader.membership().voters, vec![n(1), n(2), n(3)]);
+    assert!(leader.progress(n(4)).is_none());
+    assert!(
+        sends(&actions).iter().all(|(to, _)| *to != n(4)),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_leader_that_removes_itself_leads_until_the_final_configuration_commits() {
+    let mut leader = settled_leader();
+    change(&mut leader, MembershipChange::Remove(n(1)));
+    persisted(&mut leader, 2, 1);
+    deliver(&mut leader, 2, accepted(1, 2));
+    deliver(&mut leader, 3, accepted(1, 2));
+    // The joint configuration committed; the final one (without n1) is appended at 3 and n1
+    // still leads.
+    assert_eq!(leader.membership().voters, vec![n(2), n(3)]);
+    assert!(!leader.membership().is_joint());
+    assert_eq!((leader.role(), leader.last_index()), (Role::Leader, i(3)));
+    persisted(&mut leader, 3, 1);
+    deliver(&mut leader, 2, accepted(1, 3));
+    assert_eq!(leader.role(), Role::Leader, "one of two new voters");
+    let actions = deliver(&mut leader, 3, accepted(1, 3));
+    assert!(commits(&actions).contains(&3), "{actions:?}");
+    assert_eq!(leader.role(), Role::Follower, "steps down once it commits");
 }

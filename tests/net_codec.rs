@@ -11,21 +11,26 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
+use std::net::SocketAddr;
+
 use bytes::Bytes;
 use proptest::prelude::*;
 use rkyv::util::AlignedVec;
 
-use ringraft::api::ReadConsistency;
+use ringraft::api::members::{decode_members, encode_members};
+use ringraft::api::{PeerConfig, ReadConsistency};
 use ringraft::batch::{BatchKind, EntryBatch};
 use ringraft::client::protocol::{
     decode_requests, decode_requests_frame, decode_responses, decode_responses_frame,
-    encode_requests, encode_responses, ClientError, ClientRequest, ClientResponse, GroupStatus,
-    ProtocolError, ShardStats, StageBuckets,
+    encode_requests, encode_responses, ClientError, ClientRequest, ClientResponse,
+    GroupAdminStatus, GroupStatus, ProtocolError, ShardStats, StageBuckets,
 };
 use ringraft::constants::{
     CLIENT_PAYLOAD_BYTES_MAX, FRAME_ALIGN, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, PROTOCOL_VERSION,
 };
-use ringraft::core::{AppendOutcome, AppendRequest, Message, RejectHint, Role};
+use ringraft::core::{
+    AppendOutcome, AppendRequest, Membership, MembershipChange, Message, RejectHint, Role,
+};
 use ringraft::net::frame::{encode_frame, frame_wire_len, Frame, FRAME_MAGIC};
 use ringraft::net::handshake::{check_hello, HandshakeError, Hello, HelloReply, LocalIdentity};
 use ringraft::net::wire::{
@@ -321,8 +326,89 @@ fn arb_bytes(max: usize) -> impl Strategy<Value = Bytes> {
     prop::collection::vec(any::<u8>(), 0..max).prop_map(Bytes::from)
 }
 
+fn arb_socket_addr() -> impl Strategy<Value = SocketAddr> {
+    prop_oneof![
+        (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::from((ip, port))),
+        (any::<[u8; 16]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::from((ip, port))),
+    ]
+}
+
+fn arb_change() -> impl Strategy<Value = MembershipChange> {
+    (0u8..3, any::<u64>()).prop_map(|(kind, id)| match kind {
+        0 => MembershipChange::AddLearner(NodeId(id)),
+        1 => MembershipChange::Promote(NodeId(id)),
+        _ => MembershipChange::Remove(NodeId(id)),
+    })
+}
+
+/// Distinct members with addresses (sorted by id, as the decoder returns them).
+fn arb_members() -> impl Strategy<Value = Vec<PeerConfig>> {
+    prop::collection::btree_map(
+        any::<u64>(),
+        (arb_socket_addr(), prop::option::of(arb_socket_addr())),
+        0..8,
+    )
+    .prop_map(|members| {
+        members
+            .into_iter()
+            .map(|(id, (addr, client_addr))| PeerConfig {
+                id: NodeId(id),
+                addr,
+                client_addr,
+            })
+            .collect()
+    })
+}
+
+/// A valid membership: distinct ids split into voters, outgoing voters and learners.
+fn arb_membership() -> impl Strategy<Value = Membership> {
+    prop::collection::btree_map(any::<u64>(), 0u8..4, 0..10).prop_map(|ids| {
+        let mut membership = Membership::default();
+        for (id, role) in ids {
+            let id = NodeId(id);
+            match role {
+                0 => membership.voters.push(id),
+                1 => membership.outgoing.push(id),
+                2 => {
+                    membership.voters.push(id);
+                    membership.outgoing.push(id);
+                }
+                _ => membership.learners.push(id),
+            }
+        }
+        membership
+    })
+}
+
 fn arb_request() -> impl Strategy<Value = ClientRequest> {
     prop_oneof![
+        (
+            any::<u64>(),
+            any::<u64>(),
+            arb_change(),
+            prop::option::of((arb_socket_addr(), prop::option::of(arb_socket_addr())))
+        )
+            .prop_map(
+                |(id, group, change, addrs)| ClientRequest::ChangeMembership {
+                    id,
+                    group: GroupId(group),
+                    change,
+                    addr: addrs.map(|(addr, _)| addr),
+                    client_addr: addrs.and_then(|(_, client)| client),
+                }
+            ),
+        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(id, group, to)| {
+            ClientRequest::TransferLeader {
+                id,
+                group: GroupId(group),
+                to: NodeId(to),
+            }
+        }),
+        (any::<u64>(), any::<u64>()).prop_map(|(id, group)| ClientRequest::Snapshot {
+            id,
+            group: GroupId(group)
+        }),
+        any::<u64>().prop_map(|id| ClientRequest::AdminStatus { id }),
         (any::<u64>(), any::<u64>(), arb_bytes(300)).prop_map(|(id, group, payload)| {
             ClientRequest::Propose {
                 id,
@@ -369,13 +455,15 @@ fn arb_client_error() -> impl Strategy<Value = ClientError> {
         Just(ClientError::ShuttingDown),
         (any::<u64>(), any::<u64>()).prop_map(|(bytes, max)| ClientError::TooLarge { bytes, max }),
         Just(ClientError::Overloaded),
+        Just(ClientError::ChangeInProgress),
+        Just(ClientError::ChangeNotAllowed),
         any::<u64>().prop_map(|g| ClientError::UnknownGroup(GroupId(g))),
         ".{0,60}".prop_map(ClientError::Internal),
     ]
 }
 
-fn arb_response() -> impl Strategy<Value = ClientResponse> {
-    let status = (
+fn arb_group_status() -> impl Strategy<Value = GroupStatus> {
+    (
         any::<u64>(),
         arb_role(),
         arb_term(),
@@ -394,6 +482,27 @@ fn arb_response() -> impl Strategy<Value = ClientResponse> {
                 applied,
                 last_index,
             },
+        )
+}
+
+fn arb_response() -> impl Strategy<Value = ClientResponse> {
+    let admin_group = (
+        arb_group_status(),
+        (arb_index(), arb_index(), arb_index()),
+        arb_membership(),
+        arb_members(),
+    )
+        .prop_map(
+            |(summary, (snapshot_index, log_base, config_index), membership, members)| {
+                GroupAdminStatus {
+                    summary,
+                    snapshot_index,
+                    log_base,
+                    config_index,
+                    membership,
+                    members,
+                }
+            },
         );
     prop_oneof![
         (any::<u64>(), arb_index(), arb_bytes(300))
@@ -401,8 +510,22 @@ fn arb_response() -> impl Strategy<Value = ClientResponse> {
         (
             any::<u64>(),
             any::<u64>(),
+            any::<u32>(),
+            prop::collection::vec(admin_group, 0..4)
+        )
+            .prop_map(
+                |(id, node, shard_count, groups)| ClientResponse::AdminStatus {
+                    id,
+                    node: NodeId(node),
+                    shard_count,
+                    groups,
+                }
+            ),
+        (
+            any::<u64>(),
+            any::<u64>(),
             any::<(u64, u64, u64)>(),
-            prop::collection::vec(status, 0..6)
+            prop::collection::vec(arb_group_status(), 0..6)
         )
             .prop_map(
                 |(id, node, (flushes, entries_written, bytes_written), groups)| {
@@ -1194,5 +1317,44 @@ fn terms_and_indexes_beyond_the_limits_are_refused() {
             matches!(decode(&message), Err(WireError::BeyondLimits { .. })),
             "{message:?}"
         );
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Member address lists (configuration contexts) round-trip, and any damage to an encoding
+    /// is an error or decodes to a list that encodes back to the damaged bytes (canonical).
+    #[test]
+    fn member_lists_round_trip_canonically(
+        members in arb_members(),
+        mutations in arb_mutations(),
+    ) {
+        let bytes = encode_members(&members);
+        prop_assert_eq!(decode_members(&bytes).unwrap(), members);
+        let mut damaged = bytes.clone();
+        for mutation in &mutations {
+            match mutation {
+                Mutation::Flip { at, bit } if !damaged.is_empty() => {
+                    let at = at.index(damaged.len());
+                    damaged[at] ^= 1 << (bit % 8);
+                }
+                Mutation::Set { at, value } if !damaged.is_empty() => {
+                    let at = at.index(damaged.len());
+                    damaged[at] = *value;
+                }
+                Mutation::Truncate { at } => {
+                    let at = at.index(damaged.len() + 1);
+                    damaged.truncate(at);
+                }
+                Mutation::Append { bytes } => damaged.extend_from_slice(bytes),
+                _ => {}
+            }
+        }
+        if let Ok(decoded) = decode_members(&damaged) {
+            if !damaged.is_empty() {
+                prop_assert_eq!(encode_members(&decoded), damaged);
+            }
+        }
     }
 }

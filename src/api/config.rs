@@ -68,6 +68,11 @@ pub struct NodeConfig {
     /// on an empty or missing data directory: a member whose disk was wiped has forgotten its
     /// votes and could vote twice in one term, so bringing one back must be a deliberate act.
     pub init: bool,
+    /// Join an existing cluster: start with an empty configuration and learn the members from
+    /// the leader's log or snapshot once an operator adds this node (as a learner). Until then
+    /// the node never campaigns. `peers` must list this node and should list the current
+    /// members, so that it can answer the leader before it has learned the configuration.
+    pub join: bool,
 }
 
 impl NodeConfig {
@@ -96,6 +101,7 @@ impl NodeConfig {
             pin: false,
             io_memory_bytes: 1 << 20,
             init: false,
+            join: false,
         }
     }
 

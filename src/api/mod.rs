@@ -29,6 +29,7 @@
 
 pub mod config;
 pub mod data_dir;
+pub mod members;
 pub mod node;
 pub mod state_machine;
 

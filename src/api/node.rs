@@ -7,6 +7,7 @@
 //! Backpressure: each shard queues at most `proposals_queued_max` requests; beyond that
 //! [`Node::propose`] waits for room (it never fails for being busy).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -15,11 +16,13 @@ use bytes::Bytes;
 use crate::api::config::NodeConfig;
 use crate::api::data_dir;
 use crate::api::state_machine::StateMachine;
+use crate::core::MembershipChange;
 use crate::error::NodeError;
+use crate::shard::admin::ChangeRequest;
 use crate::shard::engine::{Committed, GroupStatus, ProposalError};
 use crate::shard::reads::ReadConsistency;
 use crate::shard::runtime::{self, ApiRequest, ShardContext};
-use crate::types::{GroupId, NodeId, ShardId};
+use crate::types::{GroupId, LogIndex, NodeId, ShardId};
 
 /// A running node. Dropping it shuts it down.
 pub struct Node {
@@ -200,6 +203,43 @@ impl Node {
     pub fn transfer_leadership(&self, group: GroupId, to: NodeId) {
         let shard = self.config.shard_of(group);
         let _ = self.shards[shard.0 as usize].send(ApiRequest::Transfer { group, to });
+    }
+
+    /// Changes `group`'s members; this node must lead the group. `addr` and `client_addr` are
+    /// a new learner's base peer and client addresses (needed unless this node's peer list
+    /// names it). Resolves once the configuration entry (for a voter change, the joint one, after
+    /// which the leader finishes the change by itself) is committed and applied here, with its
+    /// index. One change at a time: [`ProposalError::ChangeInProgress`] until the previous one
+    /// is complete.
+    pub async fn change_membership(
+        &self,
+        group: GroupId,
+        change: MembershipChange,
+        addr: Option<SocketAddr>,
+        client_addr: Option<SocketAddr>,
+    ) -> Result<Committed, ProposalError> {
+        let (reply, answer) = flume::bounded(1);
+        let request = ApiRequest::ChangeMembership {
+            request: ChangeRequest {
+                group,
+                change,
+                addr,
+                client_addr,
+            },
+            reply,
+        };
+        self.request(group, request, answer).await
+    }
+
+    /// Snapshots `group`'s state machine now and compacts the log behind it. Returns the
+    /// snapshot's index (0 when nothing was applied since the last one or the state machine
+    /// does not support snapshots).
+    pub async fn snapshot(&self, group: GroupId) -> Result<LogIndex, ProposalError> {
+        let (reply, answer) = flume::bounded(1);
+        let request = ApiRequest::Snapshot { group, reply };
+        self.request(group, request, answer)
+            .await
+            .map(|done| done.index)
     }
 
     /// Stops every shard: outstanding proposals are answered "shutting down", the log's last

@@ -75,6 +75,8 @@ pub struct LocalNode {
     /// Where a `ringraft kv` node serves RESP clients.
     pub resp_addr: SocketAddr,
     pub data_dir: PathBuf,
+    /// Started with `--join` (an empty configuration, learned from the leader).
+    pub join: bool,
     child: Option<Child>,
 }
 
@@ -105,6 +107,7 @@ impl LocalCluster {
                     client_addr: SocketAddr::from(([127, 0, 0, 1], peer + 10)),
                     resp_addr: SocketAddr::from(([127, 0, 0, 1], spec.base_port + 200 + id as u16)),
                     data_dir: spec.data_root.join(format!("node-{id}")),
+                    join: false,
                     child: None,
                 }
             })
@@ -114,6 +117,32 @@ impl LocalCluster {
             cluster.launch(NodeId(id), true)?;
         }
         Ok(cluster)
+    }
+
+    /// Adds node `nodes + 1` (not started) that joins with `--join`; every node started from
+    /// now on lists it in `--peers`. Returns its id.
+    pub fn add_node(&mut self) -> Result<NodeId, String> {
+        let id = self.nodes.len() as u64 + 1;
+        let peer = self.spec.base_port as u64 + 20 * id;
+        if id > 9 || peer + 10 + self.spec.shards as u64 > u16::MAX as u64 {
+            return Err(format!("no room for node {id}"));
+        }
+        let peer = peer as u16;
+        self.nodes.push(LocalNode {
+            id: NodeId(id),
+            peer_addr: SocketAddr::from(([127, 0, 0, 1], peer)),
+            client_addr: SocketAddr::from(([127, 0, 0, 1], peer + 10)),
+            resp_addr: SocketAddr::from(([127, 0, 0, 1], self.spec.base_port + 200 + id as u16)),
+            data_dir: self.spec.data_root.join(format!("node-{id}")),
+            join: true,
+            child: None,
+        });
+        Ok(NodeId(id))
+    }
+
+    /// Whether node `id` starts with `--join` from now on.
+    pub fn set_join(&mut self, id: NodeId, join: bool) {
+        self.nodes[id.0 as usize - 1].join = join;
     }
 
     fn node(&self, id: NodeId) -> &LocalNode {
@@ -155,6 +184,9 @@ impl LocalCluster {
         if init {
             command.arg("--init");
         }
+        if node.join {
+            command.arg("--join");
+        }
         die_with_parent(&mut command);
         command
     }
@@ -195,7 +227,7 @@ impl LocalCluster {
     }
 
     pub fn stop_all(&mut self) {
-        for id in 1..=self.spec.nodes {
+        for id in 1..=self.nodes.len() as u64 {
             self.stop(NodeId(id));
         }
     }

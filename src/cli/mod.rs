@@ -1,5 +1,6 @@
 //! Command-line interface of the `ringraft` binary.
 
+pub mod admin;
 pub mod chaos;
 pub mod kv;
 pub mod local_cluster;
@@ -42,6 +43,9 @@ pub enum Command {
     /// Fault injection on real processes: a register workload against a kv cluster while
     /// nodes are killed, paused and cut off, then a linearizability and a log check.
     Chaos(chaos::ChaosArgs),
+    /// Administer a running cluster through a node's client port: status, membership changes
+    /// (add-learner, promote, remove), leadership transfer, snapshots.
+    Admin(admin::AdminArgs),
 }
 
 #[derive(Args, Debug)]
@@ -94,6 +98,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Sim(args) => run_sim(&args),
         Command::Inspect(args) => run_inspect(&args),
         Command::Chaos(args) => chaos::run_chaos(&args),
+        Command::Admin(args) => admin::run_admin(&args),
     }
 }
 

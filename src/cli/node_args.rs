@@ -52,6 +52,12 @@ pub struct NodeArgs {
     #[arg(long)]
     #[serde(default)]
     pub init: bool,
+    /// Join an existing cluster with an empty configuration, learning the members from the
+    /// leader once an operator adds this node (`ringraft admin add-learner`). --peers lists this
+    /// node and the current members.
+    #[arg(long)]
+    #[serde(default)]
+    pub join: bool,
     /// Shards (executor threads); default: one per core.
     #[arg(long)]
     pub shards: Option<u32>,
@@ -104,6 +110,7 @@ impl NodeArgs {
             peer_clients: self.peer_clients.or(file.peer_clients),
             data_dir: self.data_dir.or(file.data_dir),
             init: self.init || file.init,
+            join: self.join || file.join,
             shards: self.shards.or(file.shards),
             groups: self.groups.or(file.groups),
             fsync: self.fsync.or(file.fsync),
@@ -140,6 +147,7 @@ impl NodeArgs {
         let mut config = NodeConfig::new(id, listen, peers, data_dir);
         config.client_listen = self.client_listen;
         config.init = self.init;
+        config.join = self.join;
         config.pin = self.pin;
         if let Some(shards) = self.shards {
             config.shards = shards;

@@ -17,9 +17,10 @@ use bytes::Bytes;
 
 use crate::client::protocol::{
     decode_responses_frame, encode_requests, request_wire_bytes, ClientError, ClientRequest,
-    ClientResponse, GroupStatus, ShardStats, StageBuckets,
+    ClientResponse, GroupAdminStatus, GroupStatus, ShardStats, StageBuckets,
 };
 use crate::constants::FRAME_BYTES_MAX;
+use crate::core::MembershipChange;
 use crate::net::frame::READ_SPARE_BYTES;
 use crate::net::{FrameDecoder, FrameKind};
 use crate::shard::reads::ReadConsistency;
@@ -39,6 +40,15 @@ pub struct NodeStats {
 pub struct Committed {
     pub index: LogIndex,
     pub output: Bytes,
+}
+
+/// A node's answer to an admin status request, over all its shards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeAdminStatus {
+    pub node: NodeId,
+    pub shard_count: u32,
+    /// Every group of the node, in group order.
+    pub groups: Vec<GroupAdminStatus>,
 }
 
 /// Why a call failed.
@@ -82,6 +92,123 @@ impl Client {
             leaders: BTreeMap::new(),
             next_id: 1,
             out: Vec::new(),
+        }
+    }
+
+    /// Adds node `id` at base client address `addr` (or moves it there), so that "not leader"
+    /// answers naming it can be followed.
+    pub fn add_node(&mut self, id: NodeId, addr: SocketAddr) {
+        match self.nodes.iter_mut().find(|(node, _)| *node == id) {
+            Some(entry) if entry.1 == addr => {}
+            Some(entry) => {
+                entry.1 = addr;
+                self.connections.retain(|(node, _), _| *node != id);
+            }
+            None => self.nodes.push((id, addr)),
+        }
+    }
+
+    /// The nodes this client knows, with their base client addresses.
+    pub fn nodes(&self) -> &[(NodeId, SocketAddr)] {
+        &self.nodes
+    }
+
+    /// Sets the number of shards per node (learned from an admin status, for instance).
+    pub fn set_shards(&mut self, shards: u32) {
+        self.shards = shards.max(1);
+    }
+
+    /// Admin status of `node`: every group with its configuration, members' addresses, leader,
+    /// term, commit and applied indexes, snapshot index and log base. Asks shard 0 first and
+    /// learns the node's shard count from it.
+    pub fn admin_status(&mut self, node: NodeId) -> Result<NodeAdminStatus, CallError> {
+        let first = self.admin_status_of_shard(node, ShardId(0))?;
+        let mut all = NodeAdminStatus {
+            node: first.0,
+            shard_count: first.1,
+            groups: first.2,
+        };
+        for shard in (1..all.shard_count.min(self.shards)).map(ShardId) {
+            all.groups
+                .extend(self.admin_status_of_shard(node, shard)?.2);
+        }
+        all.groups.sort_by_key(|group| group.summary.group);
+        Ok(all)
+    }
+
+    fn admin_status_of_shard(
+        &mut self,
+        node: NodeId,
+        shard: ShardId,
+    ) -> Result<(NodeId, u32, Vec<GroupAdminStatus>), CallError> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let answers = self
+            .exchange(node, shard, &[ClientRequest::AdminStatus { id }])
+            .map_err(|last_problem| CallError::Deadline { last_problem })?;
+        match answers.get(&id) {
+            Some(ClientResponse::AdminStatus {
+                node,
+                shard_count,
+                groups,
+                ..
+            }) => Ok((*node, *shard_count, groups.clone())),
+            Some(ClientResponse::Error { error, .. }) => Err(CallError::Refused(error.clone())),
+            _ => Err(CallError::Deadline {
+                last_problem: "no admin status answer".into(),
+            }),
+        }
+    }
+
+    /// Changes `group`'s members at its leader (following "not leader" answers). Returns once
+    /// the configuration entry (the joint one, for a voter change) is committed and applied
+    /// there. Refused with [`ClientError::ChangeInProgress`] while a previous change is not
+    /// complete.
+    pub fn change_membership(
+        &mut self,
+        group: GroupId,
+        change: MembershipChange,
+        addr: Option<SocketAddr>,
+        client_addr: Option<SocketAddr>,
+    ) -> Result<Committed, CallError> {
+        self.call_leader(group, &[Vec::new()], |id, _| {
+            ClientRequest::ChangeMembership {
+                id,
+                group,
+                change,
+                addr,
+                client_addr,
+            }
+        })
+        .pop()
+        .expect("one answer")
+    }
+
+    /// Asks `group`'s leader (following "not leader" answers) to hand leadership to `to`.
+    /// Returns once the leader started the transfer; watch the status for its outcome.
+    pub fn transfer_leader(&mut self, group: GroupId, to: NodeId) -> Result<(), CallError> {
+        self.call_leader(group, &[Vec::new()], |id, _| {
+            ClientRequest::TransferLeader { id, group, to }
+        })
+        .pop()
+        .expect("one answer")
+        .map(drop)
+    }
+
+    /// Snapshots `group` on `node` now; returns the snapshot's index (0: none taken).
+    pub fn snapshot(&mut self, node: NodeId, group: GroupId) -> Result<LogIndex, CallError> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let request = ClientRequest::Snapshot { id, group };
+        let answers = self
+            .exchange(node, self.shard_of(group), &[request])
+            .map_err(|last_problem| CallError::Deadline { last_problem })?;
+        match answers.get(&id) {
+            Some(ClientResponse::Committed { index, .. }) => Ok(*index),
+            Some(ClientResponse::Error { error, .. }) => Err(CallError::Refused(error.clone())),
+            _ => Err(CallError::Deadline {
+                last_problem: "no snapshot answer".into(),
+            }),
         }
     }
 
@@ -228,7 +355,8 @@ impl Client {
                     Some(ClientResponse::Error { error, .. }) => {
                         results[position] = Some(Err(CallError::Refused(error.clone())));
                     }
-                    Some(ClientResponse::Status { .. }) | None => retry.push(position),
+                    Some(ClientResponse::Status { .. } | ClientResponse::AdminStatus { .. })
+                    | None => retry.push(position),
                 }
             }
             if !retry.is_empty() && !self.leaders.contains_key(&group) {

@@ -3,4 +3,4 @@
 mod blocking;
 pub mod protocol;
 
-pub use blocking::{CallError, Client, Committed, NodeStats};
+pub use blocking::{CallError, Client, Committed, NodeAdminStatus, NodeStats};

@@ -15,6 +15,13 @@
 //!   2 Status    (nothing)
 //!   3 Read      group: u64 | query_len: u32 | consistency: u8 | reserved: 3 B | query
 //!               (consistency 0 linearizable, 1 lease, 2 stale)
+//!   4 ChangeMembership group: u64 | change: u8 (1 add learner, 2 promote, 3 remove)
+//!               | flags: u8 (bit0 peer address, bit1 client address; bit1 needs bit0)
+//!               | reserved: 6 B | node: u64 | [peer address] | [client address]
+//!               (address: family: u8 (4 or 6) | reserved: u8 | port: u16 | 4 or 16 B)
+//!   5 TransferLeader group: u64 | to: u64
+//!   6 Snapshot  group: u64
+//!   7 AdminStatus (nothing)
 //! response:   tag: u8 | code: u8 | reserved: 6 B | id: u64 | …
 //!   1 Committed index: u64 | output_len: u32 | reserved: u32 | output
 //!               (for a read: the index it reflects and the query's answer)
@@ -24,6 +31,11 @@
 //!               | commit: u64 | applied: u64 | last_index: u64
 //!               | 3 × stage (leader durable, committed, applied): bucket_count: u32
 //!               | reserved: u32 | bucket_count × (latency_us: u64 | count: u64)
+//!   4 AdminStatus node: u64 | shard_count: u32 | group_count: u32 | group_count × (
+//!               group (56 B, as in Status) | snapshot_index: u64 | log_base: u64
+//!               | config_index: u64
+//!               | voters: u16 | outgoing: u16 | learners: u16 | reserved: u16 | ids: u64 each
+//!               | members_len: u32 | reserved: u32 | members ([`crate::api::members`]))
 //!   3 Error     (code = error kind)
 //!     1 NotLeader    flags: u8 (bit0 leader, bit1 address) | reserved: 5 B | addr_len: u16
 //!                    | leader: u64 | address (UTF-8)
@@ -31,6 +43,7 @@
 //!     4 TooLarge     bytes: u64 | max: u64
 //!     6 UnknownGroup group: u64
 //!     7 Internal     text_len: u32 | reserved: u32 | text (UTF-8)
+//!     8 ChangeInProgress, 9 ChangeNotAllowed: nothing
 //! ```
 //!
 //! # Invariants
@@ -43,13 +56,18 @@
 //! - The encoding is canonical (reserved bytes and unused fields zero, flags known, strings
 //!   valid UTF-8); decoders reject anything else, and never panic.
 
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
 use bytes::Bytes;
 
+use crate::api::config::PeerConfig;
+use crate::api::members::{decode_members, encode_members, put_socket_addr};
 use crate::constants::{
     CLIENT_ADDR_BYTES_MAX, CLIENT_ERROR_TEXT_BYTES_MAX, CLIENT_OUTPUT_BYTES_MAX,
     CLIENT_PAYLOAD_BYTES_MAX, FRAME_BYTES_MAX,
 };
-use crate::core::Role;
+use crate::core::membership::MEMBERS_MAX;
+use crate::core::{Membership, MembershipChange, Role};
 use crate::net::codec::{
     patch_u32, put_u16, put_u32, put_u64, put_u8, put_zeros, Reader, Truncated,
 };
@@ -60,9 +78,22 @@ use crate::types::{GroupId, LogIndex, NodeId, Term};
 const REQUEST_PROPOSE: u8 = 1;
 const REQUEST_STATUS: u8 = 2;
 const REQUEST_READ: u8 = 3;
+const REQUEST_CHANGE_MEMBERSHIP: u8 = 4;
+const REQUEST_TRANSFER_LEADER: u8 = 5;
+const REQUEST_SNAPSHOT: u8 = 6;
+const REQUEST_ADMIN_STATUS: u8 = 7;
 const RESPONSE_COMMITTED: u8 = 1;
 const RESPONSE_STATUS: u8 = 2;
 const RESPONSE_ERROR: u8 = 3;
+const RESPONSE_ADMIN_STATUS: u8 = 4;
+
+const CHANGE_ADD_LEARNER: u8 = 1;
+const CHANGE_PROMOTE: u8 = 2;
+const CHANGE_REMOVE: u8 = 3;
+const CHANGE_FLAG_ADDR: u8 = 1;
+const CHANGE_FLAG_CLIENT_ADDR: u8 = 2;
+/// Longest encoded member list: header, and per member an id, flags and two IPv6 addresses.
+const MEMBERS_BYTES_MAX: usize = 4 + MEMBERS_MAX * (9 + 2 * 20);
 
 const ERROR_NOT_LEADER: u8 = 1;
 const ERROR_TIMEOUT: u8 = 2;
@@ -71,6 +102,8 @@ const ERROR_TOO_LARGE: u8 = 4;
 const ERROR_OVERLOADED: u8 = 5;
 const ERROR_UNKNOWN_GROUP: u8 = 6;
 const ERROR_INTERNAL: u8 = 7;
+const ERROR_CHANGE_IN_PROGRESS: u8 = 8;
+const ERROR_CHANGE_NOT_ALLOWED: u8 = 9;
 
 const FLAG_LEADER: u8 = 1;
 const FLAG_ADDR: u8 = 2;
@@ -78,6 +111,8 @@ const FLAG_ADDR: u8 = 2;
 /// Smallest encoded request and response (tag, reserved, id).
 const ITEM_BYTES_MIN: usize = 16;
 const GROUP_STATUS_BYTES: usize = 56;
+/// Smallest encoded group of an admin status (no members, an empty member list).
+const ADMIN_GROUP_BYTES_MIN: usize = GROUP_STATUS_BYTES + 32 + 8 + 4;
 
 /// A client's request; `id` is echoed in its response.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,6 +133,25 @@ pub enum ClientRequest {
         consistency: ReadConsistency,
         query: Bytes,
     },
+    /// Change `group`'s members (the node must lead it); answered like a proposal once the
+    /// configuration entry (the joint one, for a voter change) is committed and applied.
+    /// `addr` and `client_addr` are where a new member listens (needed to add a learner the
+    /// cluster does not know yet).
+    ChangeMembership {
+        id: u64,
+        group: GroupId,
+        change: MembershipChange,
+        addr: Option<SocketAddr>,
+        client_addr: Option<SocketAddr>,
+    },
+    /// Hand leadership of `group` to voter `to` (the node must lead it); answered at once with
+    /// an empty `Committed` at index 0. Watch the status for the outcome.
+    TransferLeader { id: u64, group: GroupId, to: NodeId },
+    /// Snapshot `group`'s state machine now; answered `Committed` with the snapshot's index
+    /// (0: nothing to snapshot, or no snapshot support).
+    Snapshot { id: u64, group: GroupId },
+    /// The node's groups with their configuration, members' addresses and log bounds.
+    AdminStatus { id: u64 },
 }
 
 impl ClientRequest {
@@ -105,9 +159,30 @@ impl ClientRequest {
         match self {
             ClientRequest::Propose { id, .. }
             | ClientRequest::Status { id }
-            | ClientRequest::Read { id, .. } => *id,
+            | ClientRequest::Read { id, .. }
+            | ClientRequest::ChangeMembership { id, .. }
+            | ClientRequest::TransferLeader { id, .. }
+            | ClientRequest::Snapshot { id, .. }
+            | ClientRequest::AdminStatus { id } => *id,
         }
     }
+}
+
+/// One group as an admin status reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupAdminStatus {
+    pub summary: GroupStatus,
+    /// Index of the newest snapshot this node holds (0: none).
+    pub snapshot_index: LogIndex,
+    /// The log starts after this index (compacted behind a snapshot).
+    pub log_base: LogIndex,
+    /// Index of the entry of the configuration in force (0: the bootstrap configuration).
+    pub config_index: LogIndex,
+    /// The configuration in force on this node.
+    pub membership: Membership,
+    /// Addresses of the members, as the configuration's context (or the node's own peer list)
+    /// gives them.
+    pub members: Vec<PeerConfig>,
 }
 
 /// One group as seen by the answering node.
@@ -165,6 +240,13 @@ pub enum ClientResponse {
         id: u64,
         error: ClientError,
     },
+    AdminStatus {
+        id: u64,
+        node: NodeId,
+        /// Shards of the answering node (each serves its own client port).
+        shard_count: u32,
+        groups: Vec<GroupAdminStatus>,
+    },
 }
 
 impl ClientResponse {
@@ -172,7 +254,8 @@ impl ClientResponse {
         match self {
             ClientResponse::Committed { id, .. }
             | ClientResponse::Status { id, .. }
-            | ClientResponse::Error { id, .. } => *id,
+            | ClientResponse::Error { id, .. }
+            | ClientResponse::AdminStatus { id, .. } => *id,
         }
     }
 }
@@ -197,6 +280,10 @@ pub enum ClientError {
     UnknownGroup(GroupId),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("a configuration change is still in progress")]
+    ChangeInProgress,
+    #[error("the configuration change does not apply to the current members")]
+    ChangeNotAllowed,
 }
 
 /// Why client frames could not be decoded or encoded. A decoding error means the stream is
@@ -350,12 +437,99 @@ fn put_request(request: &ClientRequest, out: &mut Vec<u8>) -> Result<(), Protoco
             query,
             out,
         )?,
-        ClientRequest::Status { id } => {
-            put_u8(out, REQUEST_STATUS);
-            put_zeros(out, 7);
-            put_u64(out, *id);
+        ClientRequest::Status { id } => put_request_head(REQUEST_STATUS, *id, out),
+        ClientRequest::AdminStatus { id } => put_request_head(REQUEST_ADMIN_STATUS, *id, out),
+        ClientRequest::Snapshot { id, group } => {
+            put_request_head(REQUEST_SNAPSHOT, *id, out);
+            put_u64(out, group.0);
+        }
+        ClientRequest::TransferLeader { id, group, to } => {
+            put_request_head(REQUEST_TRANSFER_LEADER, *id, out);
+            put_u64(out, group.0);
+            put_u64(out, to.0);
+        }
+        ClientRequest::ChangeMembership {
+            id,
+            group,
+            change,
+            addr,
+            client_addr,
+        } => {
+            let (code, node) = match *change {
+                MembershipChange::AddLearner(node) => (CHANGE_ADD_LEARNER, node),
+                MembershipChange::Promote(node) => (CHANGE_PROMOTE, node),
+                MembershipChange::Remove(node) => (CHANGE_REMOVE, node),
+            };
+            let client_addr = client_addr.filter(|_| addr.is_some());
+            put_request_head(REQUEST_CHANGE_MEMBERSHIP, *id, out);
+            put_u64(out, group.0);
+            put_u8(out, code);
+            put_u8(
+                out,
+                if addr.is_some() { CHANGE_FLAG_ADDR } else { 0 }
+                    | if client_addr.is_some() {
+                        CHANGE_FLAG_CLIENT_ADDR
+                    } else {
+                        0
+                    },
+            );
+            put_zeros(out, 6);
+            put_u64(out, node.0);
+            for addr in addr.iter().chain(client_addr.iter()) {
+                put_socket_addr(out, *addr);
+            }
         }
     }
+    Ok(())
+}
+
+fn put_request_head(tag: u8, id: u64, out: &mut Vec<u8>) {
+    put_u8(out, tag);
+    put_zeros(out, 7);
+    put_u64(out, id);
+}
+
+fn put_group_status(status: &GroupStatus, out: &mut Vec<u8>) {
+    put_u64(out, status.group.0);
+    put_u8(out, role_code(status.role));
+    put_u8(out, status.leader.is_some() as u8);
+    put_zeros(out, 6);
+    put_u64(out, status.term.0);
+    put_u64(out, status.leader.map_or(0, |n| n.0));
+    put_u64(out, status.commit.0);
+    put_u64(out, status.applied.0);
+    put_u64(out, status.last_index.0);
+}
+
+fn put_admin_group(status: &GroupAdminStatus, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+    let membership = &status.membership;
+    let ids = membership.voters.len() + membership.outgoing.len() + membership.learners.len();
+    check_len("membership", ids, MEMBERS_MAX)?;
+    check_len("member addresses", status.members.len(), MEMBERS_MAX)?;
+    put_group_status(&status.summary, out);
+    put_u64(out, status.snapshot_index.0);
+    put_u64(out, status.log_base.0);
+    put_u64(out, status.config_index.0);
+    for list in [
+        &membership.voters,
+        &membership.outgoing,
+        &membership.learners,
+    ] {
+        put_u16(out, list.len() as u16);
+    }
+    put_u16(out, 0);
+    for id in membership
+        .voters
+        .iter()
+        .chain(&membership.outgoing)
+        .chain(&membership.learners)
+    {
+        put_u64(out, id.0);
+    }
+    let members = encode_members(&status.members);
+    put_u32(out, members.len() as u32);
+    put_u32(out, 0);
+    out.extend_from_slice(&members);
     Ok(())
 }
 
@@ -401,15 +575,7 @@ fn put_response(response: &ClientResponse, out: &mut Vec<u8>) -> Result<(), Prot
             put_u32(out, count);
             put_u32(out, 0);
             for status in groups {
-                put_u64(out, status.group.0);
-                put_u8(out, role_code(status.role));
-                put_u8(out, status.leader.is_some() as u8);
-                put_zeros(out, 6);
-                put_u64(out, status.term.0);
-                put_u64(out, status.leader.map_or(0, |n| n.0));
-                put_u64(out, status.commit.0);
-                put_u64(out, status.applied.0);
-                put_u64(out, status.last_index.0);
+                put_group_status(status, out);
             }
             for buckets in [&stages.leader_durable, &stages.committed, &stages.applied] {
                 let count = wire_count("stage histogram", buckets.len(), BUCKET_BYTES)?;
@@ -421,6 +587,23 @@ fn put_response(response: &ClientResponse, out: &mut Vec<u8>) -> Result<(), Prot
                 }
             }
         }
+        ClientResponse::AdminStatus {
+            id,
+            node,
+            shard_count,
+            groups,
+        } => {
+            let count = wire_count("admin status", groups.len(), ADMIN_GROUP_BYTES_MIN)?;
+            put_u8(out, RESPONSE_ADMIN_STATUS);
+            put_zeros(out, 7);
+            put_u64(out, *id);
+            put_u64(out, node.0);
+            put_u32(out, *shard_count);
+            put_u32(out, count);
+            for status in groups {
+                put_admin_group(status, out)?;
+            }
+        }
         ClientResponse::Error { id, error } => {
             let code = match error {
                 ClientError::NotLeader { .. } => ERROR_NOT_LEADER,
@@ -430,6 +613,8 @@ fn put_response(response: &ClientResponse, out: &mut Vec<u8>) -> Result<(), Prot
                 ClientError::Overloaded => ERROR_OVERLOADED,
                 ClientError::UnknownGroup(_) => ERROR_UNKNOWN_GROUP,
                 ClientError::Internal(_) => ERROR_INTERNAL,
+                ClientError::ChangeInProgress => ERROR_CHANGE_IN_PROGRESS,
+                ClientError::ChangeNotAllowed => ERROR_CHANGE_NOT_ALLOWED,
             };
             if let ClientError::NotLeader {
                 leader_client_addr: Some(addr),
@@ -460,7 +645,11 @@ fn put_response(response: &ClientResponse, out: &mut Vec<u8>) -> Result<(), Prot
                     put_u64(out, leader.map_or(0, |n| n.0));
                     out.extend_from_slice(addr.as_bytes());
                 }
-                ClientError::Timeout | ClientError::ShuttingDown | ClientError::Overloaded => {}
+                ClientError::Timeout
+                | ClientError::ShuttingDown
+                | ClientError::Overloaded
+                | ClientError::ChangeInProgress
+                | ClientError::ChangeNotAllowed => {}
                 ClientError::TooLarge { bytes, max } => {
                     put_u64(out, *bytes);
                     put_u64(out, *max);
@@ -528,7 +717,10 @@ pub fn request_wire_bytes(request: &ClientRequest) -> usize {
     match request {
         ClientRequest::Propose { payload: bytes, .. }
         | ClientRequest::Read { query: bytes, .. } => 32 + bytes.len(),
-        ClientRequest::Status { .. } => ITEM_BYTES_MIN,
+        ClientRequest::Status { .. } | ClientRequest::AdminStatus { .. } => ITEM_BYTES_MIN,
+        ClientRequest::Snapshot { .. } => ITEM_BYTES_MIN + 8,
+        ClientRequest::TransferLeader { .. } => ITEM_BYTES_MIN + 16,
+        ClientRequest::ChangeMembership { .. } => ITEM_BYTES_MIN + 24 + 2 * 20,
     }
 }
 
@@ -632,12 +824,175 @@ fn read_request(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientRequest, 
             })
         }
         REQUEST_STATUS => Ok(ClientRequest::Status { id }),
+        REQUEST_ADMIN_STATUS => Ok(ClientRequest::AdminStatus { id }),
+        REQUEST_SNAPSHOT => Ok(ClientRequest::Snapshot {
+            id,
+            group: GroupId(reader.u64()?),
+        }),
+        REQUEST_TRANSFER_LEADER => Ok(ClientRequest::TransferLeader {
+            id,
+            group: GroupId(reader.u64()?),
+            to: NodeId(reader.u64()?),
+        }),
+        REQUEST_CHANGE_MEMBERSHIP => {
+            let group = GroupId(reader.u64()?);
+            let code_at = reader.pos();
+            let code = reader.u8()?;
+            let flags = reader.u8()?;
+            require_zero(reader, 6, "request reserved bytes")?;
+            if flags & !(CHANGE_FLAG_ADDR | CHANGE_FLAG_CLIENT_ADDR) != 0
+                || flags == CHANGE_FLAG_CLIENT_ADDR
+            {
+                return Err(ProtocolError::NotZero {
+                    what: "unknown membership change flags",
+                    at: code_at + 1,
+                });
+            }
+            let node = NodeId(reader.u64()?);
+            let change = match code {
+                CHANGE_ADD_LEARNER => MembershipChange::AddLearner(node),
+                CHANGE_PROMOTE => MembershipChange::Promote(node),
+                CHANGE_REMOVE => MembershipChange::Remove(node),
+                code => {
+                    return Err(ProtocolError::UnknownCode {
+                        what: "membership change",
+                        code,
+                        at: code_at,
+                    })
+                }
+            };
+            let addr = match flags & CHANGE_FLAG_ADDR {
+                0 => None,
+                _ => Some(read_addr(reader)?),
+            };
+            let client_addr = match flags & CHANGE_FLAG_CLIENT_ADDR {
+                0 => None,
+                _ => Some(read_addr(reader)?),
+            };
+            Ok(ClientRequest::ChangeMembership {
+                id,
+                group,
+                change,
+                addr,
+                client_addr,
+            })
+        }
         code => Err(ProtocolError::UnknownCode {
             what: "request",
             code,
             at,
         }),
     }
+}
+
+fn read_addr(reader: &mut Reader<'_>) -> Result<SocketAddr, ProtocolError> {
+    let at = reader.pos();
+    let family = reader.u8()?;
+    require_zero(reader, 1, "address reserved byte")?;
+    let port = reader.u16()?;
+    let ip = match family {
+        4 => {
+            let octets: [u8; 4] = reader.take(4)?.try_into().expect("four bytes");
+            Ipv4Addr::from(octets).into()
+        }
+        6 => {
+            let octets: [u8; 16] = reader.take(16)?.try_into().expect("sixteen bytes");
+            Ipv6Addr::from(octets).into()
+        }
+        code => {
+            return Err(ProtocolError::UnknownCode {
+                what: "address family",
+                code,
+                at,
+            })
+        }
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn read_group_status(reader: &mut Reader<'_>) -> Result<GroupStatus, ProtocolError> {
+    let at = reader.pos();
+    let group = GroupId(reader.u64()?);
+    let role_at = reader.pos();
+    let role = reader.u8()?;
+    let role = role_from_code(role).ok_or(ProtocolError::UnknownCode {
+        what: "role",
+        code: role,
+        at: role_at,
+    })?;
+    let has_leader = reader.u8()?;
+    require_zero(reader, 6, "group status reserved bytes")?;
+    let term = Term(reader.u64()?);
+    let leader = reader.u64()?;
+    let leader = match has_leader {
+        0 if leader == 0 => None,
+        1 => Some(NodeId(leader)),
+        _ => {
+            return Err(ProtocolError::NotZero {
+                what: "leader fields without a leader",
+                at,
+            })
+        }
+    };
+    Ok(GroupStatus {
+        group,
+        role,
+        term,
+        leader,
+        commit: LogIndex(reader.u64()?),
+        applied: LogIndex(reader.u64()?),
+        last_index: LogIndex(reader.u64()?),
+    })
+}
+
+fn read_admin_group(reader: &mut Reader<'_>) -> Result<GroupAdminStatus, ProtocolError> {
+    let summary = read_group_status(reader)?;
+    let snapshot_index = LogIndex(reader.u64()?);
+    let log_base = LogIndex(reader.u64()?);
+    let config_index = LogIndex(reader.u64()?);
+    let counts_at = reader.pos();
+    let counts = [
+        reader.u16()? as usize,
+        reader.u16()? as usize,
+        reader.u16()? as usize,
+    ];
+    require_zero(reader, 2, "admin status reserved bytes")?;
+    let total: usize = counts.iter().sum();
+    check_len("membership", total, MEMBERS_MAX)?;
+    let mut ids = |n: usize| -> Result<Vec<NodeId>, ProtocolError> {
+        (0..n).map(|_| Ok(NodeId(reader.u64()?))).collect()
+    };
+    let membership = Membership {
+        voters: ids(counts[0])?,
+        outgoing: ids(counts[1])?,
+        learners: ids(counts[2])?,
+    };
+    if membership.validate().is_err() {
+        return Err(ProtocolError::NotZero {
+            what: "a valid membership (sorted, unique, disjoint lists)",
+            at: counts_at,
+        });
+    }
+    let members_len = reader.u32()? as usize;
+    require_zero(reader, 4, "admin status reserved bytes")?;
+    check_len("member addresses", members_len, MEMBERS_BYTES_MAX)?;
+    let members_at = reader.pos();
+    let bytes = reader.take(members_len)?;
+    let members = decode_members(bytes)
+        .ok()
+        .filter(|members| encode_members(members) == bytes)
+        .ok_or(ProtocolError::NotZero {
+            what: "a canonical member list",
+            at: members_at,
+        })?;
+    Ok(GroupAdminStatus {
+        summary,
+        snapshot_index,
+        log_base,
+        config_index,
+        membership,
+        members,
+    })
 }
 
 fn read_buckets(reader: &mut Reader<'_>) -> Result<Vec<(u64, u64)>, ProtocolError> {
@@ -708,38 +1063,7 @@ fn read_response(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientResponse
             }
             let mut groups = Vec::with_capacity(count as usize);
             for _ in 0..count {
-                let at = reader.pos();
-                let group = GroupId(reader.u64()?);
-                let role_at = reader.pos();
-                let role = reader.u8()?;
-                let role = role_from_code(role).ok_or(ProtocolError::UnknownCode {
-                    what: "role",
-                    code: role,
-                    at: role_at,
-                })?;
-                let has_leader = reader.u8()?;
-                require_zero(reader, 6, "group status reserved bytes")?;
-                let term = Term(reader.u64()?);
-                let leader = reader.u64()?;
-                let leader = match has_leader {
-                    0 if leader == 0 => None,
-                    1 => Some(NodeId(leader)),
-                    _ => {
-                        return Err(ProtocolError::NotZero {
-                            what: "leader fields without a leader",
-                            at,
-                        })
-                    }
-                };
-                groups.push(GroupStatus {
-                    group,
-                    role,
-                    term,
-                    leader,
-                    commit: LogIndex(reader.u64()?),
-                    applied: LogIndex(reader.u64()?),
-                    last_index: LogIndex(reader.u64()?),
-                });
+                groups.push(read_group_status(reader)?);
             }
             let stages = StageBuckets {
                 leader_durable: read_buckets(reader)?,
@@ -752,6 +1076,27 @@ fn read_response(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientResponse
                 shard,
                 groups,
                 stages,
+            })
+        }
+        RESPONSE_ADMIN_STATUS => {
+            let node = NodeId(reader.u64()?);
+            let shard_count = reader.u32()?;
+            let count = reader.u32()?;
+            if (count as usize).saturating_mul(ADMIN_GROUP_BYTES_MIN) > reader.remaining() {
+                return Err(ProtocolError::CountTooLarge {
+                    count,
+                    at: reader.pos(),
+                    room: reader.remaining(),
+                });
+            }
+            let groups = (0..count)
+                .map(|_| read_admin_group(reader))
+                .collect::<Result<_, _>>()?;
+            Ok(ClientResponse::AdminStatus {
+                id,
+                node,
+                shard_count,
+                groups,
             })
         }
         RESPONSE_ERROR => {
@@ -781,6 +1126,8 @@ fn read_response(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientResponse
                 ERROR_TIMEOUT => ClientError::Timeout,
                 ERROR_SHUTTING_DOWN => ClientError::ShuttingDown,
                 ERROR_OVERLOADED => ClientError::Overloaded,
+                ERROR_CHANGE_IN_PROGRESS => ClientError::ChangeInProgress,
+                ERROR_CHANGE_NOT_ALLOWED => ClientError::ChangeNotAllowed,
                 ERROR_TOO_LARGE => ClientError::TooLarge {
                     bytes: reader.u64()?,
                     max: reader.u64()?,

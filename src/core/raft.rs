@@ -1182,8 +1182,9 @@ impl Raft {
                 // messages the exchanges multiply.
                 if progress.acknowledged(match_index) {
                     self.maybe_commit(out);
-                    // The commit may have ended `from`'s membership or this leadership.
-                    if self.progress.contains_key(&from) {
+                    // The commit may have completed a change that removed `from` (the final
+                    // configuration no longer tracks it), or this leader's own removal.
+                    if self.role == Role::Leader && self.progress.contains_key(&from) {
                         self.send_append(from, out);
                     }
                 }
@@ -1380,10 +1381,12 @@ impl Raft {
             if self.leader != Some(self.config.id) || self.vote != Some(self.config.id) {
                 return Err("a leader must know itself as leader and have voted for itself".into());
             }
+            // A leader that appended a configuration without itself leads until that entry
+            // commits, and steps down in the step that commits it (thesis §4.2.2).
             let membership = self.membership();
             if !membership.is_voter(self.config.id) && self.configs.latest().index <= self.commit {
                 return Err(format!(
-                    "leader is not a voter of the committed {membership}"
+                    "leader is not a voter of the committed configuration {membership}"
                 ));
             }
             let others = membership

@@ -304,7 +304,7 @@ fn read_answers(
                         };
                         result.refused(counters, describe(error), leader);
                     }
-                    ClientResponse::Status { .. } => {}
+                    ClientResponse::Status { .. } | ClientResponse::AdminStatus { .. } => {}
                 }
             }
             answered += responses.len() as u64;

@@ -24,7 +24,7 @@ use glommio::{Latency, Shares};
 use crate::api::config::NodeConfig;
 use crate::client::protocol::{
     decode_requests_frame, encode_responses, ClientError, ClientRequest, ClientResponse,
-    ProtocolError, StageBuckets,
+    GroupAdminStatus, ProtocolError, StageBuckets,
 };
 use crate::constants::CLIENT_PAYLOAD_BYTES_MAX;
 use crate::error::NodeError;
@@ -124,6 +124,21 @@ impl ClientConnection {
         });
     }
 
+    /// Answers admin status request `request_id`.
+    pub fn admin_status(
+        self: &Rc<Self>,
+        request_id: u64,
+        config: &NodeConfig,
+        groups: Vec<GroupAdminStatus>,
+    ) {
+        self.queue(ClientResponse::AdminStatus {
+            id: request_id,
+            node: config.id,
+            shard_count: config.shards,
+            groups,
+        });
+    }
+
     /// Counts a request handed to the engine.
     pub fn started(&self) {
         self.outstanding.set(self.outstanding.get() + 1);
@@ -150,9 +165,8 @@ fn client_error(error: ProposalError, config: &NodeConfig) -> ClientError {
         },
         ProposalError::Timeout | ProposalError::Superseded => ClientError::Timeout,
         ProposalError::ShuttingDown => ClientError::ShuttingDown,
-        error @ (ProposalError::ChangeInProgress | ProposalError::ChangeNotAllowed) => {
-            ClientError::Internal(error.to_string())
-        }
+        ProposalError::ChangeInProgress => ClientError::ChangeInProgress,
+        ProposalError::ChangeNotAllowed => ClientError::ChangeNotAllowed,
     }
 }
 

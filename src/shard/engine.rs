@@ -35,7 +35,8 @@ use crate::batch::{BatchKind, EntryBatch};
 pub use crate::client::protocol::{GroupStatus as GroupSummary, ShardStats};
 use crate::constants::{BATCH_BYTES_MAX, CLIENT_PAYLOAD_BYTES_MAX};
 use crate::core::{
-    Action, Config, Input, Membership, Message, ProposeError, Raft, ReadLease, Role, SnapshotMeta,
+    Action, Config, Input, Membership, MembershipChange, Message, ProposeError, Raft, ReadLease,
+    Role, SnapshotMeta,
 };
 use crate::log::{self, LogStore, SyncReport};
 use crate::shard::reads::{Read, ReadConsistency, ReadQueue};
@@ -358,6 +359,49 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
             self.step(group, Input::TransferLeadership { to })?;
         }
         Ok(())
+    }
+
+    /// Asks `group`'s core (which must lead it) to change the group's members, with `context`
+    /// (the members' addresses) in the configuration entry. Answered like a proposal: once the
+    /// entry (for a voter change: the joint one) is committed and applied, with its index and an
+    /// empty output, or refused (`NotLeader`, `ChangeInProgress`, `ChangeNotAllowed`, ...).
+    pub fn change_membership(
+        &mut self,
+        group: GroupId,
+        change: MembershipChange,
+        context: Bytes,
+        reply: R,
+    ) -> Result<(), EngineError> {
+        let Some(reply) = self.admit(group, context.len(), reply) else {
+            return Ok(());
+        };
+        self.actions.clear();
+        self.cores
+            .get_mut(&group)
+            .expect("admitted groups are held")
+            .step(
+                Input::ChangeMembership { change, context },
+                &mut self.actions,
+            );
+        let mut replies = Some(vec![reply]);
+        self.execute(group, &mut replies)?;
+        for reply in replies.into_iter().flatten() {
+            self.completions
+                .push((reply, Err(ProposalError::ChangeNotAllowed)));
+        }
+        Ok(())
+    }
+
+    /// `(snapshot index, log base, configuration index)` of `group`: the newest snapshot the
+    /// core knows of, the index the log starts after, and the index of the entry of the
+    /// configuration in force.
+    pub fn log_bounds(&self, group: GroupId) -> Option<(LogIndex, LogIndex, LogIndex)> {
+        let core = self.cores.get(&group)?;
+        Some((
+            core.snapshot().index,
+            core.log_base(),
+            core.membership_entry().index,
+        ))
     }
 
     /// Ends a turn of the event loop: places the gathered proposals, one batch per group (more

@@ -1,6 +1,7 @@
 //! A shard: one executor thread holding some of the node's Raft groups, their shared log,
 //! their state machine, and their connections. Shards share nothing.
 
+pub mod admin;
 pub mod clients;
 pub mod engine;
 pub mod link;

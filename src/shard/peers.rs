@@ -17,6 +17,7 @@
 //!   cores then resend from what the peer acknowledged); dialling resumes with capped
 //!   exponential backoff.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -48,10 +49,19 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How long a connection may take to complete its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What a peer's hello is checked against; the members it lists change with the groups'
+/// configurations ([`Peers::set_members`]).
+type Identity = Rc<RefCell<LocalIdentity>>;
+
 /// The shard's links to every other member.
 pub struct Peers {
     node: NodeId,
     links: BTreeMap<NodeId, Rc<Outgoing>>,
+    /// Where each link dials.
+    addrs: BTreeMap<NodeId, SocketAddr>,
+    shard: ShardId,
+    identity: Identity,
+    mailbox: Rc<Mailbox<ShardEvent>>,
 }
 
 impl Peers {
@@ -61,12 +71,12 @@ impl Peers {
         shard: ShardId,
         mailbox: Rc<Mailbox<ShardEvent>>,
     ) -> Result<Peers, NodeError> {
-        let identity = Rc::new(LocalIdentity {
+        let identity = Rc::new(RefCell::new(LocalIdentity {
             cluster_id: config.cluster_id,
             node_id: config.id,
             peers: config.peers.iter().map(|peer| peer.id).collect(),
             shard_count: config.shards,
-        });
+        }));
         let listen = NodeConfig::shard_addr(config.listen, shard);
         let listener = TcpListener::bind(listen).map_err(|error| NodeError::Io {
             shard,
@@ -80,25 +90,61 @@ impl Peers {
             mailbox.clone(),
         ))
         .detach();
-        let mut links = BTreeMap::new();
-        for peer in config.peers.iter().filter(|peer| peer.id != config.id) {
-            let link = Rc::new(Outgoing::new(OUTGOING_BYTES_MAX));
-            let addr = NodeConfig::shard_addr(peer.addr, shard);
-            glommio::spawn_local(dial_loop(
-                peer.id,
-                addr,
-                shard,
-                identity.clone(),
-                link.clone(),
-                mailbox.clone(),
-            ))
-            .detach();
-            links.insert(peer.id, link);
-        }
-        Ok(Peers {
+        let mut peers = Peers {
             node: config.id,
-            links,
-        })
+            links: BTreeMap::new(),
+            addrs: BTreeMap::new(),
+            shard,
+            identity,
+            mailbox,
+        };
+        for peer in config.peers.iter().filter(|peer| peer.id != config.id) {
+            peers.dial(peer.id, peer.addr);
+        }
+        Ok(peers)
+    }
+
+    /// Starts a link to `peer` at base address `addr`.
+    fn dial(&mut self, peer: NodeId, addr: SocketAddr) {
+        let link = Rc::new(Outgoing::new(OUTGOING_BYTES_MAX));
+        glommio::spawn_local(dial_loop(
+            peer,
+            NodeConfig::shard_addr(addr, self.shard),
+            self.shard,
+            self.identity.clone(),
+            link.clone(),
+            self.mailbox.clone(),
+        ))
+        .detach();
+        self.links.insert(peer, link);
+        self.addrs.insert(peer, addr);
+    }
+
+    /// Follows a change of the groups' members: dials the members in `dial` (base peer
+    /// addresses) it has no link to, or whose address changed, closes the links to nodes no
+    /// longer listed, and from now on accepts handshakes from the nodes in `accept` only.
+    /// Connections already accepted stay open (the cores ignore votes from non-voters).
+    pub fn set_members(&mut self, dial: &BTreeMap<NodeId, SocketAddr>, accept: Vec<NodeId>) {
+        self.identity.borrow_mut().peers = accept;
+        let gone: Vec<NodeId> = self
+            .addrs
+            .iter()
+            .filter(|(peer, addr)| dial.get(peer) != Some(addr))
+            .map(|(&peer, _)| peer)
+            .collect();
+        for peer in gone {
+            if let Some(link) = self.links.remove(&peer) {
+                link.close();
+            }
+            self.addrs.remove(&peer);
+            tracing::info!(%peer, shard = %self.shard, "no longer dialling peer");
+        }
+        for (&peer, &addr) in dial {
+            if peer != self.node && !self.links.contains_key(&peer) {
+                tracing::info!(%peer, %addr, shard = %self.shard, "dialling new member");
+                self.dial(peer, addr);
+            }
+        }
     }
 
     /// Queues `messages` for `peer` as Raft frames (several only if they exceed the frame cap).
@@ -138,7 +184,7 @@ impl Peers {
 
 async fn accept_loop(
     listener: TcpListener,
-    identity: Rc<LocalIdentity>,
+    identity: Identity,
     shard: ShardId,
     mailbox: Rc<Mailbox<ShardEvent>>,
 ) {
@@ -157,7 +203,7 @@ async fn accept_loop(
 /// Reads one accepted connection: handshake, then Raft frames until it closes or misbehaves.
 async fn read_peer(
     mut stream: TcpStream,
-    identity: Rc<LocalIdentity>,
+    identity: Identity,
     shard: ShardId,
     mailbox: Rc<Mailbox<ShardEvent>>,
 ) {
@@ -174,7 +220,7 @@ async fn read_peer(
             return;
         }
     };
-    let verdict = check_hello(&hello, &identity).and_then(|()| {
+    let verdict = check_hello(&hello, &identity.borrow()).and_then(|()| {
         if hello.shard == shard {
             Ok(())
         } else {
@@ -188,7 +234,7 @@ async fn read_peer(
     });
     let mut reply = Vec::new();
     match &verdict {
-        Ok(()) => HelloReply::Accepted(identity.hello(shard)).encode(&mut reply),
+        Ok(()) => HelloReply::Accepted(identity.borrow().hello(shard)).encode(&mut reply),
         Err(rejection) => HelloReply::Rejected(rejection.clone()).encode(&mut reply),
     }
     let sent =
@@ -201,6 +247,7 @@ async fn read_peer(
         return;
     }
     let peer = hello.node_id;
+    let node_id = identity.borrow().node_id;
     tracing::debug!(%peer, %shard, "peer connected");
     loop {
         let frame = match read_frame(&mut stream, &mut decoder).await {
@@ -219,7 +266,7 @@ async fn read_peer(
                 let messages = raft
                     .messages
                     .into_iter()
-                    .filter(|envelope| envelope.to == identity.node_id)
+                    .filter(|envelope| envelope.to == node_id)
                     .map(|envelope| (envelope.group, envelope.message))
                     .collect();
                 mailbox.push(ShardEvent::Raft {
@@ -276,7 +323,7 @@ async fn dial_loop(
     peer: NodeId,
     addr: SocketAddr,
     shard: ShardId,
-    identity: Rc<LocalIdentity>,
+    identity: Identity,
     link: Rc<Outgoing>,
     mailbox: Rc<Mailbox<ShardEvent>>,
 ) {
@@ -310,19 +357,20 @@ async fn connect(
     peer: NodeId,
     addr: SocketAddr,
     shard: ShardId,
-    identity: &LocalIdentity,
+    identity: &RefCell<LocalIdentity>,
 ) -> Result<TcpStream, String> {
     let mut stream = TcpStream::connect_timeout(addr, HANDSHAKE_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
     let mut hello = Vec::new();
-    identity.hello(shard).encode(&mut hello);
+    identity.borrow().hello(shard).encode(&mut hello);
     stream.write_all(&hello).await.map_err(|e| e.to_string())?;
     let mut decoder = FrameDecoder::new();
     let frame = with_deadline(read_frame(&mut stream, &mut decoder)).await?;
     let reply = HelloReply::decode(&frame).map_err(|e| e.to_string())?;
-    check_hello_reply(&reply, identity, peer, shard).map_err(|e| {
+    let checked = check_hello_reply(&reply, &identity.borrow(), peer, shard);
+    checked.map_err(|e| {
         tracing::warn!(%peer, %shard, reason = %e, "peer refused us");
         e.to_string()
     })?;

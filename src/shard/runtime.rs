@@ -23,6 +23,7 @@ use crate::client::protocol::ClientRequest;
 use crate::core::{Config, Message, Role};
 use crate::error::NodeError;
 use crate::log::{shard_dir, DiskLog, FlushDone, LogConfig};
+use crate::shard::admin::{self, ChangeRequest};
 use crate::shard::clients::{self, ClientConnection, ClientHub};
 use crate::shard::engine::{
     Committed, EngineConfig, EngineError, GroupStatus, ProposalError, ShardEngine,
@@ -52,6 +53,16 @@ pub enum ApiRequest {
     Transfer {
         group: GroupId,
         to: NodeId,
+    },
+    /// A membership change ([`crate::shard::admin`]); answered like a proposal.
+    ChangeMembership {
+        request: ChangeRequest,
+        reply: flume::Sender<Result<Committed, ProposalError>>,
+    },
+    /// Snapshot a group now; answered with the snapshot's index (0: none taken).
+    Snapshot {
+        group: GroupId,
+        reply: flume::Sender<Result<Committed, ProposalError>>,
     },
     Shutdown,
 }
@@ -116,7 +127,11 @@ where
 }
 
 fn core_config(config: &NodeConfig, group: GroupId) -> Config {
-    let voters = config.peers.iter().map(|peer| peer.id).collect();
+    let voters = if config.join {
+        Vec::new()
+    } else {
+        config.peers.iter().map(|peer| peer.id).collect()
+    };
     let mut core = Config::new(config.id, voters);
     core.election_timeout_ticks = config.ticks(config.election_timeout);
     core.heartbeat_interval_ticks = config.ticks(config.heartbeat);
@@ -138,7 +153,7 @@ async fn run_shard<S: StateMachine>(
         ready,
     } = context;
     let started = start_shard(&config, shard, state_machine).await;
-    let (mut engine, peers, hub, mailbox) = match started {
+    let (mut engine, mut peers, hub, mailbox) = match started {
         Ok(parts) => parts,
         Err(error) => {
             // `Node::start` reports this error; the thread's own result only says it ended.
@@ -151,7 +166,9 @@ async fn run_shard<S: StateMachine>(
     tracing::info!(node = %config.id, %shard, groups = engine.groups().count(), "shard started");
     let _ = ready.send(Ok(()));
 
-    let mut result = event_loop(&config, shard, &mut engine, &peers, &hub, &mailbox).await;
+    let (dial, accept) = admin::wanted_peers(&config, &engine);
+    peers.set_members(&dial, accept);
+    let mut result = event_loop(&config, shard, &mut engine, &mut peers, &hub, &mailbox).await;
     if result.is_ok() {
         result = final_flush(&mut engine, &mailbox)
             .await
@@ -233,7 +250,7 @@ async fn event_loop<S: StateMachine>(
     config: &Arc<NodeConfig>,
     shard: ShardId,
     engine: &mut Engine<S>,
-    peers: &Peers,
+    peers: &mut Peers,
     hub: &ClientHub,
     mailbox: &Rc<Mailbox<ShardEvent>>,
 ) -> Result<(), NodeError> {
@@ -271,6 +288,13 @@ async fn event_loop<S: StateMachine>(
                 ShardEvent::Api(ApiRequest::Transfer { group, to }) => {
                     engine.transfer_leadership(group, to).map_err(fatal)?
                 }
+                ShardEvent::Api(ApiRequest::ChangeMembership { request, reply }) => {
+                    admin::change_membership(config, engine, request, ReplyTo::Api(reply))
+                        .map_err(fatal)?
+                }
+                ShardEvent::Api(ApiRequest::Snapshot { group, reply }) => {
+                    let _ = reply.send(admin::snapshot(engine, group).map_err(fatal)?);
+                }
                 ShardEvent::Api(ApiRequest::Shutdown) => shutdown = true,
                 ShardEvent::ClientRequests {
                     connection,
@@ -304,6 +328,10 @@ async fn event_loop<S: StateMachine>(
                                 &engine.status(),
                                 engine.stage_histograms().to_buckets(),
                             ),
+                            admin_request => {
+                                admin::serve_client(config, engine, &connection, &admin_request)
+                                    .map_err(fatal)?;
+                            }
                         }
                     }
                 }
@@ -311,6 +339,7 @@ async fn event_loop<S: StateMachine>(
             }
         }
         engine.end_turn().map_err(fatal)?;
+        admin::follow_membership(config, engine, peers);
         if shutdown {
             return Ok(());
         }
