@@ -610,3 +610,19 @@ pub fn run(options: &ChaosOptions) -> Result<Summary, String> {
     }
     Ok(run.summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_values_are_unique_sized_and_recognised() {
+        let (a, b) = (fill_value(7), fill_value(70));
+        assert_eq!(a.len(), FILL_VALUE_BYTES);
+        assert_ne!(a, b);
+        assert_eq!(fill_id(&a), Some(7));
+        assert_eq!(fill_id(&b), Some(70));
+        assert_eq!(fill_id(b"c1-5"), None);
+        assert_eq!(fill_id(b"fill-x-"), None);
+    }
+}
