@@ -8,7 +8,7 @@
 //! - A directory is fsynced after every create, rename or delete in it.
 //! - Errors carry the operation and path ([`Error::Io`]).
 //! - A configured sync delay ([`LogConfig::sync_delay`](super::LogConfig::sync_delay), a test
-//!   facility for a slow disk) is slept here, in [`Files::sync_data`], the one place every
+//!   facility for a slow disk) is slept here, in `Files::sync_data`, the one place every
 //!   data sync of a segment or the hard-state file passes, and nowhere else.
 
 use std::fs::{File, OpenOptions};
