@@ -161,6 +161,32 @@ fn node_flags_and_config_files_are_checked_with_clear_messages() {
         text(&bad_drift)
     );
 
+    // The hidden test flags are checked too.
+    let small_segments = ringraft(&[
+        "node",
+        "--id",
+        "1",
+        "--listen",
+        "127.0.0.1:1",
+        "--peers",
+        "1=127.0.0.1:1",
+        "--segment-bytes",
+        "1048576",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(small_segments.status.code(), Some(2));
+    assert!(
+        text(&small_segments).contains("--segment-bytes must be a multiple of 4096 and at least"),
+        "{}",
+        text(&small_segments)
+    );
+    let help = text(&ringraft(&["node", "--help"]));
+    assert!(
+        !help.contains("--segment-bytes") && !help.contains("--fsync-delay-ms"),
+        "{help}"
+    );
+
     let config = dir.path().join("node.toml");
     std::fs::write(
         &config,

@@ -73,7 +73,20 @@ pub struct NodeConfig {
     /// the node never campaigns. `peers` must list this node and should list the current
     /// members, so that it can answer the leader before it has learned the configuration.
     pub join: bool,
+    /// Size of new log segment files. Default 64 MiB
+    /// ([`SEGMENT_BYTES_DEFAULT`](crate::log::SEGMENT_BYTES_DEFAULT)); at least
+    /// [`SEGMENT_BYTES_NODE_MIN`] and a multiple of 4096. Smaller segments are for tests (the
+    /// fault harness runs nodes on a small filesystem).
+    pub segment_bytes: u64,
+    /// A test facility: the log sleeps this long before each data sync (a slow disk). Zero by
+    /// default.
+    pub fsync_delay: Duration,
 }
+
+/// Smallest segment size a node accepts: room for two records of the largest batch
+/// ([`BATCH_BYTES_MAX`](crate::constants::BATCH_BYTES_MAX)) with their headers and the
+/// segment header, rounded to 4096.
+pub const SEGMENT_BYTES_NODE_MIN: u64 = 2 * crate::constants::BATCH_BYTES_MAX as u64 + 4096;
 
 impl NodeConfig {
     /// A configuration with the documented defaults.
@@ -102,6 +115,8 @@ impl NodeConfig {
             io_memory_bytes: 1 << 20,
             init: false,
             join: false,
+            segment_bytes: crate::log::SEGMENT_BYTES_DEFAULT,
+            fsync_delay: Duration::ZERO,
         }
     }
 
@@ -127,6 +142,16 @@ impl NodeConfig {
         }
         if self.clock_drift_percent >= 100 {
             return Err("--clock-drift-percent must be below 100".into());
+        }
+        if self.segment_bytes < SEGMENT_BYTES_NODE_MIN || self.segment_bytes % 4096 != 0 {
+            return Err(format!(
+                "--segment-bytes must be a multiple of 4096 and at least {SEGMENT_BYTES_NODE_MIN} \
+                 (two records of the largest batch), not {}",
+                self.segment_bytes
+            ));
+        }
+        if self.fsync_delay > Duration::from_secs(10) {
+            return Err("--fsync-delay-ms must be at most 10000".into());
         }
         if self.tick.is_zero() {
             return Err("tick must be positive".into());

@@ -37,6 +37,8 @@ pub struct ClusterSpec {
     pub root: PathBuf,
     /// `--fsync never` on every node.
     pub no_fsync: bool,
+    /// `--segment-bytes` of every node (small, so a node fits a small filesystem).
+    pub segment_bytes: u64,
 }
 
 /// The two proxies of one directed link.
@@ -52,6 +54,8 @@ pub struct ChaosCluster {
     links: BTreeMap<(u64, u64), Link>,
     children: BTreeMap<u64, Child>,
     paused: BTreeMap<u64, bool>,
+    /// `--fsync-delay-ms` of nodes started with one.
+    fsync_delays: BTreeMap<u64, Duration>,
 }
 
 /// Node `id`'s loopback address.
@@ -99,6 +103,7 @@ impl ChaosCluster {
             links,
             children: BTreeMap::new(),
             paused: BTreeMap::new(),
+            fsync_delays: BTreeMap::new(),
         };
         for id in cluster.ids() {
             cluster.launch(id, true)?;
@@ -156,7 +161,11 @@ impl ChaosCluster {
             .arg(self.data_dir(id))
             .args(["--shards", "1", "--groups", &GROUPS.to_string()])
             .args(["--cluster-id", &self.spec.cluster_id.to_string()])
+            .args(["--segment-bytes", &self.spec.segment_bytes.to_string()])
             .env("RUST_LOG", "warn");
+        if let Some(delay) = self.fsync_delays.get(&id) {
+            command.args(["--fsync-delay-ms", &delay.as_millis().to_string()]);
+        }
         if self.spec.no_fsync {
             command.args(["--fsync", "never"]);
         }
@@ -205,6 +214,22 @@ impl ChaosCluster {
                 ))
             }
         }
+    }
+
+    /// Starts of node `id` from now on get `--fsync-delay-ms` (`None`: no delay).
+    pub fn set_fsync_delay(&mut self, id: u64, delay: Option<Duration>) {
+        match delay {
+            Some(delay) => self.fsync_delays.insert(id, delay),
+            None => self.fsync_delays.remove(&id),
+        };
+    }
+
+    /// The exit status of node `id` if it exited by itself (it then counts as down).
+    pub fn take_exit(&mut self, id: u64) -> Option<std::process::ExitStatus> {
+        let status = self.children.get_mut(&id)?.try_wait().ok()??;
+        self.children.remove(&id);
+        self.paused.remove(&id);
+        Some(status)
     }
 
     /// The last lines of node `id`'s log.

@@ -127,6 +127,20 @@ pub fn flip_bit(data_dir: &Path, followers: usize) -> std::io::Result<(PathBuf, 
     Ok((first.clone(), at))
 }
 
+/// Removes everything inside a stopped node's data directory, keeping the directory itself
+/// (it may be a mount point).
+pub fn wipe(data_dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(data_dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(path)?;
+        } else {
+            std::fs::remove_file(path)?;
+        }
+    }
+    Ok(())
+}
+
 /// Where the written data of a node's newest segment ends now (the node may be running).
 pub fn mark_end(data_dir: &Path) -> std::io::Result<LogMark> {
     let last = segments(data_dir)?

@@ -61,6 +61,20 @@ pub enum Fault {
     /// kill -9 of a node, one bit of an old record flipped: it must refuse to start; then its
     /// data is wiped and it rejoins with `--init`.
     BitFlip { node: u64 },
+    /// The filesystem of the node whose data directory is on the harness's tmpfs fills up
+    /// (a filler file leaves less than a segment free, and large writes push the log past
+    /// it): the node must stop with a clear "no space" error; then the filler is removed and
+    /// the node restarted. Which node has the tmpfs is decided when the run starts; the fault
+    /// is left out of runs that may not mount one.
+    DiskFull,
+    /// The node restarted (SIGTERM if `graceful`, else kill -9) with every data sync of its
+    /// log delayed by `delay` (`--fsync-delay-ms`) for `lasts`, then restarted normally.
+    SlowDisk {
+        target: Target,
+        delay: Duration,
+        lasts: Duration,
+        graceful: bool,
+    },
 }
 
 impl Fault {
@@ -81,6 +95,18 @@ impl Fault {
             Fault::Delay { .. } => "link delay",
             Fault::TornTail { .. } => "torn log tail",
             Fault::BitFlip { .. } => "bit flip in committed record",
+            Fault::DiskFull => "disk full",
+            Fault::SlowDisk { .. } => "slow fsync",
+        }
+    }
+
+    /// How long the fault can take, restarts included (a run starts a fault only if this
+    /// much time is left).
+    pub fn longest(&self) -> Duration {
+        match self {
+            Fault::DiskFull => Duration::from_secs(20),
+            Fault::SlowDisk { lasts, .. } => *lasts + Duration::from_secs(12),
+            _ => Duration::from_secs(10),
         }
     }
 }
@@ -109,7 +135,7 @@ fn two_nodes(rng: &mut Xoshiro256PlusPlus, nodes: u64) -> (u64, u64) {
 /// Draws one fault.
 fn draw(rng: &mut Xoshiro256PlusPlus, nodes: u64) -> Fault {
     let stalling = rng.random_bool(0.5);
-    match rng.random_range(0..12) {
+    match rng.random_range(0..14) {
         0 => Fault::Kill {
             target: Target::Node(node(rng, nodes)),
             down: ms(rng, 500, 3000),
@@ -175,6 +201,17 @@ fn draw(rng: &mut Xoshiro256PlusPlus, nodes: u64) -> Fault {
         10 => Fault::BitFlip {
             node: node(rng, nodes),
         },
+        11 => Fault::DiskFull,
+        12 => Fault::SlowDisk {
+            target: if rng.random_bool(0.5) {
+                Target::Leader
+            } else {
+                Target::Node(node(rng, nodes))
+            },
+            delay: ms(rng, 20, 200),
+            lasts: ms(rng, 3000, 6000),
+            graceful: rng.random_bool(0.5),
+        },
         _ => Fault::KillAll {
             down: ms(rng, 500, 2000),
         },
@@ -203,7 +240,11 @@ mod tests {
                 ..
             }
             | Fault::TornTail { node: id, .. }
-            | Fault::BitFlip { node: id } => vec![*id],
+            | Fault::BitFlip { node: id }
+            | Fault::SlowDisk {
+                target: Target::Node(id),
+                ..
+            } => vec![*id],
             Fault::Split { minority, .. } => minority.clone(),
             Fault::OneWay { from, to, .. } => vec![*from, *to],
             Fault::Flap { a, b, .. } => vec![*a, *b],
@@ -220,7 +261,7 @@ mod tests {
             assert_eq!(faults, take(42));
             assert_ne!(faults, take(43));
             let kinds: BTreeSet<_> = faults.iter().map(|s| s.fault.kind()).collect();
-            assert_eq!(kinds.len(), 11, "{kinds:?}");
+            assert_eq!(kinds.len(), 13, "{kinds:?}");
             for scheduled in &faults {
                 let fault = &scheduled.fault;
                 assert!(
@@ -238,6 +279,10 @@ mod tests {
                         assert!((20..=200).contains(&delay.as_millis()));
                     }
                     Fault::PauseLeader { pause } => assert!(pause.as_millis() >= 1000),
+                    Fault::SlowDisk { delay, lasts, .. } => {
+                        assert!((20..=200).contains(&delay.as_millis()));
+                        assert!(*lasts <= Duration::from_secs(6));
+                    }
                     _ => {}
                 }
                 assert!(scheduled.quiet <= Duration::from_secs(3));

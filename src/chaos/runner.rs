@@ -6,7 +6,13 @@
 //! before the next starts; the fault phase ends by the deadline (a fault starts only if the
 //! run has time left), and every later phase has its own bound, so a run takes at most its
 //! length plus about a minute. A node that exits by itself, fails to restart, or starts on a
-//! corrupted log is a violation, as are counter-examples and log-checker findings.
+//! corrupted log is a violation, as are counter-examples and log-checker findings; so is a
+//! node that stops on a full disk with anything but a "no space" error.
+//!
+//! Disk: every node runs with small segments ([`SEGMENT_BYTES`]); one node, drawn from the
+//! seed, keeps its data on a [`Tmpfs`] of its own (mounted before the cluster starts and
+//! unmounted when the run ends, also on errors) for the disk-full fault. A run that may not
+//! mount one says so once in its summary and leaves that fault out.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -20,6 +26,8 @@ use crate::chaos::cluster::{ChaosCluster, ClusterSpec};
 use crate::chaos::disk;
 use crate::chaos::faults::{schedule, Fault, Target};
 use crate::chaos::proxy::LinkState;
+use crate::chaos::resp_client::RespConnection;
+use crate::chaos::tmpfs::Tmpfs;
 use crate::chaos::workload::{bound_unknown_writes, value_id, Workload, WorkloadConfig};
 use crate::check::linearizability::{self, Action};
 use crate::check::logs::{self, GroupLog, LogEntry, NodeLogs};
@@ -60,10 +68,42 @@ const KEYS: u64 = 8;
 const KEY_EPOCH: Duration = Duration::from_secs(30);
 const CALL_TIMEOUT: Duration = Duration::from_millis(1500);
 const LEADER_WAIT: Duration = Duration::from_secs(30);
+/// `--segment-bytes` of every node.
+pub const SEGMENT_BYTES: u64 = 4 << 20;
+/// Initial size of the disk-full node's tmpfs (it grows as its log does).
+const TMPFS_BYTES: u64 = 64 << 20;
+/// Free space the disk-full fault leaves (less than a segment).
+const FULL_DISK_LEAVES: u64 = SEGMENT_BYTES / 2;
+/// How long the disk-full fault pushes writes before giving up on the node stopping.
+const FULL_DISK_WAIT: Duration = Duration::from_secs(12);
+/// Size of the values the disk-full fault writes to push the log onto the full disk.
+const FILL_VALUE_BYTES: usize = 256 << 10;
+/// Keys of those writes (outside the workload's `chaos:` keys, few so the stores stay small).
+const FILL_KEY_PREFIX: &str = "chaos-fill:";
+const FILL_KEYS: u64 = 8;
 
-/// The fault phase's state.
+/// The value of the disk-full fault's `n`-th write: unique, `FILL_VALUE_BYTES` long.
+fn fill_value(n: u64) -> Vec<u8> {
+    let mut value = format!("fill-{n}-").into_bytes();
+    value.resize(FILL_VALUE_BYTES, b'.');
+    value
+}
+
+/// `n` of a [`fill_value`].
+fn fill_id(value: &[u8]) -> Option<u64> {
+    let rest = value.strip_prefix(b"fill-")?;
+    let end = rest.iter().position(|&b| b == b'-')?;
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+}
+
+/// The fault phase's state. (Fields drop in order: the nodes die before the tmpfs under one
+/// of them is unmounted.)
 struct Run {
     cluster: ChaosCluster,
+    /// The node on a tmpfs and its mount, when mounting was allowed.
+    tmpfs: Option<(u64, Tmpfs)>,
+    /// Writes the disk-full fault sent so far.
+    fills: u64,
     rng: Xoshiro256PlusPlus,
     summary: Summary,
 }
@@ -174,8 +214,125 @@ impl Run {
             }
             Fault::TornTail { node, cut } => self.torn_tail(*node, *cut),
             Fault::BitFlip { node } => self.bit_flip(*node),
+            Fault::DiskFull => self.disk_full(),
+            Fault::SlowDisk {
+                target,
+                delay,
+                lasts,
+                graceful,
+            } => {
+                let id = self.resolve(*target);
+                self.bounce(id, *graceful, Some(*delay));
+                std::thread::sleep(*lasts);
+                self.bounce(id, *graceful, None);
+            }
         }
         self.cluster.heal_links();
+    }
+
+    /// Stops node `id` (SIGTERM or kill -9) and starts it with `fsync_delay`.
+    fn bounce(&mut self, id: u64, graceful: bool, fsync_delay: Option<Duration>) {
+        if graceful {
+            self.cluster.stop(id);
+        } else {
+            self.cluster.kill(id);
+        }
+        self.cluster.set_fsync_delay(id, fsync_delay);
+        self.restart(id);
+    }
+
+    /// Fills the tmpfs node's filesystem, pushes large writes through the other nodes until
+    /// it stops (or [`FULL_DISK_WAIT`] passes), checks why it stopped, frees the space and
+    /// restarts it.
+    fn disk_full(&mut self) {
+        let Some((node, tmpfs)) = &self.tmpfs else {
+            return;
+        };
+        let node = *node;
+        if let Err(error) = tmpfs.fill(FULL_DISK_LEAVES) {
+            self.summary
+                .skipped
+                .push(format!("disk full: fill: {error}"));
+            let _ = tmpfs.unfill();
+            return;
+        }
+        let others: Vec<u64> = self.cluster.ids().filter(|&id| id != node).collect();
+        let until = Instant::now() + FULL_DISK_WAIT;
+        let mut connection: Option<RespConnection> = None;
+        let mut status = None;
+        let mut turn = 0;
+        while Instant::now() < until {
+            if let Some(exit) = self.cluster.take_exit(node) {
+                status = Some(exit);
+                break;
+            }
+            if connection.is_none() {
+                let addr = self.cluster.resp_addr(others[turn % others.len()]);
+                turn += 1;
+                connection = RespConnection::connect(addr, CALL_TIMEOUT).ok();
+            }
+            let Some(open) = connection.as_mut() else {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
+            let n = self.fills;
+            self.fills += 1;
+            let key = format!("{FILL_KEY_PREFIX}{}", n % FILL_KEYS);
+            if open
+                .call(&[b"SET", key.as_bytes(), &fill_value(n)])
+                .is_err()
+            {
+                connection = None;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let tmpfs = &self.tmpfs.as_ref().expect("checked").1;
+        if let Err(error) = tmpfs.unfill() {
+            self.violation(format!("disk full: remove the filler: {error}"));
+        }
+        match status {
+            Some(status) => {
+                let tail = self.cluster.log_tail(node);
+                if status.code() != Some(1) || !tail.contains("No space left on device") {
+                    self.violation(format!(
+                        "node {node} stopped on a full disk without a clear error ({status}): {}",
+                        tail.trim_end()
+                    ));
+                }
+            }
+            None => {
+                self.summary.skipped.push(format!(
+                    "disk full: node {node} still ran {} s after its disk filled",
+                    FULL_DISK_WAIT.as_secs()
+                ));
+                self.cluster.kill(node);
+            }
+        }
+        self.restart(node);
+    }
+
+    /// Grows the tmpfs when the log has eaten into its headroom.
+    fn keep_headroom(&mut self) {
+        if let Some((_, tmpfs)) = &mut self.tmpfs {
+            if let Err(error) = tmpfs.keep_headroom() {
+                self.summary.skipped.push(format!("grow tmpfs: {error}"));
+            }
+        }
+    }
+
+    /// Unmounts the tmpfs; with `keep`, its files first move to the node's directory on the
+    /// real disk.
+    fn release_tmpfs(&mut self, keep: bool) {
+        let Some((_, tmpfs)) = self.tmpfs.take() else {
+            return;
+        };
+        let path = tmpfs.path().to_path_buf();
+        let copy = path.with_extension("copy");
+        let copied = keep && tmpfs.copy_out(&copy).is_ok();
+        drop(tmpfs);
+        if copied {
+            let _ = std::fs::remove_dir(&path).and_then(|()| std::fs::rename(&copy, &path));
+        }
     }
 
     fn torn_tail(&mut self, node: u64, cut: usize) {
@@ -211,8 +368,9 @@ impl Run {
             )),
             Err(_) => {}
         }
-        // The operator's way back: wipe the member and let it rejoin empty.
-        if let Err(error) = std::fs::remove_dir_all(&dir) {
+        // The operator's way back: wipe the member and let it rejoin empty. (The directory
+        // stays: it may be the tmpfs mount point.)
+        if let Err(error) = disk::wipe(&dir) {
             self.violation(format!("wipe {}: {error}", dir.display()));
         }
         if let Err(problem) = self.cluster.launch(node, true) {
@@ -263,8 +421,9 @@ fn read_logs(cluster: &ChaosCluster, cluster_id: u64) -> Result<Vec<NodeLogs>, S
     let mut nodes = Vec::new();
     for id in cluster.ids() {
         let dir = shard_dir(&cluster.data_dir(id), ShardId(0));
-        let log = DiskLog::open(LogConfig::new(&dir, cluster_id, ShardId(0)))
-            .map_err(|e| format!("node {id} log: {e}"))?;
+        let mut config = LogConfig::new(&dir, cluster_id, ShardId(0));
+        config.segment_bytes = SEGMENT_BYTES;
+        let log = DiskLog::open(config).map_err(|e| format!("node {id} log: {e}"))?;
         let mut groups = Vec::new();
         for group in log.groups() {
             let (first, last) = (log.first_index(group), log.last_index(group));
@@ -313,6 +472,25 @@ pub fn run(options: &ChaosOptions) -> Result<Summary, String> {
         cluster_id,
         root: root.path().to_path_buf(),
         no_fsync: options.no_fsync,
+        segment_bytes: SEGMENT_BYTES,
+    };
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(options.seed.rotate_left(17));
+    let mut skipped = Vec::new();
+    // Dropped (unmounted) on every early return below, after the cluster's nodes died.
+    let tmpfs = if options.lose_unsynced {
+        None
+    } else {
+        let node = rng.random_range(1..=options.nodes);
+        let dir = root.path().join(format!("node-{node}"));
+        match Tmpfs::mount(&dir, TMPFS_BYTES) {
+            Ok(mounted) => Some((node, mounted)),
+            Err(error) => {
+                skipped.push(format!(
+                    "disk full: left out (cannot mount a tmpfs for node {node}: {error})"
+                ));
+                None
+            }
+        }
     };
     let cluster = ChaosCluster::start(spec)?;
     cluster
@@ -328,8 +506,13 @@ pub fn run(options: &ChaosOptions) -> Result<Summary, String> {
     });
     let mut run = Run {
         cluster,
-        rng: Xoshiro256PlusPlus::seed_from_u64(options.seed.rotate_left(17)),
-        summary: Summary::default(),
+        tmpfs,
+        fills: 0,
+        rng,
+        summary: Summary {
+            skipped,
+            ..Summary::default()
+        },
     };
     let deadline = started + options.length;
     if options.lose_unsynced {
@@ -337,9 +520,11 @@ pub fn run(options: &ChaosOptions) -> Result<Summary, String> {
     } else {
         std::thread::sleep(Duration::from_secs(2));
         for scheduled in schedule(options.seed, options.nodes) {
-            // The longest fault (a kill, restart included) takes well under 10 s.
-            if Instant::now() + scheduled.quiet + Duration::from_secs(10) > deadline {
+            if Instant::now() + scheduled.quiet + scheduled.fault.longest() > deadline {
                 break;
+            }
+            if scheduled.fault == Fault::DiskFull && run.tmpfs.is_none() {
+                continue; // Left out (said once at the start).
             }
             run.apply(&scheduled.fault);
             *run.summary
@@ -349,6 +534,7 @@ pub fn run(options: &ChaosOptions) -> Result<Summary, String> {
             while let Some(exit) = run.cluster.exited() {
                 run.violation(exit);
             }
+            run.keep_headroom();
             std::thread::sleep(scheduled.quiet);
         }
         // The workload runs on, fault-free, until the run's length is up.
@@ -398,7 +584,11 @@ pub fn run(options: &ChaosOptions) -> Result<Summary, String> {
         })
         .collect();
     let logs = read_logs(&run.cluster, cluster_id)?;
+    let fills = run.fills;
     let log_report = logs::check(&logs, &history.acknowledged, &|key, value| {
+        if key.starts_with(FILL_KEY_PREFIX.as_bytes()) {
+            return fill_id(value).is_some_and(|n| n < fills);
+        }
         key.starts_with(b"chaos:") && value_id(value).is_some_and(|id| sent.contains(&id))
     });
     summary.log_entries = log_report.entries;
@@ -413,8 +603,26 @@ pub fn run(options: &ChaosOptions) -> Result<Summary, String> {
     }
     summary.elapsed = started.elapsed();
     summary.data_dir = root.path().to_path_buf();
-    if !summary.violations.is_empty() {
+    let keep = !summary.violations.is_empty();
+    run.release_tmpfs(keep);
+    if keep {
         let _ = root.keep();
     }
     Ok(run.summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_values_are_unique_sized_and_recognised() {
+        let (a, b) = (fill_value(7), fill_value(70));
+        assert_eq!(a.len(), FILL_VALUE_BYTES);
+        assert_ne!(a, b);
+        assert_eq!(fill_id(&a), Some(7));
+        assert_eq!(fill_id(&b), Some(70));
+        assert_eq!(fill_id(b"c1-5"), None);
+        assert_eq!(fill_id(b"fill-x-"), None);
+    }
 }

@@ -41,7 +41,8 @@ pub enum Command {
     /// non-zero when anything is torn or corrupt.
     Inspect(InspectArgs),
     /// Fault injection on real processes: a register workload against a kv cluster while
-    /// nodes are killed, paused and cut off, then a linearizability and a log check.
+    /// nodes are killed, paused and cut off and their disks fill up or slow down, then a
+    /// linearizability and a log check.
     Chaos(chaos::ChaosArgs),
     /// Administer a running cluster through a node's client port: status, membership changes
     /// (add-learner, promote, remove), leadership transfer, snapshots.

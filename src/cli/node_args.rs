@@ -87,6 +87,12 @@ pub struct NodeArgs {
     #[arg(long)]
     #[serde(default)]
     pub pin: bool,
+    /// Size of new log segment files in bytes (tests only; default 64 MiB).
+    #[arg(long, hide = true)]
+    pub segment_bytes: Option<u64>,
+    /// Sleep this many milliseconds before each data sync of the log (tests only: a slow disk).
+    #[arg(long, hide = true)]
+    pub fsync_delay_ms: Option<u64>,
 }
 
 impl NodeArgs {
@@ -120,6 +126,8 @@ impl NodeArgs {
             cluster_id: self.cluster_id.or(file.cluster_id),
             clock_drift_percent: self.clock_drift_percent.or(file.clock_drift_percent),
             pin: self.pin || file.pin,
+            segment_bytes: self.segment_bytes.or(file.segment_bytes),
+            fsync_delay_ms: self.fsync_delay_ms.or(file.fsync_delay_ms),
         };
         merged.into_config()
     }
@@ -171,6 +179,12 @@ impl NodeArgs {
         }
         if let Some(percent) = self.clock_drift_percent {
             config.clock_drift_percent = percent;
+        }
+        if let Some(bytes) = self.segment_bytes {
+            config.segment_bytes = bytes;
+        }
+        if let Some(ms) = self.fsync_delay_ms {
+            config.fsync_delay = Duration::from_millis(ms);
         }
         config.validate()?;
         Ok(config)

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bytes::Bytes;
 use rkyv::util::AlignedVec;
@@ -61,6 +62,10 @@ pub struct LogConfig {
     /// `fdatasync` every flush (default). `false` is for measurements only: flushes are then
     /// reported durable when written to the page cache, and a power loss loses them.
     pub fsync: bool,
+    /// A test facility: the writer sleeps this long before each data sync, as on a disk whose
+    /// `fdatasync` is slow (the fault harness's slow-disk fault). Default zero; production
+    /// code leaves it so.
+    pub sync_delay: Duration,
 }
 
 impl LogConfig {
@@ -74,6 +79,7 @@ impl LogConfig {
             cache_bytes_max: CACHE_BYTES_DEFAULT,
             faults: None,
             fsync: true,
+            sync_delay: Duration::ZERO,
         }
     }
 }
@@ -135,6 +141,7 @@ impl DiskLog {
         let files = Files {
             faults: config.faults.clone(),
             fsync: config.fsync,
+            sync_delay: config.sync_delay,
         };
         let recovered = recover(
             &files,

@@ -7,6 +7,9 @@
 //!   acknowledges nothing and damages nothing already synced.
 //! - A directory is fsynced after every create, rename or delete in it.
 //! - Errors carry the operation and path ([`Error::Io`]).
+//! - A configured sync delay ([`LogConfig::sync_delay`](super::LogConfig::sync_delay), a test
+//!   facility for a slow disk) is slept here, in `Files::sync_data`, the one place every
+//!   data sync of a segment or the hard-state file passes, and nowhere else.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -14,6 +17,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::error::{Error, Result};
 
@@ -86,6 +90,8 @@ pub(crate) struct Files {
     pub faults: Option<FaultPlan>,
     /// When false, file syncs are skipped (measurements only: nothing is durable).
     pub fsync: bool,
+    /// Slept before every data sync (tests only: a slow disk).
+    pub sync_delay: Duration,
 }
 
 impl Default for Files {
@@ -93,6 +99,7 @@ impl Default for Files {
         Files {
             faults: None,
             fsync: true,
+            sync_delay: Duration::ZERO,
         }
     }
 }
@@ -111,7 +118,11 @@ impl Files {
             .map_err(|e| Error::io("write", path, e))
     }
 
+    /// `fdatasync`, after sleeping the configured sync delay (if any).
     pub fn sync_data(&self, file: &File, path: &Path) -> Result<()> {
+        if !self.sync_delay.is_zero() {
+            std::thread::sleep(self.sync_delay);
+        }
         self.check(FaultOp::Sync)
             .and_then(|()| if self.fsync { file.sync_data() } else { Ok(()) })
             .map_err(|e| Error::io("fdatasync", path, e))

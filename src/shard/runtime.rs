@@ -195,6 +195,8 @@ async fn start_shard<S: StateMachine>(
     let mut log_config =
         LogConfig::new(shard_dir(&config.data_dir, shard), config.cluster_id, shard);
     log_config.fsync = config.fsync;
+    log_config.segment_bytes = config.segment_bytes;
+    log_config.sync_delay = config.fsync_delay;
     let log = DiskLog::open(log_config).map_err(|source| NodeError::Log { shard, source })?;
     tracing::info!(node = %config.id, %shard, recovery = ?log.recovery_report(), "log recovered");
     let engine_config = EngineConfig {

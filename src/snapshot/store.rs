@@ -46,7 +46,7 @@ impl SnapshotStore {
     pub fn open(dir: &Path, faults: Option<FaultPlan>) -> Result<SnapshotStore> {
         let files = Files {
             faults,
-            fsync: true,
+            ..Files::default()
         };
         files.create_dir_all(dir)?;
         let mut removed = false;
