@@ -8,6 +8,14 @@
 //! committed or not; a truncated configuration entry reverts the node to the one before it.
 //! Learners receive the log but never vote and never count towards a quorum.
 //!
+//! Nodes answer messages without consulting their configuration (thesis §4.1): a node being
+//! added, or one whose log lags behind the configuration that made it a voter, must still hear
+//! the leader and vote. A removed member cannot disrupt the group all the same: it never
+//! campaigns once its log holds the committed configuration without it; before that, its
+//! log lacks that entry, so it wins no pre-vote; and members that hear from a leader refuse
+//! its (pre-)votes and ignore its higher terms (check-quorum's lease). Leaders ignore answers
+//! from nodes outside the configuration.
+//!
 //! Invariants of a [`Membership`]: each list is sorted and free of duplicates; a learner is not
 //! a voter of either side; `outgoing` is empty unless the configuration is joint.
 //!

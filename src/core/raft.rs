@@ -313,16 +313,14 @@ impl Raft {
     // ---- time ------------------------------------------------------------------------------
 
     fn tick(&mut self, out: &mut Vec<Action>) {
-        self.election_elapsed += 1;
+        self.election_elapsed = self.election_elapsed.saturating_add(1);
         self.quiet_ticks_left = self.quiet_ticks_left.saturating_sub(1);
         if self.role == Role::Leader {
             self.tick_leader(out);
-        } else if self.election_elapsed >= self.randomized_timeout {
-            if self.can_campaign() {
-                self.campaign(self.config.pre_vote, false, out);
-            } else {
-                self.reset_election_timer();
-            }
+        } else if self.election_elapsed >= self.randomized_timeout && self.can_campaign() {
+            // A node that may not campaign lets its timer run on, so its leader lease (what
+            // makes it refuse votes) still ends when the leader falls silent.
+            self.campaign(self.config.pre_vote, false, out);
         }
     }
 
@@ -814,17 +812,6 @@ impl Raft {
     /// Reconciles terms, then dispatches to the handler for the message.
     fn step_message(&mut self, from: NodeId, message: Message, out: &mut Vec<Action>) {
         if from == self.config.id {
-            return;
-        }
-        if matches!(message, Message::VoteRequest { .. })
-            && self.membership().is_voter(self.config.id)
-            && !self.membership().is_member(from)
-        {
-            // A removed member (or a stranger) must not disrupt the group, not even by raising
-            // terms. Only a voter filters: a learner or a joining node may be a voter of a
-            // configuration its log does not hold yet, whose candidates need its vote.
-            // Anybody may lead a node (members being added learn the configuration from the
-            // leader's log).
             return;
         }
         let message_term = message.term();

@@ -35,7 +35,7 @@
 //! the leader at random to add learners, promote them and remove members.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -186,8 +186,22 @@ struct SimNode {
     applied: LogIndex,
     /// The state machine: every entry applied, by index from 1 (`len() == applied`).
     state: Vec<(Term, EntryContent)>,
-    /// The newest snapshot; like the disk, it survives crashes.
-    snapshot: Option<Rc<SimSnapshot>>,
+    /// Stored snapshots by index, the newest [`SNAPSHOTS_KEPT`]; like the disk, they survive
+    /// crashes. A received snapshot is stored even if the core then ignores it (a stale
+    /// message), as the engine's store does.
+    snapshots: BTreeMap<LogIndex, Rc<SimSnapshot>>,
+}
+
+/// Snapshots a simulated node keeps.
+const SNAPSHOTS_KEPT: usize = 3;
+
+impl SimNode {
+    fn store_snapshot(&mut self, snapshot: Rc<SimSnapshot>) {
+        self.snapshots.insert(snapshot.meta.index, snapshot);
+        while self.snapshots.len() > SNAPSHOTS_KEPT {
+            self.snapshots.pop_first();
+        }
+    }
 }
 
 pub struct Cluster {
@@ -272,7 +286,7 @@ impl Cluster {
                 pending: Vec::new(),
                 applied: LogIndex::ZERO,
                 state: Vec::new(),
-                snapshot: None,
+                snapshots: BTreeMap::new(),
             });
             let phase = cluster.rng.random_range(0..TICK_US);
             cluster.schedule(phase, Event::Tick(id));
@@ -559,7 +573,9 @@ impl Cluster {
 
     fn send(&mut self, from: NodeId, to: NodeId, message: Message) {
         let snapshot = match &message {
-            Message::InstallSnapshot { .. } => self.node(from).snapshot.clone(),
+            Message::InstallSnapshot { snapshot, .. } => {
+                self.node(from).snapshots.get(&snapshot.index).cloned()
+            }
             _ => None,
         };
         if self.cut.contains(&(from, to)) || self.rng.random_bool(self.plan.loss) {
@@ -598,25 +614,19 @@ impl Cluster {
         self.schedule(delay, Event::TransferFailed { from, to, epoch });
     }
 
-    /// `id` received a snapshot and stored it durably (unless it holds a newer one).
+    /// `id` received a snapshot and stored it durably.
     fn store_received_snapshot(&mut self, id: NodeId, snapshot: Rc<SimSnapshot>) {
-        let node = self.node_mut(id);
-        if node
-            .snapshot
-            .as_ref()
-            .is_none_or(|held| held.meta.index < snapshot.meta.index)
-        {
-            node.snapshot = Some(snapshot);
-        }
+        self.node_mut(id).store_snapshot(snapshot);
     }
 
-    /// `id`'s core restores the snapshot `meta` describes: it must be the one stored.
+    /// `id`'s core restores the snapshot `meta` describes: it must be one stored.
     fn restore(&mut self, id: NodeId, meta: &SnapshotMeta) -> Result<(), Violation> {
         let node = self.node_mut(id);
         let snapshot = node
-            .snapshot
-            .clone()
+            .snapshots
+            .get(&meta.index)
             .filter(|held| held.meta == *meta)
+            .cloned()
             .ok_or_else(|| {
                 Violation(format!(
                     "{id} restores a snapshot it does not hold: {meta:?}"
@@ -636,11 +646,7 @@ impl Cluster {
         let Some(point) = node.raft.as_ref().and_then(Raft::snapshot_point) else {
             return Ok(());
         };
-        if node
-            .snapshot
-            .as_ref()
-            .is_some_and(|held| held.meta.index >= point.index)
-        {
+        if node.snapshots.contains_key(&point.index) {
             return Ok(());
         }
         let (index, term) = (point.index, point.term);
@@ -649,7 +655,7 @@ impl Cluster {
             state: node.state.clone(),
         };
         self.trace(|| format!("{id} snapshots at {index}"));
-        self.node_mut(id).snapshot = Some(Rc::new(snapshot));
+        self.node_mut(id).store_snapshot(Rc::new(snapshot));
         self.summary.snapshots_taken += 1;
         self.step(id, Input::SnapshotSaved { index, term })
     }
@@ -849,7 +855,7 @@ impl Cluster {
 
     fn restart(&mut self, id: NodeId) -> Result<(), Violation> {
         let node = self.node_mut(id);
-        let snapshot = node.snapshot.clone();
+        let snapshot = node.snapshots.values().next_back().cloned();
         let recovered = recover(&mut node.log, snapshot.as_ref().map(|s| s.meta.clone()));
         let (applied_before, epoch) = (node.applied, node.epoch);
         let durable_last = recovered
