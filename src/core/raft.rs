@@ -826,7 +826,9 @@ impl Raft {
                 Message::VoteRequest {
                     transfer: false, ..
                 } if self.in_leader_lease() => return,
-                Message::Append(_) => self.become_follower(message_term, Some(from), out),
+                Message::Append(_) | Message::InstallSnapshot { .. } => {
+                    self.become_follower(message_term, Some(from), out)
+                }
                 _ => self.become_follower(message_term, None, out),
             }
         } else if message_term < self.term {
