@@ -13,6 +13,8 @@
 //!   state (the frame is decoded whole before any message is handed to the event loop);
 //! - each loop turn appends at most a few frames per peer to its outgoing buffer, and the
 //!   writer sends the whole buffer with one write;
+//! - snapshot files travel as chunk frames on the same connections, with their
+//!   acknowledgements on the receiver's own outgoing connection ([`crate::shard::transfer`]);
 //! - a broken outgoing connection drops what was queued and reports the peer unreachable (the
 //!   cores then resend from what the peer acknowledged); dialling resumes with capped
 //!   exponential backoff.
@@ -31,13 +33,17 @@ use crate::core::Message;
 use crate::error::NodeError;
 use crate::net::frame::FrameKind;
 use crate::net::frame::READ_SPARE_BYTES;
+use crate::net::snapshot_wire::{SnapshotAck, SnapshotChunk};
 use crate::net::{
     check_hello, check_hello_reply, decode_raft_frame, FrameDecoder, HandshakeError, Hello,
     HelloReply, LocalIdentity, RaftFrameWriter,
 };
+use crate::shard::engine::SnapshotSend;
 use crate::shard::link::Outgoing;
 use crate::shard::mailbox::Mailbox;
 use crate::shard::runtime::ShardEvent;
+use crate::shard::transfer::{Inbound, Transfers};
+use crate::snapshot::SnapshotStore;
 use crate::types::{GroupId, NodeId, ShardId};
 
 /// Most bytes queued for one peer before the connection is dropped as stuck.
@@ -51,15 +57,22 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The shard's links to every other member.
 pub struct Peers {
     node: NodeId,
-    links: BTreeMap<NodeId, Rc<Outgoing>>,
+    links: Rc<Links>,
+    transfers: Rc<Transfers>,
+    mailbox: Rc<Mailbox<ShardEvent>>,
 }
 
+/// This shard's outgoing connection to every other member.
+type Links = BTreeMap<NodeId, Rc<Outgoing>>;
+
 impl Peers {
-    /// Binds the shard's peer port and starts dialling every other member.
+    /// Binds the shard's peer port and starts dialling every other member. Snapshots are sent
+    /// from and received into `snapshots`.
     pub fn start(
         config: Arc<NodeConfig>,
         shard: ShardId,
         mailbox: Rc<Mailbox<ShardEvent>>,
+        snapshots: Option<Arc<SnapshotStore>>,
     ) -> Result<Peers, NodeError> {
         let identity = Rc::new(LocalIdentity {
             cluster_id: config.cluster_id,
@@ -73,13 +86,6 @@ impl Peers {
             what: format!("listen for peers on {listen}"),
             source: std::io::Error::other(error.to_string()),
         })?;
-        glommio::spawn_local(accept_loop(
-            listener,
-            identity.clone(),
-            shard,
-            mailbox.clone(),
-        ))
-        .detach();
         let mut links = BTreeMap::new();
         for peer in config.peers.iter().filter(|peer| peer.id != config.id) {
             let link = Rc::new(Outgoing::new(OUTGOING_BYTES_MAX));
@@ -95,37 +101,51 @@ impl Peers {
             .detach();
             links.insert(peer.id, link);
         }
+        let links = Rc::new(links);
+        let transfers = Rc::new(Transfers::new(
+            config.id,
+            config.snapshot_chunk_bytes,
+            snapshots,
+        ));
+        glommio::spawn_local(accept_loop(
+            listener,
+            identity.clone(),
+            shard,
+            Reader {
+                mailbox: mailbox.clone(),
+                links: links.clone(),
+                transfers: transfers.clone(),
+            },
+        ))
+        .detach();
         Ok(Peers {
             node: config.id,
             links,
+            transfers,
+            mailbox,
         })
     }
 
     /// Queues `messages` for `peer` as Raft frames (several only if they exceed the frame cap).
     /// Dropped if the peer is not connected.
     pub fn send(&self, peer: NodeId, messages: &[(GroupId, Message)]) {
-        let Some(link) = self.links.get(&peer) else {
-            return;
-        };
-        let from = self.node;
-        link.append(|out| {
-            let mut rest = messages;
-            while !rest.is_empty() {
-                let mut writer = RaftFrameWriter::begin(out, from);
-                let mut taken = 0;
-                for (group, message) in rest {
-                    if !writer.is_empty() && !writer.fits(message) {
-                        break;
-                    }
-                    writer.push(*group, peer, message);
-                    taken += 1;
-                }
-                writer
-                    .finish()
-                    .expect("the core keeps every message within the frame cap");
-                rest = &rest[taken..];
-            }
-        });
+        if let Some(link) = self.links.get(&peer) {
+            append_raft(link, self.node, peer, messages);
+        }
+    }
+
+    /// Starts streaming a snapshot to its follower ([`crate::shard::transfer`]); a failure is
+    /// reported through the mailbox.
+    pub fn send_snapshot(&self, send: SnapshotSend) {
+        match self.links.get(&send.to) {
+            Some(link) => self
+                .transfers
+                .start(send, link.clone(), self.mailbox.clone()),
+            None => self.mailbox.push(ShardEvent::SnapshotFailed {
+                peer: send.to,
+                group: send.group,
+            }),
+        }
     }
 
     /// Closes every outgoing connection.
@@ -136,17 +156,54 @@ impl Peers {
     }
 }
 
+/// Appends `messages` from `from` to `peer` to `link` as Raft frames (several only if they
+/// exceed the frame cap). Returns false (queuing nothing) if the link is down.
+pub fn append_raft(
+    link: &Outgoing,
+    from: NodeId,
+    peer: NodeId,
+    messages: &[(GroupId, Message)],
+) -> bool {
+    link.append(|out| {
+        let mut rest = messages;
+        while !rest.is_empty() {
+            let mut writer = RaftFrameWriter::begin(out, from);
+            let mut taken = 0;
+            for (group, message) in rest {
+                if !writer.is_empty() && !writer.fits(message) {
+                    break;
+                }
+                writer.push(*group, peer, message);
+                taken += 1;
+            }
+            writer
+                .finish()
+                .expect("the core keeps every message within the frame cap");
+            rest = &rest[taken..];
+        }
+    })
+}
+
+/// What the readers of accepted connections hand their frames to.
+#[derive(Clone)]
+struct Reader {
+    mailbox: Rc<Mailbox<ShardEvent>>,
+    /// For snapshot acknowledgements, which leave on this shard's own connections.
+    links: Rc<Links>,
+    transfers: Rc<Transfers>,
+}
+
 async fn accept_loop(
     listener: TcpListener,
     identity: Rc<LocalIdentity>,
     shard: ShardId,
-    mailbox: Rc<Mailbox<ShardEvent>>,
+    reader: Reader,
 ) {
     let mut incoming = listener.incoming();
     while let Some(stream) = incoming.next().await {
         match stream {
             Ok(stream) => {
-                let task = read_peer(stream, identity.clone(), shard, mailbox.clone());
+                let task = read_peer(stream, identity.clone(), shard, reader.clone());
                 glommio::spawn_local(task).detach();
             }
             Err(error) => tracing::warn!(%shard, %error, "accepting a peer connection failed"),
@@ -154,13 +211,19 @@ async fn accept_loop(
     }
 }
 
-/// Reads one accepted connection: handshake, then Raft frames until it closes or misbehaves.
+/// Reads one accepted connection: handshake, then Raft and snapshot frames until it closes or
+/// misbehaves.
 async fn read_peer(
     mut stream: TcpStream,
     identity: Rc<LocalIdentity>,
     shard: ShardId,
-    mailbox: Rc<Mailbox<ShardEvent>>,
+    reader: Reader,
 ) {
+    let Reader {
+        mailbox,
+        links,
+        transfers,
+    } = reader;
     let remote = stream.peer_addr().ok();
     let mut decoder = FrameDecoder::new();
     let hello = match with_deadline(read_frame(&mut stream, &mut decoder)).await {
@@ -202,6 +265,7 @@ async fn read_peer(
     }
     let peer = hello.node_id;
     tracing::debug!(%peer, %shard, "peer connected");
+    let mut inbound = Inbound::new(peer);
     loop {
         let frame = match read_frame(&mut stream, &mut decoder).await {
             Ok(frame) => frame,
@@ -212,6 +276,26 @@ async fn read_peer(
         };
         let decoded = match frame.kind {
             FrameKind::Raft => decode_raft_frame(&frame).map_err(|e| e.to_string()),
+            FrameKind::SnapshotChunk => match SnapshotChunk::decode_frame(&frame) {
+                Ok(chunk) if chunk.from == peer => {
+                    let reply = links.get(&peer).map(|link| &**link);
+                    inbound.chunk(chunk, &transfers, reply).await;
+                    continue;
+                }
+                Ok(chunk) => Err(format!("snapshot chunk claims sender {}", chunk.from)),
+                Err(error) => Err(error.to_string()),
+            },
+            FrameKind::SnapshotAck => match SnapshotAck::decode_frame(&frame) {
+                Ok(ack) if ack.from == peer => {
+                    transfers.acknowledged(peer, &ack);
+                    continue;
+                }
+                Ok(ack) => Err(format!(
+                    "snapshot acknowledgement claims sender {}",
+                    ack.from
+                )),
+                Err(error) => Err(error.to_string()),
+            },
             other => Err(format!("unexpected {other:?} frame on a peer connection")),
         };
         match decoded {
