@@ -55,6 +55,9 @@ const CONNECT_WAIT: Duration = Duration::from_secs(1);
 const RETRY_DELAY: Duration = Duration::from_millis(500);
 /// How often a waiting sender checks its connection.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// The failure of a transfer to a follower that is down (reported quietly: it repeats until
+/// the follower is back).
+const NOT_CONNECTED: &str = "not connected";
 
 /// What the receiver acknowledged of one running transfer.
 struct Progress {
@@ -147,21 +150,28 @@ impl Transfers {
                     );
                     transfers.running.borrow_mut().remove(&key);
                 }
+                Err(reason) if reason == NOT_CONNECTED => {
+                    tracing::debug!(peer = %send.to, group = %send.group, "snapshot not sent: {reason}");
+                    transfers.failed(key, &mailbox).await;
+                }
                 Err(reason) => {
                     tracing::warn!(
                         peer = %send.to, group = %send.group, index = %send.snapshot.index,
                         %reason, "snapshot transfer failed"
                     );
-                    glommio::timer::sleep(RETRY_DELAY).await;
-                    transfers.running.borrow_mut().remove(&key);
-                    mailbox.push(ShardEvent::SnapshotFailed {
-                        peer: send.to,
-                        group: send.group,
-                    });
+                    transfers.failed(key, &mailbox).await;
                 }
             }
         })
         .detach();
+    }
+
+    /// After a failed transfer: holds its slot for [`RETRY_DELAY`], then reports it.
+    async fn failed(&self, key: (NodeId, GroupId), mailbox: &Mailbox<ShardEvent>) {
+        glommio::timer::sleep(RETRY_DELAY).await;
+        self.running.borrow_mut().remove(&key);
+        let (peer, group) = key;
+        mailbox.push(ShardEvent::SnapshotFailed { peer, group });
     }
 
     /// Streams the file, waits for `done`, then queues the `InstallSnapshot` message. Returns
@@ -176,7 +186,7 @@ impl Transfers {
         let waited = Instant::now();
         while !link.is_connected() {
             if waited.elapsed() >= CONNECT_WAIT || link.is_closed() {
-                return Err("not connected".into());
+                return Err(NOT_CONNECTED.into());
             }
             glommio::timer::sleep(POLL_INTERVAL.min(CONNECT_WAIT)).await;
         }
