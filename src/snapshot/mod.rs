@@ -1,7 +1,7 @@
 //! Durable, checksummed snapshot files of Raft groups, written and read as streams.
 //!
 //! Modules, one job each:
-//! - [`format`]: file names, the header and the trailer.
+//! - [`format`](mod@format): file names, the header and the trailer.
 //! - `store`: [`SnapshotStore`] (listing, verification, reading, retention).
 //! - `writer`: [`SnapshotWriter`] (a local snapshot) and [`RawSnapshotWriter`] (a snapshot
 //!   received from another node as raw file bytes).
