@@ -205,7 +205,9 @@ impl Transfers {
         let chunk_bytes = self.chunk_bytes;
         let window = WINDOW_CHUNKS * chunk_bytes as u64;
         loop {
-            while total_len.is_none_or(|total| offset < total)
+            // A receiver that already holds the file says `done` at once: stop sending then.
+            while !progress.done.get()
+                && total_len.is_none_or(|total| offset < total)
                 && offset - progress.acked.get().min(offset) < window
             {
                 let read = {
