@@ -1180,9 +1180,11 @@ impl Raft {
                 }
             }
             AppendOutcome::Rejected { prev_index, hint } => {
+                // What a probe asked last: heartbeats to a follower behind the base name the
+                // base (see `append_to`), and their rejection must lead to the snapshot.
+                let probed = progress.next_index.prev().max(self.log.base_index());
                 if prev_index < progress.match_index
-                    || (progress.state == ProgressState::Probe
-                        && prev_index != progress.next_index.prev())
+                    || (progress.state == ProgressState::Probe && prev_index != probed)
                 {
                     return; // stale
                 }
