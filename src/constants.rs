@@ -31,6 +31,10 @@ pub const BATCH_BYTES_MAX: usize = 1 << 20;
 /// the default of `core::Config::message_bytes_max`.
 pub const MESSAGE_BYTES_MAX: usize = 1 << 20;
 
+/// Largest number of snapshot file bytes one `SnapshotChunk` frame carries
+/// ([`crate::net::snapshot_wire`]).
+pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 1 << 20;
+
 /// Largest payload of one client proposal.
 pub const CLIENT_PAYLOAD_BYTES_MAX: usize = 512 << 10;
 
@@ -91,4 +95,7 @@ const _: () = {
             <= FRAME_BYTES_MAX
     );
     assert!(CLIENT_ADDR_BYTES_MAX <= u16::MAX as usize);
+    // A full snapshot chunk and its fixed fields fit in one frame.
+    assert!(SNAPSHOT_CHUNK_BYTES_MAX + 64 <= FRAME_BYTES_MAX);
+    assert!(SNAPSHOT_CHUNK_BYTES_MAX <= u32::MAX as usize);
 };

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use crate::client::protocol::{decode_requests, decode_responses};
 use crate::log::hard_state::decode_slot;
 use crate::log::segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::net::snapshot_wire::{SnapshotAck, SnapshotChunk};
 use crate::net::wire::{decode_raft, encode_raft};
 use crate::net::{FrameDecoder, FrameKind};
 use crate::types::ShardId;
@@ -30,6 +31,8 @@ pub fn frames(data: &[u8]) {
             match decoder.next_frame() {
                 Ok(Some(frame)) => match frame.kind {
                     FrameKind::Raft => raft_body(&frame.body),
+                    FrameKind::SnapshotChunk => snapshot_body(true, &frame.body),
+                    FrameKind::SnapshotAck => snapshot_body(false, &frame.body),
                     FrameKind::ClientRequests | FrameKind::ClientResponses => {
                         client_body(&frame.body)
                     }
@@ -65,6 +68,37 @@ pub fn raft_body(body: &[u8]) {
         .expect("re-encoded frame is valid")
         .expect("re-encoded frame is complete");
     assert_eq!(&frame.body[..], &body[..], "Raft encoding is not canonical");
+}
+
+/// Decodes a snapshot chunk (`chunk`) or acknowledgement body; one that decodes must
+/// re-encode to the same bytes.
+pub fn snapshot_body(chunk: bool, body: &[u8]) {
+    let body = Bytes::copy_from_slice(body);
+    let mut out = Vec::new();
+    if chunk {
+        let Ok(decoded) = SnapshotChunk::decode(&body) else {
+            return;
+        };
+        decoded
+            .encode(&mut out)
+            .expect("a decoded chunk re-encodes");
+    } else {
+        let Ok(decoded) = SnapshotAck::decode(&body) else {
+            return;
+        };
+        decoded.encode(&mut out).expect("a decoded ack re-encodes");
+    }
+    let mut decoder = FrameDecoder::new();
+    decoder.push(&out);
+    let frame = decoder
+        .next_frame()
+        .expect("re-encoded frame is valid")
+        .expect("re-encoded frame is complete");
+    assert_eq!(
+        &frame.body[..],
+        &body[..],
+        "snapshot encoding is not canonical"
+    );
 }
 
 /// Decodes a client frame body both as requests and as responses.

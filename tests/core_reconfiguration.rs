@@ -76,10 +76,13 @@ fn leader_with_entries(entries: u64, trailing: u64) -> Raft {
 #[test]
 fn a_saved_snapshot_compacts_the_log_behind_a_trailing_window() {
     let mut leader = leader_with_entries(9, 3);
-    assert_eq!(saved(&mut leader, 10, 1), vec![Action::CompactLog {
-        through: i(7),
-        term: t(1)
-    }]);
+    assert_eq!(
+        saved(&mut leader, 10, 1),
+        vec![Action::CompactLog {
+            through: i(7),
+            term: t(1)
+        }]
+    );
     assert_eq!((leader.snapshot().index, leader.log_base()), (i(10), i(7)));
     assert_eq!(leader.term_at(i(7)), Some(t(1)));
     assert_eq!(leader.term_at(i(6)), None);
@@ -178,7 +181,11 @@ fn an_installed_snapshot_keeps_the_matching_suffix() {
         .any(|action| matches!(action, Action::TruncateLog { .. })));
     assert!(out.contains(&Action::RestoreSnapshot(meta)));
     assert_eq!(
-        (follower.last_index(), follower.log_base(), follower.applied_index()),
+        (
+            follower.last_index(),
+            follower.log_base(),
+            follower.applied_index()
+        ),
         (i(12), i(8), i(8))
     );
     // Acknowledged: everything it holds durably and knows matches (up to the snapshot).
@@ -189,7 +196,11 @@ fn an_installed_snapshot_keeps_the_matching_suffix() {
 fn a_snapshot_the_follower_already_committed_is_only_acknowledged() {
     let mut follower = Node::new(2, 3).term(1).log(&[(1, 12)]).commit(10).build();
     follow(&mut follower, 1, 1);
-    let out = deliver(&mut follower, 1, install(1, snapshot_meta(8, 1, &[1, 2, 3])));
+    let out = deliver(
+        &mut follower,
+        1,
+        install(1, snapshot_meta(8, 1, &[1, 2, 3])),
+    );
     assert_eq!(out, vec![send_after_persist(1, accepted(1, 8))]);
     assert_eq!(follower.log_base(), i(0));
 }
@@ -197,7 +208,11 @@ fn a_snapshot_the_follower_already_committed_is_only_acknowledged() {
 #[test]
 fn a_snapshot_of_an_old_term_is_refused() {
     let mut follower = Node::new(2, 3).term(5).build();
-    let out = deliver(&mut follower, 1, install(4, snapshot_meta(8, 4, &[1, 2, 3])));
+    let out = deliver(
+        &mut follower,
+        1,
+        install(4, snapshot_meta(8, 4, &[1, 2, 3])),
+    );
     assert_eq!(sends(&out).len(), 1);
     assert!(matches!(
         sends(&out)[0].1,
@@ -244,7 +259,11 @@ fn a_node_restarts_from_its_snapshot_and_the_log_after_it() {
         },
     );
     assert_eq!(
-        (replaced.log_base(), replaced.last_index(), replaced.last_term()),
+        (
+            replaced.log_base(),
+            replaced.last_index(),
+            replaced.last_term()
+        ),
         (i(10), i(10), t(2))
     );
 }

@@ -26,13 +26,15 @@ use ringraft::client::protocol::{
     GroupAdminStatus, GroupStatus, ProtocolError, ShardStats, StageBuckets,
 };
 use ringraft::constants::{
-    CLIENT_PAYLOAD_BYTES_MAX, FRAME_ALIGN, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, PROTOCOL_VERSION,
+    CLIENT_PAYLOAD_BYTES_MAX, FRAME_ALIGN, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, INDEX_MAX,
+    PROTOCOL_VERSION, SNAPSHOT_CHUNK_BYTES_MAX,
 };
 use ringraft::core::{
     AppendOutcome, AppendRequest, Membership, MembershipChange, Message, RejectHint, Role,
 };
 use ringraft::net::frame::{encode_frame, frame_wire_len, Frame, FRAME_MAGIC};
 use ringraft::net::handshake::{check_hello, HandshakeError, Hello, HelloReply, LocalIdentity};
+use ringraft::net::snapshot_wire::{SnapshotAck, SnapshotChunk, SnapshotWireError};
 use ringraft::net::wire::{
     decode_raft, decode_raft_frame, encode_raft, message_wire_bytes, WireError,
 };
@@ -615,6 +617,8 @@ proptest! {
                 Just(FrameKind::Hello),
                 Just(FrameKind::HelloReply),
                 Just(FrameKind::Raft),
+                Just(FrameKind::SnapshotChunk),
+                Just(FrameKind::SnapshotAck),
                 Just(FrameKind::ClientRequests),
                 Just(FrameKind::ClientResponses),
             ], prop::collection::vec(any::<u8>(), 0..600)),
@@ -716,6 +720,149 @@ proptest! {
     }
 }
 
+// ---- snapshot transfer frames ----------------------------------------------------------------
+
+fn arb_chunk() -> impl Strategy<Value = SnapshotChunk> {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        arb_term(),
+        1..=INDEX_MAX,
+        prop::collection::vec(any::<u8>(), 1..3000),
+        0u64..1 << 40,
+        0u64..1 << 40,
+    )
+        .prop_map(
+            |(from, group, term, index, bytes, offset, extra)| SnapshotChunk {
+                from: NodeId(from),
+                group: GroupId(group),
+                term,
+                index: LogIndex(index),
+                offset,
+                total_len: offset + bytes.len() as u64 + extra,
+                bytes: Bytes::from(bytes),
+            },
+        )
+}
+
+fn arb_ack() -> impl Strategy<Value = SnapshotAck> {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        1..=INDEX_MAX,
+        any::<u64>(),
+        any::<bool>(),
+    )
+        .prop_map(|(from, group, index, received, done)| SnapshotAck {
+            from: NodeId(from),
+            group: GroupId(group),
+            index: LogIndex(index),
+            received,
+            done,
+        })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Chunks and acknowledgements round trip through frames, canonically; chunk bytes are
+    /// zero-copy slices of the frame body.
+    #[test]
+    fn snapshot_frames_round_trip(chunk in arb_chunk(), ack in arb_ack()) {
+        let mut out = Vec::new();
+        chunk.encode(&mut out).unwrap();
+        ack.encode(&mut out).unwrap();
+        let frames = frames_of(&out).unwrap();
+        prop_assert_eq!(frames.len(), 2);
+        let decoded = SnapshotChunk::decode_frame(&frames[0]).unwrap();
+        prop_assert_eq!(&decoded, &chunk);
+        let body = frames[0].body.as_ptr() as usize..frames[0].body.as_ptr() as usize + frames[0].body.len();
+        prop_assert!(body.contains(&(decoded.bytes.as_ptr() as usize)));
+        prop_assert_eq!(SnapshotAck::decode_frame(&frames[1]).unwrap(), ack);
+        prop_assert!(matches!(
+            SnapshotAck::decode_frame(&frames[0]),
+            Err(SnapshotWireError::WrongKind(FrameKind::SnapshotChunk))
+        ));
+        let mut again = Vec::new();
+        decoded.encode(&mut again).unwrap();
+        SnapshotAck::decode_frame(&frames[1]).unwrap().encode(&mut again).unwrap();
+        prop_assert_eq!(again, out);
+    }
+
+    /// Damaged chunk and acknowledgement bodies: an error, or a body that re-encodes to the
+    /// same bytes; truncation at every length is an error.
+    #[test]
+    fn mutated_snapshot_bodies_fail_cleanly_or_stay_canonical(
+        chunk in arb_chunk(),
+        ack in arb_ack(),
+        mutations in arb_mutations(),
+    ) {
+        let mut out = Vec::new();
+        chunk.encode(&mut out).unwrap();
+        ack.encode(&mut out).unwrap();
+        for frame in frames_of(&out).unwrap() {
+            for cut in 0..frame.body.len().min(80) {
+                let short = aligned(&frame.body[..cut]);
+                prop_assert!(SnapshotChunk::decode(&short).is_err());
+                prop_assert!(SnapshotAck::decode(&short).is_err());
+            }
+            let mut bytes = frame.body.to_vec();
+            mutate(&mut bytes, &mutations);
+            let body = aligned(&bytes);
+            let mut again = Vec::new();
+            if frame.kind == FrameKind::SnapshotChunk {
+                if let Ok(c) = SnapshotChunk::decode(&body) { c.encode(&mut again).unwrap(); }
+            } else if let Ok(a) = SnapshotAck::decode(&body) {
+                a.encode(&mut again).unwrap();
+            }
+            if !again.is_empty() {
+                prop_assert_eq!(&single_frame(&again).body[..], &bytes[..]);
+            }
+        }
+    }
+}
+
+#[test]
+fn snapshot_chunks_over_the_cap_or_beyond_the_file_are_refused() {
+    let mut body = Vec::new();
+    for field in [1u64, 2, 3, 4, 0, 1 << 30] {
+        body.extend_from_slice(&field.to_le_bytes());
+    }
+    let too_long = (SNAPSHOT_CHUNK_BYTES_MAX + 1) as u32;
+    body.extend_from_slice(&too_long.to_le_bytes());
+    body.extend_from_slice(&[0; 4]);
+    body.resize(body.len() + too_long as usize, 7);
+    assert!(matches!(
+        SnapshotChunk::decode(&aligned(&body)),
+        Err(SnapshotWireError::ChunkLength { .. })
+    ));
+    // A valid chunk whose end lies past the announced file length.
+    let chunk = SnapshotChunk {
+        from: NodeId(1),
+        group: GroupId(2),
+        term: Term(3),
+        index: LogIndex(4),
+        offset: 0,
+        total_len: 5,
+        bytes: Bytes::from_static(b"abcde"),
+    };
+    let mut out = Vec::new();
+    chunk.encode(&mut out).unwrap();
+    let mut body = single_frame(&out).body.to_vec();
+    body[40..48].copy_from_slice(&4u64.to_le_bytes());
+    assert!(matches!(
+        SnapshotChunk::decode(&aligned(&body)),
+        Err(SnapshotWireError::BeyondFile { .. })
+    ));
+    // Index zero names no snapshot.
+    body[40..48].copy_from_slice(&5u64.to_le_bytes());
+    body[24..32].copy_from_slice(&0u64.to_le_bytes());
+    assert_eq!(
+        SnapshotChunk::decode(&aligned(&body)),
+        Err(SnapshotWireError::BeyondLimits)
+    );
+}
+
 // ---- hostile input --------------------------------------------------------------------------
 
 proptest! {
@@ -763,6 +910,8 @@ proptest! {
             let _ = HelloReply::decode_body(&body);
             let _ = decode_requests(&body);
             let _ = decode_responses(&body);
+            let _ = SnapshotChunk::decode(&body);
+            let _ = SnapshotAck::decode(&body);
         });
         prop_assert!(largest <= 64 * (body.len() + 64), "allocated {largest}");
     }
@@ -820,7 +969,7 @@ proptest! {
                 FrameKind::ClientResponses => {
                     if let Ok(r) = decode_responses(&body) { encode_responses(&r, &mut again).unwrap(); }
                 }
-                FrameKind::Raft => unreachable!(),
+                _ => unreachable!("only handshake and client frames were encoded"),
             }
             if !again.is_empty() {
                 prop_assert_eq!(&single_frame(&again).body[..], &bytes[..]);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringraft::api::{CommittedEntries, ReadConsistency, StateMachine};
-use ringraft::core::{Config, Message, Role};
+use ringraft::core::{Config, Membership, Message, Role, SnapshotMeta};
 use ringraft::log::{LogStore, MemLog};
 use ringraft::shard::engine::{Committed, EngineConfig, ProposalError, ShardEngine};
 use ringraft::types::{GroupId, LogIndex, NodeId};
@@ -457,4 +457,24 @@ fn lease_reads_skip_the_round_trip_only_while_the_lease_holds() {
         trio.engine(1).take_completions(),
         vec![(42, answer(2, b"yes"))]
     );
+}
+
+#[test]
+fn an_install_snapshot_whose_file_is_absent_is_dropped() {
+    let mut trio = trio_with_a_write();
+    let before = trio.engine(2).status();
+    let term = before[0].summary.term;
+    let forged = Message::InstallSnapshot {
+        term,
+        snapshot: SnapshotMeta {
+            index: LogIndex(100),
+            term,
+            membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]),
+            context: Bytes::new(),
+        },
+    };
+    // Restoring would need a file this node does not hold (it keeps no snapshots at all).
+    trio.engine(2).receive(NodeId(1), GROUP, forged).unwrap();
+    assert_eq!(trio.engine(2).status(), before);
+    assert!(trio.engine(2).take_outbox().is_empty());
 }

@@ -59,6 +59,12 @@ pub struct NodeConfig {
     /// log behind it (0: never). Default 100,000. Only for state machines that implement
     /// [`crate::api::StateMachine::snapshot`].
     pub snapshot_entries: u64,
+    /// After a snapshot, how many entries before its index stay in the log (so that followers
+    /// slightly behind catch up from the log rather than by a snapshot transfer). Default 4,096.
+    pub compaction_trailing_entries: u64,
+    /// Snapshot file bytes per chunk frame of a snapshot transfer; a sender keeps at most four
+    /// chunks unacknowledged. Default 1 MiB (the most a chunk may carry).
+    pub snapshot_chunk_bytes: usize,
     /// Pin each shard's thread to a core.
     pub pin: bool,
     /// io_uring buffer memory per shard executor. Default 1 MiB (this engine does buffered
@@ -111,6 +117,8 @@ impl NodeConfig {
             proposals_queued_max: 65_536,
             clock_drift_percent: 10,
             snapshot_entries: 100_000,
+            compaction_trailing_entries: 4096,
+            snapshot_chunk_bytes: crate::constants::SNAPSHOT_CHUNK_BYTES_MAX,
             pin: false,
             io_memory_bytes: 1 << 20,
             init: false,
@@ -152,6 +160,13 @@ impl NodeConfig {
         }
         if self.fsync_delay > Duration::from_secs(10) {
             return Err("--fsync-delay-ms must be at most 10000".into());
+        }
+        if !(4096..=crate::constants::SNAPSHOT_CHUNK_BYTES_MAX).contains(&self.snapshot_chunk_bytes)
+        {
+            return Err(format!(
+                "--snapshot-chunk-bytes must be 4096..={}",
+                crate::constants::SNAPSHOT_CHUNK_BYTES_MAX
+            ));
         }
         if self.tick.is_zero() {
             return Err("tick must be positive".into());

@@ -83,6 +83,17 @@ pub struct NodeArgs {
     /// assume it (default 10).
     #[arg(long)]
     pub clock_drift_percent: Option<u32>,
+    /// Snapshot each group's state machine after this many applied entries and compact the
+    /// log behind it (default 100000; 0: never).
+    #[arg(long)]
+    pub snapshot_entries: Option<u64>,
+    /// Entries kept in the log before a snapshot's index when compacting (default 4096).
+    #[arg(long, hide = true)]
+    pub compaction_trailing_entries: Option<u64>,
+    /// Bytes per snapshot transfer chunk, 4096 to 1 MiB (default 1 MiB; small values slow
+    /// transfers down, for tests).
+    #[arg(long, hide = true)]
+    pub snapshot_chunk_bytes: Option<usize>,
     /// Pin each shard's thread to a core.
     #[arg(long)]
     #[serde(default)]
@@ -125,6 +136,11 @@ impl NodeArgs {
             tick_ms: self.tick_ms.or(file.tick_ms),
             cluster_id: self.cluster_id.or(file.cluster_id),
             clock_drift_percent: self.clock_drift_percent.or(file.clock_drift_percent),
+            snapshot_entries: self.snapshot_entries.or(file.snapshot_entries),
+            compaction_trailing_entries: self
+                .compaction_trailing_entries
+                .or(file.compaction_trailing_entries),
+            snapshot_chunk_bytes: self.snapshot_chunk_bytes.or(file.snapshot_chunk_bytes),
             pin: self.pin || file.pin,
             segment_bytes: self.segment_bytes.or(file.segment_bytes),
             fsync_delay_ms: self.fsync_delay_ms.or(file.fsync_delay_ms),
@@ -185,6 +201,15 @@ impl NodeArgs {
         }
         if let Some(ms) = self.fsync_delay_ms {
             config.fsync_delay = Duration::from_millis(ms);
+        }
+        if let Some(entries) = self.snapshot_entries {
+            config.snapshot_entries = entries;
+        }
+        if let Some(entries) = self.compaction_trailing_entries {
+            config.compaction_trailing_entries = entries;
+        }
+        if let Some(bytes) = self.snapshot_chunk_bytes {
+            config.snapshot_chunk_bytes = bytes;
         }
         config.validate()?;
         Ok(config)

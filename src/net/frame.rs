@@ -60,6 +60,10 @@ pub enum FrameKind {
     HelloReply = 2,
     /// Raft messages of any number of groups from one node ([`crate::net::wire`]).
     Raft = 3,
+    /// A piece of a snapshot file ([`crate::net::snapshot_wire::SnapshotChunk`]).
+    SnapshotChunk = 4,
+    /// How much of a snapshot a receiver holds ([`crate::net::snapshot_wire::SnapshotAck`]).
+    SnapshotAck = 5,
     /// Pipelined client requests ([`crate::client::protocol`]).
     ClientRequests = 16,
     /// Responses to client requests ([`crate::client::protocol`]).
@@ -73,6 +77,8 @@ impl FrameKind {
             1 => FrameKind::Hello,
             2 => FrameKind::HelloReply,
             3 => FrameKind::Raft,
+            4 => FrameKind::SnapshotChunk,
+            5 => FrameKind::SnapshotAck,
             16 => FrameKind::ClientRequests,
             17 => FrameKind::ClientResponses,
             _ => return None,

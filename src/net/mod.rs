@@ -2,9 +2,9 @@
 //!
 //! Nothing here touches sockets or glommio. A connection task reads bytes into a
 //! [`frame::FrameDecoder`], takes whole frames out of it, and decodes their bodies with
-//! [`wire`] (Raft traffic), [`handshake`] (the first exchange on a peer connection) or
-//! [`crate::client::protocol`] (client connections); outgoing frames are appended to one
-//! reusable buffer so that one socket write carries many frames.
+//! [`wire`] (Raft traffic), [`snapshot_wire`] (snapshot transfers), [`handshake`] (the first
+//! exchange on a peer connection) or [`crate::client::protocol`] (client connections); outgoing
+//! frames are appended to one reusable buffer so that one socket write carries many frames.
 //!
 //! Invariants shared by every codec here:
 //! - decoding never panics and never allocates more than the frame's own (capped) size, whatever
@@ -16,6 +16,7 @@
 pub(crate) mod codec;
 pub mod frame;
 pub mod handshake;
+pub mod snapshot_wire;
 pub mod wire;
 
 pub use frame::{Frame, FrameDecoder, FrameError, FrameKind};

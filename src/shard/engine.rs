@@ -286,13 +286,24 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
     }
 
     /// A message for `group` from `from`. Messages for groups this shard does not hold are
-    /// dropped.
+    /// dropped, and so is an `InstallSnapshot` whose file the snapshot store does not hold (a
+    /// stale or forged message must not make the engine restore something absent).
     pub fn receive(
         &mut self,
         from: NodeId,
         group: GroupId,
         message: Message,
     ) -> Result<(), EngineError> {
+        if let Message::InstallSnapshot { snapshot, .. } = &message {
+            let stored = self
+                .snapshots
+                .as_ref()
+                .is_some_and(|store| store.path(group, snapshot.index).exists());
+            if !stored {
+                tracing::warn!(%from, %group, index = %snapshot.index, "InstallSnapshot without its file; dropped");
+                return Ok(());
+            }
+        }
         if self.cores.contains_key(&group) {
             self.step(group, Input::Message { from, message })?;
         }

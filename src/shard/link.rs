@@ -14,6 +14,8 @@ pub struct Outgoing {
     waiting: Cell<Option<Waker>>,
     closed: Cell<bool>,
     connected: Cell<bool>,
+    /// Connections made so far: a change tells a sender that what it queued may be lost.
+    generation: Cell<u64>,
     cap_bytes: usize,
 }
 
@@ -24,6 +26,7 @@ impl Outgoing {
             waiting: Cell::new(None),
             closed: Cell::new(false),
             connected: Cell::new(false),
+            generation: Cell::new(0),
             cap_bytes,
         }
     }
@@ -32,9 +35,16 @@ impl Outgoing {
         self.connected.get() && !self.closed.get()
     }
 
+    /// Counts the connections made so far (it changes whenever a new one is made).
+    pub fn generation(&self) -> u64 {
+        self.generation.get()
+    }
+
     pub fn set_connected(&self, connected: bool) {
         self.connected.set(connected);
-        if !connected {
+        if connected {
+            self.generation.set(self.generation.get() + 1);
+        } else {
             self.buffer.borrow_mut().clear();
         }
     }

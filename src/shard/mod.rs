@@ -11,4 +11,5 @@ pub mod reads;
 pub mod recover;
 pub mod runtime;
 pub mod stages;
+pub mod transfer;
 pub mod waiters;

@@ -15,7 +15,9 @@
 //!   writer sends the whole buffer with one write;
 //! - a broken outgoing connection drops what was queued and reports the peer unreachable (the
 //!   cores then resend from what the peer acknowledged); dialling resumes with capped
-//!   exponential backoff.
+//!   exponential backoff;
+//! - snapshot files travel as chunk frames on the same connections, with their
+//!   acknowledgements on the receiver's own outgoing connection ([`crate::shard::transfer`]).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -32,13 +34,17 @@ use crate::core::Message;
 use crate::error::NodeError;
 use crate::net::frame::FrameKind;
 use crate::net::frame::READ_SPARE_BYTES;
+use crate::net::snapshot_wire::{SnapshotAck, SnapshotChunk};
 use crate::net::{
     check_hello, check_hello_reply, decode_raft_frame, FrameDecoder, HandshakeError, Hello,
     HelloReply, LocalIdentity, RaftFrameWriter,
 };
+use crate::shard::engine::SnapshotSend;
 use crate::shard::link::Outgoing;
 use crate::shard::mailbox::Mailbox;
 use crate::shard::runtime::ShardEvent;
+use crate::shard::transfer::{Inbound, Transfers};
+use crate::snapshot::SnapshotStore;
 use crate::types::{GroupId, NodeId, ShardId};
 
 /// Most bytes queued for one peer before the connection is dropped as stuck.
@@ -53,10 +59,15 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// configurations ([`Peers::set_members`]).
 type Identity = Rc<RefCell<LocalIdentity>>;
 
+/// This shard's outgoing connection to every other member; shared with the readers of
+/// accepted connections, which send snapshot acknowledgements on them.
+type Links = Rc<RefCell<BTreeMap<NodeId, Rc<Outgoing>>>>;
+
 /// The shard's links to every other member.
 pub struct Peers {
     node: NodeId,
-    links: BTreeMap<NodeId, Rc<Outgoing>>,
+    links: Links,
+    transfers: Rc<Transfers>,
     /// Where each link dials.
     addrs: BTreeMap<NodeId, SocketAddr>,
     shard: ShardId,
@@ -65,11 +76,13 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// Binds the shard's peer port and starts dialling every other member.
+    /// Binds the shard's peer port and starts dialling every other member. Snapshots are sent
+    /// from and received into `snapshots`.
     pub fn start(
         config: Arc<NodeConfig>,
         shard: ShardId,
         mailbox: Rc<Mailbox<ShardEvent>>,
+        snapshots: Option<Arc<SnapshotStore>>,
     ) -> Result<Peers, NodeError> {
         let identity = Rc::new(RefCell::new(LocalIdentity {
             cluster_id: config.cluster_id,
@@ -83,16 +96,27 @@ impl Peers {
             what: format!("listen for peers on {listen}"),
             source: std::io::Error::other(error.to_string()),
         })?;
+        let links = Links::default();
+        let transfers = Rc::new(Transfers::new(
+            config.id,
+            config.snapshot_chunk_bytes,
+            snapshots,
+        ));
         glommio::spawn_local(accept_loop(
             listener,
             identity.clone(),
             shard,
-            mailbox.clone(),
+            Reader {
+                mailbox: mailbox.clone(),
+                links: links.clone(),
+                transfers: transfers.clone(),
+            },
         ))
         .detach();
         let mut peers = Peers {
             node: config.id,
-            links: BTreeMap::new(),
+            links,
+            transfers,
             addrs: BTreeMap::new(),
             shard,
             identity,
@@ -116,7 +140,7 @@ impl Peers {
             self.mailbox.clone(),
         ))
         .detach();
-        self.links.insert(peer, link);
+        self.links.borrow_mut().insert(peer, link);
         self.addrs.insert(peer, addr);
     }
 
@@ -133,14 +157,14 @@ impl Peers {
             .map(|(&peer, _)| peer)
             .collect();
         for peer in gone {
-            if let Some(link) = self.links.remove(&peer) {
+            if let Some(link) = self.links.borrow_mut().remove(&peer) {
                 link.close();
             }
             self.addrs.remove(&peer);
             tracing::info!(%peer, shard = %self.shard, "no longer dialling peer");
         }
         for (&peer, &addr) in dial {
-            if peer != self.node && !self.links.contains_key(&peer) {
+            if peer != self.node && !self.links.borrow().contains_key(&peer) {
                 tracing::info!(%peer, %addr, shard = %self.shard, "dialling new member");
                 self.dial(peer, addr);
             }
@@ -150,49 +174,75 @@ impl Peers {
     /// Queues `messages` for `peer` as Raft frames (several only if they exceed the frame cap).
     /// Dropped if the peer is not connected.
     pub fn send(&self, peer: NodeId, messages: &[(GroupId, Message)]) {
-        let Some(link) = self.links.get(&peer) else {
-            return;
-        };
-        let from = self.node;
-        link.append(|out| {
-            let mut rest = messages;
-            while !rest.is_empty() {
-                let mut writer = RaftFrameWriter::begin(out, from);
-                let mut taken = 0;
-                for (group, message) in rest {
-                    if !writer.is_empty() && !writer.fits(message) {
-                        break;
-                    }
-                    writer.push(*group, peer, message);
-                    taken += 1;
-                }
-                writer
-                    .finish()
-                    .expect("the core keeps every message within the frame cap");
-                rest = &rest[taken..];
-            }
-        });
+        if let Some(link) = self.links.borrow().get(&peer) {
+            append_raft(link, self.node, peer, messages);
+        }
+    }
+
+    /// Starts streaming a snapshot to its follower ([`crate::shard::transfer`]); a failure is
+    /// reported through the mailbox.
+    pub fn send_snapshot(&self, send: SnapshotSend) {
+        let link = self.links.borrow().get(&send.to).cloned();
+        match link {
+            Some(link) => self.transfers.start(send, link, self.mailbox.clone()),
+            None => self.mailbox.push(ShardEvent::SnapshotFailed {
+                peer: send.to,
+                group: send.group,
+            }),
+        }
     }
 
     /// Closes every outgoing connection.
     pub fn close(&self) {
-        for link in self.links.values() {
+        for link in self.links.borrow().values() {
             link.close();
         }
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    identity: Identity,
-    shard: ShardId,
+/// Appends `messages` from `from` to `peer` to `link` as Raft frames (several only if they
+/// exceed the frame cap). Returns false (queuing nothing) if the link is down.
+pub fn append_raft(
+    link: &Outgoing,
+    from: NodeId,
+    peer: NodeId,
+    messages: &[(GroupId, Message)],
+) -> bool {
+    link.append(|out| {
+        let mut rest = messages;
+        while !rest.is_empty() {
+            let mut writer = RaftFrameWriter::begin(out, from);
+            let mut taken = 0;
+            for (group, message) in rest {
+                if !writer.is_empty() && !writer.fits(message) {
+                    break;
+                }
+                writer.push(*group, peer, message);
+                taken += 1;
+            }
+            writer
+                .finish()
+                .expect("the core keeps every message within the frame cap");
+            rest = &rest[taken..];
+        }
+    })
+}
+
+/// What the readers of accepted connections hand their frames to.
+#[derive(Clone)]
+struct Reader {
     mailbox: Rc<Mailbox<ShardEvent>>,
-) {
+    /// For snapshot acknowledgements, which leave on this shard's own connections.
+    links: Links,
+    transfers: Rc<Transfers>,
+}
+
+async fn accept_loop(listener: TcpListener, identity: Identity, shard: ShardId, reader: Reader) {
     let mut incoming = listener.incoming();
     while let Some(stream) = incoming.next().await {
         match stream {
             Ok(stream) => {
-                let task = read_peer(stream, identity.clone(), shard, mailbox.clone());
+                let task = read_peer(stream, identity.clone(), shard, reader.clone());
                 glommio::spawn_local(task).detach();
             }
             Err(error) => tracing::warn!(%shard, %error, "accepting a peer connection failed"),
@@ -200,13 +250,14 @@ async fn accept_loop(
     }
 }
 
-/// Reads one accepted connection: handshake, then Raft frames until it closes or misbehaves.
-async fn read_peer(
-    mut stream: TcpStream,
-    identity: Identity,
-    shard: ShardId,
-    mailbox: Rc<Mailbox<ShardEvent>>,
-) {
+/// Reads one accepted connection: handshake, then Raft and snapshot frames until it closes or
+/// misbehaves.
+async fn read_peer(mut stream: TcpStream, identity: Identity, shard: ShardId, reader: Reader) {
+    let Reader {
+        mailbox,
+        links,
+        transfers,
+    } = reader;
     let remote = stream.peer_addr().ok();
     let mut decoder = FrameDecoder::new();
     let hello = match with_deadline(read_frame(&mut stream, &mut decoder)).await {
@@ -249,6 +300,7 @@ async fn read_peer(
     let peer = hello.node_id;
     let node_id = identity.borrow().node_id;
     tracing::debug!(%peer, %shard, "peer connected");
+    let mut inbound = Inbound::new(peer);
     loop {
         let frame = match read_frame(&mut stream, &mut decoder).await {
             Ok(frame) => frame,
@@ -259,6 +311,26 @@ async fn read_peer(
         };
         let decoded = match frame.kind {
             FrameKind::Raft => decode_raft_frame(&frame).map_err(|e| e.to_string()),
+            FrameKind::SnapshotChunk => match SnapshotChunk::decode_frame(&frame) {
+                Ok(chunk) if chunk.from == peer => {
+                    let reply = links.borrow().get(&peer).cloned();
+                    inbound.chunk(chunk, &transfers, reply.as_deref()).await;
+                    continue;
+                }
+                Ok(chunk) => Err(format!("snapshot chunk claims sender {}", chunk.from)),
+                Err(error) => Err(error.to_string()),
+            },
+            FrameKind::SnapshotAck => match SnapshotAck::decode_frame(&frame) {
+                Ok(ack) if ack.from == peer => {
+                    transfers.acknowledged(peer, &ack);
+                    continue;
+                }
+                Ok(ack) => Err(format!(
+                    "snapshot acknowledgement claims sender {}",
+                    ack.from
+                )),
+                Err(error) => Err(error.to_string()),
+            },
             other => Err(format!("unexpected {other:?} frame on a peer connection")),
         };
         match decoded {

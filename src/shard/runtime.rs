@@ -5,7 +5,8 @@
 //! One loop turn: wait for events, take **all** queued events, step them through the engine,
 //! place the turn's proposals (one batch per group), start a flush if none is in flight (group
 //! commit: everything staged while a flush runs goes into the next one), send each peer its
-//! messages as one frame, and answer finished proposals. Nothing in the loop blocks; file
+//! messages as one frame, start the snapshot transfers the cores asked for
+//! ([`crate::shard::transfer`]), and answer finished proposals. Nothing in the loop blocks; file
 //! writes and syncs run on the log's writer thread.
 
 use std::collections::VecDeque;
@@ -84,6 +85,11 @@ pub enum ShardEvent {
         messages: Vec<(GroupId, Message)>,
     },
     PeerDown(NodeId),
+    /// Sending a snapshot of `group` to `peer` failed; its core is to offer it again.
+    SnapshotFailed {
+        peer: NodeId,
+        group: GroupId,
+    },
     Api(ApiRequest),
     ClientRequests {
         connection: Rc<ClientConnection>,
@@ -135,6 +141,7 @@ fn core_config(config: &NodeConfig, group: GroupId) -> Config {
     let mut core = Config::new(config.id, voters);
     core.election_timeout_ticks = config.ticks(config.election_timeout);
     core.heartbeat_interval_ticks = config.ticks(config.heartbeat);
+    core.compaction_trailing_entries = config.compaction_trailing_entries;
     let clock = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_nanos() as u64);
@@ -205,8 +212,12 @@ async fn start_shard<S: StateMachine>(
         snapshot_entries: config.snapshot_entries,
     };
     let shard_error = |source: EngineError| NodeError::Shard { shard, source };
-    let snapshots = SnapshotStore::open(&snapshot_dir(&shard_dir(&config.data_dir, shard)), None)
-        .map_err(|error| shard_error(error.into()))?;
+    let dir = snapshot_dir(&shard_dir(&config.data_dir, shard));
+    let snapshots = SnapshotStore::open(&dir, None).map_err(|error| shard_error(error.into()))?;
+    // A second handle on the same directory for the transfers, which read and write it off
+    // the event loop. Opened before any writer exists (opening deletes temporaries).
+    let transfer_store =
+        SnapshotStore::open(&dir, None).map_err(|error| shard_error(error.into()))?;
     let engine = ShardEngine::new(
         config.id,
         config.groups_of(shard),
@@ -218,7 +229,12 @@ async fn start_shard<S: StateMachine>(
     )
     .map_err(shard_error)?;
     let mailbox = Rc::new(Mailbox::default());
-    let peers = Peers::start(config.clone(), shard, mailbox.clone())?;
+    let peers = Peers::start(
+        config.clone(),
+        shard,
+        mailbox.clone(),
+        Some(Arc::new(transfer_store)),
+    )?;
     let hub = Rc::new(ClientHub::default());
     clients::start(config.clone(), shard, mailbox.clone(), hub.clone())?;
     Ok((engine, peers, hub, mailbox))
@@ -273,6 +289,10 @@ async fn event_loop<S: StateMachine>(
                     }
                 }
                 ShardEvent::PeerDown(peer) => engine.unreachable(peer).map_err(fatal)?,
+                ShardEvent::SnapshotFailed { peer, group } => {
+                    tracing::debug!(%peer, %group, "snapshot send failed; offering it again");
+                    engine.unreachable(peer).map_err(fatal)?
+                }
                 ShardEvent::Api(ApiRequest::Propose {
                     group,
                     payload,
@@ -357,6 +377,9 @@ async fn event_loop<S: StateMachine>(
         }
         for (peer, messages) in engine.take_outbox() {
             peers.send(peer, &messages);
+        }
+        for send in engine.take_snapshot_sends() {
+            peers.send_snapshot(send);
         }
         dispatch_completions(engine, config);
         hub.flush();
