@@ -60,7 +60,9 @@ pub struct NodeConfig {
     /// [`crate::api::StateMachine::snapshot`].
     pub snapshot_entries: u64,
     /// After a snapshot, how many entries before its index stay in the log (so that followers
-    /// slightly behind catch up from the log rather than by a snapshot transfer). Default 4,096.
+    /// slightly behind catch up from the log rather than by a snapshot transfer). Default
+    /// 100,000: at 300 K commits/s a follower a third of a second behind still catches up from
+    /// the log (with 4,096, ordinary hiccups under load sent it snapshots).
     pub compaction_trailing_entries: u64,
     /// Snapshot file bytes per chunk frame of a snapshot transfer; a sender keeps at most four
     /// chunks unacknowledged. Default 1 MiB (the most a chunk may carry).
@@ -117,7 +119,7 @@ impl NodeConfig {
             proposals_queued_max: 65_536,
             clock_drift_percent: 10,
             snapshot_entries: 100_000,
-            compaction_trailing_entries: 4096,
+            compaction_trailing_entries: 100_000,
             snapshot_chunk_bytes: crate::constants::SNAPSHOT_CHUNK_BYTES_MAX,
             pin: false,
             io_memory_bytes: 1 << 20,

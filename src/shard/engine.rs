@@ -24,7 +24,7 @@
 //!   the file), never through the outbox; a received snapshot reaches the core only after the
 //!   runtime stored it durably ([`ShardEngine::receive`] of its `InstallSnapshot`).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,7 @@ use crate::shard::reads::{Read, ReadConsistency, ReadQueue};
 use crate::shard::recover::recover;
 use crate::shard::stages::{StageHistograms, StageTimer};
 use crate::shard::waiters::Waiters;
-use crate::snapshot::{self, SnapshotError, SnapshotStore};
+use crate::snapshot::{self, SnapshotError, SnapshotStore, SnapshotWriter};
 use crate::types::{GroupId, LogIndex, NodeId, Term};
 
 /// Archive bytes an entry costs in a batch body besides its payload (a relative pointer and
@@ -78,6 +78,26 @@ pub enum ProposalError {
     ChangeInProgress,
     #[error("the configuration change does not apply to the current members")]
     ChangeNotAllowed,
+}
+
+/// A snapshot the state machine has written, to be made durable off the event loop.
+#[derive(Debug)]
+pub struct PendingSnapshot {
+    pub group: GroupId,
+    pub index: LogIndex,
+    pub term: Term,
+    writer: SnapshotWriter,
+    store: SnapshotStore,
+}
+
+impl PendingSnapshot {
+    /// Syncs the file, renames it into place, syncs the directory and removes snapshots beyond
+    /// the newest [`SNAPSHOTS_KEPT`]. Blocking: a directory sync can wait for the whole
+    /// filesystem journal.
+    pub fn store(self) -> Result<(), SnapshotError> {
+        self.writer.finish()?;
+        self.store.retain(self.group, SNAPSHOTS_KEPT)
+    }
 }
 
 /// A failure that stops the shard.
@@ -189,6 +209,9 @@ pub struct ShardEngine<L: LogStore, S: StateMachine, R> {
     /// Per group: the applied index at which the next snapshot is due.
     snapshot_due: BTreeMap<GroupId, LogIndex>,
     snapshot_sends: Vec<SnapshotSend>,
+    pending_snapshots: Vec<PendingSnapshot>,
+    /// Groups with a snapshot being made durable (at most one each).
+    snapshots_storing: BTreeSet<GroupId>,
     membership_changes: Vec<(GroupId, Membership, Bytes)>,
 }
 
@@ -251,6 +274,8 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
             snapshots,
             snapshot_due,
             snapshot_sends: Vec::new(),
+            pending_snapshots: Vec::new(),
+            snapshots_storing: BTreeSet::new(),
             membership_changes: Vec::new(),
         })
     }
@@ -645,10 +670,13 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
         Ok(())
     }
 
-    /// Snapshots `group`'s state machine now (if it applied anything since its last snapshot)
-    /// and lets the core compact the log behind it. Returns the snapshot's index. A snapshot
-    /// that fails is logged and retried after another `snapshot_entries` entries; a state
-    /// machine without snapshot support turns snapshots off.
+    /// Snapshots `group`'s state machine now (if it applied anything since its last snapshot
+    /// and none is being stored): the state machine writes it into a new snapshot file at once;
+    /// syncing and renaming that file is left to the runtime ([`Self::take_pending_snapshots`]),
+    /// off the event loop, and once it is durable ([`Self::snapshot_stored`]) the core compacts
+    /// the log behind it. Returns the snapshot's index. A state machine without snapshot
+    /// support turns snapshots off; other failures are logged and retried after another
+    /// `snapshot_entries` entries.
     pub fn snapshot(&mut self, group: GroupId) -> Result<Option<LogIndex>, EngineError> {
         let (Some(store), Some(core)) = (&self.snapshots, self.cores.get(&group)) else {
             return Ok(None);
@@ -656,7 +684,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
         let Some(point) = core.snapshot_point() else {
             return Ok(None);
         };
-        if point.index <= core.snapshot().index {
+        if point.index <= core.snapshot().index || self.snapshots_storing.contains(&group) {
             return Ok(Some(point.index));
         }
         self.snapshot_due
@@ -678,21 +706,42 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
             }
             return Ok(None);
         }
-        let saved = writer
-            .finish()
-            .and_then(|_| store.retain(group, SNAPSHOTS_KEPT));
-        if let Err(error) = saved {
-            tracing::warn!(%group, index = %point.index, %error, "storing a snapshot failed");
-            return Ok(None);
-        }
-        self.step(
+        self.snapshots_storing.insert(group);
+        self.pending_snapshots.push(PendingSnapshot {
             group,
-            Input::SnapshotSaved {
-                index: point.index,
-                term: point.term,
-            },
-        )?;
+            index: point.index,
+            term: point.term,
+            writer,
+            store: store.clone(),
+        });
         Ok(Some(point.index))
+    }
+
+    /// Snapshots written by the state machine that the runtime is to make durable
+    /// ([`PendingSnapshot::store`], a blocking call) and report to [`Self::snapshot_stored`].
+    pub fn take_pending_snapshots(&mut self) -> Vec<PendingSnapshot> {
+        std::mem::take(&mut self.pending_snapshots)
+    }
+
+    /// A pending snapshot of `group` at `index` (of `term`) is durable, or failed to be.
+    pub fn snapshot_stored(
+        &mut self,
+        group: GroupId,
+        index: LogIndex,
+        term: Term,
+        result: Result<(), SnapshotError>,
+    ) -> Result<(), EngineError> {
+        self.snapshots_storing.remove(&group);
+        match result {
+            Ok(()) if self.cores.contains_key(&group) => {
+                self.step(group, Input::SnapshotSaved { index, term })
+            }
+            Ok(()) => Ok(()),
+            Err(error) => {
+                tracing::warn!(%group, %index, %error, "storing a snapshot failed");
+                Ok(())
+            }
+        }
     }
 
     fn step(&mut self, group: GroupId, input: Input) -> Result<(), EngineError> {

@@ -32,8 +32,8 @@ use crate::shard::engine::{
 use crate::shard::mailbox::Mailbox;
 use crate::shard::peers::Peers;
 use crate::shard::reads::ReadConsistency;
-use crate::snapshot::{snapshot_dir, SnapshotStore};
-use crate::types::{GroupId, NodeId, ShardId};
+use crate::snapshot::{snapshot_dir, SnapshotError, SnapshotStore};
+use crate::types::{GroupId, LogIndex, NodeId, ShardId, Term};
 
 /// A request from the embedding program to one shard.
 pub enum ApiRequest {
@@ -85,6 +85,13 @@ pub enum ShardEvent {
         messages: Vec<(GroupId, Message)>,
     },
     PeerDown(NodeId),
+    /// A snapshot of `group` at `index` was made durable (or failed to be).
+    SnapshotStored {
+        group: GroupId,
+        index: LogIndex,
+        term: Term,
+        result: Result<(), SnapshotError>,
+    },
     /// Sending a snapshot of `group` to `peer` failed; its core is to offer it again.
     SnapshotFailed {
         peer: NodeId,
@@ -358,9 +365,33 @@ async fn event_loop<S: StateMachine>(
                     }
                 }
                 ShardEvent::FlushDone(done) => engine.flush_done(done).map_err(fatal)?,
+                ShardEvent::SnapshotStored {
+                    group,
+                    index,
+                    term,
+                    result,
+                } => engine
+                    .snapshot_stored(group, index, term, result)
+                    .map_err(fatal)?,
             }
         }
         engine.end_turn().map_err(fatal)?;
+        for pending in engine.take_pending_snapshots() {
+            let mailbox = mailbox.clone();
+            glommio::spawn_local(async move {
+                let (group, index, term) = (pending.group, pending.index, pending.term);
+                let result = glommio::executor()
+                    .spawn_blocking(move || pending.store())
+                    .await;
+                mailbox.push(ShardEvent::SnapshotStored {
+                    group,
+                    index,
+                    term,
+                    result,
+                });
+            })
+            .detach();
+        }
         admin::follow_membership(config, engine, peers);
         if shutdown {
             return Ok(());

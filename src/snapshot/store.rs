@@ -25,7 +25,7 @@ static TEMP_SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 /// The snapshots of every group of a node, in one directory. See the module documentation of
 /// [`crate::snapshot`] for the guarantees.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct SnapshotStore {
     dir: PathBuf,
     files: Files,
