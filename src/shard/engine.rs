@@ -92,7 +92,7 @@ pub struct PendingSnapshot {
 
 impl PendingSnapshot {
     /// Syncs the file, renames it into place, syncs the directory and removes snapshots beyond
-    /// the newest [`SNAPSHOTS_KEPT`]. Blocking: a directory sync can wait for the whole
+    /// the newest two. Blocking: a directory sync can wait for the whole
     /// filesystem journal.
     pub fn store(self) -> Result<(), SnapshotError> {
         self.writer.finish()?;
