@@ -162,6 +162,10 @@ impl ChaosCluster {
             .args(["--shards", "1", "--groups", &GROUPS.to_string()])
             .args(["--cluster-id", &self.spec.cluster_id.to_string()])
             .args(["--segment-bytes", &self.spec.segment_bytes.to_string()])
+            // The log checker reads every acknowledged write back from the nodes' logs, so
+            // they must keep their whole history: no snapshots, no compaction (snapshot
+            // installs under crashes are tested in tests/snapshot_transfer.rs).
+            .args(["--snapshot-entries", "0"])
             .env("RUST_LOG", "warn");
         if let Some(delay) = self.fsync_delays.get(&id) {
             command.args(["--fsync-delay-ms", &delay.as_millis().to_string()]);
