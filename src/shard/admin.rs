@@ -153,7 +153,7 @@ pub fn change_membership<L: LogStore, S: StateMachine>(
     match change_context(config, engine, group, change, addr, client_addr) {
         Ok(context) => engine.change_membership(group, change, context, reply),
         Err(error) => {
-            answer(config, reply, Err(error));
+            reply.answer(Err(error), config);
             Ok(())
         }
     }
@@ -272,16 +272,4 @@ pub fn serve_client<L: LogStore, S: StateMachine>(
         _ => return Ok(false),
     }
     Ok(true)
-}
-
-fn answer(config: &NodeConfig, reply: ReplyTo, result: Result<Committed, ProposalError>) {
-    match reply {
-        ReplyTo::Api(sender) => {
-            let _ = sender.send(result);
-        }
-        ReplyTo::Client {
-            connection,
-            request_id,
-        } => connection.answer(request_id, result, config),
-    }
 }

@@ -77,6 +77,21 @@ pub enum ReplyTo {
     },
 }
 
+impl ReplyTo {
+    /// Sends `result` to whoever is waiting for it (an API caller gone away is ignored).
+    pub fn answer(self, result: Result<Committed, ProposalError>, config: &NodeConfig) {
+        match self {
+            ReplyTo::Api(sender) => {
+                let _ = sender.send(result);
+            }
+            ReplyTo::Client {
+                connection,
+                request_id,
+            } => connection.answer(request_id, result, config),
+        }
+    }
+}
+
 /// Everything the event loop reacts to.
 pub enum ShardEvent {
     Tick,
@@ -449,14 +464,6 @@ async fn final_flush<S: StateMachine>(
 
 fn dispatch_completions<S: StateMachine>(engine: &mut Engine<S>, config: &NodeConfig) {
     for (reply, result) in engine.take_completions() {
-        match reply {
-            ReplyTo::Api(sender) => {
-                let _ = sender.send(result);
-            }
-            ReplyTo::Client {
-                connection,
-                request_id,
-            } => connection.answer(request_id, result, config),
-        }
+        reply.answer(result, config);
     }
 }
