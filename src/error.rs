@@ -1,5 +1,5 @@
 //! Errors a node reports to whoever started it. Per-call errors of proposals are
-//! [`crate::shard::engine::ProposalError`]; storage errors are [`crate::log::Error`].
+//! [`crate::engine::ProposalError`]; storage errors are [`crate::log::Error`].
 
 use std::path::PathBuf;
 
@@ -22,7 +22,7 @@ pub enum NodeError {
     Shard {
         shard: ShardId,
         #[source]
-        source: crate::shard::engine::EngineError,
+        source: crate::engine::EngineError,
     },
     #[error("shard {shard}: {what}: {source}")]
     Io {

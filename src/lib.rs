@@ -6,6 +6,7 @@ pub mod cli;
 pub mod client;
 pub mod constants;
 pub mod core;
+pub mod engine;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -5,13 +5,13 @@
 //! once.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use ringraft::api::{CommittedEntries, ReadConsistency, StateMachine};
 use ringraft::core::{Config, Membership, Message, Role, SnapshotMeta};
+use ringraft::engine::{Committed, EngineConfig, ProposalError, ShardEngine};
 use ringraft::log::{LogStore, MemLog};
-use ringraft::shard::engine::{Committed, EngineConfig, ProposalError, ShardEngine};
 use ringraft::types::{GroupId, LogIndex, NodeId};
 
 const GROUP: GroupId = GroupId(0);
@@ -58,8 +58,9 @@ impl Trio {
                     None,
                     EngineConfig {
                         proposal_timeout_ticks: 1_000,
-                        read_lease: Some(std::time::Duration::from_secs(1)),
+                        read_lease: Some(Duration::from_secs(1)),
                         snapshot_entries: 0,
+                        broken_rule: None,
                     },
                     |_| {
                         let mut config = Config::new(id, voters.clone());
@@ -411,8 +412,8 @@ fn a_follower_refuses_linearizable_reads_and_answers_stale_ones_at_once() {
 #[test]
 fn lease_reads_skip_the_round_trip_only_while_the_lease_holds() {
     let mut trio = trio_with_a_write();
-    let start = Instant::now();
-    trio.engine(1).begin_turn(start);
+    let start_us = 1_000;
+    trio.engine(1).begin_turn(start_us);
     // Confirm a round so that the lease starts.
     trio.engine(1).read(
         GROUP,
@@ -443,7 +444,7 @@ fn lease_reads_skip_the_round_trip_only_while_the_lease_holds() {
     );
 
     // The Trio's lease is one second: two seconds later it has run out.
-    trio.engine(1).begin_turn(start + Duration::from_secs(2));
+    trio.engine(1).begin_turn(start_us + 2_000_000);
     trio.engine(1).read(
         GROUP,
         Bytes::from_static(b"abc"),

@@ -33,8 +33,8 @@ pub mod members;
 pub mod node;
 pub mod state_machine;
 
-pub use crate::shard::engine::{Committed, GroupStatus, GroupSummary, ProposalError};
-pub use crate::shard::reads::ReadConsistency;
+pub use crate::engine::reads::ReadConsistency;
+pub use crate::engine::{Committed, GroupStatus, GroupSummary, ProposalError};
 pub use config::{NodeConfig, PeerConfig};
 pub use node::Node;
 pub use state_machine::{CommittedEntries, LogOnly, StateMachine};

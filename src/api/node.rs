@@ -17,10 +17,10 @@ use crate::api::config::NodeConfig;
 use crate::api::data_dir;
 use crate::api::state_machine::StateMachine;
 use crate::core::MembershipChange;
+use crate::engine::reads::ReadConsistency;
+use crate::engine::{Committed, GroupStatus, ProposalError};
 use crate::error::NodeError;
 use crate::shard::admin::ChangeRequest;
-use crate::shard::engine::{Committed, GroupStatus, ProposalError};
-use crate::shard::reads::ReadConsistency;
 use crate::shard::runtime::{self, ApiRequest, ShardContext};
 use crate::types::{GroupId, LogIndex, NodeId, ShardId};
 

@@ -21,10 +21,10 @@ use crate::client::protocol::{
 };
 use crate::constants::FRAME_BYTES_MAX;
 use crate::core::MembershipChange;
+use crate::engine::reads::ReadConsistency;
+use crate::engine::stages::StageHistograms;
 use crate::net::frame::READ_SPARE_BYTES;
 use crate::net::{FrameDecoder, FrameKind};
-use crate::shard::reads::ReadConsistency;
-use crate::shard::stages::StageHistograms;
 use crate::types::{GroupId, LogIndex, NodeId, ShardId};
 
 /// What a node reports about its work, summed over its shards.

@@ -68,11 +68,11 @@ use crate::constants::{
 };
 use crate::core::membership::MEMBERS_MAX;
 use crate::core::{Membership, MembershipChange, Role};
+use crate::engine::reads::ReadConsistency;
 use crate::net::codec::{
     patch_u32, put_u16, put_u32, put_u64, put_u8, put_zeros, Reader, Truncated,
 };
 use crate::net::frame::{begin_frame, Frame, FrameError, FrameKind};
-use crate::shard::reads::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, Term};
 
 const REQUEST_PROPOSE: u8 = 1;
@@ -208,7 +208,7 @@ pub struct ShardStats {
     pub bytes_written: u64,
 }
 
-/// The shard's latency histograms by stage (see [`crate::shard::stages`]) as
+/// The shard's latency histograms by stage (see [`crate::engine::stages`]) as
 /// `(latency in µs, count)` buckets, non-empty buckets only.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StageBuckets {

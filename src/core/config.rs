@@ -19,6 +19,12 @@ pub enum BrokenRule {
     /// The driver trusts a read lease for four election timeouts instead of less than one
     /// (a driver setting: the simulator reads it; the core does not).
     LeaseBeyondElectionTimeout,
+    /// The engine answers "not applied" for proposals whose entries were cut from its log by a
+    /// newer leader's entries, although another node may still commit them (an engine rule).
+    SupersedeDisplaced,
+    /// The engine answers "not applied" for proposals a restored snapshot covers, although the
+    /// snapshot may hold them (an engine rule).
+    SupersedeUnderSnapshot,
 }
 
 /// Configuration of one group's core on one node.

@@ -10,10 +10,11 @@
 //! never bounces between nodes.
 //!
 //! Invariants:
-//! - An attempt is repeated only when it certainly did nothing (the node was not leader, the
-//!   entry was superseded, the forwarding connection never sent it) or when it only read.
-//!   A write whose fate is unknown (commit timeout, connection lost after sending, shutdown)
-//!   is answered with an error that says so, never retried.
+//! - An attempt is repeated only when it certainly did nothing (the node was not leader, an
+//!   entry of another term was applied at the entry's index, the forwarding connection never
+//!   sent it) or when it only read ([`decide`]). A write whose fate is unknown (commit
+//!   timeout, entry cut from the leader's log, connection lost after sending, shutdown) is
+//!   answered with an error that says so, never retried.
 //! - Attempts stop after [`ROUTE_DEADLINE`]; the client then gets `-TRYAGAIN`.
 //! - The leader cache is only a hint: a wrong entry costs one redirect.
 
@@ -79,14 +80,49 @@ impl ReadMode {
 }
 
 /// The outcome of one attempt at one part.
-enum Attempt {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// The entry's output (or the read's answer).
     Done(Bytes),
     /// Not the leader; this one is.
     Redirect(NodeId),
     /// Nothing happened; try again after a pause.
     Retry,
-    /// A final error reply.
+    /// A write whose outcome is unknown: it may or may not be applied. Never retried; the
+    /// error reply says so.
+    Unknown(Bytes),
+    /// A final error reply; the entry certainly was not applied.
     Failed(Bytes),
+}
+
+/// The kv service's one retry policy: what an attempt that ended with `result` on this node
+/// (`this_node`) means. A write is tried again only when it certainly was not applied
+/// ([`ProposalError::certainly_not_applied`]); a read whenever it failed for want of a leader
+/// or in time. The simulator's clients decide with this same function.
+pub fn decide(result: Result<Bytes, ProposalError>, write: bool, this_node: NodeId) -> Attempt {
+    let error = match result {
+        Ok(output) => return Attempt::Done(output),
+        Err(error) => error,
+    };
+    match error {
+        ProposalError::NotLeader {
+            leader: Some(leader),
+        } if leader != this_node => Attempt::Redirect(leader),
+        ProposalError::NotLeader { .. }
+        | ProposalError::Transferring
+        | ProposalError::Superseded => Attempt::Retry,
+        error if !error.certainly_not_applied() && !write => Attempt::Retry,
+        ProposalError::Timeout => Attempt::Unknown(resp::error(
+            "ERR timeout: no commit within the proposal timeout; the write may still be applied",
+        )),
+        ProposalError::ShuttingDown => Attempt::Unknown(resp::error(
+            "ERR this node is shutting down; the write may still be applied",
+        )),
+        error if !error.certainly_not_applied() => {
+            Attempt::Unknown(resp::error(&format!("ERR {error}")))
+        }
+        error => Attempt::Failed(resp::error(&format!("ERR {error}"))),
+    }
 }
 
 pub struct Router {
@@ -146,7 +182,7 @@ impl Router {
     /// routing error for the forwarding node to act on.
     pub async fn here(&self, group: GroupId, entry: Bytes, read: Option<ReadMode>) -> Bytes {
         match self.local(group, entry, read).await {
-            Attempt::Done(reply) | Attempt::Failed(reply) => reply,
+            Attempt::Done(reply) | Attempt::Unknown(reply) | Attempt::Failed(reply) => reply,
             Attempt::Redirect(leader) => resp::error(&format!("NOTLEADER {}", leader.0)),
             Attempt::Retry => resp::error("TRYAGAIN no leader known here"),
         }
@@ -185,7 +221,9 @@ impl Router {
                 None => self.local(group, entry.clone(), read).await,
             };
             match attempt {
-                Attempt::Done(reply) | Attempt::Failed(reply) => return reply,
+                Attempt::Done(reply) | Attempt::Unknown(reply) | Attempt::Failed(reply) => {
+                    return reply
+                }
                 Attempt::Redirect(leader) => {
                     self.remember(group, Some(leader));
                     redirects += 1;
@@ -229,26 +267,7 @@ impl Router {
                 .map(|done| done.output),
             Some(mode) => self.node.read(group, entry, mode.consistency()).await,
         };
-        let write = read.is_none();
-        match result {
-            Ok(output) => Attempt::Done(output),
-            Err(ProposalError::NotLeader {
-                leader: Some(leader),
-            }) if leader != self.node.id() => Attempt::Redirect(leader),
-            Err(
-                ProposalError::NotLeader { .. }
-                | ProposalError::Transferring
-                | ProposalError::Superseded,
-            ) => Attempt::Retry,
-            Err(ProposalError::Timeout) if !write => Attempt::Retry,
-            Err(ProposalError::Timeout) => Attempt::Failed(resp::error(
-                "ERR timeout: no commit within the proposal timeout; the write may still be applied",
-            )),
-            Err(ProposalError::ShuttingDown) => Attempt::Failed(resp::error(
-                "ERR this node is shutting down; a write may still be applied",
-            )),
-            Err(error) => Attempt::Failed(resp::error(&format!("ERR {error}"))),
-        }
+        decide(result, read.is_none(), self.node.id())
     }
 
     async fn forward(
@@ -279,7 +298,7 @@ impl Router {
             Ok(reply) => routing_reply(reply),
             Err(ForwardError::Unreachable) => Attempt::Retry,
             Err(ForwardError::Lost) if read.is_some() => Attempt::Retry,
-            Err(ForwardError::Lost) => Attempt::Failed(resp::error(
+            Err(ForwardError::Lost) => Attempt::Unknown(resp::error(
                 "ERR connection to the leader lost; the write may or may not have been applied",
             )),
         }

@@ -126,7 +126,7 @@ struct NodeLogFigures {
     megabytes_written_per_second: f64,
 }
 
-/// Latency percentiles of each stage a leader measures (see `shard::stages`).
+/// Latency percentiles of each stage a leader measures (see `engine::stages`).
 #[derive(Serialize)]
 struct StagePercentiles {
     /// Placed in the leader's log → durable in the leader's log.
@@ -147,7 +147,7 @@ fn node_counters(client: &mut Client, nodes: &[(NodeId, SocketAddr)]) -> Vec<(u6
 
 /// The stage latencies recorded by all nodes between the two samples.
 fn stage_figures(start: &[(u64, NodeStats)], end: &[(u64, NodeStats)]) -> Option<StagePercentiles> {
-    let mut total: Option<crate::shard::stages::StageHistograms> = None;
+    let mut total: Option<crate::engine::stages::StageHistograms> = None;
     for (node, after) in end {
         let delta = match start.iter().find(|(id, _)| id == node) {
             Some((_, before)) => after.stages.since(&before.stages),

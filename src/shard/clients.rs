@@ -27,10 +27,10 @@ use crate::client::protocol::{
     GroupAdminStatus, ProtocolError, StageBuckets,
 };
 use crate::constants::CLIENT_PAYLOAD_BYTES_MAX;
+use crate::engine::{Committed, GroupStatus, ProposalError, ShardStats};
 use crate::error::NodeError;
 use crate::net::frame::READ_SPARE_BYTES;
 use crate::net::{FrameDecoder, FrameKind};
-use crate::shard::engine::{Committed, GroupStatus, ProposalError, ShardStats};
 use crate::shard::link::Outgoing;
 use crate::shard::mailbox::Mailbox;
 use crate::shard::runtime::ShardEvent;
@@ -163,7 +163,9 @@ fn client_error(error: ProposalError, config: &NodeConfig) -> ClientError {
             bytes: bytes as u64,
             max: max as u64,
         },
-        ProposalError::Timeout | ProposalError::Superseded => ClientError::Timeout,
+        ProposalError::Timeout | ProposalError::Superseded | ProposalError::OutcomeUnknown => {
+            ClientError::Timeout
+        }
         ProposalError::ShuttingDown => ClientError::ShuttingDown,
         ProposalError::ChangeInProgress => ClientError::ChangeInProgress,
         ProposalError::ChangeNotAllowed => ClientError::ChangeNotAllowed,

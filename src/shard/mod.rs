@@ -3,13 +3,8 @@
 
 pub mod admin;
 pub mod clients;
-pub mod engine;
 pub mod link;
 pub mod mailbox;
 pub mod peers;
-pub mod reads;
-pub mod recover;
 pub mod runtime;
-pub mod stages;
 pub mod transfer;
-pub mod waiters;

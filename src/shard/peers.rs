@@ -31,6 +31,7 @@ use glommio::net::{TcpListener, TcpStream};
 
 use crate::api::config::NodeConfig;
 use crate::core::Message;
+use crate::engine::SnapshotSend;
 use crate::error::NodeError;
 use crate::net::frame::FrameKind;
 use crate::net::frame::READ_SPARE_BYTES;
@@ -39,7 +40,6 @@ use crate::net::{
     check_hello, check_hello_reply, decode_raft_frame, FrameDecoder, HandshakeError, Hello,
     HelloReply, LocalIdentity, RaftFrameWriter,
 };
-use crate::shard::engine::SnapshotSend;
 use crate::shard::link::Outgoing;
 use crate::shard::mailbox::Mailbox;
 use crate::shard::runtime::ShardEvent;

@@ -22,16 +22,16 @@ use crate::api::config::NodeConfig;
 use crate::api::state_machine::StateMachine;
 use crate::client::protocol::ClientRequest;
 use crate::core::{Config, Message, Role};
+use crate::engine::reads::ReadConsistency;
+use crate::engine::{
+    Committed, EngineConfig, EngineError, GroupStatus, ProposalError, ShardEngine,
+};
 use crate::error::NodeError;
 use crate::log::{shard_dir, DiskLog, FlushDone, LogConfig};
 use crate::shard::admin::{self, ChangeRequest};
 use crate::shard::clients::{self, ClientConnection, ClientHub};
-use crate::shard::engine::{
-    Committed, EngineConfig, EngineError, GroupStatus, ProposalError, ShardEngine,
-};
 use crate::shard::mailbox::Mailbox;
 use crate::shard::peers::Peers;
-use crate::shard::reads::ReadConsistency;
 use crate::snapshot::{snapshot_dir, SnapshotError, SnapshotStore};
 use crate::types::{GroupId, LogIndex, NodeId, ShardId, Term};
 
@@ -232,6 +232,7 @@ async fn start_shard<S: StateMachine>(
         proposal_timeout_ticks: config.ticks(config.proposal_timeout) as u64,
         read_lease: Some(config.read_lease()),
         snapshot_entries: config.snapshot_entries,
+        broken_rule: None,
     };
     let shard_error = |source: EngineError| NodeError::Shard { shard, source };
     let dir = snapshot_dir(&shard_dir(&config.data_dir, shard));
@@ -296,12 +297,14 @@ async fn event_loop<S: StateMachine>(
 ) -> Result<(), NodeError> {
     let fatal = |source| NodeError::Shard { shard, source };
     let mut events = VecDeque::new();
+    // The engine has no clock: each turn is given its start on this monotonic one.
+    let clock_origin = std::time::Instant::now();
     loop {
         if !mailbox.take_all(&mut events).await {
             return Ok(());
         }
         let mut shutdown = false;
-        engine.begin_turn(std::time::Instant::now());
+        engine.begin_turn(clock_origin.elapsed().as_micros() as u64);
         for event in events.drain(..) {
             match event {
                 ShardEvent::Tick => engine.tick().map_err(fatal)?,

@@ -1,7 +1,7 @@
 //! Snapshot transfers over the peer connections of one shard.
 //!
 //! Sender (the leader of a group): for each snapshot its core asks to send
-//! ([`crate::shard::engine::SnapshotSend`]), one task streams the stored snapshot file to the
+//! ([`crate::engine::SnapshotSend`]), one task streams the stored snapshot file to the
 //! follower as [`SnapshotChunk`] frames on this shard's outgoing connection to it, with at most
 //! [`WINDOW_CHUNKS`] chunks sent but not acknowledged, so Raft frames (heartbeats) keep interleaving
 //! with the chunks. Once the follower acknowledges the whole file as verified and durable, the
@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 
 use crate::constants::SNAPSHOT_CHUNK_BYTES_MAX;
 use crate::core::Message;
+use crate::engine::SnapshotSend;
 use crate::net::snapshot_wire::{SnapshotAck, SnapshotChunk};
-use crate::shard::engine::SnapshotSend;
 use crate::shard::link::Outgoing;
 use crate::shard::mailbox::Mailbox;
 use crate::shard::peers::append_raft;

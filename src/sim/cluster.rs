@@ -972,7 +972,7 @@ fn read_log(log: &MemLog) -> Vec<EntryBatch> {
 /// when nothing is staged or in flight: the log then reads as its durable state.
 fn recover(log: &mut MemLog, snapshot: Option<SnapshotMeta>) -> Recovered {
     debug_assert!(!log.has_staged() && log.inflight_ops() == 0);
-    crate::shard::recover::recover(log, GROUP, snapshot).expect("the simulated log never fails")
+    crate::engine::recover::recover(log, GROUP, snapshot).expect("the simulated log never fails")
 }
 
 fn describe(action: &Action) -> String {

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::Bytes;
 
-use crate::shard::engine::{Committed, ProposalError};
+use crate::engine::{Committed, ProposalError};
 use crate::types::{GroupId, LogIndex};
 
 /// How fresh a read must be.

@@ -8,10 +8,8 @@
 //! what is recorded for it is the time until its index was applied). At most
 //! `PENDING_BATCHES_MAX` batches are tracked per group; beyond that new ones are not timed.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::time::Instant;
-
 use hdrhistogram::Histogram;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::client::protocol::StageBuckets;
 use crate::types::{GroupId, LogIndex};
@@ -23,7 +21,7 @@ const LATENCY_US_MAX: u64 = 60_000_000;
 
 struct Placed {
     last: LogIndex,
-    at: Instant,
+    placed_us: u64,
     durable: bool,
     committed: bool,
 }
@@ -108,49 +106,52 @@ impl StageTimer {
         &self.histograms
     }
 
-    /// A batch ending at `last` was placed in `group`'s log just now.
-    pub fn placed(&mut self, group: GroupId, last: LogIndex) {
+    /// A batch ending at `last` was placed in `group`'s log at `now_us`.
+    pub fn placed(&mut self, group: GroupId, last: LogIndex, now_us: u64) {
         let queue = self.pending.entry(group).or_default();
         if queue.len() < PENDING_BATCHES_MAX {
             queue.push_back(Placed {
                 last,
-                at: Instant::now(),
+                placed_us: now_us,
                 durable: false,
                 committed: false,
             });
         }
     }
 
-    /// `group`'s log is durable here up to `index`.
-    pub fn durable(&mut self, group: GroupId, index: LogIndex) {
+    /// `group`'s log is durable here up to `index` at `now_us`.
+    pub fn durable(&mut self, group: GroupId, index: LogIndex, now_us: u64) {
         self.record(
             group,
             index,
+            now_us,
             |placed| &mut placed.durable,
             |h| &mut h.leader_durable,
         );
     }
 
-    /// `group` committed up to `index`.
-    pub fn committed(&mut self, group: GroupId, index: LogIndex) {
+    /// `group` committed up to `index` at `now_us`.
+    pub fn committed(&mut self, group: GroupId, index: LogIndex, now_us: u64) {
         self.record(
             group,
             index,
+            now_us,
             |placed| &mut placed.committed,
             |h| &mut h.committed,
         );
     }
 
-    /// `group`'s state machine applied up to `index`.
-    pub fn applied(&mut self, group: GroupId, index: LogIndex) {
+    /// `group`'s state machine applied up to `index` at `now_us`.
+    pub fn applied(&mut self, group: GroupId, index: LogIndex, now_us: u64) {
         let Some(queue) = self.pending.get_mut(&group) else {
             return;
         };
-        let mut now = None;
         while queue.front().is_some_and(|placed| placed.last <= index) {
             let placed = queue.pop_front().expect("peeked");
-            let now = *now.get_or_insert_with(Instant::now);
-            record(&mut self.histograms.applied, now - placed.at);
+            record(
+                &mut self.histograms.applied,
+                now_us.saturating_sub(placed.placed_us),
+            );
         }
     }
 
@@ -158,27 +159,28 @@ impl StageTimer {
         &mut self,
         group: GroupId,
         index: LogIndex,
+        now_us: u64,
         flag: impl Fn(&mut Placed) -> &mut bool,
         histogram: impl Fn(&mut StageHistograms) -> &mut Histogram<u64>,
     ) {
         let Some(queue) = self.pending.get_mut(&group) else {
             return;
         };
-        // The clock is read only when a batch reaches the stage.
-        let mut now = None;
         for placed in queue.iter_mut().take_while(|placed| placed.last <= index) {
             let done = flag(placed);
             if !*done {
                 *done = true;
-                let now = *now.get_or_insert_with(Instant::now);
-                record(histogram(&mut self.histograms), now - placed.at);
+                record(
+                    histogram(&mut self.histograms),
+                    now_us.saturating_sub(placed.placed_us),
+                );
             }
         }
     }
 }
 
-fn record(histogram: &mut Histogram<u64>, elapsed: std::time::Duration) {
-    let micros = (elapsed.as_micros() as u64).clamp(1, LATENCY_US_MAX);
+fn record(histogram: &mut Histogram<u64>, elapsed_us: u64) {
+    let micros = elapsed_us.clamp(1, LATENCY_US_MAX);
     histogram.saturating_record(micros);
 }
 
@@ -190,20 +192,20 @@ mod tests {
     fn each_stage_is_recorded_once_per_batch_in_index_order() {
         let mut timer = StageTimer::default();
         let group = GroupId(0);
-        timer.placed(group, LogIndex(2));
-        timer.placed(group, LogIndex(5));
-        timer.durable(group, LogIndex(3));
-        timer.durable(group, LogIndex(3));
+        timer.placed(group, LogIndex(2), 10);
+        timer.placed(group, LogIndex(5), 20);
+        timer.durable(group, LogIndex(3), 100);
+        timer.durable(group, LogIndex(3), 100);
         assert_eq!(timer.histograms().leader_durable.len(), 1);
-        timer.committed(group, LogIndex(5));
+        timer.committed(group, LogIndex(5), 100);
         assert_eq!(timer.histograms().committed.len(), 2);
-        timer.durable(group, LogIndex(5));
+        timer.durable(group, LogIndex(5), 100);
         assert_eq!(timer.histograms().leader_durable.len(), 2);
-        timer.applied(group, LogIndex(4));
+        timer.applied(group, LogIndex(4), 100);
         assert_eq!(timer.histograms().applied.len(), 1);
-        timer.applied(group, LogIndex(9));
+        timer.applied(group, LogIndex(9), 100);
         assert_eq!(timer.histograms().applied.len(), 2);
-        timer.committed(GroupId(7), LogIndex(9));
+        timer.committed(GroupId(7), LogIndex(9), 100);
         assert_eq!(timer.histograms().committed.len(), 2);
     }
 }

@@ -13,7 +13,7 @@
 //!   one per proposal;
 //! - every proposal gets exactly one completion: committed (with the state machine's output),
 //!   refused, or timed out (outcome unknown: it may still commit);
-//! - reads follow [`crate::shard::reads`]: linearizable and lease reads of one turn cost one
+//! - reads follow [`crate::engine::reads`]: linearizable and lease reads of one turn cost one
 //!   ReadIndex request per group; every read is answered exactly once;
 //! - lease rounds are observed at the end of every turn with the time the turn began, before
 //!   the turn's messages leave, so a recorded round start is never later than its sends;
@@ -26,7 +26,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -35,14 +35,14 @@ use crate::batch::{BatchKind, EntryBatch};
 pub use crate::client::protocol::{GroupStatus as GroupSummary, ShardStats};
 use crate::constants::{BATCH_BYTES_MAX, CLIENT_PAYLOAD_BYTES_MAX};
 use crate::core::{
-    Action, Config, Input, Membership, MembershipChange, Message, ProposeError, Raft, ReadLease,
-    Role, SnapshotMeta,
+    Action, BrokenRule, Config, Input, Membership, MembershipChange, Message, ProposeError, Raft,
+    ReadLease, Role, SnapshotMeta,
 };
+use crate::engine::reads::{Read, ReadConsistency, ReadQueue};
+use crate::engine::recover::recover;
+use crate::engine::stages::{StageHistograms, StageTimer};
+use crate::engine::waiters::Waiters;
 use crate::log::{self, LogStore, SyncReport};
-use crate::shard::reads::{Read, ReadConsistency, ReadQueue};
-use crate::shard::recover::recover;
-use crate::shard::stages::{StageHistograms, StageTimer};
-use crate::shard::waiters::Waiters;
 use crate::snapshot::{self, SnapshotError, SnapshotStore, SnapshotWriter};
 use crate::types::{GroupId, LogIndex, NodeId, Term};
 
@@ -70,8 +70,13 @@ pub enum ProposalError {
     TooLarge { bytes: usize, max: usize },
     #[error("no commit within the proposal timeout; the entry may still commit")]
     Timeout,
-    #[error("the entry was replaced by another leader's entry")]
+    /// Certain: an entry of another term was applied at the proposal's index.
+    #[error("not applied: another leader's entry was applied at its index")]
     Superseded,
+    /// The entry left this node's log (another leader's entries replaced it here) or a
+    /// snapshot covered it before it was applied here: it may have committed elsewhere.
+    #[error("outcome unknown: the entry left this node's log before it was applied; it may still commit")]
+    OutcomeUnknown,
     #[error("the shard is shutting down")]
     ShuttingDown,
     #[error("a configuration change is still in progress")]
@@ -132,6 +137,27 @@ pub struct SnapshotSend {
     pub snapshot: SnapshotMeta,
 }
 
+impl ProposalError {
+    /// Whether the proposal certainly was not applied and never will be: it was refused
+    /// before being placed in a log, or another entry was applied at its index. `false` means
+    /// the outcome is unknown (a timeout, a shutdown, an entry displaced from this node's log):
+    /// a write must then not be retried blindly.
+    pub fn certainly_not_applied(&self) -> bool {
+        match self {
+            ProposalError::NotLeader { .. }
+            | ProposalError::Transferring
+            | ProposalError::UnknownGroup(_)
+            | ProposalError::TooLarge { .. }
+            | ProposalError::Superseded
+            | ProposalError::ChangeInProgress
+            | ProposalError::ChangeNotAllowed => true,
+            ProposalError::Timeout
+            | ProposalError::OutcomeUnknown
+            | ProposalError::ShuttingDown => false,
+        }
+    }
+}
+
 impl From<ProposeError> for ProposalError {
     fn from(error: ProposeError) -> Self {
         match error {
@@ -179,6 +205,9 @@ pub struct EngineConfig {
     /// snapshot (0: never; also never without a snapshot store or when the state machine does
     /// not support snapshots).
     pub snapshot_entries: u64,
+    /// An engine rule broken on purpose, for the simulator's negative controls; `None`
+    /// everywhere else.
+    pub broken_rule: Option<BrokenRule>,
 }
 
 /// See the module documentation. `R` identifies where a proposal's answer goes.
@@ -201,8 +230,8 @@ pub struct ShardEngine<L: LogStore, S: StateMachine, R> {
     role_changes: Vec<(GroupId, Role, Term, Option<NodeId>)>,
     reads: ReadQueue<R>,
     leases: BTreeMap<GroupId, ReadLease>,
-    clock_origin: Instant,
-    turn_started: Instant,
+    /// When the current turn began, in microseconds of the driver's monotonic clock.
+    turn_started_us: u64,
     stats: ShardStats,
     stages: StageTimer,
     snapshots: Option<SnapshotStore>,
@@ -247,7 +276,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
                 leases.insert(group, ReadLease::new(lease.as_micros() as u64));
             }
         }
-        let now = Instant::now();
+        let broken_rule = config.broken_rule;
         Ok(ShardEngine {
             node,
             cores,
@@ -262,13 +291,12 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
             flushes_started: 0,
             flushes_completed: 0,
             gathered: BTreeMap::new(),
-            waiters: Waiters::default(),
+            waiters: Waiters::with_broken_rule(broken_rule),
             completions: Vec::new(),
             role_changes: Vec::new(),
             reads: ReadQueue::default(),
             leases,
-            clock_origin: now,
-            turn_started: now,
+            turn_started_us: 0,
             stats: ShardStats::default(),
             stages: StageTimer::default(),
             snapshots,
@@ -304,10 +332,11 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
         Ok(())
     }
 
-    /// Starts a turn of the event loop at `now` (a monotonic clock): the time lease reads are
-    /// judged by until the next turn.
-    pub fn begin_turn(&mut self, now: Instant) {
-        self.turn_started = now.max(self.turn_started);
+    /// Starts a turn of the event loop at `now_us` (microseconds of the driver's monotonic
+    /// clock, from any origin): the time lease reads are judged by, and stage latencies are
+    /// measured with, until the next turn. A clock that goes back is held at its last value.
+    pub fn begin_turn(&mut self, now_us: u64) {
+        self.turn_started_us = now_us.max(self.turn_started_us);
     }
 
     /// A message for `group` from `from`. Messages for groups this shard does not hold are
@@ -446,21 +475,17 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
         self.place_proposals()?;
         self.place_reads()?;
         self.take_due_snapshots()?;
-        let now = self.lease_clock();
+        let now = self.turn_started_us;
         for (group, lease) in &mut self.leases {
             lease.observe(&self.cores[group], now);
         }
         Ok(())
     }
 
-    fn lease_clock(&self) -> u64 {
-        (self.turn_started - self.clock_origin).as_micros() as u64
-    }
-
     /// Serves the turn's lease reads whose lease holds and sends the rest, per group, as one
     /// ReadIndex request.
     fn place_reads(&mut self) -> Result<(), EngineError> {
-        let now = self.lease_clock();
+        let now = self.turn_started_us;
         let deadline = self.now_ticks + self.config.proposal_timeout_ticks;
         for (group, gathered) in self.reads.take_gathered() {
             let lease_index = match self.leases.get_mut(&group) {
@@ -550,7 +575,8 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
                     term: position.term,
                 };
                 // Before the step: it may apply (and stop timing) the batches now durable.
-                self.stages.durable(group, position.index);
+                self.stages
+                    .durable(group, position.index, self.turn_started_us);
                 self.step(group, input)?;
             }
         }
@@ -808,7 +834,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
                     last_index,
                     term,
                 } => {
-                    self.stages.placed(group, *last_index);
+                    self.stages.placed(group, *last_index, self.turn_started_us);
                     let deadline = self.now_ticks + self.config.proposal_timeout_ticks;
                     self.waiters.accepted(
                         group,
@@ -837,7 +863,9 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
                     self.reads
                         .leader_refused(*id, &(*error).into(), &mut self.completions)
                 }
-                Action::Commit { index } => self.stages.committed(group, *index),
+                Action::Commit { index } => {
+                    self.stages.committed(group, *index, self.turn_started_us)
+                }
                 Action::CompactLog { through, term } => self.log.compact(group, *through, *term)?,
                 Action::RestoreSnapshot(snapshot) => {
                     let store = self
@@ -845,6 +873,8 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
                         .as_ref()
                         .ok_or(EngineError::NoSnapshotStore)?;
                     restore_state(store, group, snapshot.index, &mut self.state_machine)?;
+                    self.waiters
+                        .restored(group, snapshot.index, &mut self.completions);
                     self.snapshot_due.insert(
                         group,
                         due_after(snapshot.index, self.config.snapshot_entries),
@@ -889,7 +919,8 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
             },
             &mut self.completions,
         );
-        self.stages.applied(group, batch.last_index());
+        self.stages
+            .applied(group, batch.last_index(), self.turn_started_us);
         self.serve_reads_up_to(group, batch.last_index());
     }
 
