@@ -39,6 +39,9 @@ pub struct ClusterSpec {
     pub no_fsync: bool,
     /// `--segment-bytes` of every node (small, so a node fits a small filesystem).
     pub segment_bytes: u64,
+    /// `--snapshot-entries` of every node (0: never); compaction keeps a quarter of that
+    /// behind each snapshot.
+    pub snapshot_entries: u64,
 }
 
 /// The two proxies of one directed link.
@@ -162,10 +165,14 @@ impl ChaosCluster {
             .args(["--shards", "1", "--groups", &GROUPS.to_string()])
             .args(["--cluster-id", &self.spec.cluster_id.to_string()])
             .args(["--segment-bytes", &self.spec.segment_bytes.to_string()])
-            // The log checker reads every acknowledged write back from the nodes' logs, so
-            // they must keep their whole history: no snapshots, no compaction (snapshot
-            // installs under crashes are tested in tests/snapshot_transfer.rs).
-            .args(["--snapshot-entries", "0"])
+            .args([
+                "--snapshot-entries",
+                &self.spec.snapshot_entries.to_string(),
+            ])
+            .args([
+                "--compaction-trailing-entries",
+                &(self.spec.snapshot_entries / 4).to_string(),
+            ])
             .env("RUST_LOG", "warn");
         if let Some(delay) = self.fsync_delays.get(&id) {
             command.args(["--fsync-delay-ms", &delay.as_millis().to_string()]);

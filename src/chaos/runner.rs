@@ -22,7 +22,7 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::batch::BatchKind;
-use crate::chaos::cluster::{ChaosCluster, ClusterSpec};
+use crate::chaos::cluster::{ChaosCluster, ClusterSpec, GROUPS};
 use crate::chaos::disk;
 use crate::chaos::faults::{schedule, Fault, Target};
 use crate::chaos::proxy::LinkState;
@@ -31,6 +31,7 @@ use crate::chaos::tmpfs::Tmpfs;
 use crate::chaos::workload::{bound_unknown_writes, value_id, Workload, WorkloadConfig};
 use crate::check::linearizability::{self, Action};
 use crate::check::logs::{self, GroupLog, LogEntry, NodeLogs};
+use crate::kv::hashing::group_of;
 use crate::log::{shard_dir, DiskLog, LogConfig, LogStore};
 use crate::types::ShardId;
 
@@ -46,7 +47,15 @@ pub struct ChaosOptions {
     /// Instead of the schedule: kill -9 every node right after a burst of acknowledged
     /// writes and discard what they wrote during it (a power loss; needs `no_fsync`).
     pub lose_unsynced: bool,
+    /// Nodes snapshot every this many applied entries per group (0: never); see
+    /// [`SNAPSHOT_ENTRIES`].
+    pub snapshot_entries: u64,
 }
+
+/// Default snapshot interval of the harness's nodes: small, so that a run of a few minutes
+/// snapshots and compacts every group several times (the workload commits a few hundred
+/// entries per second).
+pub const SNAPSHOT_ENTRIES: u64 = 2_000;
 
 /// What a run did and found.
 #[derive(Debug, Default)]
@@ -449,6 +458,7 @@ fn read_logs(cluster: &ChaosCluster, cluster_id: u64) -> Result<Vec<NodeLogs>, S
                 .collect();
             groups.push(GroupLog {
                 group: group.0,
+                log_base: log.first_index(group).prev().0,
                 commit: log.hard_state(group).commit.0,
                 entries,
             });
@@ -473,6 +483,7 @@ pub fn run(options: &ChaosOptions) -> Result<Summary, String> {
         root: root.path().to_path_buf(),
         no_fsync: options.no_fsync,
         segment_bytes: SEGMENT_BYTES,
+        snapshot_entries: options.snapshot_entries,
     };
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(options.seed.rotate_left(17));
     let mut skipped = Vec::new();
@@ -585,12 +596,17 @@ pub fn run(options: &ChaosOptions) -> Result<Summary, String> {
         .collect();
     let logs = read_logs(&run.cluster, cluster_id)?;
     let fills = run.fills;
-    let log_report = logs::check(&logs, &history.acknowledged, &|key, value| {
-        if key.starts_with(FILL_KEY_PREFIX.as_bytes()) {
-            return fill_id(value).is_some_and(|n| n < fills);
-        }
-        key.starts_with(b"chaos:") && value_id(value).is_some_and(|id| sent.contains(&id))
-    });
+    let log_report = logs::check(
+        &logs,
+        &history.acknowledged,
+        &|key, value| {
+            if key.starts_with(FILL_KEY_PREFIX.as_bytes()) {
+                return fill_id(value).is_some_and(|n| n < fills);
+            }
+            key.starts_with(b"chaos:") && value_id(value).is_some_and(|id| sent.contains(&id))
+        },
+        &|key| group_of(key, GROUPS).0,
+    );
     summary.log_entries = log_report.entries;
     for violation in log_report.violations {
         summary.violations.push(format!("logs: {violation}"));

@@ -28,6 +28,10 @@ pub struct ChaosArgs {
     /// and discard what they wrote during it, as a power loss would without fsync.
     #[arg(long, requires = "unsafe_no_fsync")]
     pub lose_unsynced: bool,
+    /// Nodes snapshot each group after this many applied entries and compact their logs
+    /// behind it, keeping a quarter of that (0: no snapshots, whole logs kept).
+    #[arg(long, default_value_t = runner::SNAPSHOT_ENTRIES)]
+    pub snapshot_entries: u64,
 }
 
 fn nodes_3_or_5(text: &str) -> Result<u64, String> {
@@ -50,6 +54,9 @@ impl ChaosArgs {
         }
         if self.lose_unsynced {
             command.push_str(" --lose-unsynced");
+        }
+        if self.snapshot_entries != runner::SNAPSHOT_ENTRIES {
+            command.push_str(&format!(" --snapshot-entries {}", self.snapshot_entries));
         }
         command
     }
@@ -113,6 +120,7 @@ pub fn run_chaos(args: &ChaosArgs) -> ExitCode {
         nodes: args.nodes,
         no_fsync: args.unsafe_no_fsync,
         lose_unsynced: args.lose_unsynced,
+        snapshot_entries: args.snapshot_entries,
     };
     match runner::run(&options) {
         Ok(summary) => {

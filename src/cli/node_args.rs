@@ -87,7 +87,7 @@ pub struct NodeArgs {
     /// log behind it (default 100000; 0: never).
     #[arg(long)]
     pub snapshot_entries: Option<u64>,
-    /// Entries kept in the log before a snapshot's index when compacting (default 4096).
+    /// Entries kept in the log before a snapshot's index when compacting (default 100000).
     #[arg(long, hide = true)]
     pub compaction_trailing_entries: Option<u64>,
     /// Bytes per snapshot transfer chunk, 4096 to 1 MiB (default 1 MiB; small values slow
