@@ -19,6 +19,11 @@ pub enum BrokenRule {
     /// The driver trusts a read lease for four election timeouts instead of less than one
     /// (a driver setting: the simulator reads it; the core does not).
     LeaseBeyondElectionTimeout,
+    /// A restarting node reports what its log reads back as durable without syncing it first,
+    /// so writes that survived a crash only in the page cache are acknowledged and a later
+    /// crash can lose them (a storage setting: the simulator maps it onto
+    /// `MemLog::set_trust_unsynced_recovery`; the core does not read it).
+    RecoveryTrustsUnsynced,
 }
 
 /// Configuration of one group's core on one node.
