@@ -87,14 +87,16 @@ fn mem_log_failure_is_fatal_until_restart() {
         Err(Error::Stopped(_))
     ));
     log.crash();
+    log.reopen();
     assert_eq!(log.last_index(G), LogIndex(2));
-    // A torn crash keeps a prefix of the in-flight flush.
+    // A torn crash keeps a prefix of the in-flight flush, durable once reopened.
     log.append(G, &batch(G, 3, 1, 1, 0)).unwrap();
     log.append(G, &batch(G, 4, 1, 1, 0)).unwrap();
     let pending = log.start_flush().unwrap().unwrap();
     drop(pending);
     assert_eq!(log.inflight_ops(), 2);
-    log.crash_torn(1);
+    log.crash_with(1);
+    log.reopen();
     assert_eq!(log.last_index(G), LogIndex(3));
     assert_eq!(log.durable(G).index, LogIndex(3));
 }

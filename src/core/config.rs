@@ -25,6 +25,11 @@ pub enum BrokenRule {
     /// The engine answers "not applied" for proposals a restored snapshot covers, although the
     /// snapshot may hold them (an engine rule).
     SupersedeUnderSnapshot,
+    /// A restarting node reports what its log reads back as durable without syncing it first,
+    /// so writes that survived a crash only in the page cache are acknowledged and a later
+    /// crash can lose them (a storage setting: the simulator maps it onto
+    /// `MemLog::set_trust_unsynced_recovery`; the core does not read it).
+    RecoveryTrustsUnsynced,
 }
 
 /// Configuration of one group's core on one node.

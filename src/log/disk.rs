@@ -12,6 +12,9 @@
 //!   still holding a live entry. A flush that deletes segments first writes a compaction record
 //!   for every compacted group into the active segment, so every compaction point survives in a
 //!   kept segment; deletions happen only after that write is synced.
+//! - Everything [`DiskLog::open`] recovers is reported durable, because recovery synced it
+//!   before trusting it (see [`recovery`](super::recovery)): a restart after a process crash
+//!   never reports page-cache data as durable.
 //! - After the first I/O failure the log is stopped: every call returns [`Error::Stopped`] and
 //!   nothing staged after the last successful flush is reported durable.
 

@@ -8,7 +8,8 @@
 //! - Flushes complete in the order they started, and a [`SyncReport`] is produced only after the
 //!   whole flush (log records and hard states) was synced: storage actions become durable in
 //!   the order they were issued, at flush granularity. A crash may leave a *prefix* of the
-//!   in-flight flush's records durable, never anything of a later one.
+//!   in-flight flush's records on disk or in the page cache, never anything of a later one;
+//!   reopening the log syncs that prefix before reporting it.
 //! - A [`PendingFlush`] owns nothing borrowed from the log, so the driver keeps staging while
 //!   it awaits; the outcome ([`FlushDone`]) must be handed back to the log that started it.
 

@@ -5,6 +5,9 @@
 //! - Every mutation of a log file goes through a function here, so a [`FaultPlan`] can fail
 //!   any of them deterministically (`EIO`, `ENOSPC`, ...) and tests can prove that a failure
 //!   acknowledges nothing and damages nothing already synced.
+//! - Every sync goes through a function here too, and a [`FaultPlan`] records the path of each,
+//!   so tests can prove *which* files and directories were made durable, not just how many syncs
+//!   ran (recovery must sync everything it trusts).
 //! - A directory is fsynced after every create, rename or delete in it.
 //! - Errors carry the operation and path ([`Error::Io`]).
 //! - A configured sync delay ([`LogConfig::sync_delay`](super::LogConfig::sync_delay), a test
@@ -14,7 +17,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,6 +45,7 @@ struct FaultInner {
     writes: AtomicU64,
     syncs: AtomicU64,
     armed: Mutex<Vec<(FaultOp, u64, i32)>>,
+    synced_paths: Mutex<Vec<PathBuf>>,
 }
 
 impl FaultPlan {
@@ -66,6 +70,15 @@ impl FaultPlan {
         self.counter(op).load(Ordering::SeqCst)
     }
 
+    /// The files and directories synced so far (whether or not the sync succeeded), in order.
+    pub fn synced_paths(&self) -> Vec<PathBuf> {
+        self.inner
+            .synced_paths
+            .lock()
+            .expect("fault plan lock")
+            .clone()
+    }
+
     fn counter(&self, op: FaultOp) -> &AtomicU64 {
         match op {
             FaultOp::Write => &self.inner.writes,
@@ -73,7 +86,11 @@ impl FaultPlan {
         }
     }
 
-    fn check(&self, op: FaultOp) -> io::Result<()> {
+    fn check(&self, op: FaultOp, path: &Path) -> io::Result<()> {
+        if op == FaultOp::Sync {
+            let mut synced = self.inner.synced_paths.lock().expect("fault plan lock");
+            synced.push(path.to_path_buf());
+        }
         let n = self.counter(op).fetch_add(1, Ordering::SeqCst);
         let mut armed = self.inner.armed.lock().expect("fault plan lock");
         if let Some(pos) = armed.iter().position(|&(o, at, _)| o == op && at == n) {
@@ -105,15 +122,15 @@ impl Default for Files {
 }
 
 impl Files {
-    fn check(&self, op: FaultOp) -> io::Result<()> {
+    fn check(&self, op: FaultOp, path: &Path) -> io::Result<()> {
         match &self.faults {
-            Some(plan) => plan.check(op),
+            Some(plan) => plan.check(op, path),
             None => Ok(()),
         }
     }
 
     pub fn write_at(&self, file: &File, path: &Path, buf: &[u8], offset: u64) -> Result<()> {
-        self.check(FaultOp::Write)
+        self.check(FaultOp::Write, path)
             .and_then(|()| file.write_all_at(buf, offset))
             .map_err(|e| Error::io("write", path, e))
     }
@@ -123,19 +140,19 @@ impl Files {
         if !self.sync_delay.is_zero() {
             std::thread::sleep(self.sync_delay);
         }
-        self.check(FaultOp::Sync)
+        self.check(FaultOp::Sync, path)
             .and_then(|()| if self.fsync { file.sync_data() } else { Ok(()) })
             .map_err(|e| Error::io("fdatasync", path, e))
     }
 
     pub fn sync_all(&self, file: &File, path: &Path) -> Result<()> {
-        self.check(FaultOp::Sync)
+        self.check(FaultOp::Sync, path)
             .and_then(|()| if self.fsync { file.sync_all() } else { Ok(()) })
             .map_err(|e| Error::io("fsync", path, e))
     }
 
     pub fn sync_dir(&self, dir: &Path) -> Result<()> {
-        self.check(FaultOp::Sync)
+        self.check(FaultOp::Sync, dir)
             .and_then(|()| File::open(dir)?.sync_all())
             .map_err(|e| Error::io("fsync directory", dir, e))
     }
@@ -169,13 +186,18 @@ impl Files {
         Ok(())
     }
 
-    /// Creates `dir` (and missing parents) unless it exists, then fsyncs the directory holding
-    /// it so that the new entry survives a crash.
+    /// Creates `dir` (and missing parents) unless it exists. Not durable by itself: the store
+    /// that opens `dir` calls [`Files::sync_dir_and_parent`] before trusting it.
     pub fn create_dir_all(&self, dir: &Path) -> Result<()> {
-        if dir.is_dir() {
-            return Ok(());
-        }
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))
+    }
+
+    /// Fsyncs `dir` and the directory holding it. A store does this when it opens, after its
+    /// clean-up and before it reports anything: after a process crash the page cache may still
+    /// hold creates, renames and deletes in `dir` (or `dir`'s own creation) that never reached
+    /// the disk, and whatever the store lists must not vanish in a later power loss.
+    pub fn sync_dir_and_parent(&self, dir: &Path) -> Result<()> {
+        self.sync_dir(dir)?;
         match dir.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => self.sync_dir(parent),
             _ => self.sync_dir(Path::new(".")),

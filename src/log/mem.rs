@@ -1,13 +1,23 @@
 //! `MemLog`: the in-memory twin of the disk log for the deterministic simulator, with the same
-//! contract ([`LogStore`]) and a crash model.
+//! contract ([`LogStore`]) and a crash model that matches a real page cache.
+//!
+//! State, oldest first: `durable` (synced: survives every crash), `volatile` (operations
+//! written before a crash and visible since, but never synced), the flush in flight (written,
+//! sync not returned) and `staged` (not written). Reads see all four (`live`).
 //!
 //! Invariants:
-//! - Two views: `live` (everything staged; what reads see) and `durable` (everything whose
-//!   flush completed). A flush moves the staged operations to "in flight"; completing it
-//!   applies them, in order, to the durable view.
-//! - [`MemLog::crash`] models power loss and restart: the live state becomes the durable state,
-//!   staged and in-flight operations are lost. [`MemLog::crash_torn`] keeps a prefix of the
-//!   in-flight flush's operations instead (a torn final write), never anything later.
+//! - Operations reach the medium in issue order. A completed flush makes everything written
+//!   before it durable, volatile operations included (the twin is one file: a sync covers all
+//!   its dirty pages). So `durable` followed by the written operations is always a valid log.
+//! - [`MemLog::crash_with`] models a crash: staged operations are lost, and of the written but
+//!   unsynced ones (volatile, then in flight) a chosen prefix survives as *volatile*: visible
+//!   after the restart, still not durable. A later crash can lose them again, including
+//!   operations that already survived an earlier crash.
+//! - After a crash the log refuses work until [`MemLog::reopen`], which does what
+//!   [`DiskLog::open`](super::DiskLog::open) does: it syncs everything it reads back before
+//!   reporting it durable. Only the negative control
+//!   ([`MemLog::set_trust_unsynced_recovery`]) skips that sync and reports volatile operations
+//!   as durable, which a later crash then refutes.
 //! - An injected I/O failure stops the log like the disk log's: typed error, no report, every
 //!   later call refused until the simulated restart.
 
@@ -41,7 +51,10 @@ pub struct MemLog {
     live_hard: BTreeMap<GroupId, HardState>,
     durable: ShardView,
     durable_hard: BTreeMap<GroupId, HardState>,
+    /// What the log reports durable (the positions of `durable`, except in the negative
+    /// control after a reopen).
     durable_positions: BTreeMap<GroupId, LogPosition>,
+    volatile: Vec<MemOp>,
     staged: Vec<MemOp>,
     touched: BTreeSet<GroupId>,
     hard_dirty: BTreeSet<GroupId>,
@@ -49,6 +62,9 @@ pub struct MemLog {
     next_flush: u64,
     fail_next_flush: Option<i32>,
     failed: Option<String>,
+    /// Crashed and not reopened yet: all work is refused.
+    crashed: bool,
+    trust_unsynced_recovery: bool,
 }
 
 fn apply(view: &mut ShardView, hard: &mut BTreeMap<GroupId, HardState>, op: &MemOp) {
@@ -70,6 +86,10 @@ fn apply(view: &mut ShardView, hard: &mut BTreeMap<GroupId, HardState>, op: &Mem
     }
 }
 
+fn positions(view: &ShardView) -> BTreeMap<GroupId, LogPosition> {
+    view.groups.keys().map(|&g| (g, view.position(g))).collect()
+}
+
 impl MemLog {
     /// An empty log.
     pub fn new() -> MemLog {
@@ -79,32 +99,56 @@ impl MemLog {
         }
     }
 
-    /// Power loss and restart: everything not synced is lost.
+    /// A crash that loses everything not synced. [`MemLog::reopen`] restarts the log.
     pub fn crash(&mut self) {
-        self.crash_torn(0);
+        self.crash_with(0);
     }
 
-    /// Power loss during the in-flight flush, of which the first `keep` operations (log
-    /// records and hard-state saves, in issue order) reached the disk.
-    pub fn crash_torn(&mut self, keep: usize) {
+    /// A crash after which the first `keep_volatile` operations (log records and hard-state
+    /// saves, in issue order) of the [`MemLog::unsynced_ops`] survive, volatile; the rest and
+    /// everything staged is lost. [`MemLog::reopen`] restarts the log.
+    pub fn crash_with(&mut self, keep_volatile: usize) {
+        let mut written = std::mem::take(&mut self.volatile);
         if let Some(inflight) = self.inflight.take() {
-            for op in inflight.ops.iter().take(keep) {
-                apply(&mut self.durable, &mut self.durable_hard, op);
-            }
+            written.extend(inflight.ops);
         }
+        written.truncate(keep_volatile);
+        self.volatile = written;
         self.live = self.durable.clone();
         self.live_hard = self.durable_hard.clone();
-        self.durable_positions = self
-            .durable
-            .groups
-            .keys()
-            .map(|&g| (g, self.durable.position(g)))
-            .collect();
+        for op in &self.volatile {
+            apply(&mut self.live, &mut self.live_hard, op);
+        }
+        self.durable_positions = positions(&self.durable);
         self.staged.clear();
         self.touched.clear();
         self.hard_dirty.clear();
         self.fail_next_flush = None;
         self.failed = None;
+        self.crashed = true;
+    }
+
+    /// The restart after a crash (a no-op if the log did not crash): syncs the volatile
+    /// operations the log reads back, so that everything it reports is durable, and accepts
+    /// work again.
+    pub fn reopen(&mut self) {
+        if !self.crashed {
+            return;
+        }
+        self.crashed = false;
+        if !self.trust_unsynced_recovery {
+            for op in self.volatile.drain(..) {
+                apply(&mut self.durable, &mut self.durable_hard, &op);
+            }
+        }
+        self.durable_positions = positions(&self.live);
+    }
+
+    /// The negative control of the simulator (`BrokenRule::RecoveryTrustsUnsynced`): when set,
+    /// [`MemLog::reopen`] reports what it reads back as durable without syncing it, as a disk
+    /// log that trusted the page cache would.
+    pub fn set_trust_unsynced_recovery(&mut self, trust: bool) {
+        self.trust_unsynced_recovery = trust;
     }
 
     /// Makes the I/O of the next flush fail with OS error `errno`.
@@ -112,12 +156,21 @@ impl MemLog {
         self.fail_next_flush = Some(errno);
     }
 
-    /// Operations of the flush in flight (for crash-point choices).
+    /// Operations of the flush in flight.
     pub fn inflight_ops(&self) -> usize {
         self.inflight.as_ref().map_or(0, |f| f.ops.len())
     }
 
+    /// Operations written but not synced (volatile ones, then those of the flush in flight):
+    /// the range of [`MemLog::crash_with`]'s choice.
+    pub fn unsynced_ops(&self) -> usize {
+        self.volatile.len() + self.inflight_ops()
+    }
+
     fn check_running(&self) -> Result<()> {
+        if self.crashed {
+            return Err(Error::Stopped("crashed: reopen the log first".into()));
+        }
         match &self.failed {
             Some(why) => Err(Error::Stopped(why.clone())),
             None => Ok(()),
@@ -256,8 +309,8 @@ impl LogStore for MemLog {
             return Err(e);
         }
         let inflight = self.inflight.take().expect("checked above");
-        for op in &inflight.ops {
-            apply(&mut self.durable, &mut self.durable_hard, op);
+        for op in self.volatile.drain(..).chain(inflight.ops) {
+            apply(&mut self.durable, &mut self.durable_hard, &op);
         }
         for &(group, position) in &inflight.report.log {
             self.durable_positions.insert(group, position);

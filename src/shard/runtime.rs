@@ -238,9 +238,8 @@ async fn start_shard<S: StateMachine>(
     let dir = snapshot_dir(&shard_dir(&config.data_dir, shard));
     let snapshots = SnapshotStore::open(&dir, None).map_err(|error| shard_error(error.into()))?;
     // A second handle on the same directory for the transfers, which read and write it off
-    // the event loop. Opened before any writer exists (opening deletes temporaries).
-    let transfer_store =
-        SnapshotStore::open(&dir, None).map_err(|error| shard_error(error.into()))?;
+    // the event loop (a clone: opening again would repeat the clean-up and the syncs).
+    let transfer_store = snapshots.clone();
     let engine = ShardEngine::new(
         config.id,
         config.groups_of(shard),

@@ -9,6 +9,10 @@
 //! connection breaks or is replaced, no acknowledgement progresses within [`ACK_TIMEOUT`], or
 //! the file cannot be read, the transfer fails and the shard reports the follower unreachable
 //! (so its core offers the snapshot again). One transfer per (follower, group) runs at a time.
+//! A transfer opens its file once and reads every chunk through that handle
+//! ([`RawSnapshotFile`]): the engine prunes all but the newest snapshots, and under sustained
+//! load two newer ones can appear during a long transfer. Reopening by path would then fail,
+//! restart the transfer with the newest snapshot, and fail again, forever.
 //!
 //! Receiver (a follower): chunks arrive on the connection the leader dialled; the reader of
 //! that connection keeps one [`RawSnapshotWriter`] per group ([`Inbound`]). A chunk at offset 0
@@ -39,7 +43,7 @@ use crate::shard::link::Outgoing;
 use crate::shard::mailbox::Mailbox;
 use crate::shard::peers::append_raft;
 use crate::shard::runtime::ShardEvent;
-use crate::snapshot::{RawSnapshotWriter, SnapshotStore};
+use crate::snapshot::{RawSnapshotFile, RawSnapshotWriter, SnapshotStore};
 use crate::types::{GroupId, LogIndex, NodeId, Term};
 
 /// Most chunks a sender has sent but not seen acknowledged (with the default chunk of
@@ -199,28 +203,32 @@ impl Transfers {
             }
         };
         let (group, index) = (send.group, send.snapshot.index);
+        let file: Arc<RawSnapshotFile> = {
+            let store = store.clone();
+            glommio::executor()
+                .spawn_blocking(move || store.open_raw(group, index))
+                .await
+                .map_err(|e| e.to_string())?
+                .into()
+        };
+        let total_len = file.total_len();
         let mut offset = 0u64;
-        let mut total_len: Option<u64> = None;
         let mut last_progress = Instant::now();
         let chunk_bytes = self.chunk_bytes;
         let window = WINDOW_CHUNKS * chunk_bytes as u64;
         loop {
             // A receiver that already holds the file says `done` at once: stop sending then.
             while !progress.done.get()
-                && total_len.is_none_or(|total| offset < total)
+                && offset < total_len
                 && offset - progress.acked.get().min(offset) < window
             {
-                let read = {
-                    let store = store.clone();
+                let bytes = {
+                    let file = file.clone();
                     glommio::executor()
-                        .spawn_blocking(move || store.read_raw(group, index, offset, chunk_bytes))
+                        .spawn_blocking(move || file.read_chunk(offset, chunk_bytes))
                         .await
+                        .map_err(|e| e.to_string())?
                 };
-                let (bytes, len) = read.map_err(|e| e.to_string())?;
-                if total_len.is_some_and(|total| total != len) || bytes.is_empty() {
-                    return Err("the snapshot file changed while it was sent".into());
-                }
-                total_len = Some(len);
                 link_intact()?;
                 let chunk = SnapshotChunk {
                     from: self.node,
@@ -228,7 +236,7 @@ impl Transfers {
                     term: send.term,
                     index,
                     offset,
-                    total_len: len,
+                    total_len,
                     bytes: bytes.into(),
                 };
                 let mut encoded = Ok(0);
@@ -254,7 +262,7 @@ impl Transfers {
                 return Err(format!(
                     "no acknowledgement for {ACK_TIMEOUT:?} ({} of {} bytes acknowledged)",
                     progress.acked.get(),
-                    total_len.unwrap_or(0)
+                    total_len
                 ));
             }
         }
@@ -266,7 +274,7 @@ impl Transfers {
         if !append_raft(link, self.node, send.to, &[(group, message)]) {
             return Err("the connection is down".into());
         }
-        Ok(total_len.unwrap_or(0))
+        Ok(total_len)
     }
 
     /// An acknowledgement from `peer`: wakes the transfer of that snapshot, if it runs.

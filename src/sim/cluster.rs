@@ -16,9 +16,10 @@
 //!
 //! Fault model of the disk (a crash is power loss): storage actions reach the medium in the
 //! order they were issued, at flush granularity; a completed flush makes everything it took
-//! durable; a crash keeps a random prefix (possibly empty, possibly all) of the operations of
-//! the flush in flight ([`MemLog::crash_torn`]: written without the sync having returned) and
-//! loses everything staged after it began (never written). Nothing is reordered and nothing
+//! durable; a crash keeps a random prefix (possibly empty, possibly all) of the operations
+//! written but not synced ([`MemLog::crash_with`]: the flush in flight, whose sync had not
+//! returned), as volatile data that a restart must sync before trusting it
+//! ([`MemLog::reopen`]), and loses everything staged after it began (never written). Nothing is reordered and nothing
 //! already durable is damaged: disk corruption and torn records are tested against the real
 //! log. A restarting node recovers what its log then holds, read through [`LogStore`].
 //!
@@ -826,7 +827,7 @@ impl Cluster {
         let Some(id) = target else { return Ok(()) };
         self.summary.crashes += 1;
         let node = self.node(id);
-        let (inflight, staged) = (node.log.inflight_ops(), node.log.has_staged());
+        let (inflight, staged) = (node.log.unsynced_ops(), node.log.has_staged());
         let survivors = self.rng.random_range(0..=inflight);
         self.trace(|| {
             format!(
@@ -836,7 +837,7 @@ impl Cluster {
         });
         let node = self.node_mut(id);
         node.raft = None;
-        node.log.crash_torn(survivors);
+        node.log.crash_with(survivors);
         node.flush = None;
         node.flushes_done = node.flushes_started;
         node.epoch += 1;
@@ -971,6 +972,7 @@ fn read_log(log: &MemLog) -> Vec<EntryBatch> {
 /// What a node (re)starting on `log` recovers. Called on a fresh log or right after a crash,
 /// when nothing is staged or in flight: the log then reads as its durable state.
 fn recover(log: &mut MemLog, snapshot: Option<SnapshotMeta>) -> Recovered {
+    log.reopen();
     debug_assert!(!log.has_staged() && log.inflight_ops() == 0);
     crate::engine::recover::recover(log, GROUP, snapshot).expect("the simulated log never fails")
 }

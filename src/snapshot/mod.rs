@@ -14,7 +14,8 @@
 //!   under a final name was therefore complete and synced when it appeared; after a crash at
 //!   any point, the previous snapshots are intact and the new one is either wholly there or
 //!   absent. Leftover temporaries are deleted by [`SnapshotStore::open`] (and by the writers
-//!   when dropped unfinished).
+//!   when dropped unfinished), which also syncs every snapshot file and the directory before
+//!   trusting them (a process crash may leave a rename only in the page cache).
 //! - Every create, write, sync, rename and delete goes through the log's file layer
 //!   ([`crate::log::io`]), so a [`FaultPlan`](crate::log::FaultPlan) can fail them. A write or
 //!   sync failure makes `finish` fail and installs nothing.
@@ -35,7 +36,7 @@ use std::path::{Path, PathBuf};
 
 pub use body::SnapshotBody;
 pub use error::SnapshotError;
-pub use store::SnapshotStore;
+pub use store::{RawSnapshotFile, SnapshotStore};
 pub use writer::{RawSnapshotWriter, SnapshotWriter};
 
 use crate::types::{GroupId, LogIndex, Term};
@@ -47,7 +48,7 @@ pub type Result<T, E = SnapshotError> = std::result::Result<T, E>;
 pub const SNAPSHOT_DIR: &str = "snapshots";
 /// Bytes a [`SnapshotWriter`] buffers before writing them to its file.
 pub const WRITE_BUFFER_BYTES: usize = 256 << 10;
-/// Largest chunk [`SnapshotStore::read_raw`] returns, whatever the caller asks for.
+/// Largest chunk [`RawSnapshotFile::read_chunk`] returns, whatever the caller asks for.
 pub const MAX_RAW_CHUNK_BYTES: usize = 4 << 20;
 
 /// What a snapshot covers: the state of `group` after applying entries up to `index` (of term

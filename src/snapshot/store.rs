@@ -1,4 +1,15 @@
 //! The snapshot directory: listing, verification, reading and retention.
+//!
+//! Invariants (besides those of [`crate::snapshot`]):
+//! - [`SnapshotStore::open`] makes everything it will trust durable before it returns: every
+//!   file under a final name is fdatasynced, the directory and its parent fsynced. A writer
+//!   syncs a snapshot before renaming it, but a process killed between the rename and the
+//!   directory sync (or a received file's install) leaves a name only the page cache knows;
+//!   the engine restores from it and compacts its log behind it, so it must not vanish in a
+//!   later power loss.
+//! - A [`RawSnapshotFile`] reads through the handle it opened, never by path again: retention
+//!   may delete the file meanwhile (newer snapshots arrive during a long transfer), and an
+//!   unlinked file stays readable through an open handle.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -41,25 +52,26 @@ pub(crate) struct Layout {
 }
 
 impl SnapshotStore {
-    /// Opens the snapshot directory `dir` (creating it, see [`super::snapshot_dir`]) and deletes
-    /// the temporary files of interrupted writes. `faults` fails chosen writes and syncs (tests).
+    /// Opens the snapshot directory `dir` (creating it, see [`super::snapshot_dir`]), deletes
+    /// the temporary files of interrupted writes and syncs what remains (see the module
+    /// documentation). `faults` fails chosen writes and syncs (tests).
     pub fn open(dir: &Path, faults: Option<FaultPlan>) -> Result<SnapshotStore> {
         let files = Files {
             faults,
             ..Files::default()
         };
         files.create_dir_all(dir)?;
-        let mut removed = false;
         for entry in std::fs::read_dir(dir).map_err(|e| SnapshotError::io("list", dir, e))? {
             let entry = entry.map_err(|e| SnapshotError::io("list", dir, e))?;
-            if entry.file_name().to_string_lossy().ends_with(TEMP_SUFFIX) {
-                files.remove(&entry.path())?;
-                removed = true;
+            let name = entry.file_name();
+            let path = entry.path();
+            if name.to_string_lossy().ends_with(TEMP_SUFFIX) {
+                files.remove(&path)?;
+            } else if name.to_str().and_then(parse_snapshot_name).is_some() {
+                files.sync_data(&open_read(&path)?, &path)?;
             }
         }
-        if removed {
-            files.sync_dir(dir)?;
-        }
+        files.sync_dir_and_parent(dir)?;
         Ok(SnapshotStore {
             dir: dir.to_path_buf(),
             files,
@@ -162,24 +174,14 @@ impl SnapshotStore {
         Ok(SnapshotBody::new(file, path, layout))
     }
 
-    /// Up to `max` bytes (and never more than [`MAX_RAW_CHUNK_BYTES`]) of the file of `group`'s
-    /// snapshot at `index`, from `offset`, and the file's total length. Nothing is verified here:
-    /// the receiver verifies the whole file. An offset at or past the end reads nothing.
-    pub fn read_raw(
-        &self,
-        group: GroupId,
-        index: LogIndex,
-        offset: u64,
-        max: usize,
-    ) -> Result<(Vec<u8>, u64)> {
+    /// Opens the file of `group`'s snapshot at `index` for sending its raw bytes. Nothing is
+    /// verified here: the receiver verifies the whole file. The handle keeps reading the file
+    /// even after [`SnapshotStore::retain`] deletes it.
+    pub fn open_raw(&self, group: GroupId, index: LogIndex) -> Result<RawSnapshotFile> {
         let path = self.path(group, index);
         let file = self.open_existing(group, index)?;
         let len = file_len(&file, &path)?;
-        let n = (len.saturating_sub(offset)).min(max.min(MAX_RAW_CHUNK_BYTES) as u64) as usize;
-        let mut bytes = vec![0u8; n];
-        file.read_exact_at(&mut bytes, offset)
-            .map_err(|e| SnapshotError::io("read", &path, e))?;
-        Ok((bytes, len))
+        Ok(RawSnapshotFile { file, path, len })
     }
 
     /// Deletes all but the newest `keep` (at least one) snapshots of `group`, oldest first,
@@ -215,6 +217,33 @@ impl SnapshotStore {
             }
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// An open snapshot file read as raw bytes (a transfer's source). See the module
+/// documentation.
+#[derive(Debug)]
+pub struct RawSnapshotFile {
+    file: File,
+    path: PathBuf,
+    len: u64,
+}
+
+impl RawSnapshotFile {
+    /// The file's length when it was opened (snapshot files never change under a final name).
+    pub fn total_len(&self) -> u64 {
+        self.len
+    }
+
+    /// Up to `max` bytes (and never more than [`MAX_RAW_CHUNK_BYTES`]) from `offset`. An offset
+    /// at or past the end reads nothing.
+    pub fn read_chunk(&self, offset: u64, max: usize) -> Result<Vec<u8>> {
+        let n = (self.len.saturating_sub(offset)).min(max.min(MAX_RAW_CHUNK_BYTES) as u64) as usize;
+        let mut bytes = vec![0u8; n];
+        self.file
+            .read_exact_at(&mut bytes, offset)
+            .map_err(|e| SnapshotError::io("read", &self.path, e))?;
+        Ok(bytes)
     }
 }
 

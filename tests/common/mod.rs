@@ -128,6 +128,7 @@ impl Fixture for MemFixture {
     }
     fn reopen(&mut self) {
         self.0.crash();
+        self.0.reopen();
     }
 }
 
