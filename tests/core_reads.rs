@@ -3,7 +3,9 @@
 
 mod support;
 
-use ringraft::core::{Action, AppendOutcome, Input, Message, ProposeError, Raft, ReadLease, Role};
+use ringraft::core::{
+    Action, AppendOutcome, BrokenRule, Input, Message, ProposeError, Raft, ReadLease, Role,
+};
 use support::*;
 
 /// An acknowledgement of `match_index` echoing read round `round`.
@@ -347,4 +349,41 @@ fn a_leader_that_sent_timeout_now_serves_no_lease_reads_for_the_rest_of_its_term
         vec![ready(1, 1)]
     );
     assert_eq!(lease.index(&leader, 200), None);
+}
+
+#[test]
+fn the_broken_rules_bring_both_lease_holes_back() {
+    let mut follower = Node::new(2, 3)
+        .breaking(BrokenRule::VoteRefusalNeedsKnownLeader)
+        .build();
+    follow(&mut follower, 1, 1);
+    deliver(&mut follower, 3, vote_response(2, false, false));
+    assert_eq!(
+        deliver(&mut follower, 3, vote_request(2, (0, 0), false)),
+        vec![
+            save(2, Some(3), 0),
+            send_after_persist(3, vote_response(2, false, true))
+        ]
+    );
+
+    let mut leader = Node::new(1, 3)
+        .breaking(BrokenRule::LeaseAfterTransfer)
+        .build();
+    elect_and_settle(&mut leader);
+    let mut lease = ReadLease::new(1_000_000);
+    step(&mut leader, Input::TransferLeadership { to: n(2) });
+    assert!(leader.sent_timeout_now());
+    for _ in 0..leader.config().election_timeout_ticks {
+        let out = tick(&mut leader);
+        for (to, request) in appends(&out) {
+            deliver(
+                &mut leader,
+                to.0,
+                accepted_in_round(1, request.prev_index.0, request.read_round),
+            );
+        }
+    }
+    lease.observe(&leader, 0);
+    assert_eq!(leader.transfer_target(), None);
+    assert_eq!(lease.index(&leader, 1), Some(i(1)));
 }

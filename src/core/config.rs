@@ -19,6 +19,13 @@ pub enum BrokenRule {
     /// The driver trusts a read lease for four election timeouts instead of less than one
     /// (a driver setting: the simulator reads it; the core does not).
     LeaseBeyondElectionTimeout,
+    /// A follower refuses votes only while it knows a leader: adopting a higher term from a
+    /// message that is not from a leader (a refused vote, an append response) forgets the
+    /// lease along with the leader, and a new leader can be elected inside the old one's lease.
+    VoteRefusalNeedsKnownLeader,
+    /// A leader's read lease resumes after an abandoned leadership transfer, although the
+    /// transfer vote its TimeoutNow caused skips the followers' lease and may still win.
+    LeaseAfterTransfer,
 }
 
 /// Configuration of one group's core on one node.

@@ -76,9 +76,15 @@ pub struct Raft {
     leader_match: LogIndex,
     /// Follower only: highest match index already acknowledged to the current leader.
     acked_index: LogIndex,
-    /// Ticks left in which a node that just started refuses to help elect anybody (see
-    /// [`Config::quiet_start`]).
-    quiet_ticks_left: u32,
+    /// Ticks since this node last heard from a leader (`u32::MAX`: never), the clock of its
+    /// promise not to help elect anybody for an election timeout after that (what lease reads
+    /// rely on). A node that starts quietly ([`Config::quiet_start`]) counts its start as such
+    /// contact. Adopting a higher term does not reset it: the node forgets who led, not when
+    /// it heard from them.
+    ticks_since_leader_contact: u32,
+    /// Leader only: this leader sent TimeoutNow in its term. The transfer vote it causes skips
+    /// the followers' promise, so the read lease does not hold again in this term.
+    sent_timeout_now: bool,
     /// Follower only: highest read round received from the current term's leader.
     leader_read_round: u64,
     /// Leader only (empty otherwise): reads waiting for proof of leadership.
@@ -143,11 +149,12 @@ impl Raft {
             transfer: None,
             leader_match: LogIndex::ZERO,
             acked_index: LogIndex::ZERO,
-            quiet_ticks_left: if config.quiet_start && config.check_quorum {
-                config.election_timeout_ticks
-            } else {
+            ticks_since_leader_contact: if config.quiet_start {
                 0
+            } else {
+                u32::MAX
             },
+            sent_timeout_now: false,
             leader_read_round: 0,
             reads: ReadTracker::default(),
             config,
@@ -248,6 +255,12 @@ impl Raft {
     pub fn transfer_target(&self) -> Option<NodeId> {
         self.transfer.map(|(to, _)| to)
     }
+    /// Leader only: whether this leader sent TimeoutNow in its term (a transfer vote, which
+    /// followers grant despite their lease, may be on its way even if the transfer was
+    /// abandoned).
+    pub fn sent_timeout_now(&self) -> bool {
+        self.role == Role::Leader && self.sent_timeout_now
+    }
     /// The read round this node's AppendEntries carry (grows with every heartbeat round).
     pub fn read_round(&self) -> u64 {
         self.reads.round()
@@ -314,7 +327,7 @@ impl Raft {
 
     fn tick(&mut self, out: &mut Vec<Action>) {
         self.election_elapsed = self.election_elapsed.saturating_add(1);
-        self.quiet_ticks_left = self.quiet_ticks_left.saturating_sub(1);
+        self.ticks_since_leader_contact = self.ticks_since_leader_contact.saturating_add(1);
         if self.role == Role::Leader {
             self.tick_leader(out);
         } else if self.election_elapsed >= self.randomized_timeout && self.can_campaign() {
@@ -377,13 +390,13 @@ impl Raft {
         self.randomized_timeout = self.rng.random_range(base..2 * base);
     }
 
-    /// Whether this node heard from a leader recently enough to refuse to help unseat it (or
-    /// started too recently to know whether it did).
+    /// Whether this node leads, or heard from a leader recently enough to refuse to help unseat
+    /// it (or started too recently to know whether it did). Only a transfer vote, which the
+    /// leader itself asked for, is granted inside the lease.
     fn in_leader_lease(&self) -> bool {
         self.config.check_quorum
-            && ((self.leader.is_some()
-                && self.election_elapsed < self.config.election_timeout_ticks)
-                || self.quiet_ticks_left > 0)
+            && (self.role == Role::Leader
+                || self.ticks_since_leader_contact < self.config.election_timeout_ticks)
     }
 
     // ---- role changes ----------------------------------------------------------------------
@@ -406,6 +419,11 @@ impl Raft {
                     error: ProposeError::NotLeader { leader },
                 })
             });
+        }
+        if leader.is_none()
+            && self.config.broken_rule == Some(BrokenRule::VoteRefusalNeedsKnownLeader)
+        {
+            self.ticks_since_leader_contact = u32::MAX;
         }
         let changed = term_changed || self.role != Role::Follower || self.leader != leader;
         self.role = Role::Follower;
@@ -488,6 +506,7 @@ impl Raft {
         self.election_elapsed = 0;
         self.heartbeat_elapsed = 0;
         self.transfer = None;
+        self.sent_timeout_now = false;
         let last = self.log.last_index();
         self.progress.clear();
         self.track_members();
@@ -799,7 +818,8 @@ impl Raft {
         });
     }
 
-    fn send_timeout_now(&self, to: NodeId, out: &mut Vec<Action>) {
+    fn send_timeout_now(&mut self, to: NodeId, out: &mut Vec<Action>) {
+        self.sent_timeout_now = true;
         out.push(Action::Send {
             to,
             message: Message::TimeoutNow { term: self.term },
@@ -880,8 +900,15 @@ impl Raft {
                 last_index,
                 last_term,
                 pre_vote,
-                ..
-            } => self.handle_vote_request(from, term, last_index, last_term, pre_vote, out),
+                transfer,
+            } => self.handle_vote_request(
+                from,
+                term,
+                (last_index, last_term),
+                pre_vote,
+                transfer,
+                out,
+            ),
             Message::VoteResponse {
                 pre_vote, granted, ..
             } => self.handle_vote_response(from, pre_vote, granted, out),
@@ -898,21 +925,26 @@ impl Raft {
         }
     }
 
+    /// A (pre-)vote request of the current term (or a pre-vote for a later one) from a
+    /// candidate whose log ends at `last`.
     fn handle_vote_request(
         &mut self,
         from: NodeId,
         term: Term,
-        last_index: LogIndex,
-        last_term: Term,
+        (last_index, last_term): (LogIndex, Term),
         pre_vote: bool,
+        transfer: bool,
         out: &mut Vec<Action>,
     ) {
         let up_to_date = self.log.is_up_to_date(last_index, last_term)
             || self.config.broken_rule == Some(BrokenRule::VoteWithoutLogCheck);
+        // Inside the lease this node helps nobody but the transfer target its leader named.
+        let lease_allows = transfer || !self.in_leader_lease();
         let granted = if pre_vote {
-            term > self.term && up_to_date && !self.in_leader_lease()
+            term > self.term && up_to_date && lease_allows
         } else {
-            let free = self.vote == Some(from) || (self.vote.is_none() && self.leader.is_none());
+            let free = self.vote == Some(from)
+                || (self.vote.is_none() && self.leader.is_none() && lease_allows);
             free && up_to_date
         };
         if granted && !pre_vote {
@@ -978,6 +1010,7 @@ impl Raft {
             self.become_follower(self.term, Some(from), out);
         }
         self.reset_election_timer();
+        self.ticks_since_leader_contact = 0;
         true
     }
 
