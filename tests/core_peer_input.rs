@@ -4,7 +4,7 @@
 
 mod support;
 
-use ringraft::core::{Message, Raft, Role, SnapshotMeta};
+use ringraft::core::{BrokenRule, Message, Raft, Role, SnapshotMeta};
 use ringraft::types::{LogIndex, Term};
 use support::*;
 
@@ -31,6 +31,7 @@ fn a_rejection_naming_an_index_beyond_the_leaders_log_is_dropped() {
     assert_eq!(out, vec![]);
     let progress = leader.progress(n(2)).unwrap();
     assert_eq!((progress.match_index, progress.next_index), (i(1), i(2)));
+    assert_eq!(leader.invalid_messages(), 1);
     heartbeat_round(&mut leader);
     assert_eq!(leader.role(), Role::Leader);
 }
@@ -42,6 +43,7 @@ fn a_rejection_hint_at_the_largest_index_is_dropped() {
         deliver(&mut leader, 2, rejected(1, 1, u64::MAX, None)),
         vec![]
     );
+    assert_eq!(leader.invalid_messages(), 1);
     heartbeat_round(&mut leader);
     assert_eq!(leader.progress(n(2)).unwrap().next_index, i(2));
 }
@@ -53,6 +55,7 @@ fn an_append_whose_entries_go_back_in_term_is_dropped() {
     let out = deliver(&mut follower, 1, append(3, (3, 3), 0, vec![batch(2, 4, 1)]));
     assert_eq!(out, vec![]);
     assert_eq!(terms_of(&follower), vec![1, 1, 3]);
+    assert_eq!(follower.invalid_messages(), 1);
 }
 
 #[test]
@@ -77,6 +80,7 @@ fn an_append_going_back_in_term_behind_the_snapshot_base_is_dropped() {
     let out = deliver(&mut follower, 1, append(3, (1, 1), 2, vec![batch(2, 2, 2)]));
     assert_eq!(out, vec![]);
     assert_eq!(follower.last_index(), i(2));
+    assert_eq!(follower.invalid_messages(), 1);
 }
 
 #[test]
@@ -92,6 +96,7 @@ fn an_append_conflicting_with_a_committed_entry_is_dropped() {
     );
     assert_eq!(terms_of(&follower), vec![1, 1, 1]);
     assert_eq!(follower.commit_index(), i(3));
+    assert_eq!(follower.invalid_messages(), 1);
 }
 
 #[test]
@@ -113,6 +118,7 @@ fn a_snapshot_from_a_peer_claiming_the_leaders_own_term_is_dropped() {
     );
     assert_eq!(out, vec![]);
     assert_eq!((leader.role(), leader.last_index()), (Role::Leader, i(1)));
+    assert_eq!(leader.invalid_messages(), 1);
     heartbeat_round(&mut leader);
 }
 
@@ -127,6 +133,7 @@ fn a_term_beyond_the_largest_a_peer_may_send_is_dropped() {
         vec![]
     );
     assert_eq!(follower.role(), Role::Follower);
+    assert_eq!(follower.invalid_messages(), 2);
 }
 
 #[test]
@@ -148,4 +155,44 @@ fn a_snapshot_beyond_the_largest_index_a_peer_may_send_is_dropped() {
     );
     assert_eq!(out, vec![]);
     assert_eq!(follower.commit_index(), i(0));
+    assert_eq!(follower.invalid_messages(), 1);
+}
+
+#[test]
+fn a_pre_vote_grant_for_a_term_nobody_asked_is_dropped_and_a_stale_one_ignored() {
+    let mut node = Node::new(1, 5).term(3).build();
+    tick_until_campaign(&mut node);
+    assert_eq!((node.role(), node.term()), (Role::PreCandidate, t(3)));
+    assert_eq!(deliver(&mut node, 2, vote_response(9, true, true)), vec![]);
+    assert_eq!(node.invalid_messages(), 1);
+    // A grant of an earlier pre-campaign (for term 3, which this node has reached since).
+    assert_eq!(deliver(&mut node, 3, vote_response(3, true, true)), vec![]);
+    assert_eq!(node.invalid_messages(), 1, "stale, not invalid");
+    // Two real grants for term 4 make a majority of five with the node's own.
+    deliver(&mut node, 4, vote_response(4, true, true));
+    assert_eq!(node.role(), Role::PreCandidate, "the stale grant was not counted");
+    deliver(&mut node, 5, vote_response(4, true, true));
+    assert_eq!((node.role(), node.term()), (Role::Candidate, t(4)));
+}
+
+#[test]
+fn messages_a_correct_peer_sends_are_not_counted() {
+    let mut leader = settled_leader();
+    propose(&mut leader, &["a"]);
+    deliver(&mut leader, 2, accepted(1, 2));
+    deliver(&mut leader, 3, rejected(1, 1, 1, Some((1, 1))));
+    let mut follower = Node::new(2, 3).log(&[(1, 2)]).build();
+    deliver(&mut follower, 1, append(2, (2, 1), 2, vec![batch(2, 3, 2)]));
+    deliver(&mut follower, 1, append(2, (1, 1), 2, vec![batch(1, 2, 1), batch(2, 3, 3)]));
+    assert_eq!(follower.last_index(), i(5));
+    assert_eq!((leader.invalid_messages(), follower.invalid_messages()), (0, 0));
+}
+
+#[test]
+#[should_panic(expected = "next beyond leader's last")]
+fn trusting_peer_input_lets_a_bad_rejection_panic_the_leader() {
+    let mut leader = Node::new(1, 3).breaking(BrokenRule::TrustPeerInput).build();
+    elect_and_settle(&mut leader);
+    deliver(&mut leader, 2, rejected(1, 1_000, 999, None));
+    heartbeat_round(&mut leader);
 }

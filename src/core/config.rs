@@ -26,6 +26,9 @@ pub enum BrokenRule {
     /// A leader's read lease resumes after an abandoned leadership transfer, although the
     /// transfer vote its TimeoutNow caused skips the followers' lease and may still win.
     LeaseAfterTransfer,
+    /// The core acts on every message from a member without checking it first, so a corrupted
+    /// or confused peer's message can panic it (or break its invariants).
+    TrustPeerInput,
 }
 
 /// Configuration of one group's core on one node.

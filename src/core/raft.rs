@@ -89,6 +89,8 @@ pub struct Raft {
     leader_read_round: u64,
     /// Leader only (empty otherwise): reads waiting for proof of leadership.
     reads: ReadTracker,
+    /// Messages from peers dropped as invalid (no correct peer sends them).
+    invalid_messages: u64,
 }
 
 impl Raft {
@@ -157,6 +159,7 @@ impl Raft {
             sent_timeout_now: false,
             leader_read_round: 0,
             reads: ReadTracker::default(),
+            invalid_messages: 0,
             config,
         };
         raft.reset_election_timer();
@@ -260,6 +263,11 @@ impl Raft {
     /// abandoned).
     pub fn sent_timeout_now(&self) -> bool {
         self.role == Role::Leader && self.sent_timeout_now
+    }
+    /// How many messages from peers this core dropped because no correct peer sends them (a
+    /// bug or corruption elsewhere; each one is also logged).
+    pub fn invalid_messages(&self) -> u64 {
+        self.invalid_messages
     }
     /// The read round this node's AppendEntries carry (grows with every heartbeat round).
     pub fn read_round(&self) -> u64 {
@@ -735,7 +743,10 @@ impl Raft {
     /// Follower: the leader's snapshot, already durable here, replaces the log up to its index
     /// (thesis §5.1: a log that holds the snapshot's last entry keeps what follows it).
     fn install_snapshot(&mut self, from: NodeId, snapshot: SnapshotMeta, out: &mut Vec<Action>) {
-        self.follow(from, out);
+        if !self.follow(from, out) && self.drop_invalid(from, "snapshot claims this leader's term")
+        {
+            return;
+        }
         if snapshot.index > self.commit {
             if self.log.term_at(snapshot.index) == Some(snapshot.term) {
                 self.log.compact(snapshot.index);
@@ -831,8 +842,13 @@ impl Raft {
 
     /// Reconciles terms, then dispatches to the handler for the message.
     fn step_message(&mut self, from: NodeId, message: Message, out: &mut Vec<Action>) {
-        if from == self.config.id {
+        if from == self.config.id && self.drop_invalid(from, "a message from this node itself") {
             return;
+        }
+        if let Err(problem) = message.check_well_formed() {
+            if self.drop_invalid(from, problem) {
+                return;
+            }
         }
         let message_term = message.term();
         if message_term > self.term {
@@ -842,7 +858,14 @@ impl Raft {
                     pre_vote: true,
                     granted: true,
                     ..
-                } => {}
+                } => {
+                    // A grant carries the term asked for, and no node asks beyond the next.
+                    if message_term != self.term.next()
+                        && self.drop_invalid(from, "pre-vote granted for a term nobody asked")
+                    {
+                        return;
+                    }
+                }
                 Message::VoteRequest {
                     transfer: false, ..
                 } if self.in_leader_lease() => return,
@@ -910,6 +933,14 @@ impl Raft {
                 out,
             ),
             Message::VoteResponse {
+                pre_vote: true,
+                granted: true,
+                ..
+            } if message_term == self.term => {
+                // A grant for an earlier pre-campaign, which asked for the term this node has
+                // now: the current pre-campaign asks for the next one.
+            }
+            Message::VoteResponse {
                 pre_vote, granted, ..
             } => self.handle_vote_response(from, pre_vote, granted, out),
             Message::Append(request) => self.handle_append(from, request, out),
@@ -927,6 +958,17 @@ impl Raft {
 
     /// A (pre-)vote request of the current term (or a pre-vote for a later one) from a
     /// candidate whose log ends at `last`.
+    /// A message from `from` that no correct peer sends: logs and counts it, and returns
+    /// whether to drop it (always, unless a test breaks [`BrokenRule::TrustPeerInput`]).
+    fn drop_invalid(&mut self, from: NodeId, problem: &'static str) -> bool {
+        if self.config.broken_rule == Some(BrokenRule::TrustPeerInput) {
+            return false;
+        }
+        self.invalid_messages += 1;
+        tracing::warn!(node = %self.config.id, %from, term = %self.term, problem, "dropped an invalid message");
+        true
+    }
+
     fn handle_vote_request(
         &mut self,
         from: NodeId,
@@ -1015,7 +1057,7 @@ impl Raft {
     }
 
     fn handle_append(&mut self, from: NodeId, request: AppendRequest, out: &mut Vec<Action>) {
-        if !self.follow(from, out) {
+        if !self.follow(from, out) && self.drop_invalid(from, "AppendEntries claims this leader's term") {
             return;
         }
         let AppendRequest {
@@ -1039,6 +1081,13 @@ impl Raft {
             }
             prev_index = base;
             prev_term = self.log.term_at(base).expect("the base term is known");
+            // The request's terms never decrease (checked on arrival), but from its own
+            // `prev_term`, not necessarily from the base's.
+            if batches.first().is_some_and(|first| first.term() < prev_term)
+                && self.drop_invalid(from, "AppendEntries goes back in term after the snapshot")
+            {
+                return;
+            }
         }
         match self.log.term_at(prev_index) {
             Some(term) if term == prev_term => {}
@@ -1058,15 +1107,26 @@ impl Raft {
                 return;
             }
         }
+        if let Some(conflict) = self.first_conflict(&batches) {
+            if conflict <= self.commit
+                && self.drop_invalid(from, "AppendEntries conflicts with a committed entry")
+            {
+                return;
+            }
+            self.truncate_log(conflict, out);
+        }
+        // Everything held now matches the request: append what lies beyond the log.
         let mut appended = false;
         let mut matched = prev_index;
         for batch in batches {
-            if batch.first_index() != matched.next() {
-                // A malformed request (gap between batches): keep what matched so far.
-                break;
-            }
             matched = batch.last_index();
-            if let Some(new_part) = self.reconcile_batch(batch, out) {
+            let first_new = self.log.last_index().next();
+            if matched >= first_new {
+                let new_part = if batch.first_index() == first_new {
+                    batch
+                } else {
+                    batch.slice(first_new, matched)
+                };
                 self.append_to_log(new_part, out);
                 appended = true;
             }
@@ -1089,33 +1149,18 @@ impl Raft {
         }
     }
 
-    /// Compares an incoming batch with the log: returns the part to append (after truncating a
-    /// conflicting suffix), or `None` when every entry is already held.
-    fn reconcile_batch(&mut self, batch: EntryBatch, out: &mut Vec<Action>) -> Option<EntryBatch> {
+    /// The first index at which `batches` (contiguous, following a matching entry) hold an
+    /// entry of another term than the log, if any.
+    fn first_conflict(&self, batches: &[EntryBatch]) -> Option<LogIndex> {
         let last_held = self.log.last_index();
-        let mut first_new = batch.first_index();
-        while first_new <= batch.last_index() && first_new <= last_held {
-            match self.log.term_at(first_new) {
-                Some(term) if term == batch.term() => first_new = first_new.next(),
-                _ => {
-                    assert!(
-                        first_new > self.commit,
-                        "leader {:?} conflicts with committed entry {first_new}",
-                        self.leader
-                    );
-                    self.truncate_log(first_new, out);
-                    break;
-                }
-            }
-        }
-        if first_new > batch.last_index() {
-            return None;
-        }
-        if first_new == batch.first_index() {
-            Some(batch)
-        } else {
-            Some(batch.slice(first_new, batch.last_index()))
-        }
+        batches
+            .iter()
+            .flat_map(|batch| {
+                let held_end = batch.last_index().min(last_held);
+                (batch.first_index().0..=held_end.0).map(move |index| (LogIndex(index), batch.term()))
+            })
+            .find(|&(index, term)| self.log.term_at(index) != Some(term))
+            .map(|(index, _)| index)
     }
 
     /// The highest index that is both durable here and known to match the leader.
@@ -1178,19 +1223,33 @@ impl Raft {
         if self.role != Role::Leader {
             return;
         }
-        let last_index = self.log.last_index();
-        let Some(progress) = self.progress.get_mut(&from) else {
+        if !self.progress.contains_key(&from) {
             return;
+        }
+        // Within a leadership the log only grows: no answer names an index beyond it.
+        let last_index = self.log.last_index();
+        let problem = match outcome {
+            AppendOutcome::Accepted {
+                match_index,
+                read_round,
+            } if match_index > last_index || read_round > self.reads.round() => {
+                Some("acknowledges an index or read round never sent")
+            }
+            AppendOutcome::Rejected { prev_index, .. } if prev_index > last_index => {
+                Some("rejects an index beyond the leader's log")
+            }
+            _ => None,
         };
+        if problem.is_some_and(|problem| self.drop_invalid(from, problem)) {
+            return;
+        }
+        let progress = self.progress.get_mut(&from).expect("checked above");
         progress.recently_active = true;
         match outcome {
             AppendOutcome::Accepted {
                 match_index,
                 read_round,
             } => {
-                if match_index > last_index || read_round > self.reads.round() {
-                    return; // not an index or round of ours: a confused peer
-                }
                 if read_round > progress.read_round_acked {
                     progress.read_round_acked = read_round;
                     self.confirm_reads(out);
