@@ -196,3 +196,19 @@ fn trusting_peer_input_lets_a_bad_rejection_panic_the_leader() {
     deliver(&mut leader, 2, rejected(1, 1_000, 999, None));
     heartbeat_round(&mut leader);
 }
+
+// ---- random messages -----------------------------------------------------------------------
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+    /// The fuzz target's property on random data (proptest prints the failing input and keeps
+    /// it in the regressions file): a core in any role survives any sequence of messages from
+    /// members with its invariants intact.
+    #[test]
+    fn random_peer_messages_never_panic_the_core(
+        data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)
+    ) {
+        ringraft::fuzzing::core_messages(&data);
+    }
+}
