@@ -193,12 +193,7 @@ fn core_in_role(pick: u8) -> Raft {
     config.pre_vote = wanted == Role::PreCandidate || pick & 4 == 0;
     let batches = [(1, 1), (1, 2), (2, 3), (2, 4)]
         .map(|(term, index)| {
-            EntryBatch::encode(
-                BatchKind::Command,
-                Term(term),
-                LogIndex(index),
-                [&b"x"[..]],
-            )
+            EntryBatch::encode(BatchKind::Command, Term(term), LogIndex(index), [&b"x"[..]])
         })
         .to_vec();
     let recovered = Recovered {
@@ -269,7 +264,9 @@ impl FuzzBytes<'_> {
             1 => cap.saturating_add(1),
             2 => u64::MAX,
             3 => self.u64(),
-            _ => around.saturating_add(u64::from(pick / 16)).saturating_sub(4),
+            _ => around
+                .saturating_add(u64::from(pick / 16))
+                .saturating_sub(4),
         }
     }
 

@@ -125,11 +125,20 @@ fn a_snapshot_from_a_peer_claiming_the_leaders_own_term_is_dropped() {
 #[test]
 fn a_term_beyond_the_largest_a_peer_may_send_is_dropped() {
     let mut follower = Node::new(2, 3).build();
-    assert_eq!(deliver(&mut follower, 1, heartbeat(u64::MAX, 0, 0, 0)), vec![]);
+    assert_eq!(
+        deliver(&mut follower, 1, heartbeat(u64::MAX, 0, 0, 0)),
+        vec![]
+    );
     assert_eq!(follower.term(), Term::ZERO);
     // Had the term been adopted, the transfer campaign would need the term after it.
     assert_eq!(
-        deliver(&mut follower, 1, Message::TimeoutNow { term: Term(u64::MAX) }),
+        deliver(
+            &mut follower,
+            1,
+            Message::TimeoutNow {
+                term: Term(u64::MAX)
+            }
+        ),
         vec![]
     );
     assert_eq!(follower.role(), Role::Follower);
@@ -170,7 +179,11 @@ fn a_pre_vote_grant_for_a_term_nobody_asked_is_dropped_and_a_stale_one_ignored()
     assert_eq!(node.invalid_messages(), 1, "stale, not invalid");
     // Two real grants for term 4 make a majority of five with the node's own.
     deliver(&mut node, 4, vote_response(4, true, true));
-    assert_eq!(node.role(), Role::PreCandidate, "the stale grant was not counted");
+    assert_eq!(
+        node.role(),
+        Role::PreCandidate,
+        "the stale grant was not counted"
+    );
     deliver(&mut node, 5, vote_response(4, true, true));
     assert_eq!((node.role(), node.term()), (Role::Candidate, t(4)));
 }
@@ -183,9 +196,16 @@ fn messages_a_correct_peer_sends_are_not_counted() {
     deliver(&mut leader, 3, rejected(1, 1, 1, Some((1, 1))));
     let mut follower = Node::new(2, 3).log(&[(1, 2)]).build();
     deliver(&mut follower, 1, append(2, (2, 1), 2, vec![batch(2, 3, 2)]));
-    deliver(&mut follower, 1, append(2, (1, 1), 2, vec![batch(1, 2, 1), batch(2, 3, 3)]));
+    deliver(
+        &mut follower,
+        1,
+        append(2, (1, 1), 2, vec![batch(1, 2, 1), batch(2, 3, 3)]),
+    );
     assert_eq!(follower.last_index(), i(5));
-    assert_eq!((leader.invalid_messages(), follower.invalid_messages()), (0, 0));
+    assert_eq!(
+        (leader.invalid_messages(), follower.invalid_messages()),
+        (0, 0)
+    );
 }
 
 #[test]

@@ -4,6 +4,17 @@
 //! handlers below it only ever see messages of the current term (or, for pre-votes, the
 //! proposed next term).
 //!
+//! Peers are not trusted: a message is first checked for what any correct peer's message
+//! satisfies ([`Message::check_well_formed`]), and the handlers check what depends on this
+//! node's state (an answer naming an index beyond the leader's log, entries that would conflict
+//! with committed ones or go back in term, a second leader of this node's term). A message that
+//! fails is dropped, logged and counted ([`Raft::invalid_messages`]); no peer input reaches an
+//! assertion.
+//!
+//! Votes and the leader lease: a node refuses to help elect anybody (except the transfer
+//! target its leader named) while it leads, or for one election timeout after it last heard
+//! from a leader or started, by ticks; adopting a higher term does not end that promise.
+//!
 //! Invariants (checked by [`Raft::invariants`] after every step when enabled):
 //! - `applied <= commit <= last_index`, `applied <= durable_index`;
 //! - a leader has `leader == Some(id)` and `vote == Some(id)` and is a voter of the configuration
@@ -151,11 +162,7 @@ impl Raft {
             transfer: None,
             leader_match: LogIndex::ZERO,
             acked_index: LogIndex::ZERO,
-            ticks_since_leader_contact: if config.quiet_start {
-                0
-            } else {
-                u32::MAX
-            },
+            ticks_since_leader_contact: if config.quiet_start { 0 } else { u32::MAX },
             sent_timeout_now: false,
             leader_read_round: 0,
             reads: ReadTracker::default(),
@@ -1057,7 +1064,9 @@ impl Raft {
     }
 
     fn handle_append(&mut self, from: NodeId, request: AppendRequest, out: &mut Vec<Action>) {
-        if !self.follow(from, out) && self.drop_invalid(from, "AppendEntries claims this leader's term") {
+        if !self.follow(from, out)
+            && self.drop_invalid(from, "AppendEntries claims this leader's term")
+        {
             return;
         }
         let AppendRequest {
@@ -1083,7 +1092,9 @@ impl Raft {
             prev_term = self.log.term_at(base).expect("the base term is known");
             // The request's terms never decrease (checked on arrival), but from its own
             // `prev_term`, not necessarily from the base's.
-            if batches.first().is_some_and(|first| first.term() < prev_term)
+            if batches
+                .first()
+                .is_some_and(|first| first.term() < prev_term)
                 && self.drop_invalid(from, "AppendEntries goes back in term after the snapshot")
             {
                 return;
@@ -1157,7 +1168,8 @@ impl Raft {
             .iter()
             .flat_map(|batch| {
                 let held_end = batch.last_index().min(last_held);
-                (batch.first_index().0..=held_end.0).map(move |index| (LogIndex(index), batch.term()))
+                (batch.first_index().0..=held_end.0)
+                    .map(move |index| (LogIndex(index), batch.term()))
             })
             .find(|&(index, term)| self.log.term_at(index) != Some(term))
             .map(|(index, _)| index)
