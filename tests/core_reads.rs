@@ -3,7 +3,9 @@
 
 mod support;
 
-use ringraft::core::{Action, AppendOutcome, Input, Message, ProposeError, Raft, ReadLease, Role};
+use ringraft::core::{
+    Action, AppendOutcome, BrokenRule, Input, Message, ProposeError, Raft, ReadLease, Role,
+};
 use support::*;
 
 /// An acknowledgement of `match_index` echoing read round `round`.
@@ -233,4 +235,155 @@ fn a_lease_ends_with_a_transfer_and_with_leadership() {
     deliver(&mut leader, 2, heartbeat(2, 1, 1, 1));
     lease.observe(&leader, 20);
     assert_eq!(lease.index(&leader, 20), None);
+}
+
+// ---- the promise the lease rests on: refusing votes for a timeout after hearing a leader ---
+
+#[test]
+fn a_follower_that_adopts_a_term_from_a_non_leader_keeps_refusing_votes() {
+    // Node 2 hears from leader 1, then learns of term 2 from a refused vote: it no longer knows
+    // a leader, but it heard one within the election timeout, so it must not help elect anybody.
+    let mut follower = Node::new(2, 3).build();
+    follow(&mut follower, 1, 1);
+    assert_eq!(
+        deliver(&mut follower, 3, vote_response(2, false, false)),
+        vec![save(2, None, 0), role_changed(Role::Follower, 2, None)]
+    );
+    assert_eq!(
+        deliver(&mut follower, 3, vote_request(2, (0, 0), false)),
+        vec![send(3, vote_response(2, false, false))],
+        "a vote of the adopted term is refused"
+    );
+    assert_eq!(
+        deliver(&mut follower, 3, vote_request(3, (0, 0), false)),
+        vec![],
+        "a vote of a higher term is ignored"
+    );
+    assert_eq!(
+        deliver(&mut follower, 3, vote_request(3, (0, 0), true)),
+        vec![send(3, vote_response(2, true, false))],
+        "a pre-vote is refused"
+    );
+    assert_eq!(follower.vote(), None);
+}
+
+#[test]
+fn the_vote_refusal_ends_one_election_timeout_after_the_last_contact_with_a_leader() {
+    let mut follower = Node::new(2, 3).build();
+    follow(&mut follower, 1, 1);
+    for _ in 1..follower.config().election_timeout_ticks {
+        tick(&mut follower);
+    }
+    deliver(&mut follower, 3, rejected(2, 0, 0, None));
+    assert_eq!(follower.leader(), None);
+    assert_eq!(
+        deliver(&mut follower, 3, vote_request(2, (0, 0), false)),
+        vec![send(3, vote_response(2, false, false))],
+        "one tick of the lease is left"
+    );
+    tick(&mut follower);
+    assert_eq!(
+        deliver(&mut follower, 3, vote_request(2, (0, 0), false)),
+        vec![
+            save(2, Some(3), 0),
+            send_after_persist(3, vote_response(2, false, true))
+        ],
+        "granted once the timeout has passed since the leader was heard"
+    );
+}
+
+#[test]
+fn a_transfer_vote_is_granted_inside_the_lease_even_after_the_term_was_adopted() {
+    let mut follower = Node::new(2, 3).build();
+    follow(&mut follower, 1, 1);
+    deliver(&mut follower, 3, vote_response(2, false, false));
+    let transfer_vote = Message::VoteRequest {
+        term: t(2),
+        last_index: i(0),
+        last_term: t(0),
+        pre_vote: false,
+        transfer: true,
+    };
+    assert_eq!(
+        deliver(&mut follower, 3, transfer_vote),
+        vec![
+            save(2, Some(3), 0),
+            send_after_persist(3, vote_response(2, false, true))
+        ]
+    );
+}
+
+// ---- no lease after a leadership transfer was attempted -----------------------------------
+
+#[test]
+fn a_leader_that_sent_timeout_now_serves_no_lease_reads_for_the_rest_of_its_term() {
+    let mut leader = settled_leader();
+    let mut lease = ReadLease::new(1_000_000);
+    assert_eq!(
+        step(&mut leader, Input::TransferLeadership { to: n(2) }),
+        vec![send(2, Message::TimeoutNow { term: t(1) })]
+    );
+    // The target never takes over (its TimeoutNow, or its votes, are slow); the followers keep
+    // answering heartbeats, so the transfer is abandoned after an election timeout.
+    for _ in 0..leader.config().election_timeout_ticks {
+        let out = tick(&mut leader);
+        for (to, request) in appends(&out) {
+            deliver(
+                &mut leader,
+                to.0,
+                accepted_in_round(1, request.prev_index.0, request.read_round),
+            );
+        }
+    }
+    assert_eq!(
+        (leader.role(), leader.transfer_target()),
+        (Role::Leader, None)
+    );
+    // A confirmed read round after the abort: ReadIndex still works, the lease does not (the
+    // target's transfer vote bypasses the followers' promise and may still be in flight).
+    read(&mut leader, 1);
+    lease.observe(&leader, 100);
+    let round = leader.read_round();
+    assert_eq!(
+        deliver(&mut leader, 3, accepted_in_round(1, 1, round)),
+        vec![ready(1, 1)]
+    );
+    assert_eq!(lease.index(&leader, 200), None);
+}
+
+#[test]
+fn the_broken_rules_bring_both_lease_holes_back() {
+    let mut follower = Node::new(2, 3)
+        .breaking(BrokenRule::VoteRefusalNeedsKnownLeader)
+        .build();
+    follow(&mut follower, 1, 1);
+    deliver(&mut follower, 3, vote_response(2, false, false));
+    assert_eq!(
+        deliver(&mut follower, 3, vote_request(2, (0, 0), false)),
+        vec![
+            save(2, Some(3), 0),
+            send_after_persist(3, vote_response(2, false, true))
+        ]
+    );
+
+    let mut leader = Node::new(1, 3)
+        .breaking(BrokenRule::LeaseAfterTransfer)
+        .build();
+    elect_and_settle(&mut leader);
+    let mut lease = ReadLease::new(1_000_000);
+    step(&mut leader, Input::TransferLeadership { to: n(2) });
+    assert!(leader.sent_timeout_now());
+    for _ in 0..leader.config().election_timeout_ticks {
+        let out = tick(&mut leader);
+        for (to, request) in appends(&out) {
+            deliver(
+                &mut leader,
+                to.0,
+                accepted_in_round(1, request.prev_index.0, request.read_round),
+            );
+        }
+    }
+    lease.observe(&leader, 0);
+    assert_eq!(leader.transfer_target(), None);
+    assert_eq!(lease.index(&leader, 1), Some(i(1)));
 }

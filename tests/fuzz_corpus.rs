@@ -24,12 +24,13 @@ use ringraft::types::{GroupId, HardState, LogIndex, NodeId, ShardId, Term};
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 5] = [
+const TARGETS: [(&str, Target); 6] = [
     ("frames", fuzzing::frames),
     ("raft_body", fuzzing::raft_body),
     ("client_body", fuzzing::client_body),
     ("segment_records", fuzzing::segment_records),
     ("hard_state_slot", fuzzing::hard_state_slot),
+    ("core_messages", fuzzing::core_messages),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -158,6 +159,20 @@ fn hard_state_slot() -> Vec<u8> {
     encode_slot(1, ShardId(0), 3, &states)
 }
 
+/// One seed per role (the first byte), each followed by ticks, a durability report and one
+/// message of every kind from node 2 (`2` then the sender pick `2`, then the kind).
+fn core_message_seeds() -> Vec<Vec<u8>> {
+    (0..4u8)
+        .map(|role| {
+            let mut seed = vec![role, 0, 0, 1];
+            for kind in 0..6u8 {
+                seed.extend_from_slice(&[2, 2, 0x44, kind, 0x45, 0x46, 0x47, 0x31, 0x52, 0x62]);
+            }
+            seed
+        })
+        .collect()
+}
+
 #[test]
 #[ignore = "regenerates the committed seed corpus"]
 fn write_seed_corpus() {
@@ -166,7 +181,7 @@ fn write_seed_corpus() {
     let mut stream = vec![3u8];
     stream.extend_from_slice(&raft);
     stream.extend_from_slice(&requests);
-    let seeds: [(&str, Vec<Vec<u8>>); 5] = [
+    let seeds: [(&str, Vec<Vec<u8>>); 6] = [
         ("frames", vec![stream, [&[0u8][..], &responses].concat()]),
         ("raft_body", vec![raft[FRAME_HEADER_BYTES..].to_vec()]),
         (
@@ -178,6 +193,7 @@ fn write_seed_corpus() {
         ),
         ("segment_records", vec![segment_records()]),
         ("hard_state_slot", vec![hard_state_slot()]),
+        ("core_messages", core_message_seeds()),
     ];
     for (name, inputs) in seeds {
         let dir = corpus_dir(name);

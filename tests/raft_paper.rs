@@ -93,7 +93,7 @@ fn s5_1_stale_term_requests_are_rejected_with_the_current_term() {
         let term = raft.term().0;
         let last = raft.last_index().0;
         let hard_state = raft.hard_state();
-        let out = deliver(&mut raft, 3, append(1, (2, 2), 2, vec![batch(1, 3, 1)]));
+        let out = deliver(&mut raft, 3, append(1, (2, 1), 2, vec![batch(1, 3, 1)]));
         assert_eq!(
             out,
             vec![send(3, rejected(term, 2, last, None))],

@@ -30,6 +30,16 @@ pub enum BrokenRule {
     /// crash can lose them (a storage setting: the simulator maps it onto
     /// `MemLog::set_trust_unsynced_recovery`; the core does not read it).
     RecoveryTrustsUnsynced,
+    /// A follower refuses votes only while it knows a leader: adopting a higher term from a
+    /// message that is not from a leader (a refused vote, an append response) forgets the
+    /// lease along with the leader, and a new leader can be elected inside the old one's lease.
+    VoteRefusalNeedsKnownLeader,
+    /// A leader's read lease resumes after an abandoned leadership transfer, although the
+    /// transfer vote its TimeoutNow caused skips the followers' lease and may still win.
+    LeaseAfterTransfer,
+    /// The core acts on every message from a member without checking it first, so a corrupted
+    /// or confused peer's message can panic it (or break its invariants).
+    TrustPeerInput,
 }
 
 /// Configuration of one group's core on one node.

@@ -3,8 +3,11 @@
 //!
 //! The lease rests on check-quorum: a follower that heard from its leader refuses to vote
 //! (except for a transfer the leader itself asked for) for one election timeout after that, by
-//! its own clock, and a node that just started refuses for one election timeout as well
-//! ([`crate::core::Config::quiet_start`]). So if a majority acknowledged a read round that
+//! its own clock, even if it meanwhile adopted a higher term and forgot who led; and a node
+//! that just started refuses for one election timeout as well
+//! ([`crate::core::Config::quiet_start`]). Because a transfer vote skips that refusal, a leader
+//! that sent TimeoutNow serves no lease reads for the rest of its term, even once the transfer
+//! is abandoned: the vote may still be in flight. So if a majority acknowledged a read round that
 //! started at time `t` on the leader's monotonic clock, no other leader can exist before
 //! `t + election timeout`. The lease is that, shortened by the clock drift the operator
 //! assumes between nodes: `t + timeout × (1 − drift)`.
@@ -15,11 +18,13 @@
 //! to serve.
 //!
 //! Invariants: `started` holds `(round, start)` pairs in increasing order of both, never round
-//! 0 (the echo of a follower that heard nothing), and only for the current leadership (cleared whenever the core is not leader); a round's recorded start
-//! is never later than the moment its messages were handed to the transport.
+//! 0 (the echo of a follower that heard nothing), and only for the current leadership (cleared
+//! whenever the core is not leader); a round's recorded start is never later than the moment
+//! its messages were handed to the transport.
 
 use std::collections::VecDeque;
 
+use crate::core::config::BrokenRule;
 use crate::core::io::Role;
 use crate::core::raft::Raft;
 use crate::types::LogIndex;
@@ -62,12 +67,15 @@ impl ReadLease {
     }
 
     /// The index a lease read may be served at (once applied), or `None` when the lease does
-    /// not hold: not leader, no check-quorum, a transfer under way, nothing committed in this
-    /// term yet, or no majority-acknowledged round recent enough.
+    /// not hold: not leader, no check-quorum, a transfer under way or attempted in this term,
+    /// nothing committed in this term yet, or no majority-acknowledged round recent enough.
     pub fn index(&mut self, core: &Raft, now_micros: u64) -> Option<LogIndex> {
+        let transfer_attempted = core.sent_timeout_now()
+            && core.config().broken_rule != Some(BrokenRule::LeaseAfterTransfer);
         let usable = core.role() == Role::Leader
             && core.config().check_quorum
             && core.transfer_target().is_none()
+            && !transfer_attempted
             && core.committed_in_current_term();
         if !usable {
             return None;

@@ -2,10 +2,18 @@
 //!
 //! Every message carries the sender's term; a receiver first reconciles terms (see
 //! [`crate::core::Raft`]) and only then looks at the rest.
+//!
+//! A message comes from another node and is not trusted: before anything else the receiver
+//! checks [`Message::check_well_formed`], what any message a correct peer sends satisfies
+//! whatever the receiver's state. Terms and indexes stay within [`TERM_MAX`] and
+//! [`INDEX_MAX`], so the core's `+ 1` never overflows; AppendEntries batches are contiguous
+//! after `prev_index` and their terms never decrease from `prev_term` up to the message's term,
+//! as in the log they come from.
 
 use bytes::Bytes;
 
 use crate::batch::EntryBatch;
+use crate::constants::{INDEX_MAX, TERM_MAX};
 use crate::core::membership::Membership;
 use crate::types::{LogIndex, Term};
 
@@ -103,5 +111,69 @@ impl Message {
             | Message::InstallSnapshot { term, .. } => *term,
             Message::Append(request) => request.term,
         }
+    }
+
+    /// Checks what every message a correct peer sends satisfies, whatever the receiver's
+    /// state (see the module docs); returns what is wrong with the first violation.
+    pub fn check_well_formed(&self) -> Result<(), &'static str> {
+        let term = self.term();
+        if term.0 > TERM_MAX {
+            return Err("term beyond the largest a peer may send");
+        }
+        let index_ok = |index: LogIndex| index.0 <= INDEX_MAX;
+        match self {
+            Message::VoteRequest { last_index, .. } => {
+                if !index_ok(*last_index) {
+                    return Err("vote request for a log beyond the index cap");
+                }
+            }
+            Message::VoteResponse { .. } | Message::TimeoutNow { .. } => {}
+            Message::Append(request) => request.check_entries()?,
+            Message::AppendResponse { outcome, .. } => match *outcome {
+                AppendOutcome::Accepted { match_index, .. } => {
+                    if !index_ok(match_index) {
+                        return Err("acknowledged index beyond the cap");
+                    }
+                }
+                AppendOutcome::Rejected { prev_index, hint } => {
+                    let conflict_ok = hint.conflict.is_none_or(|(_, first)| index_ok(first));
+                    if !index_ok(prev_index) || !index_ok(hint.last_index) || !conflict_ok {
+                        return Err("rejection naming an index beyond the cap");
+                    }
+                }
+            },
+            Message::InstallSnapshot { snapshot, .. } => {
+                if !index_ok(snapshot.index) || snapshot.term > term {
+                    return Err("snapshot beyond the leader's term or the index cap");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AppendRequest {
+    /// Checks that the batches continue the log at `prev_index` as a leader's log of this
+    /// term can: contiguous, terms from `prev_term` up to the request's term, never
+    /// decreasing, and every index within the cap.
+    fn check_entries(&self) -> Result<(), &'static str> {
+        if self.prev_term > self.term || self.prev_index.0 > INDEX_MAX || self.commit.0 > INDEX_MAX
+        {
+            return Err("append request beyond the leader's term or the index cap");
+        }
+        let (mut last_index, mut last_term) = (self.prev_index, self.prev_term);
+        for batch in &self.batches {
+            if batch.first_index() != last_index.next() {
+                return Err("append request whose batches are not contiguous");
+            }
+            if batch.term() < last_term || batch.term() > self.term {
+                return Err("append request whose entry terms go back or beyond its term");
+            }
+            (last_index, last_term) = (batch.last_index(), batch.term());
+            if last_index.0 > INDEX_MAX {
+                return Err("append request beyond the index cap");
+            }
+        }
+        Ok(())
     }
 }

@@ -4,6 +4,17 @@
 //! handlers below it only ever see messages of the current term (or, for pre-votes, the
 //! proposed next term).
 //!
+//! Peers are not trusted: a message is first checked for what any correct peer's message
+//! satisfies ([`Message::check_well_formed`]), and the handlers check what depends on this
+//! node's state (an answer naming an index beyond the leader's log, entries that would conflict
+//! with committed ones or go back in term, a second leader of this node's term). A message that
+//! fails is dropped, logged and counted ([`Raft::invalid_messages`]); no peer input reaches an
+//! assertion.
+//!
+//! Votes and the leader lease: a node refuses to help elect anybody (except the transfer
+//! target its leader named) while it leads, or for one election timeout after it last heard
+//! from a leader or started, by ticks; adopting a higher term does not end that promise.
+//!
 //! Invariants (checked by [`Raft::invariants`] after every step when enabled):
 //! - `applied <= commit <= last_index`, `applied <= durable_index`;
 //! - a leader has `leader == Some(id)` and `vote == Some(id)` and is a voter of the configuration
@@ -76,13 +87,21 @@ pub struct Raft {
     leader_match: LogIndex,
     /// Follower only: highest match index already acknowledged to the current leader.
     acked_index: LogIndex,
-    /// Ticks left in which a node that just started refuses to help elect anybody (see
-    /// [`Config::quiet_start`]).
-    quiet_ticks_left: u32,
+    /// Ticks since this node last heard from a leader (`u32::MAX`: never), the clock of its
+    /// promise not to help elect anybody for an election timeout after that (what lease reads
+    /// rely on). A node that starts quietly ([`Config::quiet_start`]) counts its start as such
+    /// contact. Adopting a higher term does not reset it: the node forgets who led, not when
+    /// it heard from them.
+    ticks_since_leader_contact: u32,
+    /// Leader only: this leader sent TimeoutNow in its term. The transfer vote it causes skips
+    /// the followers' promise, so the read lease does not hold again in this term.
+    sent_timeout_now: bool,
     /// Follower only: highest read round received from the current term's leader.
     leader_read_round: u64,
     /// Leader only (empty otherwise): reads waiting for proof of leadership.
     reads: ReadTracker,
+    /// Messages from peers dropped as invalid (no correct peer sends them).
+    invalid_messages: u64,
 }
 
 impl Raft {
@@ -143,13 +162,11 @@ impl Raft {
             transfer: None,
             leader_match: LogIndex::ZERO,
             acked_index: LogIndex::ZERO,
-            quiet_ticks_left: if config.quiet_start && config.check_quorum {
-                config.election_timeout_ticks
-            } else {
-                0
-            },
+            ticks_since_leader_contact: if config.quiet_start { 0 } else { u32::MAX },
+            sent_timeout_now: false,
             leader_read_round: 0,
             reads: ReadTracker::default(),
+            invalid_messages: 0,
             config,
         };
         raft.reset_election_timer();
@@ -248,6 +265,17 @@ impl Raft {
     pub fn transfer_target(&self) -> Option<NodeId> {
         self.transfer.map(|(to, _)| to)
     }
+    /// Leader only: whether this leader sent TimeoutNow in its term (a transfer vote, which
+    /// followers grant despite their lease, may be on its way even if the transfer was
+    /// abandoned).
+    pub fn sent_timeout_now(&self) -> bool {
+        self.role == Role::Leader && self.sent_timeout_now
+    }
+    /// How many messages from peers this core dropped because no correct peer sends them (a
+    /// bug or corruption elsewhere; each one is also logged).
+    pub fn invalid_messages(&self) -> u64 {
+        self.invalid_messages
+    }
     /// The read round this node's AppendEntries carry (grows with every heartbeat round).
     pub fn read_round(&self) -> u64 {
         self.reads.round()
@@ -314,7 +342,7 @@ impl Raft {
 
     fn tick(&mut self, out: &mut Vec<Action>) {
         self.election_elapsed = self.election_elapsed.saturating_add(1);
-        self.quiet_ticks_left = self.quiet_ticks_left.saturating_sub(1);
+        self.ticks_since_leader_contact = self.ticks_since_leader_contact.saturating_add(1);
         if self.role == Role::Leader {
             self.tick_leader(out);
         } else if self.election_elapsed >= self.randomized_timeout && self.can_campaign() {
@@ -377,13 +405,13 @@ impl Raft {
         self.randomized_timeout = self.rng.random_range(base..2 * base);
     }
 
-    /// Whether this node heard from a leader recently enough to refuse to help unseat it (or
-    /// started too recently to know whether it did).
+    /// Whether this node leads, or heard from a leader recently enough to refuse to help unseat
+    /// it (or started too recently to know whether it did). Only a transfer vote, which the
+    /// leader itself asked for, is granted inside the lease.
     fn in_leader_lease(&self) -> bool {
         self.config.check_quorum
-            && ((self.leader.is_some()
-                && self.election_elapsed < self.config.election_timeout_ticks)
-                || self.quiet_ticks_left > 0)
+            && (self.role == Role::Leader
+                || self.ticks_since_leader_contact < self.config.election_timeout_ticks)
     }
 
     // ---- role changes ----------------------------------------------------------------------
@@ -406,6 +434,11 @@ impl Raft {
                     error: ProposeError::NotLeader { leader },
                 })
             });
+        }
+        if leader.is_none()
+            && self.config.broken_rule == Some(BrokenRule::VoteRefusalNeedsKnownLeader)
+        {
+            self.ticks_since_leader_contact = u32::MAX;
         }
         let changed = term_changed || self.role != Role::Follower || self.leader != leader;
         self.role = Role::Follower;
@@ -488,6 +521,7 @@ impl Raft {
         self.election_elapsed = 0;
         self.heartbeat_elapsed = 0;
         self.transfer = None;
+        self.sent_timeout_now = false;
         let last = self.log.last_index();
         self.progress.clear();
         self.track_members();
@@ -716,7 +750,10 @@ impl Raft {
     /// Follower: the leader's snapshot, already durable here, replaces the log up to its index
     /// (thesis §5.1: a log that holds the snapshot's last entry keeps what follows it).
     fn install_snapshot(&mut self, from: NodeId, snapshot: SnapshotMeta, out: &mut Vec<Action>) {
-        self.follow(from, out);
+        if !self.follow(from, out) && self.drop_invalid(from, "snapshot claims this leader's term")
+        {
+            return;
+        }
         if snapshot.index > self.commit {
             if self.log.term_at(snapshot.index) == Some(snapshot.term) {
                 self.log.compact(snapshot.index);
@@ -799,7 +836,8 @@ impl Raft {
         });
     }
 
-    fn send_timeout_now(&self, to: NodeId, out: &mut Vec<Action>) {
+    fn send_timeout_now(&mut self, to: NodeId, out: &mut Vec<Action>) {
+        self.sent_timeout_now = true;
         out.push(Action::Send {
             to,
             message: Message::TimeoutNow { term: self.term },
@@ -811,8 +849,13 @@ impl Raft {
 
     /// Reconciles terms, then dispatches to the handler for the message.
     fn step_message(&mut self, from: NodeId, message: Message, out: &mut Vec<Action>) {
-        if from == self.config.id {
+        if from == self.config.id && self.drop_invalid(from, "a message from this node itself") {
             return;
+        }
+        if let Err(problem) = message.check_well_formed() {
+            if self.drop_invalid(from, problem) {
+                return;
+            }
         }
         let message_term = message.term();
         if message_term > self.term {
@@ -822,7 +865,14 @@ impl Raft {
                     pre_vote: true,
                     granted: true,
                     ..
-                } => {}
+                } => {
+                    // A grant carries the term asked for, and no node asks beyond the next.
+                    if message_term != self.term.next()
+                        && self.drop_invalid(from, "pre-vote granted for a term nobody asked")
+                    {
+                        return;
+                    }
+                }
                 Message::VoteRequest {
                     transfer: false, ..
                 } if self.in_leader_lease() => return,
@@ -880,8 +930,23 @@ impl Raft {
                 last_index,
                 last_term,
                 pre_vote,
+                transfer,
+            } => self.handle_vote_request(
+                from,
+                term,
+                (last_index, last_term),
+                pre_vote,
+                transfer,
+                out,
+            ),
+            Message::VoteResponse {
+                pre_vote: true,
+                granted: true,
                 ..
-            } => self.handle_vote_request(from, term, last_index, last_term, pre_vote, out),
+            } if message_term == self.term => {
+                // A grant for an earlier pre-campaign, which asked for the term this node has
+                // now: the current pre-campaign asks for the next one.
+            }
             Message::VoteResponse {
                 pre_vote, granted, ..
             } => self.handle_vote_response(from, pre_vote, granted, out),
@@ -898,21 +963,37 @@ impl Raft {
         }
     }
 
+    /// A (pre-)vote request of the current term (or a pre-vote for a later one) from a
+    /// candidate whose log ends at `last`.
+    /// A message from `from` that no correct peer sends: logs and counts it, and returns
+    /// whether to drop it (always, unless a test breaks [`BrokenRule::TrustPeerInput`]).
+    fn drop_invalid(&mut self, from: NodeId, problem: &'static str) -> bool {
+        if self.config.broken_rule == Some(BrokenRule::TrustPeerInput) {
+            return false;
+        }
+        self.invalid_messages += 1;
+        tracing::warn!(node = %self.config.id, %from, term = %self.term, problem, "dropped an invalid message");
+        true
+    }
+
     fn handle_vote_request(
         &mut self,
         from: NodeId,
         term: Term,
-        last_index: LogIndex,
-        last_term: Term,
+        (last_index, last_term): (LogIndex, Term),
         pre_vote: bool,
+        transfer: bool,
         out: &mut Vec<Action>,
     ) {
         let up_to_date = self.log.is_up_to_date(last_index, last_term)
             || self.config.broken_rule == Some(BrokenRule::VoteWithoutLogCheck);
+        // Inside the lease this node helps nobody but the transfer target its leader named.
+        let lease_allows = transfer || !self.in_leader_lease();
         let granted = if pre_vote {
-            term > self.term && up_to_date && !self.in_leader_lease()
+            term > self.term && up_to_date && lease_allows
         } else {
-            let free = self.vote == Some(from) || (self.vote.is_none() && self.leader.is_none());
+            let free = self.vote == Some(from)
+                || (self.vote.is_none() && self.leader.is_none() && lease_allows);
             free && up_to_date
         };
         if granted && !pre_vote {
@@ -978,11 +1059,14 @@ impl Raft {
             self.become_follower(self.term, Some(from), out);
         }
         self.reset_election_timer();
+        self.ticks_since_leader_contact = 0;
         true
     }
 
     fn handle_append(&mut self, from: NodeId, request: AppendRequest, out: &mut Vec<Action>) {
-        if !self.follow(from, out) {
+        if !self.follow(from, out)
+            && self.drop_invalid(from, "AppendEntries claims this leader's term")
+        {
             return;
         }
         let AppendRequest {
@@ -1006,6 +1090,15 @@ impl Raft {
             }
             prev_index = base;
             prev_term = self.log.term_at(base).expect("the base term is known");
+            // The request's terms never decrease (checked on arrival), but from its own
+            // `prev_term`, not necessarily from the base's.
+            if batches
+                .first()
+                .is_some_and(|first| first.term() < prev_term)
+                && self.drop_invalid(from, "AppendEntries goes back in term after the snapshot")
+            {
+                return;
+            }
         }
         match self.log.term_at(prev_index) {
             Some(term) if term == prev_term => {}
@@ -1025,15 +1118,26 @@ impl Raft {
                 return;
             }
         }
+        if let Some(conflict) = self.first_conflict(&batches) {
+            if conflict <= self.commit
+                && self.drop_invalid(from, "AppendEntries conflicts with a committed entry")
+            {
+                return;
+            }
+            self.truncate_log(conflict, out);
+        }
+        // Everything held now matches the request: append what lies beyond the log.
         let mut appended = false;
         let mut matched = prev_index;
         for batch in batches {
-            if batch.first_index() != matched.next() {
-                // A malformed request (gap between batches): keep what matched so far.
-                break;
-            }
             matched = batch.last_index();
-            if let Some(new_part) = self.reconcile_batch(batch, out) {
+            let first_new = self.log.last_index().next();
+            if matched >= first_new {
+                let new_part = if batch.first_index() == first_new {
+                    batch
+                } else {
+                    batch.slice(first_new, matched)
+                };
                 self.append_to_log(new_part, out);
                 appended = true;
             }
@@ -1056,33 +1160,19 @@ impl Raft {
         }
     }
 
-    /// Compares an incoming batch with the log: returns the part to append (after truncating a
-    /// conflicting suffix), or `None` when every entry is already held.
-    fn reconcile_batch(&mut self, batch: EntryBatch, out: &mut Vec<Action>) -> Option<EntryBatch> {
+    /// The first index at which `batches` (contiguous, following a matching entry) hold an
+    /// entry of another term than the log, if any.
+    fn first_conflict(&self, batches: &[EntryBatch]) -> Option<LogIndex> {
         let last_held = self.log.last_index();
-        let mut first_new = batch.first_index();
-        while first_new <= batch.last_index() && first_new <= last_held {
-            match self.log.term_at(first_new) {
-                Some(term) if term == batch.term() => first_new = first_new.next(),
-                _ => {
-                    assert!(
-                        first_new > self.commit,
-                        "leader {:?} conflicts with committed entry {first_new}",
-                        self.leader
-                    );
-                    self.truncate_log(first_new, out);
-                    break;
-                }
-            }
-        }
-        if first_new > batch.last_index() {
-            return None;
-        }
-        if first_new == batch.first_index() {
-            Some(batch)
-        } else {
-            Some(batch.slice(first_new, batch.last_index()))
-        }
+        batches
+            .iter()
+            .flat_map(|batch| {
+                let held_end = batch.last_index().min(last_held);
+                (batch.first_index().0..=held_end.0)
+                    .map(move |index| (LogIndex(index), batch.term()))
+            })
+            .find(|&(index, term)| self.log.term_at(index) != Some(term))
+            .map(|(index, _)| index)
     }
 
     /// The highest index that is both durable here and known to match the leader.
@@ -1145,19 +1235,33 @@ impl Raft {
         if self.role != Role::Leader {
             return;
         }
-        let last_index = self.log.last_index();
-        let Some(progress) = self.progress.get_mut(&from) else {
+        if !self.progress.contains_key(&from) {
             return;
+        }
+        // Within a leadership the log only grows: no answer names an index beyond it.
+        let last_index = self.log.last_index();
+        let problem = match outcome {
+            AppendOutcome::Accepted {
+                match_index,
+                read_round,
+            } if match_index > last_index || read_round > self.reads.round() => {
+                Some("acknowledges an index or read round never sent")
+            }
+            AppendOutcome::Rejected { prev_index, .. } if prev_index > last_index => {
+                Some("rejects an index beyond the leader's log")
+            }
+            _ => None,
         };
+        if problem.is_some_and(|problem| self.drop_invalid(from, problem)) {
+            return;
+        }
+        let progress = self.progress.get_mut(&from).expect("checked above");
         progress.recently_active = true;
         match outcome {
             AppendOutcome::Accepted {
                 match_index,
                 read_round,
             } => {
-                if match_index > last_index || read_round > self.reads.round() {
-                    return; // not an index or round of ours: a confused peer
-                }
                 if read_round > progress.read_round_acked {
                     progress.read_round_acked = read_round;
                     self.confirm_reads(out);
