@@ -921,7 +921,11 @@ impl Cluster {
     }
 
     fn final_checks(mut self) -> Result<SimSummary, Violation> {
-        let logs: Vec<Vec<EntryBatch>> = self.nodes.iter().map(|n| read_log(&n.log)).collect();
+        let logs: Vec<Vec<EntryBatch>> = self
+            .nodes
+            .iter_mut()
+            .map(|n| read_log(&mut n.log))
+            .collect();
         for a in 0..self.nodes.len() {
             for b in a + 1..self.nodes.len() {
                 Checker::logs_match((self.nodes[a].id, &logs[a]), (self.nodes[b].id, &logs[b]))?;
@@ -963,8 +967,10 @@ fn lease_us(options: &SimOptions) -> u64 {
     quiet_ticks * TICK_US * factor
 }
 
-/// Every entry of `log`'s group, read through the [`LogStore`] API.
-fn read_log(log: &MemLog) -> Vec<EntryBatch> {
+/// Every entry of `log`'s group, read through the [`LogStore`] API (a crashed node's log is
+/// reopened first, as its restart would).
+fn read_log(log: &mut MemLog) -> Vec<EntryBatch> {
+    log.reopen();
     log.read(GROUP, log.first_index(GROUP), log.last_index(GROUP))
         .expect("the simulated log never fails")
 }
