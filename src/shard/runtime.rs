@@ -232,6 +232,7 @@ async fn start_shard<S: StateMachine>(
         proposal_timeout_ticks: config.ticks(config.proposal_timeout) as u64,
         read_lease: Some(config.read_lease()),
         snapshot_entries: config.snapshot_entries,
+        uncommitted_bytes_max: config.uncommitted_bytes_max,
         broken_rule: None,
     };
     let shard_error = |source: EngineError| NodeError::Shard { shard, source };
@@ -468,5 +469,49 @@ async fn final_flush<S: StateMachine>(
 fn dispatch_completions<S: StateMachine>(engine: &mut Engine<S>, config: &NodeConfig) {
     for (reply, result) in engine.take_completions() {
         reply.answer(result, config);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Issue 13, finding 5a: proposers flood a shard whose requests are never answered (a
+    /// node without quorum). The shard must stop taking requests once it holds its bound, so
+    /// that the bounded channel fills and proposers wait, rather than moving everything into
+    /// its unbounded mailbox.
+    #[test]
+    fn a_flood_of_requests_fills_the_channel_not_the_mailbox() {
+        const CHANNEL: usize = 8;
+        const HELD_MAX: usize = 16;
+        const ATTEMPTS: usize = 400;
+        let executor = LocalExecutorBuilder::new(Placement::Unbound)
+            .make()
+            .unwrap();
+        executor.run(async {
+            let (sender, requests) = flume::bounded(CHANNEL);
+            let mailbox = Rc::new(Mailbox::default());
+            spawn_api_forwarder(requests, mailbox.clone());
+            let mut sent = 0;
+            let mut answers = Vec::new();
+            for _ in 0..ATTEMPTS {
+                let (reply, answer) = flume::bounded(1);
+                let request = ApiRequest::Propose {
+                    group: GroupId(0),
+                    payload: Bytes::new(),
+                    reply,
+                };
+                if sender.try_send(request).is_ok() {
+                    sent += 1;
+                    answers.push(answer);
+                }
+                glommio::timer::sleep(Duration::from_micros(50)).await;
+            }
+            let mut held = VecDeque::new();
+            mailbox.take_all(&mut held).await;
+            assert!(held.len() <= HELD_MAX, "the mailbox took {}", held.len());
+            assert!(sent <= HELD_MAX + CHANNEL, "{sent} requests went in");
+        });
     }
 }
