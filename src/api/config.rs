@@ -49,7 +49,9 @@ pub struct NodeConfig {
     pub heartbeat: Duration,
     /// Proposals not committed within this are answered "timeout". Default 5 s.
     pub proposal_timeout: Duration,
-    /// Most proposals queued per shard before `propose` waits. Default 65,536.
+    /// Most API requests (proposals, reads, ...) a shard holds, queued or awaiting their
+    /// answer, and most queued in its channel beyond those, before `propose` waits. Default
+    /// 65,536.
     pub proposals_queued_max: usize,
     /// How much faster one node's clock may run than another's, in percent, as lease reads
     /// assume it ([`crate::api::ReadConsistency::Lease`]). Default 10 %. See
