@@ -330,3 +330,30 @@ fn routing_reply(reply: Bytes) -> Attempt {
     }
     Attempt::Done(reply)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write refused as overloaded was never placed: the client is told so at once (no
+    /// retry here), unlike a timeout, whose write may still apply.
+    #[test]
+    fn an_overloaded_write_fails_at_once_and_says_it_was_not_applied() {
+        let overloaded = ProposalError::Overloaded {
+            bytes: 70 << 20,
+            max: 64 << 20,
+        };
+        let Attempt::Failed(reply) = decide(Err(overloaded), true, NodeId(1)) else {
+            panic!("an overloaded write must fail at once");
+        };
+        let text = String::from_utf8_lossy(&reply);
+        assert!(
+            text.starts_with("-ERR overloaded") && text.contains("was not applied"),
+            "{text}"
+        );
+        assert!(matches!(
+            decide(Err(ProposalError::Timeout), true, NodeId(1)),
+            Attempt::Unknown(_)
+        ));
+    }
+}
