@@ -5,10 +5,11 @@ mod procs;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use procs::ProcCluster;
 use redis::{Connection, RedisResult, Value};
+use ringraft::kv::op::{Entry, Op};
 use ringraft::types::NodeId;
 
 fn connect(addr: SocketAddr) -> Connection {
@@ -383,5 +384,47 @@ fn stale_reads_are_served_locally_even_without_a_quorum() {
     assert!(
         write.to_string().to_uppercase().contains("TRYAGAIN"),
         "{write}"
+    );
+}
+
+/// Issue 13, finding 6: a plain client sends the internal forwarding command with an entry
+/// stamped ten days ahead. The group's clock must not follow it: a key set with a one-hour TTL
+/// must stay readable, and so must one set afterwards.
+#[test]
+fn a_client_cannot_move_a_groups_clock_with_a_forged_forwarded_entry() {
+    const AHEAD_MS: u64 = 10 * 24 * 3_600_000;
+    let cluster = ready_cluster(1, &[]);
+    let addrs = cluster.resp_addrs();
+    let mut con = connect(addrs[0].1);
+    let _: String = retry(&mut con, &["SET", "ttl", "v", "EX", "3600"]);
+    let leader = leader_of(addrs[0].1, 0).expect("group 0 has a leader");
+    let leader_addr = addrs.iter().find(|(id, _)| *id == leader).unwrap().1;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let forged = Entry {
+        now_ms: now_ms + AHEAD_MS,
+        op: Op::Del(vec![b"unrelated"]),
+    }
+    .encode();
+    let deleted: i64 = redis::cmd("RINGRAFT.PROPOSE")
+        .arg("0")
+        .arg(&forged[..])
+        .query(&mut connect(leader_addr))
+        .unwrap();
+    assert_eq!(deleted, 0);
+    let ttl: Option<String> = cmd(&mut con, &["GET", "ttl"]).unwrap();
+    assert_eq!(
+        ttl.as_deref(),
+        Some("v"),
+        "the forged clock expired the key"
+    );
+    let _: String = retry(&mut con, &["SET", "later", "w", "EX", "3600"]);
+    let later: Option<String> = cmd(&mut con, &["GET", "later"]).unwrap();
+    assert_eq!(
+        later.as_deref(),
+        Some("w"),
+        "a write after the forged entry vanished"
     );
 }

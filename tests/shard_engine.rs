@@ -10,7 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use ringraft::api::{CommittedEntries, ReadConsistency, StateMachine};
 use ringraft::core::{Config, Membership, Message, Role, SnapshotMeta};
-use ringraft::engine::{Committed, EngineConfig, ProposalError, ShardEngine};
+use ringraft::engine::{
+    Committed, EngineConfig, ProposalError, ShardEngine, UNCOMMITTED_BYTES_MAX_DEFAULT,
+};
 use ringraft::log::{LogStore, MemLog};
 use ringraft::types::{GroupId, LogIndex, NodeId};
 
@@ -46,6 +48,10 @@ struct Trio {
 
 impl Trio {
     fn new() -> Trio {
+        Trio::with_uncommitted_bytes_max(UNCOMMITTED_BYTES_MAX_DEFAULT)
+    }
+
+    fn with_uncommitted_bytes_max(uncommitted_bytes_max: usize) -> Trio {
         let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
         let engines = voters
             .iter()
@@ -60,6 +66,7 @@ impl Trio {
                         proposal_timeout_ticks: 1_000,
                         read_lease: Some(Duration::from_secs(1)),
                         snapshot_entries: 0,
+                        uncommitted_bytes_max,
                         broken_rule: None,
                     },
                     |_| {
@@ -279,6 +286,89 @@ fn oversized_payloads_are_refused_before_they_reach_the_log() {
         )
     );
     assert!(completions[1].1.is_ok(), "{:?}", completions[1]);
+}
+
+/// Issue 13, finding 5b: a leader whose followers never answer holds every proposal in memory
+/// until it commits. Beyond the cap it refuses them (certainly not placed), so what it holds
+/// stays bounded; once the followers answer and the entries apply, it accepts again.
+#[test]
+fn a_leader_cut_off_from_its_followers_refuses_proposals_beyond_the_unapplied_cap() {
+    const CAP: usize = 16 << 10;
+    const PAYLOAD: usize = 1_000;
+    const TURNS: u32 = 100;
+    let mut trio = Trio::with_uncommitted_bytes_max(CAP);
+    trio.elect(1);
+    assert_eq!(
+        trio.engine(1).unapplied_bytes(GROUP),
+        0,
+        "the no-op applied"
+    );
+    let leader = trio.engine(1);
+    let mut refused = 0;
+    let mut high_water = 0;
+    for turn in 0..TURNS {
+        leader.propose(GROUP, Bytes::from(vec![turn as u8; PAYLOAD]), turn);
+        leader.end_turn().unwrap();
+        if leader.wants_flush() {
+            let mut pending = leader.start_flush().unwrap().unwrap();
+            leader.flush_done(pending.try_take().unwrap()).unwrap();
+        }
+        // The followers never hear of it.
+        leader.take_outbox();
+        for (reply, result) in leader.take_completions() {
+            match result {
+                Err(ProposalError::Overloaded { bytes, max }) => {
+                    assert_eq!(max, CAP);
+                    assert!(bytes + PAYLOAD > CAP, "refused with room: {bytes}");
+                    refused += 1;
+                }
+                other => panic!("proposal {reply}: {other:?}"),
+            }
+        }
+        high_water = high_water.max(leader.unapplied_bytes(GROUP));
+    }
+    let placed = TURNS - refused;
+    assert!(
+        refused > 0 && placed > 0,
+        "placed {placed}, refused {refused}"
+    );
+    assert!(high_water <= CAP, "held {high_water} bytes, cap {CAP}");
+    assert!(
+        high_water + PAYLOAD > CAP,
+        "refused too early: {high_water}"
+    );
+    // The followers answer again: the leader's heartbeats find them behind, it sends the
+    // entries, they commit and apply, and the count falls to nothing.
+    let mut answered = Vec::new();
+    for _ in 0..50 {
+        trio.engine(1).tick().unwrap();
+        trio.settle();
+        answered.extend(trio.engine(1).take_completions());
+        if answered.len() == placed as usize {
+            break;
+        }
+    }
+    assert_eq!(answered.len(), placed as usize, "{answered:?}");
+    assert!(
+        answered.iter().all(|(_, result)| result.is_ok()),
+        "{answered:?}"
+    );
+    assert_eq!(trio.engine(1).unapplied_bytes(GROUP), 0);
+    trio.engine(1)
+        .propose(GROUP, Bytes::from(vec![1u8; PAYLOAD]), 1_000);
+    trio.settle();
+    let again = trio.engine(1).take_completions();
+    assert!(matches!(again[..], [(1_000, Ok(_))]), "{again:?}");
+    // Followers count what they hold unapplied the same way: the last entry, until a
+    // heartbeat tells them it committed.
+    assert!(trio.engine(2).unapplied_bytes(GROUP) > 0);
+    for _ in 0..10 {
+        trio.engine(1).tick().unwrap();
+        trio.settle();
+    }
+    for id in 1..=3 {
+        assert_eq!(trio.engine(id).unapplied_bytes(GROUP), 0, "n{id}");
+    }
 }
 
 #[test]

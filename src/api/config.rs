@@ -49,12 +49,19 @@ pub struct NodeConfig {
     pub heartbeat: Duration,
     /// Proposals not committed within this are answered "timeout". Default 5 s.
     pub proposal_timeout: Duration,
-    /// Most proposals queued per shard before `propose` waits. Default 65,536.
+    /// Most API requests (proposals, reads, ...) a shard holds, queued or awaiting their
+    /// answer, and most queued in its channel beyond those, before `propose` waits. Default
+    /// 65,536.
     pub proposals_queued_max: usize,
     /// How much faster one node's clock may run than another's, in percent, as lease reads
     /// assume it ([`crate::api::ReadConsistency::Lease`]). Default 10 %. See
     /// [`NodeConfig::read_lease`].
     pub clock_drift_percent: u32,
+    /// Most bytes of log entries one group may hold that its state machine has not applied;
+    /// beyond it the group's leader refuses proposals as overloaded (a leader without a working
+    /// majority would otherwise grow at its clients' rate). Default 64 MiB
+    /// ([`UNCOMMITTED_BYTES_MAX_DEFAULT`](crate::engine::UNCOMMITTED_BYTES_MAX_DEFAULT)).
+    pub uncommitted_bytes_max: usize,
     /// Snapshot each group's state machine after this many applied entries and compact the
     /// log behind it (0: never). Default 100,000. Only for state machines that implement
     /// [`crate::api::StateMachine::snapshot`].
@@ -118,6 +125,7 @@ impl NodeConfig {
             proposal_timeout: Duration::from_secs(5),
             proposals_queued_max: 65_536,
             clock_drift_percent: 10,
+            uncommitted_bytes_max: crate::engine::UNCOMMITTED_BYTES_MAX_DEFAULT,
             snapshot_entries: 100_000,
             compaction_trailing_entries: 100_000,
             snapshot_chunk_bytes: crate::constants::SNAPSHOT_CHUNK_BYTES_MAX,
@@ -159,6 +167,9 @@ impl NodeConfig {
                  (two records of the largest batch), not {}",
                 self.segment_bytes
             ));
+        }
+        if self.uncommitted_bytes_max == 0 {
+            return Err("--uncommitted-bytes-max must be positive".into());
         }
         if self.fsync_delay > Duration::from_secs(10) {
             return Err("--fsync-delay-ms must be at most 10000".into());

@@ -4,8 +4,10 @@
 //! every shard has recovered its log and bound its ports. The handle is `Send + Sync`: any
 //! thread (or any async runtime) may propose; answers come back through channels.
 //!
-//! Backpressure: each shard queues at most `proposals_queued_max` requests; beyond that
-//! [`Node::propose`] waits for room (it never fails for being busy).
+//! Backpressure: each shard holds at most `proposals_queued_max` requests (queued or awaiting
+//! their answer, [`crate::shard::gate`]) and queues at most as many more in its channel; beyond
+//! that [`Node::propose`] waits for room. It fails for being busy only when the group's leader
+//! holds too many bytes not yet applied ([`ProposalError::Overloaded`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +30,8 @@ use crate::types::{GroupId, LogIndex, NodeId, ShardId};
 pub struct Node {
     config: Arc<NodeConfig>,
     shards: Vec<flume::Sender<ApiRequest>>,
+    /// One per shard: stops it (a path of its own, since `shards` may be full).
+    stops: Vec<flume::Sender<()>>,
     threads: Vec<JoinHandle<Result<(), NodeError>>>,
 }
 
@@ -46,16 +50,19 @@ impl Node {
         let mut node = Node {
             config: config.clone(),
             shards: Vec::new(),
+            stops: Vec::new(),
             threads: Vec::new(),
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         for shard in (0..config.shards).map(ShardId) {
             let (requests_tx, requests_rx) = flume::bounded(config.proposals_queued_max);
+            let (stop_tx, stop_rx) = flume::bounded(1);
             let context = ShardContext {
                 config: config.clone(),
                 shard,
                 requests: requests_rx,
+                stop: stop_rx,
                 ready: ready_tx.clone(),
             };
             let make = make_state_machine.clone();
@@ -77,6 +84,7 @@ impl Node {
                     source,
                 })?;
             node.shards.push(requests_tx);
+            node.stops.push(stop_tx);
             node.threads.push(thread);
         }
         drop(ready_tx);
@@ -252,8 +260,8 @@ impl Node {
     }
 
     fn stop_threads(&mut self) -> Option<NodeError> {
-        for shard in &self.shards {
-            let _ = shard.send(ApiRequest::Shutdown);
+        for stop in self.stops.drain(..) {
+            let _ = stop.send(());
         }
         self.shards.clear();
         let mut first_error = None;

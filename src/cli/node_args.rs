@@ -87,6 +87,10 @@ pub struct NodeArgs {
     /// log behind it (default 100000; 0: never).
     #[arg(long)]
     pub snapshot_entries: Option<u64>,
+    /// Most bytes of log entries one group may hold unapplied before its leader refuses
+    /// proposals as overloaded (default 67108864, 64 MiB).
+    #[arg(long)]
+    pub uncommitted_bytes_max: Option<usize>,
     /// Entries kept in the log before a snapshot's index when compacting (default 100000).
     #[arg(long, hide = true)]
     pub compaction_trailing_entries: Option<u64>,
@@ -137,6 +141,7 @@ impl NodeArgs {
             cluster_id: self.cluster_id.or(file.cluster_id),
             clock_drift_percent: self.clock_drift_percent.or(file.clock_drift_percent),
             snapshot_entries: self.snapshot_entries.or(file.snapshot_entries),
+            uncommitted_bytes_max: self.uncommitted_bytes_max.or(file.uncommitted_bytes_max),
             compaction_trailing_entries: self
                 .compaction_trailing_entries
                 .or(file.compaction_trailing_entries),
@@ -204,6 +209,9 @@ impl NodeArgs {
         }
         if let Some(entries) = self.snapshot_entries {
             config.snapshot_entries = entries;
+        }
+        if let Some(bytes) = self.uncommitted_bytes_max {
+            config.uncommitted_bytes_max = bytes;
         }
         if let Some(entries) = self.compaction_trailing_entries {
             config.compaction_trailing_entries = entries;

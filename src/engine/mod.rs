@@ -13,6 +13,7 @@ pub mod reads;
 pub mod recover;
 mod shard_engine;
 pub mod stages;
+mod unapplied;
 pub mod waiters;
 
 pub use shard_engine::*;

@@ -22,7 +22,16 @@
 //!   entries past its last snapshot; the core then compacts the log behind it. A snapshot the
 //!   core asks to send leaves through [`ShardEngine::take_snapshot_sends`] (the runtime streams
 //!   the file), never through the outbox; a received snapshot reaches the core only after the
-//!   runtime stored it durably ([`ShardEngine::receive`] of its `InstallSnapshot`).
+//!   runtime stored it durably ([`ShardEngine::receive`] of its `InstallSnapshot`);
+//! - memory: a leader refuses a proposal ([`ProposalError::Overloaded`], before placing it)
+//!   while its group's log holds [`EngineConfig::uncommitted_bytes_max`] bytes the state
+//!   machine has not applied (counting the turn's gathered proposals), unless it holds none (so
+//!   a single large proposal always gets its chance). Without a working majority nothing
+//!   applies, so the leader's memory stops growing at the cap instead of at the clients' rate
+//!   (etcd's `MaxUncommittedEntriesSize`). The count ([`crate::engine::unapplied`]) follows the
+//!   log actions, so it falls as entries apply, are truncated, or are replaced by a snapshot.
+//!   A gathered proposal is judged by its payload plus [`BATCH_ENTRY_OVERHEAD_BYTES`], so the
+//!   count may pass the cap by the few bytes of fixed archive overhead of one turn's batches.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
@@ -41,6 +50,7 @@ use crate::core::{
 use crate::engine::reads::{Read, ReadConsistency, ReadQueue};
 use crate::engine::recover::recover;
 use crate::engine::stages::{StageHistograms, StageTimer};
+use crate::engine::unapplied::UnappliedBytes;
 use crate::engine::waiters::Waiters;
 use crate::log::{self, LogStore, SyncReport};
 use crate::snapshot::{self, SnapshotError, SnapshotStore, SnapshotWriter};
@@ -49,6 +59,11 @@ use crate::types::{GroupId, LogIndex, NodeId, Term};
 /// Archive bytes an entry costs in a batch body besides its payload (a relative pointer and
 /// length, plus alignment), with headroom.
 const BATCH_ENTRY_OVERHEAD_BYTES: usize = 16;
+
+/// Default of [`EngineConfig::uncommitted_bytes_max`]: 64 MiB per group, as etcd's
+/// `MaxUncommittedEntriesSize` is commonly set; far above what a healthy group holds between
+/// commits, low enough that a shard of many groups stays within ordinary memory.
+pub const UNCOMMITTED_BYTES_MAX_DEFAULT: usize = 64 << 20;
 
 /// The result of one proposal.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +98,12 @@ pub enum ProposalError {
     ChangeInProgress,
     #[error("the configuration change does not apply to the current members")]
     ChangeNotAllowed,
+    /// Certain: refused before being placed, because the group's log holds `bytes` unapplied
+    /// bytes (waiting for a majority) and the limit is `max`. Retry after a pause.
+    #[error(
+        "overloaded: the group holds {bytes} bytes not yet applied (limit {max}); retry later"
+    )]
+    Overloaded { bytes: usize, max: usize },
 }
 
 /// A snapshot the state machine has written, to be made durable off the event loop.
@@ -150,7 +171,8 @@ impl ProposalError {
             | ProposalError::TooLarge { .. }
             | ProposalError::Superseded
             | ProposalError::ChangeInProgress
-            | ProposalError::ChangeNotAllowed => true,
+            | ProposalError::ChangeNotAllowed
+            | ProposalError::Overloaded { .. } => true,
             ProposalError::Timeout
             | ProposalError::OutcomeUnknown
             | ProposalError::ShuttingDown => false,
@@ -181,6 +203,8 @@ pub struct GroupStatus {
 struct Gathered<R> {
     payloads: Vec<Bytes>,
     replies: Vec<R>,
+    /// What the payloads will cost in their batch: payload plus per-entry overhead.
+    bytes: usize,
 }
 
 impl<R> Default for Gathered<R> {
@@ -188,6 +212,7 @@ impl<R> Default for Gathered<R> {
         Gathered {
             payloads: Vec::new(),
             replies: Vec::new(),
+            bytes: 0,
         }
     }
 }
@@ -205,6 +230,10 @@ pub struct EngineConfig {
     /// snapshot (0: never; also never without a snapshot store or when the state machine does
     /// not support snapshots).
     pub snapshot_entries: u64,
+    /// Most bytes of log entries a group may hold unapplied before its leader refuses new
+    /// proposals with [`ProposalError::Overloaded`] (see the module documentation). Default
+    /// [`UNCOMMITTED_BYTES_MAX_DEFAULT`].
+    pub uncommitted_bytes_max: usize,
     /// An engine rule broken on purpose, for the simulator's negative controls; `None`
     /// everywhere else.
     pub broken_rule: Option<BrokenRule>,
@@ -242,6 +271,7 @@ pub struct ShardEngine<L: LogStore, S: StateMachine, R> {
     /// Groups with a snapshot being made durable (at most one each).
     snapshots_storing: BTreeSet<GroupId>,
     membership_changes: Vec<(GroupId, Membership, Bytes)>,
+    unapplied: UnappliedBytes,
 }
 
 impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
@@ -305,6 +335,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
             pending_snapshots: Vec::new(),
             snapshots_storing: BTreeSet::new(),
             membership_changes: Vec::new(),
+            unapplied: UnappliedBytes::default(),
         })
     }
 
@@ -391,14 +422,33 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
     }
 
     /// Queues a proposal; it is placed in the log at the end of the turn. Payloads over
-    /// [`CLIENT_PAYLOAD_BYTES_MAX`] are refused (a batch must fit in one frame).
+    /// [`CLIENT_PAYLOAD_BYTES_MAX`] are refused (a batch must fit in one frame), and so are
+    /// proposals to a leader whose group holds too much unapplied
+    /// ([`ProposalError::Overloaded`], see the module documentation).
     pub fn propose(&mut self, group: GroupId, payload: Bytes, reply: R) {
         let Some(reply) = self.admit(group, payload.len(), reply) else {
             return;
         };
+        let cost = payload.len() + BATCH_ENTRY_OVERHEAD_BYTES;
         let gathered = self.gathered.entry(group).or_default();
+        let held = self.unapplied.of(group) + gathered.bytes;
+        let max = self.config.uncommitted_bytes_max;
+        // Only a leader places proposals; anyone else lets its core refuse them (`NotLeader`
+        // names the leader, which is more useful to the proposer).
+        if held > 0 && held + cost > max && self.cores[&group].role() == Role::Leader {
+            self.completions
+                .push((reply, Err(ProposalError::Overloaded { bytes: held, max })));
+            return;
+        }
         gathered.payloads.push(payload);
         gathered.replies.push(reply);
+        gathered.bytes += cost;
+    }
+
+    /// Bytes of `group`'s log entries not applied here yet: what
+    /// [`EngineConfig::uncommitted_bytes_max`] caps.
+    pub fn unapplied_bytes(&self, group: GroupId) -> usize {
+        self.unapplied.of(group)
     }
 
     /// Queues a read of `group`'s state machine: `query` goes to [`StateMachine::query`] once
@@ -797,9 +847,13 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
         for action in actions {
             match action {
                 Action::SaveHardState(state) => self.log.save_hard_state(group, *state)?,
-                Action::TruncateLog { from } => self.log.truncate(group, *from)?,
+                Action::TruncateLog { from } => {
+                    self.log.truncate(group, *from)?;
+                    self.unapplied.truncated(group, *from);
+                }
                 Action::AppendLog(batch) => {
                     self.log.append(group, batch)?;
+                    self.unapplied.appended(group, batch);
                     self.stats.entries_written += batch.len();
                     self.stats.bytes_written += batch.encoded_len() as u64;
                 }
@@ -866,13 +920,17 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
                 Action::Commit { index } => {
                     self.stages.committed(group, *index, self.turn_started_us)
                 }
-                Action::CompactLog { through, term } => self.log.compact(group, *through, *term)?,
+                Action::CompactLog { through, term } => {
+                    self.log.compact(group, *through, *term)?;
+                    self.unapplied.released_through(group, *through);
+                }
                 Action::RestoreSnapshot(snapshot) => {
                     let store = self
                         .snapshots
                         .as_ref()
                         .ok_or(EngineError::NoSnapshotStore)?;
                     restore_state(store, group, snapshot.index, &mut self.state_machine)?;
+                    self.unapplied.released_through(group, snapshot.index);
                     self.waiters
                         .restored(group, snapshot.index, &mut self.completions);
                     self.snapshot_due.insert(
@@ -921,6 +979,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
         );
         self.stages
             .applied(group, batch.last_index(), self.turn_started_us);
+        self.unapplied.released_through(group, batch.last_index());
         self.serve_reads_up_to(group, batch.last_index());
     }
 

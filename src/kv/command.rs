@@ -10,6 +10,11 @@
 //!   order.
 //! - Expiry options become absolute deadlines computed here, from the planning node's clock
 //!   (`Context::now_ms`), and travel in the entry; so does `now_ms` itself.
+//! - The time in an entry is always this node's clock: an entry that arrives over the network
+//!   (`RINGRAFT.PROPOSE` / `RINGRAFT.READ`, sent by a forwarding node or by anyone who can
+//!   reach the RESP port) is re-stamped with `Context::now_ms` before it is proposed here. A
+//!   group's clock only moves forward, so a time from the network, if trusted, would expire
+//!   every key for good; re-stamped, it can never run ahead of the proposing leader's clock.
 
 use bytes::Bytes;
 
@@ -450,9 +455,11 @@ fn here(
         .and_then(|g| u64::try_from(g).ok())
         .filter(|&g| g < u64::from(ctx.groups))
         .ok_or("ERR no such group")?;
+    let mut decoded = Entry::decode(entry).map_err(|error| format!("ERR {error}"))?;
+    decoded.now_ms = ctx.now_ms;
     Ok(Plan::Here {
         group: GroupId(group),
-        entry: entry.clone(),
+        entry: decoded.encode(),
         read,
     })
 }
@@ -486,6 +493,46 @@ mod tests {
             Plan::Routed(routed) => routed,
             other => panic!("{words:?} planned {other:?}"),
         }
+    }
+
+    /// Issue 13, finding 6: whatever time a forwarded entry carries, the plan proposes it with
+    /// this node's clock; the operation is kept as sent, and bytes that are no entry are refused.
+    #[test]
+    fn forwarded_entries_are_restamped_with_this_nodes_clock() {
+        for (stamped, read) in [
+            (u64::MAX, None),
+            (CTX.now_ms - 5_000, Some(ReadMode::Lease)),
+        ] {
+            let op = match read {
+                None => Op::Del(vec![b"k"]),
+                Some(_) => Op::Get(b"k"),
+            };
+            let sent = Entry {
+                now_ms: stamped,
+                op: op.clone(),
+            }
+            .encode();
+            let mut request = match read {
+                None => args(&["RINGRAFT.PROPOSE", "2"]),
+                Some(mode) => args(&["RINGRAFT.READ", "2", mode.name()]),
+            };
+            request.push(sent);
+            let Plan::Here { group, entry, .. } = plan(&CTX, &request) else {
+                panic!("{request:?} was not planned here");
+            };
+            assert_eq!(group, GroupId(2));
+            assert_eq!(
+                Entry::decode(&entry).unwrap(),
+                Entry {
+                    now_ms: CTX.now_ms,
+                    op
+                }
+            );
+        }
+        assert_eq!(
+            reply(&["RINGRAFT.PROPOSE", "0", "not an entry"]),
+            "-ERR malformed kv entry\r\n"
+        );
     }
 
     fn ops(routed: &Routed) -> Vec<(GroupId, Entry<'_>)> {

@@ -12,7 +12,9 @@
 //! ```
 //!
 //! Invariants:
-//! - `now_ms` is the wall clock (ms since the Unix epoch) of the node that encoded the entry.
+//! - `now_ms` is the wall clock (ms since the Unix epoch) of the node that proposes the entry:
+//!   the node that planned it, or, for an entry forwarded to it, the leader that re-stamped it
+//!   ([`crate::kv::command`]); never a value taken from the network.
 //!   Applying an entry never reads a clock: expiry is judged against the entries' own times, so
 //!   every replica reaches the same state. `expire_at_ms` is absolute (0: no expiry).
 //! - [`Entry::decode`] borrows every key and value from the entry's bytes (nothing is copied)

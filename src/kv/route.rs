@@ -16,6 +16,9 @@
 //!   timeout, entry cut from the leader's log, connection lost after sending, shutdown) is
 //!   answered with an error that says so, never retried.
 //! - Attempts stop after [`ROUTE_DEADLINE`]; the client then gets `-TRYAGAIN`.
+//! - A write a leader refuses as overloaded (its group holds too much unapplied) is not
+//!   retried: the client gets `-ERR overloaded: … the write was not applied` at once, so the
+//!   backpressure reaches it instead of being absorbed by retries here.
 //! - The leader cache is only a hint: a wrong entry costs one redirect.
 
 use std::collections::HashMap;
@@ -111,6 +114,12 @@ pub fn decide(result: Result<Bytes, ProposalError>, write: bool, this_node: Node
         ProposalError::NotLeader { .. }
         | ProposalError::Transferring
         | ProposalError::Superseded => Attempt::Retry,
+        // Certainly not applied, but the leader is short of a working majority or applying
+        // slower than it is written to: retrying here would keep up the load it pushes back
+        // on, so the client is told at once and paces itself.
+        error @ ProposalError::Overloaded { .. } => Attempt::Failed(resp::error(&format!(
+            "ERR {error}; the write was not applied"
+        ))),
         error if !error.certainly_not_applied() && !write => Attempt::Retry,
         ProposalError::Timeout => Attempt::Unknown(resp::error(
             "ERR timeout: no commit within the proposal timeout; the write may still be applied",
@@ -320,4 +329,31 @@ fn routing_reply(reply: Bytes) -> Attempt {
         return Attempt::Retry;
     }
     Attempt::Done(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write refused as overloaded was never placed: the client is told so at once (no
+    /// retry here), unlike a timeout, whose write may still apply.
+    #[test]
+    fn an_overloaded_write_fails_at_once_and_says_it_was_not_applied() {
+        let overloaded = ProposalError::Overloaded {
+            bytes: 70 << 20,
+            max: 64 << 20,
+        };
+        let Attempt::Failed(reply) = decide(Err(overloaded), true, NodeId(1)) else {
+            panic!("an overloaded write must fail at once");
+        };
+        let text = String::from_utf8_lossy(&reply);
+        assert!(
+            text.starts_with("-ERR overloaded") && text.contains("was not applied"),
+            "{text}"
+        );
+        assert!(matches!(
+            decide(Err(ProposalError::Timeout), true, NodeId(1)),
+            Attempt::Unknown(_)
+        ));
+    }
 }

@@ -169,6 +169,7 @@ fn client_error(error: ProposalError, config: &NodeConfig) -> ClientError {
         ProposalError::ShuttingDown => ClientError::ShuttingDown,
         ProposalError::ChangeInProgress => ClientError::ChangeInProgress,
         ProposalError::ChangeNotAllowed => ClientError::ChangeNotAllowed,
+        ProposalError::Overloaded { .. } => ClientError::Overloaded,
     }
 }
 

@@ -8,6 +8,12 @@
 //! messages as one frame, start the snapshot transfers the cores asked for
 //! ([`crate::shard::transfer`]), and answer finished proposals. Nothing in the loop blocks; file
 //! writes and syncs run on the log's writer thread.
+//!
+//! Requests of the embedding API enter through [`crate::shard::gate`]: the shard holds at most
+//! `proposals_queued_max` of them (queued, in the engine, or awaiting their answer), so the
+//! bounded channel from [`crate::api::Node`] is what proposers wait on, and a shard that cannot
+//! commit stops taking requests instead of queueing them without limit. Stopping does not go
+//! through that channel (it may be full): it has a channel of its own.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -30,6 +36,7 @@ use crate::error::NodeError;
 use crate::log::{shard_dir, DiskLog, FlushDone, LogConfig};
 use crate::shard::admin::{self, ChangeRequest};
 use crate::shard::clients::{self, ClientConnection, ClientHub};
+use crate::shard::gate::{Permit, RequestGate};
 use crate::shard::mailbox::Mailbox;
 use crate::shard::peers::Peers;
 use crate::snapshot::{snapshot_dir, SnapshotError, SnapshotStore};
@@ -65,12 +72,12 @@ pub enum ApiRequest {
         group: GroupId,
         reply: flume::Sender<Result<Committed, ProposalError>>,
     },
-    Shutdown,
 }
 
 /// Where the answer to a proposal goes.
 pub enum ReplyTo {
-    Api(flume::Sender<Result<Committed, ProposalError>>),
+    /// An API caller; its request's place in the shard ([`Permit`]) is freed with the answer.
+    Api(flume::Sender<Result<Committed, ProposalError>>, Permit),
     Client {
         connection: Rc<ClientConnection>,
         request_id: u64,
@@ -81,7 +88,7 @@ impl ReplyTo {
     /// Sends `result` to whoever is waiting for it (an API caller gone away is ignored).
     pub fn answer(self, result: Result<Committed, ProposalError>, config: &NodeConfig) {
         match self {
-            ReplyTo::Api(sender) => {
+            ReplyTo::Api(sender, _permit) => {
                 let _ = sender.send(result);
             }
             ReplyTo::Client {
@@ -112,7 +119,10 @@ pub enum ShardEvent {
         peer: NodeId,
         group: GroupId,
     },
-    Api(ApiRequest),
+    /// A request of the embedding API, holding its place in the shard.
+    Api(ApiRequest, Permit),
+    /// The node is stopping.
+    Shutdown,
     ClientRequests {
         connection: Rc<ClientConnection>,
         requests: Vec<ClientRequest>,
@@ -125,6 +135,8 @@ pub struct ShardContext {
     pub config: Arc<NodeConfig>,
     pub shard: ShardId,
     pub requests: flume::Receiver<ApiRequest>,
+    /// Receives (or disconnects) when the node stops.
+    pub stop: flume::Receiver<()>,
     pub ready: mpsc::Sender<Result<(), NodeError>>,
 }
 
@@ -179,6 +191,7 @@ async fn run_shard<S: StateMachine>(
         config,
         shard,
         requests,
+        stop,
         ready,
     } = context;
     let started = start_shard(&config, shard, state_machine).await;
@@ -191,7 +204,8 @@ async fn run_shard<S: StateMachine>(
         }
     };
     spawn_ticker(&config, mailbox.clone());
-    spawn_api_forwarder(requests, mailbox.clone());
+    let gate = RequestGate::new(config.proposals_queued_max);
+    spawn_api_forwarder(requests, stop, gate, mailbox.clone());
     tracing::info!(node = %config.id, %shard, groups = engine.groups().count(), "shard started");
     let _ = ready.send(Ok(()));
 
@@ -232,6 +246,7 @@ async fn start_shard<S: StateMachine>(
         proposal_timeout_ticks: config.ticks(config.proposal_timeout) as u64,
         read_lease: Some(config.read_lease()),
         snapshot_entries: config.snapshot_entries,
+        uncommitted_bytes_max: config.uncommitted_bytes_max,
         broken_rule: None,
     };
     let shard_error = |source: EngineError| NodeError::Shard { shard, source };
@@ -273,15 +288,31 @@ fn spawn_ticker(config: &NodeConfig, mailbox: Rc<Mailbox<ShardEvent>>) {
     .detach();
 }
 
-fn spawn_api_forwarder(requests: flume::Receiver<ApiRequest>, mailbox: Rc<Mailbox<ShardEvent>>) {
+/// Moves API requests into the mailbox, each once the gate has room for it (see the module
+/// docs), until the node stops or drops its end of the channels; then queues a shutdown.
+fn spawn_api_forwarder(
+    requests: flume::Receiver<ApiRequest>,
+    stop: flume::Receiver<()>,
+    gate: Rc<RequestGate>,
+    mailbox: Rc<Mailbox<ShardEvent>>,
+) {
     glommio::spawn_local(async move {
-        while let Ok(request) = requests.recv_async().await {
-            let shutdown = matches!(request, ApiRequest::Shutdown);
-            mailbox.push(ShardEvent::Api(request));
-            if shutdown {
-                break;
+        loop {
+            let stopped = async {
+                let _ = stop.recv_async().await;
+                None
+            };
+            let next = async {
+                let permit = gate.acquire().await;
+                let request = requests.recv_async().await.ok()?;
+                Some(ShardEvent::Api(request, permit))
+            };
+            match futures_lite::future::or(stopped, next).await {
+                Some(event) => mailbox.push(event),
+                None => break,
             }
         }
+        mailbox.push(ShardEvent::Shutdown);
     })
     .detach();
 }
@@ -317,31 +348,39 @@ async fn event_loop<S: StateMachine>(
                     tracing::debug!(%peer, %group, "snapshot send failed; offering it again");
                     engine.unreachable(peer).map_err(fatal)?
                 }
-                ShardEvent::Api(ApiRequest::Propose {
-                    group,
-                    payload,
-                    reply,
-                }) => engine.propose(group, payload, ReplyTo::Api(reply)),
-                ShardEvent::Api(ApiRequest::Read {
-                    group,
-                    query,
-                    consistency,
-                    reply,
-                }) => engine.read(group, query, consistency, ReplyTo::Api(reply)),
-                ShardEvent::Api(ApiRequest::Status { reply }) => {
+                ShardEvent::Api(
+                    ApiRequest::Propose {
+                        group,
+                        payload,
+                        reply,
+                    },
+                    permit,
+                ) => engine.propose(group, payload, ReplyTo::Api(reply, permit)),
+                ShardEvent::Api(
+                    ApiRequest::Read {
+                        group,
+                        query,
+                        consistency,
+                        reply,
+                    },
+                    permit,
+                ) => engine.read(group, query, consistency, ReplyTo::Api(reply, permit)),
+                // The others are answered (or done) within the turn; their permits go with
+                // the event.
+                ShardEvent::Api(ApiRequest::Status { reply }, _) => {
                     let _ = reply.send(engine.status());
                 }
-                ShardEvent::Api(ApiRequest::Transfer { group, to }) => {
+                ShardEvent::Api(ApiRequest::Transfer { group, to }, _) => {
                     engine.transfer_leadership(group, to).map_err(fatal)?
                 }
-                ShardEvent::Api(ApiRequest::ChangeMembership { request, reply }) => {
-                    admin::change_membership(config, engine, request, ReplyTo::Api(reply))
-                        .map_err(fatal)?
+                ShardEvent::Api(ApiRequest::ChangeMembership { request, reply }, permit) => {
+                    let reply = ReplyTo::Api(reply, permit);
+                    admin::change_membership(config, engine, request, reply).map_err(fatal)?
                 }
-                ShardEvent::Api(ApiRequest::Snapshot { group, reply }) => {
+                ShardEvent::Api(ApiRequest::Snapshot { group, reply }, _) => {
                     let _ = reply.send(admin::snapshot(engine, group).map_err(fatal)?);
                 }
-                ShardEvent::Api(ApiRequest::Shutdown) => shutdown = true,
+                ShardEvent::Shutdown => shutdown = true,
                 ShardEvent::ClientRequests {
                     connection,
                     requests,
@@ -467,5 +506,71 @@ async fn final_flush<S: StateMachine>(
 fn dispatch_completions<S: StateMachine>(engine: &mut Engine<S>, config: &NodeConfig) {
     for (reply, result) in engine.take_completions() {
         reply.answer(result, config);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Issue 13, finding 5a: proposers flood a shard whose requests are never answered (a
+    /// node without quorum). The shard must stop taking requests once it holds its bound, so
+    /// that the bounded channel fills and proposers wait, rather than moving everything into
+    /// its unbounded mailbox. Answering some lets as many more in; stopping works with the
+    /// channel full.
+    #[test]
+    fn a_flood_of_requests_fills_the_channel_not_the_mailbox() {
+        const CHANNEL: usize = 8;
+        const HELD_MAX: usize = 16;
+        const ATTEMPTS: usize = 400;
+        const ANSWERED: usize = 5;
+        let pause = || glommio::timer::sleep(Duration::from_micros(50));
+        let executor = LocalExecutorBuilder::new(Placement::Unbound)
+            .make()
+            .unwrap();
+        executor.run(async {
+            let (sender, requests) = flume::bounded(CHANNEL);
+            let (stopper, stop) = flume::bounded(1);
+            let gate = RequestGate::new(HELD_MAX);
+            let mailbox = Rc::new(Mailbox::default());
+            spawn_api_forwarder(requests, stop, gate.clone(), mailbox.clone());
+            let mut sent = 0;
+            let mut answers = Vec::new();
+            let mut flood = |sent: &mut usize| {
+                let (reply, answer) = flume::bounded(1);
+                let request = ApiRequest::Propose {
+                    group: GroupId(0),
+                    payload: Bytes::new(),
+                    reply,
+                };
+                if sender.try_send(request).is_ok() {
+                    *sent += 1;
+                    answers.push(answer);
+                }
+            };
+            for _ in 0..ATTEMPTS {
+                flood(&mut sent);
+                pause().await;
+            }
+            let mut held = VecDeque::new();
+            mailbox.take_all(&mut held).await;
+            assert_eq!(held.len(), HELD_MAX, "the mailbox took {}", held.len());
+            assert_eq!(sent, HELD_MAX + CHANNEL, "{sent} requests went in");
+            assert_eq!(gate.held(), HELD_MAX);
+            // Answering (here: dropping) some requests frees their places, and no more.
+            held.drain(..ANSWERED);
+            for _ in 0..ATTEMPTS {
+                flood(&mut sent);
+                pause().await;
+            }
+            let mut more = VecDeque::new();
+            mailbox.take_all(&mut more).await;
+            assert_eq!(more.len(), ANSWERED);
+            assert_eq!(sent, HELD_MAX + CHANNEL + ANSWERED);
+            stopper.send(()).unwrap();
+            mailbox.take_all(&mut more).await;
+            assert!(matches!(more.back(), Some(ShardEvent::Shutdown)));
+        });
     }
 }
