@@ -160,7 +160,7 @@ fn run_sim(args: &SimArgs) -> ExitCode {
             Ok(summary) => {
                 passed += 1;
                 events += summary.events;
-                acknowledged += summary.acknowledged_values;
+                acknowledged += summary.acknowledged_writes;
                 reads += summary.reads_served;
                 if args.seed.is_some() {
                     println!("seed {seed}: {summary:?}");
@@ -189,7 +189,7 @@ fn run_sim(args: &SimArgs) -> ExitCode {
     }
     println!(
         "{passed} seeds ({}..{}) passed, 0 violations: {events} events, {acknowledged} \
-         acknowledged proposals and {reads} reads checked, {:.1}s",
+         acknowledged writes and {reads} reads checked, {:.1}s",
         seeds.start,
         seeds.end,
         started.elapsed().as_secs_f64()
