@@ -284,7 +284,7 @@ impl ActionObserver<SimMachine> for NodeObserver {
         let shared = &mut *self.shared.borrow_mut();
         if shared.trace {
             println!(
-                "{:>10.3}ms {} g{group} {}",
+                "{:>10.3}ms {} {group} {}",
                 shared.now_us as f64 / 1000.0,
                 self.node,
                 describe(action)

@@ -200,6 +200,8 @@ struct SimNode {
     flush: Option<PendingFlush>,
     /// Incremented at every crash: messages, syncs and answers of an older life are void.
     epoch: u64,
+    /// Whether the flush in flight was told to fail.
+    sync_failing: bool,
     /// Per group, at the last crash: the applied index (a restart must recover at least that
     /// far) and the durable commit hint (which never goes back).
     applied_at_crash: Vec<LogIndex>,
@@ -305,6 +307,7 @@ impl Cluster {
                 life: Life::Down(MemLog::new()),
                 snapshots: MemSnapshots::new(),
                 flush: None,
+                sync_failing: false,
                 epoch: 0,
                 applied_at_crash: vec![LogIndex::ZERO; GROUPS as usize],
                 durable_commit: vec![LogIndex::ZERO; GROUPS as usize],
@@ -446,7 +449,7 @@ impl Cluster {
                 message,
             } => {
                 if self.epochs(from, to) == epochs && self.is_up(to) {
-                    self.trace(|| format!("{to} <- {from} g{group} {message:?}"));
+                    self.trace(|| format!("{to} <- {from} {group} {message:?}"));
                     self.turn(to, |engine| engine.receive(from, group, message))?;
                 }
             }
@@ -481,7 +484,7 @@ impl Cluster {
                 if self.node(node).epoch == epoch && self.is_up(node) {
                     let (group, index, term) = (pending.group, pending.index, pending.term);
                     let result = pending.store();
-                    self.trace(|| format!("{node} stored its snapshot of g{group} at {index}"));
+                    self.trace(|| format!("{node} stored its snapshot of {group} at {index}"));
                     self.summary.snapshots_taken += 1;
                     self.turn(node, |engine| {
                         engine.snapshot_stored(group, index, term, result)
@@ -517,12 +520,21 @@ impl Cluster {
         engine.begin_turn(now_us);
         let result = work(engine).and_then(|()| engine.end_turn());
         self.take_violation()?;
-        if let Err(error) = result {
-            self.trace(|| format!("{id} stops: {error}"));
-            self.summary.failed_syncs += 1;
-            return self.crash(id);
+        match result {
+            Ok(()) => self.after_turn(id),
+            Err(error) => self.engine_failed(id, error),
         }
-        self.after_turn(id)
+    }
+
+    /// `id`'s engine stopped with `error`: a crash if it is the sync failure the simulation
+    /// injected (fatal for the node, as the runtime treats it), a violation otherwise.
+    fn engine_failed(&mut self, id: NodeId, error: EngineError) -> Result<(), Violation> {
+        if !self.node(id).sync_failing {
+            return Err(Violation(format!("{id}'s engine failed: {error}")));
+        }
+        self.trace(|| format!("{id} stops: {error}"));
+        self.summary.failed_syncs += 1;
+        self.crash(id)
     }
 
     fn take_violation(&self) -> Result<(), Violation> {
@@ -547,10 +559,7 @@ impl Cluster {
             }
             match engine.start_flush() {
                 Ok(started) => flush = started,
-                Err(error) => {
-                    self.trace(|| format!("{id} stops: {error}"));
-                    return self.crash(id);
-                }
+                Err(error) => return self.engine_failed(id, error),
             }
         }
         let outbox = engine.take_outbox();
@@ -568,7 +577,9 @@ impl Cluster {
             );
         }
         if let Some(flush) = flush {
-            self.node_mut(id).flush = Some(flush);
+            let node = self.node_mut(id);
+            node.flush = Some(flush);
+            node.sync_failing = fail_sync;
             let delay = self.rng.random_range(sync_min..=sync_max);
             self.schedule(delay, Event::SyncDone { node: id, epoch });
         }
@@ -666,7 +677,7 @@ impl Cluster {
         };
         self.trace(|| {
             format!(
-                "{to} <- {from} g{} snapshot at {}",
+                "{to} <- {from} {} snapshot at {}",
                 send.group, send.snapshot.index
             )
         });
@@ -789,7 +800,7 @@ impl Cluster {
         } else {
             MembershipChange::AddLearner(target)
         };
-        self.trace(|| format!("operator asks {leader} to {change:?} in g{group} (now {membership})"));
+        self.trace(|| format!("operator asks {leader} to {change:?} in {group} (now {membership})"));
         self.summary.membership_changes += 1;
         self.turn(leader, |engine| {
             engine.change_membership(group, change, Bytes::new(), Reply::Operator)
@@ -855,13 +866,14 @@ impl Cluster {
         log.crash_torn(survivors);
         let node = self.node_mut(id);
         node.flush = None;
+        node.sync_failing = false;
         node.epoch += 1;
         for group in groups() {
             let commit = log.hard_state(group).commit;
             let before = &mut node.durable_commit[group.0 as usize];
             if commit < *before {
                 return Err(Violation(format!(
-                    "{id}'s durable commit hint of g{group} went back from {before} to {commit}"
+                    "{id}'s durable commit hint of {group} went back from {before} to {commit}"
                 )));
             }
             *before = commit;
@@ -907,7 +919,7 @@ impl Cluster {
             let before = applied_at_crash[group.0 as usize];
             if core.last_index() < before {
                 return Err(Violation(format!(
-                    "{id} had applied g{group} up to {before} but recovered a log ending at {}",
+                    "{id} had applied {group} up to {before} but recovered a log ending at {}",
                     core.last_index()
                 )));
             }
