@@ -43,6 +43,8 @@ const REGISTERS: u64 = 3;
 const COUNTERS: u64 = 2;
 /// Pause before another attempt.
 pub const RETRY_DELAY_US: u64 = 20_000;
+/// Chance that an attempt goes to a node that claims to lead, whatever the client's hint.
+const CLAIMANT_CHANCE: f64 = 0.2;
 /// How long a command keeps trying.
 const DEADLINE_US: u64 = 1_500_000;
 
@@ -194,21 +196,33 @@ impl Clients {
         });
     }
 
-    /// The next attempt of `client` (whose attempt `attempt` was scheduled), on the node it
-    /// believes leads, else on one of `live`; `None` if the schedule is stale or no node is up
-    /// (then the client waits: see [`Clients::retry_or_give_up`]).
+    /// The next attempt of `client`: on the node it believes leads the command's group, else
+    /// on one of `live`; but now and then (as a client whose connection is to another node)
+    /// on one of the nodes that claim to lead the group, `claimants[group]`, deposed leaders
+    /// included, since those are the nodes that can serve a stale read. `None` if no node is
+    /// up (then the client waits: see [`Clients::retry_or_give_up`]).
     pub fn attempt(
         &mut self,
         client: usize,
         live: &[NodeId],
+        claimants: &[Vec<NodeId>],
         rng: &mut Xoshiro256PlusPlus,
     ) -> Option<AttemptOn> {
         let state = &mut self.clients[client];
         let command = state.command.as_mut()?;
-        let node = match self.leader_hints.get(&command.group) {
-            Some(hint) if live.contains(hint) => *hint,
-            _ if live.is_empty() => return None,
-            _ => live[rng.random_range(0..live.len())],
+        let hint = self
+            .leader_hints
+            .get(&command.group)
+            .filter(|hint| live.contains(hint));
+        let node = if rng.random_bool(CLAIMANT_CHANCE) || hint.is_none() {
+            let claimants = &claimants[command.group.0 as usize];
+            let candidates = if claimants.is_empty() { live } else { claimants };
+            if candidates.is_empty() {
+                return None;
+            }
+            candidates[rng.random_range(0..candidates.len())]
+        } else {
+            *hint.expect("checked")
         };
         state.attempt += 1;
         command.on = Some(node);

@@ -423,6 +423,16 @@ impl Cluster {
             .collect()
     }
 
+    /// The live nodes that believe they lead `group`.
+    fn claimants(&self, group: GroupId) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter_map(|node| node.engine()?.core(group))
+            .filter(|core| core.role() == Role::Leader)
+            .map(|core| core.id())
+            .collect()
+    }
+
     /// The node that leads `group` in the highest term, as the nodes believe.
     fn leader(&self, group: GroupId) -> Option<NodeId> {
         self.nodes
@@ -721,13 +731,14 @@ impl Cluster {
             return Ok(());
         }
         let live = self.live();
+        let claimants: Vec<Vec<NodeId>> = groups().map(|group| self.claimants(group)).collect();
         let Some(AttemptOn {
             node,
             group,
             entry,
             read,
             reply,
-        }) = self.clients.attempt(client, &live, &mut self.rng)
+        }) = self.clients.attempt(client, &live, &claimants, &mut self.rng)
         else {
             let next = self.clients.retry_or_give_up(client, self.now_us)?;
             self.follow(next);

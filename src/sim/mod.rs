@@ -27,10 +27,12 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> Result<SimSummary, Violation
     Cluster::new(seed, options.clone())?.run()
 }
 
-/// Options for seed `seed` in a sweep that mixes 3- and 5-node clusters.
+/// Options for seed `seed` in a sweep that mixes 3- and 5-node clusters, with snapshots on in
+/// every fourth seed (so a default sweep also reaches InstallSnapshot and compaction).
 pub fn mixed_options(seed: u64, base: &SimOptions) -> SimOptions {
     SimOptions {
         nodes: if seed % 3 == 2 { 5 } else { 3 },
+        snapshots: base.snapshots || seed % 4 == 3,
         ..base.clone()
     }
 }
