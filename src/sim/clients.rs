@@ -37,14 +37,16 @@ use crate::sim::checker::Violation;
 use crate::types::{GroupId, LogIndex, NodeId};
 
 /// Simulated clients.
-pub const CLIENTS: usize = 4;
+pub const CLIENTS: usize = 8;
 /// Register keys (SET/GET) and counter keys (INCR).
-const REGISTERS: u64 = 3;
+const REGISTERS: u64 = 2;
 const COUNTERS: u64 = 2;
 /// Pause before another attempt.
 pub const RETRY_DELAY_US: u64 = 20_000;
-/// Chance that an attempt goes to a node that claims to lead, whatever the client's hint.
-const CLAIMANT_CHANCE: f64 = 0.2;
+/// Chance that an attempt goes to a node that claims to lead, whatever the client's hint:
+/// for a read (a deposed leader may serve it stale) and for a write.
+const CLAIMANT_CHANCE_READ: f64 = 0.5;
+const CLAIMANT_CHANCE_WRITE: f64 = 0.1;
 /// How long a command keeps trying.
 const DEADLINE_US: u64 = 1_500_000;
 
@@ -196,6 +198,14 @@ impl Clients {
         });
     }
 
+    /// The command `client` has in flight, for traces.
+    pub fn describe(&self, client: usize) -> String {
+        match &self.clients[client].command {
+            Some(command) => format!("{:?} in {}", command.command, command.group),
+            None => "nothing".into(),
+        }
+    }
+
     /// The next attempt of `client`: on the node it believes leads the command's group, else
     /// on one of `live`; but now and then (as a client whose connection is to another node)
     /// on one of the nodes that claim to lead the group, `claimants[group]`, deposed leaders
@@ -214,7 +224,11 @@ impl Clients {
             .leader_hints
             .get(&command.group)
             .filter(|hint| live.contains(hint));
-        let node = if rng.random_bool(CLAIMANT_CHANCE) || hint.is_none() {
+        let claimant_chance = match command.read {
+            Some(_) => CLAIMANT_CHANCE_READ,
+            None => CLAIMANT_CHANCE_WRITE,
+        };
+        let node = if rng.random_bool(claimant_chance) || hint.is_none() {
             let claimants = &claimants[command.group.0 as usize];
             let candidates = if claimants.is_empty() { live } else { claimants };
             if candidates.is_empty() {

@@ -789,6 +789,7 @@ impl Cluster {
         for client in self.clients.idle() {
             if self.rng.random_bool(self.plan.propose_per_tick) {
                 self.clients.start(client, &mut self.rng, self.now_us);
+                self.trace(|| format!("client {client} starts {}", self.clients.describe(client)));
                 self.client_attempt(client)?;
             }
         }
