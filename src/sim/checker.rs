@@ -106,7 +106,12 @@ impl Checker {
     }
 
     /// `node` applied `batch` of `group`.
-    fn applied(&mut self, node: NodeId, group: GroupId, batch: &EntryBatch) -> Result<(), Violation> {
+    fn applied(
+        &mut self,
+        node: NodeId,
+        group: GroupId,
+        batch: &EntryBatch,
+    ) -> Result<(), Violation> {
         for (offset, payload) in batch.payloads().enumerate() {
             let index = batch.first_index().plus(offset as u64);
             let content = (batch.kind(), payload.to_vec());

@@ -230,7 +230,11 @@ impl Clients {
         };
         let node = if rng.random_bool(claimant_chance) || hint.is_none() {
             let claimants = &claimants[command.group.0 as usize];
-            let candidates = if claimants.is_empty() { live } else { claimants };
+            let candidates = if claimants.is_empty() {
+                live
+            } else {
+                claimants
+            };
             if candidates.is_empty() {
                 return None;
             }
@@ -376,7 +380,9 @@ impl Clients {
                 ));
             }
             (Command::Incr { counter }, Outcome::Done(output)) => match parse_reply(&output) {
-                Some(Value::Integer(_)) => self.counters.entry(counter).or_default().acknowledged += 1,
+                Some(Value::Integer(_)) => {
+                    self.counters.entry(counter).or_default().acknowledged += 1
+                }
                 other => return Err(unexpected("INCR", other)),
             },
             (Command::Incr { counter }, Outcome::Unknown) => {

@@ -46,8 +46,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use crate::batch::EntryBatch;
 use crate::core::{BrokenRule, Config, MembershipChange, Message, Role};
 use crate::engine::{
-    Committed, EngineConfig, EngineError, PendingSnapshot, ProposalError, ShardEngine,
-    SnapshotSend,
+    Committed, EngineConfig, EngineError, PendingSnapshot, ProposalError, ShardEngine, SnapshotSend,
 };
 use crate::log::{LogStore, MemLog, PendingFlush};
 use crate::sim::checker::{Checker, NodeObserver, Observations, Violation};
@@ -463,11 +462,7 @@ impl Cluster {
                     self.turn(to, |engine| engine.receive(from, group, message))?;
                 }
             }
-            Event::Transfer {
-                from,
-                epochs,
-                send,
-            } => self.transfer(from, epochs, send)?,
+            Event::Transfer { from, epochs, send } => self.transfer(from, epochs, send)?,
             Event::TransferFailed { from, to, epoch } => {
                 if self.node(from).epoch == epoch && self.is_up(from) {
                     self.trace(|| format!("{from}: snapshot transfer to {to} failed"));
@@ -526,7 +521,10 @@ impl Cluster {
         work: impl FnOnce(&mut Engine) -> Result<(), EngineError>,
     ) -> Result<(), Violation> {
         let now_us = self.now_us;
-        let engine = self.node_mut(id).engine_mut().expect("a turn of a live node");
+        let engine = self
+            .node_mut(id)
+            .engine_mut()
+            .expect("a turn of a live node");
         engine.begin_turn(now_us);
         let result = work(engine).and_then(|()| engine.end_turn());
         self.take_violation()?;
@@ -652,14 +650,7 @@ impl Cluster {
             return;
         }
         let epochs = self.epochs(from, to);
-        self.schedule(
-            delay,
-            Event::Transfer {
-                from,
-                epochs,
-                send,
-            },
-        );
+        self.schedule(delay, Event::Transfer { from, epochs, send });
     }
 
     /// A snapshot transfer arrives: the receiver stores the sender's snapshot durably, then
@@ -738,7 +729,9 @@ impl Cluster {
             entry,
             read,
             reply,
-        }) = self.clients.attempt(client, &live, &claimants, &mut self.rng)
+        }) = self
+            .clients
+            .attempt(client, &live, &claimants, &mut self.rng)
         else {
             let next = self.clients.retry_or_give_up(client, self.now_us)?;
             self.follow(next);
@@ -812,7 +805,9 @@ impl Cluster {
         } else {
             MembershipChange::AddLearner(target)
         };
-        self.trace(|| format!("operator asks {leader} to {change:?} in {group} (now {membership})"));
+        self.trace(|| {
+            format!("operator asks {leader} to {change:?} in {group} (now {membership})")
+        });
         self.summary.membership_changes += 1;
         self.turn(leader, |engine| {
             engine.change_membership(group, change, Bytes::new(), Reply::Operator)
@@ -938,7 +933,9 @@ impl Cluster {
             let snapshot = core.snapshot().index;
             if snapshot > LogIndex::ZERO {
                 let applied = engine.state_machine().applied(group);
-                observations.checker.restored(id, group, snapshot, applied)?;
+                observations
+                    .checker
+                    .restored(id, group, snapshot, applied)?;
             }
         }
         drop(observations);
@@ -988,7 +985,10 @@ impl Cluster {
                 .filter_map(|node| {
                     let engine = node.engine()?;
                     let core = engine.core(group).expect("held");
-                    Some((node.id, core.entries(core.log_base().next(), core.last_index())))
+                    Some((
+                        node.id,
+                        core.entries(core.log_base().next(), core.last_index()),
+                    ))
                 })
                 .collect();
             for (a, (id_a, log_a)) in logs.iter().enumerate() {
@@ -998,7 +998,9 @@ impl Cluster {
             }
         }
         self.clients.abandon(self.now_us)?;
-        let caught_up = self.caught_up_nodes().expect("checked by the liveness phase");
+        let caught_up = self
+            .caught_up_nodes()
+            .expect("checked by the liveness phase");
         let counter_reads = self.clients.counter_reads(self.now_us);
         let answers: Vec<Bytes> = counter_reads
             .iter()
