@@ -13,6 +13,10 @@
 //! node that crashes under an attempt answers nothing: a write's outcome is then unknown and a
 //! read is retried, as the kv service's forwarding does when a connection breaks.
 //!
+//! Checked as answers arrive: a write acknowledged at an index is the entry committed there
+//! (see [`crate::sim::checker`]); a read reflects at least every write of its group
+//! acknowledged before it began (the index a read reflects comes with its answer).
+//!
 //! Checks after the run:
 //! - registers: the history of SETs and GETs is linearizable
 //!   ([`crate::check::linearizability`]; unknown writes may have taken effect or not);
@@ -74,6 +78,9 @@ struct InFlight {
     entry: Bytes,
     read: Option<ReadConsistency>,
     invoked_us: u64,
+    /// For a read: the highest index of its group at which a write had been acknowledged
+    /// when it was invoked; the state it reads must reflect at least that.
+    required: LogIndex,
     deadline_us: u64,
     /// The node holding the current attempt, if one is out.
     on: Option<NodeId>,
@@ -101,6 +108,8 @@ pub struct Clients {
     counters: BTreeMap<u64, CounterTally>,
     /// Writes acknowledged, with the index and entry they were acknowledged at.
     acknowledged: Vec<(GroupId, LogIndex, Bytes)>,
+    /// Per group: the highest index in `acknowledged`.
+    highest_acknowledged: BTreeMap<GroupId, LogIndex>,
     reads_served: u64,
 }
 
@@ -134,6 +143,7 @@ impl Clients {
             history: Vec::new(),
             counters: BTreeMap::new(),
             acknowledged: Vec::new(),
+            highest_acknowledged: BTreeMap::new(),
             reads_served: 0,
         }
     }
@@ -193,6 +203,11 @@ impl Clients {
             entry,
             read,
             invoked_us: now_us,
+            required: self
+                .highest_acknowledged
+                .get(&group)
+                .copied()
+                .unwrap_or(LogIndex::ZERO),
             deadline_us: now_us + DEADLINE_US,
             on: None,
         });
@@ -228,19 +243,20 @@ impl Clients {
             Some(_) => CLAIMANT_CHANCE_READ,
             None => CLAIMANT_CHANCE_WRITE,
         };
-        let node = if rng.random_bool(claimant_chance) || hint.is_none() {
-            let claimants = &claimants[command.group.0 as usize];
-            let candidates = if claimants.is_empty() {
-                live
-            } else {
-                claimants
-            };
-            if candidates.is_empty() {
-                return None;
+        let node = match hint {
+            Some(&hint) if !rng.random_bool(claimant_chance) => hint,
+            _ => {
+                let claimants = &claimants[command.group.0 as usize];
+                let candidates = if claimants.is_empty() {
+                    live
+                } else {
+                    claimants
+                };
+                if candidates.is_empty() {
+                    return None;
+                }
+                candidates[rng.random_range(0..candidates.len())]
             }
-            candidates[rng.random_range(0..candidates.len())]
-        } else {
-            *hint.expect("checked")
         };
         state.attempt += 1;
         command.on = Some(node);
@@ -283,10 +299,19 @@ impl Clients {
         let decision = decide(result.map(|committed| committed.output), write, node);
         match decision {
             Attempt::Done(output) => {
-                if let Some(index) = index.filter(|_| write) {
+                let index = index.expect("a done attempt has an index");
+                if write {
                     checker.acknowledged(command.group, index, &command.entry)?;
                     self.acknowledged
                         .push((command.group, index, command.entry.clone()));
+                    let highest = self.highest_acknowledged.entry(command.group).or_default();
+                    *highest = index.max(*highest);
+                } else if index < command.required {
+                    return Err(Violation(format!(
+                        "{node} served a read of {} at index {index}, but a write at {} was \
+                         acknowledged before the read began",
+                        command.group, command.required
+                    )));
                 }
                 self.finish(client, Outcome::Done(output), now_us)?;
                 Ok(Next::Nothing)

@@ -187,7 +187,7 @@ enum Event {
 /// A node is up (its engine runs) or down (only its disk remains).
 enum Life {
     Up(Box<Engine>),
-    Down(MemLog),
+    Down(Box<MemLog>),
 }
 
 struct SimNode {
@@ -303,7 +303,7 @@ impl Cluster {
         for id in (1..=cluster.options.nodes as u64).map(NodeId) {
             cluster.nodes.push(SimNode {
                 id,
-                life: Life::Down(MemLog::new()),
+                life: Life::Down(Box::new(MemLog::new())),
                 snapshots: MemSnapshots::new(),
                 flush: None,
                 sync_failing: false,
@@ -859,14 +859,16 @@ impl Cluster {
     fn crash(&mut self, id: NodeId) -> Result<(), Violation> {
         self.summary.crashes += 1;
         let node = self.node_mut(id);
-        let Life::Up(engine) = std::mem::replace(&mut node.life, Life::Down(MemLog::new())) else {
+        let Life::Up(engine) =
+            std::mem::replace(&mut node.life, Life::Down(Box::new(MemLog::new())))
+        else {
             unreachable!("crashing a live node");
         };
         for group in groups() {
             let applied = engine.core(group).expect("held").applied_index();
             node.applied_at_crash[group.0 as usize] = applied;
         }
-        let mut log = engine.into_log();
+        let mut log = Box::new(engine.into_log());
         let inflight = log.inflight_ops();
         let survivors = self.rng.random_range(0..=inflight);
         let staged = log.has_staged();
@@ -905,7 +907,9 @@ impl Cluster {
             .collect();
         let engine_config = self.engine_config();
         let node = self.node_mut(id);
-        let Life::Down(log) = std::mem::replace(&mut node.life, Life::Down(MemLog::new())) else {
+        let Life::Down(log) =
+            std::mem::replace(&mut node.life, Life::Down(Box::new(MemLog::new())))
+        else {
             unreachable!("starting a node that is up");
         };
         let snapshots = node.snapshots.clone();
@@ -913,7 +917,7 @@ impl Cluster {
         let mut engine = ShardEngine::new(
             id,
             groups(),
-            log,
+            *log,
             SimMachine::default(),
             Some(snapshots),
             engine_config,
