@@ -11,7 +11,7 @@ fn seed_count() -> u64 {
     std::env::var("RINGRAFT_SIM_SEEDS")
         .ok()
         .and_then(|value| value.parse().ok())
-        .unwrap_or(1_000)
+        .unwrap_or(2_000)
 }
 
 #[test]
