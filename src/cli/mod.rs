@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::core::BrokenRule;
 use crate::sim::{self, SimOptions};
 
 #[derive(Parser, Debug)]
@@ -82,6 +83,10 @@ pub struct SimArgs {
     /// (five nodes by default, three of them the initial group).
     #[arg(long)]
     pub reconfigure: bool,
+    /// Break this rule on every node and expect a violation (exit 1 when one is found, 0
+    /// otherwise); `--broken list` prints every rule.
+    #[arg(long)]
+    pub broken: Option<String>,
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -128,6 +133,22 @@ fn run_inspect(args: &InspectArgs) -> ExitCode {
 }
 
 fn run_sim(args: &SimArgs) -> ExitCode {
+    let broken_rule = match args.broken.as_deref() {
+        Some("list") => {
+            for rule in BrokenRule::all() {
+                println!("{}", rule.name());
+            }
+            return ExitCode::SUCCESS;
+        }
+        Some(name) => match BrokenRule::from_name(name) {
+            Some(rule) => Some(rule),
+            None => {
+                eprintln!("ringraft sim: no broken rule named {name} (see --broken list)");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let mut base = if args.reconfigure {
         SimOptions::reconfiguring(5)
     } else {
@@ -136,6 +157,7 @@ fn run_sim(args: &SimArgs) -> ExitCode {
     base.safety_ticks = args.safety_ticks;
     base.liveness_ticks = args.liveness_ticks;
     base.trace = args.trace;
+    base.broken_rule = broken_rule;
     let seeds = match args.seed {
         Some(seed) => seed..seed + 1,
         None => args.start..args.start + args.seeds,
@@ -160,7 +182,7 @@ fn run_sim(args: &SimArgs) -> ExitCode {
             Ok(summary) => {
                 passed += 1;
                 events += summary.events;
-                acknowledged += summary.acknowledged_values;
+                acknowledged += summary.acknowledged_writes;
                 reads += summary.reads_served;
                 if args.seed.is_some() {
                     println!("seed {seed}: {summary:?}");
@@ -173,7 +195,7 @@ fn run_sim(args: &SimArgs) -> ExitCode {
                 );
                 println!(
                     "replay: cargo run --release -- sim --seed {seed} --nodes {} \
-                     --safety-ticks {} --liveness-ticks {} --trace{}",
+                     --safety-ticks {} --liveness-ticks {} --trace{}{}",
                     options.nodes,
                     args.safety_ticks,
                     args.liveness_ticks,
@@ -181,7 +203,8 @@ fn run_sim(args: &SimArgs) -> ExitCode {
                         " --reconfigure"
                     } else {
                         ""
-                    }
+                    },
+                    broken_rule.map_or(String::new(), |rule| format!(" --broken {}", rule.name()))
                 );
                 return ExitCode::FAILURE;
             }
@@ -189,7 +212,7 @@ fn run_sim(args: &SimArgs) -> ExitCode {
     }
     println!(
         "{passed} seeds ({}..{}) passed, 0 violations: {events} events, {acknowledged} \
-         acknowledged proposals and {reads} reads checked, {:.1}s",
+         acknowledged writes and {reads} reads checked, {:.1}s",
         seeds.start,
         seeds.end,
         started.elapsed().as_secs_f64()

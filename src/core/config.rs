@@ -42,6 +42,51 @@ pub enum BrokenRule {
     TrustPeerInput,
 }
 
+impl BrokenRule {
+    /// Every rule, in declaration order.
+    pub fn all() -> &'static [BrokenRule] {
+        use BrokenRule::*;
+        &[
+            AckBeforePersist,
+            CommitPreviousTermByCounting,
+            VoteWithoutLogCheck,
+            ReadWithoutQuorumCheck,
+            LeaseBeyondElectionTimeout,
+            SupersedeDisplaced,
+            SupersedeUnderSnapshot,
+            RecoveryTrustsUnsynced,
+            VoteRefusalNeedsKnownLeader,
+            LeaseAfterTransfer,
+            TrustPeerInput,
+        ]
+    }
+
+    /// The rule's name, as the CLI spells it (its variant name).
+    pub fn name(self) -> &'static str {
+        match self {
+            BrokenRule::AckBeforePersist => "AckBeforePersist",
+            BrokenRule::CommitPreviousTermByCounting => "CommitPreviousTermByCounting",
+            BrokenRule::VoteWithoutLogCheck => "VoteWithoutLogCheck",
+            BrokenRule::ReadWithoutQuorumCheck => "ReadWithoutQuorumCheck",
+            BrokenRule::LeaseBeyondElectionTimeout => "LeaseBeyondElectionTimeout",
+            BrokenRule::SupersedeDisplaced => "SupersedeDisplaced",
+            BrokenRule::SupersedeUnderSnapshot => "SupersedeUnderSnapshot",
+            BrokenRule::RecoveryTrustsUnsynced => "RecoveryTrustsUnsynced",
+            BrokenRule::VoteRefusalNeedsKnownLeader => "VoteRefusalNeedsKnownLeader",
+            BrokenRule::LeaseAfterTransfer => "LeaseAfterTransfer",
+            BrokenRule::TrustPeerInput => "TrustPeerInput",
+        }
+    }
+
+    /// The rule named `name` (case-insensitive).
+    pub fn from_name(name: &str) -> Option<BrokenRule> {
+        BrokenRule::all()
+            .iter()
+            .copied()
+            .find(|rule| rule.name().eq_ignore_ascii_case(name))
+    }
+}
+
 /// Configuration of one group's core on one node.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -132,5 +177,18 @@ impl Config {
             return Err("message byte limit must be positive".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BrokenRule;
+
+    #[test]
+    fn every_broken_rule_parses_back_from_its_name() {
+        for &rule in BrokenRule::all() {
+            assert_eq!(BrokenRule::from_name(rule.name()), Some(rule));
+        }
+        assert_eq!(BrokenRule::from_name("NoSuchRule"), None);
     }
 }

@@ -22,7 +22,12 @@
 //!   entries past its last snapshot; the core then compacts the log behind it. A snapshot the
 //!   core asks to send leaves through [`ShardEngine::take_snapshot_sends`] (the runtime streams
 //!   the file), never through the outbox; a received snapshot reaches the core only after the
-//!   runtime stored it durably ([`ShardEngine::receive`] of its `InstallSnapshot`);
+//!   runtime stored it durably ([`ShardEngine::receive`] of its `InstallSnapshot`). Snapshots
+//!   go through a [`SnapshotStorage`]: the files in production, their in-memory twin in the
+//!   simulator;
+//! - an [`ActionObserver`], when one is set, sees every action after it was executed, with the
+//!   group's core and the state machine as they are then; without one the only cost is one
+//!   branch per action (the simulator's checkers are observers: it runs this engine, not a copy);
 //! - memory: a leader refuses a proposal ([`ProposalError::Overloaded`], before placing it)
 //!   while its group's log holds [`EngineConfig::uncommitted_bytes_max`] bytes the state
 //!   machine has not applied (counting the turn's gathered proposals), unless it holds none (so
@@ -53,7 +58,7 @@ use crate::engine::stages::{StageHistograms, StageTimer};
 use crate::engine::unapplied::UnappliedBytes;
 use crate::engine::waiters::Waiters;
 use crate::log::{self, LogStore, SyncReport};
-use crate::snapshot::{self, SnapshotError, SnapshotStore, SnapshotWriter};
+use crate::snapshot::{self, SnapshotError, SnapshotStorage, SnapshotStore};
 use crate::types::{GroupId, LogIndex, NodeId, Term};
 
 /// Archive bytes an entry costs in a batch body besides its payload (a relative pointer and
@@ -107,23 +112,39 @@ pub enum ProposalError {
 }
 
 /// A snapshot the state machine has written, to be made durable off the event loop.
-#[derive(Debug)]
-pub struct PendingSnapshot {
+pub struct PendingSnapshot<P: SnapshotStorage = SnapshotStore> {
     pub group: GroupId,
     pub index: LogIndex,
     pub term: Term,
-    writer: SnapshotWriter,
-    store: SnapshotStore,
+    writer: P::Writer,
+    store: P,
 }
 
-impl PendingSnapshot {
-    /// Syncs the file, renames it into place, syncs the directory and removes snapshots beyond
-    /// the newest two. Blocking: a directory sync can wait for the whole
-    /// filesystem journal.
+impl<P: SnapshotStorage> PendingSnapshot<P> {
+    /// Makes the snapshot durable (for files: syncs the file, renames it into place, syncs the
+    /// directory) and removes the group's snapshots beyond the newest two. Blocking: a
+    /// directory sync can wait for the whole filesystem journal.
     pub fn store(self) -> Result<(), SnapshotError> {
-        self.writer.finish()?;
-        self.store.retain(self.group, SNAPSHOTS_KEPT)
+        self.store.store(self.writer, SNAPSHOTS_KEPT)
     }
+}
+
+impl<P: SnapshotStorage> std::fmt::Debug for PendingSnapshot<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingSnapshot")
+            .field("group", &self.group)
+            .field("index", &self.index)
+            .field("term", &self.term)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sees every action a [`ShardEngine`] executes (see the module documentation); the
+/// simulator's checkers implement it.
+pub trait ActionObserver<S> {
+    /// `action` of `group`'s core was just executed; `core` and `state_machine` are as it left
+    /// them.
+    fn executed(&mut self, group: GroupId, action: &Action, core: &Raft, state_machine: &S);
 }
 
 /// A failure that stops the shard.
@@ -239,8 +260,9 @@ pub struct EngineConfig {
     pub broken_rule: Option<BrokenRule>,
 }
 
-/// See the module documentation. `R` identifies where a proposal's answer goes.
-pub struct ShardEngine<L: LogStore, S: StateMachine, R> {
+/// See the module documentation. `R` identifies where a proposal's answer goes; `P` stores
+/// snapshots.
+pub struct ShardEngine<L: LogStore, S: StateMachine, R, P: SnapshotStorage = SnapshotStore> {
     node: NodeId,
     cores: BTreeMap<GroupId, Raft>,
     log: L,
@@ -263,18 +285,19 @@ pub struct ShardEngine<L: LogStore, S: StateMachine, R> {
     turn_started_us: u64,
     stats: ShardStats,
     stages: StageTimer,
-    snapshots: Option<SnapshotStore>,
+    snapshots: Option<P>,
     /// Per group: the applied index at which the next snapshot is due.
     snapshot_due: BTreeMap<GroupId, LogIndex>,
     snapshot_sends: Vec<SnapshotSend>,
-    pending_snapshots: Vec<PendingSnapshot>,
+    pending_snapshots: Vec<PendingSnapshot<P>>,
     /// Groups with a snapshot being made durable (at most one each).
     snapshots_storing: BTreeSet<GroupId>,
     membership_changes: Vec<(GroupId, Membership, Bytes)>,
     unapplied: UnappliedBytes,
+    observer: Option<Box<dyn ActionObserver<S>>>,
 }
 
-impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
+impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P> {
     /// Builds the cores of `groups` from what `log` and `snapshots` recovered (restoring the
     /// state machine from each group's newest snapshot). `core_config(group)` gives each
     /// group's core configuration.
@@ -283,7 +306,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
         groups: impl IntoIterator<Item = GroupId>,
         mut log: L,
         mut state_machine: S,
-        snapshots: Option<SnapshotStore>,
+        snapshots: Option<P>,
         config: EngineConfig,
         core_config: impl Fn(GroupId) -> Config,
     ) -> Result<Self, EngineError> {
@@ -336,7 +359,29 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
             snapshots_storing: BTreeSet::new(),
             membership_changes: Vec::new(),
             unapplied: UnappliedBytes::default(),
+            observer: None,
         })
+    }
+
+    /// Shows every action executed from now on to `observer` (see the module documentation).
+    pub fn set_observer(&mut self, observer: Box<dyn ActionObserver<S>>) {
+        self.observer = Some(observer);
+    }
+
+    /// The core of `group`, for inspection.
+    pub fn core(&self, group: GroupId) -> Option<&Raft> {
+        self.cores.get(&group)
+    }
+
+    /// The state machine, for inspection.
+    pub fn state_machine(&self) -> &S {
+        &self.state_machine
+    }
+
+    /// Gives the log back, dropping everything else the engine holds: what survives the
+    /// process (the simulator's power loss keeps the disk).
+    pub fn into_log(self) -> L {
+        self.log
     }
 
     pub fn node(&self) -> NodeId {
@@ -383,7 +428,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
             let stored = self
                 .snapshots
                 .as_ref()
-                .is_some_and(|store| store.path(group, snapshot.index).exists());
+                .is_some_and(|store| store.holds(group, snapshot.index));
             if !stored {
                 tracing::warn!(%from, %group, index = %snapshot.index, "InstallSnapshot without its file; dropped");
                 return Ok(());
@@ -718,7 +763,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
     }
 
     /// The snapshot store, if this node keeps snapshots.
-    pub fn snapshot_store(&self) -> Option<&SnapshotStore> {
+    pub fn snapshot_store(&self) -> Option<&P> {
         self.snapshots.as_ref()
     }
 
@@ -795,7 +840,7 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
 
     /// Snapshots written by the state machine that the runtime is to make durable
     /// ([`PendingSnapshot::store`], a blocking call) and report to [`Self::snapshot_stored`].
-    pub fn take_pending_snapshots(&mut self) -> Vec<PendingSnapshot> {
+    pub fn take_pending_snapshots(&mut self) -> Vec<PendingSnapshot<P>> {
         std::mem::take(&mut self.pending_snapshots)
     }
 
@@ -946,6 +991,9 @@ impl<L: LogStore, S: StateMachine, R> ShardEngine<L, S, R> {
                     .membership_changes
                     .push((group, membership.clone(), context.clone())),
             }
+            if let Some(observer) = &mut self.observer {
+                observer.executed(group, action, &self.cores[&group], &self.state_machine);
+            }
         }
         Ok(())
     }
@@ -1023,8 +1071,8 @@ fn due_after(index: LogIndex, every: u64) -> LogIndex {
 }
 
 /// Restores `state_machine` from `group`'s newest stored snapshot; returns what it covers.
-fn load_snapshot<S: StateMachine>(
-    store: &SnapshotStore,
+fn load_snapshot<S: StateMachine, P: SnapshotStorage>(
+    store: &P,
     group: GroupId,
     state_machine: &mut S,
 ) -> Result<Option<SnapshotMeta>, EngineError> {
@@ -1047,8 +1095,8 @@ fn load_snapshot<S: StateMachine>(
 
 /// Replaces `group`'s state in `state_machine` with the stored snapshot at `index`, reading
 /// the body to its end so that its checksum is verified.
-fn restore_state<S: StateMachine>(
-    store: &SnapshotStore,
+fn restore_state<S: StateMachine, P: SnapshotStorage>(
+    store: &P,
     group: GroupId,
     index: LogIndex,
     state_machine: &mut S,

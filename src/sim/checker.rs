@@ -1,20 +1,32 @@
-//! Safety checks over the whole simulated cluster, run after every event.
+//! Safety checks over the whole simulated cluster, run as the engines execute their actions.
 //!
-//! The checker keeps the cluster's ground truth as it is revealed:
+//! Every node's engine carries a [`NodeObserver`] ([`ActionObserver`]): it sees each action
+//! the engine executed, with the group's core and the state machine as they are then, and
+//! feeds the one [`Checker`] all observers share. The checker keeps each group's ground truth
+//! as it is revealed:
 //! - `leaders`: the one leader of each term (Election Safety, §5.2);
 //! - `entries`: the content of each `(index, term)` ever appended anywhere — one leader makes
 //!   at most one entry per index in its term, so a second content is a violation, and by the
 //!   Log Matching property two logs that share `(index, term)` share the whole prefix;
 //! - `committed`: the content committed at each index, learnt from applied entries (State
 //!   Machine Safety: every node applies the same content at each index, and a snapshot a node
-//!   restores holds exactly the committed prefix);
-//! - `acknowledged`: client values whose commit was reported, each at its index (no committed
-//!   proposal is ever lost: every later leader holds it — Leader Completeness, §5.4).
+//!   restores reflects exactly the committed command entries up to its index, compared by the
+//!   digest of [`crate::sim::machine`]);
+//! - every newly elected leader holds every committed entry above its snapshot (Leader
+//!   Completeness, §5.4), so no acknowledged write is ever lost;
+//! - a write a client was told is done sits, with its content, at the index it was told.
+//!
+//! The first violation is kept and reported after the engine call that caused it returns.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
 use crate::batch::{BatchKind, EntryBatch};
-use crate::types::{LogIndex, NodeId, Term};
+use crate::core::{Action, Raft, Role};
+use crate::engine::ActionObserver;
+use crate::sim::machine::{chain, Applied, SimMachine};
+use crate::types::{GroupId, LogIndex, NodeId, Term};
 
 /// What one log position holds: kind and payload.
 pub type EntryContent = (BatchKind, Vec<u8>);
@@ -23,171 +35,177 @@ pub type EntryContent = (BatchKind, Vec<u8>);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation(pub String);
 
-#[derive(Default)]
-pub struct Checker {
-    leaders: HashMap<Term, NodeId>,
-    entries: HashMap<(LogIndex, Term), EntryContent>,
-    committed: BTreeMap<LogIndex, (Term, EntryContent)>,
-    /// Client value -> index where its commit was acknowledged.
-    acknowledged: BTreeMap<u64, LogIndex>,
-    /// The highest index in `acknowledged`.
-    highest_acknowledged: LogIndex,
-}
-
 fn violation<T>(message: String) -> Result<T, Violation> {
     Err(Violation(message))
 }
 
+#[derive(Default)]
+pub struct Checker {
+    leaders: HashMap<(GroupId, Term), NodeId>,
+    entries: HashMap<(GroupId, LogIndex, Term), EntryContent>,
+    committed: BTreeMap<(GroupId, LogIndex), (Term, EntryContent)>,
+    leaders_elected: u64,
+    snapshots_restored: u64,
+}
+
 impl Checker {
-    /// `node` became leader of `term` holding `term_at(index)` for its log above `log_base`
-    /// (entries up to the base are in its snapshot, checked when it was restored or taken).
-    pub fn leader_elected(
+    /// `node` became leader of `group` in `term` with `core`'s log.
+    fn leader_elected(
         &mut self,
         node: NodeId,
+        group: GroupId,
         term: Term,
-        log_base: LogIndex,
-        term_at: impl Fn(LogIndex) -> Option<Term>,
+        core: &Raft,
     ) -> Result<(), Violation> {
-        if let Some(&other) = self.leaders.get(&term) {
+        self.leaders_elected += 1;
+        if let Some(&other) = self.leaders.get(&(group, term)) {
             if other != node {
-                return violation(format!("two leaders in {term}: {other} and {node}"));
+                return violation(format!(
+                    "group {group}: two leaders in {term}: {other} and {node}"
+                ));
             }
         }
-        self.leaders.insert(term, node);
-        for (&index, (committed_term, _)) in self.committed.range(log_base.next()..) {
-            if term_at(index) != Some(*committed_term) {
+        self.leaders.insert((group, term), node);
+        let above_snapshot = (group, core.log_base().next())..=(group, LogIndex(u64::MAX));
+        for (&(_, index), (committed_term, _)) in self.committed.range(above_snapshot) {
+            if core.term_at(index) != Some(*committed_term) {
                 return violation(format!(
-                    "leader {node} of {term} lacks committed entry {index} of {committed_term} \
-                     (holds {:?})",
-                    term_at(index)
+                    "group {group}: leader {node} of {term} lacks committed entry {index} of \
+                     {committed_term} (holds {:?})",
+                    core.term_at(index)
                 ));
             }
         }
         Ok(())
     }
 
-    /// A batch was appended to `node`'s log.
-    pub fn appended(&mut self, node: NodeId, batch: &EntryBatch) -> Result<(), Violation> {
+    /// `batch` was appended to `node`'s log of `group`.
+    fn appended(
+        &mut self,
+        node: NodeId,
+        group: GroupId,
+        batch: &EntryBatch,
+    ) -> Result<(), Violation> {
         for (offset, payload) in batch.payloads().enumerate() {
             let index = batch.first_index().plus(offset as u64);
             let content = (batch.kind(), payload.to_vec());
-            match self.entries.get(&(index, batch.term())) {
+            match self.entries.get(&(group, index, batch.term())) {
                 Some(known) if *known != content => {
                     return violation(format!(
-                        "{node} appended different content at {index} of {}",
+                        "group {group}: {node} appended different content at {index} of {}",
                         batch.term()
                     ));
                 }
                 Some(_) => {}
                 None => {
-                    self.entries.insert((index, batch.term()), content);
+                    self.entries.insert((group, index, batch.term()), content);
                 }
             }
         }
         Ok(())
     }
 
-    /// `node` applied `batch` (the next entries of its state machine, in order).
-    pub fn applied(&mut self, node: NodeId, batch: &EntryBatch) -> Result<(), Violation> {
+    /// `node` applied `batch` of `group`.
+    fn applied(
+        &mut self,
+        node: NodeId,
+        group: GroupId,
+        batch: &EntryBatch,
+    ) -> Result<(), Violation> {
         for (offset, payload) in batch.payloads().enumerate() {
             let index = batch.first_index().plus(offset as u64);
             let content = (batch.kind(), payload.to_vec());
-            match self.committed.get(&index) {
+            match self.committed.get(&(group, index)) {
                 Some((term, known)) if *term != batch.term() || *known != content => {
                     return violation(format!(
-                        "{node} applied {} at {index}, but {term} was committed there",
+                        "group {group}: {node} applied {} at {index}, but {term} was committed \
+                         there",
                         batch.term()
                     ));
                 }
                 Some(_) => {}
                 None => {
-                    self.committed.insert(index, (batch.term(), content));
+                    self.committed
+                        .insert((group, index), (batch.term(), content));
                 }
             }
         }
         Ok(())
     }
 
-    /// `node` restored a snapshot holding `state` (the entries applied up to its index, from
-    /// index 1): it must be the committed prefix.
+    /// `node`'s state machine of `group` was restored from a snapshot at `index`, and now
+    /// reflects `applied`: exactly the committed command entries up to `index`.
     pub fn restored(
         &mut self,
         node: NodeId,
-        state: &[(Term, EntryContent)],
+        group: GroupId,
+        index: LogIndex,
+        applied: Applied,
     ) -> Result<(), Violation> {
-        for (offset, (term, content)) in state.iter().enumerate() {
-            let index = LogIndex(offset as u64 + 1);
-            match self.committed.get(&index) {
-                Some((known_term, known)) if known_term != term || known != content => {
-                    return violation(format!(
-                        "{node} restored a snapshot holding {term} at {index}, but \
-                         {known_term} was committed there"
-                    ));
-                }
-                Some(_) => {}
-                None => {
-                    self.committed.insert(index, (*term, content.clone()));
-                }
+        self.snapshots_restored += 1;
+        let mut expected = Applied::default();
+        for position in 1..=index.0 {
+            let Some((_, (kind, payload))) = self.committed.get(&(group, LogIndex(position)))
+            else {
+                return violation(format!(
+                    "group {group}: {node} restored a snapshot at {index}, but nothing was \
+                     applied anywhere at {position}"
+                ));
+            };
+            if *kind == BatchKind::Command {
+                expected.digest = chain(expected.digest, LogIndex(position), payload);
+                expected.index = LogIndex(position);
             }
+        }
+        if applied != expected {
+            return violation(format!(
+                "group {group}: {node} restored a snapshot at {index} reflecting {applied:?}, \
+                 but the committed entries give {expected:?}"
+            ));
         }
         Ok(())
     }
 
-    /// The client learnt that `value` committed at `index`.
-    pub fn acknowledged(&mut self, value: u64, index: LogIndex) {
-        self.acknowledged.insert(value, index);
-        self.highest_acknowledged = self.highest_acknowledged.max(index);
-    }
-
-    /// The highest index at which a value was acknowledged so far: every read that begins
-    /// now must see at least this index.
-    pub fn highest_acknowledged(&self) -> LogIndex {
-        self.highest_acknowledged
-    }
-
-    /// Every acknowledged value is where it was acknowledged in `log` (a leader's or a final
-    /// log), as far as `log` reaches.
-    pub fn check_acknowledged_in(
+    /// A client was told its write `entry` to `group` is done at `index`.
+    pub fn acknowledged(
         &self,
-        node: NodeId,
-        payload_at: impl Fn(LogIndex) -> Option<Vec<u8>>,
-        last_index: LogIndex,
+        group: GroupId,
+        index: LogIndex,
+        entry: &[u8],
     ) -> Result<(), Violation> {
-        for (&value, &index) in &self.acknowledged {
-            if index > last_index {
-                return violation(format!(
-                    "{node} log ends at {last_index}, before acknowledged value {value} at {index}"
-                ));
-            }
-            if payload_at(index) != Some(value.to_le_bytes().to_vec()) {
-                return violation(format!(
-                    "acknowledged value {value} is not at {index} in {node}'s log"
-                ));
-            }
+        match self.committed.get(&(group, index)) {
+            Some((_, (BatchKind::Command, payload))) if payload == entry => Ok(()),
+            other => violation(format!(
+                "group {group}: a write was acknowledged at {index}, which holds {other:?}"
+            )),
         }
-        Ok(())
     }
 
-    pub fn acknowledged_count(&self) -> usize {
-        self.acknowledged.len()
+    /// The highest index of `group` known to be committed.
+    pub fn highest_committed(&self, group: GroupId) -> LogIndex {
+        self.committed
+            .range((group, LogIndex::ZERO)..=(group, LogIndex(u64::MAX)))
+            .next_back()
+            .map_or(LogIndex::ZERO, |(&(_, index), _)| index)
     }
 
     pub fn committed_count(&self) -> usize {
         self.committed.len()
     }
 
-    pub fn highest_committed(&self) -> LogIndex {
-        self.committed
-            .keys()
-            .next_back()
-            .copied()
-            .unwrap_or(LogIndex::ZERO)
+    pub fn leaders_elected(&self) -> u64 {
+        self.leaders_elected
+    }
+
+    pub fn snapshots_restored(&self) -> u64 {
+        self.snapshots_restored
     }
 
     /// Log Matching between two logs (each possibly compacted, so starting anywhere):
     /// wherever both hold an entry of the same term, the entries both hold up to it are
     /// identical.
     pub fn logs_match(
+        group: GroupId,
         a: (NodeId, &[EntryBatch]),
         b: (NodeId, &[EntryBatch]),
     ) -> Result<(), Violation> {
@@ -215,11 +233,89 @@ impl Checker {
         for (index, entry) in left.range(..=last_shared) {
             if right.get(index).is_some_and(|other| other != entry) {
                 return violation(format!(
-                    "logs of {} and {} share {last_shared} in {} but differ at index {index}",
+                    "group {group}: logs of {} and {} share {last_shared} in {} but differ at \
+                     index {index}",
                     a.0, b.0, left[&last_shared].0
                 ));
             }
         }
         Ok(())
+    }
+}
+
+/// What the observers of all nodes share: the checker, the first violation, and how to trace.
+#[derive(Default)]
+pub struct Observations {
+    pub checker: Checker,
+    pub violation: Option<Violation>,
+    /// Print every action, stamped with `now_us`.
+    pub trace: bool,
+    pub now_us: u64,
+}
+
+/// One node's view into the shared [`Observations`]; set on the node's engine.
+pub struct NodeObserver {
+    pub node: NodeId,
+    pub shared: Rc<RefCell<Observations>>,
+}
+
+impl NodeObserver {
+    fn check(
+        checker: &mut Checker,
+        node: NodeId,
+        group: GroupId,
+        action: &Action,
+        core: &Raft,
+        machine: &SimMachine,
+    ) -> Result<(), Violation> {
+        match action {
+            Action::AppendLog(batch) => checker.appended(node, group, batch),
+            Action::Apply(batch) => checker.applied(node, group, batch),
+            Action::RestoreSnapshot(meta) => {
+                checker.restored(node, group, meta.index, machine.applied(group))
+            }
+            Action::RoleChanged {
+                role: Role::Leader,
+                term,
+                ..
+            } => checker.leader_elected(node, group, *term, core),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl ActionObserver<SimMachine> for NodeObserver {
+    fn executed(&mut self, group: GroupId, action: &Action, core: &Raft, machine: &SimMachine) {
+        let shared = &mut *self.shared.borrow_mut();
+        if shared.trace {
+            println!(
+                "{:>10.3}ms {} {group} {}",
+                shared.now_us as f64 / 1000.0,
+                self.node,
+                describe(action)
+            );
+        }
+        if shared.violation.is_none() {
+            let result = Self::check(&mut shared.checker, self.node, group, action, core, machine);
+            shared.violation = result.err();
+        }
+    }
+}
+
+fn describe(action: &Action) -> String {
+    match action {
+        Action::Send {
+            to,
+            message,
+            after_persist,
+        } => format!(
+            "-> {to}{} {message:?}",
+            if *after_persist {
+                " (after persist)"
+            } else {
+                ""
+            }
+        ),
+        other => format!("{other:?}"),
     }
 }

@@ -1,65 +1,67 @@
-//! The simulated cluster: nodes, network, disks, client and the event loop that drives them.
+//! The simulated cluster: nodes running the engine that ships, a network, disks, clients, and
+//! the event loop that drives them.
 //!
 //! Every random choice comes from one generator seeded by the run's seed, and every collection
 //! that is iterated is ordered, so a seed replays exactly.
 //!
-//! Each node's disk is a [`MemLog`] (the in-memory twin of the production log, same
-//! [`LogStore`] contract) holding one group, [`GROUP`]:
-//! - The core's storage actions (`SaveHardState`, `TruncateLog`, `AppendLog`) are staged on the
-//!   log in emission order. A flush starts whenever none is in flight and something is staged;
-//!   it completes at a `SyncDone` event after a sync delay drawn from the run's
-//!   [`FaultPlan`]. Its [`SyncReport`](crate::log::SyncReport) gives the group's durable log
-//!   position, which the core receives as `Input::Persisted`.
-//! - A `Send` with `after_persist` is held until every storage action emitted before it is
-//!   durable: until the flush in flight completes if nothing is staged, or else until the next
-//!   flush (which takes the staged actions) completes.
+//! Each node runs one [`ShardEngine`] holding [`GROUPS`] Raft groups, over a [`MemLog`] (the
+//! in-memory twin of the production log) and a [`MemSnapshots`] (the twin of the snapshot
+//! files), with the kv store as state machine ([`SimMachine`]). The cluster drives each engine
+//! exactly as the glommio runtime does: every event that reaches a node is one turn —
+//! `begin_turn(now)`, the event (`tick`, `receive`, `unreachable`, `propose`, `read`,
+//! `flush_done`, `snapshot_stored`, ...), `end_turn` — after which the turn's output is carried
+//! out: a flush starts if the engine wants one and completes at a later `SyncDone`; snapshots
+//! the state machine wrote are stored at a later `SnapshotStored`; each message of the outbox
+//! crosses the network; snapshot sends copy the stored snapshot from the sender's store to the
+//! receiver's and then deliver the `InstallSnapshot`; answers go to the clients.
 //!
-//! Fault model of the disk (a crash is power loss): storage actions reach the medium in the
-//! order they were issued, at flush granularity; a completed flush makes everything it took
-//! durable; a crash keeps a random prefix (possibly empty, possibly all) of the operations
-//! written but not synced ([`MemLog::crash_with`]: the flush in flight, whose sync had not
-//! returned), as volatile data that a restart must sync before trusting it
-//! ([`MemLog::reopen`]), and loses everything staged after it began (never written). Nothing is reordered and nothing
-//! already durable is damaged: disk corruption and torn records are tested against the real
-//! log. A restarting node recovers what its log then holds, read through [`LogStore`].
+//! Fault model. Network: each message may be lost, duplicated, delayed (which reorders), or
+//! cut by a partition (symmetric, one-way, or isolating the leader); a snapshot transfer that
+//! is lost or whose snapshot the sender no longer holds is reported to the sender as
+//! `unreachable`. Disk (a crash is power loss): a node's writes reach the medium in issue
+//! order, at flush granularity; a completed flush makes everything it took durable; a crash
+//! keeps a random prefix of the unsynced writes ([`MemLog::crash_with`]) as volatile data (in
+//! the page cache: visible after the restart, lost by a later crash unless synced, which the
+//! restart does before trusting it) and loses everything staged. Syncs take a delay drawn per seed, and may fail: a failed sync is fatal for
+//! the node (the engine returns an error), which the simulation treats as a crash. Snapshots
+//! are durable only once stored, as [`MemSnapshots`] documents: a crash loses those written
+//! but not yet stored. Messages and completions of a node's earlier life are void.
 //!
-//! With [`SimOptions::snapshots`], nodes snapshot their state machine at random moments (a
-//! snapshot is durable at once, as the engine stores it before the core hears of it), cores
-//! compact their logs behind snapshots, and a leader's InstallSnapshot carries the sender's
-//! snapshot to a follower, which stores it before its core sees the message. A lost
-//! InstallSnapshot is reported to its sender as `Unreachable`, as a transport whose transfer
-//! failed would. A node's state machine is the list of entries it applied; a restored snapshot
-//! must equal the committed prefix.
-//!
-//! With [`SimOptions::membership`], only the first [`SimOptions::initial_voters`] nodes form the
-//! bootstrap configuration (the others start empty, as joining nodes do), and the client asks
-//! the leader at random to add learners, promote them and remove members.
+//! With [`SimOptions::snapshots`], engines snapshot every few applied entries (and at random
+//! moments) and cores compact behind them, so lagging nodes need InstallSnapshot. With
+//! [`SimOptions::membership`], only the first [`SimOptions::initial_voters`] nodes form each
+//! group's bootstrap configuration and an operator asks leaders, through
+//! `ShardEngine::change_membership`, to add learners, promote them and remove members.
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeSet, BinaryHeap};
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
-
 use rand::seq::IteratorRandom;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use crate::batch::{BatchKind, EntryBatch};
-use crate::core::{
-    Action, BrokenRule, Config, Input, MembershipChange, Message, Raft, Recovered, Role,
-    SnapshotMeta,
+use crate::batch::EntryBatch;
+use crate::core::{BrokenRule, Config, MembershipChange, Message, Role};
+use crate::engine::{
+    Committed, EngineConfig, EngineError, PendingSnapshot, ProposalError, ShardEngine,
+    SnapshotSend, UNCOMMITTED_BYTES_MAX_DEFAULT,
 };
 use crate::log::{LogStore, MemLog, PendingFlush};
-use crate::sim::checker::{Checker, EntryContent, Violation};
+use crate::sim::checker::{Checker, NodeObserver, Observations, Violation};
+use crate::sim::clients::{AttemptOn, Clients, Next};
 use crate::sim::faults::FaultPlan;
-use crate::sim::reads::{ReadClient, ReadStart};
-use crate::types::{GroupId, HardState, LogIndex, NodeId, Term};
+use crate::sim::machine::SimMachine;
+use crate::snapshot::MemSnapshots;
+use crate::types::{GroupId, LogIndex, NodeId};
 
-/// The one Raft group of every simulated node's log.
-pub const GROUP: GroupId = GroupId(1);
+/// Raft groups on every node (the kv keys hash over them).
+pub const GROUPS: u32 = 2;
 
-/// Simulated microseconds per core tick.
+/// Simulated microseconds per engine tick.
 pub const TICK_US: u64 = 10_000;
 
 /// How one run is shaped.
@@ -68,26 +70,30 @@ pub struct SimOptions {
     pub nodes: usize,
     /// Ticks of the safety phase (faults on).
     pub safety_ticks: u64,
-    /// Ticks the liveness phase may take to elect a leader and commit a new proposal.
+    /// Ticks the liveness phase may take to elect leaders and acknowledge a new write.
     pub liveness_ticks: u64,
-    /// Print every event.
+    /// Print every event and every action.
     pub trace: bool,
-    /// Break a rule on every node, to show the checkers catch it (tests only).
+    /// Break a rule on every node (cores and engines), to show the checkers catch it.
     pub broken_rule: Option<BrokenRule>,
     /// Take snapshots, compact logs and install snapshots (see the module docs).
     pub snapshots: bool,
-    /// Change the group's members while the run goes on (see the module docs).
+    /// Change the groups' members while the run goes on (see the module docs).
     pub membership: bool,
     /// With `membership`: how many nodes form the bootstrap configuration.
     pub initial_voters: usize,
 }
 
-/// Per tick, with [`SimOptions::snapshots`]: chance that some node snapshots.
+/// Per tick, with [`SimOptions::snapshots`]: chance that some node snapshots some group.
 const SNAPSHOT_PER_TICK: f64 = 0.1;
-/// Per tick, with [`SimOptions::membership`]: chance that the client asks for a change.
+/// Per tick, with [`SimOptions::membership`]: chance that the operator asks for a change.
 const MEMBERSHIP_CHANGE_PER_TICK: f64 = 0.05;
 /// Entries a core keeps behind its snapshot, with [`SimOptions::snapshots`].
 const COMPACTION_TRAILING_ENTRIES: u64 = 2;
+/// Ticks before a proposal or read that has not completed is answered `Timeout`.
+const PROPOSAL_TIMEOUT_TICKS: u64 = 100;
+/// The OS error a failing sync reports.
+const EIO: i32 = 5;
 
 impl SimOptions {
     pub fn new(nodes: usize) -> SimOptions {
@@ -121,37 +127,45 @@ pub struct SimSummary {
     pub events: u64,
     pub leaders_elected: u64,
     pub committed_entries: usize,
-    pub acknowledged_values: usize,
+    pub acknowledged_writes: usize,
+    pub reads_served: u64,
     pub messages_lost: u64,
     pub messages_duplicated: u64,
     pub partitions: u64,
     pub crashes: u64,
-    pub reads_served: u64,
+    pub failed_syncs: u64,
     pub snapshots_taken: u64,
     pub snapshots_installed: u64,
     pub membership_changes: u64,
 }
 
-/// A snapshot as the simulation stores it: what it covers and the state machine it holds
-/// (the entries applied up to its index, by index from 1).
-#[derive(Debug)]
-struct SimSnapshot {
-    meta: SnapshotMeta,
-    state: Vec<(Term, EntryContent)>,
+/// Where an engine's answer goes.
+#[derive(Clone, Copy, Debug)]
+enum Reply {
+    /// A client's attempt: (client, attempt number).
+    Client(usize, u64),
+    /// The operator's membership change.
+    Operator,
 }
 
-#[derive(Debug)]
+type Engine = ShardEngine<MemLog, SimMachine, Reply, MemSnapshots>;
+
 enum Event {
     Tick(NodeId),
     Deliver {
         from: NodeId,
         to: NodeId,
         epochs: (u64, u64),
+        group: GroupId,
         message: Message,
-        /// For InstallSnapshot: the snapshot's data.
-        snapshot: Option<Rc<SimSnapshot>>,
     },
-    /// A snapshot transfer from `from` to `to` failed.
+    /// A snapshot transfer reaches its receiver.
+    Transfer {
+        from: NodeId,
+        epochs: (u64, u64),
+        send: SnapshotSend,
+    },
+    /// A snapshot transfer from `from` (in its life `epoch`) to `to` failed.
     TransferFailed {
         from: NodeId,
         to: NodeId,
@@ -161,46 +175,52 @@ enum Event {
         node: NodeId,
         epoch: u64,
     },
-    /// Once per tick: the fault and client schedule.
+    SnapshotStored {
+        node: NodeId,
+        epoch: u64,
+        pending: PendingSnapshot<MemSnapshots>,
+    },
+    ClientAttempt(usize),
+    /// Once per tick: the fault, operator and client schedule.
     Schedule,
     Heal,
 }
 
-struct SimNode {
-    id: NodeId,
-    raft: Option<Raft>,
-    /// The node's disk; it survives crashes (see the module documentation).
-    log: MemLog,
-    /// The flush in flight, completed at its `SyncDone` event.
-    flush: Option<PendingFlush>,
-    /// Flushes started and flushes completed (or ended by a crash) so far.
-    flushes_started: u64,
-    flushes_done: u64,
-    /// The durable hard state, as the last sync report or crash left it.
-    durable_hard: HardState,
-    /// Incremented at every crash: messages and syncs of an older life are void.
-    epoch: u64,
-    /// Sends waiting for the disk: (`flushes_done` needed, destination, message).
-    held: Vec<(u64, NodeId, Message)>,
-    /// Client values proposed through this node that were accepted: (index, term, value).
-    pending: Vec<(LogIndex, Term, u64)>,
-    applied: LogIndex,
-    /// The state machine: every entry applied, by index from 1 (`len() == applied`).
-    state: Vec<(Term, EntryContent)>,
-    /// Stored snapshots by index, the newest [`SNAPSHOTS_KEPT`]; like the disk, they survive
-    /// crashes. A received snapshot is stored even if the core then ignores it (a stale
-    /// message), as the engine's store does.
-    snapshots: BTreeMap<LogIndex, Rc<SimSnapshot>>,
+/// A node is up (its engine runs) or down (only its disk remains).
+enum Life {
+    Up(Box<Engine>),
+    Down(Box<MemLog>),
 }
 
-/// Snapshots a simulated node keeps.
-const SNAPSHOTS_KEPT: usize = 3;
+struct SimNode {
+    id: NodeId,
+    life: Life,
+    /// The snapshot files; like the disk, they survive crashes.
+    snapshots: MemSnapshots,
+    /// The flush in flight, completed at its `SyncDone` event.
+    flush: Option<PendingFlush>,
+    /// Incremented at every crash: messages, syncs and answers of an older life are void.
+    epoch: u64,
+    /// Whether the flush in flight was told to fail.
+    sync_failing: bool,
+    /// Per group, at the last crash: the applied index (a restart must recover at least that
+    /// far) and the durable commit hint (which never goes back).
+    applied_at_crash: Vec<LogIndex>,
+    durable_commit: Vec<LogIndex>,
+}
 
 impl SimNode {
-    fn store_snapshot(&mut self, snapshot: Rc<SimSnapshot>) {
-        self.snapshots.insert(snapshot.meta.index, snapshot);
-        while self.snapshots.len() > SNAPSHOTS_KEPT {
-            self.snapshots.pop_first();
+    fn engine(&self) -> Option<&Engine> {
+        match &self.life {
+            Life::Up(engine) => Some(engine),
+            Life::Down(_) => None,
+        }
+    }
+
+    fn engine_mut(&mut self) -> Option<&mut Engine> {
+        match &mut self.life {
+            Life::Up(engine) => Some(engine),
+            Life::Down(_) => None,
         }
     }
 }
@@ -216,11 +236,11 @@ pub struct Cluster {
     nodes: Vec<SimNode>,
     /// Directed links that drop everything.
     cut: BTreeSet<(NodeId, NodeId)>,
-    checker: Checker,
+    observations: Rc<RefCell<Observations>>,
+    clients: Clients,
     summary: SimSummary,
-    next_value: u64,
-    actions: Vec<Action>,
-    reads: ReadClient,
+    /// Applied entries past its last snapshot after which an engine snapshots a group.
+    snapshot_entries: u64,
 }
 
 /// An event due at `at_us`; ties run in scheduling order (`sequence`).
@@ -250,11 +270,23 @@ impl Ord for Scheduled {
     }
 }
 
+fn groups() -> impl Iterator<Item = GroupId> {
+    (0..u64::from(GROUPS)).map(GroupId)
+}
+
 impl Cluster {
-    pub fn new(seed: u64, options: SimOptions) -> Cluster {
+    pub fn new(seed: u64, options: SimOptions) -> Result<Cluster, Violation> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let plan = FaultPlan::draw(&mut rng);
-        let ids: Vec<NodeId> = (1..=options.nodes as u64).map(NodeId).collect();
+        let snapshot_entries = if options.snapshots {
+            rng.random_range(5..=30)
+        } else {
+            0
+        };
+        let observations = Rc::new(RefCell::new(Observations {
+            trace: options.trace,
+            ..Observations::default()
+        }));
         let mut cluster = Cluster {
             rng,
             plan,
@@ -264,43 +296,34 @@ impl Cluster {
             queue: BinaryHeap::new(),
             nodes: Vec::new(),
             cut: BTreeSet::new(),
-            checker: Checker::default(),
+            observations,
+            clients: Clients::new(GROUPS),
             summary: SimSummary::default(),
-            next_value: 1,
-            actions: Vec::new(),
-            reads: ReadClient::new(seed, options.nodes, lease_us(&options)),
+            snapshot_entries,
             options,
         };
-        for &id in &ids {
-            let mut log = MemLog::new();
-            let raft = Raft::new(cluster.core_config(id, 0), recover(&mut log, None));
+        for id in (1..=cluster.options.nodes as u64).map(NodeId) {
             cluster.nodes.push(SimNode {
                 id,
-                raft: Some(raft),
-                log,
+                life: Life::Down(Box::new(MemLog::new())),
+                snapshots: MemSnapshots::new(),
                 flush: None,
-                flushes_started: 0,
-                flushes_done: 0,
-                durable_hard: HardState::default(),
+                sync_failing: false,
                 epoch: 0,
-                held: Vec::new(),
-                pending: Vec::new(),
-                applied: LogIndex::ZERO,
-                state: Vec::new(),
-                snapshots: BTreeMap::new(),
+                applied_at_crash: vec![LogIndex::ZERO; GROUPS as usize],
+                durable_commit: vec![LogIndex::ZERO; GROUPS as usize],
             });
-            let phase = cluster.rng.random_range(0..TICK_US);
-            cluster.schedule(phase, Event::Tick(id));
+            cluster.start(id)?;
         }
         cluster.schedule(TICK_US / 2, Event::Schedule);
-        cluster
+        Ok(cluster)
     }
 
     pub fn plan(&self) -> &FaultPlan {
         &self.plan
     }
 
-    fn core_config(&self, id: NodeId, epoch: u64) -> Config {
+    fn core_config(&self, id: NodeId, group: GroupId, epoch: u64) -> Config {
         let initial = self.options.initial_voters as u64;
         let voters = if id.0 <= initial {
             (1..=initial).map(NodeId).collect()
@@ -311,10 +334,20 @@ impl Cluster {
         if self.options.snapshots {
             config.compaction_trailing_entries = COMPACTION_TRAILING_ENTRIES;
         }
-        config.rng_seed = self.seed ^ (epoch << 20);
+        config.rng_seed = self.seed ^ (epoch << 20) ^ (group.0 << 40);
         config.check_invariants = true;
         config.broken_rule = self.options.broken_rule;
         config
+    }
+
+    fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            proposal_timeout_ticks: PROPOSAL_TIMEOUT_TICKS,
+            read_lease: Some(Duration::from_micros(lease_us(&self.options))),
+            snapshot_entries: self.snapshot_entries,
+            broken_rule: self.options.broken_rule,
+            uncommitted_bytes_max: UNCOMMITTED_BYTES_MAX_DEFAULT,
+        }
     }
 
     fn schedule(&mut self, delay_us: u64, event: Event) {
@@ -326,23 +359,27 @@ impl Cluster {
         }));
     }
 
-    /// Runs the safety phase, then heals and requires progress. Returns what happened.
+    /// Runs the safety phase, then heals and requires progress, then checks what clients
+    /// saw. Returns what happened.
     pub fn run(mut self) -> Result<SimSummary, Violation> {
         let heal_at = self.options.safety_ticks * TICK_US;
         self.run_until(heal_at)?;
         self.heal_everything();
-        let acknowledged_at_heal = self.checker.acknowledged_count();
+        let acknowledged_at_heal = self.clients.acknowledged_writes();
         let deadline = heal_at + self.options.liveness_ticks * TICK_US;
         while self.now_us < deadline {
             self.run_until(self.now_us + TICK_US)?;
-            if self.checker.acknowledged_count() > acknowledged_at_heal && self.leader().is_some() {
+            if self.clients.acknowledged_writes() > acknowledged_at_heal
+                && groups().all(|group| self.leader(group).is_some())
+                && self.caught_up_nodes().is_some()
+            {
                 return self.final_checks();
             }
         }
         Err(Violation(format!(
-            "no progress within {} ticks after healing (leader: {:?})",
+            "no progress within {} ticks after healing (leaders: {:?})",
             self.options.liveness_ticks,
-            self.leader()
+            groups().map(|group| self.leader(group)).collect::<Vec<_>>()
         )))
     }
 
@@ -354,6 +391,7 @@ impl Cluster {
         {
             let Reverse(Scheduled { at_us, event, .. }) = self.queue.pop().expect("peeked");
             self.now_us = at_us;
+            self.observations.borrow_mut().now_us = at_us;
             self.summary.events += 1;
             self.handle(event)?;
         }
@@ -367,11 +405,51 @@ impl Cluster {
         }
     }
 
+    fn node(&self, id: NodeId) -> &SimNode {
+        &self.nodes[id.0 as usize - 1]
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> &mut SimNode {
+        &mut self.nodes[id.0 as usize - 1]
+    }
+
+    fn is_up(&self, id: NodeId) -> bool {
+        self.node(id).engine().is_some()
+    }
+
+    fn live(&self) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|node| node.engine().is_some())
+            .map(|node| node.id)
+            .collect()
+    }
+
+    /// The live nodes that believe they lead `group`.
+    fn claimants(&self, group: GroupId) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter_map(|node| node.engine()?.core(group))
+            .filter(|core| core.role() == Role::Leader)
+            .map(|core| core.id())
+            .collect()
+    }
+
+    /// The node that leads `group` in the highest term, as the nodes believe.
+    fn leader(&self, group: GroupId) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .filter_map(|node| node.engine()?.core(group))
+            .filter(|core| core.role() == Role::Leader)
+            .max_by_key(|core| core.term())
+            .map(|core| core.id())
+    }
+
     fn handle(&mut self, event: Event) -> Result<(), Violation> {
         match event {
             Event::Tick(id) => {
-                if self.node(id).raft.is_some() {
-                    self.step(id, Input::Tick)?;
+                if self.is_up(id) {
+                    self.turn(id, |engine| engine.tick())?;
                     self.schedule(TICK_US, Event::Tick(id));
                 }
             }
@@ -379,31 +457,49 @@ impl Cluster {
                 from,
                 to,
                 epochs,
+                group,
                 message,
-                snapshot,
             } => {
-                if (self.node(from).epoch, self.node(to).epoch) == epochs
-                    && self.node(to).raft.is_some()
-                {
-                    self.trace(|| format!("{to} <- {from} {message:?}"));
-                    if let Some(snapshot) = snapshot {
-                        self.store_received_snapshot(to, snapshot);
-                    }
-                    self.step(to, Input::Message { from, message })?;
-                } else if snapshot.is_some() {
-                    self.transfer_failed(from, to, epochs.0);
+                if self.epochs(from, to) == epochs && self.is_up(to) {
+                    self.trace(|| format!("{to} <- {from} {group} {message:?}"));
+                    self.turn(to, |engine| engine.receive(from, group, message))?;
                 }
             }
+            Event::Transfer { from, epochs, send } => self.transfer(from, epochs, send)?,
             Event::TransferFailed { from, to, epoch } => {
-                if self.node(from).epoch == epoch && self.node(from).raft.is_some() {
-                    self.step(from, Input::Unreachable { peer: to })?;
+                if self.node(from).epoch == epoch && self.is_up(from) {
+                    self.trace(|| format!("{from}: snapshot transfer to {to} failed"));
+                    self.turn(from, |engine| engine.unreachable(to))?;
                 }
             }
             Event::SyncDone { node, epoch } => {
-                if self.node(node).epoch == epoch && self.node(node).raft.is_some() {
-                    self.sync_done(node)?;
+                if self.node(node).epoch == epoch && self.is_up(node) {
+                    let done = self
+                        .node_mut(node)
+                        .flush
+                        .take()
+                        .and_then(|mut pending| pending.try_take())
+                        .expect("a SyncDone completes the flush in flight, whose I/O is done");
+                    self.turn(node, |engine| engine.flush_done(done))?;
                 }
             }
+            Event::SnapshotStored {
+                node,
+                epoch,
+                pending,
+            } => {
+                // A crash before this event lost the unfinished snapshot.
+                if self.node(node).epoch == epoch && self.is_up(node) {
+                    let (group, index, term) = (pending.group, pending.index, pending.term);
+                    let result = pending.store();
+                    self.trace(|| format!("{node} stored its snapshot of {group} at {index}"));
+                    self.summary.snapshots_taken += 1;
+                    self.turn(node, |engine| {
+                        engine.snapshot_stored(group, index, term, result)
+                    })?;
+                }
+            }
+            Event::ClientAttempt(client) => self.client_attempt(client)?,
             Event::Schedule => {
                 self.inject_faults()?;
                 self.schedule(TICK_US, Event::Schedule);
@@ -416,174 +512,111 @@ impl Cluster {
         Ok(())
     }
 
-    fn node(&self, id: NodeId) -> &SimNode {
-        &self.nodes[id.0 as usize - 1]
+    fn epochs(&self, from: NodeId, to: NodeId) -> (u64, u64) {
+        (self.node(from).epoch, self.node(to).epoch)
     }
 
-    fn node_mut(&mut self, id: NodeId) -> &mut SimNode {
-        &mut self.nodes[id.0 as usize - 1]
+    /// One turn of `id`'s engine around `work`, then the turn's output carried out (see the
+    /// module docs). An engine error is fatal for the node: it crashes.
+    fn turn(
+        &mut self,
+        id: NodeId,
+        work: impl FnOnce(&mut Engine) -> Result<(), EngineError>,
+    ) -> Result<(), Violation> {
+        let now_us = self.now_us;
+        let engine = self
+            .node_mut(id)
+            .engine_mut()
+            .expect("a turn of a live node");
+        engine.begin_turn(now_us);
+        let result = work(engine).and_then(|()| engine.end_turn());
+        self.take_violation()?;
+        match result {
+            Ok(()) => self.after_turn(id),
+            Err(error) => self.engine_failed(id, error),
+        }
     }
 
-    fn leader(&self) -> Option<NodeId> {
-        self.nodes
-            .iter()
-            .filter_map(|node| node.raft.as_ref())
-            .filter(|raft| raft.role() == Role::Leader)
-            .max_by_key(|raft| raft.term())
-            .map(Raft::id)
+    /// `id`'s engine stopped with `error`: a crash if it is the sync failure the simulation
+    /// injected (fatal for the node, as the runtime treats it), a violation otherwise.
+    fn engine_failed(&mut self, id: NodeId, error: EngineError) -> Result<(), Violation> {
+        if !self.node(id).sync_failing {
+            return Err(Violation(format!("{id}'s engine failed: {error}")));
+        }
+        self.trace(|| format!("{id} stops: {error}"));
+        self.summary.failed_syncs += 1;
+        self.crash(id)
     }
 
-    /// Steps `id`'s core with `input` and carries out the actions.
-    fn step(&mut self, id: NodeId, input: Input) -> Result<(), Violation> {
-        let mut actions = std::mem::take(&mut self.actions);
-        actions.clear();
-        let raft = self.nodes[id.0 as usize - 1]
-            .raft
-            .as_mut()
-            .expect("stepping a live node");
-        raft.step(input, &mut actions);
-        self.reads.observe(id, raft, self.now_us);
-        let result = self.execute(id, &actions);
-        self.actions = actions;
-        result
+    fn take_violation(&self) -> Result<(), Violation> {
+        match self.observations.borrow_mut().violation.take() {
+            Some(violation) => Err(violation),
+            None => Ok(()),
+        }
     }
 
-    fn execute(&mut self, id: NodeId, actions: &[Action]) -> Result<(), Violation> {
-        for action in actions {
-            self.trace(|| format!("{id} {}", describe(action)));
-            let log = &mut self.node_mut(id).log;
-            let staged = match action {
-                Action::SaveHardState(state) => Some(log.save_hard_state(GROUP, *state)),
-                Action::TruncateLog { from } => Some(log.truncate(GROUP, *from)),
-                Action::AppendLog(batch) => Some(log.append(GROUP, batch)),
-                Action::CompactLog { through, term } => Some(log.compact(GROUP, *through, *term)),
-                _ => None,
-            };
-            if let Some(result) = staged {
-                if let Err(error) = result {
-                    return Err(Violation(format!(
-                        "{id}'s log refused {}: {error}",
-                        describe(action)
-                    )));
-                }
-                if let Action::AppendLog(batch) = action {
-                    self.checker.appended(id, batch)?;
-                }
-                self.start_sync(id);
-                continue;
+    fn after_turn(&mut self, id: NodeId) -> Result<(), Violation> {
+        let (sync_min, sync_max) = (self.plan.sync_min_us, self.plan.sync_max_us);
+        let fail_sync = self.rng.random_bool(self.plan.sync_failure);
+        let epoch = self.node(id).epoch;
+        let engine = self.node_mut(id).engine_mut().expect("live");
+        let pending_snapshots = engine.take_pending_snapshots();
+        engine.take_membership_changes();
+        engine.take_role_changes();
+        let mut flush = None;
+        if engine.wants_flush() {
+            if fail_sync {
+                engine.log_mut().fail_next_flush(EIO);
             }
-            match action {
-                Action::Send {
-                    to,
-                    message,
-                    after_persist,
-                } => {
-                    let node = self.node_mut(id);
-                    // Every storage action emitted before this send is durable once the flush
-                    // in flight completes, unless some are staged: then the next one.
-                    let mark = node.flushes_started + u64::from(node.log.has_staged());
-                    if *after_persist && mark > node.flushes_done {
-                        node.held.push((mark, *to, message.clone()));
-                    } else {
-                        self.send(id, *to, message.clone());
-                    }
-                }
-                Action::Accepted {
-                    first_index,
-                    last_index,
-                    term,
-                } => self.record_pending(id, *first_index, *last_index, *term),
-                Action::Apply(batch) => self.apply(id, batch)?,
-                Action::RestoreSnapshot(meta) => self.restore(id, meta)?,
-                Action::ReadReady { id: read, index } => {
-                    self.reads.ready(id, *read, *index);
-                    self.reads.serve(id, self.node(id).applied)?;
-                }
-                Action::ReadRefused { id: read, .. } => self.reads.refused(id, *read),
-                Action::RoleChanged {
-                    role: Role::Leader,
-                    term,
-                    ..
-                } => {
-                    self.summary.leaders_elected += 1;
-                    let raft = self.nodes[id.0 as usize - 1].raft.as_ref().expect("live");
-                    self.checker
-                        .leader_elected(id, *term, raft.log_base(), |index| raft.term_at(index))?;
-                }
-                _ => {}
+            match engine.start_flush() {
+                Ok(started) => flush = started,
+                Err(error) => return self.engine_failed(id, error),
             }
+        }
+        let outbox = engine.take_outbox();
+        let snapshot_sends = engine.take_snapshot_sends();
+        let completions = engine.take_completions();
+        for pending in pending_snapshots {
+            let delay = self.rng.random_range(sync_min..=sync_max);
+            self.schedule(
+                delay,
+                Event::SnapshotStored {
+                    node: id,
+                    epoch,
+                    pending,
+                },
+            );
+        }
+        if let Some(flush) = flush {
+            let node = self.node_mut(id);
+            node.flush = Some(flush);
+            node.sync_failing = fail_sync;
+            let delay = self.rng.random_range(sync_min..=sync_max);
+            self.schedule(delay, Event::SyncDone { node: id, epoch });
+        }
+        for (to, messages) in outbox {
+            for (group, message) in messages {
+                self.send(id, to, group, message);
+            }
+        }
+        for send in snapshot_sends {
+            self.send_snapshot(id, send);
+        }
+        for (reply, result) in completions {
+            self.answer(id, reply, result)?;
         }
         Ok(())
     }
 
-    /// Starts a flush of everything staged on `id`'s log, unless one is in flight or nothing
-    /// is staged; it completes at a `SyncDone` after the simulated sync delay.
-    fn start_sync(&mut self, id: NodeId) {
-        let (min, max) = (self.plan.sync_min_us, self.plan.sync_max_us);
-        let delay = self.rng.random_range(min..=max);
-        let node = self.node_mut(id);
-        if node.flush.is_some() || !node.log.has_staged() {
-            return;
-        }
-        let pending = node
-            .log
-            .start_flush()
-            .expect("the simulated log never fails")
-            .expect("something is staged");
-        node.flush = Some(pending);
-        node.flushes_started += 1;
-        let epoch = node.epoch;
-        self.schedule(delay, Event::SyncDone { node: id, epoch });
+    /// Whether the network drops a message from `from` to `to` now.
+    fn lost(&mut self, from: NodeId, to: NodeId) -> bool {
+        let lost = self.cut.contains(&(from, to)) || self.rng.random_bool(self.plan.loss);
+        self.summary.messages_lost += u64::from(lost);
+        lost
     }
 
-    fn sync_done(&mut self, id: NodeId) -> Result<(), Violation> {
-        let node = self.node_mut(id);
-        let done = node
-            .flush
-            .take()
-            .and_then(|mut pending| pending.try_take())
-            .expect("a SyncDone completes the flush in flight, whose I/O is done");
-        let report = node
-            .log
-            .finish_flush(done)
-            .map_err(|error| Violation(format!("{id}'s log failed a flush: {error}")))?;
-        node.flushes_done += 1;
-        for &(group, state) in &report.hard_states {
-            if group == GROUP {
-                if state.commit < node.durable_hard.commit {
-                    return Err(Violation(format!("{id}'s durable commit hint went back")));
-                }
-                node.durable_hard = state;
-            }
-        }
-        if let Some(&(_, position)) = report.log.iter().find(|(group, _)| *group == GROUP) {
-            let (index, term) = (position.index, position.term);
-            self.step(id, Input::Persisted { index, term })?;
-        }
-        let node = self.node_mut(id);
-        let done = node.flushes_done;
-        let (ready, waiting): (Vec<_>, Vec<_>) =
-            node.held.drain(..).partition(|(mark, _, _)| *mark <= done);
-        node.held = waiting;
-        for (_, to, message) in ready {
-            self.send(id, to, message);
-        }
-        self.start_sync(id);
-        Ok(())
-    }
-
-    fn send(&mut self, from: NodeId, to: NodeId, message: Message) {
-        let snapshot = match &message {
-            Message::InstallSnapshot { snapshot, .. } => {
-                self.node(from).snapshots.get(&snapshot.index).cloned()
-            }
-            _ => None,
-        };
-        if self.cut.contains(&(from, to)) || self.rng.random_bool(self.plan.loss) {
-            self.summary.messages_lost += 1;
-            if snapshot.is_some() {
-                self.transfer_failed(from, to, self.node(from).epoch);
-            }
+    fn send(&mut self, from: NodeId, to: NodeId, group: GroupId, message: Message) {
+        if self.lost(from, to) {
             return;
         }
         let copies = if self.rng.random_bool(self.plan.duplication) {
@@ -592,157 +625,133 @@ impl Cluster {
         } else {
             1
         };
-        let epochs = (self.node(from).epoch, self.node(to).epoch);
+        let epochs = self.epochs(from, to);
         for _ in 0..copies {
             let delay = self.rng.random_range(1..=self.plan.delay_max_us);
+            let message = message.clone();
             self.schedule(
                 delay,
                 Event::Deliver {
                     from,
                     to,
                     epochs,
-                    message: message.clone(),
-                    snapshot: snapshot.clone(),
+                    group,
+                    message,
                 },
             );
         }
     }
 
-    /// The transfer of a snapshot from `from` (in its life `epoch`) to `to` failed: the sender
-    /// hears of it a little later, as from a transport whose connection broke.
-    fn transfer_failed(&mut self, from: NodeId, to: NodeId, epoch: u64) {
+    /// Starts streaming a snapshot: it arrives after a network delay, or the sender hears it
+    /// failed.
+    fn send_snapshot(&mut self, from: NodeId, send: SnapshotSend) {
+        let to = send.to;
         let delay = self.rng.random_range(1..=self.plan.delay_max_us);
-        self.schedule(delay, Event::TransferFailed { from, to, epoch });
+        if self.lost(from, to) {
+            let epoch = self.node(from).epoch;
+            self.schedule(delay, Event::TransferFailed { from, to, epoch });
+            return;
+        }
+        let epochs = self.epochs(from, to);
+        self.schedule(delay, Event::Transfer { from, epochs, send });
     }
 
-    /// `id` received a snapshot and stored it durably.
-    fn store_received_snapshot(&mut self, id: NodeId, snapshot: Rc<SimSnapshot>) {
-        self.node_mut(id).store_snapshot(snapshot);
-    }
-
-    /// `id`'s core restores the snapshot `meta` describes: it must be one stored.
-    fn restore(&mut self, id: NodeId, meta: &SnapshotMeta) -> Result<(), Violation> {
-        let node = self.node_mut(id);
-        let snapshot = node
+    /// A snapshot transfer arrives: the receiver stores the sender's snapshot durably, then
+    /// its engine receives the `InstallSnapshot`.
+    fn transfer(
+        &mut self,
+        from: NodeId,
+        epochs: (u64, u64),
+        send: SnapshotSend,
+    ) -> Result<(), Violation> {
+        let to = send.to;
+        if self.node(from).epoch != epochs.0 {
+            return Ok(()); // the sender's life that asked for it is over
+        }
+        let stored = self
+            .node(from)
             .snapshots
-            .get(&meta.index)
-            .filter(|held| held.meta == *meta)
-            .cloned()
-            .ok_or_else(|| {
-                Violation(format!(
-                    "{id} restores a snapshot it does not hold: {meta:?}"
-                ))
-            })?;
-        node.state = snapshot.state.clone();
-        node.applied = meta.index;
-        node.pending.retain(|&(index, _, _)| index > meta.index);
-        self.summary.snapshots_installed += 1;
-        self.checker.restored(id, &snapshot.state)?;
-        self.reads.serve(id, meta.index)
-    }
-
-    /// `id` snapshots its state machine, and its core compacts behind the snapshot.
-    fn take_snapshot(&mut self, id: NodeId) -> Result<(), Violation> {
-        let node = self.node(id);
-        let Some(point) = node.raft.as_ref().and_then(Raft::snapshot_point) else {
+            .get(send.group, send.snapshot.index);
+        let (Some(stored), true) = (stored, self.node(to).epoch == epochs.1 && self.is_up(to))
+        else {
+            let delay = self.rng.random_range(1..=self.plan.delay_max_us);
+            let epoch = epochs.0;
+            self.schedule(delay, Event::TransferFailed { from, to, epoch });
             return Ok(());
         };
-        if node.snapshots.contains_key(&point.index) {
-            return Ok(());
-        }
-        let (index, term) = (point.index, point.term);
-        let snapshot = SimSnapshot {
-            meta: point,
-            state: node.state.clone(),
-        };
-        self.trace(|| format!("{id} snapshots at {index}"));
-        self.node_mut(id).store_snapshot(Rc::new(snapshot));
-        self.summary.snapshots_taken += 1;
-        self.step(id, Input::SnapshotSaved { index, term })
-    }
-
-    /// The client asks the leader for a random membership change.
-    fn change_membership(&mut self) -> Result<(), Violation> {
-        let Some(leader) = self.leader() else {
-            return Ok(());
-        };
-        let membership = self
-            .node(leader)
-            .raft
-            .as_ref()
-            .expect("live")
-            .membership()
-            .clone();
-        let target = NodeId(self.rng.random_range(1..=self.options.nodes as u64));
-        let change = if membership.learners.contains(&target) && self.rng.random_bool(0.7) {
-            MembershipChange::Promote(target)
-        } else if membership.is_member(target) {
-            MembershipChange::Remove(target)
-        } else {
-            MembershipChange::AddLearner(target)
-        };
-        self.trace(|| format!("client asks {leader} to {change:?} (now {membership})"));
-        self.summary.membership_changes += 1;
-        self.step(
-            leader,
-            Input::ChangeMembership {
-                change,
-                context: Bytes::new(),
-            },
-        )
-    }
-
-    /// Remembers the client values of an accepted proposal, to acknowledge them when the
-    /// proposing node applies them.
-    fn record_pending(&mut self, id: NodeId, first: LogIndex, last: LogIndex, term: Term) {
-        let raft = self.node(id).raft.as_ref().expect("live");
-        let mut values = Vec::new();
-        // A configuration change is accepted like a proposal; only client values are tracked.
-        for batch in raft.entries(first, last) {
-            if batch.kind() != BatchKind::Command {
-                continue;
-            }
-            for (offset, payload) in batch.payloads().enumerate() {
-                let value = u64::from_le_bytes(payload.try_into().expect("8-byte client value"));
-                values.push((batch.first_index().plus(offset as u64), term, value));
-            }
-        }
-        self.node_mut(id).pending.extend(values);
-    }
-
-    fn apply(&mut self, id: NodeId, batch: &EntryBatch) -> Result<(), Violation> {
-        let node = self.node_mut(id);
-        if batch.first_index() != node.applied.next() {
-            return Err(Violation(format!(
-                "{id} applied {:?} after {}",
-                batch, node.applied
-            )));
-        }
-        node.applied = batch.last_index();
-        node.state.extend(
-            batch
-                .payloads()
-                .map(|payload| (batch.term(), (batch.kind(), payload.to_vec()))),
-        );
-        let (first, last, term) = (batch.first_index(), batch.last_index(), batch.term());
-        let mut acknowledged = Vec::new();
-        node.pending.retain(|&(index, pending_term, value)| {
-            if index < first || index > last {
-                return index > last;
-            }
-            if pending_term == term && batch.payload(index) == value.to_le_bytes() {
-                acknowledged.push((value, index));
-            }
-            false
+        self.trace(|| {
+            format!(
+                "{to} <- {from} {} snapshot at {}",
+                send.group, send.snapshot.index
+            )
         });
-        for (value, index) in acknowledged {
-            self.checker.acknowledged(value, index);
-        }
-        self.checker.applied(id, batch)?;
-        self.reads.serve(id, last)
+        self.node(to).snapshots.install(stored);
+        let message = Message::InstallSnapshot {
+            term: send.term,
+            snapshot: send.snapshot,
+        };
+        self.turn(to, |engine| engine.receive(from, send.group, message))
     }
 
-    // ---- faults and the client -------------------------------------------------------------
+    fn answer(
+        &mut self,
+        node: NodeId,
+        reply: Reply,
+        result: Result<Committed, ProposalError>,
+    ) -> Result<(), Violation> {
+        let Reply::Client(client, attempt) = reply else {
+            self.trace(|| format!("operator: membership change answered {result:?}"));
+            return Ok(());
+        };
+        self.trace(|| format!("client {client} attempt {attempt} on {node}: {result:?}"));
+        let next = {
+            let observations = self.observations.borrow();
+            let checker: &Checker = &observations.checker;
+            self.clients
+                .answered((client, attempt), node, result, self.now_us, checker)?
+        };
+        self.follow(next);
+        Ok(())
+    }
+
+    fn follow(&mut self, next: Next) {
+        if let Next::RetryAfter(client, delay) = next {
+            self.schedule(delay, Event::ClientAttempt(client));
+        }
+    }
+
+    fn client_attempt(&mut self, client: usize) -> Result<(), Violation> {
+        if !self.clients.waiting(client) {
+            return Ok(());
+        }
+        let live = self.live();
+        let claimants: Vec<Vec<NodeId>> = groups().map(|group| self.claimants(group)).collect();
+        let Some(AttemptOn {
+            node,
+            group,
+            entry,
+            read,
+            reply,
+        }) = self
+            .clients
+            .attempt(client, &live, &claimants, &mut self.rng)
+        else {
+            let next = self.clients.retry_or_give_up(client, self.now_us)?;
+            self.follow(next);
+            return Ok(());
+        };
+        self.trace(|| format!("client {client} attempt {} on {node}: {read:?}", reply.1));
+        let reply = Reply::Client(reply.0, reply.1);
+        self.turn(node, |engine| {
+            match read {
+                Some(consistency) => engine.read(group, entry, consistency, reply),
+                None => engine.propose(group, entry, reply),
+            }
+            Ok(())
+        })
+    }
+
+    // ---- faults, the operator and the clients ------------------------------------------------
 
     fn inject_faults(&mut self) -> Result<(), Violation> {
         if self.cut.is_empty() && self.rng.random_bool(self.plan.partition_per_tick) {
@@ -752,44 +761,68 @@ impl Cluster {
             self.crash_some_node()?;
         }
         if self.rng.random_bool(self.plan.restart_per_tick) {
-            let crashed = self.nodes.iter().filter(|n| n.raft.is_none()).map(|n| n.id);
-            if let Some(id) = crashed.choose(&mut self.rng) {
-                self.restart(id)?;
+            let crashed = self.nodes.iter().filter(|n| n.engine().is_none());
+            if let Some(id) = crashed.map(|n| n.id).choose(&mut self.rng) {
+                self.start(id)?;
             }
         }
         if self.rng.random_bool(self.plan.transfer_per_tick) {
-            if let Some(leader) = self.leader() {
+            let group = GroupId(self.rng.random_range(0..u64::from(GROUPS)));
+            if let Some(leader) = self.leader(group) {
                 let to = NodeId(self.rng.random_range(1..=self.options.nodes as u64));
-                self.step(leader, Input::TransferLeadership { to })?;
+                self.turn(leader, |engine| engine.transfer_leadership(group, to))?;
             }
         }
-        if self.rng.random_bool(self.plan.propose_per_tick) {
-            self.propose()?;
-        }
         if self.options.snapshots && self.rng.random_bool(SNAPSHOT_PER_TICK) {
-            let live = self.nodes.iter().filter(|n| n.raft.is_some()).map(|n| n.id);
-            if let Some(id) = live.choose(&mut self.rng) {
-                self.take_snapshot(id)?;
+            let group = GroupId(self.rng.random_range(0..u64::from(GROUPS)));
+            if let Some(id) = self.live().into_iter().choose(&mut self.rng) {
+                self.turn(id, |engine| engine.snapshot(group).map(drop))?;
             }
         }
         if self.options.membership && self.rng.random_bool(MEMBERSHIP_CHANGE_PER_TICK) {
             self.change_membership()?;
         }
-        let cores = self.nodes.iter().filter_map(|node| node.raft.as_ref());
-        let required = self.checker.highest_acknowledged();
-        if let ReadStart::ReadIndex { node, id } =
-            self.reads.maybe_start(cores, required, self.now_us)
-        {
-            self.step(node, Input::ReadIndex { id })?;
+        for client in self.clients.idle() {
+            if self.rng.random_bool(self.plan.propose_per_tick) {
+                self.clients.start(client, &mut self.rng, self.now_us);
+                self.trace(|| format!("client {client} starts {}", self.clients.describe(client)));
+                self.client_attempt(client)?;
+            }
         }
         Ok(())
+    }
+
+    /// The operator asks a group's leader for a random membership change.
+    fn change_membership(&mut self) -> Result<(), Violation> {
+        let group = GroupId(self.rng.random_range(0..u64::from(GROUPS)));
+        let Some(leader) = self.leader(group) else {
+            return Ok(());
+        };
+        let engine = self.node(leader).engine().expect("live");
+        let membership = engine.core(group).expect("held").membership().clone();
+        let target = NodeId(self.rng.random_range(1..=self.options.nodes as u64));
+        let change = if membership.learners.contains(&target) && self.rng.random_bool(0.7) {
+            MembershipChange::Promote(target)
+        } else if membership.is_member(target) {
+            MembershipChange::Remove(target)
+        } else {
+            MembershipChange::AddLearner(target)
+        };
+        self.trace(|| {
+            format!("operator asks {leader} to {change:?} in {group} (now {membership})")
+        });
+        self.summary.membership_changes += 1;
+        self.turn(leader, |engine| {
+            engine.change_membership(group, change, Bytes::new(), Reply::Operator)
+        })
     }
 
     fn partition(&mut self) {
         self.summary.partitions += 1;
         let ids: Vec<NodeId> = self.nodes.iter().map(|n| n.id).collect();
         let kind = self.rng.random_range(0..3);
-        let isolated: Vec<NodeId> = match (kind, self.leader()) {
+        let group = GroupId(self.rng.random_range(0..u64::from(GROUPS)));
+        let isolated: Vec<NodeId> = match (kind, self.leader(group)) {
             (0, Some(leader)) => vec![leader],
             _ => {
                 let size = self.rng.random_range(1..=ids.len() / 2);
@@ -808,108 +841,128 @@ impl Cluster {
                 }
             }
         }
-        self.trace(|| format!("partition {:?} (one way: {one_way})", isolated));
+        self.trace(|| format!("partition {isolated:?} (one way: {one_way})"));
         let duration = self.rng.random_range(5..100) * TICK_US;
         self.schedule(duration, Event::Heal);
     }
 
     fn crash_some_node(&mut self) -> Result<(), Violation> {
-        let leader = self.leader();
-        let target = match leader {
+        let group = GroupId(self.rng.random_range(0..u64::from(GROUPS)));
+        let target = match self.leader(group) {
             Some(leader) if self.rng.random_bool(0.3) => Some(leader),
-            _ => self
-                .nodes
-                .iter()
-                .filter(|n| n.raft.is_some())
-                .map(|n| n.id)
-                .choose(&mut self.rng),
+            _ => self.live().into_iter().choose(&mut self.rng),
         };
-        let Some(id) = target else { return Ok(()) };
+        match target {
+            Some(id) => self.crash(id),
+            None => Ok(()),
+        }
+    }
+
+    /// Power loss at `id`: its engine is gone, its disk keeps what the fault model allows.
+    fn crash(&mut self, id: NodeId) -> Result<(), Violation> {
         self.summary.crashes += 1;
-        let node = self.node(id);
-        let (inflight, staged) = (node.log.unsynced_ops(), node.log.has_staged());
-        let survivors = self.rng.random_range(0..=inflight);
+        let node = self.node_mut(id);
+        let Life::Up(engine) =
+            std::mem::replace(&mut node.life, Life::Down(Box::new(MemLog::new())))
+        else {
+            unreachable!("crashing a live node");
+        };
+        for group in groups() {
+            let applied = engine.core(group).expect("held").applied_index();
+            node.applied_at_crash[group.0 as usize] = applied;
+        }
+        let mut log = Box::new(engine.into_log());
+        let unsynced = log.unsynced_ops();
+        let survivors = self.rng.random_range(0..=unsynced);
+        let staged = log.has_staged();
+        log.crash_with(survivors);
+        let node = self.node_mut(id);
+        node.flush = None;
+        node.sync_failing = false;
+        node.epoch += 1;
+        for group in groups() {
+            let commit = log.hard_state(group).commit;
+            let before = &mut node.durable_commit[group.0 as usize];
+            if commit < *before {
+                return Err(Violation(format!(
+                    "{id}'s durable commit hint of {group} went back from {before} to {commit}"
+                )));
+            }
+            *before = commit;
+        }
+        node.life = Life::Down(log);
         self.trace(|| {
             format!(
-                "{id} crashes ({survivors} of {inflight} unsynced writes survive{})",
+                "{id} crashes ({survivors} of {unsynced} unsynced writes survive{})",
                 if staged { ", staged writes lost" } else { "" }
             )
         });
-        let node = self.node_mut(id);
-        node.raft = None;
-        node.log.crash_with(survivors);
-        node.flush = None;
-        node.flushes_done = node.flushes_started;
-        node.epoch += 1;
-        node.held.clear();
-        node.pending.clear();
-        self.reads.crashed(id);
-        let node = self.node_mut(id);
-        // After a crash the log reads as its durable state.
-        let durable_hard = node.log.hard_state(GROUP);
-        if durable_hard.commit < node.durable_hard.commit {
-            return Err(Violation(format!("{id}'s durable commit hint went back")));
-        }
-        node.durable_hard = durable_hard;
+        let next = self.clients.crashed(id, self.now_us)?;
+        next.into_iter().for_each(|next| self.follow(next));
         Ok(())
     }
 
-    fn restart(&mut self, id: NodeId) -> Result<(), Violation> {
+    /// Starts (or restarts) `id` on what its disk and snapshot store hold.
+    fn start(&mut self, id: NodeId) -> Result<(), Violation> {
+        let epoch = self.node(id).epoch;
+        let configs: Vec<Config> = groups()
+            .map(|group| self.core_config(id, group, epoch))
+            .collect();
+        let engine_config = self.engine_config();
+        let trust_unsynced = self.options.broken_rule == Some(BrokenRule::RecoveryTrustsUnsynced);
         let node = self.node_mut(id);
-        let snapshot = node.snapshots.values().next_back().cloned();
-        let recovered = recover(&mut node.log, snapshot.as_ref().map(|s| s.meta.clone()));
-        let (applied_before, epoch) = (node.applied, node.epoch);
-        let durable_last = recovered
-            .batches
-            .last()
-            .map_or(recovered.log_base.0, EntryBatch::last_index);
-        if durable_last < applied_before {
-            return Err(Violation(format!(
-                "{id} had applied up to {applied_before} but recovered a log ending at {durable_last}"
-            )));
+        let Life::Down(mut log) =
+            std::mem::replace(&mut node.life, Life::Down(Box::new(MemLog::new())))
+        else {
+            unreachable!("starting a node that is up");
+        };
+        // The restart reads back what survived the crash, page cache included, and must sync
+        // it before trusting it (unless that rule is broken on purpose).
+        log.set_trust_unsynced_recovery(trust_unsynced);
+        log.reopen();
+        let snapshots = node.snapshots.clone();
+        let applied_at_crash = node.applied_at_crash.clone();
+        let mut engine = ShardEngine::new(
+            id,
+            groups(),
+            *log,
+            SimMachine::default(),
+            Some(snapshots),
+            engine_config,
+            |group| configs[group.0 as usize].clone(),
+        )
+        .map_err(|error| Violation(format!("{id} could not recover: {error}")))?;
+        let mut observations = self.observations.borrow_mut();
+        for group in groups() {
+            let core = engine.core(group).expect("held");
+            let before = applied_at_crash[group.0 as usize];
+            if core.last_index() < before {
+                return Err(Violation(format!(
+                    "{id} had applied {group} up to {before} but recovered a log ending at {}",
+                    core.last_index()
+                )));
+            }
+            let snapshot = core.snapshot().index;
+            if snapshot > LogIndex::ZERO {
+                let applied = engine.state_machine().applied(group);
+                observations
+                    .checker
+                    .restored(id, group, snapshot, applied)?;
+            }
         }
-        self.trace(|| format!("{id} restarts (log to {durable_last})"));
-        let config = self.core_config(id, epoch);
-        let node = self.node_mut(id);
-        node.raft = Some(Raft::new(config, recovered));
-        node.state = snapshot.map(|s| s.state.clone()).unwrap_or_default();
-        node.applied = LogIndex(node.state.len() as u64);
+        drop(observations);
+        engine.set_observer(Box::new(NodeObserver {
+            node: id,
+            shared: self.observations.clone(),
+        }));
+        self.node_mut(id).life = Life::Up(Box::new(engine));
+        self.trace(|| format!("{id} starts"));
         // Recovery may have staged the replacement of a log that does not continue the
-        // snapshot.
-        self.start_sync(id);
+        // snapshot: an empty turn flushes it.
+        self.turn(id, |_| Ok(()))?;
         let phase = self.rng.random_range(1..TICK_US);
         self.schedule(phase, Event::Tick(id));
         Ok(())
-    }
-
-    fn propose(&mut self) -> Result<(), Violation> {
-        let live: Vec<NodeId> = self
-            .nodes
-            .iter()
-            .filter(|n| n.raft.is_some())
-            .map(|n| n.id)
-            .collect();
-        let target = match self.leader() {
-            Some(leader) if self.rng.random_bool(0.9) => leader,
-            _ => match live.iter().copied().choose(&mut self.rng) {
-                Some(id) => id,
-                None => return Ok(()),
-            },
-        };
-        let count = self.rng.random_range(1..=3);
-        let values: Vec<[u8; 8]> = (0..count)
-            .map(|_| {
-                self.next_value += 1;
-                self.next_value.to_le_bytes()
-            })
-            .collect();
-        let batch = EntryBatch::encode(
-            BatchKind::Command,
-            Term::ZERO,
-            LogIndex::ZERO,
-            values.iter().map(|v| v.as_slice()),
-        );
-        self.step(target, Input::Propose(batch))
     }
 
     // ---- the end ---------------------------------------------------------------------------
@@ -920,38 +973,64 @@ impl Cluster {
         self.cut.clear();
     }
 
+    /// Per group, a live node that applied everything known to be committed, if every group
+    /// has one.
+    fn caught_up_nodes(&self) -> Option<Vec<NodeId>> {
+        let observations = self.observations.borrow();
+        groups()
+            .map(|group| {
+                let committed = observations.checker.highest_committed(group);
+                self.nodes
+                    .iter()
+                    .filter_map(|node| node.engine())
+                    .find(|engine| engine.core(group).expect("held").applied_index() >= committed)
+                    .map(|engine| engine.node())
+            })
+            .collect()
+    }
+
     fn final_checks(mut self) -> Result<SimSummary, Violation> {
-        let logs: Vec<Vec<EntryBatch>> = self
-            .nodes
-            .iter_mut()
-            .map(|n| read_log(&mut n.log))
-            .collect();
-        for a in 0..self.nodes.len() {
-            for b in a + 1..self.nodes.len() {
-                Checker::logs_match((self.nodes[a].id, &logs[a]), (self.nodes[b].id, &logs[b]))?;
+        for group in groups() {
+            let logs: Vec<(NodeId, Vec<EntryBatch>)> = self
+                .nodes
+                .iter()
+                .filter_map(|node| {
+                    let engine = node.engine()?;
+                    let core = engine.core(group).expect("held");
+                    Some((
+                        node.id,
+                        core.entries(core.log_base().next(), core.last_index()),
+                    ))
+                })
+                .collect();
+            for (a, (id_a, log_a)) in logs.iter().enumerate() {
+                for (id_b, log_b) in &logs[a + 1..] {
+                    Checker::logs_match(group, (*id_a, log_a), (*id_b, log_b))?;
+                }
             }
         }
-        let leader = self.leader().expect("liveness phase found a leader");
-        let node = self.node(leader);
-        let raft = node.raft.as_ref().expect("live");
-        self.checker.check_acknowledged_in(
-            leader,
-            |index| {
-                if index <= raft.log_base() {
-                    // Compacted: the entry is in the state machine (base <= applied).
-                    let (_, (_, payload)) = &node.state[index.0 as usize - 1];
-                    return Some(payload.clone());
-                }
-                raft.entries(index, index)
-                    .first()
-                    .map(|batch| batch.payload(index).to_vec())
-            },
-            raft.last_index(),
-        )?;
-        self.summary.committed_entries = self.checker.committed_count();
-        self.summary.acknowledged_values = self.checker.acknowledged_count();
-        self.summary.reads_served = self.reads.served();
-        Ok(self.summary)
+        self.clients.abandon(self.now_us)?;
+        let caught_up = self
+            .caught_up_nodes()
+            .expect("checked by the liveness phase");
+        let counter_reads = self.clients.counter_reads(self.now_us);
+        let answers: Vec<Bytes> = counter_reads
+            .iter()
+            .map(|(_, group, query)| {
+                let node = caught_up[group.0 as usize];
+                let engine = self.node(node).engine().expect("live");
+                crate::api::StateMachine::query(engine.state_machine(), *group, query)
+            })
+            .collect();
+        self.clients
+            .check(|counter| answers[counter as usize].clone())?;
+        let observations = self.observations.borrow();
+        self.summary.leaders_elected = observations.checker.leaders_elected();
+        self.summary.snapshots_installed = observations.checker.snapshots_restored();
+        self.summary.committed_entries = observations.checker.committed_count();
+        self.summary.acknowledged_writes = self.clients.acknowledged_writes();
+        self.summary.reads_served = self.clients.reads_served();
+        Ok(self.summary.clone())
     }
 }
 
@@ -965,38 +1044,4 @@ fn lease_us(options: &SimOptions) -> u64 {
         _ => 1,
     };
     quiet_ticks * TICK_US * factor
-}
-
-/// Every entry of `log`'s group, read through the [`LogStore`] API (a crashed node's log is
-/// reopened first, as its restart would).
-fn read_log(log: &mut MemLog) -> Vec<EntryBatch> {
-    log.reopen();
-    log.read(GROUP, log.first_index(GROUP), log.last_index(GROUP))
-        .expect("the simulated log never fails")
-}
-
-/// What a node (re)starting on `log` recovers. Called on a fresh log or right after a crash,
-/// when nothing is staged or in flight: the log then reads as its durable state.
-fn recover(log: &mut MemLog, snapshot: Option<SnapshotMeta>) -> Recovered {
-    log.reopen();
-    debug_assert!(!log.has_staged() && log.inflight_ops() == 0);
-    crate::engine::recover::recover(log, GROUP, snapshot).expect("the simulated log never fails")
-}
-
-fn describe(action: &Action) -> String {
-    match action {
-        Action::Send {
-            to,
-            message,
-            after_persist,
-        } => format!(
-            "-> {to}{} {message:?}",
-            if *after_persist {
-                " (after persist)"
-            } else {
-                ""
-            }
-        ),
-        other => format!("{other:?}"),
-    }
 }

@@ -16,6 +16,8 @@ pub struct FaultPlan {
     /// Time a write + sync takes, drawn from `sync_min_us ..= sync_max_us`.
     pub sync_min_us: u64,
     pub sync_max_us: u64,
+    /// Chance that a flush's sync fails (fatal for the node).
+    pub sync_failure: f64,
     /// Per tick of simulated time: chance that a new network partition starts.
     pub partition_per_tick: f64,
     /// Per tick: chance that some node crashes.
@@ -24,7 +26,7 @@ pub struct FaultPlan {
     pub restart_per_tick: f64,
     /// Per tick: chance that the client asks the leader to hand over leadership.
     pub transfer_per_tick: f64,
-    /// Per tick: chance that the client proposes.
+    /// Per tick: chance that an idle client starts a command.
     pub propose_per_tick: f64,
 }
 
@@ -38,6 +40,7 @@ impl FaultPlan {
             delay_max_us: rng.random_range(100..=20_000),
             sync_min_us,
             sync_max_us: sync_min_us + rng.random_range(0..=5_000),
+            sync_failure: pick(rng, 0.2, 0.0, 0.01),
             partition_per_tick: pick(rng, 0.7, 0.0, 0.03),
             crash_per_tick: pick(rng, 0.7, 0.0, 0.02),
             restart_per_tick: rng.random_range(0.02..0.2),
@@ -56,6 +59,7 @@ impl FaultPlan {
             crash_per_tick: 0.0,
             restart_per_tick: 1.0,
             transfer_per_tick: 0.0,
+            sync_failure: 0.0,
             ..self.clone()
         }
     }

@@ -7,6 +7,8 @@
 //!   received from another node as raw file bytes).
 //! - `body`: [`SnapshotBody`], the verifying body reader.
 //! - [`error`]: the error type, [`SnapshotError`].
+//! - `storage`: [`SnapshotStorage`], what the engine needs of a store, implemented by
+//!   [`SnapshotStore`] and by its in-memory twin [`MemSnapshots`] (`mem`, for the simulator).
 //!
 //! Invariants:
 //! - A snapshot is written under a temporary name (suffix [`format::TEMP_SUFFIX`]), its trailer
@@ -29,6 +31,8 @@
 mod body;
 pub mod error;
 pub mod format;
+mod mem;
+mod storage;
 mod store;
 mod writer;
 
@@ -36,6 +40,8 @@ use std::path::{Path, PathBuf};
 
 pub use body::SnapshotBody;
 pub use error::SnapshotError;
+pub use mem::{MemSnapshotWriter, MemSnapshots, StoredSnapshot};
+pub use storage::SnapshotStorage;
 pub use store::{RawSnapshotFile, SnapshotStore};
 pub use writer::{RawSnapshotWriter, SnapshotWriter};
 
