@@ -56,9 +56,12 @@ fn reconfiguring_seeds_show_no_violation() {
 }
 
 /// For each broken rule, the first seed of a 2,000-seed mixed sweep
-/// (`ringraft sim --broken NAME --seeds 2000`) that caught it. SupersedeDisplaced is not
-/// listed: no seed of that sweep caught it (the displaced entry must still commit through a
-/// later leader that holds it, while its proposer's waiter is still waiting).
+/// (`ringraft sim --broken NAME --seeds 2000`) that caught it. Not listed, because no seed of
+/// that sweep caught them (their exact-action and unit tests do): SupersedeDisplaced (the
+/// displaced entry must still commit through a later leader that holds it, while its
+/// proposer's waiter is still waiting), VoteRefusalNeedsKnownLeader and LeaseAfterTransfer
+/// (a lease read must land in the short window they open), TrustPeerInput (the simulated
+/// network does not corrupt messages).
 const FIRST_CATCHING_SEEDS: &[(BrokenRule, u64)] = &[
     (BrokenRule::AckBeforePersist, 98),
     (BrokenRule::CommitPreviousTermByCounting, 14),
@@ -66,6 +69,7 @@ const FIRST_CATCHING_SEEDS: &[(BrokenRule, u64)] = &[
     (BrokenRule::ReadWithoutQuorumCheck, 1),
     (BrokenRule::LeaseBeyondElectionTimeout, 41),
     (BrokenRule::SupersedeUnderSnapshot, 147),
+    (BrokenRule::RecoveryTrustsUnsynced, 1850),
 ];
 
 #[test]
