@@ -8,7 +8,7 @@
 //!   valid records of an older flush, a gap in segment sequences, a record that does not follow
 //!   its group's log — is [`Error::Corrupt`] naming the file, offset, group and index range.
 //! - Leftover temporaries (incomplete segment or hard-state creations) are deleted.
-//! - Everything recovery trusts is made durable before [`recover`] returns: every segment and
+//! - Everything recovery trusts is made durable before `recover` returns: every segment and
 //!   the hard-state file are fdatasynced, the shard directory and its parent fsynced. A process
 //!   that was killed (not a power loss) leaves writes in the page cache that were never synced;
 //!   reading them back does not make them durable, and the log reports everything it recovered
