@@ -99,3 +99,15 @@ fn seed_5755_finishes_without_a_message_storm() {
     let summary = sim::run_seed(5755, &options).expect("no violation");
     assert!(summary.events < 1_000_000, "{summary:?}");
 }
+
+/// Found by a 10,000-seed reconfiguring sweep: a group reduced to one voter elected it by its
+/// own vote, and it sent its term's entries to the learners before its vote (the new term) was
+/// durable; a crash lost the term, the node led the same term again with other entries at the
+/// same indexes, and learners kept the first ones (same index and term, different content).
+#[test]
+fn a_leader_elected_by_its_own_vote_sends_nothing_before_its_term_is_durable() {
+    let seed = 100_440;
+    if let Err(violation) = sim::run_seed(seed, &SimOptions::reconfiguring(5)) {
+        panic!("seed {seed}: {}", violation.0);
+    }
+}

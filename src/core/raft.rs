@@ -96,6 +96,13 @@ pub struct Raft {
     /// Leader only: this leader sent TimeoutNow in its term. The transfer vote it causes skips
     /// the followers' promise, so the read lease does not hold again in this term.
     sent_timeout_now: bool,
+    /// Leader only: set when this node won its term by its own vote alone (a single voter),
+    /// so no vote response proved its term and vote durable: the index of its term's first
+    /// entry. Until the log is durable there (storage actions become durable in order, so its
+    /// term is then too), everything it sends waits for persistence: a crash could otherwise
+    /// lose the term, and the node would lead the same term again with other entries at the
+    /// same indexes, which followers holding the first ones would take as matching.
+    term_durable_from: Option<LogIndex>,
     /// Follower only: highest read round received from the current term's leader.
     leader_read_round: u64,
     /// Leader only (empty otherwise): reads waiting for proof of leadership.
@@ -164,6 +171,7 @@ impl Raft {
             acked_index: LogIndex::ZERO,
             ticks_since_leader_contact: if config.quiet_start { 0 } else { u32::MAX },
             sent_timeout_now: false,
+            term_durable_from: None,
             leader_read_round: 0,
             reads: ReadTracker::default(),
             invalid_messages: 0,
@@ -479,7 +487,11 @@ impl Raft {
             self.term
         };
         self.announce_role(out);
+        self.term_durable_from = None;
         if self.has_quorum(&self.votes_granted) {
+            if !pre_vote {
+                self.term_durable_from = Some(self.log.last_index().next());
+            }
             self.election_won(out);
             return;
         }
@@ -741,7 +753,7 @@ impl Raft {
                 term: self.term,
                 snapshot: self.snapshot.clone(),
             },
-            after_persist: false,
+            after_persist: !self.term_is_durable(),
         });
         let progress = self.progress.get_mut(&peer).expect("peer has progress");
         progress.become_snapshot(self.snapshot.index);
@@ -1363,8 +1375,14 @@ impl Raft {
                 read_round: self.reads.round(),
                 batches,
             }),
-            after_persist: false,
+            after_persist: !self.term_is_durable(),
         }
+    }
+
+    /// Whether this leader's term is known durable (see `term_durable_from`).
+    fn term_is_durable(&self) -> bool {
+        self.term_durable_from
+            .is_none_or(|first| self.log.durable_index() >= first)
     }
 
     /// Sends `peer` the entries it lacks, as far as its window allows.
