@@ -42,7 +42,9 @@ fn violation<T>(message: String) -> Result<T, Violation> {
 #[derive(Default)]
 pub struct Checker {
     leaders: HashMap<(GroupId, Term), NodeId>,
-    entries: HashMap<(GroupId, LogIndex, Term), EntryContent>,
+    /// Every entry appended anywhere, with the one node that holds it while only one does
+    /// (`None` once another node appended it too).
+    entries: HashMap<(GroupId, LogIndex, Term), (EntryContent, Option<NodeId>)>,
     committed: BTreeMap<(GroupId, LogIndex), (Term, EntryContent)>,
     leaders_elected: u64,
     snapshots_restored: u64,
@@ -89,20 +91,40 @@ impl Checker {
         for (offset, payload) in batch.payloads().enumerate() {
             let index = batch.first_index().plus(offset as u64);
             let content = (batch.kind(), payload.to_vec());
-            match self.entries.get(&(group, index, batch.term())) {
-                Some(known) if *known != content => {
+            match self.entries.get_mut(&(group, index, batch.term())) {
+                Some((known, _)) if *known != content => {
                     return violation(format!(
                         "group {group}: {node} appended different content at {index} of {}",
                         batch.term()
                     ));
                 }
-                Some(_) => {}
+                Some((_, holder)) => {
+                    if *holder != Some(node) {
+                        *holder = None;
+                    }
+                }
                 None => {
-                    self.entries.insert((group, index, batch.term()), content);
+                    self.entries
+                        .insert((group, index, batch.term()), (content, Some(node)));
                 }
             }
         }
         Ok(())
+    }
+
+    /// `node` restarted with `core` for `group`: entries that only it ever held and that its
+    /// recovered log lacks were lost by its crash before anybody else saw them; they are
+    /// forgotten, so that a leader that lost its unsynced term with them may place other
+    /// entries there (what must not happen is that such an entry reached another node first,
+    /// which the records of entries held elsewhere still catch).
+    pub fn restarted(&mut self, node: NodeId, group: GroupId, core: &Raft) {
+        let base = core.log_base();
+        self.entries.retain(|&(g, index, term), (_, holder)| {
+            g != group
+                || *holder != Some(node)
+                || index <= base
+                || core.term_at(index) == Some(term)
+        });
     }
 
     /// `node` applied `batch` of `group`.

@@ -942,6 +942,7 @@ impl Cluster {
                     core.last_index()
                 )));
             }
+            observations.checker.restarted(id, group, core);
             let snapshot = core.snapshot().index;
             if snapshot > LogIndex::ZERO {
                 let applied = engine.state_machine().applied(group);
