@@ -101,13 +101,15 @@ fn seed_5755_finishes_without_a_message_storm() {
 }
 
 /// Found by a 10,000-seed reconfiguring sweep: a group reduced to one voter elected it by its
-/// own vote, and it sent its term's entries to the learners before its vote (the new term) was
-/// durable; a crash lost the term, the node led the same term again with other entries at the
-/// same indexes, and learners kept the first ones (same index and term, different content).
+/// own vote; a crash lost its unsynced term with the entries it had placed, and it led the same
+/// term again with other entries at the same indexes. Nobody else had seen the first ones, so
+/// the checker now forgets entries only a crashed node held and lost (the core also keeps such
+/// a leader's sends until its term is durable, so that nobody can see them).
 #[test]
-fn a_leader_elected_by_its_own_vote_sends_nothing_before_its_term_is_durable() {
-    let seed = 100_440;
-    if let Err(violation) = sim::run_seed(seed, &SimOptions::reconfiguring(5)) {
-        panic!("seed {seed}: {}", violation.0);
+fn a_single_voter_that_loses_its_unsynced_term_may_lead_it_again() {
+    for seed in [100_440, 105_404] {
+        if let Err(violation) = sim::run_seed(seed, &SimOptions::reconfiguring(5)) {
+            panic!("seed {seed}: {}", violation.0);
+        }
     }
 }
