@@ -34,14 +34,17 @@ fn seeds_show_no_violation() {
 /// three start as each group, under the same faults.
 #[test]
 fn reconfiguring_seeds_show_no_violation() {
-    let mut totals = (0, 0, 0);
+    let mut totals = [0; 6];
     for seed in 0..seed_count() / 2 {
         let options = SimOptions::reconfiguring(5);
         match sim::run_seed(seed, &options) {
             Ok(summary) => {
-                totals.0 += summary.snapshots_taken;
-                totals.1 += summary.snapshots_installed;
-                totals.2 += summary.membership_changes;
+                totals[0] += summary.snapshots_taken;
+                totals[1] += summary.snapshots_installed;
+                totals[2] += summary.membership_changes;
+                totals[3] += summary.messages_stalled;
+                totals[4] += summary.messages_garbled;
+                totals[5] += summary.probes;
             }
             Err(violation) => panic!(
                 "seed {seed}: {}\nreplay: cargo run --release -- sim --reconfigure --seed {seed} \
@@ -50,26 +53,34 @@ fn reconfiguring_seeds_show_no_violation() {
             ),
         }
     }
-    println!("snapshots taken, installed, membership changes asked: {totals:?}");
+    println!(
+        "snapshots taken, installed, membership changes asked, messages stalled, garbled, \
+         probe reads: {totals:?}"
+    );
     // The features must actually be exercised, or the sweep proves nothing.
-    assert!(totals.0 > 0 && totals.1 > 0 && totals.2 > 0, "{totals:?}");
+    assert!(totals.iter().all(|&total| total > 0), "{totals:?}");
 }
 
 /// For each broken rule, the first seed of a 2,000-seed mixed sweep
-/// (`ringraft sim --broken NAME --seeds 2000`) that caught it. Not listed, because no seed of
-/// that sweep caught them (their exact-action and unit tests do): SupersedeDisplaced (the
-/// displaced entry must still commit through a later leader that holds it, while its
-/// proposer's waiter is still waiting), VoteRefusalNeedsKnownLeader and LeaseAfterTransfer
-/// (a lease read must land in the short window they open), TrustPeerInput (the simulated
-/// network does not corrupt messages).
+/// (`ringraft sim --broken NAME --seeds 2000`) that caught it. Not listed:
+/// VoteRefusalNeedsKnownLeader, which no seed of 12,000 mixed and 4,000 reconfiguring ones
+/// caught (its exact-action tests in `core_reads.rs` do). A follower forgets its leader's
+/// lease only when it adopts a higher term from a message that is not from a leader; nearly
+/// always that is a transfer vote, which it grants anyway and whose leader serves no lease
+/// after sending TimeoutNow. The harmful path needs a stale refusal carrying a higher term to
+/// reach a follower that has rejoined a lower-term leader, and then a candidate's two round
+/// trips to finish before that leader hears the higher term.
 const FIRST_CATCHING_SEEDS: &[(BrokenRule, u64)] = &[
-    (BrokenRule::AckBeforePersist, 98),
-    (BrokenRule::CommitPreviousTermByCounting, 14),
-    (BrokenRule::VoteWithoutLogCheck, 3),
+    (BrokenRule::AckBeforePersist, 12),
+    (BrokenRule::CommitPreviousTermByCounting, 110),
+    (BrokenRule::VoteWithoutLogCheck, 5),
     (BrokenRule::ReadWithoutQuorumCheck, 1),
-    (BrokenRule::LeaseBeyondElectionTimeout, 41),
-    (BrokenRule::SupersedeUnderSnapshot, 147),
-    (BrokenRule::RecoveryTrustsUnsynced, 1850),
+    (BrokenRule::LeaseBeyondElectionTimeout, 5),
+    (BrokenRule::SupersedeDisplaced, 269),
+    (BrokenRule::SupersedeUnderSnapshot, 75),
+    (BrokenRule::RecoveryTrustsUnsynced, 1632),
+    (BrokenRule::LeaseAfterTransfer, 105),
+    (BrokenRule::TrustPeerInput, 0),
 ];
 
 #[test]
@@ -89,27 +100,15 @@ fn each_broken_rule_is_caught_by_its_first_catching_seed() {
     }
 }
 
-/// Seed 5755 once never finished: acknowledgements that did not advance a probing follower
-/// triggered immediate resends, and duplicated messages multiplied those exchanges without
-/// end. It must now run to completion without a violation.
+/// Seed 1467 was the first seed whose deposed leader served a lease read after a newer leader
+/// was elected (the probe reads found it): the simulator restarted a node at the instant it
+/// crashed, and the ticks of its earlier life kept coming beside the new ones, so its clock ran
+/// twice as fast and it campaigned inside the lease it had promised. Each life now has its own
+/// ticks.
 #[test]
-fn seed_5755_finishes_without_a_message_storm() {
-    let base = SimOptions::new(3);
-    let options = sim::mixed_options(5755, &base);
-    let summary = sim::run_seed(5755, &options).expect("no violation");
-    assert!(summary.events < 1_000_000, "{summary:?}");
-}
-
-/// Found by a 10,000-seed reconfiguring sweep: a group reduced to one voter elected it by its
-/// own vote; a crash lost its unsynced term with the entries it had placed, and it led the same
-/// term again with other entries at the same indexes. Nobody else had seen the first ones, so
-/// the checker now forgets entries only a crashed node held and lost (the core also keeps such
-/// a leader's sends until its term is durable, so that nobody can see them).
-#[test]
-fn a_single_voter_that_loses_its_unsynced_term_may_lead_it_again() {
-    for seed in [100_440, 105_404] {
-        if let Err(violation) = sim::run_seed(seed, &SimOptions::reconfiguring(5)) {
-            panic!("seed {seed}: {}", violation.0);
-        }
+fn a_node_restarted_at_the_instant_it_crashed_ticks_at_the_normal_rate() {
+    let options = sim::mixed_options(1467, &SimOptions::new(3));
+    if let Err(violation) = sim::run_seed(1467, &options) {
+        panic!("seed 1467: {}", violation.0);
     }
 }

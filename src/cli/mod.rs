@@ -194,9 +194,10 @@ fn run_sim(args: &SimArgs) -> ExitCode {
                     options.nodes, violation.0
                 );
                 println!(
-                    "replay: cargo run --release -- sim --seed {seed} --nodes {} \
+                    "replay: cargo run --release -- sim --seed {seed}{} \
                      --safety-ticks {} --liveness-ticks {} --trace{}{}",
-                    options.nodes,
+                    args.nodes
+                        .map_or(String::new(), |nodes| format!(" --nodes {nodes}")),
                     args.safety_ticks,
                     args.liveness_ticks,
                     if args.reconfigure {

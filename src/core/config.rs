@@ -5,7 +5,10 @@ use crate::types::NodeId;
 /// A rule that a test deliberately breaks, to show that the simulator's checkers catch it.
 /// Never set outside tests.
 #[doc(hidden)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, strum::EnumIter, strum::IntoStaticStr, strum::EnumString,
+)]
+#[strum(ascii_case_insensitive)]
 pub enum BrokenRule {
     /// Followers acknowledge entries as soon as they are appended, before they are durable, and
     /// a leader counts its appended (not durable) index.
@@ -44,46 +47,18 @@ pub enum BrokenRule {
 
 impl BrokenRule {
     /// Every rule, in declaration order.
-    pub fn all() -> &'static [BrokenRule] {
-        use BrokenRule::*;
-        &[
-            AckBeforePersist,
-            CommitPreviousTermByCounting,
-            VoteWithoutLogCheck,
-            ReadWithoutQuorumCheck,
-            LeaseBeyondElectionTimeout,
-            SupersedeDisplaced,
-            SupersedeUnderSnapshot,
-            RecoveryTrustsUnsynced,
-            VoteRefusalNeedsKnownLeader,
-            LeaseAfterTransfer,
-            TrustPeerInput,
-        ]
+    pub fn all() -> impl Iterator<Item = BrokenRule> {
+        <BrokenRule as strum::IntoEnumIterator>::iter()
     }
 
     /// The rule's name, as the CLI spells it (its variant name).
     pub fn name(self) -> &'static str {
-        match self {
-            BrokenRule::AckBeforePersist => "AckBeforePersist",
-            BrokenRule::CommitPreviousTermByCounting => "CommitPreviousTermByCounting",
-            BrokenRule::VoteWithoutLogCheck => "VoteWithoutLogCheck",
-            BrokenRule::ReadWithoutQuorumCheck => "ReadWithoutQuorumCheck",
-            BrokenRule::LeaseBeyondElectionTimeout => "LeaseBeyondElectionTimeout",
-            BrokenRule::SupersedeDisplaced => "SupersedeDisplaced",
-            BrokenRule::SupersedeUnderSnapshot => "SupersedeUnderSnapshot",
-            BrokenRule::RecoveryTrustsUnsynced => "RecoveryTrustsUnsynced",
-            BrokenRule::VoteRefusalNeedsKnownLeader => "VoteRefusalNeedsKnownLeader",
-            BrokenRule::LeaseAfterTransfer => "LeaseAfterTransfer",
-            BrokenRule::TrustPeerInput => "TrustPeerInput",
-        }
+        self.into()
     }
 
     /// The rule named `name` (case-insensitive).
     pub fn from_name(name: &str) -> Option<BrokenRule> {
-        BrokenRule::all()
-            .iter()
-            .copied()
-            .find(|rule| rule.name().eq_ignore_ascii_case(name))
+        name.parse().ok()
     }
 }
 
@@ -186,7 +161,7 @@ mod tests {
 
     #[test]
     fn every_broken_rule_parses_back_from_its_name() {
-        for &rule in BrokenRule::all() {
+        for rule in BrokenRule::all() {
             assert_eq!(BrokenRule::from_name(rule.name()), Some(rule));
         }
         assert_eq!(BrokenRule::from_name("NoSuchRule"), None);

@@ -90,9 +90,9 @@ pub enum ProposalError {
     TooLarge { bytes: usize, max: usize },
     #[error("no commit within the proposal timeout; the entry may still commit")]
     Timeout,
-    /// Certain: an entry of another term was applied at the proposal's index.
-    #[error("not applied: another leader's entry was applied at its index")]
-    Superseded,
+    /// Certain: an entry of another term was applied at the proposal's index, `index`.
+    #[error("not applied: another leader's entry was applied at its index {index}")]
+    Superseded { index: LogIndex },
     /// The entry left this node's log (another leader's entries replaced it here) or a
     /// snapshot covered it before it was applied here: it may have committed elsewhere.
     #[error("outcome unknown: the entry left this node's log before it was applied; it may still commit")]
@@ -190,7 +190,7 @@ impl ProposalError {
             | ProposalError::Transferring
             | ProposalError::UnknownGroup(_)
             | ProposalError::TooLarge { .. }
-            | ProposalError::Superseded
+            | ProposalError::Superseded { .. }
             | ProposalError::ChangeInProgress
             | ProposalError::ChangeNotAllowed
             | ProposalError::Overloaded { .. } => true,

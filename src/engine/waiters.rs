@@ -40,8 +40,15 @@ impl<R> PendingBatch<R> {
     }
 
     fn answer_all(&mut self, error: &ProposalError, answers: &mut Answers<R>) {
-        for reply in self.replies.drain(..).flatten() {
-            answers.push((reply, Err(error.clone())));
+        self.answer_each(|_| error.clone(), answers);
+    }
+
+    /// Answers every waiting reply with `error(index of its entry)`.
+    fn answer_each(&mut self, error: impl Fn(LogIndex) -> ProposalError, answers: &mut Answers<R>) {
+        for (position, reply) in self.replies.drain(..).enumerate() {
+            if let Some(reply) = reply {
+                answers.push((reply, Err(error(self.first.plus(position as u64)))));
+            }
         }
     }
 
@@ -68,7 +75,7 @@ impl<R> PendingBatch<R> {
                     output: output((index.0 - first.0) as usize),
                 })
             } else {
-                Err(ProposalError::Superseded)
+                Err(ProposalError::Superseded { index })
             };
             answers.push((reply, result));
         }
@@ -157,7 +164,7 @@ impl<R> Waiters<R> {
             }
             if self.broken_rule == Some(BrokenRule::SupersedeDisplaced) {
                 let mut cut = cut;
-                cut.answer_all(&ProposalError::Superseded, answers);
+                cut.answer_each(|index| ProposalError::Superseded { index }, answers);
             } else if cut.replies.iter().any(Option::is_some) {
                 waiters.displaced.push(cut);
             }
@@ -215,15 +222,18 @@ impl<R> Waiters<R> {
         let Some(waiters) = self.groups.get_mut(&group) else {
             return;
         };
-        let error = match self.broken_rule {
-            Some(BrokenRule::SupersedeUnderSnapshot) => ProposalError::Superseded,
+        let error = |index| match self.broken_rule {
+            Some(BrokenRule::SupersedeUnderSnapshot) => ProposalError::Superseded { index },
             _ => ProposalError::OutcomeUnknown,
         };
         for batch in waiters.batches_mut() {
             if batch.first <= index {
                 let through = (index.0.min(batch.last().0) - batch.first.0) as usize;
-                for reply in batch.replies.drain(..=through).flatten() {
-                    answers.push((reply, Err(error.clone())));
+                for (position, reply) in batch.replies.drain(..=through).enumerate() {
+                    if let Some(reply) = reply {
+                        let at = batch.first.plus(position as u64);
+                        answers.push((reply, Err(error(at))));
+                    }
                 }
                 batch.first = batch.first.plus(through as u64 + 1);
             }
@@ -280,6 +290,12 @@ mod tests {
         })
     }
 
+    fn superseded(index: u64) -> ProposalError {
+        ProposalError::Superseded {
+            index: LogIndex(index),
+        }
+    }
+
     fn output_from(first: u64) -> impl FnMut(usize) -> Bytes {
         move |offset| Bytes::from((first + offset as u64).to_le_bytes().to_vec())
     }
@@ -319,14 +335,14 @@ mod tests {
         assert_eq!(
             answers,
             vec![
-                (1, Err(ProposalError::Superseded)),
+                (1, Err(superseded(5))),
                 (9, committed(6)),
-                (2, Err(ProposalError::Superseded))
+                (2, Err(superseded(6)))
             ]
         );
         answers.clear();
         waiters.applied(G, LogIndex(7), 1, Term(4), output_from(7), &mut answers);
-        assert_eq!(answers, vec![(3, Err(ProposalError::Superseded))]);
+        assert_eq!(answers, vec![(3, Err(superseded(7)))]);
         assert!(waiters.is_empty());
     }
 
@@ -340,10 +356,7 @@ mod tests {
         waiters.accepted(G, LogIndex(5), Term(4), 100, vec![20], &mut answers);
         assert_eq!(answers, vec![], "neither outcome is known yet");
         waiters.applied(G, LogIndex(5), 1, Term(2), output_from(5), &mut answers);
-        assert_eq!(
-            answers,
-            vec![(20, Err(ProposalError::Superseded)), (10, committed(5))]
-        );
+        assert_eq!(answers, vec![(20, Err(superseded(5))), (10, committed(5))]);
         assert!(waiters.is_empty());
     }
 
@@ -371,12 +384,12 @@ mod tests {
         let mut displacing = Waiters::with_broken_rule(Some(BrokenRule::SupersedeDisplaced));
         displacing.accepted(G, LogIndex(5), Term(2), 100, vec![1], &mut answers);
         displacing.accepted(G, LogIndex(5), Term(4), 100, vec![2], &mut answers);
-        assert_eq!(answers, vec![(1, Err(ProposalError::Superseded))]);
+        assert_eq!(answers, vec![(1, Err(superseded(5)))]);
         answers.clear();
         let mut restoring = Waiters::with_broken_rule(Some(BrokenRule::SupersedeUnderSnapshot));
         restoring.accepted(G, LogIndex(5), Term(2), 100, vec![1], &mut answers);
         restoring.restored(G, LogIndex(5), &mut answers);
-        assert_eq!(answers, vec![(1, Err(ProposalError::Superseded))]);
+        assert_eq!(answers, vec![(1, Err(superseded(5)))]);
     }
 
     #[test]

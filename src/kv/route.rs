@@ -46,7 +46,10 @@ const BACKOFF_MAX: Duration = Duration::from_millis(200);
 const UNKNOWN: u64 = u64::MAX;
 
 /// How reads are served (`--read`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, strum::IntoStaticStr, strum::EnumString,
+)]
+#[strum(serialize_all = "lowercase", ascii_case_insensitive)]
 pub enum ReadMode {
     /// On the leader, after confirming leadership with a quorum (ReadIndex).
     Linearizable,
@@ -60,11 +63,7 @@ pub enum ReadMode {
 
 impl ReadMode {
     pub fn name(self) -> &'static str {
-        match self {
-            ReadMode::Linearizable => "linearizable",
-            ReadMode::Lease => "lease",
-            ReadMode::Stale => "stale",
-        }
+        self.into()
     }
 
     pub fn consistency(self) -> ReadConsistency {
@@ -76,9 +75,7 @@ impl ReadMode {
     }
 
     pub fn from_name(name: &str) -> Option<ReadMode> {
-        [ReadMode::Linearizable, ReadMode::Lease, ReadMode::Stale]
-            .into_iter()
-            .find(|mode| mode.name().eq_ignore_ascii_case(name))
+        name.parse().ok()
     }
 }
 
@@ -113,7 +110,7 @@ pub fn decide(result: Result<Bytes, ProposalError>, write: bool, this_node: Node
         } if leader != this_node => Attempt::Redirect(leader),
         ProposalError::NotLeader { .. }
         | ProposalError::Transferring
-        | ProposalError::Superseded => Attempt::Retry,
+        | ProposalError::Superseded { .. } => Attempt::Retry,
         // Certainly not applied, but the leader is short of a working majority or applying
         // slower than it is written to: retrying here would keep up the load it pushes back
         // on, so the client is told at once and paces itself.

@@ -163,9 +163,9 @@ fn client_error(error: ProposalError, config: &NodeConfig) -> ClientError {
             bytes: bytes as u64,
             max: max as u64,
         },
-        ProposalError::Timeout | ProposalError::Superseded | ProposalError::OutcomeUnknown => {
-            ClientError::Timeout
-        }
+        ProposalError::Timeout
+        | ProposalError::Superseded { .. }
+        | ProposalError::OutcomeUnknown => ClientError::Timeout,
         ProposalError::ShuttingDown => ClientError::ShuttingDown,
         ProposalError::ChangeInProgress => ClientError::ChangeInProgress,
         ProposalError::ChangeNotAllowed => ClientError::ChangeNotAllowed,

@@ -117,7 +117,15 @@ impl Checker {
     /// forgotten, so that a leader that lost its unsynced term with them may place other
     /// entries there (what must not happen is that such an entry reached another node first,
     /// which the records of entries held elsewhere still catch).
+    ///
+    /// Likewise a leadership of a term its recovered hard state lacks: only a leader elected
+    /// by its own vote alone can lose its term in a crash (every other candidate persists its
+    /// term before asking for votes), and such a leader sends nothing until its term is
+    /// durable, so nobody else learned of it and another node may be elected in that term.
     pub fn restarted(&mut self, node: NodeId, group: GroupId, core: &Raft) {
+        let term = core.term();
+        self.leaders
+            .retain(|&(g, t), leader| g != group || *leader != node || t <= term);
         let base = core.log_base();
         self.entries.retain(|&(g, index, term), (_, holder)| {
             g != group
@@ -201,6 +209,38 @@ impl Checker {
                 "group {group}: a write was acknowledged at {index}, which holds {other:?}"
             )),
         }
+    }
+
+    /// A client was told its write `entry` to `group` was not applied, because another
+    /// entry was applied at `index`: that must be so already. `unique` says no other command
+    /// has the same entry (then the entry applied there must not be this one either).
+    pub fn superseded(
+        &self,
+        group: GroupId,
+        index: LogIndex,
+        entry: &[u8],
+        unique: bool,
+    ) -> Result<(), Violation> {
+        match self.committed.get(&(group, index)) {
+            Some((_, (_, payload))) if unique && payload == entry => violation(format!(
+                "group {group}: a write was answered not applied, but it was applied at {index}"
+            )),
+            Some(_) => Ok(()),
+            None => violation(format!(
+                "group {group}: a write was answered not applied because of the entry applied \
+                 at {index}, but nothing was applied there yet: it may still commit"
+            )),
+        }
+    }
+
+    /// The lowest term above `term` in which some node was elected leader of `group`, with
+    /// that leader, if any.
+    pub fn leader_above(&self, group: GroupId, term: Term) -> Option<(Term, NodeId)> {
+        self.leaders
+            .iter()
+            .filter(|&(&(g, t), _)| g == group && t > term)
+            .map(|(&(_, t), &node)| (t, node))
+            .min()
     }
 
     /// The highest index of `group` known to be committed.

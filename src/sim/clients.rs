@@ -14,8 +14,12 @@
 //! read is retried, as the kv service's forwarding does when a connection breaks.
 //!
 //! Checked as answers arrive: a write acknowledged at an index is the entry committed there
-//! (see [`crate::sim::checker`]); a read reflects at least every write of its group
-//! acknowledged before it began (the index a read reflects comes with its answer).
+//! (see [`crate::sim::checker`]); a write answered "not applied" because another entry was
+//! applied at its index ([`ProposalError::Superseded`]) has that other entry applied there
+//! already; a read reflects at least every entry of its group that was applied anywhere
+//! before its attempt reached the node, which covers every write acknowledged before it
+//! began (the index a read reflects comes with its answer); and no read is served by a leader
+//! that, when the read reached it, a leader of a later term had already replaced.
 //!
 //! Checks after the run:
 //! - registers: the history of SETs and GETs is linearizable
@@ -37,8 +41,8 @@ use crate::kv::command::{plan, Context, Plan};
 use crate::kv::parse::{parse_value, REPLY_LIMITS};
 use crate::kv::resp::Value;
 use crate::kv::route::{decide, Attempt};
-use crate::sim::checker::Violation;
-use crate::types::{GroupId, LogIndex, NodeId};
+use crate::sim::checker::{Checker, Violation};
+use crate::types::{GroupId, LogIndex, NodeId, Term};
 
 /// Simulated clients.
 pub const CLIENTS: usize = 8;
@@ -78,12 +82,16 @@ struct InFlight {
     entry: Bytes,
     read: Option<ReadConsistency>,
     invoked_us: u64,
-    /// For a read: the highest index of its group at which a write had been acknowledged
-    /// when it was invoked; the state it reads must reflect at least that.
+    /// For a read: the highest index of its group that was acknowledged when it was invoked
+    /// or applied anywhere when its latest attempt reached a node; the state it reads must
+    /// reflect at least that.
     required: LogIndex,
     deadline_us: u64,
     /// The node holding the current attempt, if one is out.
     on: Option<NodeId>,
+    /// For a read: set when its current attempt reached a leader that a later term's leader
+    /// had already replaced (no read may be served there; see [`Clients::reached`]).
+    reached_deposed: Option<String>,
 }
 
 struct Client {
@@ -210,6 +218,7 @@ impl Clients {
                 .unwrap_or(LogIndex::ZERO),
             deadline_us: now_us + DEADLINE_US,
             on: None,
+            reached_deposed: None,
         });
     }
 
@@ -231,10 +240,16 @@ impl Clients {
         client: usize,
         live: &[NodeId],
         claimants: &[Vec<NodeId>],
+        checker: &Checker,
         rng: &mut Xoshiro256PlusPlus,
     ) -> Option<AttemptOn> {
         let state = &mut self.clients[client];
         let command = state.command.as_mut()?;
+        // A read must reflect everything of its group committed before it reaches the node
+        // (anything applied anywhere was committed), not only the acknowledged writes.
+        command.required = command
+            .required
+            .max(checker.highest_committed(command.group));
         let hint = self
             .leader_hints
             .get(&command.group)
@@ -260,6 +275,7 @@ impl Clients {
         };
         state.attempt += 1;
         command.on = Some(node);
+        command.reached_deposed = None;
         Some(AttemptOn {
             node,
             group: command.group,
@@ -267,6 +283,22 @@ impl Clients {
             read: command.read,
             reply: (client, state.attempt),
         })
+    }
+
+    /// `client`'s attempt reached `node`, which leads the command's group in `term`, while
+    /// `newer` (term and node) was already elected in a later term. Every majority that could
+    /// confirm a ReadIndex round of `node` from now on, or that acknowledged the round its
+    /// lease rests on, holds a voter of `newer`'s election in `newer`'s term or later (a
+    /// lease's voters refuse to vote until it has run out): so a read served here may be stale
+    /// and must not be served.
+    pub fn reached(&mut self, client: usize, node: NodeId, term: Term, newer: (Term, NodeId)) {
+        if let Some(command) = self.clients[client].command.as_mut() {
+            command.reached_deposed = Some(format!(
+                "{node} served a read of {} as leader of {term}, but {} had been elected \
+                 leader of {} before the read reached {node}",
+                command.group, newer.1, newer.0
+            ));
+        }
     }
 
     /// Whether `client` has a command waiting for an attempt to be scheduled.
@@ -284,7 +316,7 @@ impl Clients {
         node: NodeId,
         result: Result<Committed, ProposalError>,
         now_us: u64,
-        checker: &crate::sim::checker::Checker,
+        checker: &Checker,
     ) -> Result<Next, Violation> {
         let (client, attempt) = reply;
         if self.clients[client].attempt != attempt {
@@ -295,6 +327,10 @@ impl Clients {
         };
         command.on = None;
         let write = command.read.is_none();
+        if let Err(ProposalError::Superseded { index }) = &result {
+            let unique = matches!(command.command, Command::Set { .. });
+            checker.superseded(command.group, *index, &command.entry, unique)?;
+        }
         let index = result.as_ref().ok().map(|committed| committed.index);
         let decision = decide(result.map(|committed| committed.output), write, node);
         match decision {
@@ -306,10 +342,12 @@ impl Clients {
                         .push((command.group, index, command.entry.clone()));
                     let highest = self.highest_acknowledged.entry(command.group).or_default();
                     *highest = index.max(*highest);
+                } else if let Some(stale) = command.reached_deposed.take() {
+                    return Err(Violation(stale));
                 } else if index < command.required {
                     return Err(Violation(format!(
-                        "{node} served a read of {} at index {index}, but a write at {} was \
-                         acknowledged before the read began",
+                        "{node} served a read of {} at index {index}, but the entry at {} was \
+                         committed (or a write there acknowledged) before the read reached it",
                         command.group, command.required
                     )));
                 }
@@ -434,6 +472,20 @@ impl Clients {
 
     pub fn reads_served(&self) -> u64 {
         self.reads_served
+    }
+
+    /// A read query for probes: a GET of a register (what it returns does not matter).
+    pub fn probe_entry(&self) -> Bytes {
+        let context = Context {
+            groups: self.groups,
+            now_ms: 0,
+            connection_id: u64::MAX,
+        };
+        let args = [Bytes::from_static(b"GET"), register_key(0)];
+        let Plan::Routed(routed) = plan(&context, &args) else {
+            unreachable!("GET is routed");
+        };
+        routed.parts.into_iter().next().expect("one part").1
     }
 
     /// The groups of the counter keys, with the GET entries that read them.

@@ -15,8 +15,10 @@
 //! crosses the network; snapshot sends copy the stored snapshot from the sender's store to the
 //! receiver's and then deliver the `InstallSnapshot`; answers go to the clients.
 //!
-//! Fault model. Network: each message may be lost, duplicated, delayed (which reorders), or
-//! cut by a partition (symmetric, one-way, or isolating the leader); a snapshot transfer that
+//! Fault model. Network: each message may be lost, duplicated, delayed (which reorders),
+//! stalled (held for many ticks, like a connection that stops moving), garbled into one no
+//! correct peer sends ([`crate::sim::garble`]), or cut by a partition (symmetric, one-way, or
+//! isolating the leader); a snapshot transfer that
 //! is lost or whose snapshot the sender no longer holds is reported to the sender as
 //! `unreachable`. Disk (a crash is power loss): a node's writes reach the medium in issue
 //! order, at flush granularity; a completed flush makes everything it took durable; a crash
@@ -46,6 +48,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::batch::EntryBatch;
 use crate::core::{BrokenRule, Config, MembershipChange, Message, Role};
+use crate::engine::reads::ReadConsistency;
 use crate::engine::{
     Committed, EngineConfig, EngineError, PendingSnapshot, ProposalError, ShardEngine,
     SnapshotSend, UNCOMMITTED_BYTES_MAX_DEFAULT,
@@ -53,10 +56,11 @@ use crate::engine::{
 use crate::log::{LogStore, MemLog, PendingFlush};
 use crate::sim::checker::{Checker, NodeObserver, Observations, Violation};
 use crate::sim::clients::{AttemptOn, Clients, Next};
-use crate::sim::faults::FaultPlan;
+use crate::sim::faults::{FaultMix, STALL_TICKS};
+use crate::sim::garble::garble;
 use crate::sim::machine::SimMachine;
 use crate::snapshot::MemSnapshots;
-use crate::types::{GroupId, LogIndex, NodeId};
+use crate::types::{GroupId, LogIndex, NodeId, Term};
 
 /// Raft groups on every node (the kv keys hash over them).
 pub const GROUPS: u32 = 2;
@@ -131,12 +135,16 @@ pub struct SimSummary {
     pub reads_served: u64,
     pub messages_lost: u64,
     pub messages_duplicated: u64,
+    pub messages_stalled: u64,
+    pub messages_garbled: u64,
     pub partitions: u64,
     pub crashes: u64,
     pub failed_syncs: u64,
     pub snapshots_taken: u64,
     pub snapshots_installed: u64,
     pub membership_changes: u64,
+    /// Lease reads sent to deposed leaders (see [`Cluster::probe_deposed_leaders`]).
+    pub probes: u64,
 }
 
 /// Where an engine's answer goes.
@@ -146,12 +154,24 @@ enum Reply {
     Client(usize, u64),
     /// The operator's membership change.
     Operator,
+    /// A lease read the cluster sent to `group`'s leader of `term` after `newer` (term and
+    /// node) had been elected: it must not be served (see [`Cluster::probe_deposed_leaders`]).
+    Probe {
+        group: GroupId,
+        term: Term,
+        newer: (Term, NodeId),
+    },
 }
 
 type Engine = ShardEngine<MemLog, SimMachine, Reply, MemSnapshots>;
 
 enum Event {
-    Tick(NodeId),
+    /// A tick of `node` in its life `epoch` (each life has its own chain of ticks: a node
+    /// restarted at the instant it crashed must not tick twice as fast).
+    Tick {
+        node: NodeId,
+        epoch: u64,
+    },
     Deliver {
         from: NodeId,
         to: NodeId,
@@ -228,7 +248,7 @@ impl SimNode {
 pub struct Cluster {
     options: SimOptions,
     rng: Xoshiro256PlusPlus,
-    plan: FaultPlan,
+    plan: FaultMix,
     seed: u64,
     now_us: u64,
     sequence: u64,
@@ -241,6 +261,8 @@ pub struct Cluster {
     summary: SimSummary,
     /// Applied entries past its last snapshot after which an engine snapshots a group.
     snapshot_entries: u64,
+    /// The checker's election count when deposed leaders were last probed.
+    elections_probed: u64,
 }
 
 /// An event due at `at_us`; ties run in scheduling order (`sequence`).
@@ -277,7 +299,7 @@ fn groups() -> impl Iterator<Item = GroupId> {
 impl Cluster {
     pub fn new(seed: u64, options: SimOptions) -> Result<Cluster, Violation> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        let plan = FaultPlan::draw(&mut rng);
+        let plan = FaultMix::draw(&mut rng);
         let snapshot_entries = if options.snapshots {
             rng.random_range(5..=30)
         } else {
@@ -300,6 +322,7 @@ impl Cluster {
             clients: Clients::new(GROUPS),
             summary: SimSummary::default(),
             snapshot_entries,
+            elections_probed: 0,
             options,
         };
         for id in (1..=cluster.options.nodes as u64).map(NodeId) {
@@ -319,7 +342,7 @@ impl Cluster {
         Ok(cluster)
     }
 
-    pub fn plan(&self) -> &FaultPlan {
+    pub fn plan(&self) -> &FaultMix {
         &self.plan
     }
 
@@ -447,10 +470,10 @@ impl Cluster {
 
     fn handle(&mut self, event: Event) -> Result<(), Violation> {
         match event {
-            Event::Tick(id) => {
-                if self.is_up(id) {
-                    self.turn(id, |engine| engine.tick())?;
-                    self.schedule(TICK_US, Event::Tick(id));
+            Event::Tick { node, epoch } => {
+                if self.node(node).epoch == epoch && self.is_up(node) {
+                    self.turn(node, |engine| engine.tick())?;
+                    self.schedule(TICK_US, Event::Tick { node, epoch });
                 }
             }
             Event::Deliver {
@@ -532,9 +555,45 @@ impl Cluster {
         let result = work(engine).and_then(|()| engine.end_turn());
         self.take_violation()?;
         match result {
-            Ok(()) => self.after_turn(id),
-            Err(error) => self.engine_failed(id, error),
+            Ok(()) => self.after_turn(id)?,
+            Err(error) => self.engine_failed(id, error)?,
         }
+        let elections = self.observations.borrow().checker.leaders_elected();
+        if elections != self.elections_probed {
+            self.elections_probed = elections;
+            self.probe_deposed_leaders()?;
+        }
+        Ok(())
+    }
+
+    /// Sends a lease read to every node that still leads a group in some term although a
+    /// leader of a later term was elected: none may serve it. A lease rests on a majority
+    /// that promised not to vote for a while, so a newer leader means the lease was not
+    /// one (or a transfer vote slipped past it); the probe catches that at once, without
+    /// waiting for a client's read to land in the window. Runs after each election and each
+    /// tick.
+    fn probe_deposed_leaders(&mut self) -> Result<(), Violation> {
+        for group in groups() {
+            for node in self.claimants(group) {
+                let core = self
+                    .node(node)
+                    .engine()
+                    .and_then(|engine| engine.core(group));
+                let Some(term) = core.map(|core| core.term()) else {
+                    continue;
+                };
+                let newer = self.observations.borrow().checker.leader_above(group, term);
+                let Some(newer) = newer else { continue };
+                self.summary.probes += 1;
+                let entry = self.clients.probe_entry();
+                let reply = Reply::Probe { group, term, newer };
+                self.turn(node, |engine| {
+                    engine.read(group, entry, ReadConsistency::Lease, reply);
+                    Ok(())
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// `id`'s engine stopped with `error`: a crash if it is the sync failure the simulation
@@ -627,8 +686,17 @@ impl Cluster {
         };
         let epochs = self.epochs(from, to);
         for _ in 0..copies {
-            let delay = self.rng.random_range(1..=self.plan.delay_max_us);
-            let message = message.clone();
+            let mut delay = self.rng.random_range(1..=self.plan.delay_max_us);
+            if self.rng.random_bool(self.plan.stall) {
+                self.summary.messages_stalled += 1;
+                delay += self.rng.random_range(STALL_TICKS) * TICK_US;
+            }
+            let message = if self.rng.random_bool(self.plan.garble) {
+                self.summary.messages_garbled += 1;
+                garble(&message, &mut self.rng)
+            } else {
+                message.clone()
+            };
             self.schedule(
                 delay,
                 Event::Deliver {
@@ -699,9 +767,23 @@ impl Cluster {
         reply: Reply,
         result: Result<Committed, ProposalError>,
     ) -> Result<(), Violation> {
-        let Reply::Client(client, attempt) = reply else {
-            self.trace(|| format!("operator: membership change answered {result:?}"));
-            return Ok(());
+        let (client, attempt) = match reply {
+            Reply::Client(client, attempt) => (client, attempt),
+            Reply::Operator => {
+                self.trace(|| format!("operator: membership change answered {result:?}"));
+                return Ok(());
+            }
+            Reply::Probe { group, term, newer } => {
+                self.trace(|| format!("probe of {node} in {group}: {result:?}"));
+                return match result {
+                    Ok(_) => Err(Violation(format!(
+                        "{node} served a lease read of {group} as leader of {term}, but {} had \
+                         been elected leader of {} before the read reached it",
+                        newer.1, newer.0
+                    ))),
+                    Err(_) => Ok(()),
+                };
+            }
         };
         self.trace(|| format!("client {client} attempt {attempt} on {node}: {result:?}"));
         let next = {
@@ -726,21 +808,45 @@ impl Cluster {
         }
         let live = self.live();
         let claimants: Vec<Vec<NodeId>> = groups().map(|group| self.claimants(group)).collect();
+        let attempt = {
+            let observations = self.observations.borrow();
+            self.clients.attempt(
+                client,
+                &live,
+                &claimants,
+                &observations.checker,
+                &mut self.rng,
+            )
+        };
         let Some(AttemptOn {
             node,
             group,
             entry,
             read,
             reply,
-        }) = self
-            .clients
-            .attempt(client, &live, &claimants, &mut self.rng)
+        }) = attempt
         else {
             let next = self.clients.retry_or_give_up(client, self.now_us)?;
             self.follow(next);
             return Ok(());
         };
         self.trace(|| format!("client {client} attempt {} on {node}: {read:?}", reply.1));
+        if read.is_some() {
+            let core = self
+                .node(node)
+                .engine()
+                .and_then(|engine| engine.core(group));
+            if let Some(core) = core.filter(|core| core.role() == Role::Leader) {
+                let newer = self
+                    .observations
+                    .borrow()
+                    .checker
+                    .leader_above(group, core.term());
+                if let Some(newer) = newer {
+                    self.clients.reached(client, node, core.term(), newer);
+                }
+            }
+        }
         let reply = Reply::Client(reply.0, reply.1);
         self.turn(node, |engine| {
             match read {
@@ -754,6 +860,7 @@ impl Cluster {
     // ---- faults, the operator and the clients ------------------------------------------------
 
     fn inject_faults(&mut self) -> Result<(), Violation> {
+        self.probe_deposed_leaders()?;
         if self.cut.is_empty() && self.rng.random_bool(self.plan.partition_per_tick) {
             self.partition();
         }
@@ -962,7 +1069,7 @@ impl Cluster {
         // snapshot: an empty turn flushes it.
         self.turn(id, |_| Ok(()))?;
         let phase = self.rng.random_range(1..TICK_US);
-        self.schedule(phase, Event::Tick(id));
+        self.schedule(phase, Event::Tick { node: id, epoch });
         Ok(())
     }
 

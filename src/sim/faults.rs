@@ -6,7 +6,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 /// Probabilities and ranges that drive the faults of one run.
 #[derive(Clone, Debug)]
-pub struct FaultPlan {
+pub struct FaultMix {
     /// Chance that a message is lost.
     pub loss: f64,
     /// Chance that a message is delivered twice.
@@ -28,13 +28,21 @@ pub struct FaultPlan {
     pub transfer_per_tick: f64,
     /// Per tick: chance that an idle client starts a command.
     pub propose_per_tick: f64,
+    /// Chance that a message stalls (a connection that stops moving for a while): it arrives
+    /// [`STALL_TICKS`] later than its delay says, long after messages sent after it.
+    pub stall: f64,
+    /// Chance that a message arrives garbled ([`crate::sim::garble`]).
+    pub garble: f64,
 }
 
-impl FaultPlan {
-    /// Draws a plan from the run's generator.
-    pub fn draw(rng: &mut Xoshiro256PlusPlus) -> FaultPlan {
+/// How many ticks a stalled message is held, on top of its delay.
+pub const STALL_TICKS: std::ops::RangeInclusive<u64> = 5..=40;
+
+impl FaultMix {
+    /// Draws a mix from the run's generator.
+    pub fn draw(rng: &mut Xoshiro256PlusPlus) -> FaultMix {
         let sync_min_us = rng.random_range(50..=500);
-        FaultPlan {
+        FaultMix {
             loss: pick(rng, 0.5, 0.0, 0.30),
             duplication: pick(rng, 0.5, 0.0, 0.30),
             delay_max_us: rng.random_range(100..=20_000),
@@ -46,12 +54,14 @@ impl FaultPlan {
             restart_per_tick: rng.random_range(0.02..0.2),
             transfer_per_tick: pick(rng, 0.3, 0.0, 0.01),
             propose_per_tick: rng.random_range(0.2..1.0),
+            stall: pick(rng, 0.3, 0.0, 0.05),
+            garble: pick(rng, 0.2, 0.0, 0.02),
         }
     }
 
     /// A calm network and disk, for the liveness phase.
-    pub fn healed(&self) -> FaultPlan {
-        FaultPlan {
+    pub fn healed(&self) -> FaultMix {
+        FaultMix {
             loss: 0.0,
             duplication: 0.0,
             delay_max_us: self.delay_max_us.min(2_000),
@@ -60,6 +70,8 @@ impl FaultPlan {
             restart_per_tick: 1.0,
             transfer_per_tick: 0.0,
             sync_failure: 0.0,
+            stall: 0.0,
+            garble: 0.0,
             ..self.clone()
         }
     }

@@ -3,8 +3,8 @@
 //! network, disk and snapshot store, with simulated kv clients; checked after every action and
 //! at the end of each run.
 //!
-//! One seed drives everything: the fault mix ([`faults::FaultPlan`], drawn per seed), message
-//! loss, duplication, delays and reordering, symmetric and one-way partitions, isolation of a
+//! One seed drives everything: the fault mix ([`faults::FaultMix`], drawn per seed), message
+//! loss, duplication, delays and reordering, stalls, garbling, symmetric and one-way partitions, isolation of a
 //! leader, crashes that lose unsynced writes and unstored snapshots, failing and slow syncs,
 //! restarts from the durable state, leadership transfers, and clients writing, reading and
 //! incrementing keys through the engine's API and the kv service's retry policy
@@ -17,14 +17,24 @@ pub mod checker;
 pub mod clients;
 pub mod cluster;
 pub mod faults;
+pub mod garble;
 pub mod machine;
 
 pub use checker::Violation;
 pub use cluster::{Cluster, SimOptions, SimSummary};
 
-/// Runs one seed.
+/// Runs one seed. A panic anywhere in the run (a node's engine or core included) is a
+/// violation too.
 pub fn run_seed(seed: u64, options: &SimOptions) -> Result<SimSummary, Violation> {
-    Cluster::new(seed, options.clone())?.run()
+    let run = || Cluster::new(seed, options.clone())?.run();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("(no message)");
+        Err(Violation(format!("panic: {message}")))
+    })
 }
 
 /// Options for seed `seed` in a sweep that mixes 3- and 5-node clusters, with snapshots on in
