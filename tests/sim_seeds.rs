@@ -62,29 +62,29 @@ fn reconfiguring_seeds_show_no_violation() {
 }
 
 /// For each broken rule, the first seed of a 2,000-seed mixed sweep
-/// (`ringraft sim --broken NAME --seeds 2000`) that caught it. Not listed:
-/// VoteRefusalNeedsKnownLeader, which no seed of 12,000 mixed and 4,000 reconfiguring ones
-/// caught (its exact-action tests in `core_reads.rs` do). A follower forgets its leader's
-/// lease only when it adopts a higher term from a message that is not from a leader; nearly
-/// always that is a transfer vote, which it grants anyway and whose leader serves no lease
-/// after sending TimeoutNow. The harmful path needs a stale refusal carrying a higher term to
-/// reach a follower that has rejoined a lower-term leader, and then a candidate's two round
-/// trips to finish before that leader hears the higher term.
+/// (`ringraft sim --broken NAME --seeds 2000`) that caught it.
 const FIRST_CATCHING_SEEDS: &[(BrokenRule, u64)] = &[
     (BrokenRule::AckBeforePersist, 12),
     (BrokenRule::CommitPreviousTermByCounting, 110),
     (BrokenRule::VoteWithoutLogCheck, 5),
     (BrokenRule::ReadWithoutQuorumCheck, 1),
-    (BrokenRule::LeaseBeyondElectionTimeout, 5),
+    (BrokenRule::LeaseBeyondElectionTimeout, 1),
     (BrokenRule::SupersedeDisplaced, 269),
     (BrokenRule::SupersedeUnderSnapshot, 75),
     (BrokenRule::RecoveryTrustsUnsynced, 1632),
+    (BrokenRule::VoteRefusalNeedsKnownLeader, 379),
     (BrokenRule::LeaseAfterTransfer, 105),
     (BrokenRule::TrustPeerInput, 0),
 ];
 
 #[test]
 fn each_broken_rule_is_caught_by_its_first_catching_seed() {
+    let listed: Vec<BrokenRule> = FIRST_CATCHING_SEEDS.iter().map(|&(rule, _)| rule).collect();
+    assert_eq!(
+        listed,
+        BrokenRule::all().collect::<Vec<_>>(),
+        "every rule, in order"
+    );
     for &(rule, seed) in FIRST_CATCHING_SEEDS {
         let options = SimOptions {
             broken_rule: Some(rule),

@@ -59,6 +59,7 @@ use crate::sim::clients::{AttemptOn, Clients, Next};
 use crate::sim::faults::{FaultMix, STALL_TICKS};
 use crate::sim::garble::garble;
 use crate::sim::machine::SimMachine;
+use crate::sim::promises::LeasePromises;
 use crate::snapshot::MemSnapshots;
 use crate::types::{GroupId, LogIndex, NodeId, Term};
 
@@ -263,6 +264,7 @@ pub struct Cluster {
     snapshot_entries: u64,
     /// The checker's election count when deposed leaders were last probed.
     elections_probed: u64,
+    promises: LeasePromises,
 }
 
 /// An event due at `at_us`; ties run in scheduling order (`sequence`).
@@ -323,6 +325,7 @@ impl Cluster {
             summary: SimSummary::default(),
             snapshot_entries,
             elections_probed: 0,
+            promises: LeasePromises::new(lease_us(&options)),
             options,
         };
         for id in (1..=cluster.options.nodes as u64).map(NodeId) {
@@ -485,6 +488,7 @@ impl Cluster {
             } => {
                 if self.epochs(from, to) == epochs && self.is_up(to) {
                     self.trace(|| format!("{to} <- {from} {group} {message:?}"));
+                    self.promises.delivered(to, group, &message);
                     self.turn(to, |engine| engine.receive(from, group, message))?;
                 }
             }
@@ -655,7 +659,7 @@ impl Cluster {
         }
         for (to, messages) in outbox {
             for (group, message) in messages {
-                self.send(id, to, group, message);
+                self.send(id, to, group, message)?;
             }
         }
         for send in snapshot_sends {
@@ -674,9 +678,16 @@ impl Cluster {
         lost
     }
 
-    fn send(&mut self, from: NodeId, to: NodeId, group: GroupId, message: Message) {
+    fn send(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        group: GroupId,
+        message: Message,
+    ) -> Result<(), Violation> {
+        self.promises.sent(from, to, group, &message, self.now_us)?;
         if self.lost(from, to) {
-            return;
+            return Ok(());
         }
         let copies = if self.rng.random_bool(self.plan.duplication) {
             self.summary.messages_duplicated += 1;
@@ -708,6 +719,7 @@ impl Cluster {
                 },
             );
         }
+        Ok(())
     }
 
     /// Starts streaming a snapshot: it arrives after a network delay, or the sender hears it

@@ -10,8 +10,9 @@
 //! incrementing keys through the engine's API and the kv service's retry policy
 //! ([`clients`]). A run has a safety phase with faults, then a liveness phase that heals the
 //! network, restarts every node and requires leaders and a newly acknowledged write within a
-//! bound. The fault model is documented in [`cluster`], the checks in [`checker`] (per action)
-//! and [`clients`] (what clients saw).
+//! bound. The fault model is documented in [`cluster`], the checks in [`checker`] (per action),
+//! [`promises`] (no vote inside a lease the voter supports), [`clients`] (what clients saw) and
+//! [`Cluster`]'s probe reads (no deposed leader serves a lease read).
 
 pub mod checker;
 pub mod clients;
@@ -19,6 +20,7 @@ pub mod cluster;
 pub mod faults;
 pub mod garble;
 pub mod machine;
+pub mod promises;
 
 pub use checker::Violation;
 pub use cluster::{Cluster, SimOptions, SimSummary};
