@@ -10,7 +10,6 @@
 use bytes::Bytes;
 
 use crate::batch::{BatchKind, EntryBatch};
-use crate::client::protocol::{decode_requests, decode_responses};
 use crate::constants::{INDEX_MAX, TERM_MAX};
 use crate::core::{
     AppendOutcome, AppendRequest, Config, Input, Membership, Message, Raft, Recovered, RejectHint,
@@ -18,6 +17,7 @@ use crate::core::{
 };
 use crate::log::hard_state::decode_slot;
 use crate::log::segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::net::client_wire::{decode_requests, decode_responses};
 use crate::net::snapshot_wire::{SnapshotAck, SnapshotChunk};
 use crate::net::wire::{decode_raft, encode_raft};
 use crate::net::{FrameDecoder, FrameKind};

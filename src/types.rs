@@ -1,10 +1,13 @@
-//! Identifier and position newtypes shared by every layer.
+//! Identifier and position newtypes shared by every layer, and the small vocabulary both a
+//! node and its clients speak: a member's addresses ([`PeerConfig`]) and how fresh a read must
+//! be ([`ReadConsistency`]).
 //!
 //! Each quantity has its own type so that an index cannot be passed where a count or a term is
 //! expected. `LogIndex(0)` is the empty position before the first entry: the first entry of a
 //! group's log has index 1, and `LogIndex::ZERO` with `Term::ZERO` describes an empty log.
 
 use std::fmt;
+use std::net::SocketAddr;
 
 macro_rules! id_newtype {
     ($(#[$doc:meta])* $name:ident($inner:ty), $prefix:literal) => {
@@ -89,4 +92,30 @@ pub struct HardState {
     pub term: Term,
     pub vote: Option<NodeId>,
     pub commit: LogIndex,
+}
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ReadConsistency {
+    /// Linearizable, by ReadIndex: the leader confirms with a heartbeat round that it still
+    /// leads, then serves at the commit index it had when the read arrived.
+    #[default]
+    Linearizable,
+    /// Linearizable as long as clocks drift less than the configured bound: the leader serves
+    /// at its commit index without a round trip while its lease holds (falls back to ReadIndex
+    /// otherwise). Needs check-quorum.
+    Lease,
+    /// The local state machine as it is, on any node: may miss recent writes (not
+    /// linearizable).
+    Stale,
+}
+
+/// One member of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub id: NodeId,
+    /// Base address of its peer port.
+    pub addr: SocketAddr,
+    /// Base address of its client port, if known (used in "not leader" answers).
+    pub client_addr: Option<SocketAddr>,
 }

@@ -10,15 +10,15 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use common::{batch, DiskFixture, Fixture};
-use ringraft::client::protocol::{
-    encode_requests, encode_responses, ClientRequest, ClientResponse,
-};
 use ringraft::constants::FRAME_HEADER_BYTES;
 use ringraft::core::{AppendOutcome, AppendRequest, Message};
 use ringraft::fuzzing;
 use ringraft::log::hard_state::encode_slot;
 use ringraft::log::segment::SEGMENT_HEADER_BYTES;
 use ringraft::log::LogStore;
+use ringraft::net::client_wire::{
+    encode_requests, encode_responses, ClientRequest, ClientResponse,
+};
 use ringraft::net::wire::encode_raft;
 use ringraft::types::{GroupId, HardState, LogIndex, NodeId, ShardId, Term};
 

@@ -17,14 +17,8 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use rkyv::util::AlignedVec;
 
-use ringraft::api::members::{decode_members, encode_members};
 use ringraft::api::{PeerConfig, ReadConsistency};
 use ringraft::batch::{BatchKind, EntryBatch};
-use ringraft::client::protocol::{
-    decode_requests, decode_requests_frame, decode_responses, decode_responses_frame,
-    encode_requests, encode_responses, ClientError, ClientRequest, ClientResponse,
-    GroupAdminStatus, GroupStatus, ProtocolError, ShardStats, StageBuckets,
-};
 use ringraft::constants::{
     CLIENT_PAYLOAD_BYTES_MAX, FRAME_ALIGN, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, INDEX_MAX,
     PROTOCOL_VERSION, SNAPSHOT_CHUNK_BYTES_MAX,
@@ -32,8 +26,14 @@ use ringraft::constants::{
 use ringraft::core::{
     AppendOutcome, AppendRequest, Membership, MembershipChange, Message, RejectHint, Role,
 };
+use ringraft::net::client_wire::{
+    decode_requests, decode_requests_frame, decode_responses, decode_responses_frame,
+    encode_requests, encode_responses, ClientError, ClientRequest, ClientResponse,
+    GroupAdminStatus, GroupSummary, ProtocolError, ShardStats, StageBuckets,
+};
 use ringraft::net::frame::{encode_frame, frame_wire_len, Frame, FRAME_MAGIC};
 use ringraft::net::handshake::{check_hello, HandshakeError, Hello, HelloReply, LocalIdentity};
+use ringraft::net::members::{decode_members, encode_members};
 use ringraft::net::snapshot_wire::{SnapshotAck, SnapshotChunk, SnapshotWireError};
 use ringraft::net::wire::{
     decode_raft, decode_raft_frame, encode_raft, message_wire_bytes, WireError,
@@ -464,7 +464,7 @@ fn arb_client_error() -> impl Strategy<Value = ClientError> {
     ]
 }
 
-fn arb_group_status() -> impl Strategy<Value = GroupStatus> {
+fn arb_group_summary() -> impl Strategy<Value = GroupSummary> {
     (
         any::<u64>(),
         arb_role(),
@@ -475,7 +475,7 @@ fn arb_group_status() -> impl Strategy<Value = GroupStatus> {
         arb_index(),
     )
         .prop_map(
-            |(group, role, term, leader, commit, applied, last_index)| GroupStatus {
+            |(group, role, term, leader, commit, applied, last_index)| GroupSummary {
                 group: GroupId(group),
                 role,
                 term,
@@ -489,7 +489,7 @@ fn arb_group_status() -> impl Strategy<Value = GroupStatus> {
 
 fn arb_response() -> impl Strategy<Value = ClientResponse> {
     let admin_group = (
-        arb_group_status(),
+        arb_group_summary(),
         (arb_index(), arb_index(), arb_index()),
         arb_membership(),
         arb_members(),
@@ -527,7 +527,7 @@ fn arb_response() -> impl Strategy<Value = ClientResponse> {
             any::<u64>(),
             any::<u64>(),
             any::<(u64, u64, u64)>(),
-            prop::collection::vec(arb_group_status(), 0..6)
+            prop::collection::vec(arb_group_summary(), 0..6)
         )
             .prop_map(
                 |(id, node, (flushes, entries_written, bytes_written), groups)| {

@@ -27,14 +27,13 @@
 //! node.shutdown().unwrap();
 //! ```
 
-pub mod config;
 pub mod data_dir;
-pub mod members;
 pub mod node;
-pub mod state_machine;
 
-pub use crate::engine::reads::ReadConsistency;
-pub use crate::engine::{Committed, GroupStatus, GroupSummary, ProposalError};
-pub use config::{NodeConfig, PeerConfig};
+pub use crate::config::NodeConfig;
+pub use crate::engine::{
+    Committed, CommittedEntries, GroupStatus, LogOnly, ProposalError, StateMachine,
+};
+pub use crate::net::client_wire::GroupSummary;
+pub use crate::types::{PeerConfig, ReadConsistency};
 pub use node::Node;
-pub use state_machine::{CommittedEntries, LogOnly, StateMachine};

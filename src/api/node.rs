@@ -15,15 +15,15 @@ use std::thread::JoinHandle;
 
 use bytes::Bytes;
 
-use crate::api::config::NodeConfig;
 use crate::api::data_dir;
-use crate::api::state_machine::StateMachine;
+use crate::config::NodeConfig;
 use crate::core::MembershipChange;
-use crate::engine::reads::ReadConsistency;
+use crate::engine::state_machine::StateMachine;
 use crate::engine::{Committed, GroupStatus, ProposalError};
 use crate::error::NodeError;
 use crate::shard::admin::ChangeRequest;
 use crate::shard::runtime::{self, ApiRequest, ShardContext};
+use crate::types::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, ShardId};
 
 /// A running node. Dropping it shuts it down.

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use crate::chaos::proxy::{LinkState, Proxy};
 use crate::chaos::resp_client::RespConnection;
-use crate::cli::local_cluster::{die_with_parent, stop_gracefully};
 use crate::kv::resp::Value;
+use crate::procs::local_cluster::{die_with_parent, stop_gracefully};
 
 /// Raft groups of every harness node.
 pub const GROUPS: u32 = 3;

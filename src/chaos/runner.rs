@@ -30,8 +30,9 @@ use crate::chaos::resp_client::RespConnection;
 use crate::chaos::tmpfs::Tmpfs;
 use crate::chaos::workload::{bound_unknown_writes, value_id, Workload, WorkloadConfig};
 use crate::check::linearizability::{self, Action};
-use crate::check::logs::{self, GroupLog, LogEntry, NodeLogs};
+use crate::check::logs::{self, Decoded, GroupLog, LogEntry, NodeLogs, WorkloadView};
 use crate::kv::hashing::group_of;
+use crate::kv::op::{Entry, Op};
 use crate::log::{shard_dir, DiskLog, LogConfig, LogStore};
 use crate::types::ShardId;
 
@@ -596,17 +597,18 @@ pub fn run(options: &ChaosOptions) -> Result<Summary, String> {
         .collect();
     let logs = read_logs(&run.cluster, cluster_id)?;
     let fills = run.fills;
-    let log_report = logs::check(
-        &logs,
-        &history.acknowledged,
-        &|key, value| {
-            if key.starts_with(FILL_KEY_PREFIX.as_bytes()) {
-                return fill_id(value).is_some_and(|n| n < fills);
-            }
-            key.starts_with(b"chaos:") && value_id(value).is_some_and(|id| sent.contains(&id))
-        },
-        &|key| group_of(key, GROUPS).0,
-    );
+    let sent = |key: &[u8], value: &[u8]| {
+        if key.starts_with(FILL_KEY_PREFIX.as_bytes()) {
+            return fill_id(value).is_some_and(|n| n < fills);
+        }
+        key.starts_with(b"chaos:") && value_id(value).is_some_and(|id| sent.contains(&id))
+    };
+    let workload = WorkloadView {
+        decode: &decode_kv_entry,
+        sent: &sent,
+        group_of: &|key| group_of(key, GROUPS).0,
+    };
+    let log_report = logs::check(&logs, &history.acknowledged, &workload);
     summary.log_entries = log_report.entries;
     for violation in log_report.violations {
         summary.violations.push(format!("logs: {violation}"));
@@ -640,5 +642,18 @@ mod tests {
         assert_eq!(fill_id(&b), Some(70));
         assert_eq!(fill_id(b"c1-5"), None);
         assert_eq!(fill_id(b"fill-x-"), None);
+    }
+}
+
+/// Reads a key-value entry for the log checker: a SET is the workload's write.
+fn decode_kv_entry(payload: &[u8]) -> Decoded<'_> {
+    match Entry::decode(payload).map(|entry| entry.op) {
+        Ok(Op::Set(set)) => Decoded::Write {
+            key: set.key,
+            value: set.value,
+        },
+        Ok(other) if other.is_read() => Decoded::Read,
+        Ok(other) => Decoded::Unexpected(format!("{other:?}")),
+        Err(_) => Decoded::Undecodable,
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! Input: for every node and group, the command entries in index order, the index the log
 //! starts after (entries up to it were compacted into a snapshot) and the node's durable
-//! commit index (its hard state), plus the acknowledged writes, a test for values a client
-//! sent, and the group of a key. It reports:
+//! commit index (its hard state), plus the acknowledged writes and what the checker must know
+//! of the workload ([`WorkloadView`]: how entries decode, which values a client sent, the group of
+//! a key). The checker knows no entry format of its own. It reports:
 //! - **disagreement**: two nodes whose commit indexes both cover an index hold different
 //!   entries (term or payload) there;
 //! - **lost write**: an acknowledged SET found in no log although no node compacted its group,
@@ -20,7 +21,28 @@
 
 use std::collections::HashMap;
 
-use crate::kv::op::{Entry, Op};
+/// What an entry's payload is, as the workload's decoder reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decoded<'a> {
+    /// A write of `value` (unique per write) to `key`.
+    Write { key: &'a [u8], value: &'a [u8] },
+    /// A command that changes nothing (a read through the log).
+    Read,
+    /// A command the workload does not send, described.
+    Unexpected(String),
+    /// Bytes that are not an entry of the workload's format.
+    Undecodable,
+}
+
+/// What the checker must know of the workload.
+pub struct WorkloadView<'w> {
+    /// Reads an entry's payload.
+    pub decode: &'w dyn for<'a> Fn(&'a [u8]) -> Decoded<'a>,
+    /// Whether a client sent this write (key, value).
+    pub sent: &'w dyn Fn(&[u8], &[u8]) -> bool,
+    /// The group a key belongs to.
+    pub group_of: &'w dyn Fn(&[u8]) -> u64,
+}
 
 /// One command entry of a log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,8 +108,7 @@ struct Placement<'a> {
 pub fn check(
     nodes: &[NodeLogs],
     acknowledged: &[(Vec<u8>, Vec<u8>)],
-    sent: &dyn Fn(&[u8], &[u8]) -> bool,
-    group_of: &dyn Fn(&[u8]) -> u64,
+    workload: &WorkloadView<'_>,
 ) -> LogReport {
     let mut report = LogReport {
         acknowledged: acknowledged.len(),
@@ -121,17 +142,17 @@ pub fn check(
                         }
                     }
                 }
-                let (key, value) = match Entry::decode(&entry.payload).map(|e| e.op) {
-                    Ok(Op::Set(set)) => (set.key, set.value),
-                    Ok(other) if other.is_read() => continue,
-                    Ok(other) => {
+                let (key, value) = match (workload.decode)(&entry.payload) {
+                    Decoded::Write { key, value } => (key, value),
+                    Decoded::Read => continue,
+                    Decoded::Unexpected(what) => {
                         report.violation(format!(
-                            "node {} group {} index {}: unexpected command {other:?}",
+                            "node {} group {} index {}: unexpected command {what}",
                             node.node, log.group, entry.index
                         ));
                         continue;
                     }
-                    Err(_) => {
+                    Decoded::Undecodable => {
                         report.violation(format!(
                             "node {} group {} index {}: not a key-value entry",
                             node.node, log.group, entry.index
@@ -139,7 +160,7 @@ pub fn check(
                         continue;
                     }
                 };
-                if !sent(key, value) {
+                if !(workload.sent)(key, value) {
                     report.violation(format!(
                         "node {} group {} index {}: SET {} {} was never sent",
                         node.node,
@@ -180,7 +201,7 @@ pub fn check(
     }
     for (key, value) in acknowledged {
         let Some(place) = placements.get(value.as_slice()) else {
-            let group = group_of(key);
+            let group = (workload.group_of)(key);
             if bases.iter().any(|(&(_, g), &base)| g == group && base > 0) {
                 report.compacted += 1;
                 continue;
@@ -228,21 +249,23 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kv::op::{Condition, Expiry, SetOp};
 
+    /// The tests' entry format: `key=value` is a write, `?` a read.
     fn set(key: &str, value: &str) -> Vec<u8> {
-        Entry {
-            now_ms: 1,
-            op: Op::Set(SetOp {
-                key: key.as_bytes(),
-                value: value.as_bytes(),
-                condition: Condition::Always,
-                expiry: Expiry::Never,
-                return_old: false,
-            }),
+        format!("{key}={value}").into_bytes()
+    }
+
+    fn decode(payload: &[u8]) -> Decoded<'_> {
+        if payload == b"?" {
+            return Decoded::Read;
         }
-        .encode()
-        .to_vec()
+        match payload.iter().position(|&byte| byte == b'=') {
+            Some(at) => Decoded::Write {
+                key: &payload[..at],
+                value: &payload[at + 1..],
+            },
+            None => Decoded::Undecodable,
+        }
     }
 
     fn node(id: u64, commit: u64, values: &[(&str, &str)]) -> NodeLogs {
@@ -280,12 +303,18 @@ mod tests {
         0
     }
 
+    const WORKLOAD: WorkloadView<'static> = WorkloadView {
+        decode: &decode,
+        sent: &all_sent,
+        group_of: &one_group,
+    };
+
     #[test]
     fn a_write_compacted_away_everywhere_is_excused_only_where_compaction_happened() {
         let acknowledged = acked(&[("a", "c1"), ("a", "c2")]);
         let mut nodes = vec![node(1, 2, &[("a", "c2")]), node(2, 2, &[("a", "c2")])];
         // Without compaction, c1 is lost.
-        let report = check(&nodes, &acknowledged, &all_sent, &one_group);
+        let report = check(&nodes, &acknowledged, &WORKLOAD);
         assert_eq!(report.violation_count, 1, "{:?}", report.violations);
         // Node 2 compacted through index 1: c1 may be in its snapshot, and node 2's log
         // needs to hold nothing at or below its base.
@@ -293,7 +322,7 @@ mod tests {
             node.groups[0].entries[0].index = 2;
         }
         nodes[1].groups[0].log_base = 1;
-        let report = check(&nodes, &acknowledged, &all_sent, &one_group);
+        let report = check(&nodes, &acknowledged, &WORKLOAD);
         assert_eq!(report.violations, Vec::<String>::new());
         assert_eq!(report.compacted, 1);
         // A node whose log was compacted past a write does not have to hold it.
@@ -309,7 +338,7 @@ mod tests {
                 }],
             },
         ];
-        let report = check(&nodes, &acked(&[("a", "c1")]), &all_sent, &one_group);
+        let report = check(&nodes, &acked(&[("a", "c1")]), &WORKLOAD);
         assert_eq!(report.violations, Vec::<String>::new());
     }
 
@@ -320,12 +349,7 @@ mod tests {
             node(2, 3, &[("a", "c1"), ("b", "c2"), ("a", "c3")]),
             node(3, 1, &[("a", "c1")]),
         ];
-        let report = check(
-            &nodes,
-            &acked(&[("a", "c1"), ("a", "c3")]),
-            &all_sent,
-            &one_group,
-        );
+        let report = check(&nodes, &acked(&[("a", "c1"), ("a", "c3")]), &WORKLOAD);
         assert_eq!(report.violations, Vec::<String>::new());
         assert_eq!((report.entries, report.acknowledged), (7, 2));
     }
@@ -360,7 +384,7 @@ mod tests {
             ),
         ];
         for (nodes, acknowledged, expected) in cases {
-            let report = check(&nodes, &acknowledged, &all_sent, &one_group);
+            let report = check(&nodes, &acknowledged, &WORKLOAD);
             assert!(
                 report.violations.iter().any(|v| v.contains(expected)),
                 "{expected}: {:?}",
@@ -376,11 +400,11 @@ mod tests {
                 entries: vec![LogEntry {
                     index: 1,
                     term: 1,
-                    payload: vec![0xff],
+                    payload: b"no equals sign".to_vec(),
                 }],
             }],
         };
-        let report = check(&[garbage], &[], &all_sent, &one_group);
+        let report = check(&[garbage], &[], &WORKLOAD);
         assert_eq!(report.violation_count, 1, "{:?}", report.violations);
     }
 }

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 
-use crate::client::protocol::{ClientError, GroupAdminStatus};
 use crate::client::{CallError, Client, NodeAdminStatus};
 use crate::core::{Membership, MembershipChange};
+use crate::net::client_wire::{ClientError, GroupAdminStatus};
 use crate::types::{GroupId, NodeId};
 
 /// Placeholder id of the node named by `--node` until it tells its own.

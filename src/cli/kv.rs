@@ -17,11 +17,12 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::api::node::Node;
-use crate::cli::node_args::{parse_members, NodeArgs};
+use crate::cli::node_args::NodeArgs;
 use crate::cli::serve::{finish, init_tracing, stop_flag};
 use crate::kv::route::{ReadMode, Router};
 use crate::kv::server;
 use crate::kv::store::KvStore;
+use crate::procs::parse_members;
 
 #[derive(Args, Debug)]
 pub struct KvArgs {

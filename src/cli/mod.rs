@@ -3,7 +3,6 @@
 pub mod admin;
 pub mod chaos;
 pub mod kv;
-pub mod local_cluster;
 pub mod node_args;
 pub mod serve;
 

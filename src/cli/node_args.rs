@@ -8,20 +8,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde::Deserialize;
 
-use crate::api::config::{NodeConfig, PeerConfig};
+use crate::config::NodeConfig;
+use crate::procs::{parse_members, FsyncMode};
 use crate::types::NodeId;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FsyncMode {
-    /// fdatasync every flush (durable).
-    Always,
-    /// Never sync (measurements only: not durable).
-    Never,
-}
+use crate::types::PeerConfig;
 
 #[derive(Args, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -222,24 +215,4 @@ impl NodeArgs {
         config.validate()?;
         Ok(config)
     }
-}
-
-/// Parses `ID=ADDR,ID=ADDR,...`.
-pub fn parse_members(list: &str, flag: &str) -> Result<Vec<(NodeId, SocketAddr)>, String> {
-    list.split(',')
-        .filter(|item| !item.trim().is_empty())
-        .map(|item| {
-            let (id, addr) = item
-                .trim()
-                .split_once('=')
-                .ok_or_else(|| format!("{flag}: '{item}' is not ID=ADDR"))?;
-            let id = id
-                .parse::<u64>()
-                .map_err(|_| format!("{flag}: '{id}' is not a node id"))?;
-            let addr = addr
-                .parse::<SocketAddr>()
-                .map_err(|_| format!("{flag}: '{addr}' is not an IP:PORT address"))?;
-            Ok((NodeId(id), addr))
-        })
-        .collect()
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::api::node::Node;
-use crate::api::state_machine::LogOnly;
-use crate::cli::local_cluster::{LocalCluster, LocalClusterSpec};
 use crate::cli::node_args::NodeArgs;
+use crate::engine::state_machine::LogOnly;
+use crate::procs::local_cluster::{LocalCluster, LocalClusterSpec};
 
 /// Installs the log subscriber: stderr, level from `RUST_LOG` (default `info`).
 pub fn init_tracing() {

@@ -15,16 +15,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::client::protocol::{
-    decode_responses_frame, encode_requests, request_wire_bytes, ClientError, ClientRequest,
-    ClientResponse, GroupAdminStatus, GroupStatus, ShardStats, StageBuckets,
-};
 use crate::constants::FRAME_BYTES_MAX;
 use crate::core::MembershipChange;
-use crate::engine::reads::ReadConsistency;
 use crate::engine::stages::StageHistograms;
+use crate::engine::Committed;
+use crate::net::client_wire::{
+    decode_responses_frame, encode_requests, request_wire_bytes, ClientError, ClientRequest,
+    ClientResponse, GroupAdminStatus, GroupSummary, ShardStats, StageBuckets,
+};
 use crate::net::frame::READ_SPARE_BYTES;
 use crate::net::{FrameDecoder, FrameKind};
+use crate::types::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, ShardId};
 
 /// What a node reports about its work, summed over its shards.
@@ -33,13 +34,6 @@ pub struct NodeStats {
     pub log: ShardStats,
     /// Latency by stage of the batches the node placed as leader, since it started.
     pub stages: StageHistograms,
-}
-
-/// A committed proposal.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Committed {
-    pub index: LogIndex,
-    pub output: Bytes,
 }
 
 /// A node's answer to an admin status request, over all its shards.
@@ -371,7 +365,7 @@ impl Client {
     }
 
     /// Status of every group of `node` (all shards).
-    pub fn status(&mut self, node: NodeId) -> Result<Vec<GroupStatus>, CallError> {
+    pub fn status(&mut self, node: NodeId) -> Result<Vec<GroupSummary>, CallError> {
         let mut all = Vec::new();
         for shard in (0..self.shards).map(ShardId) {
             all.extend(self.status_of_shard(node, shard)?.1);
@@ -397,7 +391,7 @@ impl Client {
         &mut self,
         node: NodeId,
         shard: ShardId,
-    ) -> Result<(ShardStats, Vec<GroupStatus>, StageBuckets), CallError> {
+    ) -> Result<(ShardStats, Vec<GroupSummary>, StageBuckets), CallError> {
         self.next_id += 1;
         let id = self.next_id;
         let answers = self

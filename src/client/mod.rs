@@ -1,6 +1,7 @@
-//! The client side of ringraft: the wire protocol and a blocking Rust client.
+//! The client side of ringraft: a blocking Rust client over the client protocol
+//! ([`crate::net::client_wire`]).
 
 mod blocking;
-pub mod protocol;
 
-pub use blocking::{CallError, Client, Committed, NodeAdminStatus, NodeStats};
+pub use crate::engine::Committed;
+pub use blocking::{CallError, Client, NodeAdminStatus, NodeStats};

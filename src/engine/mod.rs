@@ -13,7 +13,9 @@ pub mod reads;
 pub mod recover;
 mod shard_engine;
 pub mod stages;
+pub mod state_machine;
 mod unapplied;
 pub mod waiters;
 
 pub use shard_engine::*;
+pub use state_machine::{CommittedEntries, LogOnly, StateMachine};

@@ -19,23 +19,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use bytes::Bytes;
 
 use crate::engine::{Committed, ProposalError};
-use crate::types::{GroupId, LogIndex};
-
-/// How fresh a read must be.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum ReadConsistency {
-    /// Linearizable, by ReadIndex: the leader confirms with a heartbeat round that it still
-    /// leads, then serves at the commit index it had when the read arrived.
-    #[default]
-    Linearizable,
-    /// Linearizable as long as clocks drift less than the configured bound: the leader serves
-    /// at its commit index without a round trip while its lease holds (falls back to ReadIndex
-    /// otherwise). Needs check-quorum.
-    Lease,
-    /// The local state machine as it is, on any node: may miss recent writes (not
-    /// linearizable).
-    Stale,
-}
+use crate::types::{GroupId, LogIndex, ReadConsistency};
 
 /// One read waiting for an answer.
 pub struct Read<R> {

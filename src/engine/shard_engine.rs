@@ -44,22 +44,22 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::api::state_machine::{CommittedEntries, StateMachine};
 use crate::batch::{BatchKind, EntryBatch};
-pub use crate::client::protocol::{GroupStatus as GroupSummary, ShardStats};
 use crate::constants::{BATCH_BYTES_MAX, CLIENT_PAYLOAD_BYTES_MAX};
 use crate::core::{
     Action, BrokenRule, Config, Input, Membership, MembershipChange, Message, ProposeError, Raft,
     ReadLease, Role, SnapshotMeta,
 };
-use crate::engine::reads::{Read, ReadConsistency, ReadQueue};
+use crate::engine::reads::{Read, ReadQueue};
 use crate::engine::recover::recover;
 use crate::engine::stages::{StageHistograms, StageTimer};
+use crate::engine::state_machine::{CommittedEntries, StateMachine};
 use crate::engine::unapplied::UnappliedBytes;
 use crate::engine::waiters::Waiters;
 use crate::log::{self, LogStore, SyncReport};
+use crate::net::client_wire::{GroupSummary, ShardStats};
 use crate::snapshot::{self, SnapshotError, SnapshotStorage, SnapshotStore};
-use crate::types::{GroupId, LogIndex, NodeId, Term};
+use crate::types::{GroupId, LogIndex, NodeId, ReadConsistency, Term};
 
 /// Archive bytes an entry costs in a batch body besides its payload (a relative pointer and
 /// length, plus alignment), with headroom.

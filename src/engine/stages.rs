@@ -11,7 +11,7 @@
 use hdrhistogram::Histogram;
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::client::protocol::StageBuckets;
+use crate::net::client_wire::StageBuckets;
 use crate::types::{GroupId, LogIndex};
 
 /// Batches timed at once per group.

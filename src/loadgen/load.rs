@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 
-use crate::client::protocol::{
+use crate::net::client_wire::{
     decode_responses_frame, encode_requests, ClientError, ClientRequest, ClientResponse,
 };
 use crate::net::frame::READ_SPARE_BYTES;

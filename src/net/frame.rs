@@ -64,9 +64,9 @@ pub enum FrameKind {
     SnapshotChunk = 4,
     /// How much of a snapshot a receiver holds ([`crate::net::snapshot_wire::SnapshotAck`]).
     SnapshotAck = 5,
-    /// Pipelined client requests ([`crate::client::protocol`]).
+    /// Pipelined client requests ([`crate::net::client_wire`]).
     ClientRequests = 16,
-    /// Responses to client requests ([`crate::client::protocol`]).
+    /// Responses to client requests ([`crate::net::client_wire`]).
     ClientResponses = 17,
 }
 

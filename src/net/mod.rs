@@ -3,7 +3,8 @@
 //! Nothing here touches sockets or glommio. A connection task reads bytes into a
 //! [`frame::FrameDecoder`], takes whole frames out of it, and decodes their bodies with
 //! [`wire`] (Raft traffic), [`snapshot_wire`] (snapshot transfers), [`handshake`] (the first
-//! exchange on a peer connection) or [`crate::client::protocol`] (client connections); outgoing
+//! exchange on a peer connection) or [`client_wire`] (client connections, with the types a node and
+//! its clients share; [`members`] encodes members' addresses for both); outgoing
 //! frames are appended to one reusable buffer so that one socket write carries many frames.
 //!
 //! Invariants shared by every codec here:
@@ -13,9 +14,11 @@
 //!   unusable and the connection must be closed (no state was changed by the failed frame);
 //! - encodings are canonical (reserved bytes, padding and unused fields are zero and checked).
 
+pub mod client_wire;
 pub(crate) mod codec;
 pub mod frame;
 pub mod handshake;
+pub mod members;
 pub mod snapshot_wire;
 pub mod wire;
 

@@ -3,7 +3,7 @@
 //! leadership transfer, snapshots, admin status) from clients and the embedding API.
 //!
 //! Addresses: every configuration entry carries the members' addresses as its context
-//! ([`crate::api::members`]). A bootstrap configuration has no context; its members' addresses
+//! ([`crate::net::members`]). A bootstrap configuration has no context; its members' addresses
 //! come from [`NodeConfig::peers`]. A change's context is the current members' addresses plus,
 //! for a new learner, the addresses the operator gave; a removed member stays listed until the
 //! next change (the joint configuration and the final one still reach it).
@@ -19,16 +19,17 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use crate::api::config::{NodeConfig, PeerConfig};
-use crate::api::members::{decode_members, encode_members};
-use crate::api::state_machine::StateMachine;
-use crate::client::protocol::{ClientRequest, GroupAdminStatus};
+use crate::config::NodeConfig;
 use crate::core::{Membership, MembershipChange};
+use crate::engine::state_machine::StateMachine;
 use crate::engine::{Committed, EngineError, ProposalError, ShardEngine};
 use crate::log::LogStore;
+use crate::net::client_wire::{ClientRequest, GroupAdminStatus};
+use crate::net::members::{decode_members, encode_members};
 use crate::shard::clients::ClientConnection;
 use crate::shard::peers::Peers;
 use crate::shard::runtime::ReplyTo;
+use crate::types::PeerConfig;
 use crate::types::{GroupId, LogIndex, NodeId};
 
 type Engine<L, S> = ShardEngine<L, S, ReplyTo>;

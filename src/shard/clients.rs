@@ -21,14 +21,15 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{Latency, Shares};
 
-use crate::api::config::NodeConfig;
-use crate::client::protocol::{
+use crate::config::NodeConfig;
+use crate::constants::CLIENT_PAYLOAD_BYTES_MAX;
+use crate::engine::{Committed, GroupStatus, ProposalError};
+use crate::error::NodeError;
+use crate::net::client_wire::ShardStats;
+use crate::net::client_wire::{
     decode_requests_frame, encode_responses, ClientError, ClientRequest, ClientResponse,
     GroupAdminStatus, ProtocolError, StageBuckets,
 };
-use crate::constants::CLIENT_PAYLOAD_BYTES_MAX;
-use crate::engine::{Committed, GroupStatus, ProposalError, ShardStats};
-use crate::error::NodeError;
 use crate::net::frame::READ_SPARE_BYTES;
 use crate::net::{FrameDecoder, FrameKind};
 use crate::shard::link::Outgoing;

@@ -29,7 +29,7 @@ use std::time::Duration;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use glommio::net::{TcpListener, TcpStream};
 
-use crate::api::config::NodeConfig;
+use crate::config::NodeConfig;
 use crate::core::Message;
 use crate::engine::SnapshotSend;
 use crate::error::NodeError;

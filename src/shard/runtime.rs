@@ -24,22 +24,22 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::api::config::NodeConfig;
-use crate::api::state_machine::StateMachine;
-use crate::client::protocol::ClientRequest;
+use crate::config::NodeConfig;
 use crate::core::{Config, Message, Role};
-use crate::engine::reads::ReadConsistency;
+use crate::engine::state_machine::StateMachine;
 use crate::engine::{
     Committed, EngineConfig, EngineError, GroupStatus, ProposalError, ShardEngine,
 };
 use crate::error::NodeError;
 use crate::log::{shard_dir, DiskLog, FlushDone, LogConfig};
+use crate::net::client_wire::ClientRequest;
 use crate::shard::admin::{self, ChangeRequest};
 use crate::shard::clients::{self, ClientConnection, ClientHub};
 use crate::shard::gate::{Permit, RequestGate};
 use crate::shard::mailbox::Mailbox;
 use crate::shard::peers::Peers;
 use crate::snapshot::{snapshot_dir, SnapshotError, SnapshotStore};
+use crate::types::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, ShardId, Term};
 
 /// A request from the embedding program to one shard.

@@ -35,13 +35,13 @@ use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::check::linearizability::{self, Action as RegisterAction, Operation};
-use crate::engine::reads::ReadConsistency;
 use crate::engine::{Committed, ProposalError};
 use crate::kv::command::{plan, Context, Plan};
 use crate::kv::parse::{parse_value, REPLY_LIMITS};
 use crate::kv::resp::Value;
 use crate::kv::route::{decide, Attempt};
 use crate::sim::checker::{Checker, Violation};
+use crate::types::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, Term};
 
 /// Simulated clients.

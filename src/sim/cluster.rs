@@ -48,7 +48,6 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::batch::EntryBatch;
 use crate::core::{BrokenRule, Config, MembershipChange, Message, Role};
-use crate::engine::reads::ReadConsistency;
 use crate::engine::{
     Committed, EngineConfig, EngineError, PendingSnapshot, ProposalError, ShardEngine,
     SnapshotSend, UNCOMMITTED_BYTES_MAX_DEFAULT,
@@ -61,6 +60,7 @@ use crate::sim::garble::garble;
 use crate::sim::machine::SimMachine;
 use crate::sim::promises::LeasePromises;
 use crate::snapshot::MemSnapshots;
+use crate::types::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, Term};
 
 /// Raft groups on every node (the kv keys hash over them).

@@ -5,9 +5,9 @@
 use std::ops::{Deref, DerefMut};
 
 use ringraft::batch::EntryBatch;
-use ringraft::cli::local_cluster::{LocalCluster, LocalClusterSpec};
-use ringraft::loadgen::free_port_block;
 use ringraft::log::{shard_dir, DiskLog, LogConfig, LogStore};
+use ringraft::procs::free_port_block;
+use ringraft::procs::local_cluster::{LocalCluster, LocalClusterSpec};
 use ringraft::types::{GroupId, LogIndex, NodeId, ShardId};
 
 /// Cluster ids of test clusters start here (each cluster adds its port base, so clusters of

@@ -20,9 +20,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::api::config::PeerConfig;
 use crate::core::membership::MEMBERS_MAX;
 use crate::types::NodeId;
+use crate::types::PeerConfig;
 
 const FORMAT: u8 = 1;
 const FLAG_CLIENT: u8 = 1;

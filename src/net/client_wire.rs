@@ -35,7 +35,7 @@
 //!               group (56 B, as in Status) | snapshot_index: u64 | log_base: u64
 //!               | config_index: u64
 //!               | voters: u16 | outgoing: u16 | learners: u16 | reserved: u16 | ids: u64 each
-//!               | members_len: u32 | reserved: u32 | members ([`crate::api::members`]))
+//!               | members_len: u32 | reserved: u32 | members ([`crate::net::members`]))
 //!   3 Error     (code = error kind)
 //!     1 NotLeader    flags: u8 (bit0 leader, bit1 address) | reserved: 5 B | addr_len: u16
 //!                    | leader: u64 | address (UTF-8)
@@ -60,19 +60,19 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Bytes;
 
-use crate::api::config::PeerConfig;
-use crate::api::members::{decode_members, encode_members, put_socket_addr};
 use crate::constants::{
     CLIENT_ADDR_BYTES_MAX, CLIENT_ERROR_TEXT_BYTES_MAX, CLIENT_OUTPUT_BYTES_MAX,
     CLIENT_PAYLOAD_BYTES_MAX, FRAME_BYTES_MAX,
 };
 use crate::core::membership::MEMBERS_MAX;
 use crate::core::{Membership, MembershipChange, Role};
-use crate::engine::reads::ReadConsistency;
 use crate::net::codec::{
     patch_u32, put_u16, put_u32, put_u64, put_u8, put_zeros, Reader, Truncated,
 };
 use crate::net::frame::{begin_frame, Frame, FrameError, FrameKind};
+use crate::net::members::{decode_members, encode_members, put_socket_addr};
+use crate::types::PeerConfig;
+use crate::types::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, Term};
 
 const REQUEST_PROPOSE: u8 = 1;
@@ -171,7 +171,7 @@ impl ClientRequest {
 /// One group as an admin status reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupAdminStatus {
-    pub summary: GroupStatus,
+    pub summary: GroupSummary,
     /// Index of the newest snapshot this node holds (0: none).
     pub snapshot_index: LogIndex,
     /// The log starts after this index (compacted behind a snapshot).
@@ -187,7 +187,7 @@ pub struct GroupAdminStatus {
 
 /// One group as seen by the answering node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GroupStatus {
+pub struct GroupSummary {
     pub group: GroupId,
     pub role: Role,
     pub term: Term,
@@ -233,7 +233,7 @@ pub enum ClientResponse {
         id: u64,
         node: NodeId,
         shard: ShardStats,
-        groups: Vec<GroupStatus>,
+        groups: Vec<GroupSummary>,
         stages: StageBuckets,
     },
     Error {
@@ -489,7 +489,7 @@ fn put_request_head(tag: u8, id: u64, out: &mut Vec<u8>) {
     put_u64(out, id);
 }
 
-fn put_group_status(status: &GroupStatus, out: &mut Vec<u8>) {
+fn put_group_summary(status: &GroupSummary, out: &mut Vec<u8>) {
     put_u64(out, status.group.0);
     put_u8(out, role_code(status.role));
     put_u8(out, status.leader.is_some() as u8);
@@ -506,7 +506,7 @@ fn put_admin_group(status: &GroupAdminStatus, out: &mut Vec<u8>) -> Result<(), P
     let ids = membership.voters.len() + membership.outgoing.len() + membership.learners.len();
     check_len("membership", ids, MEMBERS_MAX)?;
     check_len("member addresses", status.members.len(), MEMBERS_MAX)?;
-    put_group_status(&status.summary, out);
+    put_group_summary(&status.summary, out);
     put_u64(out, status.snapshot_index.0);
     put_u64(out, status.log_base.0);
     put_u64(out, status.config_index.0);
@@ -575,7 +575,7 @@ fn put_response(response: &ClientResponse, out: &mut Vec<u8>) -> Result<(), Prot
             put_u32(out, count);
             put_u32(out, 0);
             for status in groups {
-                put_group_status(status, out);
+                put_group_summary(status, out);
             }
             for buckets in [&stages.leader_durable, &stages.committed, &stages.applied] {
                 let count = wire_count("stage histogram", buckets.len(), BUCKET_BYTES)?;
@@ -910,7 +910,7 @@ fn read_addr(reader: &mut Reader<'_>) -> Result<SocketAddr, ProtocolError> {
     Ok(SocketAddr::new(ip, port))
 }
 
-fn read_group_status(reader: &mut Reader<'_>) -> Result<GroupStatus, ProtocolError> {
+fn read_group_summary(reader: &mut Reader<'_>) -> Result<GroupSummary, ProtocolError> {
     let at = reader.pos();
     let group = GroupId(reader.u64()?);
     let role_at = reader.pos();
@@ -934,7 +934,7 @@ fn read_group_status(reader: &mut Reader<'_>) -> Result<GroupStatus, ProtocolErr
             })
         }
     };
-    Ok(GroupStatus {
+    Ok(GroupSummary {
         group,
         role,
         term,
@@ -946,7 +946,7 @@ fn read_group_status(reader: &mut Reader<'_>) -> Result<GroupStatus, ProtocolErr
 }
 
 fn read_admin_group(reader: &mut Reader<'_>) -> Result<GroupAdminStatus, ProtocolError> {
-    let summary = read_group_status(reader)?;
+    let summary = read_group_summary(reader)?;
     let snapshot_index = LogIndex(reader.u64()?);
     let log_base = LogIndex(reader.u64()?);
     let config_index = LogIndex(reader.u64()?);
@@ -1063,7 +1063,7 @@ fn read_response(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientResponse
             }
             let mut groups = Vec::with_capacity(count as usize);
             for _ in 0..count {
-                groups.push(read_group_status(reader)?);
+                groups.push(read_group_summary(reader)?);
             }
             let stages = StageBuckets {
                 leader_durable: read_buckets(reader)?,
@@ -1222,7 +1222,7 @@ mod tests {
                     entries_written: 40,
                     bytes_written: 4096,
                 },
-                groups: vec![GroupStatus {
+                groups: vec![GroupSummary {
                     group: GroupId(3),
                     role: Role::Leader,
                     term: Term(4),

@@ -9,17 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::types::{GroupId, NodeId, ShardId};
-
-/// One member of the cluster.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerConfig {
-    pub id: NodeId,
-    /// Base address of its peer port.
-    pub addr: SocketAddr,
-    /// Base address of its client port, if known (used in "not leader" answers).
-    pub client_addr: Option<SocketAddr>,
-}
+use crate::types::{GroupId, NodeId, PeerConfig, ShardId};
 
 /// Everything a node needs to run.
 #[derive(Clone, Debug)]

@@ -1,0 +1,37 @@
+//! Flag values shared by the command lines of a node and of the harnesses that spawn nodes.
+
+use std::net::SocketAddr;
+
+use clap::ValueEnum;
+use serde::Deserialize;
+
+use crate::types::NodeId;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncMode {
+    /// fdatasync every flush (durable).
+    Always,
+    /// Never sync (measurements only: not durable).
+    Never,
+}
+
+/// Parses `ID=ADDR,ID=ADDR,...`.
+pub fn parse_members(list: &str, flag: &str) -> Result<Vec<(NodeId, SocketAddr)>, String> {
+    list.split(',')
+        .filter(|item| !item.trim().is_empty())
+        .map(|item| {
+            let (id, addr) = item
+                .trim()
+                .split_once('=')
+                .ok_or_else(|| format!("{flag}: '{item}' is not ID=ADDR"))?;
+            let id = id
+                .parse::<u64>()
+                .map_err(|_| format!("{flag}: '{id}' is not a node id"))?;
+            let addr = addr
+                .parse::<SocketAddr>()
+                .map_err(|_| format!("{flag}: '{addr}' is not an IP:PORT address"))?;
+            Ok((NodeId(id), addr))
+        })
+        .collect()
+}
