@@ -629,6 +629,19 @@ pub fn run(options: &ChaosOptions) -> Result<Summary, String> {
     Ok(run.summary)
 }
 
+/// Reads a key-value entry for the log checker: a SET is the workload's write.
+fn decode_kv_entry(payload: &[u8]) -> Decoded<'_> {
+    match Entry::decode(payload).map(|entry| entry.op) {
+        Ok(Op::Set(set)) => Decoded::Write {
+            key: set.key,
+            value: set.value,
+        },
+        Ok(other) if other.is_read() => Decoded::Read,
+        Ok(other) => Decoded::Unexpected(format!("{other:?}")),
+        Err(_) => Decoded::Undecodable,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,18 +655,5 @@ mod tests {
         assert_eq!(fill_id(&b), Some(70));
         assert_eq!(fill_id(b"c1-5"), None);
         assert_eq!(fill_id(b"fill-x-"), None);
-    }
-}
-
-/// Reads a key-value entry for the log checker: a SET is the workload's write.
-fn decode_kv_entry(payload: &[u8]) -> Decoded<'_> {
-    match Entry::decode(payload).map(|entry| entry.op) {
-        Ok(Op::Set(set)) => Decoded::Write {
-            key: set.key,
-            value: set.value,
-        },
-        Ok(other) if other.is_read() => Decoded::Read,
-        Ok(other) => Decoded::Unexpected(format!("{other:?}")),
-        Err(_) => Decoded::Undecodable,
     }
 }
