@@ -22,7 +22,7 @@ use crate::engine::state_machine::StateMachine;
 use crate::engine::{Committed, GroupStatus, ProposalError};
 use crate::error::NodeError;
 use crate::shard::admin::ChangeRequest;
-use crate::shard::runtime::{self, ApiRequest, ShardContext};
+use crate::shard::runtime::{self, ApiRequest, ShardContext, Work};
 use crate::types::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, ShardId};
 
@@ -125,9 +125,11 @@ impl Node {
         payload: impl Into<Bytes>,
     ) -> Result<Committed, ProposalError> {
         let (reply, answer) = flume::bounded(1);
-        let request = ApiRequest::Propose {
-            group,
-            payload: payload.into(),
+        let request = ApiRequest::Work {
+            work: Work::Propose {
+                group,
+                payload: payload.into(),
+            },
             reply,
         };
         self.request(group, request, answer).await
@@ -143,10 +145,12 @@ impl Node {
         consistency: ReadConsistency,
     ) -> Result<Bytes, ProposalError> {
         let (reply, answer) = flume::bounded(1);
-        let request = ApiRequest::Read {
-            group,
-            query: query.into(),
-            consistency,
+        let request = ApiRequest::Work {
+            work: Work::Read {
+                group,
+                query: query.into(),
+                consistency,
+            },
             reply,
         };
         self.request(group, request, answer)

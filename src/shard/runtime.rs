@@ -42,17 +42,61 @@ use crate::snapshot::{snapshot_dir, SnapshotError, SnapshotStore};
 use crate::types::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, ShardId, Term};
 
-/// A request from the embedding program to one shard.
-pub enum ApiRequest {
+/// A proposal or a read: what the embedding program and client connections both ask of a
+/// group, served by one path ([`Work::submit`]) whoever asked.
+pub enum Work {
     Propose {
         group: GroupId,
         payload: Bytes,
-        reply: flume::Sender<Result<Committed, ProposalError>>,
     },
     Read {
         group: GroupId,
         query: Bytes,
         consistency: ReadConsistency,
+    },
+}
+
+impl Work {
+    /// The work a client request asks for, with the request's id; other requests come back.
+    fn of_client(request: ClientRequest) -> Result<(u64, Work), ClientRequest> {
+        match request {
+            ClientRequest::Propose { id, group, payload } => {
+                Ok((id, Work::Propose { group, payload }))
+            }
+            ClientRequest::Read {
+                id,
+                group,
+                consistency,
+                query,
+            } => Ok((
+                id,
+                Work::Read {
+                    group,
+                    query,
+                    consistency,
+                },
+            )),
+            other => Err(other),
+        }
+    }
+
+    /// Hands the work to the engine; `reply` gets its answer.
+    fn submit<S: StateMachine>(self, engine: &mut Engine<S>, reply: ReplyTo) {
+        match self {
+            Work::Propose { group, payload } => engine.propose(group, payload, reply),
+            Work::Read {
+                group,
+                query,
+                consistency,
+            } => engine.read(group, query, consistency, reply),
+        }
+    }
+}
+
+/// A request from the embedding program to one shard.
+pub enum ApiRequest {
+    Work {
+        work: Work,
         reply: flume::Sender<Result<Committed, ProposalError>>,
     },
     Status {
@@ -348,23 +392,9 @@ async fn event_loop<S: StateMachine>(
                     tracing::debug!(%peer, %group, "snapshot send failed; offering it again");
                     engine.unreachable(peer).map_err(fatal)?
                 }
-                ShardEvent::Api(
-                    ApiRequest::Propose {
-                        group,
-                        payload,
-                        reply,
-                    },
-                    permit,
-                ) => engine.propose(group, payload, ReplyTo::Api(reply, permit)),
-                ShardEvent::Api(
-                    ApiRequest::Read {
-                        group,
-                        query,
-                        consistency,
-                        reply,
-                    },
-                    permit,
-                ) => engine.read(group, query, consistency, ReplyTo::Api(reply, permit)),
+                ShardEvent::Api(ApiRequest::Work { work, reply }, permit) => {
+                    work.submit(engine, ReplyTo::Api(reply, permit))
+                }
                 // The others are answered (or done) within the turn; their permits go with
                 // the event.
                 ShardEvent::Api(ApiRequest::Status { reply }, _) => {
@@ -386,34 +416,25 @@ async fn event_loop<S: StateMachine>(
                     requests,
                 } => {
                     for request in requests {
-                        match request {
-                            ClientRequest::Propose { id, group, payload } => {
-                                let reply = ReplyTo::Client {
-                                    connection: connection.clone(),
-                                    request_id: id,
-                                };
-                                engine.propose(group, payload, reply);
+                        match Work::of_client(request) {
+                            Ok((request_id, work)) => {
+                                let connection = connection.clone();
+                                work.submit(
+                                    engine,
+                                    ReplyTo::Client {
+                                        connection,
+                                        request_id,
+                                    },
+                                )
                             }
-                            ClientRequest::Read {
-                                id,
-                                group,
-                                consistency,
-                                query,
-                            } => {
-                                let reply = ReplyTo::Client {
-                                    connection: connection.clone(),
-                                    request_id: id,
-                                };
-                                engine.read(group, query, consistency, reply);
-                            }
-                            ClientRequest::Status { id } => connection.status(
+                            Err(ClientRequest::Status { id }) => connection.status(
                                 id,
                                 config.id,
                                 engine.stats(),
                                 &engine.status(),
                                 engine.stage_histograms().to_buckets(),
                             ),
-                            admin_request => {
+                            Err(admin_request) => {
                                 admin::serve_client(config, engine, &connection, &admin_request)
                                     .map_err(fatal)?;
                             }
@@ -539,9 +560,11 @@ mod tests {
             let mut answers = Vec::new();
             let mut flood = |sent: &mut usize| {
                 let (reply, answer) = flume::bounded(1);
-                let request = ApiRequest::Propose {
-                    group: GroupId(0),
-                    payload: Bytes::new(),
+                let request = ApiRequest::Work {
+                    work: Work::Propose {
+                        group: GroupId(0),
+                        payload: Bytes::new(),
+                    },
                     reply,
                 };
                 if sender.try_send(request).is_ok() {
