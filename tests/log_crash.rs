@@ -309,6 +309,26 @@ fn both_hard_state_slots_corrupt_refuses_to_open() {
 }
 
 #[test]
+fn hard_state_file_too_short_for_two_slots_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    five_flushes(dir.path());
+    let path = dir.path().join(HARD_STATE_FILE);
+    std::fs::write(&path, [0u8; 100]).unwrap();
+    let err = DiskLog::open(config(dir.path(), SEGMENT)).err().unwrap();
+    assert!(
+        matches!(&err, Error::HardStateCorrupt { path: p, .. } if *p == path),
+        "{err}"
+    );
+    let report = inspect(dir.path()).unwrap();
+    assert!(
+        report
+            .findings()
+            .any(|f| f.severity == Severity::Fatal && f.file == path),
+        "{report}"
+    );
+}
+
+#[test]
 fn leftover_temporary_segment_is_removed() {
     let dir = tempfile::tempdir().unwrap();
     five_flushes(dir.path());

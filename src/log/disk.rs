@@ -27,13 +27,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use rkyv::util::AlignedVec;
 
-use super::error::{Error, Result};
+use super::error::{Corruption, Error, Result};
 use super::flush::{FlushDone, PendingFlush, SyncReport};
 use super::hard_state::HardStateWriter;
 use super::index::{DiskLoc, LogPosition, ShardView, Span};
 use super::io::{FaultPlan, Files};
 use super::record::{encode_record, RecordHeader, RecordKind, RECORD_HEADER_BYTES};
-use super::recovery::{corruption_at, recover, OpenSegment, RecoveryReport};
+use super::recovery::{recover, OpenSegment, RecoveryReport};
 use super::segment::{segment_file_name, SegmentHeader, SEGMENT_HEADER_BYTES};
 use super::writer::{Job, SegmentTemplate, Step, Writer};
 use super::LogStore;
@@ -321,7 +321,7 @@ impl DiskLog {
             .map_err(|e| Error::io("read", &segment.path, e))?;
         let header = RecordHeader::decode(&buf).ok();
         let bad =
-            |why: &str| Error::corrupt(corruption_at(&segment.path, start, header.as_ref(), why));
+            |why: &str| Error::corrupt(Corruption::at(&segment.path, start, header.as_ref(), why));
         if !RecordHeader::crc_matches(&buf, &buf[RECORD_HEADER_BYTES..]) {
             return Err(bad("record checksum mismatch on read"));
         }

@@ -10,8 +10,9 @@
 //! - Argument errors (`NotContiguous`, `Compacted`, ...) leave the log unchanged and usable.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use super::record::RecordHeader;
 use crate::types::{GroupId, LogIndex, ShardId, Term};
 
 /// Result alias of the log module.
@@ -30,6 +31,25 @@ pub struct Corruption {
     pub indexes: Option<(LogIndex, LogIndex)>,
     /// What is wrong.
     pub reason: String,
+}
+
+impl Corruption {
+    /// The corruption at `offset` of `file`, naming the group and indexes of `record` (the
+    /// header there, when legible).
+    pub(crate) fn at(
+        file: &Path,
+        offset: u64,
+        record: Option<&RecordHeader>,
+        reason: impl Into<String>,
+    ) -> Corruption {
+        Corruption {
+            file: file.to_path_buf(),
+            offset,
+            group: record.map(|h| h.group),
+            indexes: record.map(RecordHeader::indexes),
+            reason: reason.into(),
+        }
+    }
 }
 
 impl fmt::Display for Corruption {

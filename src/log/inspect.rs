@@ -2,30 +2,28 @@
 //!
 //! Invariants:
 //! - Never modifies anything (it reports what recovery would repair, and what it would refuse).
-//! - Applies the same checks and the same torn-tail rule as recovery, but keeps going after a
-//!   problem so that one run lists every bad spot, each with file and offset.
+//! - Reports the findings of the very scan recovery acts on (`shard_scan`), so both apply the
+//!   same checks and the same torn-tail rule; the scan keeps going after a problem, so one run
+//!   lists every bad spot, each with file and offset.
 //! - [`InspectReport::is_clean`] is false when anything at all is wrong (a CLI exits non-zero);
-//!   [`Severity::Fatal`] findings are those that make the log refuse to open.
+//!   [`Severity::Fatal`] findings are those that make the log refuse to open, but for an
+//!   earlier segment shorter than its header says, which recovery reads zero-extended.
+//! - With no expected owner, segments are checked against the first segment's owner, and
+//!   hard-state owners are not checked.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::error::{Error, Result};
-use super::hard_state::{read_hard_state, SlotState, HARD_STATE_FILE};
-use super::recovery::{load_segment, Replayer};
-use super::scan::is_torn_tail;
-use super::segment::{list_dir, segment_file_name};
+use super::hard_state::{LoadedHardState, SlotState, HARD_STATE_FILE};
+use super::index::GroupLog;
+use super::record::RecordHeader;
+use super::segment::list_dir;
+use super::shard_scan::{self, scan_shard, Problem, ScannedSegment, ShardScan};
 use crate::types::{GroupId, HardState, LogIndex, ShardId, Term};
 
-/// How bad a finding is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    /// Recovery repairs it on open (torn tail, leftover temporary, one damaged hard-state slot).
-    Repairable,
-    /// Recovery refuses to open the shard.
-    Fatal,
-}
+pub use super::shard_scan::Severity;
 
 /// One problem found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,206 +129,72 @@ pub fn inspect(data_dir: &Path) -> Result<InspectReport> {
     Ok(InspectReport { shards })
 }
 
-fn finding(
-    severity: Severity,
-    file: &Path,
-    offset: Option<u64>,
-    what: impl Into<String>,
-) -> Finding {
-    Finding {
-        severity,
-        file: file.to_path_buf(),
-        offset,
-        group: None,
-        indexes: None,
-        what: what.into(),
+fn inspect_shard(dir: &Path) -> Result<ShardReport> {
+    let scan = scan_shard(dir, None)?;
+    Ok(ShardReport {
+        dir: dir.to_path_buf(),
+        cluster_id: scan.owner.map(|o| o.0),
+        shard: scan.owner.map(|o| o.1),
+        segments: scan.segments.iter().map(SegmentSummary::from).collect(),
+        groups: group_summaries(&scan),
+        hard_state_slots: slot_states(&scan.hard_state),
+        findings: scan.findings.iter().map(Finding::from).collect(),
+    })
+}
+
+impl From<&shard_scan::Finding> for Finding {
+    fn from(found: &shard_scan::Finding) -> Finding {
+        let reason = found.problem.reason();
+        let what = match found.problem {
+            Problem::TornTail { .. } => format!("torn tail: {reason}"),
+            Problem::CorruptSpot { .. } => format!("corrupt: {reason}"),
+            _ => reason,
+        };
+        Finding {
+            severity: found.problem.severity(),
+            file: found.file.clone(),
+            offset: found.offset,
+            group: found.record.map(|h| h.group),
+            indexes: found.record.as_ref().map(RecordHeader::indexes),
+            what,
+        }
     }
 }
 
-fn inspect_shard(dir: &Path) -> Result<ShardReport> {
-    let mut findings = Vec::new();
-    let listing = list_dir(dir)?;
-    for temp in &listing.temporaries {
-        findings.push(finding(
-            Severity::Repairable,
-            temp,
-            None,
-            "leftover temporary file of an incomplete creation (deleted on open)",
-        ));
+impl From<&ScannedSegment> for SegmentSummary {
+    fn from(segment: &ScannedSegment) -> SegmentSummary {
+        SegmentSummary {
+            file: segment.path.clone(),
+            sequence: segment.sequence,
+            records: segment.records,
+            bytes_used: segment.end,
+        }
     }
+}
 
-    let hard = read_hard_state(dir, None)?;
-    let mut slots = [String::new(), String::new()];
-    for (k, slot) in hard.slots.iter().enumerate() {
-        slots[k] = match slot {
-            SlotState::Empty => "never written".to_string(),
-            SlotState::Valid { generation, .. } => format!("generation {generation}"),
-            SlotState::Invalid(why) => {
-                let severity = if hard.newest.is_some() {
-                    Severity::Repairable
-                } else {
-                    Severity::Fatal
-                };
-                let what = match hard.newest {
-                    Some(other) => {
-                        format!("hard-state slot {k} unreadable ({why}); slot {other} is used")
-                    }
-                    None => {
-                        format!("hard-state slot {k} unreadable ({why}) and no valid slot remains")
-                    }
-                };
-                findings.push(finding(
-                    severity,
-                    &hard.path,
-                    Some(k as u64 * hard.slot_bytes),
-                    what,
-                ));
-                format!("unreadable: {why}")
-            }
-        };
-    }
-    let (_, hard_states) = hard.table();
+/// Each hard-state slot: its generation when valid, or what is wrong with it.
+fn slot_states(hard: &LoadedHardState) -> [String; 2] {
+    hard.slots.each_ref().map(|slot| match slot {
+        SlotState::Empty => "never written".to_string(),
+        SlotState::Valid { generation, .. } => format!("generation {generation}"),
+        SlotState::Invalid(why) => format!("unreadable: {why}"),
+    })
+}
 
-    for pair in listing.segments.windows(2) {
-        let (a, b) = (pair[0].0, pair[1].0);
-        if b != a + 1 {
-            findings.push(finding(
-                Severity::Fatal,
-                &dir.join(segment_file_name(a + 1)),
-                None,
-                format!("segment missing between sequences {a} and {b}"),
-            ));
-        }
-    }
-
-    let mut owner: Option<(u64, ShardId)> = None;
-    let mut segments = Vec::new();
-    let mut replayer = Replayer::default();
-    let count = listing.segments.len();
-    for (position, (sequence, path)) in listing.segments.iter().enumerate() {
-        let is_last = position + 1 == count;
-        let (scan, short_by) = match load_segment(path)? {
-            Ok(loaded) => loaded,
-            Err(c) => {
-                findings.push(finding(Severity::Fatal, path, Some(c.offset), c.reason));
-                continue;
-            }
-        };
-        let this_owner = (scan.header.cluster_id, scan.header.shard);
-        match owner {
-            None => owner = Some(this_owner),
-            Some(o) if o != this_owner => findings.push(finding(
-                Severity::Fatal,
-                path,
-                Some(0),
-                format!(
-                    "segment belongs to cluster {} {}, others to cluster {} {}",
-                    this_owner.0, this_owner.1, o.0, o.1
-                ),
-            )),
-            Some(_) => {}
-        }
-        if scan.header.sequence != *sequence {
-            findings.push(finding(
-                Severity::Fatal,
-                path,
-                Some(0),
-                format!("header says sequence {}", scan.header.sequence),
-            ));
-        }
-        if short_by > 0 {
-            findings.push(finding(
-                if is_last {
-                    Severity::Repairable
-                } else {
-                    Severity::Fatal
-                },
-                path,
-                None,
-                format!("file is {short_by} bytes shorter than its header says"),
-            ));
-        }
-        for record in &scan.records {
-            if let Err(why) = replayer.apply(*sequence, record) {
-                let h = &record.header;
-                findings.push(Finding {
-                    group: Some(h.group),
-                    indexes: Some((h.first, h.last())),
-                    ..finding(Severity::Fatal, path, Some(record.offset), why)
-                });
-            }
-        }
-        if let Some(bad) = &scan.bad {
-            let torn = is_last && is_torn_tail(bad, replayer.last_flush);
-            let what = if torn {
-                format!(
-                    "torn tail: {} ({} bytes, {} records after it, cut on open)",
-                    bad.reason,
-                    bad.dirty_end.saturating_sub(bad.offset),
-                    bad.valid_after.len()
-                )
-            } else {
-                match bad.valid_after.first() {
-                    Some(next) => format!(
-                        "corrupt: {}; a valid record follows at offset {}",
-                        bad.reason, next.offset
-                    ),
-                    None => format!("corrupt: {}; later segments hold valid data", bad.reason),
-                }
-            };
-            findings.push(Finding {
-                group: bad.claimed.map(|h| h.group),
-                indexes: bad.claimed.map(|h| (h.first, h.last())),
-                ..finding(
-                    if torn {
-                        Severity::Repairable
-                    } else {
-                        Severity::Fatal
-                    },
-                    path,
-                    Some(bad.offset),
-                    what,
-                )
-            });
-        }
-        segments.push(SegmentSummary {
-            file: path.clone(),
-            sequence: *sequence,
-            records: scan.records.len(),
-            bytes_used: scan.end,
-        });
-    }
-
-    if let Err((segment, record, why)) = replayer.finish() {
-        let path = dir.join(segment_file_name(segment));
-        let h = &record.header;
-        findings.push(Finding {
-            group: Some(h.group),
-            indexes: Some((h.first, h.last())),
-            ..finding(Severity::Fatal, &path, Some(record.offset), why)
-        });
-    }
+/// Every group with a log or a hard state, in order.
+fn group_summaries(scan: &ShardScan) -> Vec<GroupSummary> {
+    let (_, hard_states) = scan.hard_state.table();
+    let replay = &scan.replay;
     let mut groups: BTreeMap<GroupId, GroupSummary> = BTreeMap::new();
-    for (&group, log) in &replayer.view.groups {
-        let mut terms: Vec<TermRun> = Vec::new();
-        for span in &log.spans {
-            match terms.last_mut() {
-                Some(run) if run.term == span.term => run.last = span.last,
-                _ => terms.push(TermRun {
-                    term: span.term,
-                    first: span.first,
-                    last: span.last,
-                }),
-            }
-        }
+    for (&group, log) in &replay.view.groups {
         groups.insert(
             group,
             GroupSummary {
                 group,
                 first: log.first,
                 last: log.last_index(),
-                terms,
-                records: replayer.records_per_group.get(&group).copied().unwrap_or(0),
+                terms: term_runs(log),
+                records: replay.records_per_group.get(&group).copied().unwrap_or(0),
                 hard_state: hard_states.get(&group).copied(),
             },
         );
@@ -345,15 +209,23 @@ fn inspect_shard(dir: &Path) -> Result<ShardReport> {
             hard_state: Some(state),
         });
     }
-    Ok(ShardReport {
-        dir: dir.to_path_buf(),
-        cluster_id: owner.map(|o| o.0),
-        shard: owner.map(|o| o.1),
-        segments,
-        groups: groups.into_values().collect(),
-        hard_state_slots: slots,
-        findings,
-    })
+    groups.into_values().collect()
+}
+
+/// A group's entries as runs of one term.
+fn term_runs(log: &GroupLog) -> Vec<TermRun> {
+    let mut terms: Vec<TermRun> = Vec::new();
+    for span in &log.spans {
+        match terms.last_mut() {
+            Some(run) if run.term == span.term => run.last = span.last,
+            _ => terms.push(TermRun {
+                term: span.term,
+                first: span.first,
+                last: span.last,
+            }),
+        }
+    }
+    terms
 }
 
 impl fmt::Display for InspectReport {

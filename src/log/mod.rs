@@ -9,10 +9,14 @@
 //! - `index`: the in-memory view of every group's log, shared by all implementations.
 //! - [`flush`]: the group-commit contract (`PendingFlush`, `SyncReport`).
 //! - `writer`: the writer thread (buffered `pwrite` + `fdatasync`).
-//! - `scan` and [`recovery`]: verifying segments; torn tail versus corruption.
+//! - `scan`: verifying one segment image (its valid records, and where it goes bad).
+//! - `replay`: rebuilding the in-memory view from scanned records.
+//! - `shard_scan`: one read-only pass over a shard directory applying every check, with what
+//!   fails as findings (torn tail versus corruption decided there, once).
+//! - [`recovery`]: opening a shard by acting on those findings (repair or refuse).
+//! - [`mod@inspect`]: reporting those findings, for `ringraft inspect`.
 //! - [`disk`]: [`DiskLog`], the production log.
 //! - [`mem`]: [`MemLog`], the simulator's twin with a crash model.
-//! - [`mod@inspect`]: the read-only verifier behind `ringraft inspect`.
 //! - [`io`]: the file layer and its fault injection.
 //!
 //! The contract ([`LogStore`]), common to both logs:
@@ -42,8 +46,10 @@ pub mod io;
 pub mod mem;
 pub mod record;
 pub mod recovery;
+mod replay;
 pub(crate) mod scan;
 pub mod segment;
+mod shard_scan;
 mod writer;
 
 pub use disk::{shard_dir, DiskLog, LogConfig, SEGMENT_BYTES_DEFAULT};

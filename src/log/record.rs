@@ -95,6 +95,15 @@ impl RecordHeader {
         self.first.plus(u64::from(self.count.max(1)) - 1)
     }
 
+    /// The indexes the record names: `first ..= last` for entries, `first` alone for a
+    /// truncation or compaction.
+    pub fn indexes(&self) -> (LogIndex, LogIndex) {
+        match self.kind {
+            RecordKind::Entries => (self.first, self.last()),
+            RecordKind::Truncate | RecordKind::Compact => (self.first, self.first),
+        }
+    }
+
     /// The header bytes for `body`, checksum included.
     pub fn encode(&self, body: &[u8]) -> [u8; RECORD_HEADER_BYTES] {
         debug_assert_eq!(body.len(), self.body_len as usize);

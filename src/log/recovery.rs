@@ -1,13 +1,21 @@
-//! Opening a shard directory: verify every segment and record, cut a torn tail, refuse on
-//! corruption, and rebuild the in-memory view.
+//! Opening a shard directory: one scan of it (`shard_scan`) finds what is wrong; recovery
+//! deletes leftover temporaries, cuts a torn tail, refuses on anything fatal, makes what it
+//! trusts durable and hands over the replayed view.
 //!
 //! Invariants:
-//! - Only a bad spot in the **last** segment that passes the torn-tail rule (`scan::is_torn_tail`) is repaired, by
-//!   zeroing from the bad spot to the end of the written bytes (then fdatasync). Everything
-//!   else — a bad segment header, a bad record in an earlier segment, a bad record followed by
-//!   valid records of an older flush, a gap in segment sequences, a record that does not follow
-//!   its group's log — is [`Error::Corrupt`] naming the file, offset, group and index range.
-//! - Leftover temporaries (incomplete segment or hard-state creations) are deleted.
+//! - Only a bad spot in the **last** segment that passes the torn-tail rule
+//!   (`scan::is_torn_tail`) is repaired, by zeroing from the bad spot to the end of the written
+//!   bytes (then fdatasync); a last segment shorter than its header says is extended to full
+//!   size (then fsync). Every other finding the scan calls fatal refuses the open — a bad
+//!   segment header, a bad record in an earlier segment, a bad record followed by valid records
+//!   of an older flush, a gap in segment sequences, a record that does not follow its group's
+//!   log — as [`Error::Corrupt`] naming the file, offset, group and index range (a foreign
+//!   segment is [`Error::WrongOwner`], an unusable hard-state file [`Error::HardStateCorrupt`]).
+//!   The one fatal finding recovery accepts: an earlier segment shorter than its header says,
+//!   which it reads zero-extended.
+//! - Spares are deleted first; then findings are acted on in the order found, and the first
+//!   fatal one refuses: leftover temporaries (incomplete segment or hard-state creations) found
+//!   before it are deleted, and the last segment is repaired only when nothing refuses.
 //! - Everything recovery trusts is made durable before `recover` returns: every segment and
 //!   the hard-state file are fdatasynced, the shard directory and its parent fsynced. A process
 //!   that was killed (not a power loss) leaves writes in the page cache that were never synced;
@@ -15,32 +23,21 @@
 //!   as durable (the node then acknowledges it). Without these syncs a power loss after the
 //!   restart could lose acknowledged entries or a granted vote. The syncs are cheap when the
 //!   page cache holds nothing dirty, which is the normal case.
-//! - Replay applies the records in log order with the same rules as live staging, with one
-//!   allowance: a group's first surviving record may start anywhere (older segments may have
-//!   been deleted by compaction). Compaction keeps the latest compaction point of every group
-//!   in a surviving segment (see `disk.rs`), so replay restores the same first index.
-//! - Flush sequence numbers never decrease along the log; the next flush continues after the
-//!   highest one found.
+//! - The recovered view is the scan's replay of every record (`replay`); the next flush
+//!   continues after the highest flush sequence found.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rkyv::util::AlignedVec;
-
-use super::error::{Corruption, Error, Result};
-use super::hard_state::{read_hard_state, LoadedHardState, SLOT_BYTES_MIN};
-use super::index::{DiskLoc, ShardView, Span};
+use super::error::{Error, Result};
+use super::hard_state::LoadedHardState;
+use super::index::ShardView;
 use super::io::{open_rw, Files};
-use super::record::{RecordHeader, RecordKind, RECORD_HEADER_BYTES};
-use super::scan::{is_torn_tail, scan_segment, ScannedRecord, SegmentScan};
-use super::segment::{
-    create_segment, list_dir, segment_file_name, SegmentHeader, SEGMENT_HEADER_BYTES,
-};
-use crate::batch::BODY_ALIGN;
-use crate::types::{GroupId, LogIndex, ShardId, Term};
+use super::segment::{create_segment, SegmentHeader, SEGMENT_HEADER_BYTES};
+use super::shard_scan::{scan_shard, Finding, Problem, ScannedSegment, Severity, ShardScan};
+use crate::types::ShardId;
 
 /// A torn tail that recovery cut off.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +68,16 @@ pub(crate) struct OpenSegment {
     pub file: Option<Arc<File>>,
 }
 
+impl OpenSegment {
+    /// The segment at `path`, not opened yet.
+    fn closed(path: &Path) -> OpenSegment {
+        OpenSegment {
+            path: path.to_path_buf(),
+            file: None,
+        }
+    }
+}
+
 pub(crate) struct Recovered {
     pub view: ShardView,
     pub segments: BTreeMap<u64, OpenSegment>,
@@ -82,179 +89,32 @@ pub(crate) struct Recovered {
     pub report: RecoveryReport,
 }
 
-/// Reads a file into a 16-byte aligned buffer, zero-extended to at least `min_len`.
-pub(crate) fn read_aligned(path: &Path) -> Result<AlignedVec<BODY_ALIGN>> {
-    let mut file = File::open(path).map_err(|e| Error::io("open", path, e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| Error::io("stat", path, e))?
-        .len() as usize;
-    let mut image = AlignedVec::<BODY_ALIGN>::with_capacity(len);
-    image.resize(len, 0);
-    file.read_exact(&mut image)
-        .map_err(|e| Error::io("read", path, e))?;
-    Ok(image)
-}
-
-/// Reads and scans one segment. A file shorter than its declared size reads as zero-extended
-/// (`short_by` tells by how much). `Err(Corruption)` when the header is bad.
-pub(crate) fn load_segment(
-    path: &Path,
-) -> Result<std::result::Result<(SegmentScan, u64), Corruption>> {
-    let mut image = read_aligned(path)?;
-    let declared = SegmentHeader::decode(&image).map(|h| h.size);
-    let short_by = match declared {
-        Ok(size) if (image.len() as u64) < size => {
-            let short_by = size - image.len() as u64;
-            image.resize(size as usize, 0);
-            short_by
-        }
-        Ok(size) if (image.len() as u64) > size => {
-            image.resize(size as usize, 0);
-            0
-        }
-        _ => 0,
-    };
-    Ok(scan_segment(&image)
-        .map(|scan| (scan, short_by))
-        .map_err(|reason| Corruption {
-            file: path.to_path_buf(),
-            offset: 0,
-            group: None,
-            indexes: None,
-            reason,
-        }))
-}
-
-pub(crate) fn corruption_at(
-    file: &Path,
-    offset: u64,
-    header: Option<&RecordHeader>,
-    reason: impl Into<String>,
-) -> Corruption {
-    Corruption {
-        file: file.to_path_buf(),
-        offset,
-        group: header.map(|h| h.group),
-        indexes: header.map(|h| match h.kind {
-            RecordKind::Entries => (h.first, h.last()),
-            _ => (h.first, h.first),
-        }),
-        reason: reason.into(),
-    }
-}
-
-/// Replays records into a view.
-///
-/// Records in the oldest surviving segments may refer to entries that lived in segments since
-/// deleted by compaction (a truncation below what survives, entries resuming after a deleted
-/// stretch). Every such deletion wrote compaction records for all compacted groups after those
-/// records, so replay resets the group where the log refers to deleted data and requires that a
-/// later compaction record covers the missing stretch; if none does, entries were lost and
-/// [`Replayer::finish`] reports it.
+/// Repairs of the last segment, made once nothing refused the open.
 #[derive(Default)]
-pub(crate) struct Replayer {
-    pub view: ShardView,
-    seen: BTreeSet<GroupId>,
-    /// Per group reset over missing entries: a compaction through at least this index must
-    /// follow (with the record that caused the reset, and its segment).
-    gaps: BTreeMap<GroupId, (LogIndex, ScannedRecord, u64)>,
-    pub last_flush: Option<u64>,
-    pub records_per_group: BTreeMap<GroupId, u64>,
+struct TailRepair {
+    torn: Option<TornTail>,
+    /// The file is shorter than its header says.
+    extend: bool,
 }
 
-impl Replayer {
-    fn reset(&mut self, group: GroupId, first: LogIndex, record: &ScannedRecord, segment: u64) {
-        let g = self.view.group_mut(group);
-        g.spans.clear();
-        g.first = first;
-        g.prev_term = Term::ZERO;
-        if first > LogIndex(1) {
-            self.gaps.insert(group, (first.prev(), *record, segment));
+impl TailRepair {
+    /// Zeroes the torn tail and extends a short file to its declared size, then syncs it (the
+    /// whole inode when the size changed).
+    fn apply(&self, files: &Files, segment: &ScannedSegment) -> Result<()> {
+        if self.torn.is_none() && !self.extend {
+            return Ok(());
         }
-    }
-
-    pub fn apply(&mut self, segment: u64, record: &ScannedRecord) -> Result<(), String> {
-        let h = &record.header;
-        if let Some(last) = self.last_flush {
-            if h.flush < last {
-                return Err(format!(
-                    "flush sequence goes back from {last} to {}",
-                    h.flush
-                ));
-            }
+        let path = &segment.path;
+        let file = open_rw(path)?;
+        if let Some(torn) = &self.torn {
+            files.zero_range(&file, path, torn.offset, torn.bytes_discarded)?;
         }
-        self.last_flush = Some(h.flush);
-        *self.records_per_group.entry(h.group).or_default() += 1;
-        let seen = !self.seen.insert(h.group);
-        let (first, last) = self.view.with_group(h.group, |g| (g.first, g.last_index()));
-        match h.kind {
-            RecordKind::Entries => {
-                if !seen || h.first > last.next() {
-                    self.reset(h.group, h.first, record, segment);
-                }
-                let span = Span {
-                    first: h.first,
-                    last: h.last(),
-                    term: h.term,
-                    loc: Some(DiskLoc {
-                        segment,
-                        body_offset: record.offset + RECORD_HEADER_BYTES as u64,
-                        body_len: h.body_len,
-                        first: h.first,
-                        skip: h.skip,
-                        count: h.count,
-                        flush: h.flush,
-                    }),
-                    cached: None,
-                };
-                self.view
-                    .append(h.group, span)
-                    .map_err(|e| format!("record does not follow its group's log: {e}"))
-            }
-            RecordKind::Truncate => {
-                if !seen || h.first < first {
-                    self.reset(h.group, h.first, record, segment);
-                    return Ok(());
-                }
-                self.view
-                    .truncate(h.group, h.first)
-                    .map(|_| ())
-                    .map_err(|e| format!("invalid truncation: {e}"))
-            }
-            RecordKind::Compact => {
-                if self
-                    .gaps
-                    .get(&h.group)
-                    .is_some_and(|(need, _, _)| h.first >= *need)
-                {
-                    self.gaps.remove(&h.group);
-                }
-                let g = self.view.group_mut(h.group);
-                if h.first.next() == g.first {
-                    g.prev_term = h.term;
-                    return Ok(());
-                }
-                self.view
-                    .compact(h.group, h.first, h.term)
-                    .map(|_| ())
-                    .map_err(|e| format!("invalid compaction: {e}"))
-            }
-        }
-    }
-
-    /// Checks the end state: a gap no compaction covered means entries were lost. Returns the
-    /// segment, record and reason of the first such gap.
-    pub fn finish(&self) -> Result<(), (u64, ScannedRecord, String)> {
-        match self.gaps.values().next() {
-            Some(&(need, record, segment)) => Err((
-                segment,
-                record,
-                format!(
-                    "entries before this record are missing and no compaction through {need} follows"
-                ),
-            )),
-            None => Ok(()),
+        if self.extend {
+            file.set_len(segment.header.size)
+                .map_err(|e| Error::io("extend", path, e))?;
+            files.sync_all(&file, path)
+        } else {
+            files.sync_data(&file, path)
         }
     }
 }
@@ -268,149 +128,15 @@ pub(crate) fn recover(
     segment_bytes: u64,
 ) -> Result<Recovered> {
     files.create_dir_all(dir)?;
-    let mut report = RecoveryReport::default();
-    let listing = list_dir(dir)?;
-    for temp in &listing.temporaries {
-        files.remove(temp)?;
-        report.removed_temporaries.push(temp.clone());
-    }
-    for spare in &listing.spares {
-        files.remove(spare)?;
-    }
-
-    let hard_state = read_hard_state(dir, Some((cluster_id, shard)))?;
-    if hard_state.slot_bytes > 0 && hard_state.slot_bytes < SLOT_BYTES_MIN {
-        return Err(Error::HardStateCorrupt {
-            path: hard_state.path.clone(),
-            reason: format!("file is {} bytes long", hard_state.slot_bytes * 2),
-        });
-    }
-    if hard_state.newest.is_none() && !hard_state.damaged_slots().is_empty() {
-        return Err(Error::HardStateCorrupt {
-            path: hard_state.path.clone(),
-            reason: "both slots are unreadable".into(),
-        });
-    }
-    report.damaged_hard_state_slots = hard_state.damaged_slots();
-
-    for pair in listing.segments.windows(2) {
-        let (a, b) = (pair[0].0, pair[1].0);
-        if b != a + 1 {
-            return Err(Error::corrupt(Corruption {
-                file: dir.join(segment_file_name(a + 1)),
-                offset: 0,
-                group: None,
-                indexes: None,
-                reason: format!("segment missing between sequences {a} and {b}"),
-            }));
-        }
-    }
-
-    let mut replayer = Replayer::default();
-    let mut segments = BTreeMap::new();
-    let mut active = None;
-    let count = listing.segments.len();
-    for (position, (sequence, path)) in listing.segments.iter().enumerate() {
-        let is_last = position + 1 == count;
-        let (scan, short_by) = load_segment(path)?.map_err(Error::corrupt)?;
-        let header = scan.header;
-        if header.cluster_id != cluster_id || header.shard != shard {
-            return Err(Error::WrongOwner {
-                path: path.clone(),
-                cluster: cluster_id,
-                shard,
-                found_cluster: header.cluster_id,
-                found_shard: header.shard,
-            });
-        }
-        if header.sequence != *sequence {
-            return Err(Error::corrupt(corruption_at(
-                path,
-                0,
-                None,
-                format!("header says sequence {}", header.sequence),
-            )));
-        }
-        for record in &scan.records {
-            replayer.apply(*sequence, record).map_err(|why| {
-                Error::corrupt(corruption_at(
-                    path,
-                    record.offset,
-                    Some(&record.header),
-                    why,
-                ))
-            })?;
-            report.records += 1;
-        }
-        let mut end = scan.end;
-        if let Some(bad) = &scan.bad {
-            let last_good = scan
-                .records
-                .last()
-                .map(|r| r.header.flush)
-                .or(replayer.last_flush);
-            if !is_last || !is_torn_tail(bad, last_good) {
-                let why = match bad.valid_after.first() {
-                    Some(next) => format!(
-                        "{}; a valid record follows at offset {}",
-                        bad.reason, next.offset
-                    ),
-                    None => format!("{}; later segments hold valid data", bad.reason),
-                };
-                return Err(Error::corrupt(corruption_at(
-                    path,
-                    bad.offset,
-                    bad.claimed.as_ref(),
-                    why,
-                )));
-            }
-            let file = open_rw(path)?;
-            let len = bad.dirty_end.saturating_sub(bad.offset);
-            files.zero_range(&file, path, bad.offset, len)?;
-            if short_by > 0 {
-                file.set_len(header.size)
-                    .map_err(|e| Error::io("extend", path, e))?;
-                files.sync_all(&file, path)?;
-            } else {
-                files.sync_data(&file, path)?;
-            }
-            report.torn_tail = Some(TornTail {
-                file: path.clone(),
-                offset: bad.offset,
-                bytes_discarded: len,
-                records_discarded: bad.valid_after.len(),
-            });
-            end = bad.offset;
-        } else if short_by > 0 && is_last {
-            let file = open_rw(path)?;
-            file.set_len(header.size)
-                .map_err(|e| Error::io("extend", path, e))?;
-            files.sync_all(&file, path)?;
-        }
-        if is_last {
-            active = Some((*sequence, end, header.size));
-        }
-        segments.insert(
-            *sequence,
-            OpenSegment {
-                path: path.clone(),
-                file: None,
-            },
-        );
-    }
-    if let Err((segment, record, why)) = replayer.finish() {
-        let path = &segments[&segment].path;
-        return Err(Error::corrupt(corruption_at(
-            path,
-            record.offset,
-            Some(&record.header),
-            why,
-        )));
-    }
-    report.segments = segments.len();
-
-    let (active, active_offset, active_size) = match active {
-        Some(a) => a,
+    let scan = scan_shard(dir, Some((cluster_id, shard)))?;
+    let report = act_on_findings(files, &scan)?;
+    let mut segments: BTreeMap<u64, OpenSegment> = scan
+        .segments
+        .iter()
+        .map(|s| (s.sequence, OpenSegment::closed(&s.path)))
+        .collect();
+    let (active, active_offset, active_size) = match scan.segments.last() {
+        Some(last) => (last.sequence, last.end, last.header.size),
         None => {
             let header = SegmentHeader {
                 cluster_id,
@@ -419,10 +145,108 @@ pub(crate) fn recover(
                 size: segment_bytes,
             };
             let (_, path) = create_segment(files, dir, &header)?;
-            segments.insert(1, OpenSegment { path, file: None });
+            segments.insert(1, OpenSegment::closed(&path));
             (1, SEGMENT_HEADER_BYTES, segment_bytes)
         }
     };
+    make_durable(files, dir, &mut segments, &scan.hard_state)?;
+    Ok(Recovered {
+        view: scan.replay.view,
+        segments,
+        active,
+        active_offset,
+        active_size,
+        next_flush: scan.replay.last_flush.map_or(1, |f| f + 1),
+        hard_state: scan.hard_state,
+        report,
+    })
+}
+
+/// Deletes spares, acts on every finding in order (refusing at the first fatal one), then
+/// repairs the last segment.
+fn act_on_findings(files: &Files, scan: &ShardScan) -> Result<RecoveryReport> {
+    for spare in &scan.spares {
+        files.remove(spare)?;
+    }
+    let mut report = RecoveryReport {
+        segments: scan.segments.len(),
+        records: scan.segments.iter().map(|s| s.records as u64).sum(),
+        damaged_hard_state_slots: scan.hard_state.damaged_slots(),
+        ..RecoveryReport::default()
+    };
+    let mut repair = TailRepair::default();
+    for finding in &scan.findings {
+        act(files, finding, &mut report, &mut repair)?;
+    }
+    if let Some(last) = scan.segments.last() {
+        repair.apply(files, last)?;
+    }
+    report.torn_tail = repair.torn;
+    Ok(report)
+}
+
+/// Acts on one finding: deletes a leftover temporary, notes a repair of the last segment, or
+/// refuses the open.
+fn act(
+    files: &Files,
+    finding: &Finding,
+    report: &mut RecoveryReport,
+    repair: &mut TailRepair,
+) -> Result<()> {
+    match &finding.problem {
+        Problem::LeftoverTemporary => {
+            files.remove(&finding.file)?;
+            report.removed_temporaries.push(finding.file.clone());
+        }
+        Problem::TornTail {
+            bytes,
+            records_after,
+            ..
+        } => {
+            repair.torn = Some(TornTail {
+                file: finding.file.clone(),
+                offset: finding.offset.expect("a bad spot has an offset"),
+                bytes_discarded: *bytes,
+                records_discarded: *records_after,
+            });
+        }
+        Problem::ShortSegment { last: true, .. } => repair.extend = true,
+        // Read zero-extended: the one fatal finding recovery accepts (see the module docs).
+        Problem::ShortSegment { last: false, .. } => {}
+        problem if problem.severity() == Severity::Fatal => return Err(refusal(finding)),
+        // A damaged hard-state slot: the other one is used, and the next save overwrites it.
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The error that refuses the open on a fatal finding.
+fn refusal(finding: &Finding) -> Error {
+    match &finding.problem {
+        Problem::HardStateTooShort { .. } | Problem::HardStateSlot { .. } => {
+            Error::HardStateCorrupt {
+                path: finding.file.clone(),
+                reason: finding.problem.reason(),
+            }
+        }
+        Problem::WrongOwner { expected, found } => Error::WrongOwner {
+            path: finding.file.clone(),
+            cluster: expected.0,
+            shard: expected.1,
+            found_cluster: found.0,
+            found_shard: found.1,
+        },
+        _ => Error::corrupt(finding.corruption()),
+    }
+}
+
+/// Syncs everything recovery trusts (see the module docs) and opens every segment.
+fn make_durable(
+    files: &Files,
+    dir: &Path,
+    segments: &mut BTreeMap<u64, OpenSegment>,
+    hard_state: &LoadedHardState,
+) -> Result<()> {
     for segment in segments.values_mut() {
         let file = open_rw(&segment.path)?;
         files.sync_data(&file, &segment.path)?;
@@ -432,15 +256,5 @@ pub(crate) fn recover(
         let file = open_rw(&hard_state.path)?;
         files.sync_data(&file, &hard_state.path)?;
     }
-    files.sync_dir_and_parent(dir)?;
-    Ok(Recovered {
-        view: replayer.view,
-        segments,
-        active,
-        active_offset,
-        active_size,
-        next_flush: replayer.last_flush.map_or(1, |f| f + 1),
-        hard_state,
-        report,
-    })
+    files.sync_dir_and_parent(dir)
 }
