@@ -46,6 +46,9 @@ pub struct Checker {
     /// (`None` once another node appended it too).
     entries: HashMap<(GroupId, LogIndex, Term), (EntryContent, Option<NodeId>)>,
     committed: BTreeMap<(GroupId, LogIndex), (Term, EntryContent)>,
+    /// Per group, each rise of a leader's commit index: (index, the leader's term), in index
+    /// order. The first one at or above an index says in which term it was committed.
+    commit_rises: BTreeMap<GroupId, Vec<(LogIndex, Term)>>,
     leaders_elected: u64,
     snapshots_restored: u64,
 }
@@ -70,7 +73,12 @@ impl Checker {
         self.leaders.insert((group, term), node);
         let above_snapshot = (group, core.log_base().next())..=(group, LogIndex(u64::MAX));
         for (&(_, index), (committed_term, _)) in self.committed.range(above_snapshot) {
-            if core.term_at(index) != Some(*committed_term) {
+            // Leader completeness covers entries committed in earlier terms: a candidate of
+            // an old term may still win with votes granted before a later term committed more.
+            let earlier = self
+                .commit_term(group, index)
+                .is_some_and(|commit| commit < term);
+            if earlier && core.term_at(index) != Some(*committed_term) {
                 return violation(format!(
                     "group {group}: leader {node} of {term} lacks committed entry {index} of \
                      {committed_term} (holds {:?})",
@@ -79,6 +87,21 @@ impl Checker {
             }
         }
         Ok(())
+    }
+
+    /// `group`'s leader of `term` committed everything up to `index`.
+    fn leader_committed(&mut self, group: GroupId, index: LogIndex, term: Term) {
+        let rises = self.commit_rises.entry(group).or_default();
+        if rises.last().is_none_or(|&(last, _)| index > last) {
+            rises.push((index, term));
+        }
+    }
+
+    /// The term in which `index` of `group` was committed, if a leader's commit was seen.
+    fn commit_term(&self, group: GroupId, index: LogIndex) -> Option<Term> {
+        let rises = self.commit_rises.get(&group)?;
+        let at = rises.partition_point(|&(upto, _)| upto < index);
+        rises.get(at).map(|&(_, term)| term)
     }
 
     /// `batch` was appended to `node`'s log of `group`.
@@ -341,6 +364,10 @@ impl NodeObserver {
                 term,
                 ..
             } => checker.leader_elected(node, group, *term, core),
+            Action::Commit { index } if core.role() == Role::Leader => {
+                checker.leader_committed(group, *index, core.term());
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
