@@ -1,22 +1,42 @@
+//! ringraft: a thread-per-core Raft log-replication engine.
+//!
+//! Embedders start a [`api::Node`] with a [`api::StateMachine`] per shard and propose through
+//! it; remote programs use [`client::Client`]; [`kv`] is the replicated key-value service built
+//! on the same API. The layers below (`types`, `batch`, `core`, `log`, `snapshot`, `net`,
+//! `engine`, `shard`) are public for tests and tools that work at their level; every import
+//! between them points down (checked by `tests/layering.rs`).
+//!
+//! The harnesses of the `ringraft` binary — the simulator, the checkers, process spawning, the
+//! load generator, the chaos harness and the command line — are compiled into the library so
+//! that the binary and the integration tests can reach them, but they are not part of its API
+//! and are hidden from its documentation.
+
 pub mod api;
 pub mod batch;
-pub mod chaos;
-pub mod check;
-pub mod cli;
 pub mod client;
 pub mod config;
 pub mod constants;
 pub mod core;
 pub mod engine;
 pub mod error;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod kv;
-pub mod loadgen;
 pub mod log;
 pub mod net;
-pub mod procs;
 pub mod shard;
-pub mod sim;
 pub mod snapshot;
 pub mod types;
+
+#[doc(hidden)]
+pub mod chaos;
+#[doc(hidden)]
+pub mod check;
+#[doc(hidden)]
+pub mod cli;
+#[doc(hidden)]
+pub mod fuzzing;
+#[doc(hidden)]
+pub mod loadgen;
+#[doc(hidden)]
+pub mod procs;
+#[doc(hidden)]
+pub mod sim;

@@ -1,13 +1,13 @@
 //! The `ringraft` binary as a user runs it: exit codes and messages of `inspect` on real data
 //! directories, `sim` sweeps and replays, and wrong flags.
 
-mod common;
+mod log_helpers;
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::process::{Command, Output};
 
-use common::{batch, block_on, config, record_spans, segment_path};
+use log_helpers::{batch, block_on, config, record_spans, segment_path};
 use ringraft::log::{shard_dir, DiskLog, LogStore};
 use ringraft::types::{GroupId, ShardId};
 

@@ -3,11 +3,11 @@
 //! reordered acknowledgements, durability reports that arrive after the world moved on, and
 //! rejection hints.
 
-mod support;
+mod core_helpers;
 
+use core_helpers::*;
 use ringraft::core::{Action, Input, MembershipChange, Message, ProposeError, Raft, Role};
 use ringraft::types::{LogIndex, Term};
-use support::*;
 
 /// Node 1 of 3, leader of term 1 with its no-op (index 1) committed and acknowledged by both
 /// followers, which are in the replicate state.

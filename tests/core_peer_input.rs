@@ -2,11 +2,11 @@
 //! panic the core or leave it in a state that breaks its invariants. Every core here checks its
 //! invariants after every step, so a violation fails the test as a panic.
 
-mod support;
+mod core_helpers;
 
+use core_helpers::*;
 use ringraft::core::{BrokenRule, Message, Raft, Role, SnapshotMeta};
 use ringraft::types::{LogIndex, Term};
-use support::*;
 
 /// Node 1 of 3, leader of term 1 with its no-op (index 1) committed and acknowledged by both
 /// followers, which are in the replicate state.

@@ -1,12 +1,12 @@
 //! Exact-action tests of ReadIndex (thesis §6.4), of the quiet start that lease reads rely
 //! on, and of the lease itself ([`ReadLease`]).
 
-mod support;
+mod core_helpers;
 
+use core_helpers::*;
 use ringraft::core::{
     Action, AppendOutcome, BrokenRule, Input, Message, ProposeError, Raft, ReadLease, Role,
 };
-use support::*;
 
 /// An acknowledgement of `match_index` echoing read round `round`.
 fn accepted_in_round(term: u64, match_index: u64, round: u64) -> Message {

@@ -3,15 +3,15 @@
 //! §4.3): joint majorities, learners, one change at a time, a removed member that stops
 //! campaigning.
 
-mod support;
+mod core_helpers;
 
 use bytes::Bytes;
+use core_helpers::*;
 use ringraft::core::{
     Action, AppendOutcome, Input, Membership, MembershipChange, Message, ProposeError, Raft,
     Recovered, Role, SnapshotMeta,
 };
 use ringraft::types::{HardState, LogIndex, NodeId, Term};
-use support::*;
 
 fn change(raft: &mut Raft, change: MembershipChange) -> Vec<Action> {
     step(

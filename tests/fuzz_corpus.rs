@@ -3,13 +3,13 @@
 //! input must be handled without a panic. `write_seed_corpus` (ignored; run it with
 //! `--ignored`) regenerates the seeds from real encodings.
 
-mod common;
+mod log_helpers;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use common::{batch, DiskFixture, Fixture};
+use log_helpers::{batch, DiskFixture, Fixture};
 use ringraft::constants::FRAME_HEADER_BYTES;
 use ringraft::core::{AppendOutcome, AppendRequest, Message};
 use ringraft::fuzzing;
@@ -136,7 +136,7 @@ fn segment_records() -> Vec<u8> {
     log.append(GroupId(2), &batch(GroupId(2), 1, 2, 1, 5))
         .expect("append");
     fixture.sync();
-    let path = common::segment_path(fixture.dir.path(), 1);
+    let path = log_helpers::segment_path(fixture.dir.path(), 1);
     let bytes = std::fs::read(path).expect("segment");
     let mut records = bytes[SEGMENT_HEADER_BYTES as usize..].to_vec();
     while records.last() == Some(&0) {

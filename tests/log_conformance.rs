@@ -1,8 +1,8 @@
 //! The same cases against the in-memory log and the disk log.
 
-mod common;
+mod log_helpers;
 
-use common::{batch, block_on, payload, read_all, DiskFixture, Fixture, MemFixture};
+use log_helpers::{batch, block_on, payload, read_all, DiskFixture, Fixture, MemFixture};
 use ringraft::log::{Error, LogPosition, LogStore};
 use ringraft::types::{GroupId, HardState, LogIndex, NodeId, Term};
 
@@ -312,7 +312,7 @@ fn disk_compaction_deletes_whole_segments_oldest_first() {
     );
     for seq in &before {
         assert_eq!(
-            common::segment_path(f.dir.path(), *seq).exists(),
+            log_helpers::segment_path(f.dir.path(), *seq).exists(),
             after.contains(seq),
             "segment {seq}"
         );
@@ -330,7 +330,7 @@ fn disk_compaction_deletes_whole_segments_oldest_first() {
 #[test]
 fn disk_reads_evicted_batches_back_from_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = common::config(dir.path(), 1 << 20);
+    let mut config = log_helpers::config(dir.path(), 1 << 20);
     config.cache_bytes_max = 0;
     let mut log = ringraft::log::DiskLog::open(config).unwrap();
     for k in 0..10u64 {
@@ -344,7 +344,7 @@ fn disk_reads_evicted_batches_back_from_disk() {
 fn disk_log_runs_on_a_glommio_executor() {
     use glommio::{LocalExecutorBuilder, Placement};
     let dir = tempfile::tempdir().unwrap();
-    let config = common::config(dir.path(), 1 << 16);
+    let config = log_helpers::config(dir.path(), 1 << 16);
     let ex = LocalExecutorBuilder::new(Placement::Unbound)
         .io_memory(256 << 10)
         .make()

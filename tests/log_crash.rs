@@ -1,12 +1,12 @@
 //! Crash and corruption cases on real files: each asserts exactly what recovery does.
 
-mod common;
+mod log_helpers;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use common::{batch, block_on, config, payload, read_all, record_spans, segment_path};
+use log_helpers::{batch, block_on, config, payload, read_all, record_spans, segment_path};
 use ringraft::log::hard_state::HARD_STATE_FILE;
 use ringraft::log::inspect::Severity;
 use ringraft::log::{inspect, DiskLog, Error, LogStore};
@@ -364,7 +364,7 @@ fn inspect_reports_groups_terms_and_hard_state() {
     println!("{report}");
     assert!(report.is_clean(), "{report}");
     let shard = &report.shards[0];
-    assert_eq!(shard.cluster_id, Some(common::CLUSTER));
+    assert_eq!(shard.cluster_id, Some(log_helpers::CLUSTER));
     let g = shard.groups.iter().find(|s| s.group == G).unwrap();
     assert_eq!((g.first, g.last), (LogIndex(1), LogIndex(79)));
     assert_eq!(

@@ -1,12 +1,12 @@
 //! Write and sync failures are fatal: a typed error, no acknowledgement of the failed flush,
 //! the log refuses further work, and what was synced before survives a restart.
 
-mod common;
+mod log_helpers;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{batch, block_on, config, payload, read_all};
+use log_helpers::{batch, block_on, config, payload, read_all};
 use ringraft::log::{DiskLog, Error, FaultOp, FaultPlan, LogStore, MemLog};
 use ringraft::types::{GroupId, LogIndex, Term};
 

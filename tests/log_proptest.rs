@@ -2,11 +2,11 @@
 //! model, on the disk log (tiny segments, so rolls and segment deletion happen) and the
 //! in-memory log.
 
-mod common;
+mod log_helpers;
 
 use std::collections::BTreeMap;
 
-use common::{batch, payload, DiskFixture, Fixture, MemFixture};
+use log_helpers::{batch, payload, DiskFixture, Fixture, MemFixture};
 use proptest::prelude::*;
 use ringraft::log::LogStore;
 use ringraft::types::{GroupId, HardState, LogIndex, NodeId, Term};

@@ -3,11 +3,11 @@
 //! (pre-vote, check-quorum, leader lease, leadership transfer). Each test names its section and
 //! states the rule it checks.
 
-mod support;
+mod core_helpers;
 
+use core_helpers::*;
 use ringraft::core::{Action, AppendOutcome, BrokenRule, Input, Message, ProposeError, Raft, Role};
 use ringraft::types::NodeId;
-use support::*;
 
 /// Node 1 of 3 over the log `t1 t2`, put in `role` (leader in term 3, others in term 2).
 fn in_role(role: Role) -> Raft {

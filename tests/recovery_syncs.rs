@@ -4,16 +4,16 @@
 //! listing them) before reporting anything. The simulator's in-memory log models that page
 //! cache: data that survived a crash unsynced is visible but not durable until a reopen syncs it.
 
-mod common;
+mod log_helpers;
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use common::{batch, block_on, config, payload, read_all, segment_path};
+use log_helpers::{batch, block_on, config, payload, read_all, segment_path};
 use ringraft::log::hard_state::HARD_STATE_FILE;
 use ringraft::log::{DiskLog, Error, FaultPlan, LogStore, MemLog};
 use ringraft::snapshot::format::TEMP_SUFFIX;
-use ringraft::snapshot::{SnapshotMeta, SnapshotStore};
+use ringraft::snapshot::{SnapshotInfo, SnapshotStore};
 use ringraft::types::{GroupId, HardState, LogIndex, NodeId, Term};
 
 const G: GroupId = GroupId(4);
@@ -89,7 +89,7 @@ fn a_failed_sync_on_open_refuses_to_recover() {
 
 fn write_snapshot(store: &SnapshotStore, group: GroupId, index: u64) {
     let mut writer = store
-        .create(SnapshotMeta {
+        .create(SnapshotInfo {
             group,
             index: LogIndex(index),
             term: Term(1),

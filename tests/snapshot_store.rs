@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use ringraft::log::{FaultOp, FaultPlan};
 use ringraft::snapshot::format::{header_len, TRAILER_BYTES};
 use ringraft::snapshot::{
-    RawSnapshotFile, RawSnapshotWriter, SnapshotError, SnapshotMeta, SnapshotStore,
+    RawSnapshotFile, RawSnapshotWriter, SnapshotError, SnapshotInfo, SnapshotStore,
 };
 use ringraft::types::{GroupId, LogIndex, Term};
 
@@ -17,8 +17,8 @@ const EIO: i32 = 5;
 const ENOSPC: i32 = 28;
 const MEMBERSHIP: &[u8] = b"voters n1 n2 n3; learners n4";
 
-fn meta(group: GroupId, index: u64) -> SnapshotMeta {
-    SnapshotMeta {
+fn meta(group: GroupId, index: u64) -> SnapshotInfo {
+    SnapshotInfo {
         group,
         index: LogIndex(index),
         term: Term(index / 10 + 1),
@@ -53,7 +53,7 @@ fn write_pieces(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Writes `bytes` into a new snapshot in small pieces and finishes it.
-fn write_snapshot(store: &SnapshotStore, meta: SnapshotMeta, bytes: &[u8]) -> SnapshotMeta {
+fn write_snapshot(store: &SnapshotStore, meta: SnapshotInfo, bytes: &[u8]) -> SnapshotInfo {
     let mut writer = store.create(meta).unwrap();
     write_pieces(&mut writer, bytes).unwrap();
     writer.finish().unwrap()
@@ -190,7 +190,7 @@ fn transfer(
     group: GroupId,
     index: u64,
     chunk: usize,
-) -> Result<SnapshotMeta, SnapshotError> {
+) -> Result<SnapshotInfo, SnapshotError> {
     let source = from.open_raw(group, LogIndex(index))?;
     let mut receiver = to.receive(group)?;
     send_chunks(&source, &mut receiver, 0, chunk)?;

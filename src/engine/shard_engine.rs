@@ -810,7 +810,7 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
         }
         self.snapshot_due
             .insert(group, due_after(point.index, self.config.snapshot_entries));
-        let stored = snapshot::SnapshotMeta {
+        let stored = snapshot::SnapshotInfo {
             group,
             index: point.index,
             term: point.term,

@@ -46,7 +46,7 @@ pub struct TermRun {
 
 /// One group's log as found.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupSummary {
+pub struct InspectedGroup {
     pub group: GroupId,
     /// First index present (compaction point + 1).
     pub first: LogIndex,
@@ -75,7 +75,7 @@ pub struct ShardReport {
     pub cluster_id: Option<u64>,
     pub shard: Option<ShardId>,
     pub segments: Vec<SegmentSummary>,
-    pub groups: Vec<GroupSummary>,
+    pub groups: Vec<InspectedGroup>,
     /// Each hard-state slot: its generation when valid, or what is wrong with it.
     pub hard_state_slots: [String; 2],
     pub findings: Vec<Finding>,
@@ -182,14 +182,14 @@ fn slot_states(hard: &LoadedHardState) -> [String; 2] {
 }
 
 /// Every group with a log or a hard state, in order.
-fn group_summaries(scan: &ShardScan) -> Vec<GroupSummary> {
+fn group_summaries(scan: &ShardScan) -> Vec<InspectedGroup> {
     let (_, hard_states) = scan.hard_state.table();
     let replay = &scan.replay;
-    let mut groups: BTreeMap<GroupId, GroupSummary> = BTreeMap::new();
+    let mut groups: BTreeMap<GroupId, InspectedGroup> = BTreeMap::new();
     for (&group, log) in &replay.view.groups {
         groups.insert(
             group,
-            GroupSummary {
+            InspectedGroup {
                 group,
                 first: log.first,
                 last: log.last_index(),
@@ -200,7 +200,7 @@ fn group_summaries(scan: &ShardScan) -> Vec<GroupSummary> {
         );
     }
     for (&group, &state) in &hard_states {
-        groups.entry(group).or_insert(GroupSummary {
+        groups.entry(group).or_insert(InspectedGroup {
             group,
             first: LogIndex(1),
             last: LogIndex::ZERO,

@@ -78,7 +78,7 @@ impl OpenSegment {
     }
 }
 
-pub(crate) struct Recovered {
+pub(crate) struct RecoveredLog {
     pub view: ShardView,
     pub segments: BTreeMap<u64, OpenSegment>,
     pub active: u64,
@@ -126,7 +126,7 @@ pub(crate) fn recover(
     cluster_id: u64,
     shard: ShardId,
     segment_bytes: u64,
-) -> Result<Recovered> {
+) -> Result<RecoveredLog> {
     files.create_dir_all(dir)?;
     let scan = scan_shard(dir, Some((cluster_id, shard)))?;
     let report = act_on_findings(files, &scan)?;
@@ -150,7 +150,7 @@ pub(crate) fn recover(
         }
     };
     make_durable(files, dir, &mut segments, &scan.hard_state)?;
-    Ok(Recovered {
+    Ok(RecoveredLog {
         view: scan.replay.view,
         segments,
         active,

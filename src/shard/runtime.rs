@@ -43,7 +43,7 @@ use crate::types::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, ShardId, Term};
 
 /// A proposal or a read: what the embedding program and client connections both ask of a
-/// group, served by one path ([`Work::submit`]) whoever asked.
+/// group, served by one path (`Work::submit`) whoever asked.
 pub enum Work {
     Propose {
         group: GroupId,

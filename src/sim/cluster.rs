@@ -144,7 +144,7 @@ pub struct SimSummary {
     pub snapshots_taken: u64,
     pub snapshots_installed: u64,
     pub membership_changes: u64,
-    /// Lease reads sent to deposed leaders (see [`Cluster::probe_deposed_leaders`]).
+    /// Lease reads sent to deposed leaders (see `Cluster::probe_deposed_leaders`).
     pub probes: u64,
 }
 

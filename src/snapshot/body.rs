@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::store::Layout;
-use super::SnapshotMeta;
+use super::SnapshotInfo;
 
 /// The body of a snapshot as an [`io::Read`]. The read that delivers the last body byte also
 /// checks the body checksum: on mismatch it fails with [`io::ErrorKind::InvalidData`] (and so
@@ -15,7 +15,7 @@ use super::SnapshotMeta;
 pub struct SnapshotBody {
     file: File,
     path: PathBuf,
-    meta: SnapshotMeta,
+    meta: SnapshotInfo,
     /// Absolute file offsets of the next body byte and of the end of the body.
     at: u64,
     end: u64,
@@ -39,7 +39,7 @@ impl SnapshotBody {
     }
 
     /// The snapshot's meta (from its verified header).
-    pub fn meta(&self) -> &SnapshotMeta {
+    pub fn meta(&self) -> &SnapshotInfo {
         &self.meta
     }
 

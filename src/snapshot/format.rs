@@ -14,7 +14,7 @@
 //! Names: `{group:020}-{index:020}.snap`, so lexical order is (group, index) order. Files still
 //! being written end in [`TEMP_SUFFIX`] and are never read as snapshots.
 
-use super::SnapshotMeta;
+use super::SnapshotInfo;
 use crate::log::record::{u32_at, u64_at};
 use crate::log::segment::FORMAT_VERSION;
 use crate::types::{GroupId, LogIndex, Term};
@@ -40,7 +40,7 @@ pub fn header_len(membership_len: usize) -> usize {
 }
 
 /// Encodes the header of `meta`. The caller checks the membership cap.
-pub fn encode_header(meta: &SnapshotMeta) -> Vec<u8> {
+pub fn encode_header(meta: &SnapshotInfo) -> Vec<u8> {
     let n = meta.membership.len();
     let mut h = vec![0u8; header_len(n)];
     h[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
@@ -84,7 +84,7 @@ pub fn announced_header_len(fixed: &[u8]) -> Result<usize, HeaderProblem> {
 }
 
 /// Decodes a header from the start of `h`; returns the meta and the header length.
-pub fn decode_header(h: &[u8]) -> Result<(SnapshotMeta, usize), HeaderProblem> {
+pub fn decode_header(h: &[u8]) -> Result<(SnapshotInfo, usize), HeaderProblem> {
     let len = announced_header_len(h)?;
     if h.len() < len {
         return Err(HeaderProblem::Short { needed: len });
@@ -99,7 +99,7 @@ pub fn decode_header(h: &[u8]) -> Result<(SnapshotMeta, usize), HeaderProblem> {
             "unsupported format version {version}"
         )));
     }
-    let meta = SnapshotMeta {
+    let meta = SnapshotInfo {
         group: GroupId(u64_at(h, 16)),
         index: LogIndex(u64_at(h, 24)),
         term: Term(u64_at(h, 32)),
@@ -161,8 +161,8 @@ mod tests {
 
     use super::*;
 
-    fn meta(membership: Vec<u8>) -> SnapshotMeta {
-        SnapshotMeta {
+    fn meta(membership: Vec<u8>) -> SnapshotInfo {
+        SnapshotInfo {
             group: GroupId(3),
             index: LogIndex(77),
             term: Term(5),
@@ -247,7 +247,7 @@ mod tests {
             membership in proptest::collection::vec(any::<u8>(), 0..2048),
             extra in proptest::collection::vec(any::<u8>(), 0..64),
         ) {
-            let meta = SnapshotMeta {
+            let meta = SnapshotInfo {
                 group: GroupId(group),
                 index: LogIndex(index),
                 term: Term(term),

@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::{Result, SnapshotError, SnapshotMeta, SnapshotStorage};
+use super::{Result, SnapshotError, SnapshotInfo, SnapshotStorage};
 use crate::types::{GroupId, LogIndex};
 
 /// Stored snapshots by group and index. See the module documentation.
@@ -28,14 +28,14 @@ pub struct MemSnapshots {
 /// One stored snapshot: what it covers and its body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredSnapshot {
-    pub meta: SnapshotMeta,
+    pub meta: SnapshotInfo,
     pub body: Bytes,
 }
 
 /// A snapshot being written: not durable until [`SnapshotStorage::store`] takes it.
 #[derive(Debug)]
 pub struct MemSnapshotWriter {
-    meta: SnapshotMeta,
+    meta: SnapshotInfo,
     body: Vec<u8>,
 }
 
@@ -73,7 +73,7 @@ impl SnapshotStorage for MemSnapshots {
     type Writer = MemSnapshotWriter;
     type Body = io::Cursor<Bytes>;
 
-    fn create(&self, meta: SnapshotMeta) -> Result<MemSnapshotWriter> {
+    fn create(&self, meta: SnapshotInfo) -> Result<MemSnapshotWriter> {
         Ok(MemSnapshotWriter {
             meta,
             body: Vec::new(),
@@ -100,7 +100,7 @@ impl SnapshotStorage for MemSnapshots {
         Ok(())
     }
 
-    fn latest(&self, group: GroupId) -> Result<Option<SnapshotMeta>> {
+    fn latest(&self, group: GroupId) -> Result<Option<SnapshotInfo>> {
         let stored = self.stored.borrow();
         let newest = stored
             .range((group, LogIndex::ZERO)..=(group, LogIndex(u64::MAX)))
@@ -131,8 +131,8 @@ mod tests {
     use super::*;
     use crate::types::Term;
 
-    fn meta(index: u64) -> SnapshotMeta {
-        SnapshotMeta {
+    fn meta(index: u64) -> SnapshotInfo {
+        SnapshotInfo {
             group: GroupId(3),
             index: LogIndex(index),
             term: Term(1),

@@ -61,7 +61,7 @@ pub const MAX_RAW_CHUNK_BYTES: usize = 4 << 20;
 /// `term`), and the group's membership at that point (opaque bytes, at most
 /// [`format::MAX_MEMBERSHIP_BYTES`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct SnapshotMeta {
+pub struct SnapshotInfo {
     pub group: GroupId,
     pub index: LogIndex,
     pub term: Term,

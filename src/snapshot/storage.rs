@@ -11,7 +11,7 @@
 
 use std::io;
 
-use super::{Result, SnapshotMeta, SnapshotStore, SnapshotWriter};
+use super::{Result, SnapshotInfo, SnapshotStore, SnapshotWriter};
 use crate::snapshot::SnapshotBody;
 use crate::types::{GroupId, LogIndex};
 
@@ -23,12 +23,12 @@ pub trait SnapshotStorage: Clone {
     type Body: io::Read;
 
     /// Starts a snapshot described by `meta`.
-    fn create(&self, meta: SnapshotMeta) -> Result<Self::Writer>;
+    fn create(&self, meta: SnapshotInfo) -> Result<Self::Writer>;
     /// Makes the snapshot written into `writer` durable, then keeps only the newest `keep`
     /// (at least one) of its group. Blocking for a disk store.
     fn store(&self, writer: Self::Writer, keep: usize) -> Result<()>;
     /// The newest stored snapshot of `group`, if any.
-    fn latest(&self, group: GroupId) -> Result<Option<SnapshotMeta>>;
+    fn latest(&self, group: GroupId) -> Result<Option<SnapshotInfo>>;
     /// The body of `group`'s stored snapshot at `index`.
     fn open_body(&self, group: GroupId, index: LogIndex) -> Result<Self::Body>;
     /// Whether `group`'s snapshot at `index` is stored.
@@ -39,7 +39,7 @@ impl SnapshotStorage for SnapshotStore {
     type Writer = SnapshotWriter;
     type Body = SnapshotBody;
 
-    fn create(&self, meta: SnapshotMeta) -> Result<SnapshotWriter> {
+    fn create(&self, meta: SnapshotInfo) -> Result<SnapshotWriter> {
         SnapshotStore::create(self, meta)
     }
 
@@ -48,7 +48,7 @@ impl SnapshotStorage for SnapshotStore {
         self.retain(meta.group, keep)
     }
 
-    fn latest(&self, group: GroupId) -> Result<Option<SnapshotMeta>> {
+    fn latest(&self, group: GroupId) -> Result<Option<SnapshotInfo>> {
         SnapshotStore::latest(self, group)
     }
 

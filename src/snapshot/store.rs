@@ -23,7 +23,7 @@ use super::format::{
     TRAILER_BYTES,
 };
 use super::writer::{RawSnapshotWriter, SnapshotWriter};
-use super::{Result, SnapshotError, SnapshotMeta, MAX_RAW_CHUNK_BYTES};
+use super::{Result, SnapshotError, SnapshotInfo, MAX_RAW_CHUNK_BYTES};
 use crate::log::io::{open_read, Files};
 use crate::log::FaultPlan;
 use crate::types::{GroupId, LogIndex};
@@ -45,7 +45,7 @@ pub struct SnapshotStore {
 /// Where the parts of a structurally valid snapshot file lie.
 #[derive(Clone, Debug)]
 pub(crate) struct Layout {
-    pub meta: SnapshotMeta,
+    pub meta: SnapshotInfo,
     pub header_len: u64,
     pub body_len: u64,
     pub body_crc: u32,
@@ -90,7 +90,7 @@ impl SnapshotStore {
 
     /// Starts a new snapshot described by `meta`; write the body into the returned writer and
     /// call [`SnapshotWriter::finish`]. Nothing is visible until then.
-    pub fn create(&self, meta: SnapshotMeta) -> Result<SnapshotWriter> {
+    pub fn create(&self, meta: SnapshotInfo) -> Result<SnapshotWriter> {
         if meta.membership.len() > MAX_MEMBERSHIP_BYTES {
             return Err(SnapshotError::MembershipTooLarge {
                 bytes: meta.membership.len(),
@@ -151,7 +151,7 @@ impl SnapshotStore {
     /// The newest snapshot of `group` after verifying its header, trailer and body checksum, or
     /// `None` if the group has none. A damaged newest snapshot is an error naming the file; older
     /// snapshots are not consulted (the caller decides what to do).
-    pub fn latest(&self, group: GroupId) -> Result<Option<SnapshotMeta>> {
+    pub fn latest(&self, group: GroupId) -> Result<Option<SnapshotInfo>> {
         let Some(&index) = self.list(group)?.last() else {
             return Ok(None);
         };

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::format::{encode_header, encode_trailer, snapshot_file_name};
 use super::store::{read_layout, verify_body};
-use super::{Result, SnapshotError, SnapshotMeta, WRITE_BUFFER_BYTES};
+use super::{Result, SnapshotError, SnapshotInfo, WRITE_BUFFER_BYTES};
 use crate::log::io::Files;
 use crate::types::GroupId;
 
@@ -32,7 +32,7 @@ pub struct SnapshotWriter {
     dir: PathBuf,
     temp: PathBuf,
     file: File,
-    meta: SnapshotMeta,
+    meta: SnapshotInfo,
     buffer: Vec<u8>,
     /// Bytes of the file written so far (not counting `buffer`).
     written: u64,
@@ -48,7 +48,7 @@ impl SnapshotWriter {
         dir: PathBuf,
         temp: PathBuf,
         file: File,
-        meta: SnapshotMeta,
+        meta: SnapshotInfo,
     ) -> SnapshotWriter {
         let mut buffer = Vec::with_capacity(WRITE_BUFFER_BYTES);
         buffer.extend_from_slice(&encode_header(&meta));
@@ -68,7 +68,7 @@ impl SnapshotWriter {
     }
 
     /// What the snapshot will describe.
-    pub fn meta(&self) -> &SnapshotMeta {
+    pub fn meta(&self) -> &SnapshotInfo {
         &self.meta
     }
 
@@ -107,7 +107,7 @@ impl SnapshotWriter {
     /// Returns the meta of the installed snapshot. On error nothing is installed and the
     /// temporary file is deleted; the previous snapshots are untouched. (If only the final
     /// directory fsync fails, the complete new file may be visible.)
-    pub fn finish(mut self) -> Result<SnapshotMeta> {
+    pub fn finish(mut self) -> Result<SnapshotInfo> {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
@@ -230,7 +230,7 @@ impl RawSnapshotWriter {
     /// Verifies the received file (header checksum, trailer, body checksum, group), then
     /// fdatasyncs it, renames it into place and fsyncs the directory. Returns its meta. On
     /// error nothing is installed and the temporary file is deleted.
-    pub fn finish(mut self) -> Result<SnapshotMeta> {
+    pub fn finish(mut self) -> Result<SnapshotInfo> {
         let layout = read_layout(&self.file, &self.temp)?;
         if layout.meta.group != self.group {
             return Err(SnapshotError::WrongGroup {
