@@ -519,17 +519,13 @@ impl LogStore for DiskLog {
         }
         let id = self.next_flush;
         self.next_flush += 1;
-        let report = SyncReport {
-            flush: id,
-            log: std::mem::take(&mut self.touched)
-                .into_iter()
-                .map(|g| (g, self.view.position(g)))
-                .collect(),
-            hard_states: std::mem::take(&mut self.hard_dirty)
-                .into_iter()
-                .map(|g| (g, self.hard[&g]))
-                .collect(),
-        };
+        let report = SyncReport::of_flush(
+            id,
+            &mut self.touched,
+            &mut self.hard_dirty,
+            |group| self.view.position(group),
+            |group| self.hard[&group],
+        );
         let hard_state = (!report.hard_states.is_empty()).then(|| {
             self.hard_writer
                 .prepare(self.config.cluster_id, self.config.shard, &self.hard)

@@ -13,6 +13,7 @@
 //! - A [`PendingFlush`] owns nothing borrowed from the log, so the driver keeps staging while
 //!   it awaits; the outcome ([`FlushDone`]) must be handed back to the log that started it.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,29 @@ pub struct SyncReport {
 }
 
 impl SyncReport {
+    /// The report of flush `flush`, which covers the groups whose logs it `touched` (now
+    /// durable at `position(group)`) and the hard states it saved (`hard_dirty`, now durable
+    /// as `hard(group)`); empties both sets for the next flush.
+    pub(crate) fn of_flush(
+        flush: u64,
+        touched: &mut BTreeSet<GroupId>,
+        hard_dirty: &mut BTreeSet<GroupId>,
+        position: impl Fn(GroupId) -> LogPosition,
+        hard: impl Fn(GroupId) -> HardState,
+    ) -> SyncReport {
+        SyncReport {
+            flush,
+            log: std::mem::take(touched)
+                .into_iter()
+                .map(|group| (group, position(group)))
+                .collect(),
+            hard_states: std::mem::take(hard_dirty)
+                .into_iter()
+                .map(|group| (group, hard(group)))
+                .collect(),
+        }
+    }
+
     /// Whether the flush made nothing durable.
     pub fn is_empty(&self) -> bool {
         self.log.is_empty() && self.hard_states.is_empty()

@@ -271,17 +271,13 @@ impl LogStore for MemLog {
         }
         let id = self.next_flush;
         self.next_flush += 1;
-        let report = SyncReport {
-            flush: id,
-            log: std::mem::take(&mut self.touched)
-                .into_iter()
-                .map(|g| (g, self.live.position(g)))
-                .collect(),
-            hard_states: std::mem::take(&mut self.hard_dirty)
-                .into_iter()
-                .map(|g| (g, self.live_hard[&g]))
-                .collect(),
-        };
+        let report = SyncReport::of_flush(
+            id,
+            &mut self.touched,
+            &mut self.hard_dirty,
+            |group| self.live.position(group),
+            |group| self.live_hard[&group],
+        );
         self.inflight = Some(InFlight {
             id,
             ops: std::mem::take(&mut self.staged),
