@@ -188,7 +188,7 @@ fn core_in_role(pick: u8) -> Raft {
         _ => Role::Leader,
     };
     let mut config = Config::new(NodeId(1), vec![NodeId(1), NodeId(2), NodeId(3)]);
-    config.check_invariants = true;
+    config.check_expensive_invariants = true;
     config.quiet_start = false;
     config.pre_vote = wanted == Role::PreCandidate || pick & 4 == 0;
     let batches = [(1, 1), (1, 2), (2, 3), (2, 4)]

@@ -232,3 +232,20 @@ proptest::proptest! {
         ringraft::fuzzing::core_messages(&data);
     }
 }
+
+/// The one core here with `check_expensive_invariants` off, as in a release build: the cheap
+/// checks still run, the progress bounds at the next tick.
+#[test]
+#[should_panic(expected = "invariant violated on n1: ")]
+fn without_the_expensive_checks_a_tick_still_checks_the_progress() {
+    let mut leader = Node::new(1, 3)
+        .breaking(BrokenRule::TrustPeerInput)
+        .configure(|config| config.check_expensive_invariants = false)
+        .build();
+    elect_and_settle(&mut leader);
+    // The cursor checks after this step pass; the progress bounds are checked at the next tick.
+    deliver(&mut leader, 2, rejected(1, 1_000, 999, None));
+    let problem = leader.cheap_invariants().unwrap_err();
+    assert!(problem.contains("next beyond leader's last"), "{problem}");
+    tick(&mut leader);
+}

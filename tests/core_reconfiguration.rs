@@ -227,7 +227,7 @@ fn a_snapshot_of_an_old_term_is_refused() {
 #[test]
 fn a_node_restarts_from_its_snapshot_and_the_log_after_it() {
     let mut config = ringraft::core::Config::new(n(2), vec![n(1), n(2), n(3)]);
-    config.check_invariants = true;
+    config.check_expensive_invariants = true;
     config.quiet_start = false;
     let raft = Raft::new(
         config,
@@ -423,7 +423,7 @@ fn a_leader_elected_by_its_own_vote_alone_sends_nothing_until_its_term_is_durabl
     let mut meta = snapshot_meta(5, 1, &[1]);
     meta.membership.learners = vec![n(2)];
     let mut config = ringraft::core::Config::new(n(1), vec![n(1)]);
-    config.check_invariants = true;
+    config.check_expensive_invariants = true;
     config.quiet_start = false;
     let mut raft = Raft::new(
         config,

@@ -72,7 +72,7 @@ impl Trio {
                     |_| {
                         let mut config = Config::new(id, voters.clone());
                         config.rng_seed = id.0;
-                        config.check_invariants = true;
+                        config.check_expensive_invariants = true;
                         // Only the candidate ticks here, so the others' quiet start would
                         // never end.
                         config.quiet_start = false;

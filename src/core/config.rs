@@ -98,8 +98,15 @@ pub struct Config {
     pub compaction_trailing_entries: u64,
     /// Seed of the core's own random number generator (election timeouts).
     pub rng_seed: u64,
-    /// Check [`crate::core::Raft::invariants`] after every step.
-    pub check_invariants: bool,
+    /// Also check the expensive invariants ([`crate::core::Raft::expensive_invariants`]: those
+    /// that walk the log, the configuration history, the messages in flight or the pending
+    /// reads) after every step, and with them all the cheap ones after every step. Default: on
+    /// in debug builds, off in release builds; the simulator, the fuzz target and the core's
+    /// tests turn it on. Off, the core still checks the cheap invariants in every build: the
+    /// cursor order and the across-step ones after every step, the rest after ticks, role
+    /// changes, membership changes and saved snapshots (see the `core::raft` module docs). A
+    /// violated invariant panics with "invariant violated on {node}: ...".
+    pub check_expensive_invariants: bool,
     #[doc(hidden)]
     pub broken_rule: Option<BrokenRule>,
 }
@@ -120,7 +127,7 @@ impl Config {
             message_bytes_max: 1 << 20,
             compaction_trailing_entries: 4096,
             rng_seed: 0,
-            check_invariants: cfg!(debug_assertions),
+            check_expensive_invariants: cfg!(debug_assertions),
             broken_rule: None,
         }
     }

@@ -73,6 +73,27 @@ impl ConfigHistory {
         }
     }
 
+    /// Checks the invariants in the module docs, and that the configuration in force is at
+    /// most `last_index` (the log's last index): walks every entry, O(configuration entries).
+    pub fn check(&self, last_index: LogIndex) -> Result<(), String> {
+        let mut previous = self.base.index;
+        for entry in &self.entries {
+            if entry.index <= previous {
+                return Err(format!(
+                    "configuration entry {} not above {previous}",
+                    entry.index
+                ));
+            }
+            previous = entry.index;
+        }
+        if previous > last_index {
+            return Err(format!(
+                "configuration in force at {previous}, beyond the last index {last_index}"
+            ));
+        }
+        Ok(())
+    }
+
     /// Replaces everything with `base` (a snapshot that replaced the whole log).
     pub fn reset(&mut self, base: ConfigEntry) {
         self.base = base;
@@ -108,5 +129,7 @@ mod tests {
         assert_eq!(history.at(LogIndex(1)).index, LogIndex(5));
         assert!(!history.truncate_from(LogIndex(6)));
         assert_eq!(history.latest().index, LogIndex(5));
+        history.check(LogIndex(6)).unwrap();
+        assert!(history.check(LogIndex(4)).is_err());
     }
 }

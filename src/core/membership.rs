@@ -95,6 +95,22 @@ impl Membership {
         self.is_voter(id) || self.learners.binary_search(&id).is_ok()
     }
 
+    /// How many members there are (the length of [`Membership::members`]), without
+    /// allocating: O(members) lookups.
+    pub fn member_count(&self) -> usize {
+        let outgoing_only = self
+            .outgoing
+            .iter()
+            .filter(|id| self.voters.binary_search(id).is_err())
+            .count();
+        let learners_only = self
+            .learners
+            .iter()
+            .filter(|&&id| !self.is_voter(id))
+            .count();
+        self.voters.len() + outgoing_only + learners_only
+    }
+
     /// Every member, each once, in id order.
     pub fn members(&self) -> Vec<NodeId> {
         let mut all: Vec<NodeId> = self
@@ -330,6 +346,9 @@ mod tests {
         assert_eq!(joint.quorum_value(lagging_new), Some(3));
         assert_eq!(Membership::default().quorum_value(matched), None);
         assert!(!Membership::default().has_quorum(|_| true));
+        assert_eq!(joint.member_count(), joint.members().len());
+        assert_eq!(joint.member_count(), 5);
+        assert_eq!(Membership::default().member_count(), 0);
     }
 
     #[test]

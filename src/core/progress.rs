@@ -143,8 +143,9 @@ impl Progress {
         self.inflight_bytes
     }
 
-    /// Checks the invariants in the module docs.
-    pub fn check(&self, leader_last_index: LogIndex) -> Result<(), String> {
+    /// Checks the O(1) invariants of the module docs: `match_index < next_index <=
+    /// leader_last_index + 1`, and no bytes counted in flight when no message is.
+    pub fn check_bounds(&self, leader_last_index: LogIndex) -> Result<(), String> {
         if self.match_index >= self.next_index {
             return Err(format!("{self:?}: match not below next"));
         }
@@ -153,6 +154,15 @@ impl Progress {
                 "{self:?}: next beyond leader's last {leader_last_index}"
             ));
         }
+        if self.inflight.is_empty() && self.inflight_bytes != 0 {
+            return Err(format!("{self:?}: inflight bytes out of sync"));
+        }
+        Ok(())
+    }
+
+    /// Checks that `inflight_bytes` is the sum of the messages in flight: O(messages in
+    /// flight), at most the configured window.
+    pub fn check_inflight(&self) -> Result<(), String> {
         let sum: usize = self.inflight.iter().map(|&(_, bytes)| bytes).sum();
         if sum != self.inflight_bytes {
             return Err(format!("{self:?}: inflight bytes out of sync"));

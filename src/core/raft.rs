@@ -15,16 +15,41 @@
 //! target its leader named) while it leads, or for one election timeout after it last heard
 //! from a leader or started, by ticks; adopting a higher term does not end that promise.
 //!
-//! Invariants (checked by [`Raft::invariants`] after every step when enabled):
-//! - `applied <= commit <= last_index`, `applied <= durable_index`;
-//! - a leader has `leader == Some(id)` and `vote == Some(id)` and is a voter of the configuration
-//!   in force, unless that configuration (which removes it) is not committed yet; its progress
-//!   map has an entry for every other member (voters of both sides and learners) and none for
-//!   itself;
-//! - the log's base (compaction point) is at most the snapshot's index, which is at most the
-//!   applied index;
-//! - across steps: the term never decreases, the vote changes only together with the term, the
-//!   commit and applied indexes never decrease.
+//! Invariants. [`Raft::step`] checks them and panics with "invariant violated on {node}: ..."
+//! if one breaks (the simulator reports such panics as violations). Which run when:
+//! - **cheap, after every step** (every build, release included; a few inlined comparisons):
+//!   - `applied <= commit <= last_index` and `applied <= durable_index <= last_index`;
+//!   - across the step: the term never decreases, the vote changes only together with the
+//!     term, the commit and applied indexes never decrease.
+//! - **cheap, after every tick, every change of role, every membership change and every saved
+//!   snapshot** (every build; O(1), and O(members) for a leader). After every step they would
+//!   add several percent to a step's cost (a walk of the progress map, lookups in the
+//!   membership); a violation that another step causes is caught at the next tick if it lasts
+//!   until then:
+//!   - the log's base (compaction point) is at most the snapshot's index, which is at most the
+//!     applied index;
+//!   - the log's ends: its first held batch starts right after the base, its last term is not
+//!     below the base's (see `core::log_view`);
+//!   - a non-leader keeps no follower progress and no pending reads;
+//!   - a leader has `leader == Some(id)` and `vote == Some(id)` and is a voter of the
+//!     configuration in force, unless that configuration (which removes it) is not committed
+//!     yet; its progress map has an entry for every other member (voters of both sides and
+//!     learners) and none for itself; for each follower, `match_index < next_index` and
+//!     `next_index <= last_index + 1`, and no bytes counted in flight to it when no message
+//!     is; the newest pending read is of a round already started.
+//! - **expensive, after every step when [`Config::check_expensive_invariants`] is set** (the
+//!   default in debug builds; the simulator, the fuzz target and the core's tests set it; all
+//!   the cheap ones then run after every step too). Each walks something that grows with the
+//!   log or the traffic:
+//!   - the whole log is contiguous and its terms never decrease (every held batch);
+//!   - the configuration history is ordered by index, above its base, and the configuration in
+//!     force is within the log (every configuration entry);
+//!   - each follower's count of bytes in flight is the sum of its messages in flight (the
+//!     inflight window);
+//!   - the pending reads awaiting a quorum are in round and index order (all of them).
+//!
+//! [`Raft::cheap_invariants`] checks every cheap within-state invariant at once,
+//! [`Raft::expensive_invariants`] every expensive one, [`Raft::invariants`] both.
 
 use std::collections::BTreeMap;
 
@@ -184,15 +209,27 @@ impl Raft {
     /// Feeds one input; the actions it causes are appended to `out` in the order the driver
     /// must carry them out.
     pub fn step(&mut self, input: Input, out: &mut Vec<Action>) {
-        let before = self
-            .config
-            .check_invariants
-            .then(|| self.monotone_snapshot());
-        match input {
-            Input::Tick => self.tick(out),
-            Input::Propose(batch) => self.propose(batch, out),
-            Input::Message { from, message } => self.step_message(from, message, out),
-            Input::Persisted { index, term } => self.persisted(index, term, out),
+        let before = self.step_snapshot();
+        // `state_due`: all the cheap checks run after this input: ticks (so that they run
+        // regularly whatever else happens), and the inputs that change membership or compact
+        // the log.
+        let state_due = match input {
+            Input::Tick => {
+                self.tick(out);
+                true
+            }
+            Input::Propose(batch) => {
+                self.propose(batch, out);
+                false
+            }
+            Input::Message { from, message } => {
+                self.step_message(from, message, out);
+                false
+            }
+            Input::Persisted { index, term } => {
+                self.persisted(index, term, out);
+                false
+            }
             Input::Unreachable { peer } => {
                 if let Some(progress) = self.progress.get_mut(&peer) {
                     if progress.state != ProgressState::Probe {
@@ -200,18 +237,56 @@ impl Raft {
                         progress.become_probe(next);
                     }
                 }
+                false
             }
-            Input::TransferLeadership { to } => self.transfer_leadership(to, out),
-            Input::ReadIndex { id } => self.read_index(id, out),
+            Input::TransferLeadership { to } => {
+                self.transfer_leadership(to, out);
+                false
+            }
+            Input::ReadIndex { id } => {
+                self.read_index(id, out);
+                false
+            }
             Input::ChangeMembership { change, context } => {
-                self.change_membership(change, context, out)
+                self.change_membership(change, context, out);
+                true
             }
-            Input::SnapshotSaved { index, term } => self.snapshot_saved(index, term, out),
+            Input::SnapshotSaved { index, term } => {
+                self.snapshot_saved(index, term, out);
+                true
+            }
+        };
+        self.check_step(before, state_due);
+    }
+
+    /// The invariant checks after a step (see the module docs for which run when): the cursor
+    /// and across-step checks as a few inlined comparisons; everything else, and the
+    /// description of a violation, out of line.
+    #[inline(always)]
+    fn check_step(&self, before: StepSnapshot, state_due: bool) {
+        if !(self.cursors_in_order() && self.step_is_monotone(&before))
+            || state_due
+            || self.config.check_expensive_invariants
+            || self.role != before.role
+        {
+            self.check_step_fully(before);
         }
-        if let Some(before) = before {
-            if let Err(problem) = self.invariants().and_then(|()| self.check_monotone(before)) {
-                panic!("invariant violated on {}: {problem}", self.config.id);
-            }
+    }
+
+    /// Checks the cheap invariants (the expensive ones too when
+    /// [`Config::check_expensive_invariants`] is set) and the across-step ones; panics on the
+    /// first violated one.
+    #[inline(never)]
+    fn check_step_fully(&self, before: StepSnapshot) {
+        let mut checked = self
+            .cursor_invariants()
+            .and_then(|()| self.check_monotone(&before))
+            .and_then(|()| self.state_invariants());
+        if checked.is_ok() && self.config.check_expensive_invariants {
+            checked = self.expensive_invariants();
+        }
+        if let Err(problem) = checked {
+            invariant_violated(self.config.id, &problem);
         }
     }
 
@@ -1467,19 +1542,58 @@ impl Raft {
 
     // ---- invariants ------------------------------------------------------------------------
 
-    /// Checks the invariants in the module docs that hold within one state.
+    /// Checks every invariant of the module docs that holds within one state: the cheap ones
+    /// ([`Raft::cheap_invariants`]) and the expensive ones ([`Raft::expensive_invariants`]),
+    /// whatever [`Config::check_expensive_invariants`] says.
     pub fn invariants(&self) -> Result<(), String> {
-        self.log.check()?;
+        self.cheap_invariants()?;
+        self.expensive_invariants()
+    }
+
+    /// Checks the cheap invariants of the module docs that hold within one state (O(1) or
+    /// O(members)). [`Raft::step`] checks the cursor ones after every step and the rest after
+    /// ticks, role changes, membership changes and saved snapshots, in every build.
+    pub fn cheap_invariants(&self) -> Result<(), String> {
+        self.cursor_invariants()?;
+        self.state_invariants()
+    }
+
+    /// Whether the cursor invariants hold: exactly the conditions [`Raft::cursor_invariants`]
+    /// checks one by one, as a few comparisons for the check after every step.
+    #[inline(always)]
+    fn cursors_in_order(&self) -> bool {
         let last = self.log.last_index();
+        let durable = self.log.durable_index();
+        durable <= last
+            && self.applied <= self.commit
+            && self.commit <= last
+            && self.applied <= durable
+    }
+
+    /// The invariants of the cursors (module docs, "cheap, after every step").
+    fn cursor_invariants(&self) -> Result<(), String> {
+        let last = self.log.last_index();
+        let durable = self.log.durable_index();
+        if durable > last {
+            return Err(format!("durable index {durable} beyond last index {last}"));
+        }
         if !(self.applied <= self.commit && self.commit <= last) {
             return Err(format!(
                 "cursor order broken: applied {} commit {} last {last}",
                 self.applied, self.commit
             ));
         }
-        if self.applied > self.log.durable_index() {
+        if self.applied > durable {
             return Err(format!("applied {} beyond durable index", self.applied));
         }
+        Ok(())
+    }
+
+    /// The cheap invariants checked after ticks, role changes, membership changes and saved
+    /// snapshots (module docs, "cheap, after every tick..."): O(1) for a follower or
+    /// candidate, O(members) for a leader.
+    fn state_invariants(&self) -> Result<(), String> {
+        self.log.check_ends()?;
         if !(self.log.base_index() <= self.snapshot.index && self.snapshot.index <= self.applied) {
             return Err(format!(
                 "log base {} / snapshot {} / applied {} out of order",
@@ -1488,58 +1602,106 @@ impl Raft {
                 self.applied
             ));
         }
-        if self.role == Role::Leader {
-            if self.leader != Some(self.config.id) || self.vote != Some(self.config.id) {
-                return Err("a leader must know itself as leader and have voted for itself".into());
+        if self.role != Role::Leader {
+            if !self.progress.is_empty() || !self.reads.is_empty() {
+                return Err("a non-leader keeps follower progress or pending reads".into());
             }
-            // A leader that appended a configuration without itself leads until that entry
-            // commits, and steps down in the step that commits it (thesis §4.2.2).
-            let membership = self.membership();
-            if !membership.is_voter(self.config.id) && self.configs.latest().index <= self.commit {
-                return Err(format!(
-                    "leader is not a voter of the committed configuration {membership}"
-                ));
-            }
-            let others = membership
-                .members()
-                .into_iter()
-                .filter(|&id| id != self.config.id);
-            if !others.eq(self.progress.keys().copied()) {
+            return Ok(());
+        }
+        if self.leader != Some(self.config.id) || self.vote != Some(self.config.id) {
+            return Err("a leader must know itself as leader and have voted for itself".into());
+        }
+        self.reads.check_newest()?;
+        // A leader that appended a configuration without itself leads until that entry
+        // commits, and steps down in the step that commits it (thesis §4.2.2).
+        let membership = self.membership();
+        if !membership.is_voter(self.config.id) && self.configs.latest().index <= self.commit {
+            return Err(format!(
+                "leader is not a voter of the committed configuration {membership}"
+            ));
+        }
+        // The progress keys are the other members: as many, and each one a member.
+        let others = membership.member_count() - usize::from(membership.is_member(self.config.id));
+        if self.progress.len() != others {
+            return Err("leader progress does not cover exactly the other members".into());
+        }
+        let last = self.log.last_index();
+        for (&id, progress) in &self.progress {
+            if id == self.config.id || !membership.is_member(id) {
                 return Err("leader progress does not cover exactly the other members".into());
             }
-            for progress in self.progress.values() {
-                progress.check(last)?;
-            }
-            self.reads.check()?;
-        } else if !self.progress.is_empty() || !self.reads.is_empty() {
-            return Err("a non-leader keeps follower progress or pending reads".into());
+            progress.check_bounds(last)?;
         }
         Ok(())
     }
 
-    fn monotone_snapshot(&self) -> (Term, Option<NodeId>, LogIndex, LogIndex) {
-        (self.term, self.vote, self.commit, self.applied)
+    /// Checks the invariants of the module docs whose cost grows with the log, the
+    /// configuration history or the traffic in flight (module docs, "expensive"). [`Raft::step`]
+    /// checks them after every step only when [`Config::check_expensive_invariants`] is set.
+    pub fn expensive_invariants(&self) -> Result<(), String> {
+        self.log.check()?;
+        self.configs.check(self.log.last_index())?;
+        for progress in self.progress.values() {
+            progress.check_inflight()?;
+        }
+        self.reads.check()
     }
 
-    fn check_monotone(
-        &self,
-        before: (Term, Option<NodeId>, LogIndex, LogIndex),
-    ) -> Result<(), String> {
-        let (term, vote, commit, applied) = before;
+    fn step_snapshot(&self) -> StepSnapshot {
+        StepSnapshot {
+            term: self.term,
+            vote: self.vote,
+            commit: self.commit,
+            applied: self.applied,
+            role: self.role,
+        }
+    }
+
+    /// Whether the invariants across one step hold: exactly the conditions
+    /// [`Raft::check_monotone`] checks one by one.
+    #[inline(always)]
+    fn step_is_monotone(&self, before: &StepSnapshot) -> bool {
+        self.term >= before.term
+            && (self.term != before.term || before.vote.is_none() || self.vote == before.vote)
+            && self.commit >= before.commit
+            && self.applied >= before.applied
+    }
+
+    /// The invariants across one step (module docs, "cheap, after every step").
+    fn check_monotone(&self, before: &StepSnapshot) -> Result<(), String> {
+        let term = before.term;
         if self.term < term {
             return Err(format!("term went back from {term} to {}", self.term));
         }
-        if self.term == term && vote.is_some() && self.vote != vote {
+        if self.term == term && before.vote.is_some() && self.vote != before.vote {
             return Err(format!(
-                "vote changed within {term}: {vote:?} -> {:?}",
-                self.vote
+                "vote changed within {term}: {:?} -> {:?}",
+                before.vote, self.vote
             ));
         }
-        if self.commit < commit || self.applied < applied {
+        if self.commit < before.commit || self.applied < before.applied {
             return Err("commit or applied index went back".into());
         }
         Ok(())
     }
+}
+
+/// What [`Raft::step`] remembers from before a step to check the step's effect.
+#[derive(Clone, Copy)]
+struct StepSnapshot {
+    term: Term,
+    vote: Option<NodeId>,
+    commit: LogIndex,
+    applied: LogIndex,
+    role: Role,
+}
+
+/// Panics the way every violated invariant does (the simulator turns such panics into reported
+/// violations). Out of line, so the checks that run after every step stay small.
+#[cold]
+#[inline(never)]
+fn invariant_violated(id: NodeId, problem: &str) -> ! {
+    panic!("invariant violated on {id}: {problem}");
 }
 
 /// The configuration a batch carries, if it is a configuration entry that decodes. A leader

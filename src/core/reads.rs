@@ -100,19 +100,29 @@ impl ReadTracker {
         self.awaiting_commit.is_empty() && self.awaiting_quorum.is_empty()
     }
 
-    /// Checks the ordering invariant of `awaiting_quorum`.
+    /// Checks, in O(1), that the newest read awaiting a quorum is of a round already started.
+    pub fn check_newest(&self) -> Result<(), String> {
+        if self
+            .awaiting_quorum
+            .back()
+            .is_none_or(|read| read.round <= self.round)
+        {
+            Ok(())
+        } else {
+            Err("pending reads are out of order or ahead of the current round".into())
+        }
+    }
+
+    /// Checks the ordering invariant of `awaiting_quorum` (rounds and indexes never decrease,
+    /// none ahead of the current round): O(pending reads).
     pub fn check(&self) -> Result<(), String> {
         let ordered = self
             .awaiting_quorum
             .iter()
             .zip(self.awaiting_quorum.iter().skip(1))
             .all(|(a, b)| a.round <= b.round && a.index <= b.index);
-        let current = self
-            .awaiting_quorum
-            .back()
-            .is_none_or(|read| read.round <= self.round);
-        if ordered && current {
-            Ok(())
+        if ordered {
+            self.check_newest()
         } else {
             Err("pending reads are out of order or ahead of the current round".into())
         }

@@ -361,7 +361,7 @@ impl Cluster {
             config.compaction_trailing_entries = COMPACTION_TRAILING_ENTRIES;
         }
         config.rng_seed = self.seed ^ (epoch << 20) ^ (group.0 << 40);
-        config.check_invariants = true;
+        config.check_expensive_invariants = true;
         config.broken_rule = self.options.broken_rule;
         config
     }

@@ -102,7 +102,7 @@ impl Node {
     pub fn new(id: u64, voters: u64) -> Node {
         let mut config = Config::new(NodeId(id), (1..=voters).map(NodeId).collect());
         config.rng_seed = RNG_SEED;
-        config.check_invariants = true;
+        config.check_expensive_invariants = true;
         // Exact-action tests start nodes and ask for votes at once; the quiet start has its
         // own tests.
         config.quiet_start = false;
