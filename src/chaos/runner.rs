@@ -597,7 +597,7 @@ pub fn run(options: &ChaosOptions) -> Result<Summary, String> {
         .collect();
     let logs = read_logs(&run.cluster, cluster_id)?;
     let fills = run.fills;
-    let sent = |key: &[u8], value: &[u8]| {
+    let was_sent = |key: &[u8], value: &[u8]| {
         if key.starts_with(FILL_KEY_PREFIX.as_bytes()) {
             return fill_id(value).is_some_and(|n| n < fills);
         }
@@ -605,7 +605,7 @@ pub fn run(options: &ChaosOptions) -> Result<Summary, String> {
     };
     let workload = WorkloadView {
         decode: &decode_kv_entry,
-        sent: &sent,
+        sent: &was_sent,
         group_of: &|key| group_of(key, GROUPS).0,
     };
     let log_report = logs::check(&logs, &history.acknowledged, &workload);

@@ -272,14 +272,7 @@ impl LogView {
             expected = batch.last_index().next();
             term = batch.term();
         }
-        if self.durable_index > self.last_index() {
-            return Err(format!(
-                "durable index {} beyond last index {}",
-                self.durable_index,
-                self.last_index()
-            ));
-        }
-        Ok(())
+        self.check_ends()
     }
 }
 
