@@ -9,9 +9,11 @@
 #      (examples/device_limits.rs), before the runs and again after them;
 #   3. for each client count, starts a fresh 3-member etcd cluster on 127.0.0.1 (data under
 #      --dir, default fsync behaviour), loads its leader with puts from tools/etcd-load (one
-#      connection and one put in flight per client, a key of its own per put), and stops it;
-#      right after it, runs `ringraft bench` with the same settings (one proposal in flight per
-#      connection); once all counts are done, one run at ringraft's default load (saturation);
+#      put in flight per client, a key of its own per put; one connection per client, or N
+#      clients over M connections for a count written N:M, as etcd's own benchmark tool
+#      multiplexes them), and stops it; right after it, runs `ringraft bench` with the same
+#      settings (`--clients N --conns M --pipeline 1`); once all counts are done, one run at
+#      ringraft's default load (saturation);
 #   4. writes the side-by-side summary.
 #
 # Everything listens on loopback only, every step has a time bound, and the temporary data
@@ -20,7 +22,7 @@
 # so before each measurement the script waits up to --wait-idle seconds for the CPUs to be
 # mostly idle (under 25 % busy), then goes on regardless and records how busy they were.
 #
-# Usage: tools/compare-etcd.sh [--duration S] [--warmup S] [--clients "1 16 64"]
+# Usage: tools/compare-etcd.sh [--duration S] [--warmup S] [--clients "1 16 64 256 256:16"]
 #          [--payload BYTES] [--dir DIR] [--device-seconds S] [--base-port PORT]
 #          [--wait-idle S] [--skip-install]
 set -euo pipefail
@@ -30,7 +32,7 @@ command_line="tools/compare-etcd.sh${*:+ $*}"
 
 duration=10
 warmup=2
-clients="1 16 64"
+clients="1 16 64 256 256:16"
 payload=128
 dir=/tmp
 device_seconds=2
@@ -54,12 +56,17 @@ while [[ $# -gt 0 ]]; do
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
 done
-for number in "$duration" "$warmup" "$payload" "$device_seconds" "$base_port" "$wait_idle" $clients; do
+for number in "$duration" "$warmup" "$payload" "$device_seconds" "$base_port" "$wait_idle" ${clients//:/ }; do
   [[ $number =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "not a number: $number" >&2; exit 2; }
 done
 [[ -n ${clients// /} ]] || { echo "--clients is empty" >&2; exit 2; }
 
 say() { printf '\n== %s\n' "$*" >&2; }
+# A client count is N (one connection per client) or N:M (N clients over M connections).
+clients_of() { echo "${1%%:*}"; }
+conns_of() { echo "${1#*:}"; }
+name_of() { echo "${1/:/x}"; }
+describe() { [[ $1 == *:* ]] && echo "$(clients_of "$1") over $(conns_of "$1") conns" || echo "$1"; }
 
 # "busy total" CPU ticks of the whole machine (all processes, all cores), from /proc/stat.
 cpu_ticks() {
@@ -211,9 +218,10 @@ start_etcd() { # $1: run name; starts a fresh cluster and waits until every memb
   return 1
 }
 
-etcd_run() { # $1: client count; a fresh cluster, one load run, the cluster stopped and removed
-  local count=$1 pids ticks own0
-  say "etcd: $count clients, ${payload} B puts, ${warmup} s warm-up + ${duration} s"
+etcd_run() { # $1: client count (N or N:M); a fresh cluster, one load run, the cluster stopped
+  local count pids ticks own0
+  count=$(name_of "$1")
+  say "etcd: $(describe "$1") clients, ${payload} B puts, ${warmup} s warm-up + ${duration} s"
   wait_for_idle >"$work/etcd-c$count-busy-before"
   ticks=$(cpu_ticks)
   own_cpu_seconds
@@ -221,7 +229,7 @@ etcd_run() { # $1: client count; a fresh cluster, one load run, the cluster stop
   start_etcd "c$count"
   pids=$(IFS=,; echo "${etcd_pids[*]}")
   timeout $((${duration%.*} + ${warmup%.*} + 120)) "$load_bin" --endpoints "$endpoints" \
-    --clients "$count" --payload "$payload" --duration "$duration" --warmup "$warmup" \
+    --clients "$(clients_of "$1")" --conns "$(conns_of "$1")" --payload "$payload" --duration "$duration" --warmup "$warmup" \
     --prefix "c$count" --pids "$pids" >"$work/etcd-c$count.json"
   ETCDCTL_API=3 "$etcdctl_bin" --endpoints "$endpoints" --command-timeout 5s \
     endpoint status -w json >"$work/etcd-c$count-status.json" 2>/dev/null ||
@@ -252,10 +260,11 @@ ringraft_bench() { # $1: label; the rest: bench flags. Records the result direct
 
 # The two systems alternate, one client count at a time, so that each pair of runs meets about
 # the same amount of other work on the machine.
-for count in $clients; do
-  etcd_run "$count"
-  say "ringraft: $count clients, one proposal in flight each"
-  ringraft_bench "etcd-compare-c$count" --clients "$count" --pipeline 1
+for spec in $clients; do
+  etcd_run "$spec"
+  say "ringraft: $(describe "$spec") clients, one proposal in flight each"
+  ringraft_bench "etcd-compare-c$(name_of "$spec")" --clients "$(clients_of "$spec")" \
+    --conns "$(conns_of "$spec")" --pipeline 1
 done
 say "ringraft: default load (saturation)"
 ringraft_bench etcd-compare-saturation
@@ -280,7 +289,7 @@ filesystem=$(findmnt -n -o FSTYPE -T "$work" || echo unknown)
 memory=$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 
 runs=()
-for count in $clients; do
+for count in $(for spec in $clients; do name_of "$spec"; done); do
   runs+=("$(jq --slurpfile status "$work/etcd-c$count-status.json" \
     --argjson busy "$(cat "$work/etcd-c$count-busy-before")" \
     --argjson during "$(cut -d' ' -f1 "$work/etcd-c$count-busy-during")" \
@@ -315,22 +324,23 @@ us() { # microseconds -> short text
   echo "What is compared: an etcd put is a gRPC call to the leader that goes through etcd's Raft"
   echo "(WAL with fdatasync on the leader and a quorum), is applied to its MVCC key-value store"
   echo "(bbolt) and answered after the apply; a ringraft commit is a proposal on ringraft's own"
-  echo "TCP protocol that returns once a quorum has it durably in the log. ringraft has no key-value"
-  echo "store yet, so it does less work per request. etcd's load client (tools/etcd-load, Rust,"
-  echo "etcd-client over tonic) gives every client its own gRPC connection to the leader and a key"
-  echo "of its own per put; ringraft's load generator gives every client its own connection to the"
-  echo "leader. Figures on this shared 2-core VM move by ±15–40 % from run to run, more while other"
+  echo "TCP protocol that returns once a quorum has it durably in the log; \`ringraft bench\`"
+  echo "applies it to no key-value store, so it does less work per request. etcd's load client"
+  echo "(tools/etcd-load, Rust, etcd-client over tonic) gives every client its own gRPC connection to the leader (or N"
+  echo "clients share M connections where the table says so) and a key of its own per put;"
+  echo "ringraft's load generator does the same with its own connections to the leader. Figures on this shared 2-core VM move by ±15–40 % from run to run, more while other"
   echo "work runs (see \"CPU busy before\" below)."
   echo
   echo "| clients | etcd puts/s | ringraft commits/s | ringraft / etcd | etcd p50 | ringraft p50 | etcd p99 | ringraft p99 |"
   echo "|---|---|---|---|---|---|---|---|"
   index=0
-  for count in $clients; do
+  for spec in $clients; do
+    count=$(name_of "$spec")
     e="$work/etcd-c$count.json"
     r="${ringraft_dirs[$index]}/result.json"
     eps=$(jq '.puts_per_second' "$e")
     rps=$(jq '.commits_per_second' "$r")
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$count" \
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(describe "$spec")" \
       "$(printf '%.0f' "$eps")" "$(printf '%.0f' "$rps")" \
       "$(awk -v a="$rps" -v b="$eps" 'BEGIN { if (b > 0) printf "%.1f×", a / b; else print "—" }')" \
       "$(us "$(jq '.latency_us.p50' "$e")")" "$(us "$(jq '.latency_us.p50' "$r")")" \
@@ -351,17 +361,18 @@ us() { # microseconds -> short text
   echo "| run | p90 | p99.9 | max | member CPU µs/request | load client cores | failed | CPU busy before / during (other work) | result |"
   echo "|---|---|---|---|---|---|---|---|---|"
   index=0
-  for count in $clients; do
+  for spec in $clients; do
+    count=$(name_of "$spec")
     e="$work/etcd-c$count.json"
     r="${ringraft_dirs[$index]}/result.json"
     read -r during other <"$work/etcd-c$count-busy-during"
-    printf '| etcd, %s clients | %s | %s | %s | %.0f | %.2f | %s | %s / %s %% (%s %%) | etcd.json |\n' "$count" \
+    printf '| etcd, %s clients | %s | %s | %s | %.0f | %.2f | %s | %s / %s %% (%s %%) | etcd.json |\n' "$(describe "$spec")" \
       "$(us "$(jq '.latency_us.p90' "$e")")" "$(us "$(jq '.latency_us.p999' "$e")")" \
       "$(us "$(jq '.latency_us.max' "$e")")" "$(jq '.member_cpu_microseconds_per_put // 0' "$e")" \
       "$(jq '.load_client_cores_used // 0' "$e")" "$(jq '.failed' "$e")" \
       "$(cat "$work/etcd-c$count-busy-before")" "$during" "$other"
     read -r during other <<<"${ringraft_busy_during[$index]}"
-    printf '| ringraft, %s clients | %s | %s | %s | %.0f | — | %s | %s / %s %% (%s %%) | [%s](../%s) |\n' "$count" \
+    printf '| ringraft, %s clients | %s | %s | %s | %.0f | — | %s | %s / %s %% (%s %%) | [%s](../%s) |\n' "$(describe "$spec")" \
       "$(us "$(jq '.latency_us.p90' "$r")")" "$(us "$(jq '.latency_us.p999' "$r")")" \
       "$(us "$(jq '.latency_us.max' "$r")")" "$(jq '.cpu_microseconds_per_commit // 0' "$r")" \
       "$(jq '.failed' "$r")" "${ringraft_busy[$index]}" "$during" "$other" \

@@ -1,8 +1,8 @@
 //! Closed-loop put load on an etcd v3 cluster, for `tools/compare-etcd.sh`.
 //!
-//! `--clients N` tasks each hold their own gRPC connection to the leader and keep exactly one
-//! put in flight, each to a key of its own (`PREFIX/cCLIENT/SEQ`), with a value of `--payload`
-//! bytes. After `--warmup` seconds, puts that start and finish inside the next `--duration`
+//! `--clients N` tasks share `--conns M` gRPC connections to the leader (default: one each) and
+//! each keeps exactly one put in flight, each to a key of its own (`PREFIX/cCLIENT/SEQ`), with a
+//! value of `--payload` bytes. After `--warmup` seconds, puts that start and finish inside the next `--duration`
 //! seconds are counted and their latency goes into an HDR histogram. The CPU time of this
 //! process and of `--pids` (the etcd members) over the same window is reported too, so a run
 //! shows whether the load client itself was the limit.
@@ -21,9 +21,12 @@ struct Args {
     /// etcd client URLs, comma separated; the load goes to the one that is leader.
     #[arg(long, value_delimiter = ',', required = true)]
     endpoints: Vec<String>,
-    /// Concurrent clients, each with one connection and one put in flight.
+    /// Concurrent clients, each with one put in flight.
     #[arg(long, default_value_t = 1)]
     clients: usize,
+    /// gRPC connections the clients share (HTTP/2 multiplexes them); default one per client.
+    #[arg(long)]
+    conns: Option<usize>,
     /// Bytes of each value.
     #[arg(long, default_value_t = 128)]
     payload: usize,
@@ -62,21 +65,26 @@ async fn main() {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    if args.clients == 0 || args.duration <= 0.0 || args.warmup < 0.0 {
-        return Err("--clients and --duration must be positive".into());
+    let conns = args.conns.unwrap_or(args.clients);
+    if args.clients == 0 || conns == 0 || args.duration <= 0.0 || args.warmup < 0.0 {
+        return Err("--clients, --conns and --duration must be positive".into());
     }
     let options = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(5))
         .with_timeout(Duration::from_secs_f64(args.timeout));
     let (leader, version) = find_leader(&args.endpoints, &options).await?;
 
-    let mut clients = Vec::with_capacity(args.clients);
-    for _ in 0..args.clients {
+    let mut connections = Vec::with_capacity(conns.min(args.clients));
+    for _ in 0..conns.min(args.clients) {
         let client = Client::connect([leader.as_str()], Some(options.clone()))
             .await
             .map_err(|e| format!("connect {leader}: {e}"))?;
-        clients.push(client);
+        connections.push(client);
     }
+    // Client i rides connection i mod conns (a clone shares the connection).
+    let clients: Vec<Client> = (0..args.clients)
+        .map(|i| connections[i % connections.len()].clone())
+        .collect();
 
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(args.warmup);
@@ -132,6 +140,7 @@ async fn run(args: Args) -> Result<(), String> {
         "etcd_version": version,
         "leader_endpoint": leader,
         "clients": args.clients,
+        "connections": connections.len(),
         "payload": args.payload,
         "duration": args.duration,
         "warmup": args.warmup,
