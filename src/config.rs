@@ -33,9 +33,9 @@ pub struct NodeConfig {
     pub fsync: bool,
     /// Length of one core tick. Default 10 ms.
     pub tick: Duration,
-    /// Base election timeout; the effective one is drawn from `[t, 2t)`. Default 150 ms.
+    /// Base election timeout; the effective one is drawn from `[t, 2t)`. Default 100 ms.
     pub election_timeout: Duration,
-    /// Leader heartbeat interval. Default 30 ms.
+    /// Leader heartbeat interval. Default 20 ms.
     pub heartbeat: Duration,
     /// Proposals not committed within this are answered "timeout". Default 5 s.
     pub proposal_timeout: Duration,
@@ -110,8 +110,8 @@ impl NodeConfig {
             groups: shards,
             fsync: true,
             tick: Duration::from_millis(10),
-            election_timeout: Duration::from_millis(150),
-            heartbeat: Duration::from_millis(30),
+            election_timeout: Duration::from_millis(100),
+            heartbeat: Duration::from_millis(20),
             proposal_timeout: Duration::from_secs(5),
             proposals_queued_max: 65_536,
             clock_drift_percent: 10,

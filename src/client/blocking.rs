@@ -73,6 +73,9 @@ pub struct Client {
 }
 
 const POLL: Duration = Duration::from_millis(100);
+/// Pause before asking again while no node claims the group's leadership (an election is
+/// running): short, so a client sees the new leader within a few milliseconds of its election.
+const RETRY_PAUSE: Duration = Duration::from_millis(5);
 
 impl Client {
     /// A client of the nodes at these base client addresses, each running `shards` shards.
@@ -233,7 +236,7 @@ impl Client {
                 self.leaders.insert(group, leader);
                 return Some(leader);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(RETRY_PAUSE);
         }
         None
     }
@@ -322,7 +325,7 @@ impl Client {
                 Err(problem) => {
                     last_problem = format!("n{}: {problem}", target.0);
                     self.leaders.remove(&group);
-                    std::thread::sleep(Duration::from_millis(20));
+                    std::thread::sleep(RETRY_PAUSE);
                     continue;
                 }
             };
@@ -354,7 +357,7 @@ impl Client {
                 }
             }
             if !retry.is_empty() && !self.leaders.contains_key(&group) {
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(RETRY_PAUSE);
             }
             todo = retry;
         }
