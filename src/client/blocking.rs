@@ -34,6 +34,8 @@ pub struct NodeStats {
     pub log: ShardStats,
     /// Latency by stage of the batches the node placed as leader, since it started.
     pub stages: StageHistograms,
+    /// Every group of the node, in group order.
+    pub groups: Vec<GroupSummary>,
 }
 
 /// A node's answer to an admin status request, over all its shards.
@@ -381,12 +383,14 @@ impl Client {
     pub fn node_stats(&mut self, node: NodeId) -> Result<NodeStats, CallError> {
         let mut total = NodeStats::default();
         for shard in (0..self.shards).map(ShardId) {
-            let (stats, _, stages) = self.status_of_shard(node, shard)?;
+            let (stats, groups, stages) = self.status_of_shard(node, shard)?;
+            total.groups.extend(groups);
             total.log.flushes += stats.flushes;
             total.log.entries_written += stats.entries_written;
             total.log.bytes_written += stats.bytes_written;
             total.stages.add_buckets(&stages);
         }
+        total.groups.sort_by_key(|status| status.group);
         Ok(total)
     }
 
