@@ -1,7 +1,8 @@
 //! The raw limits of this machine that bound any replicated log on it: how many `fdatasync`
 //! calls per second the filesystem under `--dir` completes, the bandwidth of sequential
 //! write + `fdatasync` cycles of 4 KiB and 1 MiB, and the round-trip time of a small ping-pong
-//! over loopback TCP.
+//! over loopback TCP; and from them the floor of one durable request at a time
+//! (`single_request_floor_us`: the 4 KiB pre-zeroed fdatasync p50 plus two round trips).
 //!
 //! Each disk figure is one thread doing `pwrite` then `fdatasync`, one cycle at a time, for
 //! `--seconds`, in three kinds of file:
@@ -91,11 +92,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "loopback TCP {PING_BYTES} B ping-pong: p50 {} µs  p99 {} µs  ({} round trips)",
         tcp["latency_us"]["p50"], tcp["latency_us"]["p99"], tcp["round_trips"],
     );
+    // The least a durable single request can take here: one fdatasync of a small write into
+    // pre-zeroed space (the leader's and, in parallel, the followers') and two loopback round
+    // trips (client to leader, leader to followers).
+    let sync_p50 = disk[0]["latency_us"]["p50"].as_u64().unwrap_or(0);
+    let round_trip_p50 = tcp["latency_us"]["p50"].as_u64().unwrap_or(0);
+    let floor_us = sync_p50 + 2 * round_trip_p50;
+    eprintln!("single-request floor: {floor_us} µs (fdatasync p50 + 2 loopback round trips)");
     let report = json!({
         "dir": args.dir.canonicalize().unwrap_or(args.dir.clone()),
         "seconds_per_measurement": args.seconds,
         "write_fdatasync": disk,
         "loopback_tcp": tcp,
+        "single_request_floor_us": floor_us,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

@@ -3,7 +3,9 @@
 
 The rows, their goals and the runs each row takes its figures from are listed in
 bench-results/headline.json; every figure in the table is read from a run's result.json (the
-median run of a row by the goal's first metric), never typed by hand. The only prose a row
+median run of a row by the goal's first metric), never typed by hand. A goal names a metric by
+its dotted path in result.json, a bound (`at_least` or `at_most`) and optionally `per`: another
+run's figure the metric is divided by (e.g. a latency over the device's single-request floor). The only prose a row
 carries is `limits`: what the profile shows limits a figure that misses its goal.
 
     tools/headline.py          # rewrite the table between the README's headline markers
@@ -72,6 +74,10 @@ def row(spec):
     all_met = True
     for goal in goals:
         values = [lookup(result, goal["metric"]) for _, result in results]
+        if "per" in goal:
+            # A ratio to a figure of another run (e.g. the device's single-request floor).
+            base = lookup(load(goal["per"]["run"]), goal["per"]["metric"])
+            values = [v / base if v is not None and base else None for v in values]
         present = [v for v in values if v is not None]
         value = statistics.median(present) if present else None
         unit = goal.get("unit", "")
