@@ -2,9 +2,11 @@
 # redis-benchmark SET and GET against a local 3-node `ringraft kv` cluster (every write
 # fdatasync'ed by a majority before it is answered) and against one
 # `redis-server --appendonly yes --appendfsync always` (every write fsync'ed by the one node),
-# at -P 1 and -P 16. Writes bench-results/<date>-<commit>-redis-comparison/summary.md.
+# at -P 1 and -P 16. Writes bench-results/<date>-<commit>-redis-comparison/ (summary.md,
+# results.csv, and result.json with each figure and ringraft's ratio to redis per test).
 #
-# Environment: REQUESTS (default 100000), CLIENTS (50), KEYSPACE (100000), BASE_PORT (23000),
+# Environment: REQUESTS (default 100000), CLIENTS (50), KEYSPACE (100000), VALUE_BYTES (128),
+# BASE_PORT (23000),
 # REDIS_PORT (23500), READ (linearizable). Installs redis-server/redis-tools with apt if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +14,7 @@ cd "$(dirname "$0")/.."
 REQUESTS=${REQUESTS:-100000}
 CLIENTS=${CLIENTS:-50}
 KEYSPACE=${KEYSPACE:-100000}
+VALUE_BYTES=${VALUE_BYTES:-128}
 BASE_PORT=${BASE_PORT:-23000}
 REDIS_PORT=${REDIS_PORT:-23500}
 READ=${READ:-linearizable}
@@ -60,7 +63,7 @@ results="$data/results.csv"
 echo "target,pipeline,test,rps,avg_ms,min_ms,p50_ms,p95_ms,p99_ms,max_ms" >"$results"
 commands=()
 run() { # label (no commas) port pipeline
-    local command="redis-benchmark -h 127.0.0.1 -p $2 -t set,get -n $REQUESTS -c $CLIENTS -P $3 -r $KEYSPACE --csv"
+    local command="redis-benchmark -h 127.0.0.1 -p $2 -t set,get -n $REQUESTS -c $CLIENTS -P $3 -r $KEYSPACE -d $VALUE_BYTES --csv"
     commands+=("$1 -P $3: \`$command\`")
     echo "== $1, -P $3" >&2
     $command | tail -n +2 | tr -d '"' | sed "s/^/$1,$3,/" >>"$results"
@@ -85,7 +88,7 @@ fs=$(df -T "$data" | awk 'NR == 2 { print $2 " on " $1 }')
     echo "  per node, fdatasync on every flush, all three processes on this machine's $(nproc) cores)"
     echo "- redis: \`redis-server --appendonly yes --appendfsync always --save \"\"\` (one process)"
     echo "- load: $REQUESTS requests per test, $CLIENTS connections, random keys out of $KEYSPACE,"
-    echo "  3-byte values (redis-benchmark's default)"
+    echo "  $VALUE_BYTES-byte values"
     echo
     echo "| target | -P | test | requests/s | avg ms | min ms | p50 ms | p95 ms | p99 ms | max ms |"
     echo "|---|---|---|---|---|---|---|---|---|---|"
@@ -106,5 +109,22 @@ fs=$(df -T "$data" | awk 'NR == 2 { print $2 " on " $1 }')
     echo "Both run on the same machine, so the three ringraft nodes share its cores."
 } >"$out/summary.md"
 cp "$results" "$out/results.csv"
+# result.json: every row, and ringraft-through-its-leader over redis per test and pipeline depth.
+tail -n +2 "$results" | jq -R -s --arg commit "$(git rev-parse --short HEAD)" \
+    --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg load "$load_before" \
+    --argjson clients "$CLIENTS" --argjson value_bytes "$VALUE_BYTES" '
+    [split("\n")[] | select(length > 0) | split(",") |
+      {target: .[0], pipeline: (.[1] | tonumber), test: .[2], requests_per_second: (.[3] | tonumber),
+       p50_ms: (.[6] | tonumber), p99_ms: (.[8] | tonumber)}] as $rows
+    | def rps($who; $test; $p): [$rows[] | select((.target | startswith($who)) and .test == $test
+        and .pipeline == $p) | .requests_per_second][0];
+    {commit: $commit, date: $date, load_average_before: $load, clients: $clients,
+     value_bytes: $value_bytes, runs: $rows,
+     ringraft_over_redis: {
+       set_p1: (rps("ringraft kv 3 nodes: to leader"; "SET"; 1) / rps("redis-server"; "SET"; 1)),
+       set_p16: (rps("ringraft kv 3 nodes: to leader"; "SET"; 16) / rps("redis-server"; "SET"; 16)),
+       get_p1: (rps("ringraft kv 3 nodes: to leader"; "GET"; 1) / rps("redis-server"; "GET"; 1)),
+       get_p16: (rps("ringraft kv 3 nodes: to leader"; "GET"; 16) / rps("redis-server"; "GET"; 16))}}' \
+    >"$out/result.json"
 echo "wrote $out/summary.md" >&2
 cat "$out/summary.md"
