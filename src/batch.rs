@@ -267,14 +267,45 @@ impl PartialEq for EntryBatch {
 impl Eq for EntryBatch {}
 
 fn encode_body(body: &BatchBody<'_>) -> Bytes {
-    let bytes: AlignedVec<BODY_ALIGN> =
-        rkyv::to_bytes::<RkyvError>(body).expect("encoding into memory cannot fail");
+    // Sized up front: the archive is written once, without reallocations that copy it again.
+    let bytes = rkyv::api::high::to_bytes_in::<_, RkyvError>(
+        body,
+        AlignedVec::<BODY_ALIGN>::with_capacity(body_capacity(body)),
+    )
+    .expect("encoding into memory cannot fail");
     Bytes::from_owner(bytes)
+}
+
+/// Bytes an archived body takes at most: the payloads, one 8-byte boxed-slice header each, and
+/// the vector's header, the kind and alignment padding.
+fn body_capacity(body: &BatchBody<'_>) -> usize {
+    let payload_bytes: usize = body.entries.iter().map(|entry| entry.len()).sum();
+    payload_bytes + 8 * body.entries.len() + 64
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoded_bodies_fit_their_reserved_capacity() {
+        for count in [1usize, 2, 7, 64, 1000] {
+            for len in [0usize, 1, 3, 8, 128, 4097] {
+                let payloads = vec![vec![0xabu8; len]; count];
+                let body = BatchBody {
+                    kind: BatchKind::Command,
+                    entries: payloads.iter().map(Vec::as_slice).collect(),
+                };
+                let encoded = encode_body(&body);
+                assert!(
+                    encoded.len() <= body_capacity(&body),
+                    "{count} × {len} B: {} > {}",
+                    encoded.len(),
+                    body_capacity(&body)
+                );
+            }
+        }
+    }
 
     fn sample() -> EntryBatch {
         EntryBatch::encode(
