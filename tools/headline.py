@@ -8,8 +8,9 @@ its dotted path in result.json, a bound (`at_least` or `at_most`) and optionally
 run's figure the metric is divided by (e.g. a latency over the device's single-request floor). The only prose a row
 carries is `limits`: what the profile shows limits a figure that misses its goal.
 
-    tools/headline.py          # rewrite the table between the README's headline markers
-    tools/headline.py --check  # exit 1 if the README's table is not what the results give
+    tools/headline.py              # rewrite the table between the README's headline markers
+    tools/headline.py --check      # exit 1 if the README's table is not what the results give
+    tools/headline.py --runs FILE  # first point rows at new runs (lines `ROW_ID RUN_DIR`)
 """
 
 import json
@@ -65,6 +66,8 @@ def met(value, goal):
 
 
 def row(spec):
+    if not spec["runs"]:
+        return f"| {spec['name']} | not measured yet | | | | | | |"
     results = [(run, load(run)) for run in spec["runs"]]
     goals = spec["goals"]
     key = goals[0]["metric"]
@@ -76,7 +79,8 @@ def row(spec):
         values = [lookup(result, goal["metric"]) for _, result in results]
         if "per" in goal:
             # A ratio to a figure of another run (e.g. the device's single-request floor).
-            base = lookup(load(goal["per"]["run"]), goal["per"]["metric"])
+            per = goal["per"]
+            base = lookup(load(per["run"]), per["metric"]) if per["run"] else None
             values = [v / base if v is not None and base else None for v in values]
         present = [v for v in values if v is not None]
         value = statistics.median(present) if present else None
@@ -117,7 +121,28 @@ def table():
     return "\n".join(lines)
 
 
+def record_runs(path):
+    """Points the manifest's rows at the runs listed in `path` (lines `ROW_ID RUN_DIR`, as
+    tools/bench-matrix.sh writes them; the row id `device` names the device-limits run that
+    `per` goals divide by). Rows not named keep their runs."""
+    manifest = json.loads(MANIFEST.read_text())
+    runs = {}
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            row_id, run = line.split()
+            runs.setdefault(row_id, []).append(run)
+    for spec in manifest["rows"]:
+        if spec["id"] in runs:
+            spec["runs"] = runs[spec["id"]]
+        for goal in spec["goals"]:
+            if "per" in goal and "device" in runs:
+                goal["per"]["run"] = runs["device"][-1]
+    MANIFEST.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--runs":
+        record_runs(sys.argv[2])
     text = README.read_text()
     if START not in text or END not in text:
         sys.exit(f"{README}: no headline markers")
