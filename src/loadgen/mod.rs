@@ -170,6 +170,8 @@ pub(crate) struct BenchResult {
     cpu_microseconds_per_commit: Option<f64>,
     /// Connections the clients were carried over.
     connections: usize,
+    /// Connections that got at least one commit (a check that the load was spread).
+    connections_answered: usize,
     /// The bench process's own CPU seconds in the measured window (`None` with
     /// `--in-process`: see `loadgen_cpu_note`).
     loadgen_cpu_seconds: Option<f64>,
@@ -528,6 +530,7 @@ pub(crate) struct Measurement {
     /// The bench process's CPU seconds in the window (`None` with `--in-process`).
     loadgen_cpu_seconds: Option<f64>,
     answered_in_window: u64,
+    connections_answered: usize,
     log_per_node: Vec<NodeLogFigures>,
     stages_us: Option<StagePercentiles>,
     failover_ms: Option<f64>,
@@ -731,9 +734,13 @@ impl Bench<'_> {
         progress.finish_and_clear();
 
         let mut total = ConnectionResult::new();
+        let mut connections_answered = 0;
         for connection in running.finish() {
             match connection {
-                Ok(result) => total.absorb(result),
+                Ok(result) => {
+                    connections_answered += usize::from(result.committed > 0);
+                    total.absorb(result);
+                }
                 Err(error) => total.errors.push(error),
             }
         }
@@ -753,6 +760,7 @@ impl Bench<'_> {
                 .zip(own_cpu_at_start)
                 .map(|(end, start)| end - start),
             answered_in_window: total.answered_in_window,
+            connections_answered,
             log_per_node: log_figures(&counters_at_start, &counters_at_end, args.duration),
             stages_us: stage_figures(&counters_at_start, &counters_at_end),
             failover_ms,
@@ -787,6 +795,7 @@ impl Bench<'_> {
                 .then(|| cpu_total * 1e6 / commits as f64),
             cpu_seconds_per_node: run.cpu_seconds_per_node,
             connections: args.connections(),
+            connections_answered: run.connections_answered,
             loadgen_cpu_seconds: run.loadgen_cpu_seconds,
             loadgen_cpu_microseconds_per_request: run
                 .loadgen_cpu_seconds
