@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::Interest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::loadgen::clients::Clients;
@@ -147,16 +147,19 @@ async fn drive<C: Codec>(
     schedule: Schedule,
     counters: &LoadCounters,
 ) -> std::io::Result<ConnectionResult> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| std::io::Error::new(ErrorKind::TimedOut, format!("connect to {addr}")))??;
     stream.set_nodelay(true)?;
+    let (mut reader, mut writer) = stream.split();
     codec.reset();
     let mut result = ConnectionResult::new();
     let (mut out, mut written) = (Vec::new(), 0);
     let drain_until = schedule.stop + DRAIN;
     let since_start =
         |at: Instant| at.saturating_duration_since(schedule.started).as_nanos() as u64;
+    let timer = tokio::time::sleep_until(schedule.stop.into());
+    tokio::pin!(timer);
     loop {
         let now = Instant::now();
         if now >= drain_until || (now >= schedule.stop && inflight.is_empty()) {
@@ -184,51 +187,51 @@ async fn drive<C: Codec>(
             _ if sending => schedule.stop,
             _ => drain_until,
         };
-        let interest = if unsent {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        let ready = tokio::select! {
-            ready = stream.ready(interest) => ready?,
-            () = tokio::time::sleep_until(wake.into()) => continue,
-        };
-        if unsent && ready.is_writable() {
-            match stream.try_write(&out[written..]) {
-                Ok(n) => written += n,
-                Err(error) if error.kind() == ErrorKind::WouldBlock => {}
-                Err(error) => return Err(error),
-            }
+        if timer.deadline() != wake.into() {
+            timer.as_mut().reset(wake.into());
         }
-        if ready.is_readable() {
-            match stream.try_read(codec.read_buffer()) {
-                Ok(0) => return Ok(result),
-                Ok(n) => codec.filled(n),
-                Err(error) if error.kind() == ErrorKind::WouldBlock => continue,
-                Err(error) => return Err(error),
-            }
-            let arrived = Instant::now();
-            let arrived_ns = since_start(arrived);
-            let (committed, failed) = (result.committed, result.failed);
-            while let Some(answer) = codec.next_answer().map_err(std::io::Error::other)? {
-                let pending = inflight.take(answer.id).ok_or_else(|| {
-                    std::io::Error::other(format!("answer to unknown request {}", answer.id))
-                })?;
-                clients.answered(pending.client);
-                match answer.outcome {
-                    Outcome::Done => {
-                        let micros = arrived_ns.saturating_sub(pending.stamp_ns) / 1_000;
-                        result.committed(&schedule, arrived, micros);
-                    }
-                    Outcome::Refused { error, leader } => {
-                        result.refused(&schedule, arrived, error, leader)
+        // Reads and writes of a TcpStream are cancel-safe: a branch that loses moved no bytes.
+        let event = tokio::select! {
+            read = reader.read(codec.read_buffer()) => Event::Read(read?),
+            wrote = writer.write(&out[written..]), if unsent => Event::Wrote(wrote?),
+            () = &mut timer => Event::Timer,
+        };
+        match event {
+            Event::Timer => {}
+            Event::Wrote(n) => written += n,
+            Event::Read(0) => return Ok(result),
+            Event::Read(n) => {
+                codec.filled(n);
+                let arrived = Instant::now();
+                let arrived_ns = since_start(arrived);
+                let (committed, failed) = (result.committed, result.failed);
+                while let Some(answer) = codec.next_answer().map_err(std::io::Error::other)? {
+                    let pending = inflight.take(answer.id).ok_or_else(|| {
+                        std::io::Error::other(format!("answer to unknown request {}", answer.id))
+                    })?;
+                    clients.answered(pending.client);
+                    match answer.outcome {
+                        Outcome::Done => {
+                            let micros = arrived_ns.saturating_sub(pending.stamp_ns) / 1_000;
+                            result.committed(&schedule, arrived, micros);
+                        }
+                        Outcome::Refused { error, leader } => {
+                            result.refused(&schedule, arrived, error, leader)
+                        }
                     }
                 }
-            }
-            counters.add(result.committed - committed, result.failed - failed);
-            if result.redirect.is_some() {
-                return Ok(result);
+                counters.add(result.committed - committed, result.failed - failed);
+                if result.redirect.is_some() {
+                    return Ok(result);
+                }
             }
         }
     }
+}
+
+/// What woke a connection's turn.
+enum Event {
+    Read(usize),
+    Wrote(usize),
+    Timer,
 }
