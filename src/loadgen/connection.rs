@@ -10,7 +10,7 @@
 //!
 //! Reading never waits for writing, so a server that answers while it reads cannot deadlock
 //! against the load. After `stop` nothing new is sent and answers are awaited for at most
-//! [`DRAIN`]. A refusal that names another leader ends the connection's current socket; its
+//! `DRAIN` (5 s). A refusal that names another leader ends the connection's current socket; its
 //! clients reconnect to that leader with fresh credits (open loop: intended send times count
 //! from the reconnection), so a leadership change costs a reconnection, not the rest of the run.
 
@@ -75,7 +75,7 @@ impl Load {
         Ok(Load { runtime, tasks })
     }
 
-    /// Waits for every connection (each ends by itself at most [`DRAIN`] after the stop).
+    /// Waits for every connection (each ends by itself at most `DRAIN` (5 s) after the stop).
     pub fn finish(self) -> Vec<Result<ConnectionResult, String>> {
         let Load { runtime, tasks } = self;
         runtime.block_on(async {
