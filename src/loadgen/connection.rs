@@ -4,9 +4,9 @@
 //! ([`Clients`]); request ids keep them apart ([`InFlight`]). A turn of the task:
 //! 1. if the last write is done, take every request that is ready (credits or due times) and
 //!    encode them all into one buffer;
-//! 2. wait until the socket is readable, or writable while that buffer is unsent, or the next
-//!    open-loop request is due, or the run stops;
-//! 3. write what the socket takes; read once and match every complete answer to its request.
+//! 2. wait for whichever comes first: bytes to read, the socket taking some of that buffer,
+//!    the next open-loop request falling due (timer granularity ~1 ms), or the run's stop;
+//! 3. on bytes read, match every complete answer to its request.
 //!
 //! Reading never waits for writing, so a server that answers while it reads cannot deadlock
 //! against the load. After `stop` nothing new is sent and answers are awaited for at most
