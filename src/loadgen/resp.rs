@@ -178,15 +178,16 @@ pub fn leaders(
     }
 }
 
-/// INFO's text from the node at `addr`.
+/// INFO's text from the node at `addr` (within about two seconds).
 fn info(addr: SocketAddr) -> std::io::Result<String> {
     let timeout = Duration::from_secs(1);
+    let deadline = Instant::now() + 2 * timeout;
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.write_all(b"*1\r\n$4\r\nINFO\r\n")?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
-    loop {
+    while Instant::now() < deadline {
         match parse_value(&buf, &ANSWER_LIMITS).map_err(std::io::Error::other)? {
             Some((Value::Bulk(text), _)) => return Ok(String::from_utf8_lossy(&text).into()),
             Some(_) => return Err(std::io::Error::other("INFO answered something else")),
@@ -198,6 +199,7 @@ fn info(addr: SocketAddr) -> std::io::Result<String> {
         }
         buf.extend_from_slice(&chunk[..read]);
     }
+    Err(std::io::ErrorKind::TimedOut.into())
 }
 
 /// Groups the INFO text says its node leads, with the term.
