@@ -1,7 +1,8 @@
 //! `ringraft bench` as a user runs it, with short durations: a run against node processes
 //! writes every result file with stage latencies; `--in-process` and `--sweep` produce their
-//! figures; conflicting flags are refused with a message. (Figures themselves are measured by
-//! real runs, never asserted here.)
+//! figures; many logical clients share fewer connections; `--protocol resp` loads a local
+//! `ringraft kv` cluster; conflicting flags are refused with a message and exit code 2.
+//! (Figures themselves are measured by real runs, never asserted here.)
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -106,6 +107,97 @@ fn a_sweep_writes_one_point_per_rate_and_its_curve() {
 }
 
 #[test]
+fn many_clients_share_few_connections_and_the_load_generator_reports_its_cpu() {
+    let out = tempfile::tempdir().unwrap();
+    let run = bench(
+        out.path(),
+        &["--label", "shared", "--clients", "64", "--conns", "8"],
+    );
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(text(&run).contains("load generator CPU:"), "{}", text(&run));
+    let dir = result_dir(out.path(), "shared");
+    let result = result_json(&dir);
+    assert!(result["commits"].as_u64().unwrap() > 0, "{result}");
+    assert_eq!(result["connections"].as_u64(), Some(8), "{result}");
+    assert_eq!(
+        result["connections_answered"].as_u64(),
+        Some(8),
+        "every connection carried commits: {result}"
+    );
+    assert!(
+        result["loadgen_cpu_seconds"].as_f64().unwrap() > 0.0,
+        "{result}"
+    );
+    assert!(
+        result["loadgen_cpu_microseconds_per_request"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
+        "{result}"
+    );
+    let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("64 clients over 8 connections"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("load generator CPU µs/request"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn resp_load_sets_and_gets_on_a_local_kv_cluster() {
+    let out = tempfile::tempdir().unwrap();
+    let run = bench(
+        out.path(),
+        &[
+            "--label",
+            "resp",
+            "--protocol",
+            "resp",
+            "--groups",
+            "2",
+            "--clients",
+            "8",
+            "--conns",
+            "4",
+            "--pipeline",
+            "8",
+            "--get-percent",
+            "50",
+            "--keyspace",
+            "1000",
+        ],
+    );
+    assert!(run.status.success(), "{}", text(&run));
+    let dir = result_dir(out.path(), "resp");
+    let result = result_json(&dir);
+    assert!(result["commits"].as_u64().unwrap() > 0, "{result}");
+    assert_eq!(result["failed"].as_u64(), Some(0), "{result}");
+    assert_eq!(
+        result["errors"].as_array().map(Vec::len),
+        Some(0),
+        "{result}"
+    );
+    assert_eq!(result["connections_answered"].as_u64(), Some(4), "{result}");
+    assert_eq!(result["config"]["protocol"].as_str(), Some("resp"));
+    assert!(result["loadgen_cpu_seconds"].as_f64().is_some(), "{result}");
+    assert!(
+        result["stages_us"]["applied"]["count"].as_u64().unwrap() > 0,
+        "kv nodes report their stages: {result}"
+    );
+    for file in [
+        "latency.hgrm",
+        "summary.md",
+        "latency.svg",
+        "throughput.svg",
+    ] {
+        assert!(dir.join(file).is_file(), "no {file}");
+    }
+}
+
+#[test]
 fn conflicting_flags_are_refused_with_a_message() {
     let out = tempfile::tempdir().unwrap();
     for (args, message) in [
@@ -122,9 +214,25 @@ fn conflicting_flags_are_refused_with_a_message() {
             "cannot load --target",
         ),
         (&["--rate", "0"][..], "--rate must be a positive"),
+        (
+            &["--clients", "4", "--conns", "5"][..],
+            "--conns must be 1..=--clients",
+        ),
+        (
+            &["--clients", "2", "--conns", "1", "--pipeline", "40000"][..],
+            "use more --conns",
+        ),
+        (
+            &["--protocol", "resp", "--in-process"][..],
+            "it has no RESP",
+        ),
+        (
+            &["--protocol", "resp", "--groups", "4", "--keyspace", "2"][..],
+            "without a key",
+        ),
     ] {
         let run = bench(out.path(), args);
-        assert!(!run.status.success(), "{args:?} was accepted");
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {}", text(&run));
         assert!(text(&run).contains(message), "{args:?}: {}", text(&run));
         assert!(!text(&run).contains("panicked"));
     }

@@ -92,7 +92,11 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Bench(args) => match crate::loadgen::run(args) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(problem) => {
+            Err(crate::loadgen::BenchError::Usage(problem)) => {
+                eprintln!("ringraft bench: {problem}");
+                ExitCode::from(2)
+            }
+            Err(crate::loadgen::BenchError::Failed(problem)) => {
                 eprintln!("ringraft bench: {problem}");
                 ExitCode::FAILURE
             }

@@ -4,16 +4,17 @@
 //! TCP, exactly as in production; what is gone is the client protocol and the process
 //! boundaries, so the figures show the engine's own cost.
 //!
-//! Each load "connection" is a thread with a small glommio executor: closed loop runs
-//! `pipeline` tasks that each propose, await the commit and propose again; open loop starts
-//! one task per due proposal and measures from its intended send time. The nodes keep their
-//! client ports, so leader discovery and node statistics work as for node processes.
+//! Each load "connection" is a thread with a small glommio executor carrying its logical
+//! clients together: closed loop runs clients × `pipeline` tasks that each propose, await the
+//! commit and propose again; open loop starts one task per due proposal at the clients'
+//! combined rate and measures from its intended send time. The nodes keep their client ports,
+//! so leader discovery and node statistics work as for node processes. A refusal naming
+//! another leader moves the connection there, as over sockets.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,9 +22,7 @@ use bytes::Bytes;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::api::{LogOnly, Node, NodeConfig, PeerConfig, ProposalError};
-use crate::loadgen::load::{
-    ConnectionResult, LoadCounters, Pace, Schedule, OPEN_LOOP_OUTSTANDING_MAX,
-};
+use crate::loadgen::load::{ConnectionResult, LoadCounters, Pace, Schedule, OUTSTANDING_MAX};
 use crate::types::{GroupId, NodeId};
 
 /// io_uring memory of a load thread's executor (it does no file IO).
@@ -101,8 +100,48 @@ impl InProcessCluster {
     }
 }
 
-/// Drives proposals into `node` for `group` until `stop`, like one client connection.
-pub fn run_embedded(
+/// Runs one connection's clients (`pace` is theirs together) against `leader` until the
+/// schedule's end, moving to the new leader whenever a refusal names one. A reconnected
+/// open-loop connection counts its intended send times from the move.
+pub fn run_connection(
+    nodes: &[Arc<Node>],
+    mut leader: NodeId,
+    group: GroupId,
+    payload: Bytes,
+    pace: Pace,
+    mut schedule: Schedule,
+    counters: Arc<LoadCounters>,
+) -> std::io::Result<ConnectionResult> {
+    let mut total = ConnectionResult::new();
+    loop {
+        let node = nodes.iter().find(|node| node.id() == leader);
+        let node = node.ok_or_else(|| std::io::Error::other(format!("no node {leader}")))?;
+        let (payload, counters) = (payload.clone(), counters.clone());
+        total.absorb(run_embedded(
+            node.clone(),
+            group,
+            payload,
+            pace,
+            schedule,
+            counters,
+        )?);
+        let Some(next) = total.redirect.take() else {
+            return Ok(total);
+        };
+        if Instant::now() >= schedule.stop {
+            return Ok(total);
+        }
+        if next == leader {
+            // Named itself while refusing: wait for the election to settle.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        leader = next;
+        schedule.started = Instant::now();
+    }
+}
+
+/// Drives proposals into `node` for `group` until `stop`.
+fn run_embedded(
     node: Arc<Node>,
     group: GroupId,
     payload: Bytes,
@@ -159,19 +198,17 @@ impl EmbeddedLoad {
         let mut result = self.result.borrow_mut();
         match answer {
             Ok(_) => {
-                result.committed += 1;
-                self.counters.committed.fetch_add(1, Ordering::Relaxed);
-                if arrived >= self.schedule.measure_from && arrived <= self.schedule.stop {
-                    let micros = (arrived - since).as_micros() as u64;
-                    result.latency_us.saturating_record(micros.max(1));
-                }
+                self.counters.add(1, 0);
+                let micros = (arrived - since).as_micros() as u64;
+                result.committed(&self.schedule, arrived, micros);
             }
             Err(error) => {
+                self.counters.add(0, 1);
                 let leader = match error {
                     ProposalError::NotLeader { leader } => leader,
                     _ => None,
                 };
-                result.refused(&self.counters, describe(&error), leader);
+                result.refused(&self.schedule, arrived, describe(&error), leader);
             }
         }
     }
@@ -205,7 +242,7 @@ async fn open_loop(load: &Rc<EmbeddedLoad>, per_second: f64) {
         if let Some(wait) = intended.checked_duration_since(Instant::now()) {
             glommio::timer::sleep(wait).await;
         }
-        if *load.outstanding.borrow() >= OPEN_LOOP_OUTSTANDING_MAX {
+        if *load.outstanding.borrow() >= OUTSTANDING_MAX {
             glommio::timer::sleep(Duration::from_millis(1)).await;
             continue;
         }

@@ -1,38 +1,41 @@
-//! Load-generating connections: each has a writer thread that sends proposals and a reader
-//! thread that matches answers to them and records latencies.
+//! What every load driver shares: the pace of a logical client, the run's schedule, the
+//! counters the progress display reads, and what a connection measured.
 //!
-//! - Closed loop (`pipeline` K): K proposals are in flight per connection; every answer lets the
-//!   writer send one more. The writer sends all the credits it has in one frame.
-//! - Open loop (`rate` R per second for the connection): proposal `i` is due at `start + i/R`
-//!   and its latency is measured from that intended time, not from when it was actually sent,
-//!   so a stalled server shows up in the latencies instead of silently slowing the load
-//!   (no coordinated omission).
-//!
-//! Send times live in a ring indexed by request id; a connection never has more requests
-//! outstanding than the ring holds.
+//! Latency is recorded only for answers that arrive inside the measured window
+//! (`measure_from..=stop`); answers during the warm-up or the drain count as commits but not
+//! as latencies.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
-use bytes::Bytes;
 use hdrhistogram::Histogram;
 
-use crate::net::client_wire::{
-    decode_responses_frame, encode_requests, ClientError, ClientRequest, ClientResponse,
-};
-use crate::net::frame::READ_SPARE_BYTES;
-use crate::net::{FrameDecoder, FrameKind};
-use crate::types::{GroupId, NodeId};
+use crate::types::NodeId;
 
-/// How one connection generates load.
+/// How one logical client generates load.
 #[derive(Clone, Copy, Debug)]
 pub enum Pace {
+    /// Closed loop: `pipeline` requests in flight; every answer lets the client send one more.
     Closed { pipeline: usize },
+    /// Open loop: request `i` is due at `start + (phase + i) / per_second` and its latency is
+    /// measured from that intended time, not from when it was actually sent, so a stalled
+    /// server shows up in the latencies instead of silently slowing the load (no coordinated
+    /// omission).
     Open { per_second: f64 },
+}
+
+impl Pace {
+    /// The pace of `clients` such clients taken together.
+    pub fn times(self, clients: usize) -> Pace {
+        match self {
+            Pace::Closed { pipeline } => Pace::Closed {
+                pipeline: pipeline * clients,
+            },
+            Pace::Open { per_second } => Pace::Open {
+                per_second: per_second * clients as f64,
+            },
+        }
+    }
 }
 
 /// Counters shared by all connections (read by the progress display).
@@ -42,12 +45,35 @@ pub struct LoadCounters {
     pub failed: AtomicU64,
 }
 
+/// When a run starts, starts measuring, and stops sending.
+#[derive(Clone, Copy, Debug)]
+pub struct Schedule {
+    pub started: Instant,
+    pub measure_from: Instant,
+    pub stop: Instant,
+}
+
+impl Schedule {
+    /// Whether an answer arriving at `at` is measured.
+    pub fn measures(&self, at: Instant) -> bool {
+        at >= self.measure_from && at <= self.stop
+    }
+}
+
+/// Most requests in flight per connection (open loop, or clients × pipeline).
+pub const OUTSTANDING_MAX: usize = 1 << 16;
+
+/// Most distinct error texts kept per connection.
+const ERRORS_KEPT: usize = 16;
+
 /// What one connection measured.
 pub struct ConnectionResult {
-    /// Latency in microseconds of proposals answered after the warm-up.
+    /// Latency in microseconds of requests answered in the measured window.
     pub latency_us: Histogram<u64>,
     pub committed: u64,
     pub failed: u64,
+    /// Answers (committed or refused) that arrived in the measured window.
+    pub answered_in_window: u64,
     /// Answers by kind of failure.
     pub errors: Vec<String>,
     /// The connection stopped because the node named another leader: reconnect there.
@@ -60,33 +86,54 @@ impl ConnectionResult {
             latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
             committed: 0,
             failed: 0,
+            answered_in_window: 0,
             errors: Vec::new(),
             redirect: None,
         }
     }
 
-    /// Adds what a later connection of the same client measured.
+    /// Adds what a later connection of the same clients measured.
     pub fn absorb(&mut self, later: ConnectionResult) {
         self.latency_us.add(&later.latency_us).expect("same bounds");
         self.committed += later.committed;
         self.failed += later.failed;
+        self.answered_in_window += later.answered_in_window;
         for error in later.errors {
-            if self.errors.len() < 16 && !self.errors.contains(&error) {
-                self.errors.push(error);
-            }
+            self.note_error(error);
         }
         self.redirect = later.redirect;
     }
 
-    /// Counts a refused proposal (and remembers a redirect to another leader).
-    pub fn refused(&mut self, counters: &LoadCounters, error: String, leader: Option<NodeId>) {
-        self.failed += 1;
-        counters.failed.fetch_add(1, Ordering::Relaxed);
-        if self.errors.len() < 16 {
-            self.errors.push(error);
+    /// Counts a success that arrived at `arrived`, `micros` after it was sent (or due).
+    pub fn committed(&mut self, schedule: &Schedule, arrived: Instant, micros: u64) {
+        self.committed += 1;
+        if schedule.measures(arrived) {
+            self.answered_in_window += 1;
+            self.latency_us.saturating_record(micros.max(1));
         }
+    }
+
+    /// Counts a refused request (and remembers a redirect to another leader).
+    pub fn refused(
+        &mut self,
+        schedule: &Schedule,
+        arrived: Instant,
+        error: String,
+        leader: Option<NodeId>,
+    ) {
+        self.failed += 1;
+        if schedule.measures(arrived) {
+            self.answered_in_window += 1;
+        }
+        self.note_error(error);
         if leader.is_some() {
             self.redirect = leader;
+        }
+    }
+
+    fn note_error(&mut self, error: String) {
+        if self.errors.len() < ERRORS_KEPT && !self.errors.contains(&error) {
+            self.errors.push(error);
         }
     }
 }
@@ -97,240 +144,14 @@ impl Default for ConnectionResult {
     }
 }
 
-/// When a run starts, starts measuring, and stops sending.
-#[derive(Clone, Copy, Debug)]
-pub struct Schedule {
-    pub started: Instant,
-    pub measure_from: Instant,
-    pub stop: Instant,
-}
-
-/// Most requests in flight per connection in open loop.
-pub const OPEN_LOOP_OUTSTANDING_MAX: usize = 1 << 16;
-
-/// Drives one connection to `addr` (a leader's shard) until `stop`, recording latencies of
-/// answers that arrive after `measure_from`.
-pub fn run_connection(
-    addr: SocketAddr,
-    group: GroupId,
-    payload: Bytes,
-    pace: Pace,
-    schedule: Schedule,
-    counters: Arc<LoadCounters>,
-) -> std::io::Result<ConnectionResult> {
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_nodelay(true)?;
-    let reader_stream = stream.try_clone()?;
-    let ring = match pace {
-        Pace::Closed { pipeline } => pipeline.next_power_of_two(),
-        Pace::Open { .. } => OPEN_LOOP_OUTSTANDING_MAX,
-    };
-    let stamps: Arc<Vec<AtomicU64>> = Arc::new((0..ring).map(|_| AtomicU64::new(0)).collect());
-    let sent = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let (credits_tx, credits_rx) = mpsc::channel::<usize>();
-    let writer = {
-        let stamps = stamps.clone();
-        let sent = sent.clone();
-        let done = done.clone();
-        std::thread::spawn(move || {
-            let writer = RequestWriter {
-                stream,
-                group,
-                payload,
-                stamps: &stamps,
-                sent: &sent,
-                next_id: 0,
-                requests: Vec::new(),
-                out: Vec::new(),
-            };
-            write_requests(writer, pace, schedule, &done, credits_rx)
-        })
-    };
-    let result = read_answers(
-        reader_stream,
-        schedule,
-        &stamps,
-        &sent,
-        &counters,
-        credits_tx,
-    );
-    done.store(true, Ordering::Relaxed);
-    let _ = writer.join();
-    result
-}
-
-/// Encodes and sends proposals, stamping each with its send (or intended) time.
-struct RequestWriter<'a> {
-    stream: TcpStream,
-    group: GroupId,
-    payload: Bytes,
-    stamps: &'a [AtomicU64],
-    sent: &'a AtomicU64,
-    next_id: u64,
-    requests: Vec<ClientRequest>,
-    out: Vec<u8>,
-}
-
-impl RequestWriter<'_> {
-    /// Sends `count` proposals in one write; false if the connection failed.
-    fn send(&mut self, count: usize, stamp_of: impl Fn(u64) -> u64) -> bool {
-        let ring = self.stamps.len() as u64;
-        self.requests.clear();
-        for _ in 0..count {
-            let id = self.next_id;
-            self.stamps[(id % ring) as usize].store(stamp_of(id), Ordering::Relaxed);
-            self.requests.push(ClientRequest::Propose {
-                id,
-                group: self.group,
-                payload: self.payload.clone(),
-            });
-            self.next_id += 1;
+impl LoadCounters {
+    /// Adds one turn's answers.
+    pub fn add(&self, committed: u64, failed: u64) {
+        if committed > 0 {
+            self.committed.fetch_add(committed, Ordering::Relaxed);
         }
-        self.sent.store(self.next_id, Ordering::Release);
-        self.out.clear();
-        for chunk in self.requests.chunks(1024) {
-            if encode_requests(chunk, &mut self.out).is_err() {
-                return false;
-            }
+        if failed > 0 {
+            self.failed.fetch_add(failed, Ordering::Relaxed);
         }
-        self.stream.write_all(&self.out).is_ok()
-    }
-}
-
-fn write_requests(
-    mut writer: RequestWriter<'_>,
-    pace: Pace,
-    schedule: Schedule,
-    done: &AtomicBool,
-    credits: mpsc::Receiver<usize>,
-) {
-    let Schedule { started, stop, .. } = schedule;
-    let ring = writer.stamps.len() as u64;
-    let now_ns = || started.elapsed().as_nanos() as u64;
-    match pace {
-        Pace::Closed { pipeline } => {
-            if !writer.send(pipeline, |_| now_ns()) {
-                return;
-            }
-            while let Ok(first) = credits.recv() {
-                let mut count = first;
-                while let Ok(more) = credits.try_recv() {
-                    count += more;
-                }
-                if Instant::now() >= stop || done.load(Ordering::Relaxed) {
-                    return;
-                }
-                if !writer.send(count, |_| now_ns()) {
-                    return;
-                }
-            }
-        }
-        Pace::Open { per_second } => {
-            let interval_ns = 1e9 / per_second;
-            let intended = |id: u64| (id as f64 * interval_ns) as u64;
-            let mut answered = 0u64;
-            while Instant::now() < stop && !done.load(Ordering::Relaxed) {
-                while let Ok(count) = credits.try_recv() {
-                    answered += count as u64;
-                }
-                let due = (now_ns() as f64 / interval_ns) as u64 + 1;
-                let room = (answered + ring).saturating_sub(writer.next_id);
-                let count = due.saturating_sub(writer.next_id).min(room) as usize;
-                if count > 0 && !writer.send(count, intended) {
-                    return;
-                }
-                let wait = intended(writer.next_id).saturating_sub(now_ns());
-                std::thread::sleep(Duration::from_nanos(wait.clamp(20_000, 1_000_000)));
-            }
-        }
-    }
-}
-
-fn read_answers(
-    mut stream: TcpStream,
-    schedule: Schedule,
-    stamps: &[AtomicU64],
-    sent: &AtomicU64,
-    counters: &LoadCounters,
-    credits: mpsc::Sender<usize>,
-) -> std::io::Result<ConnectionResult> {
-    let Schedule {
-        started,
-        measure_from,
-        stop,
-    } = schedule;
-    let ring = stamps.len() as u64;
-    let mut result = ConnectionResult::new();
-    let mut decoder = FrameDecoder::new();
-    let mut answered = 0u64;
-    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
-    let drain_until = stop + Duration::from_secs(5);
-    loop {
-        let now = Instant::now();
-        if now >= stop && answered >= sent.load(Ordering::Acquire) {
-            break;
-        }
-        if now >= drain_until {
-            break;
-        }
-        while let Some(frame) = decoder
-            .next_frame()
-            .map_err(|e| std::io::Error::other(e.to_string()))?
-        {
-            if frame.kind != FrameKind::ClientResponses {
-                return Err(std::io::Error::other("unexpected frame from server"));
-            }
-            let responses =
-                decode_responses_frame(&frame).map_err(|e| std::io::Error::other(e.to_string()))?;
-            let arrived = Instant::now();
-            let arrived_ns = arrived.duration_since(started).as_nanos() as u64;
-            for response in &responses {
-                let id = response.id();
-                let stamp = stamps[(id % ring) as usize].load(Ordering::Relaxed);
-                match response {
-                    ClientResponse::Committed { .. } => {
-                        result.committed += 1;
-                        counters.committed.fetch_add(1, Ordering::Relaxed);
-                        if arrived >= measure_from && arrived <= stop {
-                            let micros = arrived_ns.saturating_sub(stamp) / 1_000;
-                            result.latency_us.saturating_record(micros.max(1));
-                        }
-                    }
-                    ClientResponse::Error { error, .. } => {
-                        let leader = match error {
-                            ClientError::NotLeader { leader, .. } => *leader,
-                            _ => None,
-                        };
-                        result.refused(counters, describe(error), leader);
-                    }
-                    ClientResponse::Status { .. } | ClientResponse::AdminStatus { .. } => {}
-                }
-            }
-            answered += responses.len() as u64;
-            let _ = credits.send(responses.len());
-            if result.redirect.is_some() {
-                // Leadership moved: this connection is done; the caller reconnects.
-                return Ok(result);
-            }
-        }
-        match stream.read(decoder.spare(READ_SPARE_BYTES)) {
-            Ok(0) => break,
-            Ok(read) => decoder.filled(read),
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(result)
-}
-
-fn describe(error: &ClientError) -> String {
-    match error {
-        ClientError::NotLeader { leader, .. } => format!("not leader (leader {leader:?})"),
-        other => other.to_string(),
     }
 }

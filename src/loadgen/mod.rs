@@ -3,14 +3,33 @@
 //! With no arguments it starts a local 3-node cluster (separate processes, loopback, real
 //! fsync, data in a temporary directory removed afterwards), warms up, loads it for a fixed
 //! time and prints throughput and latency percentiles; every run also writes a result
-//! directory (see [`report`]). Connections are spread over the groups and always talk to the
-//! group's leader.
+//! directory (see [`report`]).
+//!
+//! Invariants:
+//! - `--clients` logical clients are assigned round-robin to `--conns` connections (client
+//!   `c` to connection `c mod conns`); a connection carries all its clients' requests, sent
+//!   together in one write per turn ([`connection`]), and the clients' credits or due times
+//!   decide what is ready ([`clients`]), whatever the protocol ([`codec`], [`resp`]).
+//! - Connections are spread over the groups (connection `i` to group `i mod groups`) and talk
+//!   to the group's leader; a refusal naming another leader moves the connection there.
+//! - Only answers that arrive in the measured window (after the warm-up, before the stop)
+//!   give latencies; open-loop latency runs from the intended send time.
+//! - Socket load runs on one tokio runtime with at most one worker thread per core (and at
+//!   most [`connection::LOAD_THREADS_MAX`]); no thread per connection. `--in-process` keeps
+//!   one glommio thread per connection ([`in_process`]).
+//! - The bench process's own CPU time over the measured window is reported as the load
+//!   generator's cost, except with `--in-process`, where that process also runs the nodes.
 
+pub mod clients;
+pub mod codec;
+pub mod connection;
 pub mod in_process;
+pub mod inflight;
 pub mod load;
 pub mod machine;
 pub mod plot;
 pub mod report;
+pub mod resp;
 pub mod sweep;
 
 use std::net::SocketAddr;
@@ -25,10 +44,13 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::client::{Client, NodeStats};
-use crate::loadgen::in_process::{run_embedded, InProcessCluster, InProcessSpec};
-use crate::loadgen::load::{run_connection, ConnectionResult, LoadCounters, Pace, Schedule};
+use crate::loadgen::codec::{Codec, NativeCodec};
+use crate::loadgen::connection::{ConnectionPlan, Load};
+use crate::loadgen::in_process::{InProcessCluster, InProcessSpec};
+use crate::loadgen::load::{ConnectionResult, LoadCounters, Pace, Schedule, OUTSTANDING_MAX};
 use crate::loadgen::machine::{cpu_seconds, Machine};
 use crate::loadgen::report::{hgrm, write_file, Percentiles};
+use crate::loadgen::resp::RespCodec;
 use crate::procs::local_cluster::{LocalCluster, LocalClusterSpec};
 use crate::procs::{free_port_block, parse_members, FsyncMode};
 use crate::types::{GroupId, NodeId};
@@ -56,16 +78,33 @@ pub struct BenchArgs {
     /// fdatasync policy of the nodes.
     #[arg(long, value_enum, default_value_t = FsyncMode::Always)]
     pub fsync: FsyncMode,
-    /// Client connections.
+    /// Logical clients, each with --pipeline requests in flight (or a share of --rate).
     #[arg(long, default_value_t = 4)]
     pub clients: usize,
-    /// Proposals in flight per connection (closed loop).
+    /// Connections carrying the clients, assigned round-robin (default: one per client, at
+    /// most 256).
+    #[arg(long)]
+    pub conns: Option<usize>,
+    /// Requests in flight per client (closed loop).
     #[arg(long, default_value_t = 256)]
     pub pipeline: usize,
-    /// Open loop: proposals per second in total (latency from the intended send time).
+    /// Open loop: requests per second in total, shared evenly by the clients (latency from
+    /// the intended send time).
     #[arg(long)]
     pub rate: Option<f64>,
-    /// Load an existing cluster instead: its client addresses, ID=ADDR,... (base ports).
+    /// native: proposals over the client protocol to `ringraft node`s; resp: SET/GET over
+    /// RESP2 to `ringraft kv` nodes.
+    #[arg(long, value_enum, default_value_t = Protocol::Native)]
+    pub protocol: Protocol,
+    /// --protocol resp: percentage of requests that are GETs (the rest are SETs of
+    /// --payload bytes). A GET counts as a commit when answered.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub get_percent: u8,
+    /// --protocol resp: distinct keys (`key:0` ..), drawn uniformly.
+    #[arg(long, default_value_t = 100_000)]
+    pub keyspace: u64,
+    /// Load an existing cluster instead: its client addresses, ID=ADDR,... (base ports; with
+    /// --protocol resp, the RESP addresses).
     #[arg(long)]
     pub target: Option<String>,
     /// Where the result directory goes.
@@ -93,6 +132,26 @@ pub struct BenchArgs {
     pub base_port: Option<u16>,
 }
 
+/// What the load speaks.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Native,
+    Resp,
+}
+
+/// Default connections: one per client up to this many.
+pub const CONNS_DEFAULT_MAX: usize = 256;
+
+/// Why a bench run failed.
+#[derive(Debug)]
+pub enum BenchError {
+    /// The flags do not make a run (exit code 2).
+    Usage(String),
+    /// The run could not be done.
+    Failed(String),
+}
+
 #[derive(Serialize)]
 pub(crate) struct BenchResult {
     config: BenchArgs,
@@ -109,6 +168,16 @@ pub(crate) struct BenchResult {
     latency_us: Percentiles,
     cpu_seconds_per_node: Vec<(u64, f64)>,
     cpu_microseconds_per_commit: Option<f64>,
+    /// Connections the clients were carried over.
+    connections: usize,
+    /// Connections that got at least one commit (a check that the load was spread).
+    connections_answered: usize,
+    /// The bench process's own CPU seconds in the measured window (`None` with
+    /// `--in-process`: see `loadgen_cpu_note`).
+    loadgen_cpu_seconds: Option<f64>,
+    /// The same per answer received in the measured window.
+    loadgen_cpu_microseconds_per_request: Option<f64>,
+    loadgen_cpu_note: Option<&'static str>,
     log_per_node: Vec<NodeLogFigures>,
     /// Server-side latency by stage, from a batch's placement in the leader's log.
     stages_us: Option<StagePercentiles>,
@@ -194,9 +263,17 @@ fn log_figures(
 }
 
 /// Runs the benchmark; the error is a message for the user.
-pub fn run(args: BenchArgs) -> Result<(), String> {
-    validate(&args)?;
+pub fn run(args: BenchArgs) -> Result<(), BenchError> {
+    validate(&args).map_err(BenchError::Usage)?;
     let groups = args.groups.unwrap_or(args.shards);
+    let keys = match args.protocol {
+        Protocol::Resp => resp::group_keys(args.keyspace, groups).map_err(BenchError::Usage)?,
+        Protocol::Native => Vec::new(),
+    };
+    run_valid(&args, groups, keys).map_err(BenchError::Failed)
+}
+
+fn run_valid(args: &BenchArgs, groups: u32, keys: Vec<Arc<Vec<Bytes>>>) -> Result<(), String> {
     let temporary = tempfile::Builder::new()
         .prefix("ringraft-bench-")
         .tempdir()
@@ -205,19 +282,26 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         .keep_data
         .clone()
         .unwrap_or_else(|| temporary.path().to_path_buf());
-    let mut target = Target::start(&args, groups, &data_root)?;
+    let mut target = Target::start(args, groups, &data_root)?;
     let nodes = target.client_addrs();
+    let resp_nodes = target.resp_addrs();
     let mut client = Client::connect(nodes.clone(), args.shards, Duration::from_secs(15));
-    let mut leaders = Vec::new();
-    for group in (0..groups as u64).map(GroupId) {
-        let leader = client
-            .leader_of(group)
-            .ok_or_else(|| format!("no leader for {group} within 15 s"))?;
-        leaders.push((group, leader));
-    }
+    let leaders = match args.protocol {
+        Protocol::Native => (0..groups as u64)
+            .map(GroupId)
+            .map(|group| {
+                let leader = client.leader_of(group);
+                leader
+                    .map(|leader| (group, leader))
+                    .ok_or_else(|| format!("no leader for {group} within 15 s"))
+            })
+            .collect::<Result<Vec<_>, String>>()?,
+        Protocol::Resp => resp::leaders(&resp_nodes, groups, Duration::from_secs(15))?,
+    };
     println!(
-        "ringraft bench: {} nodes{}, {} shards, {} groups, {} B payloads, {} connections, {}",
-        nodes.len(),
+        "ringraft bench: {} nodes{}, {} shards, {} groups, {} B payloads, {} clients over {} \
+         connections ({:?}), {}",
+        nodes.len().max(resp_nodes.len()),
         if args.in_process {
             " in this process"
         } else {
@@ -227,16 +311,20 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         groups,
         args.payload,
         args.clients,
+        args.connections(),
+        args.protocol,
         match (args.sweep, args.rate) {
             (true, _) => "sweep: saturation, then open loop at rising fractions of it".into(),
             (false, Some(rate)) => format!("open loop at {rate}/s"),
-            (false, None) => format!("closed loop, {} in flight each", args.pipeline),
+            (false, None) => format!("closed loop, {} in flight per client", args.pipeline),
         }
     );
     let mut bench = Bench {
-        args: &args,
+        args,
         target: &mut target,
         nodes,
+        resp_nodes,
+        keys,
         leaders,
         client,
         data_root: data_root.clone(),
@@ -264,6 +352,20 @@ fn validate(args: &BenchArgs) -> Result<(), String> {
         return Err("--clients, --pipeline and --duration must be positive".into());
     }
     if args
+        .conns
+        .is_some_and(|conns| conns == 0 || conns > args.clients)
+    {
+        return Err("--conns must be 1..=--clients".into());
+    }
+    let per_connection = args.clients.div_ceil(args.connections());
+    if args.rate.is_none() && per_connection.saturating_mul(args.pipeline) > OUTSTANDING_MAX {
+        return Err(format!(
+            "{per_connection} clients per connection × --pipeline {} is more than the \
+             {OUTSTANDING_MAX} requests a connection keeps in flight; use more --conns",
+            args.pipeline
+        ));
+    }
+    if args
         .rate
         .is_some_and(|rate| !(rate > 0.0 && rate.is_finite()))
     {
@@ -272,10 +374,16 @@ fn validate(args: &BenchArgs) -> Result<(), String> {
     if args.in_process && args.target.is_some() {
         return Err("--in-process starts its own nodes; it cannot load --target".into());
     }
+    if args.protocol == Protocol::Resp && args.in_process {
+        return Err("--in-process proposes through Node::propose; it has no RESP".into());
+    }
     if args.failover && (args.in_process || args.target.is_some()) {
         return Err(
             "--failover kills a node process: it needs the local cluster of processes".into(),
         );
+    }
+    if args.failover && args.protocol == Protocol::Resp {
+        return Err("--failover probes with native proposals: not with --protocol resp".into());
     }
     if args.sweep && (args.failover || args.rate.is_some()) {
         return Err(
@@ -286,7 +394,7 @@ fn validate(args: &BenchArgs) -> Result<(), String> {
 }
 
 impl BenchArgs {
-    /// The pace the flags ask for.
+    /// The pace of one client that the flags ask for.
     fn pace(&self) -> Pace {
         match self.rate {
             Some(rate) => Pace::Open {
@@ -297,19 +405,37 @@ impl BenchArgs {
             },
         }
     }
+
+    /// Connections carrying the clients.
+    fn connections(&self) -> usize {
+        self.conns
+            .unwrap_or_else(|| self.clients.min(CONNS_DEFAULT_MAX))
+    }
+
+    /// The clients of each connection (round-robin).
+    fn clients_by_connection(&self) -> Vec<Vec<usize>> {
+        let conns = self.connections();
+        (0..conns)
+            .map(|connection| (connection..self.clients).step_by(conns).collect())
+            .collect()
+    }
 }
 
 /// What the load runs against.
 enum Target {
     Processes(LocalCluster),
     InProcess(InProcessCluster),
-    Remote(Vec<(NodeId, SocketAddr)>),
+    /// Native client addresses, or RESP addresses with `--protocol resp`.
+    Remote(Protocol, Vec<(NodeId, SocketAddr)>),
 }
 
 impl Target {
     fn start(args: &BenchArgs, groups: u32, data_root: &std::path::Path) -> Result<Target, String> {
         if let Some(list) = &args.target {
-            return Ok(Target::Remote(parse_members(list, "--target")?));
+            return Ok(Target::Remote(
+                args.protocol,
+                parse_members(list, "--target")?,
+            ));
         }
         let base_port = args.base_port.unwrap_or_else(free_port_block);
         if args.in_process {
@@ -336,16 +462,27 @@ impl Target {
                 FsyncMode::Never => vec!["--fsync".into(), "never".into()],
             },
             log_level: "warn".into(),
-            kv: false,
+            kv: args.protocol == Protocol::Resp,
         };
         LocalCluster::start(spec).map(Target::Processes)
     }
 
+    /// Native client addresses (for leaders, node statistics and native load).
     fn client_addrs(&self) -> Vec<(NodeId, SocketAddr)> {
         match self {
             Target::Processes(cluster) => cluster.client_addrs(),
             Target::InProcess(cluster) => cluster.client_addrs(),
-            Target::Remote(nodes) => nodes.clone(),
+            Target::Remote(Protocol::Native, nodes) => nodes.clone(),
+            Target::Remote(Protocol::Resp, _) => Vec::new(),
+        }
+    }
+
+    /// RESP addresses (`ringraft kv` nodes only).
+    fn resp_addrs(&self) -> Vec<(NodeId, SocketAddr)> {
+        match self {
+            Target::Processes(cluster) if cluster.spec.kv => cluster.resp_addrs(),
+            Target::Remote(Protocol::Resp, nodes) => nodes.clone(),
+            _ => Vec::new(),
         }
     }
 
@@ -357,14 +494,14 @@ impl Target {
                 .filter_map(|id| Some((id, cluster.pid(NodeId(id))?)))
                 .collect(),
             Target::InProcess(_) => vec![(0, std::process::id())],
-            Target::Remote(_) => Vec::new(),
+            Target::Remote(..) => Vec::new(),
         }
     }
 
     fn stop(&mut self) {
         match self {
             Target::Processes(cluster) => cluster.stop_all(),
-            Target::InProcess(_) | Target::Remote(_) => {}
+            Target::InProcess(_) | Target::Remote(..) => {}
         }
     }
 }
@@ -373,7 +510,12 @@ impl Target {
 pub(crate) struct Bench<'a> {
     args: &'a BenchArgs,
     target: &'a mut Target,
+    /// Native client addresses (empty for a RESP `--target`).
     nodes: Vec<(NodeId, SocketAddr)>,
+    /// RESP addresses (`--protocol resp`).
+    resp_nodes: Vec<(NodeId, SocketAddr)>,
+    /// `--protocol resp`: the keys of each group.
+    keys: Vec<Arc<Vec<Bytes>>>,
     leaders: Vec<(GroupId, NodeId)>,
     client: Client,
     data_root: PathBuf,
@@ -385,6 +527,10 @@ pub(crate) struct Measurement {
     latency: Histogram<u64>,
     throughput: Vec<(f64, f64)>,
     cpu_seconds_per_node: Vec<(u64, f64)>,
+    /// The bench process's CPU seconds in the window (`None` with `--in-process`).
+    loadgen_cpu_seconds: Option<f64>,
+    answered_in_window: u64,
+    connections_answered: usize,
     log_per_node: Vec<NodeLogFigures>,
     stages_us: Option<StagePercentiles>,
     failover_ms: Option<f64>,
@@ -398,61 +544,144 @@ impl Measurement {
     }
 }
 
+/// The load of one measurement while it runs.
+enum Running {
+    Sockets(Load),
+    /// `--in-process`: one thread per connection.
+    Threads(Vec<std::thread::JoinHandle<std::io::Result<ConnectionResult>>>),
+}
+
+impl Running {
+    fn finish(self) -> Vec<Result<ConnectionResult, String>> {
+        match self {
+            Running::Sockets(load) => load.finish(),
+            Running::Threads(threads) => threads
+                .into_iter()
+                .map(|thread| match thread.join() {
+                    Ok(Ok(result)) => Ok(result),
+                    Ok(Err(error)) => Err(format!("connection: {error}")),
+                    Err(_) => Err("a load thread panicked".into()),
+                })
+                .collect(),
+        }
+    }
+}
+
 impl Bench<'_> {
-    /// Loads the target at `pace` (per connection) for the warm-up and the measured duration.
+    /// Starts every connection, each client at `pace`.
+    fn start_load(
+        &self,
+        pace: Pace,
+        schedule: Schedule,
+        counters: &Arc<LoadCounters>,
+    ) -> Result<Running, String> {
+        let args = self.args;
+        let payload = Bytes::from(vec![0x5a; args.payload]);
+        let assignments = args.clients_by_connection();
+        if let Target::InProcess(cluster) = &*self.target {
+            let nodes: Vec<_> = self
+                .nodes
+                .iter()
+                .filter_map(|&(id, _)| cluster.node(id))
+                .collect();
+            let threads = assignments
+                .iter()
+                .enumerate()
+                .map(|(connection, clients)| {
+                    let (group, leader) = self.leaders[connection % self.leaders.len()];
+                    let (nodes, payload, counters) =
+                        (nodes.clone(), payload.clone(), counters.clone());
+                    let pace = pace.times(clients.len());
+                    std::thread::spawn(move || {
+                        in_process::run_connection(
+                            &nodes, leader, group, payload, pace, schedule, counters,
+                        )
+                    })
+                })
+                .collect();
+            return Ok(Running::Threads(threads));
+        }
+        let load = match args.protocol {
+            Protocol::Native => Load::start(
+                self.plans(&assignments, pace, |_, group| {
+                    NativeCodec::new(group, payload.clone())
+                }),
+                schedule,
+                counters.clone(),
+            ),
+            Protocol::Resp => Load::start(
+                self.plans(&assignments, pace, |connection, group| {
+                    let keys = self.keys[group.0 as usize].clone();
+                    RespCodec::new(keys, payload.clone(), args.get_percent, connection as u64)
+                }),
+                schedule,
+                counters.clone(),
+            ),
+        };
+        load.map(Running::Sockets)
+    }
+
+    /// One plan per connection: its clients, its group's leader and a codec from `codec_of`
+    /// (given the connection's number and group).
+    fn plans<C: Codec>(
+        &self,
+        assignments: &[Vec<usize>],
+        pace: Pace,
+        mut codec_of: impl FnMut(usize, GroupId) -> C,
+    ) -> Vec<ConnectionPlan<C>> {
+        assignments
+            .iter()
+            .enumerate()
+            .map(|(connection, clients)| {
+                let (group, leader) = self.leaders[connection % self.leaders.len()];
+                ConnectionPlan {
+                    codec: codec_of(connection, group),
+                    leader,
+                    addr_of: self.addr_of(group),
+                    clients: clients.clone(),
+                    total_clients: self.args.clients,
+                    pace,
+                }
+            })
+            .collect()
+    }
+
+    /// Where the connections of `group` reach each node.
+    fn addr_of(&self, group: GroupId) -> Arc<dyn Fn(NodeId) -> Option<SocketAddr> + Send + Sync> {
+        let (nodes, shard_offset) = match self.args.protocol {
+            Protocol::Native => (
+                self.nodes.clone(),
+                (group.0 % self.args.shards as u64) as u16,
+            ),
+            Protocol::Resp => (self.resp_nodes.clone(), 0),
+        };
+        Arc::new(move |id| {
+            let (_, addr) = nodes.iter().find(|(node, _)| *node == id)?;
+            Some(SocketAddr::new(addr.ip(), addr.port() + shard_offset))
+        })
+    }
+
+    /// Loads the target with every client at `pace` for the warm-up and the measured
+    /// duration.
     fn measure(&mut self, pace: Pace, failover: bool) -> Result<Measurement, String> {
         let args = self.args;
         let counters = Arc::new(LoadCounters::default());
         let started = Instant::now();
         let measure_from = started + Duration::from_secs_f64(args.warmup);
         let stop = measure_from + Duration::from_secs_f64(args.duration);
-        let payload = Bytes::from(vec![0x5a; args.payload]);
         let schedule = Schedule {
             started,
             measure_from,
             stop,
         };
-        let mut workers = Vec::new();
-        for connection in 0..args.clients {
-            let (group, leader) = self.leaders[connection % self.leaders.len()];
-            let counters = counters.clone();
-            let payload = payload.clone();
-            let worker = match &*self.target {
-                Target::InProcess(cluster) => {
-                    let nodes: Vec<_> = self
-                        .nodes
-                        .iter()
-                        .filter_map(|&(id, _)| cluster.node(id))
-                        .collect();
-                    std::thread::spawn(move || {
-                        run_client(leader, schedule, |leader, schedule| {
-                            let node = nodes.iter().find(|node| node.id() == leader);
-                            let node = node.ok_or_else(|| {
-                                std::io::Error::other(format!("no node {leader}"))
-                            })?;
-                            let (payload, counters) = (payload.clone(), counters.clone());
-                            run_embedded(node.clone(), group, payload, pace, schedule, counters)
-                        })
-                    })
-                }
-                Target::Processes(_) | Target::Remote(_) => {
-                    let nodes = self.nodes.clone();
-                    let shard_offset = (group.0 % args.shards as u64) as u16;
-                    std::thread::spawn(move || {
-                        run_client(leader, schedule, |leader, schedule| {
-                            let base = nodes.iter().find(|(id, _)| *id == leader);
-                            let mut addr = base
-                                .ok_or_else(|| std::io::Error::other(format!("no node {leader}")))?
-                                .1;
-                            addr.set_port(addr.port() + shard_offset);
-                            let (payload, counters) = (payload.clone(), counters.clone());
-                            run_connection(addr, group, payload, pace, schedule, counters)
-                        })
-                    })
-                }
-            };
-            workers.push(worker);
-        }
+        let running = self.start_load(pace, schedule, &counters)?;
+        let in_process = matches!(&*self.target, Target::InProcess(_));
+        let own_cpu = || {
+            (!in_process)
+                .then(|| cpu_seconds(std::process::id()))
+                .flatten()
+        };
+        let mut own_cpu_at_start = None;
 
         let pids = self.target.pids();
         let progress = indicatif::ProgressBar::new((args.warmup + args.duration).ceil() as u64);
@@ -475,6 +704,7 @@ impl Bench<'_> {
             let now = Instant::now();
             if !measuring && now >= measure_from {
                 measuring = true;
+                own_cpu_at_start = own_cpu();
                 cpu_at_start = pids
                     .iter()
                     .map(|&(id, pid)| (id, cpu_seconds(pid)))
@@ -495,6 +725,7 @@ impl Bench<'_> {
             last_count = count;
             last_tick = now;
         }
+        let own_cpu_at_end = own_cpu();
         let cpu_at_end: Vec<(u64, Option<f64>)> = pids
             .iter()
             .map(|&(id, pid)| (id, cpu_seconds(pid)))
@@ -503,11 +734,14 @@ impl Bench<'_> {
         progress.finish_and_clear();
 
         let mut total = ConnectionResult::new();
-        for worker in workers {
-            match worker.join() {
-                Ok(Ok(result)) => total.absorb(result),
-                Ok(Err(error)) => total.errors.push(format!("connection: {error}")),
-                Err(_) => total.errors.push("a load thread panicked".into()),
+        let mut connections_answered = 0;
+        for connection in running.finish() {
+            match connection {
+                Ok(result) => {
+                    connections_answered += usize::from(result.committed > 0);
+                    total.absorb(result);
+                }
+                Err(error) => total.errors.push(error),
             }
         }
         let mut errors = total.errors;
@@ -522,6 +756,11 @@ impl Bench<'_> {
                 .zip(&cpu_at_end)
                 .filter_map(|(&(id, start), &(_, end))| Some((id, end? - start?)))
                 .collect(),
+            loadgen_cpu_seconds: own_cpu_at_end
+                .zip(own_cpu_at_start)
+                .map(|(end, start)| end - start),
+            answered_in_window: total.answered_in_window,
+            connections_answered,
             log_per_node: log_figures(&counters_at_start, &counters_at_end, args.duration),
             stages_us: stage_figures(&counters_at_start, &counters_at_end),
             failover_ms,
@@ -555,6 +794,17 @@ impl Bench<'_> {
             cpu_microseconds_per_commit: (commits > 0 && !run.cpu_seconds_per_node.is_empty())
                 .then(|| cpu_total * 1e6 / commits as f64),
             cpu_seconds_per_node: run.cpu_seconds_per_node,
+            connections: args.connections(),
+            connections_answered: run.connections_answered,
+            loadgen_cpu_seconds: run.loadgen_cpu_seconds,
+            loadgen_cpu_microseconds_per_request: run
+                .loadgen_cpu_seconds
+                .filter(|_| run.answered_in_window > 0)
+                .map(|seconds| seconds * 1e6 / run.answered_in_window as f64),
+            loadgen_cpu_note: args.in_process.then_some(
+                "not measured: with --in-process the bench process also runs every node \
+                 (its whole CPU is node 0 in cpu_seconds_per_node)",
+            ),
             log_per_node: run.log_per_node,
             stages_us: run.stages_us,
             failover_ms: run.failover_ms,
@@ -581,33 +831,6 @@ impl Bench<'_> {
             label
         ))
     }
-}
-
-/// Runs one client until the schedule's end, moving to the new leader whenever a refusal
-/// names one (so a leadership change costs a reconnection, not the rest of the run). A
-/// reconnected open-loop client counts its intended send times from the reconnection.
-fn run_client(
-    mut leader: NodeId,
-    schedule: Schedule,
-    mut connect: impl FnMut(NodeId, Schedule) -> std::io::Result<ConnectionResult>,
-) -> std::io::Result<ConnectionResult> {
-    let mut total = connect(leader, schedule)?;
-    while let Some(next) = total.redirect.take() {
-        if Instant::now() >= schedule.stop {
-            break;
-        }
-        if next == leader {
-            // Named itself while refusing: wait for the election to settle.
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        leader = next;
-        let resumed = Schedule {
-            started: Instant::now(),
-            ..schedule
-        };
-        total.absorb(connect(leader, resumed)?);
-    }
-    Ok(total)
 }
 
 /// Kills the leader of group 0 and returns the milliseconds until the next commit anywhere.
@@ -665,11 +888,30 @@ fn print_summary(result: &BenchResult) {
     if let Some(per_commit) = result.cpu_microseconds_per_commit {
         println!("CPU per commit (all nodes): {per_commit:.2} µs");
     }
+    println!("load generator CPU: {}", loadgen_cpu_line(result));
     if let Some(ms) = result.failover_ms {
         println!("failover: next commit {ms:.0} ms after kill -9 of the leader");
     }
     for error in &result.errors {
         println!("error seen: {error}");
+    }
+}
+
+/// The load generator's own CPU, or why it is not measured.
+fn loadgen_cpu_line(result: &BenchResult) -> String {
+    match (
+        result.loadgen_cpu_seconds,
+        result.loadgen_cpu_microseconds_per_request,
+    ) {
+        (Some(seconds), per_request) => format!(
+            "{seconds:.2} CPU s ({:.0}% of one core), {} µs per request",
+            seconds / result.measured_seconds * 100.0,
+            per_request.map_or_else(|| "n/a".into(), |v| format!("{v:.2}"))
+        ),
+        (None, _) => result
+            .loadgen_cpu_note
+            .unwrap_or("not measured")
+            .to_string(),
     }
 }
 
@@ -717,11 +959,12 @@ fn summary_markdown(result: &BenchResult) -> String {
          - machine: {cpu}, {cores} cores, {mem:.0} GiB, Linux {kernel}, data on {fs}, \
          1-minute load average {load:.1}\n\
          - {nodes} nodes, {shards} shards, {groups} groups, {payload} B payloads, fsync {fsync:?}, \
-         {clients} connections, {pace}\n\
+         {clients} clients over {connections} connections ({protocol:?}), {pace}\n\
          - command: `cargo run --release -- bench {flags}`\n\n\
-         | commits/s | MB/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | CPU µs/commit |\n\
-         |---|---|---|---|---|---|---|---|\n\
-         | {cps:.0} | {mbps:.1} | {p50} | {p90} | {p99} | {p999} | {max} | {cpu_per_commit} |\n{stages}{logs}",
+         | commits/s | MB/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | CPU µs/commit (nodes) | load generator CPU µs/request |\n\
+         |---|---|---|---|---|---|---|---|---|\n\
+         | {cps:.0} | {mbps:.1} | {p50} | {p90} | {p99} | {p999} | {max} | {cpu_per_commit} | {loadgen_per_request} |\n\n\
+         Load generator: {loadgen}.\n{stages}{logs}",
         label = config.label,
         date = result.date,
         commit = result.commit,
@@ -737,6 +980,12 @@ fn summary_markdown(result: &BenchResult) -> String {
         payload = config.payload,
         fsync = config.fsync,
         clients = config.clients,
+        connections = result.connections,
+        protocol = config.protocol,
+        loadgen_per_request = result
+            .loadgen_cpu_microseconds_per_request
+            .map_or_else(|| "n/a".into(), |v| format!("{v:.2}")),
+        loadgen = loadgen_cpu_line(result),
         pace = match config.rate {
             Some(rate) => format!("open loop {rate}/s"),
             None => format!("closed loop, pipeline {}", config.pipeline),

@@ -1,5 +1,5 @@
 //! `ringraft bench --sweep`: a throughput/latency curve. The first point saturates the target
-//! (closed loop with the configured connections and pipeline); then the same target is loaded
+//! (closed loop with the configured clients, connections and pipeline); then the same target is loaded
 //! in open loop at rising fractions of that saturation rate, latency measured from each
 //! proposal's intended send time. Each point writes its own result directory; the sweep adds
 //! `<date>-<commit>-<label>-sweep/` with `sweep.json`, `summary.md` and `sweep.svg` (p50 and
@@ -100,7 +100,7 @@ fn summary(saturation: &BenchResult, points: &[SweepPoint]) -> String {
          - date {date}, commit `{commit}`\n\
          - machine: {cpu}, {cores} cores, Linux {kernel}, data on {fs}\n\
          - {nodes} nodes{in_process}, {shards} shards, {payload} B payloads, fsync {fsync:?}, \
-         {clients} connections (pipeline {pipeline} at saturation)\n\
+         {clients} clients over {connections} connections (pipeline {pipeline} per client at saturation)\n\
          - command: `cargo run --release -- bench {flags}`\n\n\
          Open-loop latency is measured from each proposal's intended send time.\n\n{table}",
         label = config.label,
@@ -120,6 +120,7 @@ fn summary(saturation: &BenchResult, points: &[SweepPoint]) -> String {
         payload = config.payload,
         fsync = config.fsync,
         clients = config.clients,
+        connections = saturation.connections,
         pipeline = config.pipeline,
         flags = std::env::args().skip(2).collect::<Vec<_>>().join(" "),
         table = table(points),

@@ -1,0 +1,237 @@
+//! Load-generating connections on a tokio runtime with at most one worker thread per core.
+//!
+//! Each connection is one task carrying the requests of all its logical clients
+//! ([`Clients`]); request ids keep them apart ([`InFlight`]). A turn of the task:
+//! 1. if the last write is done, take every request that is ready (credits or due times) and
+//!    encode them all into one buffer;
+//! 2. wait for whichever comes first: bytes to read, the socket taking some of that buffer,
+//!    the next open-loop request falling due (timer granularity ~1 ms), or the run's stop;
+//! 3. on bytes read, match every complete answer to its request.
+//!
+//! Reading never waits for writing, so a server that answers while it reads cannot deadlock
+//! against the load. After `stop` nothing new is sent and answers are awaited for at most
+//! `DRAIN` (5 s). A refusal that names another leader ends the connection's current socket; its
+//! clients reconnect to that leader with fresh credits (open loop: intended send times count
+//! from the reconnection), so a leadership change costs a reconnection, not the rest of the run.
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::loadgen::clients::Clients;
+use crate::loadgen::codec::{Codec, Outcome};
+use crate::loadgen::inflight::{InFlight, Pending};
+use crate::loadgen::load::{ConnectionResult, LoadCounters, Pace, Schedule, OUTSTANDING_MAX};
+use crate::types::NodeId;
+
+/// How long answers are awaited after the load stops.
+const DRAIN: Duration = Duration::from_secs(5);
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most worker threads of the load runtime (and never more than the cores).
+pub const LOAD_THREADS_MAX: usize = 4;
+
+/// One connection's share of the load.
+pub struct ConnectionPlan<C> {
+    pub codec: C,
+    /// The node to talk to first, and where each node is reached.
+    pub leader: NodeId,
+    pub addr_of: Arc<dyn Fn(NodeId) -> Option<SocketAddr> + Send + Sync>,
+    /// Numbers of this connection's clients among `total_clients`.
+    pub clients: Vec<usize>,
+    pub total_clients: usize,
+    /// Each client's pace.
+    pub pace: Pace,
+}
+
+/// Connections running on their own runtime.
+pub struct Load {
+    runtime: tokio::runtime::Runtime,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<ConnectionResult>>>,
+}
+
+impl Load {
+    /// Starts every planned connection.
+    pub fn start<C: Codec>(
+        plans: Vec<ConnectionPlan<C>>,
+        schedule: Schedule,
+        counters: Arc<LoadCounters>,
+    ) -> Result<Load, String> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cores.min(LOAD_THREADS_MAX))
+            .thread_name("ringraft-bench-load")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("load runtime: {e}"))?;
+        let tasks = plans
+            .into_iter()
+            .map(|plan| runtime.spawn(run(plan, schedule, counters.clone())))
+            .collect();
+        Ok(Load { runtime, tasks })
+    }
+
+    /// Waits for every connection (each ends by itself at most `DRAIN` (5 s) after the stop).
+    pub fn finish(self) -> Vec<Result<ConnectionResult, String>> {
+        let Load { runtime, tasks } = self;
+        runtime.block_on(async {
+            let mut results = Vec::new();
+            for task in tasks {
+                results.push(match task.await {
+                    Ok(Ok(result)) => Ok(result),
+                    Ok(Err(error)) => Err(format!("connection: {error}")),
+                    Err(_) => Err("a load task panicked".into()),
+                });
+            }
+            results
+        })
+    }
+}
+
+/// Runs one connection's clients until the schedule's end, following redirects.
+async fn run<C: Codec>(
+    mut plan: ConnectionPlan<C>,
+    mut schedule: Schedule,
+    counters: Arc<LoadCounters>,
+) -> std::io::Result<ConnectionResult> {
+    let mut total = ConnectionResult::new();
+    let mut leader = plan.leader;
+    loop {
+        let addr = (plan.addr_of)(leader)
+            .ok_or_else(|| std::io::Error::other(format!("no address for node {leader}")))?;
+        let clients = Clients::new(plan.pace, &plan.clients, plan.total_clients);
+        let inflight = InFlight::new(capacity(plan.pace.times(plan.clients.len())));
+        let part = drive(
+            addr,
+            &mut plan.codec,
+            clients,
+            inflight,
+            schedule,
+            &counters,
+        )
+        .await?;
+        total.absorb(part);
+        let Some(next) = total.redirect.take() else {
+            return Ok(total);
+        };
+        if Instant::now() >= schedule.stop {
+            return Ok(total);
+        }
+        if next == leader {
+            // Named itself while refusing: wait for the election to settle.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        leader = next;
+        schedule.started = Instant::now();
+    }
+}
+
+/// In-flight capacity of a connection whose clients together run at `pace`.
+fn capacity(pace: Pace) -> usize {
+    match pace {
+        Pace::Closed { pipeline } => pipeline.min(OUTSTANDING_MAX),
+        Pace::Open { .. } => OUTSTANDING_MAX,
+    }
+}
+
+/// One socket's life: until the schedule's end, a redirect, or the server closing it.
+async fn drive<C: Codec>(
+    addr: SocketAddr,
+    codec: &mut C,
+    mut clients: Clients,
+    mut inflight: InFlight,
+    schedule: Schedule,
+    counters: &LoadCounters,
+) -> std::io::Result<ConnectionResult> {
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::new(ErrorKind::TimedOut, format!("connect to {addr}")))??;
+    stream.set_nodelay(true)?;
+    let (mut reader, mut writer) = stream.split();
+    codec.reset();
+    let mut result = ConnectionResult::new();
+    let (mut out, mut written) = (Vec::new(), 0);
+    let drain_until = schedule.stop + DRAIN;
+    let since_start =
+        |at: Instant| at.saturating_duration_since(schedule.started).as_nanos() as u64;
+    let timer = tokio::time::sleep_until(schedule.stop.into());
+    tokio::pin!(timer);
+    loop {
+        let now = Instant::now();
+        if now >= drain_until || (now >= schedule.stop && inflight.is_empty()) {
+            return Ok(result);
+        }
+        let sending = now < schedule.stop;
+        if sending && written == out.len() {
+            written = 0;
+            out.clear();
+            let first = inflight.next_id();
+            clients.take_ready(since_start(now), |client, stamp_ns| {
+                inflight.push(Pending { client, stamp_ns })
+            });
+            if inflight.next_id() > first {
+                codec
+                    .encode(first..inflight.next_id(), &mut out)
+                    .map_err(std::io::Error::other)?;
+            }
+        }
+        let unsent = written < out.len();
+        let wake = match clients.next_due_ns() {
+            Some(due) if sending && !unsent && inflight.has_room() => {
+                (schedule.started + Duration::from_nanos(due)).min(schedule.stop)
+            }
+            _ if sending => schedule.stop,
+            _ => drain_until,
+        };
+        if timer.deadline() != wake.into() {
+            timer.as_mut().reset(wake.into());
+        }
+        // Reads and writes of a TcpStream are cancel-safe: a branch that loses moved no bytes.
+        let event = tokio::select! {
+            read = reader.read(codec.read_buffer()) => Event::Read(read?),
+            wrote = writer.write(&out[written..]), if unsent => Event::Wrote(wrote?),
+            () = &mut timer => Event::Timer,
+        };
+        match event {
+            Event::Timer => {}
+            Event::Wrote(n) => written += n,
+            Event::Read(0) => return Ok(result),
+            Event::Read(n) => {
+                codec.filled(n);
+                let arrived = Instant::now();
+                let arrived_ns = since_start(arrived);
+                let (committed, failed) = (result.committed, result.failed);
+                while let Some(answer) = codec.next_answer().map_err(std::io::Error::other)? {
+                    let pending = inflight.take(answer.id).ok_or_else(|| {
+                        std::io::Error::other(format!("answer to unknown request {}", answer.id))
+                    })?;
+                    clients.answered(pending.client);
+                    match answer.outcome {
+                        Outcome::Done => {
+                            let micros = arrived_ns.saturating_sub(pending.stamp_ns) / 1_000;
+                            result.committed(&schedule, arrived, micros);
+                        }
+                        Outcome::Refused { error, leader } => {
+                            result.refused(&schedule, arrived, error, leader)
+                        }
+                    }
+                }
+                counters.add(result.committed - committed, result.failed - failed);
+                if result.redirect.is_some() {
+                    return Ok(result);
+                }
+            }
+        }
+    }
+}
+
+/// What woke a connection's turn.
+enum Event {
+    Read(usize),
+    Wrote(usize),
+    Timer,
+}
