@@ -102,7 +102,7 @@ def row(spec):
         number(latency.get("p50"), "us"),
         number(latency.get("p99"), "us"),
         number(median.get("cpu_microseconds_per_commit")),
-        number(lookup(median, "loadgen.cpu_microseconds_per_request")),
+        number(median.get("loadgen_cpu_microseconds_per_request")),
         links + f" (median: {median_run})" if len(results) > 1 else links,
         status,
     )

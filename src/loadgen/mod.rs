@@ -26,6 +26,7 @@ pub mod connection;
 pub mod in_process;
 pub mod inflight;
 pub mod load;
+pub mod node_figures;
 pub mod machine;
 pub mod plot;
 pub mod report;
@@ -43,12 +44,15 @@ use clap::Args;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::client::{Client, NodeStats};
+use crate::client::Client;
 use crate::loadgen::codec::{Codec, NativeCodec};
 use crate::loadgen::connection::{ConnectionPlan, Load};
 use crate::loadgen::in_process::{InProcessCluster, InProcessSpec};
 use crate::loadgen::load::{ConnectionResult, LoadCounters, Pace, Schedule, OUTSTANDING_MAX};
 use crate::loadgen::machine::{cpu_seconds, Machine};
+use crate::loadgen::node_figures::{
+    elections, log_figures, node_counters, stage_figures, NodeLogFigures, StagePercentiles,
+};
 use crate::loadgen::report::{hgrm, write_file, Percentiles};
 use crate::loadgen::resp::RespCodec;
 use crate::procs::local_cluster::{LocalCluster, LocalClusterSpec};
@@ -182,84 +186,10 @@ pub(crate) struct BenchResult {
     /// Server-side latency by stage, from a batch's placement in the leader's log.
     stages_us: Option<StagePercentiles>,
     failover_ms: Option<f64>,
+    /// Elections begun during the measured window, over all groups (see
+    /// [`node_figures::elections`]); a failover run counts its own.
+    elections: Option<u64>,
     errors: Vec<String>,
-}
-
-/// What one node's log did during the measured window.
-#[derive(Serialize)]
-struct NodeLogFigures {
-    node: u64,
-    /// Log flushes per second (each one write + one `fdatasync`).
-    flushes_per_second: f64,
-    entries_per_flush: f64,
-    megabytes_written_per_second: f64,
-}
-
-/// Latency percentiles of each stage a leader measures (see `engine::stages`).
-#[derive(Serialize)]
-struct StagePercentiles {
-    /// Placed in the leader's log → durable in the leader's log.
-    leader_durable: Percentiles,
-    /// Placed → committed (durable on a majority).
-    committed: Percentiles,
-    /// Placed → applied by the leader's state machine (answered right after).
-    applied: Percentiles,
-}
-
-/// Each node's counters, where the node answers.
-fn node_counters(client: &mut Client, nodes: &[(NodeId, SocketAddr)]) -> Vec<(u64, NodeStats)> {
-    nodes
-        .iter()
-        .filter_map(|&(id, _)| Some((id.0, client.node_stats(id).ok()?)))
-        .collect()
-}
-
-/// The stage latencies recorded by all nodes between the two samples.
-fn stage_figures(start: &[(u64, NodeStats)], end: &[(u64, NodeStats)]) -> Option<StagePercentiles> {
-    let mut total: Option<crate::engine::stages::StageHistograms> = None;
-    for (node, after) in end {
-        let delta = match start.iter().find(|(id, _)| id == node) {
-            Some((_, before)) => after.stages.since(&before.stages),
-            None => after.stages.clone(),
-        };
-        match total.as_mut() {
-            None => total = Some(delta),
-            Some(total) => total.add_buckets(&delta.to_buckets()),
-        }
-    }
-    let total = total.filter(|total| !total.applied.is_empty())?;
-    Some(StagePercentiles {
-        leader_durable: Percentiles::of(&total.leader_durable),
-        committed: Percentiles::of(&total.committed),
-        applied: Percentiles::of(&total.applied),
-    })
-}
-
-fn log_figures(
-    start: &[(u64, NodeStats)],
-    end: &[(u64, NodeStats)],
-    seconds: f64,
-) -> Vec<NodeLogFigures> {
-    start
-        .iter()
-        .filter_map(|(node, before)| {
-            let (_, after) = end.iter().find(|(id, _)| id == node)?;
-            let (before, after) = (&before.log, &after.log);
-            let flushes = after.flushes.saturating_sub(before.flushes) as f64;
-            let entries = after.entries_written.saturating_sub(before.entries_written) as f64;
-            let bytes = after.bytes_written.saturating_sub(before.bytes_written) as f64;
-            Some(NodeLogFigures {
-                node: *node,
-                flushes_per_second: flushes / seconds,
-                entries_per_flush: if flushes > 0.0 {
-                    entries / flushes
-                } else {
-                    0.0
-                },
-                megabytes_written_per_second: bytes / seconds / 1e6,
-            })
-        })
-        .collect()
 }
 
 /// Runs the benchmark; the error is a message for the user.
@@ -534,6 +464,7 @@ pub(crate) struct Measurement {
     log_per_node: Vec<NodeLogFigures>,
     stages_us: Option<StagePercentiles>,
     failover_ms: Option<f64>,
+    elections: Option<u64>,
     failed: u64,
     errors: Vec<String>,
 }
@@ -763,6 +694,7 @@ impl Bench<'_> {
             connections_answered,
             log_per_node: log_figures(&counters_at_start, &counters_at_end, args.duration),
             stages_us: stage_figures(&counters_at_start, &counters_at_end),
+            elections: elections(&counters_at_start, &counters_at_end),
             failover_ms,
             failed: total.failed,
             errors,
@@ -808,6 +740,7 @@ impl Bench<'_> {
             log_per_node: run.log_per_node,
             stages_us: run.stages_us,
             failover_ms: run.failover_ms,
+            elections: run.elections,
             errors: run.errors,
             config: args.clone(),
         };
@@ -889,6 +822,9 @@ fn print_summary(result: &BenchResult) {
         println!("CPU per commit (all nodes): {per_commit:.2} µs");
     }
     println!("load generator CPU: {}", loadgen_cpu_line(result));
+    if let Some(elections) = result.elections.filter(|&count| count > 0) {
+        println!("elections during the measured window: {elections}");
+    }
     if let Some(ms) = result.failover_ms {
         println!("failover: next commit {ms:.0} ms after kill -9 of the leader");
     }
