@@ -230,9 +230,28 @@ impl DiskLog {
         }
     }
 
+    /// Ends the queued write to the active segment, if the last step is one, with an end
+    /// marker: a zero record header (cut at the segment's end) that the next write there
+    /// overwrites (see [`record`](super::record)).
+    fn end_marker(&mut self) {
+        let (active, size) = (self.active, self.active_size);
+        if let Some(Step::Write {
+            segment,
+            offset,
+            bytes,
+        }) = self.steps.last_mut()
+        {
+            if *segment == active {
+                let end = *offset + bytes.len() as u64;
+                let marker = (RECORD_HEADER_BYTES as u64).min(size.saturating_sub(end));
+                bytes.resize(bytes.len() + marker as usize, 0);
+            }
+        }
+    }
+
     /// Queues one record at the active segment's end (rolling to a new segment when it does
-    /// not fit); returns the segment and offset of the record.
-    fn stage_record(&mut self, header: &RecordHeader, body: &[u8]) -> Result<(u64, u64)> {
+    /// not fit), setting its segment; returns the segment and offset of the record.
+    fn stage_record(&mut self, mut header: RecordHeader, body: &[u8]) -> Result<(u64, u64)> {
         let len = header.record_len() as u64;
         let capacity = self.config.segment_bytes - SEGMENT_HEADER_BYTES;
         if self.active_offset + len > self.active_size {
@@ -242,6 +261,7 @@ impl DiskLog {
                     max: capacity,
                 });
             }
+            self.end_marker();
             self.active += 1;
             self.active_offset = SEGMENT_HEADER_BYTES;
             self.active_size = self.config.segment_bytes;
@@ -250,6 +270,7 @@ impl DiskLog {
                 shard: self.config.shard,
                 sequence: self.active,
                 size: self.active_size,
+                recycled: false,
             };
             self.steps.push(Step::Create(header));
             self.segments.insert(
@@ -262,6 +283,8 @@ impl DiskLog {
         }
         let offset = self.active_offset;
         let active = self.active;
+        header.segment = active;
+        let header = &header;
         match self.steps.last_mut() {
             Some(Step::Write {
                 segment,
@@ -300,6 +323,7 @@ impl DiskLog {
             term,
             flush: self.next_flush,
             skip: 0,
+            segment: 0,
         }
     }
 
@@ -324,6 +348,9 @@ impl DiskLog {
             |why: &str| Error::corrupt(Corruption::at(&segment.path, start, header.as_ref(), why));
         if !RecordHeader::crc_matches(&buf, &buf[RECORD_HEADER_BYTES..]) {
             return Err(bad("record checksum mismatch on read"));
+        }
+        if header.is_none_or(|h| h.segment != loc.segment) {
+            return Err(bad("record of another segment on read"));
         }
         let body = Bytes::from_owner(buf).slice(RECORD_HEADER_BYTES..);
         let batch = EntryBatch::from_body(span.term, loc.first, body, loc.skip, loc.count)
@@ -391,8 +418,9 @@ impl LogStore for DiskLog {
             term: batch.term(),
             flush: self.next_flush,
             skip: batch.skip(),
+            segment: 0,
         };
-        let (segment, offset) = self.stage_record(&header, body)?;
+        let (segment, offset) = self.stage_record(header, body)?;
         let loc = DiskLoc {
             segment,
             body_offset: offset + RECORD_HEADER_BYTES as u64,
@@ -424,7 +452,7 @@ impl LogStore for DiskLog {
         };
         if changes {
             let header = self.control_record(RecordKind::Truncate, group, from, Term::ZERO);
-            self.stage_record(&header, &[])?;
+            self.stage_record(header, &[])?;
             self.view.truncate(group, from).expect("checked above");
             self.touched.insert(group);
         }
@@ -438,7 +466,7 @@ impl LogStore for DiskLog {
             .with_group(group, |g| g.check_compact(group, through, term))?;
         if changes {
             let header = self.control_record(RecordKind::Compact, group, through, term);
-            self.stage_record(&header, &[])?;
+            self.stage_record(header, &[])?;
             self.view
                 .compact(group, through, term)
                 .expect("checked above");
@@ -514,9 +542,10 @@ impl LogStore for DiskLog {
                 .collect();
             for (group, through, term) in compacted {
                 let header = self.control_record(RecordKind::Compact, group, through, term);
-                self.stage_record(&header, &[])?;
+                self.stage_record(header, &[])?;
             }
         }
+        self.end_marker();
         let id = self.next_flush;
         self.next_flush += 1;
         let report = SyncReport::of_flush(
