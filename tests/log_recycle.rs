@@ -12,8 +12,7 @@ use log_helpers::{batch, block_on, config, payload, read_all, record_spans, segm
 use ringraft::log::inspect::Severity;
 use ringraft::log::record::{encode_record, RecordHeader, RecordKind};
 use ringraft::log::segment::{
-    parse_segment_name, SegmentHeader, RETIRED_KEEP, SEGMENT_FORMAT_VERSION,
-    SEGMENT_HEADER_BYTES,
+    parse_segment_name, SegmentHeader, RETIRED_KEEP, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_BYTES,
 };
 use ringraft::log::{inspect, DiskLog, Error, LogStore};
 use ringraft::types::{GroupId, LogIndex, Term};
@@ -83,7 +82,9 @@ fn compaction_recycles_segment_files_and_everything_reads_back() {
         last = flush_three(&mut log, last, true);
         for (seq, path) in segments(dir.path()) {
             let file = File::open(&path).unwrap();
-            handles.entry(file.metadata().unwrap().ino()).or_insert(file);
+            handles
+                .entry(file.metadata().unwrap().ino())
+                .or_insert(file);
             recycled.insert(seq, header_of(&path).recycled);
         }
         // Live segments (at most the active one and the one before), a spare being prepared,
@@ -130,7 +131,7 @@ fn recycled_tail(dir: &Path, fresh: usize) -> (u64, PathBuf, u64) {
     let mut log = DiskLog::open(config(dir, SEGMENT)).unwrap();
     let mut last = 0;
     let mut before = 1;
-    loop {
+    for _ in 0..1000 {
         last = flush_three(&mut log, last, true);
         let (seq, path) = segments(dir).pop_last().unwrap();
         let rolled = std::mem::replace(&mut before, seq) != seq;
@@ -138,10 +139,15 @@ fn recycled_tail(dir: &Path, fresh: usize) -> (u64, PathBuf, u64) {
             for _ in 0..fresh {
                 last = flush_three(&mut log, last, false);
             }
-            assert_eq!(*segments(dir).keys().last().unwrap(), seq, "still the last one");
+            assert_eq!(
+                *segments(dir).keys().last().unwrap(),
+                seq,
+                "still the last one"
+            );
             return (last, path, seq);
         }
     }
+    panic!("no segment was recycled");
 }
 
 /// A record of `G` holding entries `first..first+3`, as written to segment `segment` by
@@ -191,7 +197,9 @@ fn a_recycled_segment_recovers_exactly_its_new_records() {
     let (end, flush) = tail_of(&seg);
     let image = std::fs::read(&seg).unwrap();
     // Behind the end marker lie records of an earlier life.
-    assert!(image[end as usize..(end + 64) as usize].iter().all(|&b| b == 0));
+    assert!(image[end as usize..(end + 64) as usize]
+        .iter()
+        .all(|&b| b == 0));
     assert!(image[(end + 64) as usize..].iter().any(|&b| b != 0));
     let log = DiskLog::open(config(dir.path(), SEGMENT)).unwrap();
     assert_eq!(log.recovery_report().torn_tail, None);
@@ -199,7 +207,11 @@ fn a_recycled_segment_recovers_exactly_its_new_records() {
     expect_entries(&log, first, last);
     drop(log);
     assert!(inspect(dir.path()).unwrap().is_clean());
-    assert_eq!(std::fs::read(&seg).unwrap(), image, "a clean open changes nothing");
+    assert_eq!(
+        std::fs::read(&seg).unwrap(),
+        image,
+        "a clean open changes nothing"
+    );
 
     // The flush after the last one was torn: it wrote its first `w` bytes over the end marker
     // and no more, so bytes of an earlier life follow what it wrote.
@@ -295,7 +307,9 @@ fn a_flipped_byte_in_a_recycled_segment_is_still_found() {
     let (off, len) = spans[spans.len() - 3];
     for at in [off + 20, off + len - 8] {
         flip(at);
-        let err = DiskLog::open(config(dir.path(), SEGMENT)).err().expect("refused");
+        let err = DiskLog::open(config(dir.path(), SEGMENT))
+            .err()
+            .expect("refused");
         let c = err.corruption().unwrap_or_else(|| panic!("{err}"));
         assert_eq!((c.file.as_path(), c.offset), (seg.as_path(), off), "{err}");
         assert!(inspect(dir.path()).unwrap().has_fatal());
@@ -323,14 +337,18 @@ fn a_bad_record_in_an_earlier_recycled_segment_is_corruption() {
     let mut bytes = image.clone();
     bytes[(off + len - 8) as usize] ^= 0x10;
     std::fs::write(&seg, &bytes).unwrap();
-    let err = DiskLog::open(config(dir.path(), SEGMENT)).err().expect("refused");
+    let err = DiskLog::open(config(dir.path(), SEGMENT))
+        .err()
+        .expect("refused");
     let c = err.corruption().unwrap_or_else(|| panic!("{err}"));
     assert_eq!((c.file.as_path(), c.offset), (seg.as_path(), off), "{err}");
     // Its end marker wiped by a record of an earlier life: corruption too (it is not last).
     let (end, flush) = tail_of(&seg);
     std::fs::write(&seg, &image).unwrap();
     write_at(&seg, end, &entries_record(last + 1, flush, seq - 1));
-    let err = DiskLog::open(config(dir.path(), SEGMENT)).err().expect("refused");
+    let err = DiskLog::open(config(dir.path(), SEGMENT))
+        .err()
+        .expect("refused");
     let c = err.corruption().unwrap_or_else(|| panic!("{err}"));
     assert_eq!((c.file.as_path(), c.offset), (seg.as_path(), end), "{err}");
 }
@@ -347,7 +365,9 @@ fn a_segment_of_another_format_version_is_refused_clearly() {
     let crc = crc32fast::hash(&h[..60]);
     h[60..64].copy_from_slice(&crc.to_le_bytes());
     write_at(&seg, 0, &h);
-    let err = DiskLog::open(config(dir.path(), SEGMENT)).err().expect("refused");
+    let err = DiskLog::open(config(dir.path(), SEGMENT))
+        .err()
+        .expect("refused");
     match &err {
         Error::UnsupportedFormat {
             path,
@@ -396,11 +416,16 @@ fn an_earlier_segment_shorter_than_its_header_refuses_to_open() {
         .unwrap()
         .set_len(off)
         .unwrap();
-    let err = DiskLog::open(config(dir.path(), SEGMENT)).err().expect("refused");
+    let err = DiskLog::open(config(dir.path(), SEGMENT))
+        .err()
+        .expect("refused");
     let c = err.corruption().unwrap_or_else(|| panic!("{err}"));
     assert_eq!(c.file, seg);
     assert!(c.reason.contains("shorter than its header"), "{err}");
     let report = inspect(dir.path()).unwrap();
     let f = report.findings().next().unwrap();
-    assert_eq!((f.severity, f.file.as_path()), (Severity::Fatal, seg.as_path()));
+    assert_eq!(
+        (f.severity, f.file.as_path()),
+        (Severity::Fatal, seg.as_path())
+    );
 }

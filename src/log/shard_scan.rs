@@ -416,9 +416,7 @@ fn load_segment(path: &Path) -> Result<Result<(SegmentScan, u64), Problem>> {
     let mut image = read_aligned(path)?;
     let size = match SegmentHeader::decode(&image) {
         Ok(header) => header.size,
-        Err(HeaderError::UnsupportedVersion(v)) => {
-            return Ok(Err(Problem::UnsupportedVersion(v)))
-        }
+        Err(HeaderError::UnsupportedVersion(v)) => return Ok(Err(Problem::UnsupportedVersion(v))),
         Err(HeaderError::Invalid(why)) => return Ok(Err(Problem::BadSegmentHeader(why))),
     };
     let short_by = size.saturating_sub(image.len() as u64);

@@ -42,8 +42,8 @@ use super::flush::{Completion, FlushDone, FlushOutput};
 use super::hard_state::{execute_save, HardStateSave};
 use super::io::Files;
 use super::segment::{
-    create_segment, recycle_segment, segment_file_name, SegmentHeader, RETIRED_KEEP,
-    SPARE_SUFFIX, TEMP_SUFFIX,
+    create_segment, recycle_segment, segment_file_name, SegmentHeader, RETIRED_KEEP, SPARE_SUFFIX,
+    TEMP_SUFFIX,
 };
 use crate::types::ShardId;
 
@@ -285,12 +285,11 @@ impl WriterState {
                 ));
                 if let Some((retired, header)) = self.recycled_header(next) {
                     self.retired.pop();
-                    let file = recycle_segment(&plain, &retired, &temp, &header).inspect_err(
-                        |_| {
+                    let file =
+                        recycle_segment(&plain, &retired, &temp, &header).inspect_err(|_| {
                             let _ = std::fs::remove_file(&retired);
                             let _ = std::fs::remove_file(&temp);
-                        },
-                    )?;
+                        })?;
                     self.spare = Some(Spare {
                         header,
                         temp,
