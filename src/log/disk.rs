@@ -34,7 +34,7 @@ use super::index::{DiskLoc, LogPosition, ShardView, Span};
 use super::io::{FaultPlan, Files};
 use super::record::{encode_record, RecordHeader, RecordKind, RECORD_HEADER_BYTES};
 use super::recovery::{recover, OpenSegment, RecoveryReport};
-use super::segment::{segment_file_name, SegmentHeader, SEGMENT_HEADER_BYTES};
+use super::segment::{segment_file_name, SegmentHeader, RETIRED_KEEP, SEGMENT_HEADER_BYTES};
 use super::writer::{Job, SegmentTemplate, Step, Writer};
 use super::LogStore;
 use crate::batch::{EntryBatch, BODY_ALIGN};
@@ -60,6 +60,10 @@ pub struct LogConfig {
     pub segment_bytes: u64,
     /// Bytes of durable batches kept in memory. Default [`CACHE_BYTES_DEFAULT`].
     pub cache_bytes_max: usize,
+    /// Most segment files deleted by compaction that are kept to be recycled as new segments
+    /// (see [`segment`](super::segment)). Default [`RETIRED_KEEP`]; 0 zero-fills every new
+    /// segment.
+    pub retired_keep: usize,
     /// Fault injection for tests; `None` in production.
     pub faults: Option<FaultPlan>,
     /// `fdatasync` every flush (default). `false` is for measurements only: flushes are then
@@ -80,6 +84,7 @@ impl LogConfig {
             shard,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             cache_bytes_max: CACHE_BYTES_DEFAULT,
+            retired_keep: RETIRED_KEEP,
             faults: None,
             fsync: true,
             sync_delay: Duration::ZERO,
@@ -167,6 +172,7 @@ impl DiskLog {
                 cluster_id: config.cluster_id,
                 shard: config.shard,
                 size: config.segment_bytes,
+                retired_keep: config.retired_keep,
             },
         )?;
         let (_, hard) = recovered.hard_state.table();

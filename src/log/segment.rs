@@ -10,7 +10,8 @@
 //!   for future segments, named `*.seg.spare`: one prepared ahead of need, complete or not,
 //!   and retired segments kept for recycling).
 //! - A new segment is either zero-filled or **recycled**: a whole segment deleted by compaction
-//!   is renamed to a spare instead of being removed (at most [`RETIRED_KEEP`] at a time), and
+//!   is renamed to a spare instead of being removed (by default at most [`RETIRED_KEEP`] at a
+//!   time), and
 //!   later gets a new header (new sequence, `recycled` flag) and an end marker (a zero record
 //!   header) right after it, instead of a zero-fill. Its old records stay behind the marker;
 //!   they carry their old segment sequence (see [`record`](super::record)), so they never
@@ -39,7 +40,8 @@ use crate::types::ShardId;
 pub const SEGMENT_MAGIC: [u8; 8] = *b"RRAFTSEG";
 /// Format version written into segment headers; segments of another version are refused.
 pub const SEGMENT_FORMAT_VERSION: u32 = 2;
-/// Most retired segments the writer keeps for recycling; further ones are deleted.
+/// Default of the most retired segments the writer keeps for recycling
+/// ([`LogConfig::retired_keep`](super::LogConfig::retired_keep)); further ones are deleted.
 pub const RETIRED_KEEP: usize = 2;
 /// Header flag: the file is recycled, so bytes of earlier lives may follow the end marker.
 const FLAG_RECYCLED: u32 = 1;

@@ -21,7 +21,8 @@
 //! - Every job completes exactly once, even if the thread dies (the completion is sent on drop).
 //! - Segment deletions retire the files instead where they can: a deleted segment of the
 //!   configured size is renamed to a spare (`{sequence}.seg.spare`) while fewer than
-//!   [`RETIRED_KEEP`] are kept; the rest are removed. New segments recycle a retired file
+//!   [`LogConfig::retired_keep`](super::LogConfig::retired_keep) (default [`RETIRED_KEEP`](super::segment::RETIRED_KEEP))
+//!   are kept; the rest are removed. New segments recycle a retired file
 //!   (see [`segment`](super::segment)) and are zero-filled only when none is kept. Retired files
 //!   are not part of the log: recovery deletes them with the other spares.
 //! - While idle, the thread prepares the next segment under its spare name: recycled from a
@@ -42,8 +43,7 @@ use super::flush::{Completion, FlushDone, FlushOutput};
 use super::hard_state::{execute_save, HardStateSave};
 use super::io::Files;
 use super::segment::{
-    create_segment, recycle_segment, segment_file_name, SegmentHeader, RETIRED_KEEP, SPARE_SUFFIX,
-    TEMP_SUFFIX,
+    create_segment, recycle_segment, segment_file_name, SegmentHeader, SPARE_SUFFIX, TEMP_SUFFIX,
 };
 use crate::types::ShardId;
 
@@ -56,6 +56,8 @@ pub(crate) struct SegmentTemplate {
     pub cluster_id: u64,
     pub shard: ShardId,
     pub size: u64,
+    /// Most retired files kept for recycling.
+    pub retired_keep: usize,
 }
 
 struct Spare {
@@ -125,7 +127,7 @@ struct WriterState {
     spare: Option<Spare>,
     /// Sequence whose spare preparation failed (not retried).
     spare_failed: Option<u64>,
-    /// Retired segment files kept for recycling (at most [`RETIRED_KEEP`]).
+    /// Retired segment files kept for recycling (at most `template.retired_keep`).
     retired: Vec<PathBuf>,
 }
 
@@ -187,11 +189,12 @@ impl WriterState {
     }
 
     /// Takes segment `path` out of the log: keeps it for recycling (renamed to a spare) while
-    /// fewer than [`RETIRED_KEEP`] are kept and it has the configured size, else removes it.
+    /// fewer than `template.retired_keep` are kept and it has the configured size, else
+    /// removes it.
     /// The caller fsyncs the directory.
     fn retire(&mut self, path: &std::path::Path) -> Result<()> {
         let fits = std::fs::metadata(path).is_ok_and(|m| m.len() == self.template.size);
-        if self.retired.len() >= RETIRED_KEEP || !fits {
+        if self.retired.len() >= self.template.retired_keep || !fits {
             return self.files.remove(path);
         }
         let mut name = path.file_name().unwrap_or_default().to_os_string();
