@@ -11,7 +11,12 @@
 //! - Compaction deletes whole segments, oldest first, and only those below the oldest segment
 //!   still holding a live entry. A flush that deletes segments first writes a compaction record
 //!   for every compacted group into the active segment, so every compaction point survives in a
-//!   kept segment; deletions happen only after that write is synced.
+//!   kept segment; deletions happen only after that write is synced. The writer keeps a few
+//!   deleted files to recycle as new segments ([`LogConfig::retired_keep`]); to the log they
+//!   are gone either way.
+//! - Every write of a flush to a segment ends with an end marker (a zero record header, cut
+//!   at the segment's end), which the next write there overwrites: in a recycled segment it
+//!   is what ends the records of the new life (see [`record`](super::record)).
 //! - Everything [`DiskLog::open`] recovers is reported durable, because recovery synced it
 //!   before trusting it (see [`recovery`](super::recovery)): a restart after a process crash
 //!   never reports page-cache data as durable.
