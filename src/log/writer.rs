@@ -15,7 +15,8 @@
 //! - Within a job: writes to a segment are synced before the next segment is created, and a new
 //!   segment's records are written only after it was created and its directory fsynced; so the
 //!   only records that can be torn are in the last segment. Then the hard-state save, then
-//!   segment deletions (or retirements, below) (whose compaction records were just synced) and one directory fsync.
+//!   segment deletions or retirements (below; their compaction records were just synced) and
+//!   one directory fsync.
 //! - The first failure poisons the writer: that job and every later one complete with an error;
 //!   nothing after a failed write or sync is attempted.
 //! - Every job completes exactly once, even if the thread dies (the completion is sent on drop).
