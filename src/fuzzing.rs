@@ -117,7 +117,8 @@ pub fn client_body(body: &[u8]) {
 }
 
 /// Scans a segment whose records are `data`: a valid segment header is put in front (so the
-/// fuzzer spends its time on records, not on the header's checksum).
+/// fuzzer spends its time on records, not on the header's checksum), of a recycled segment
+/// when the first byte is odd (bytes of earlier lives may follow its end).
 pub fn segment_records(data: &[u8]) {
     let size = SEGMENT_HEADER_BYTES as usize + data.len();
     let header = SegmentHeader {
@@ -125,6 +126,7 @@ pub fn segment_records(data: &[u8]) {
         shard: ShardId(0),
         sequence: 1,
         size: size as u64,
+        recycled: data.first().is_some_and(|b| b & 1 == 1),
     };
     let mut image = Vec::with_capacity(size);
     image.extend_from_slice(&header.encode());

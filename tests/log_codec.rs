@@ -32,6 +32,7 @@ fn record_header() -> impl Strategy<Value = (RecordHeader, Vec<u8>)> {
                     term: Term(term),
                     flush,
                     skip,
+                    segment: flush.rotate_left(7) ^ group,
                 };
                 (header, body)
             }),
@@ -56,6 +57,7 @@ fn record_header() -> impl Strategy<Value = (RecordHeader, Vec<u8>)> {
                     term: Term(term),
                     flush,
                     skip: 0,
+                    segment: flush.rotate_left(7) ^ group,
                 };
                 (header, Vec::new())
             }),
@@ -101,7 +103,8 @@ proptest! {
         size in any::<u64>(),
         flip in any::<prop::sample::Index>(),
     ) {
-        let header = SegmentHeader { cluster_id, shard: ShardId(shard), sequence, size };
+        let recycled = sequence % 2 == 1;
+        let header = SegmentHeader { cluster_id, shard: ShardId(shard), sequence, size, recycled };
         let bytes = header.encode();
         prop_assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
         let mut damaged = bytes;

@@ -11,7 +11,12 @@
 //! - Compaction deletes whole segments, oldest first, and only those below the oldest segment
 //!   still holding a live entry. A flush that deletes segments first writes a compaction record
 //!   for every compacted group into the active segment, so every compaction point survives in a
-//!   kept segment; deletions happen only after that write is synced.
+//!   kept segment; deletions happen only after that write is synced. The writer keeps a few
+//!   deleted files to recycle as new segments ([`LogConfig::retired_keep`]); to the log they
+//!   are gone either way.
+//! - Every write of a flush to a segment ends with an end marker (a zero record header, cut
+//!   at the segment's end), which the next write there overwrites: in a recycled segment it
+//!   is what ends the records of the new life (see [`record`](super::record)).
 //! - Everything [`DiskLog::open`] recovers is reported durable, because recovery synced it
 //!   before trusting it (see [`recovery`](super::recovery)): a restart after a process crash
 //!   never reports page-cache data as durable.
@@ -34,7 +39,7 @@ use super::index::{DiskLoc, LogPosition, ShardView, Span};
 use super::io::{FaultPlan, Files};
 use super::record::{encode_record, RecordHeader, RecordKind, RECORD_HEADER_BYTES};
 use super::recovery::{recover, OpenSegment, RecoveryReport};
-use super::segment::{segment_file_name, SegmentHeader, SEGMENT_HEADER_BYTES};
+use super::segment::{segment_file_name, SegmentHeader, RETIRED_KEEP, SEGMENT_HEADER_BYTES};
 use super::writer::{Job, SegmentTemplate, Step, Writer};
 use super::LogStore;
 use crate::batch::{EntryBatch, BODY_ALIGN};
@@ -60,6 +65,10 @@ pub struct LogConfig {
     pub segment_bytes: u64,
     /// Bytes of durable batches kept in memory. Default [`CACHE_BYTES_DEFAULT`].
     pub cache_bytes_max: usize,
+    /// Most segment files deleted by compaction that are kept to be recycled as new segments
+    /// (see [`segment`](super::segment)). Default [`RETIRED_KEEP`]; 0 zero-fills every new
+    /// segment.
+    pub retired_keep: usize,
     /// Fault injection for tests; `None` in production.
     pub faults: Option<FaultPlan>,
     /// `fdatasync` every flush (default). `false` is for measurements only: flushes are then
@@ -80,6 +89,7 @@ impl LogConfig {
             shard,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             cache_bytes_max: CACHE_BYTES_DEFAULT,
+            retired_keep: RETIRED_KEEP,
             faults: None,
             fsync: true,
             sync_delay: Duration::ZERO,
@@ -167,6 +177,7 @@ impl DiskLog {
                 cluster_id: config.cluster_id,
                 shard: config.shard,
                 size: config.segment_bytes,
+                retired_keep: config.retired_keep,
             },
         )?;
         let (_, hard) = recovered.hard_state.table();
@@ -230,9 +241,28 @@ impl DiskLog {
         }
     }
 
+    /// Ends the queued write to the active segment, if the last step is one, with an end
+    /// marker: a zero record header (cut at the segment's end) that the next write there
+    /// overwrites (see [`record`](super::record)).
+    fn end_marker(&mut self) {
+        let (active, size) = (self.active, self.active_size);
+        if let Some(Step::Write {
+            segment,
+            offset,
+            bytes,
+        }) = self.steps.last_mut()
+        {
+            if *segment == active {
+                let end = *offset + bytes.len() as u64;
+                let marker = (RECORD_HEADER_BYTES as u64).min(size.saturating_sub(end));
+                bytes.resize(bytes.len() + marker as usize, 0);
+            }
+        }
+    }
+
     /// Queues one record at the active segment's end (rolling to a new segment when it does
-    /// not fit); returns the segment and offset of the record.
-    fn stage_record(&mut self, header: &RecordHeader, body: &[u8]) -> Result<(u64, u64)> {
+    /// not fit), setting its segment; returns the segment and offset of the record.
+    fn stage_record(&mut self, mut header: RecordHeader, body: &[u8]) -> Result<(u64, u64)> {
         let len = header.record_len() as u64;
         let capacity = self.config.segment_bytes - SEGMENT_HEADER_BYTES;
         if self.active_offset + len > self.active_size {
@@ -242,6 +272,7 @@ impl DiskLog {
                     max: capacity,
                 });
             }
+            self.end_marker();
             self.active += 1;
             self.active_offset = SEGMENT_HEADER_BYTES;
             self.active_size = self.config.segment_bytes;
@@ -250,6 +281,7 @@ impl DiskLog {
                 shard: self.config.shard,
                 sequence: self.active,
                 size: self.active_size,
+                recycled: false,
             };
             self.steps.push(Step::Create(header));
             self.segments.insert(
@@ -262,6 +294,8 @@ impl DiskLog {
         }
         let offset = self.active_offset;
         let active = self.active;
+        header.segment = active;
+        let header = &header;
         match self.steps.last_mut() {
             Some(Step::Write {
                 segment,
@@ -300,6 +334,7 @@ impl DiskLog {
             term,
             flush: self.next_flush,
             skip: 0,
+            segment: 0,
         }
     }
 
@@ -324,6 +359,9 @@ impl DiskLog {
             |why: &str| Error::corrupt(Corruption::at(&segment.path, start, header.as_ref(), why));
         if !RecordHeader::crc_matches(&buf, &buf[RECORD_HEADER_BYTES..]) {
             return Err(bad("record checksum mismatch on read"));
+        }
+        if header.is_none_or(|h| h.segment != loc.segment) {
+            return Err(bad("record of another segment on read"));
         }
         let body = Bytes::from_owner(buf).slice(RECORD_HEADER_BYTES..);
         let batch = EntryBatch::from_body(span.term, loc.first, body, loc.skip, loc.count)
@@ -391,8 +429,9 @@ impl LogStore for DiskLog {
             term: batch.term(),
             flush: self.next_flush,
             skip: batch.skip(),
+            segment: 0,
         };
-        let (segment, offset) = self.stage_record(&header, body)?;
+        let (segment, offset) = self.stage_record(header, body)?;
         let loc = DiskLoc {
             segment,
             body_offset: offset + RECORD_HEADER_BYTES as u64,
@@ -424,7 +463,7 @@ impl LogStore for DiskLog {
         };
         if changes {
             let header = self.control_record(RecordKind::Truncate, group, from, Term::ZERO);
-            self.stage_record(&header, &[])?;
+            self.stage_record(header, &[])?;
             self.view.truncate(group, from).expect("checked above");
             self.touched.insert(group);
         }
@@ -438,7 +477,7 @@ impl LogStore for DiskLog {
             .with_group(group, |g| g.check_compact(group, through, term))?;
         if changes {
             let header = self.control_record(RecordKind::Compact, group, through, term);
-            self.stage_record(&header, &[])?;
+            self.stage_record(header, &[])?;
             self.view
                 .compact(group, through, term)
                 .expect("checked above");
@@ -514,9 +553,10 @@ impl LogStore for DiskLog {
                 .collect();
             for (group, through, term) in compacted {
                 let header = self.control_record(RecordKind::Compact, group, through, term);
-                self.stage_record(&header, &[])?;
+                self.stage_record(header, &[])?;
             }
         }
+        self.end_marker();
         let id = self.next_flush;
         self.next_flush += 1;
         let report = SyncReport::of_flush(

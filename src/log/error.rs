@@ -95,6 +95,13 @@ pub enum Error {
         found_cluster: u64,
         found_shard: ShardId,
     },
+    /// A segment of a format version this build does not read.
+    #[error("{} has segment format version {found}; this build reads version {supported} only", path.display())]
+    UnsupportedFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     /// An appended batch does not start right after the group's last index.
     #[error("group {group}: batch starts at {got}, expected {expected}")]
     NotContiguous {

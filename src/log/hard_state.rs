@@ -23,8 +23,11 @@ use std::path::{Path, PathBuf};
 use super::error::{Error, Result};
 use super::io::{open_rw, Files};
 use super::record::{u32_at, u64_at};
-use super::segment::FORMAT_VERSION;
 use crate::types::{GroupId, HardState, LogIndex, NodeId, ShardId, Term};
+
+/// Format version written into every slot (the segment format has its own,
+/// [`SEGMENT_FORMAT_VERSION`](super::segment::SEGMENT_FORMAT_VERSION)).
+pub const HARD_STATE_VERSION: u16 = 1;
 
 /// Name of the hard-state file in a shard directory.
 pub const HARD_STATE_FILE: &str = "hardstate";
@@ -62,7 +65,7 @@ pub fn encode_slot(
 ) -> Vec<u8> {
     let mut b = vec![0u8; slot_len(states.len())];
     b[0..4].copy_from_slice(&SLOT_MAGIC.to_le_bytes());
-    b[4..6].copy_from_slice(&(FORMAT_VERSION as u16).to_le_bytes());
+    b[4..6].copy_from_slice(&HARD_STATE_VERSION.to_le_bytes());
     b[8..16].copy_from_slice(&generation.to_le_bytes());
     b[16..24].copy_from_slice(&cluster_id.to_le_bytes());
     b[24..28].copy_from_slice(&shard.0.to_le_bytes());
@@ -105,7 +108,7 @@ pub fn decode_slot(
     if crc32fast::hash(&copy) != u32_at(b, 32) {
         return invalid("slot checksum mismatch");
     }
-    if u32::from(u16::from_le_bytes([b[4], b[5]])) != FORMAT_VERSION {
+    if u16::from_le_bytes([b[4], b[5]]) != HARD_STATE_VERSION {
         return invalid("unsupported format version");
     }
     let (found_cluster, found_shard) = (u64_at(b, 16), ShardId(u32_at(b, 24)));

@@ -6,8 +6,7 @@
 //!   same checks and the same torn-tail rule; the scan keeps going after a problem, so one run
 //!   lists every bad spot, each with file and offset.
 //! - [`InspectReport::is_clean`] is false when anything at all is wrong (a CLI exits non-zero);
-//!   [`Severity::Fatal`] findings are those that make the log refuse to open, but for an
-//!   earlier segment shorter than its header says, which recovery reads zero-extended.
+//!   [`Severity::Fatal`] findings are exactly those that make the log refuse to open.
 //! - With no expected owner, segments are checked against the first segment's owner, and
 //!   hard-state owners are not checked.
 

@@ -4,7 +4,7 @@
 //! pays one `fdatasync` per flush. Modules, one job each:
 //!
 //! - [`record`]: the record format (header, CRC, aligned verbatim batch body).
-//! - [`segment`]: segment files (naming, checksummed header, pre-zeroed creation).
+//! - [`segment`]: segment files (naming, checksummed header, creation zero-filled or recycled).
 //! - [`hard_state`]: the per-shard hard-state file with two alternating slots.
 //! - `index`: the in-memory view of every group's log, shared by all implementations.
 //! - [`flush`]: the group-commit contract (`PendingFlush`, `SyncReport`).

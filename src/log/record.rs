@@ -7,7 +7,13 @@
 //! - The body of an entries record is the batch's encoded body **verbatim** (the whole archive;
 //!   `skip`/`count` select the window), so a follower stores the bytes it received.
 //! - The CRC-32 covers header bytes `0..60` and the unpadded body. Padding is zero.
-//! - An all-zero header marks the end of written data (segments are pre-zeroed).
+//! - `segment` is the sequence of the segment the record was written to, so a record is bound
+//!   to one life of its file: a recycled segment file (see [`segment`](super::segment)) still
+//!   holds records of its earlier lives, and those carry an older sequence and never validate
+//!   as part of the log. The CRC covers the field.
+//! - An all-zero header marks the end of written data: every flush writes one (at most
+//!   [`RECORD_HEADER_BYTES`] zeros, cut at the segment's end) right after its last record,
+//!   and the next flush overwrites it with its first record.
 //! - `flush` is the sequence number of the flush that wrote the record; it never decreases
 //!   along the log. Recovery uses it to tell a torn final write from corruption.
 //!
@@ -24,7 +30,7 @@
 //! | 32 | term `u64` | entries: their term; compact: term at the compacted index |
 //! | 40 | flush `u64` | flush sequence |
 //! | 48 | skip `u32` | window start within the body's entries |
-//! | 52 | 8 zero bytes | reserved |
+//! | 52 | segment `u64` | sequence of the segment written to |
 //! | 60 | crc `u32` | |
 
 use crate::types::{GroupId, LogIndex, Term};
@@ -33,6 +39,8 @@ use crate::types::{GroupId, LogIndex, Term};
 pub const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"RRLG");
 /// Bytes of a record header.
 pub const RECORD_HEADER_BYTES: usize = 64;
+/// Offset of the `segment` field in a record header.
+pub const SEGMENT_FIELD: usize = 52;
 /// Alignment of record starts, and so of bodies.
 pub const RECORD_ALIGN: usize = 16;
 
@@ -77,6 +85,8 @@ pub struct RecordHeader {
     pub term: Term,
     pub flush: u64,
     pub skip: u32,
+    /// Sequence of the segment the record belongs to.
+    pub segment: u64,
 }
 
 /// `len` rounded up to [`RECORD_ALIGN`].
@@ -117,6 +127,7 @@ impl RecordHeader {
         h[32..40].copy_from_slice(&self.term.0.to_le_bytes());
         h[40..48].copy_from_slice(&self.flush.to_le_bytes());
         h[48..52].copy_from_slice(&self.skip.to_le_bytes());
+        h[SEGMENT_FIELD..SEGMENT_FIELD + 8].copy_from_slice(&self.segment.to_le_bytes());
         let crc = checksum(&h, body);
         h[60..64].copy_from_slice(&crc.to_le_bytes());
         h
@@ -132,7 +143,7 @@ impl RecordHeader {
             return Err("bad record magic");
         }
         let kind = RecordKind::from_code(h[4]).ok_or("unknown record kind")?;
-        if h[5..8] != [0; 3] || h[52..60] != [0; 8] {
+        if h[5..8] != [0; 3] {
             return Err("non-zero reserved header bytes");
         }
         let header = RecordHeader {
@@ -144,6 +155,7 @@ impl RecordHeader {
             term: Term(u64_at(h, 32)),
             flush: u64_at(h, 40),
             skip: u32_at(h, 48),
+            segment: u64_at(h, SEGMENT_FIELD),
         };
         match kind {
             RecordKind::Entries => {
@@ -213,6 +225,7 @@ mod tests {
             term: Term(2),
             flush: 11,
             skip: 1,
+            segment: 4,
         };
         let mut out = Vec::new();
         encode_record(&mut out, &header, &body);

@@ -4,15 +4,18 @@
 //!
 //! Invariants:
 //! - Only a bad spot in the **last** segment that passes the torn-tail rule
-//!   (`scan::is_torn_tail`) is repaired, by zeroing from the bad spot to the end of the written
-//!   bytes (then fdatasync); a last segment shorter than its header says is extended to full
+//!   (`scan::is_torn_tail`) is repaired, by zeroing from the bad spot to the end of what that
+//!   write left (then fdatasync; see below); a last segment shorter than its header says is extended to full
 //!   size (then fsync). Every other finding the scan calls fatal refuses the open — a bad
 //!   segment header, a bad record in an earlier segment, a bad record followed by valid records
 //!   of an older flush, a gap in segment sequences, a record that does not follow its group's
-//!   log — as [`Error::Corrupt`] naming the file, offset, group and index range (a foreign
-//!   segment is [`Error::WrongOwner`], an unusable hard-state file [`Error::HardStateCorrupt`]).
-//!   The one fatal finding recovery accepts: an earlier segment shorter than its header says,
-//!   which it reads zero-extended.
+//!   log, an earlier segment shorter than its header says — as [`Error::Corrupt`] naming the
+//!   file, offset, group and index range (a foreign segment is [`Error::WrongOwner`], one of
+//!   another format version [`Error::UnsupportedFormat`], an unusable hard-state file
+//!   [`Error::HardStateCorrupt`]).
+//! - The torn-tail repair zeroes what `scan` says must go: in a zero-filled segment every
+//!   written byte from the bad spot on; in a recycled one an end marker at the spot and every
+//!   record of the segment after it (the bytes of earlier lives behind them may stay).
 //! - Spares are deleted first; then findings are acted on in the order found, and the first
 //!   fatal one refuses: leftover temporaries (incomplete segment or hard-state creations) found
 //!   before it are deleted, and the last segment is repaired only when nothing refuses.
@@ -35,7 +38,7 @@ use super::error::{Error, Result};
 use super::hard_state::LoadedHardState;
 use super::index::ShardView;
 use super::io::{open_rw, Files};
-use super::segment::{create_segment, SegmentHeader, SEGMENT_HEADER_BYTES};
+use super::segment::{create_segment, SegmentHeader, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_BYTES};
 use super::shard_scan::{scan_shard, Finding, Problem, ScannedSegment, Severity, ShardScan};
 use crate::types::ShardId;
 
@@ -143,6 +146,7 @@ pub(crate) fn recover(
                 shard,
                 sequence: 1,
                 size: segment_bytes,
+                recycled: false,
             };
             let (_, path) = create_segment(files, dir, &header)?;
             segments.insert(1, OpenSegment::closed(&path));
@@ -211,8 +215,6 @@ fn act(
             });
         }
         Problem::ShortSegment { last: true, .. } => repair.extend = true,
-        // Read zero-extended: the one fatal finding recovery accepts (see the module docs).
-        Problem::ShortSegment { last: false, .. } => {}
         problem if problem.severity() == Severity::Fatal => return Err(refusal(finding)),
         // A damaged hard-state slot: the other one is used, and the next save overwrites it.
         _ => {}
@@ -235,6 +237,11 @@ fn refusal(finding: &Finding) -> Error {
             shard: expected.1,
             found_cluster: found.0,
             found_shard: found.1,
+        },
+        Problem::UnsupportedVersion(found) => Error::UnsupportedFormat {
+            path: finding.file.clone(),
+            found: *found,
+            supported: SEGMENT_FORMAT_VERSION,
         },
         _ => Error::corrupt(finding.corruption()),
     }

@@ -14,16 +14,19 @@
 //!   - the hard-state file, when present, holds two slots of at least `SLOT_BYTES_MIN` bytes,
 //!     each never written or valid;
 //!   - segment sequences are consecutive (a missing prefix is compaction, not a gap);
-//!   - a segment's header decodes (a segment whose header does not is skipped), names the
-//!     expected owner (without one, the first segment's) and the file name's sequence, and
-//!     the file is as long as the header says (a short file reads as zero-extended);
+//!   - a segment's header decodes and has the supported format version (a segment whose
+//!     header does not is skipped), names the expected owner (without one, the first
+//!     segment's) and the file name's sequence, and the file is as long as the header says (a
+//!     short file reads as zero-extended);
 //!   - every valid record replays (`replay`), in log order;
 //!   - a bad spot (see `scan`) is a torn tail when it lies in the last segment and passes
 //!     `scan::is_torn_tail` against the last flush replayed before it; anywhere else it is
 //!     corruption.
 //! - [`Problem::severity`] is the one verdict: a fatal finding makes recovery refuse to open
-//!   the shard, except an earlier segment shorter than its header says (recovery reads it
-//!   zero-extended; inspection reports it fatal).
+//!   the shard. An earlier segment shorter than its header says is fatal: segments appear at
+//!   full size and only the last one is ever extended, so a short earlier one was cut by
+//!   something else, and a cut at a record boundary reads like a clean end while it lost
+//!   synced records.
 
 use std::fs::File;
 use std::io::Read;
@@ -36,7 +39,7 @@ use super::hard_state::{read_hard_state, LoadedHardState, SlotState, SLOT_BYTES_
 use super::record::RecordHeader;
 use super::replay::Replayer;
 use super::scan::{is_torn_tail, scan_segment, BadSpot, SegmentScan};
-use super::segment::{list_dir, segment_file_name, SegmentHeader};
+use super::segment::{list_dir, segment_file_name, HeaderError, SegmentHeader};
 use crate::batch::BODY_ALIGN;
 use crate::types::ShardId;
 
@@ -45,8 +48,7 @@ use crate::types::ShardId;
 pub enum Severity {
     /// Recovery repairs it on open (torn tail, leftover temporary, one damaged hard-state slot).
     Repairable,
-    /// Recovery refuses to open the shard (all but an earlier segment shorter than its header
-    /// says, which recovery reads zero-extended).
+    /// Recovery refuses to open the shard.
     Fatal,
 }
 
@@ -67,6 +69,8 @@ pub(crate) enum Problem {
     MissingSegment { after: u64, before: u64 },
     /// The segment header is unreadable; the segment is skipped.
     BadSegmentHeader(String),
+    /// The segment header is of another format version; the segment is skipped.
+    UnsupportedVersion(u32),
     /// The segment belongs to another cluster or shard than `expected`.
     WrongOwner {
         expected: (u64, ShardId),
@@ -139,6 +143,9 @@ impl Problem {
                 found.0, found.1, expected.0, expected.1
             ),
             Problem::WrongSequence(sequence) => format!("header says sequence {sequence}"),
+            Problem::UnsupportedVersion(version) => {
+                HeaderError::UnsupportedVersion(*version).to_string()
+            }
             Problem::ShortSegment { short_by, .. } => {
                 format!("file is {short_by} bytes shorter than its header says")
             }
@@ -312,8 +319,8 @@ impl ShardScan {
     fn scan_segment(&mut self, sequence: u64, path: &Path, is_last: bool) -> Result<()> {
         let (scan, short_by) = match load_segment(path)? {
             Ok(loaded) => loaded,
-            Err(why) => {
-                self.found(path, Some(0), None, Problem::BadSegmentHeader(why));
+            Err(problem) => {
+                self.found(path, Some(0), None, problem);
                 return Ok(());
             }
         };
@@ -405,20 +412,16 @@ fn read_aligned(path: &Path) -> Result<AlignedVec<BODY_ALIGN>> {
 /// Reads and scans one segment, with the bytes by which the file is shorter than its header
 /// says (it reads as zero-extended; a longer file is read up to the declared size). The inner
 /// `Err` is what is wrong with the segment header.
-fn load_segment(path: &Path) -> Result<Result<(SegmentScan, u64), String>> {
+fn load_segment(path: &Path) -> Result<Result<(SegmentScan, u64), Problem>> {
     let mut image = read_aligned(path)?;
-    let declared = SegmentHeader::decode(&image).map(|h| h.size);
-    let short_by = match declared {
-        Ok(size) if (image.len() as u64) < size => {
-            let short_by = size - image.len() as u64;
-            image.resize(size as usize, 0);
-            short_by
-        }
-        Ok(size) if (image.len() as u64) > size => {
-            image.resize(size as usize, 0);
-            0
-        }
-        _ => 0,
+    let size = match SegmentHeader::decode(&image) {
+        Ok(header) => header.size,
+        Err(HeaderError::UnsupportedVersion(v)) => return Ok(Err(Problem::UnsupportedVersion(v))),
+        Err(HeaderError::Invalid(why)) => return Ok(Err(Problem::BadSegmentHeader(why))),
     };
-    Ok(scan_segment(&image).map(|scan| (scan, short_by)))
+    let short_by = size.saturating_sub(image.len() as u64);
+    image.resize(size as usize, 0);
+    Ok(scan_segment(&image)
+        .map(|scan| (scan, short_by))
+        .map_err(Problem::BadSegmentHeader))
 }

@@ -15,16 +15,23 @@
 //! - Within a job: writes to a segment are synced before the next segment is created, and a new
 //!   segment's records are written only after it was created and its directory fsynced; so the
 //!   only records that can be torn are in the last segment. Then the hard-state save, then
-//!   segment deletions (whose compaction records were just synced) and one directory fsync.
+//!   segment deletions or retirements (below; their compaction records were just synced) and
+//!   one directory fsync.
 //! - The first failure poisons the writer: that job and every later one complete with an error;
 //!   nothing after a failed write or sync is attempted.
 //! - Every job completes exactly once, even if the thread dies (the completion is sent on drop).
-//! - While idle, the thread prepares the next segment under its temporary name (zero-filled
-//!   1 MiB at a time, checking for queued jobs between chunks, so a job waits at most one
-//!   chunk). A roll then only renames it and fsyncs the directory, instead of stalling the
-//!   flush for a whole segment's zero-fill. Preparing is speculative: its failure is dropped
-//!   (the roll then creates the segment inline and reports any error), and recovery deletes
-//!   an unused spare.
+//! - Segment deletions retire the files instead where they can: a deleted segment of the
+//!   configured size is renamed to a spare (`{sequence}.seg.spare`) while fewer than
+//!   [`LogConfig::retired_keep`](super::LogConfig::retired_keep) (default [`RETIRED_KEEP`](super::segment::RETIRED_KEEP))
+//!   are kept; the rest are removed. New segments recycle a retired file
+//!   (see [`segment`](super::segment)) and are zero-filled only when none is kept. Retired files
+//!   are not part of the log: recovery deletes them with the other spares.
+//! - While idle, the thread prepares the next segment under its spare name: recycled from a
+//!   retired file in one step, else zero-filled 1 MiB at a time, checking for queued jobs
+//!   between chunks, so a job waits at most one chunk. A roll then only renames it and fsyncs
+//!   the directory, instead of stalling the flush for a whole segment's zero-fill. Preparing
+//!   is speculative: its failure is dropped (the roll then creates the segment inline and
+//!   reports any error), and recovery deletes an unused spare.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -36,7 +43,9 @@ use super::error::{Error, Result};
 use super::flush::{Completion, FlushDone, FlushOutput};
 use super::hard_state::{execute_save, HardStateSave};
 use super::io::Files;
-use super::segment::{create_segment, segment_file_name, SegmentHeader, SPARE_SUFFIX};
+use super::segment::{
+    create_segment, recycle_segment, segment_file_name, SegmentHeader, SPARE_SUFFIX, TEMP_SUFFIX,
+};
 use crate::types::ShardId;
 
 /// Bytes zero-filled per step while preparing a spare segment.
@@ -48,6 +57,8 @@ pub(crate) struct SegmentTemplate {
     pub cluster_id: u64,
     pub shard: ShardId,
     pub size: u64,
+    /// Most retired files kept for recycling.
+    pub retired_keep: usize,
 }
 
 struct Spare {
@@ -117,6 +128,8 @@ struct WriterState {
     spare: Option<Spare>,
     /// Sequence whose spare preparation failed (not retried).
     spare_failed: Option<u64>,
+    /// Retired segment files kept for recycling (at most `template.retired_keep`).
+    retired: Vec<PathBuf>,
 }
 
 impl WriterState {
@@ -143,7 +156,7 @@ impl WriterState {
                     }
                     let (file, path) = match self.take_spare(&header) {
                         Some(spare) => self.install_spare(spare)?,
-                        None => create_segment(&self.files, &self.dir, &header)?,
+                        None => self.create_inline(header)?,
                     };
                     let file = Arc::new(file);
                     output.created.push((header.sequence, file.clone()));
@@ -169,11 +182,51 @@ impl WriterState {
         }
         if !job.deletes.is_empty() {
             for path in &job.deletes {
-                self.files.remove(path)?;
+                self.retire(path)?;
             }
             self.files.sync_dir(&self.dir)?;
         }
         Ok(output)
+    }
+
+    /// Takes segment `path` out of the log: keeps it for recycling (renamed to a spare) while
+    /// fewer than `template.retired_keep` are kept and it has the configured size, else
+    /// removes it.
+    /// The caller fsyncs the directory.
+    fn retire(&mut self, path: &std::path::Path) -> Result<()> {
+        let fits = std::fs::metadata(path).is_ok_and(|m| m.len() == self.template.size);
+        if self.retired.len() >= self.template.retired_keep || !fits {
+            return self.files.remove(path);
+        }
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(SPARE_SUFFIX);
+        let kept = path.with_file_name(name);
+        self.files.rename(path, &kept)?;
+        self.retired.push(kept);
+        Ok(())
+    }
+
+    /// The header of segment `sequence` made from a retired file when one is kept.
+    fn recycled_header(&self, mut header: SegmentHeader) -> Option<(PathBuf, SegmentHeader)> {
+        let retired = self.retired.last()?.clone();
+        header.recycled = true;
+        Some((retired, header))
+    }
+
+    /// Creates segment `header.sequence` during a flush: recycled when a retired file is kept,
+    /// else zero-filled.
+    fn create_inline(&mut self, header: SegmentHeader) -> Result<(File, PathBuf)> {
+        let Some((retired, header)) = self.recycled_header(header) else {
+            return create_segment(&self.files, &self.dir, &header);
+        };
+        self.retired.pop();
+        let name = segment_file_name(header.sequence);
+        let temp = self.dir.join(format!("{name}{TEMP_SUFFIX}"));
+        let file = recycle_segment(&self.files, &retired, &temp, &header)?;
+        let path = self.dir.join(name);
+        self.files.rename(&temp, &path)?;
+        self.files.sync_dir(&self.dir)?;
+        Ok((file, path))
     }
 
     fn next_header(&self) -> Option<SegmentHeader> {
@@ -183,6 +236,7 @@ impl WriterState {
             shard: self.template.shard,
             sequence: sequence + 1,
             size: self.template.size,
+            recycled: false,
         })
     }
 
@@ -196,7 +250,7 @@ impl WriterState {
         };
         match &self.spare {
             _ if self.spare_failed == Some(next.sequence) => false,
-            Some(spare) if spare.header == next => !spare.complete,
+            Some(spare) if spare.header.sequence == next.sequence => !spare.complete,
             _ => true,
         }
     }
@@ -216,7 +270,11 @@ impl WriterState {
     }
 
     fn try_spare_step(&mut self, next: SegmentHeader) -> Result<()> {
-        if self.spare.as_ref().is_some_and(|s| s.header != next) {
+        // A spare for another sequence is stale; a zero-fill still under way gives way to
+        // recycling a file retired meanwhile.
+        if self.spare.as_ref().is_some_and(|s| {
+            s.header.sequence != next.sequence || (!s.complete && !self.retired.is_empty())
+        }) {
             let stale = self.spare.take().expect("checked");
             let _ = std::fs::remove_file(&stale.temp);
         }
@@ -229,6 +287,22 @@ impl WriterState {
                     "{}{SPARE_SUFFIX}",
                     segment_file_name(next.sequence)
                 ));
+                if let Some((retired, header)) = self.recycled_header(next) {
+                    self.retired.pop();
+                    let file =
+                        recycle_segment(&plain, &retired, &temp, &header).inspect_err(|_| {
+                            let _ = std::fs::remove_file(&retired);
+                            let _ = std::fs::remove_file(&temp);
+                        })?;
+                    self.spare = Some(Spare {
+                        header,
+                        temp,
+                        file,
+                        zeroed: header.size,
+                        complete: true,
+                    });
+                    return Ok(());
+                }
                 plain.remove(&temp)?;
                 let file = plain.create_new(&temp)?;
                 self.spare.insert(Spare {
@@ -254,7 +328,13 @@ impl WriterState {
 
     fn take_spare(&mut self, header: &SegmentHeader) -> Option<Spare> {
         match self.spare.take() {
-            Some(spare) if spare.header == *header => Some(spare),
+            // A zero-fill still under way gives way to recycling a retired file.
+            Some(spare)
+                if spare.header.sequence == header.sequence
+                    && (spare.complete || self.retired.is_empty()) =>
+            {
+                Some(spare)
+            }
             Some(stale) => {
                 let _ = std::fs::remove_file(&stale.temp);
                 None
@@ -310,6 +390,7 @@ impl Writer {
             template,
             spare: None,
             spare_failed: None,
+            retired: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("ringraft-log-writer".into())

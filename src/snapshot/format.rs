@@ -16,11 +16,12 @@
 
 use super::SnapshotInfo;
 use crate::log::record::{u32_at, u64_at};
-use crate::log::segment::FORMAT_VERSION;
 use crate::types::{GroupId, LogIndex, Term};
 
 /// Magic at the start of every snapshot file.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"RRAFTSNP";
+/// Format version written into snapshot headers (the log segments have their own).
+pub const SNAPSHOT_VERSION: u32 = 1;
 /// Magic at the end of every complete snapshot file.
 pub const TRAILER_MAGIC: [u8; 8] = *b"RRSNPEND";
 /// Bytes of the header before the membership bytes.
@@ -44,7 +45,7 @@ pub fn encode_header(meta: &SnapshotInfo) -> Vec<u8> {
     let n = meta.membership.len();
     let mut h = vec![0u8; header_len(n)];
     h[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
-    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[8..12].copy_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
     h[12..16].copy_from_slice(&(n as u32).to_le_bytes());
     h[16..24].copy_from_slice(&meta.group.0.to_le_bytes());
     h[24..32].copy_from_slice(&meta.index.0.to_le_bytes());
@@ -94,7 +95,7 @@ pub fn decode_header(h: &[u8]) -> Result<(SnapshotInfo, usize), HeaderProblem> {
         return Err(HeaderProblem::Corrupt("header checksum mismatch".into()));
     }
     let version = u32_at(h, 8);
-    if version != FORMAT_VERSION {
+    if version != SNAPSHOT_VERSION {
         return Err(HeaderProblem::Corrupt(format!(
             "unsupported format version {version}"
         )));
