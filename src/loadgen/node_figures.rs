@@ -33,7 +33,10 @@ pub(crate) struct StagePercentiles {
 }
 
 /// Each node's counters, where the node answers.
-pub(crate) fn node_counters(client: &mut Client, nodes: &[(NodeId, SocketAddr)]) -> Vec<(u64, NodeStats)> {
+pub(crate) fn node_counters(
+    client: &mut Client,
+    nodes: &[(NodeId, SocketAddr)],
+) -> Vec<(u64, NodeStats)> {
     nodes
         .iter()
         .filter_map(|&(id, _)| Some((id.0, client.node_stats(id).ok()?)))
@@ -41,7 +44,10 @@ pub(crate) fn node_counters(client: &mut Client, nodes: &[(NodeId, SocketAddr)])
 }
 
 /// The stage latencies recorded by all nodes between the two samples.
-pub(crate) fn stage_figures(start: &[(u64, NodeStats)], end: &[(u64, NodeStats)]) -> Option<StagePercentiles> {
+pub(crate) fn stage_figures(
+    start: &[(u64, NodeStats)],
+    end: &[(u64, NodeStats)],
+) -> Option<StagePercentiles> {
     let mut total: Option<crate::engine::stages::StageHistograms> = None;
     for (node, after) in end {
         let delta = match start.iter().find(|(id, _)| id == node) {

@@ -51,6 +51,10 @@ pub const SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
 /// Default budget of durable batches kept in memory for reads.
 pub const CACHE_BYTES_DEFAULT: usize = 64 << 20;
+/// Smallest buffer a flush's write starts with.
+const WRITE_BYTES_MIN: usize = 64 << 10;
+/// Largest buffer a flush's write starts with, whatever the last flush wrote.
+const WRITE_BYTES_HINT_MAX: usize = 16 << 20;
 
 /// Configuration of one shard's log.
 #[derive(Clone, Debug)]
@@ -128,6 +132,9 @@ pub struct DiskLog {
     active_offset: u64,
     active_size: u64,
     steps: Vec<Step>,
+    /// Bytes of the largest write of the last flush: a new write buffer starts that large, so
+    /// that staging a flush like the last one copies each record once instead of regrowing.
+    write_bytes_hint: usize,
     touched: BTreeSet<GroupId>,
     hard_dirty: BTreeSet<GroupId>,
     next_flush: u64,
@@ -198,6 +205,7 @@ impl DiskLog {
             active_offset: recovered.active_offset,
             active_size: recovered.active_size,
             steps: Vec::new(),
+            write_bytes_hint: 0,
             touched: BTreeSet::new(),
             hard_dirty: BTreeSet::new(),
             next_flush: recovered.next_flush,
@@ -305,7 +313,8 @@ impl DiskLog {
                 encode_record(bytes, header, body);
             }
             _ => {
-                let mut bytes = Vec::with_capacity(header.record_len().max(64 << 10));
+                let capacity = header.record_len().max(self.write_bytes_hint);
+                let mut bytes = Vec::with_capacity(capacity.max(WRITE_BYTES_MIN));
                 encode_record(&mut bytes, header, body);
                 self.steps.push(Step::Write {
                     segment: active,
@@ -575,6 +584,16 @@ impl LogStore for DiskLog {
             .map(|k| self.segments[k].path.clone())
             .collect();
         self.deleting.extend(deletable.iter().copied());
+        self.write_bytes_hint = self
+            .steps
+            .iter()
+            .map(|step| match step {
+                Step::Write { bytes, .. } => bytes.len(),
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0)
+            .min(WRITE_BYTES_HINT_MAX);
         let job = Job {
             id,
             steps: std::mem::take(&mut self.steps),
