@@ -1,7 +1,8 @@
 //! `ringraft bench` as a user runs it, with short durations: a run against node processes
 //! writes every result file with stage latencies; `--in-process` and `--sweep` produce their
 //! figures; many logical clients share fewer connections; `--protocol resp` loads a local
-//! `ringraft kv` cluster; conflicting flags are refused with a message and exit code 2.
+//! `ringraft kv` cluster; after a failover the load moves to the new leader; conflicting flags
+//! are refused with a message and exit code 2.
 //! (Figures themselves are measured by real runs, never asserted here.)
 
 use std::path::Path;
@@ -143,6 +144,34 @@ fn many_clients_share_few_connections_and_the_load_generator_reports_its_cpu() {
     assert!(
         summary.contains("load generator CPU µs/request"),
         "{summary}"
+    );
+}
+
+/// Every connection talks to the leader, so after kill -9 of it the load goes on only if the
+/// connections find the new leader; the requests in flight at the kill count as failed.
+#[test]
+fn after_a_failover_the_connections_load_the_new_leader() {
+    let out = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_ringraft"))
+        .args(["bench", "--out", out.path().to_str().unwrap()])
+        .args(["--label", "failover", "--failover", "--duration", "3"])
+        .args(["--warmup", "0.5", "--pipeline", "64"])
+        .output()
+        .expect("the binary runs");
+    assert!(run.status.success(), "{}", text(&run));
+    let result = result_json(&result_dir(out.path(), "failover"));
+    assert!(result["failover_ms"].as_f64().is_some(), "{result}");
+    assert!(result["elections"].as_u64().unwrap() >= 1, "{result}");
+    let after = result["failover_commits_after"].as_u64().unwrap();
+    assert!(
+        after > 1_000,
+        "only {after} commits after the failover: {result}"
+    );
+    assert!(
+        result["errors"]
+            .to_string()
+            .contains("requests in flight there count as failed"),
+        "{result}"
     );
 }
 

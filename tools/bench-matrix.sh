@@ -25,7 +25,8 @@ cargo build --release --quiet
 cargo build --release --quiet --example device_limits
 bin=target/release/ringraft
 runs=$(mktemp)
-trap 'rm -f "$runs"' EXIT
+log=$(mktemp)
+trap 'rm -f "$runs" "$log"' EXIT
 
 repeat=3
 failovers=5
@@ -41,7 +42,8 @@ bench() { # row-id label flags...: one run, its directory recorded for the row
   local row=$1 label=$2 dir
   shift 2
   echo "== $label (load average $(cut -d' ' -f1 /proc/loadavg))" >&2
-  dir=$("$bin" bench --label "$label" "$@" | tee /dev/stderr | sed -n 's/^results in //p')
+  "$bin" bench --label "$label" "$@" | tee "$log"
+  dir=$(sed -n 's/^results in //p' "$log")
   [[ -n $dir ]] || { echo "no result directory from: bench $*" >&2; exit 1; }
   echo "$row $(basename "$dir")" >>"$runs"
 }

@@ -38,8 +38,10 @@ pub const LOAD_THREADS_MAX: usize = 4;
 /// One connection's share of the load.
 pub struct ConnectionPlan<C> {
     pub codec: C,
-    /// The node to talk to first, and where each node is reached.
+    /// The node to talk to first, every node that may lead the group (tried in turn when a
+    /// socket is lost), and where each node is reached.
     pub leader: NodeId,
+    pub nodes: Vec<NodeId>,
     pub addr_of: Arc<dyn Fn(NodeId) -> Option<SocketAddr> + Send + Sync>,
     /// Numbers of this connection's clients among `total_clients`.
     pub clients: Vec<usize>,
@@ -105,7 +107,7 @@ async fn run<C: Codec>(
             .ok_or_else(|| std::io::Error::other(format!("no address for node {leader}")))?;
         let clients = Clients::new(plan.pace, &plan.clients, plan.total_clients);
         let inflight = InFlight::new(capacity(plan.pace.times(plan.clients.len())));
-        let part = drive(
+        let (part, end) = drive(
             addr,
             &mut plan.codec,
             clients,
@@ -115,14 +117,18 @@ async fn run<C: Codec>(
         )
         .await?;
         total.absorb(part);
-        let Some(next) = total.redirect.take() else {
-            return Ok(total);
+        let next = match (total.redirect.take(), end) {
+            (Some(next), _) => next,
+            // The node went away (killed, restarting): ask the next one, which answers with
+            // a redirect to the leader once there is one.
+            (None, SocketEnd::Lost) => next_after(&plan.nodes, leader),
+            (None, SocketEnd::Closed) => return Ok(total),
         };
         if Instant::now() >= schedule.stop {
             return Ok(total);
         }
-        if next == leader {
-            // Named itself while refusing: wait for the election to settle.
+        if next == leader || end == SocketEnd::Lost {
+            // Named itself while refusing, or an election is likely running: let it settle.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         leader = next;
@@ -138,22 +144,89 @@ fn capacity(pace: Pace) -> usize {
     }
 }
 
-/// One socket's life: until the schedule's end, a redirect, or the server closing it.
+/// The node after `current` in `nodes`, round the ring.
+fn next_after(nodes: &[NodeId], current: NodeId) -> NodeId {
+    let at = nodes.iter().position(|&node| node == current);
+    at.map_or(current, |at| nodes[(at + 1) % nodes.len()])
+}
+
+/// How a socket's life ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SocketEnd {
+    /// At the schedule's end, with everything answered (or drained), or on a redirect.
+    Closed,
+    /// Before that: the connection could not be made, failed or was closed by the node. Its
+    /// requests in flight count as failed (their outcome is unknown).
+    Lost,
+}
+
+/// One socket's life: until the schedule's end, a redirect, or the socket's loss. Only a
+/// malformed answer is an error.
 async fn drive<C: Codec>(
     addr: SocketAddr,
     codec: &mut C,
-    mut clients: Clients,
+    clients: Clients,
     mut inflight: InFlight,
     schedule: Schedule,
     counters: &LoadCounters,
-) -> std::io::Result<ConnectionResult> {
+) -> std::io::Result<(ConnectionResult, SocketEnd)> {
+    let mut result = ConnectionResult::new();
+    let lost = match exchange(
+        addr,
+        codec,
+        clients,
+        &mut inflight,
+        schedule,
+        counters,
+        &mut result,
+    )
+    .await
+    {
+        Ok(()) => return Ok((result, SocketEnd::Closed)),
+        Err(Loss::Protocol(error)) => return Err(error),
+        Err(Loss::Socket(error)) => error,
+    };
+    let unknown = inflight.len() as u64;
+    result.failed += unknown;
+    counters.add(0, unknown);
+    result.note_error(format!(
+        "connection to {addr} lost ({lost}); requests in flight there count as failed"
+    ));
+    Ok((result, SocketEnd::Lost))
+}
+
+/// Why [`exchange`] stopped early.
+enum Loss {
+    /// The socket: the node may be gone; the connection moves on.
+    Socket(std::io::Error),
+    /// A malformed or unexpected answer: the run's own error.
+    Protocol(std::io::Error),
+}
+
+/// Sends and matches answers on one socket until the schedule's end (or a redirect).
+async fn exchange<C: Codec>(
+    addr: SocketAddr,
+    codec: &mut C,
+    mut clients: Clients,
+    inflight: &mut InFlight,
+    schedule: Schedule,
+    counters: &LoadCounters,
+    result: &mut ConnectionResult,
+) -> Result<(), Loss> {
+    let socket = |error: std::io::Error| Loss::Socket(error);
+    let protocol = |error: String| Loss::Protocol(std::io::Error::other(error));
     let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
-        .map_err(|_| std::io::Error::new(ErrorKind::TimedOut, format!("connect to {addr}")))??;
-    stream.set_nodelay(true)?;
+        .map_err(|_| {
+            socket(std::io::Error::new(
+                ErrorKind::TimedOut,
+                "connect timed out",
+            ))
+        })?
+        .map_err(socket)?;
+    stream.set_nodelay(true).map_err(socket)?;
     let (mut reader, mut writer) = stream.split();
     codec.reset();
-    let mut result = ConnectionResult::new();
     let (mut out, mut written) = (Vec::new(), 0);
     let drain_until = schedule.stop + DRAIN;
     let since_start =
@@ -163,7 +236,7 @@ async fn drive<C: Codec>(
     loop {
         let now = Instant::now();
         if now >= drain_until || (now >= schedule.stop && inflight.is_empty()) {
-            return Ok(result);
+            return Ok(());
         }
         let sending = now < schedule.stop;
         if sending && written == out.len() {
@@ -176,7 +249,7 @@ async fn drive<C: Codec>(
             if inflight.next_id() > first {
                 codec
                     .encode(first..inflight.next_id(), &mut out)
-                    .map_err(std::io::Error::other)?;
+                    .map_err(protocol)?;
             }
         }
         let unsent = written < out.len();
@@ -192,22 +265,27 @@ async fn drive<C: Codec>(
         }
         // Reads and writes of a TcpStream are cancel-safe: a branch that loses moved no bytes.
         let event = tokio::select! {
-            read = reader.read(codec.read_buffer()) => Event::Read(read?),
-            wrote = writer.write(&out[written..]), if unsent => Event::Wrote(wrote?),
+            read = reader.read(codec.read_buffer()) => Event::Read(read.map_err(socket)?),
+            wrote = writer.write(&out[written..]), if unsent => {
+                Event::Wrote(wrote.map_err(socket)?)
+            }
             () = &mut timer => Event::Timer,
         };
         match event {
             Event::Timer => {}
             Event::Wrote(n) => written += n,
-            Event::Read(0) => return Ok(result),
+            Event::Read(0) if sending || !inflight.is_empty() => {
+                return Err(socket(ErrorKind::UnexpectedEof.into()));
+            }
+            Event::Read(0) => return Ok(()),
             Event::Read(n) => {
                 codec.filled(n);
                 let arrived = Instant::now();
                 let arrived_ns = since_start(arrived);
                 let (committed, failed) = (result.committed, result.failed);
-                while let Some(answer) = codec.next_answer().map_err(std::io::Error::other)? {
+                while let Some(answer) = codec.next_answer().map_err(protocol)? {
                     let pending = inflight.take(answer.id).ok_or_else(|| {
-                        std::io::Error::other(format!("answer to unknown request {}", answer.id))
+                        protocol(format!("answer to unknown request {}", answer.id))
                     })?;
                     clients.answered(pending.client);
                     match answer.outcome {
@@ -222,7 +300,7 @@ async fn drive<C: Codec>(
                 }
                 counters.add(result.committed - committed, result.failed - failed);
                 if result.redirect.is_some() {
-                    return Ok(result);
+                    return Ok(());
                 }
             }
         }

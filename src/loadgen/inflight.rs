@@ -40,6 +40,11 @@ impl InFlight {
         self.count == 0
     }
 
+    /// Requests sent and not yet answered.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
     /// Whether the next request can be admitted.
     pub fn has_room(&self) -> bool {
         self.slots[self.slot(self.next_id)].is_none()

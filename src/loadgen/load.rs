@@ -131,7 +131,7 @@ impl ConnectionResult {
         }
     }
 
-    fn note_error(&mut self, error: String) {
+    pub fn note_error(&mut self, error: String) {
         if self.errors.len() < ERRORS_KEPT && !self.errors.contains(&error) {
             self.errors.push(error);
         }

@@ -188,6 +188,9 @@ pub(crate) struct BenchResult {
     /// Server-side latency by stage, from a batch's placement in the leader's log.
     stages_us: Option<StagePercentiles>,
     failover_ms: Option<f64>,
+    /// Commits the load made after the failover's first one: connections to the killed
+    /// leader move to the new one instead of ending.
+    failover_commits_after: Option<u64>,
     /// Elections begun during the measured window, over all groups (see
     /// [`node_figures::elections`]); a failover run counts its own.
     elections: Option<u64>,
@@ -466,6 +469,7 @@ pub(crate) struct Measurement {
     log_per_node: Vec<NodeLogFigures>,
     stages_us: Option<StagePercentiles>,
     failover_ms: Option<f64>,
+    failover_commits_after: Option<u64>,
     elections: Option<u64>,
     failed: u64,
     errors: Vec<String>,
@@ -570,6 +574,7 @@ impl Bench<'_> {
                 ConnectionPlan {
                     codec: codec_of(connection, group),
                     leader,
+                    nodes: self.nodes.iter().map(|&(id, _)| id).collect(),
                     addr_of: self.addr_of(group),
                     clients: clients.clone(),
                     total_clients: self.args.clients,
@@ -628,6 +633,7 @@ impl Bench<'_> {
         let mut counters_at_start = Vec::new();
         let mut measuring = false;
         let mut failover_ms = None;
+        let mut committed_at_failover = None;
         let failover_at = measure_from + Duration::from_secs_f64(args.duration / 2.0);
         let mut last_count = 0;
         let mut last_tick = Instant::now();
@@ -647,6 +653,7 @@ impl Bench<'_> {
             if failover && failover_ms.is_none() && now >= failover_at {
                 if let Target::Processes(cluster) = &mut *self.target {
                     failover_ms = Some(kill_leader_and_wait(cluster, &mut self.client)?);
+                    committed_at_failover = Some(counters.committed.load(Ordering::Relaxed));
                 }
             }
             let count = counters.committed.load(Ordering::Relaxed);
@@ -677,6 +684,12 @@ impl Bench<'_> {
                 Err(error) => total.errors.push(error),
             }
         }
+        let failover_commits_after = committed_at_failover.map(|at| {
+            counters
+                .committed
+                .load(Ordering::Relaxed)
+                .saturating_sub(at)
+        });
         let mut errors = total.errors;
         errors.sort();
         errors.dedup();
@@ -698,6 +711,7 @@ impl Bench<'_> {
             stages_us: stage_figures(&counters_at_start, &counters_at_end),
             elections: elections(&counters_at_start, &counters_at_end),
             failover_ms,
+            failover_commits_after,
             failed: total.failed,
             errors,
         })
@@ -742,6 +756,7 @@ impl Bench<'_> {
             log_per_node: run.log_per_node,
             stages_us: run.stages_us,
             failover_ms: run.failover_ms,
+            failover_commits_after: run.failover_commits_after,
             elections: run.elections,
             errors: run.errors,
             config: args.clone(),
@@ -828,7 +843,10 @@ fn print_summary(result: &BenchResult) {
         println!("elections during the measured window: {elections}");
     }
     if let Some(ms) = result.failover_ms {
-        println!("failover: next commit {ms:.0} ms after kill -9 of the leader");
+        println!(
+            "failover: next commit {ms:.0} ms after kill -9 of the leader; {} commits after it",
+            result.failover_commits_after.unwrap_or(0)
+        );
     }
     for error in &result.errors {
         println!("error seen: {error}");
