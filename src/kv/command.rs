@@ -393,8 +393,10 @@ fn hello(ctx: &Context, args: &[Bytes]) -> Result<Plan, String> {
             Value::Integer(2),
             text("id"),
             Value::Integer(ctx.connection_id as i64),
+            // No CLUSTER commands: every node serves every key (forwarding to the leader), which
+            // is what Redis clients expect of a standalone server, not of cluster mode.
             text("mode"),
-            text("cluster"),
+            text("standalone"),
             text("role"),
             text("master"),
             text("modules"),
@@ -562,6 +564,7 @@ mod tests {
         assert_eq!(reply(&["client", "id"]), ":7\r\n");
         assert!(reply(&["hello", "3"]).starts_with("-NOPROTO"));
         assert!(reply(&["hello"]).contains("ringraft"));
+        assert!(reply(&["hello"]).contains("$4\r\nmode\r\n$10\r\nstandalone\r\n"));
         assert_eq!(reply(&["command", "docs"]), "*0\r\n");
         assert_eq!(
             reply(&["config", "get", "appendonly"]),
