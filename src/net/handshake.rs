@@ -84,7 +84,11 @@ pub enum HandshakeError {
     SelfConnection { node: NodeId },
     #[error("peer speaks protocol version {found}; this node accepts versions {min} to {max}")]
     IncompatibleVersion { found: u16, min: u16, max: u16 },
-    #[error("peer runs {found} shards per node, this node {expected}")]
+    #[error(
+        "peer runs {found} shards per node, this node {expected}: every member must run the same \
+         --shards (its default is the machine's core count, so set it on every member when their \
+         core counts differ)"
+    )]
     ShardCountMismatch { expected: u32, found: u32 },
     #[error("peer announces shard {shard}, but nodes have {shard_count} shards")]
     ShardOutOfRange { shard: ShardId, shard_count: u32 },
