@@ -206,9 +206,9 @@ impl WriterState {
         Ok(())
     }
 
-    /// The header of segment `sequence` made from a retired file when one is kept.
-    fn recycled_header(&self, mut header: SegmentHeader) -> Option<(PathBuf, SegmentHeader)> {
-        let retired = self.retired.last()?.clone();
+    /// Takes a kept retired file, if there is one, with `header` marked as recycled.
+    fn take_retired(&mut self, mut header: SegmentHeader) -> Option<(PathBuf, SegmentHeader)> {
+        let retired = self.retired.pop()?;
         header.recycled = true;
         Some((retired, header))
     }
@@ -216,10 +216,9 @@ impl WriterState {
     /// Creates segment `header.sequence` during a flush: recycled when a retired file is kept,
     /// else zero-filled.
     fn create_inline(&mut self, header: SegmentHeader) -> Result<(File, PathBuf)> {
-        let Some((retired, header)) = self.recycled_header(header) else {
+        let Some((retired, header)) = self.take_retired(header) else {
             return create_segment(&self.files, &self.dir, &header);
         };
-        self.retired.pop();
         let name = segment_file_name(header.sequence);
         let temp = self.dir.join(format!("{name}{TEMP_SUFFIX}"));
         let file = recycle_segment(&self.files, &retired, &temp, &header)?;
@@ -287,8 +286,7 @@ impl WriterState {
                     "{}{SPARE_SUFFIX}",
                     segment_file_name(next.sequence)
                 ));
-                if let Some((retired, header)) = self.recycled_header(next) {
-                    self.retired.pop();
+                if let Some((retired, header)) = self.take_retired(next) {
                     let file =
                         recycle_segment(&plain, &retired, &temp, &header).inspect_err(|_| {
                             let _ = std::fs::remove_file(&retired);
