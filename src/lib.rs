@@ -24,6 +24,7 @@ pub mod log;
 pub mod net;
 pub mod shard;
 pub mod snapshot;
+pub mod tls;
 pub mod types;
 
 #[doc(hidden)]

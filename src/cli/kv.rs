@@ -71,6 +71,7 @@ pub fn run_kv(args: KvArgs) -> ExitCode {
         config.data_dir.display()
     );
     let workers = config.shards as usize;
+    let tls = config.tls_on(|ports| ports.resp);
     let stop = stop_flag();
     let node = match Node::start(config, |_| KvStore::default()) {
         Ok(node) => Arc::new(node),
@@ -96,7 +97,7 @@ pub fn run_kv(args: KvArgs) -> ExitCode {
     let router = Arc::new(Router::new(node.clone(), resp_peers, args.read));
     let watched = node.clone();
     let stopped = stop.clone();
-    runtime.block_on(server::serve(listener, router, async move {
+    runtime.block_on(server::serve(listener, router, tls, async move {
         while !stopped.load(Ordering::Relaxed) && watched.is_running() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

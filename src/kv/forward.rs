@@ -20,12 +20,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::kv::parse::{value_len, REPLY_LIMITS};
+use crate::tls::{ClientTls, TokioIo};
 use crate::types::NodeId;
 
 /// Forwarding connections kept per other node.
@@ -57,14 +57,18 @@ struct Link {
 
 pub struct ForwardPool {
     addrs: HashMap<NodeId, SocketAddr>,
+    /// Speaks TLS to the other nodes (checking each is the member it is meant to be).
+    tls: Option<ClientTls>,
     links: Mutex<HashMap<(NodeId, usize), Link>>,
 }
 
 impl ForwardPool {
-    /// A pool that reaches node `id` at `addrs[id]` (its RESP address).
-    pub fn new(addrs: HashMap<NodeId, SocketAddr>) -> ForwardPool {
+    /// A pool that reaches node `id` at `addrs[id]` (its RESP address), over TLS when `tls`
+    /// is given.
+    pub fn new(addrs: HashMap<NodeId, SocketAddr>, tls: Option<ClientTls>) -> ForwardPool {
         ForwardPool {
             addrs,
+            tls,
             links: Mutex::new(HashMap::new()),
         }
     }
@@ -82,11 +86,12 @@ impl ForwardPool {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let key = (to, lane % LANES);
-            let link = links.entry(key).or_insert_with(|| Link::open(addr));
+            let open = || Link::open(to, addr, self.tls.clone());
+            let link = links.entry(key).or_insert_with(open);
             if let Err(mpsc::error::SendError(returned)) = link.requests.send(request) {
                 // The link died since it was last used: replace it (the request was not sent).
                 request = returned;
-                let fresh = Link::open(addr);
+                let fresh = open();
                 if let Err(mpsc::error::SendError(returned)) = fresh.requests.send(request) {
                     let _ = returned.reply.send(Err(ForwardError::Unreachable));
                 }
@@ -98,21 +103,45 @@ impl ForwardPool {
 }
 
 impl Link {
-    fn open(addr: SocketAddr) -> Link {
+    fn open(node: NodeId, addr: SocketAddr, tls: Option<ClientTls>) -> Link {
         let (requests, queue) = mpsc::unbounded_channel();
-        tokio::spawn(run_link(addr, queue));
+        tokio::spawn(run_link(node, addr, tls, queue));
         Link { requests }
     }
 }
 
-async fn run_link(addr: SocketAddr, mut queue: mpsc::UnboundedReceiver<Request>) {
-    let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await;
-    let Ok(Ok(stream)) = connected else {
+/// Connects to `node` at `addr` (and completes TLS), within [`CONNECT_TIMEOUT`].
+async fn connect(
+    node: NodeId,
+    addr: SocketAddr,
+    tls: Option<ClientTls>,
+) -> Option<Box<dyn TokioIo>> {
+    let connecting = async {
+        let stream = TcpStream::connect(addr).await.ok()?;
+        let _ = stream.set_nodelay(true);
+        let stream: Box<dyn TokioIo> = match tls {
+            None => Box::new(stream),
+            Some(tls) => Box::new(tls.connect_tokio(stream, node).await.ok()?),
+        };
+        Some(stream)
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn run_link(
+    node: NodeId,
+    addr: SocketAddr,
+    tls: Option<ClientTls>,
+    mut queue: mpsc::UnboundedReceiver<Request>,
+) {
+    let Some(stream) = connect(node, addr, tls).await else {
         refuse_queued(&mut queue);
         return;
     };
-    let _ = stream.set_nodelay(true);
-    let (reader, writer) = stream.into_split();
+    let (reader, writer) = tokio::io::split(stream);
     let (waiting_tx, waiting_rx) = mpsc::unbounded_channel();
     let mut reading = tokio::spawn(read_replies(reader, waiting_rx));
     tokio::select! {
@@ -134,7 +163,7 @@ fn refuse_queued(queue: &mut mpsc::UnboundedReceiver<Request>) {
 /// Writes queued requests in order, handing each reply slot to the reader first; returns when
 /// the pool drops the link or a write fails.
 async fn write_requests(
-    mut writer: OwnedWriteHalf,
+    mut writer: WriteHalf<Box<dyn TokioIo>>,
     queue: &mut mpsc::UnboundedReceiver<Request>,
     waiting: mpsc::UnboundedSender<Reply>,
 ) {
@@ -157,7 +186,10 @@ async fn write_requests(
 
 /// Reads replies and answers the waiting requests in order; returns at end of stream, on a
 /// read error or on a reply that cannot be matched or read.
-async fn read_replies(mut reader: OwnedReadHalf, mut waiting: mpsc::UnboundedReceiver<Reply>) {
+async fn read_replies(
+    mut reader: ReadHalf<Box<dyn TokioIo>>,
+    mut waiting: mpsc::UnboundedReceiver<Reply>,
+) {
     let mut buf = BytesMut::with_capacity(16 << 10);
     loop {
         while let Ok(Some(len)) = value_len(&buf, &REPLY_LIMITS) {
@@ -193,10 +225,10 @@ mod tests {
         let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let refused = closed.local_addr().unwrap();
         drop(closed);
-        let pool = Arc::new(ForwardPool::new(HashMap::from([
-            (NodeId(1), addr),
-            (NodeId(2), refused),
-        ])));
+        let pool = Arc::new(ForwardPool::new(
+            HashMap::from([(NodeId(1), addr), (NodeId(2), refused)]),
+            None,
+        ));
         // A server that echoes each line back as a simple string, then hangs up after "bye".
         tokio::spawn(async move {
             let (mut stream, _) = listener.accept().await.unwrap();

@@ -147,10 +147,15 @@ impl Router {
         read_mode: ReadMode,
     ) -> Router {
         let groups = node.config().groups as usize;
+        // Every member's RESP port speaks TLS when this one's does.
+        let tls = node
+            .config()
+            .tls_on(|ports| ports.resp)
+            .map(|tls| tls.as_client());
         Router {
             node,
             leaders: (0..groups).map(|_| AtomicU64::new(UNKNOWN)).collect(),
-            pool: ForwardPool::new(resp_addrs),
+            pool: ForwardPool::new(resp_addrs, tls),
             read_mode,
         }
     }

@@ -24,8 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::future::poll_once;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -35,6 +34,10 @@ use crate::kv::info;
 use crate::kv::parse::{next_request, REQUEST_LIMITS};
 use crate::kv::resp;
 use crate::kv::route::Router;
+use crate::tls::{LogThrottle, NodeTls, TokioIo, TLS_HANDSHAKE_TIMEOUT};
+
+/// Failed TLS handshakes, logged at most this often.
+static HANDSHAKE_FAILURES: LogThrottle = LogThrottle::new(Duration::from_secs(10));
 
 /// Jobs in flight per connection.
 pub const JOBS_MAX: usize = 256;
@@ -47,8 +50,13 @@ const DISCARD_BYTES_MAX: usize = 8 << 20;
 /// See [`DISCARD_BYTES_MAX`].
 const DISCARD_TIME_MAX: Duration = Duration::from_millis(500);
 
-/// Accepts connections on `listener` until `stop` resolves.
-pub async fn serve(listener: TcpListener, router: Arc<Router>, stop: impl std::future::Future) {
+/// Accepts connections on `listener` (TLS ones when `tls` is given) until `stop` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    router: Arc<Router>,
+    tls: Option<Arc<NodeTls>>,
+    stop: impl std::future::Future,
+) {
     let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let next_id = AtomicU64::new(1);
     tokio::pin!(stop);
@@ -65,8 +73,12 @@ pub async fn serve(listener: TcpListener, router: Arc<Router>, stop: impl std::f
                     };
                     let id = next_id.fetch_add(1, Ordering::Relaxed);
                     let router = router.clone();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        serve_connection(stream, router, id).await;
+                        let _ = stream.set_nodelay(true);
+                        if let Some(stream) = secure(stream, tls.as_deref()).await {
+                            serve_connection(stream, router, id).await;
+                        }
                         drop(slot);
                     });
                 }
@@ -103,10 +115,27 @@ impl Flight {
     }
 }
 
-async fn serve_connection(stream: TcpStream, router: Arc<Router>, id: u64) {
-    let _ = stream.set_nodelay(true);
+/// The connection as the client will speak it: plain, or TLS once the handshake completes (in
+/// bounded time; a failed one is logged, rate limited, and the connection dropped).
+async fn secure(stream: TcpStream, tls: Option<&NodeTls>) -> Option<Box<dyn TokioIo>> {
+    let Some(tls) = tls else {
+        return Some(Box::new(stream));
+    };
+    let remote = stream.peer_addr().ok();
+    let failure = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept_resp(stream)).await {
+        Ok(Ok(stream)) => return Some(Box::new(stream)),
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => "timed out".to_string(),
+    };
+    if let Some(suppressed) = HANDSHAKE_FAILURES.admit() {
+        tracing::warn!(?remote, error = %failure, suppressed, "RESP client TLS handshake failed");
+    }
+    None
+}
+
+async fn serve_connection(stream: Box<dyn TokioIo>, router: Arc<Router>, id: u64) {
     let groups = router.groups();
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let mut input = BytesMut::with_capacity(16 << 10);
     let mut output = Vec::new();
     let mut jobs: InOrder<(Kind, Bytes)> = InOrder::default();
@@ -173,7 +202,7 @@ async fn serve_connection(stream: TcpStream, router: Arc<Router>, id: u64) {
 /// Reads and drops what the client still sends, for a bounded time and amount, after the last
 /// reply was written: closing a socket with unread input makes the kernel reset the connection,
 /// which can destroy that last reply (an error explaining why) before the client reads it.
-async fn discard_input(reader: &mut OwnedReadHalf) {
+async fn discard_input(reader: &mut (impl AsyncRead + Unpin)) {
     let mut scratch = vec![0; 64 << 10];
     let mut left = DISCARD_BYTES_MAX;
     let deadline = tokio::time::Instant::now() + DISCARD_TIME_MAX;

@@ -398,6 +398,7 @@ impl Target {
             },
             log_level: "warn".into(),
             kv: args.protocol == Protocol::Resp,
+            tls: None,
         };
         LocalCluster::start(spec).map(Target::Processes)
     }

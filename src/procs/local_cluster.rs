@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::tls::ClusterCerts;
 use crate::types::NodeId;
 
 /// Makes the child started by `command` die with the process that starts it, even when that
@@ -66,6 +67,8 @@ pub struct LocalClusterSpec {
     pub log_level: String,
     /// Start `ringraft kv` nodes (serving RESP) instead of `ringraft node`.
     pub kv: bool,
+    /// Certificates to turn TLS on with (every port).
+    pub tls: Option<ClusterCerts>,
 }
 
 pub struct LocalNode {
@@ -181,6 +184,16 @@ impl LocalCluster {
             .args(["--cluster-id", &self.spec.cluster_id.to_string()])
             .args(&self.spec.extra_flags)
             .env("RUST_LOG", &self.spec.log_level);
+        if let Some(certs) = &self.spec.tls {
+            let files = certs.node(id);
+            command
+                .arg("--tls-cert")
+                .arg(&files.cert)
+                .arg("--tls-key")
+                .arg(&files.key)
+                .arg("--tls-ca")
+                .arg(&files.ca);
+        }
         if init {
             command.arg("--init");
         }

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use glommio::net::{TcpListener, TcpStream};
+use rustls::pki_types::CertificateDer;
 
 use crate::config::NodeConfig;
 use crate::core::Message;
@@ -45,6 +46,7 @@ use crate::shard::mailbox::Mailbox;
 use crate::shard::runtime::ShardEvent;
 use crate::shard::transfer::{Inbound, Transfers};
 use crate::snapshot::SnapshotStore;
+use crate::tls::{certifies_node, FuturesIo, LogThrottle, NodeTls};
 use crate::types::{GroupId, NodeId, ShardId};
 
 /// Most bytes queued for one peer before the connection is dropped as stuck.
@@ -59,6 +61,12 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// configurations ([`Peers::set_members`]).
 type Identity = Rc<RefCell<LocalIdentity>>;
 
+/// TLS for peer connections, when on.
+type PeerTls = Option<Arc<NodeTls>>;
+
+/// Failed peer handshakes, logged at most this often.
+static REJECTIONS: LogThrottle = LogThrottle::new(Duration::from_secs(10));
+
 /// This shard's outgoing connection to every other member; shared with the readers of
 /// accepted connections, which send snapshot acknowledgements on them.
 type Links = Rc<RefCell<BTreeMap<NodeId, Rc<Outgoing>>>>;
@@ -72,6 +80,7 @@ pub struct Peers {
     addrs: BTreeMap<NodeId, SocketAddr>,
     shard: ShardId,
     identity: Identity,
+    tls: PeerTls,
     mailbox: Rc<Mailbox<ShardEvent>>,
 }
 
@@ -102,9 +111,11 @@ impl Peers {
             config.snapshot_chunk_bytes,
             snapshots,
         ));
+        let tls = config.tls_on(|ports| ports.peer);
         glommio::spawn_local(accept_loop(
             listener,
             identity.clone(),
+            tls.clone(),
             shard,
             Reader {
                 mailbox: mailbox.clone(),
@@ -120,6 +131,7 @@ impl Peers {
             addrs: BTreeMap::new(),
             shard,
             identity,
+            tls,
             mailbox,
         };
         for peer in config.peers.iter().filter(|peer| peer.id != config.id) {
@@ -136,6 +148,7 @@ impl Peers {
             NodeConfig::shard_addr(addr, self.shard),
             self.shard,
             self.identity.clone(),
+            self.tls.clone(),
             link.clone(),
             self.mailbox.clone(),
         ))
@@ -237,12 +250,18 @@ struct Reader {
     transfers: Rc<Transfers>,
 }
 
-async fn accept_loop(listener: TcpListener, identity: Identity, shard: ShardId, reader: Reader) {
+async fn accept_loop(
+    listener: TcpListener,
+    identity: Identity,
+    tls: PeerTls,
+    shard: ShardId,
+    reader: Reader,
+) {
     let mut incoming = listener.incoming();
     while let Some(stream) = incoming.next().await {
         match stream {
             Ok(stream) => {
-                let task = read_peer(stream, identity.clone(), shard, reader.clone());
+                let task = read_peer(stream, identity.clone(), tls.clone(), shard, reader.clone());
                 glommio::spawn_local(task).detach();
             }
             Err(error) => tracing::warn!(%shard, %error, "accepting a peer connection failed"),
@@ -252,13 +271,40 @@ async fn accept_loop(listener: TcpListener, identity: Identity, shard: ShardId, 
 
 /// Reads one accepted connection: handshake, then Raft and snapshot frames until it closes or
 /// misbehaves.
-async fn read_peer(mut stream: TcpStream, identity: Identity, shard: ShardId, reader: Reader) {
+async fn read_peer(
+    stream: TcpStream,
+    identity: Identity,
+    tls: PeerTls,
+    shard: ShardId,
+    reader: Reader,
+) {
     let Reader {
         mailbox,
         links,
         transfers,
     } = reader;
     let remote = stream.peer_addr().ok();
+    // With TLS, which member the dialer's certificate names is checked against its hello.
+    let (mut stream, certified): (Box<dyn FuturesIo>, Option<Vec<CertificateDer<'static>>>) =
+        match &tls {
+            None => (Box::new(stream), None),
+            Some(tls) => match with_deadline(async {
+                tls.accept_peer(stream).await.map_err(|e| e.to_string())
+            })
+            .await
+            {
+                Ok(stream) => {
+                    let chain = stream.get_ref().1.peer_certificates().map(<[_]>::to_vec);
+                    (Box::new(stream), Some(chain.unwrap_or_default()))
+                }
+                Err(reason) => {
+                    if let Some(suppressed) = REJECTIONS.admit() {
+                        tracing::warn!(?remote, %shard, %reason, suppressed, "peer TLS handshake failed");
+                    }
+                    return;
+                }
+            },
+        };
     let mut decoder = FrameDecoder::new();
     let hello = match with_deadline(read_frame(&mut stream, &mut decoder)).await {
         Ok(frame) => Hello::decode(&frame).map_err(|e| e.to_string()),
@@ -267,20 +313,28 @@ async fn read_peer(mut stream: TcpStream, identity: Identity, shard: ShardId, re
     let hello = match hello {
         Ok(hello) => hello,
         Err(reason) => {
-            tracing::warn!(?remote, %shard, %reason, "peer connection without a valid handshake");
+            if let Some(suppressed) = REJECTIONS.admit() {
+                tracing::warn!(?remote, %shard, %reason, suppressed, "peer connection without a valid handshake");
+            }
             return;
         }
     };
     let verdict = check_hello(&hello, &identity.borrow()).and_then(|()| {
-        if hello.shard == shard {
-            Ok(())
-        } else {
-            Err(HandshakeError::UnexpectedPeer {
+        if hello.shard != shard {
+            return Err(HandshakeError::UnexpectedPeer {
                 expected: hello.node_id,
                 expected_shard: shard,
                 found: hello.node_id,
                 found_shard: hello.shard,
-            })
+            });
+        }
+        match &certified {
+            Some(chain) if !certifies_node(Some(chain), hello.node_id) => {
+                Err(HandshakeError::NotCertified {
+                    node: hello.node_id,
+                })
+            }
+            _ => Ok(()),
         }
     });
     let mut reply = Vec::new();
@@ -291,7 +345,9 @@ async fn read_peer(mut stream: TcpStream, identity: Identity, shard: ShardId, re
     let sent =
         with_deadline(async { stream.write_all(&reply).await.map_err(|e| e.to_string()) }).await;
     if let Err(rejection) = verdict {
-        tracing::warn!(?remote, %shard, reason = %rejection, "peer connection rejected");
+        if let Some(suppressed) = REJECTIONS.admit() {
+            tracing::warn!(?remote, %shard, reason = %rejection, suppressed, "peer connection rejected");
+        }
         return;
     }
     if sent.is_err() {
@@ -370,7 +426,7 @@ async fn with_deadline<T>(
 
 /// Reads until one whole frame is buffered. Errors describe why the stream is unusable.
 async fn read_frame(
-    stream: &mut TcpStream,
+    stream: &mut (impl FuturesIo + ?Sized),
     decoder: &mut FrameDecoder,
 ) -> Result<crate::net::Frame, String> {
     loop {
@@ -396,13 +452,14 @@ async fn dial_loop(
     addr: SocketAddr,
     shard: ShardId,
     identity: Identity,
+    tls: PeerTls,
     link: Rc<Outgoing>,
     mailbox: Rc<Mailbox<ShardEvent>>,
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut spare = Vec::new();
     while !link.is_closed() {
-        match connect(peer, addr, shard, &identity).await {
+        match connect(peer, addr, shard, &identity, tls.as_deref()).await {
             Ok(mut stream) => {
                 backoff = BACKOFF_MIN;
                 link.set_connected(true);
@@ -430,11 +487,23 @@ async fn connect(
     addr: SocketAddr,
     shard: ShardId,
     identity: &RefCell<LocalIdentity>,
-) -> Result<TcpStream, String> {
-    let mut stream = TcpStream::connect_timeout(addr, HANDSHAKE_TIMEOUT)
+    tls: Option<&NodeTls>,
+) -> Result<Box<dyn FuturesIo>, String> {
+    let stream = TcpStream::connect_timeout(addr, HANDSHAKE_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
+    let mut stream: Box<dyn FuturesIo> = match tls {
+        None => Box::new(stream),
+        Some(tls) => Box::new(
+            with_deadline(async {
+                tls.dial_peer(stream, peer)
+                    .await
+                    .map_err(|e| format!("TLS: {e}"))
+            })
+            .await?,
+        ),
+    };
     let mut hello = Vec::new();
     identity.borrow().hello(shard).encode(&mut hello);
     stream.write_all(&hello).await.map_err(|e| e.to_string())?;
