@@ -12,6 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use procs::ProcCluster;
+use ringraft::tls::{generate_cluster_certs, CertValidity};
+use ringraft::types::NodeId;
 
 /// Whether `redis-cli` can be run, installing it if needed and possible.
 fn have_redis_cli() -> bool {
@@ -98,4 +100,50 @@ fn redis_cli_talks_to_every_node() {
     // Commands piped on standard input, as a script would.
     let piped = redis_cli_with_input(addrs[2].1, &[], b"SET piped 1\nINCR piped\nGET piped\n");
     assert_eq!(piped, "OK\n2\n2");
+}
+
+#[test]
+fn redis_cli_speaks_tls_to_every_node_and_plaintext_gets_nothing() {
+    if !have_redis_cli() {
+        eprintln!("SKIPPED: redis-cli is not installed and could not be installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = ["127.0.0.1".to_string(), "localhost".to_string()];
+    let nodes: Vec<NodeId> = (1..=3).map(NodeId).collect();
+    let certs =
+        generate_cluster_certs(dir.path(), &nodes, &hosts, CertValidity::days_from_now(1)).unwrap();
+    let cluster = ProcCluster::start_tls(3, true, certs.clone(), &[]);
+    let ca = certs.ca().to_string_lossy().to_string();
+    let tls = ["--tls", "--cacert", ca.as_str()];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = [&tls[..], &["SET", "ready", "1"]].concat();
+    while redis_cli(cluster.nodes[0].resp_addr, &ready) != "OK" {
+        assert!(Instant::now() < deadline, "no leader within 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Every node takes writes (those at followers are forwarded to the leader over TLS).
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let key = format!("tls:{i}");
+        let set = [&tls[..], &["SET", key.as_str(), "sealed"]].concat();
+        assert_eq!(redis_cli(node.resp_addr, &set), "OK");
+    }
+    for node in &cluster.nodes {
+        let get = [&tls[..], &["MGET", "tls:0", "tls:1", "tls:2"]].concat();
+        assert_eq!(redis_cli(node.resp_addr, &get), "sealed\nsealed\nsealed");
+    }
+    let plain = Command::new("redis-cli")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.nodes[0].resp_addr.port().to_string(),
+        ])
+        .args(["GET", "tls:0"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).contains("sealed"),
+        "{plain:?}"
+    );
 }

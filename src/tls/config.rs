@@ -31,9 +31,9 @@ pub enum TlsError {
     #[error("{}: holds no certificate", path.display())]
     NoCertificate { path: PathBuf },
     #[error(
-        "{}: the certificate does not name node {node} (its subject alternative names must \
+        "{}: the certificate does not name node {} (its subject alternative names must \
          include the DNS name {})",
-        path.display(), node_name_text(*node)
+        path.display(), node.0, node_name_text(*node)
     )]
     NotThisNode { path: PathBuf, node: NodeId },
     #[error("TLS configuration: {0}")]

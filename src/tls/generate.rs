@@ -151,7 +151,7 @@ impl ClusterCerts {
 }
 
 /// Writes `contents` to `path`, readable by its owner only when `secret`.
-pub fn write_pem(path: &Path, contents: &str, secret: bool) -> Result<(), TlsError> {
+fn write_pem(path: &Path, contents: &str, secret: bool) -> Result<(), TlsError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     if secret {
@@ -164,31 +164,50 @@ pub fn write_pem(path: &Path, contents: &str, secret: bool) -> Result<(), TlsErr
         .map_err(|e| generate_error(format!("{}: {e}", path.display())))
 }
 
-/// Creates a CA and certificates for `nodes` (each also valid for `hosts`, e.g. `127.0.0.1`
-/// and `localhost`, so that stock clients can check the server by address) and for a client
-/// (`client.ringraft`), in `dir`.
+impl CertAuthority {
+    /// Writes this CA (certificate and key) and certificates for `nodes` (each also valid for
+    /// `hosts`, e.g. `127.0.0.1` and `localhost`, so that stock clients can check a node by
+    /// the address they dial) and for a client (`client.ringraft`) into `dir`.
+    pub fn write_cluster(
+        &self,
+        dir: &Path,
+        nodes: &[NodeId],
+        hosts: &[String],
+        validity: CertValidity,
+    ) -> Result<ClusterCerts, TlsError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| generate_error(format!("{}: {e}", dir.display())))?;
+        let certs = ClusterCerts {
+            dir: dir.to_path_buf(),
+        };
+        write_pem(&certs.ca(), self.cert_pem(), false)?;
+        write_pem(&dir.join("ca-key.pem"), &self.key_pem(), true)?;
+        for &node in nodes {
+            let files = certs.node(node);
+            self.issue_node(node, hosts, validity)?
+                .write(&files.cert, &files.key)?;
+        }
+        let (cert, key) = certs.client();
+        self.issue(&["client.ringraft".to_string()], validity)?
+            .write(&cert, &key)?;
+        Ok(certs)
+    }
+}
+
+impl IssuedCert {
+    /// Writes the certificate to `cert` and the key (owner-only) to `key`.
+    pub fn write(&self, cert: &Path, key: &Path) -> Result<(), TlsError> {
+        write_pem(cert, &self.cert_pem, false)?;
+        write_pem(key, &self.key_pem, true)
+    }
+}
+
+/// A new CA, and the files of [`CertAuthority::write_cluster`].
 pub fn generate_cluster_certs(
     dir: &Path,
     nodes: &[NodeId],
     hosts: &[String],
     validity: CertValidity,
 ) -> Result<ClusterCerts, TlsError> {
-    std::fs::create_dir_all(dir).map_err(|e| generate_error(format!("{}: {e}", dir.display())))?;
-    let authority = CertAuthority::new(validity)?;
-    let certs = ClusterCerts {
-        dir: dir.to_path_buf(),
-    };
-    write_pem(&certs.ca(), authority.cert_pem(), false)?;
-    write_pem(&dir.join("ca-key.pem"), &authority.key_pem(), true)?;
-    for &node in nodes {
-        let issued = authority.issue_node(node, hosts, validity)?;
-        let files = certs.node(node);
-        write_pem(&files.cert, &issued.cert_pem, false)?;
-        write_pem(&files.key, &issued.key_pem, true)?;
-    }
-    let client = authority.issue(&["client.ringraft".to_string()], validity)?;
-    let (cert, key) = certs.client();
-    write_pem(&cert, &client.cert_pem, false)?;
-    write_pem(&key, &client.key_pem, true)?;
-    Ok(certs)
+    CertAuthority::new(validity)?.write_cluster(dir, nodes, hosts, validity)
 }

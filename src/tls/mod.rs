@@ -24,9 +24,7 @@ mod throttle;
 pub use config::{
     certifies_node, node_name, ClientCerts, ClientTls, NodeTls, TlsError, TlsFiles, TlsPorts,
 };
-pub use generate::{
-    generate_cluster_certs, write_pem, CertAuthority, CertValidity, ClusterCerts, IssuedCert,
-};
+pub use generate::{generate_cluster_certs, CertAuthority, CertValidity, ClusterCerts, IssuedCert};
 pub use streams::{BlockingIo, FuturesIo, TokioIo};
 pub use throttle::LogThrottle;
 
