@@ -65,6 +65,21 @@ fn a_tls_cluster_commits_for_tls_clients_and_turns_plaintext_ones_away() {
     // The cluster kept working for the TLS client all along.
     let second = client.propose(GroupId(0), b"still over tls").unwrap();
     assert!(second.index > first.index);
+
+    // `ringraft admin` speaks TLS when told which node it reaches.
+    let admin = |tls: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ringraft"))
+            .args(["admin", "--node", &cluster.nodes[0].client_addr.to_string()])
+            .args(["--timeout-secs", "5"])
+            .args(tls)
+            .arg("status")
+            .output()
+            .unwrap()
+    };
+    let ca = certs.ca().to_string_lossy().to_string();
+    let status = admin(&["--tls-ca", &ca, "--node-id", "1"]);
+    assert!(status.status.success(), "{status:?}");
+    assert!(!admin(&[]).status.success(), "plaintext admin got an answer");
 }
 
 #[test]

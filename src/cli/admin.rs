@@ -8,6 +8,7 @@
 //! leader reports a simple configuration that reflects it, committed.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use clap::{Args, Subcommand};
 use crate::client::{CallError, Client, NodeAdminStatus};
 use crate::core::{Membership, MembershipChange};
 use crate::net::client_wire::{ClientError, GroupAdminStatus};
+use crate::tls::ClientTls;
 use crate::types::{GroupId, NodeId};
 
 /// Placeholder id of the node named by `--node` until it tells its own.
@@ -30,6 +32,18 @@ pub struct AdminArgs {
     /// Give up on a group after this many seconds.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout_secs: u64,
+    /// Speak TLS to the nodes, trusting the CA in this file (PEM).
+    #[arg(long, requires = "node_id")]
+    pub tls_ca: Option<PathBuf>,
+    /// With --tls-ca: the id of the node at --node (its certificate must name it).
+    #[arg(long)]
+    pub node_id: Option<u64>,
+    /// With --tls-ca: a client certificate to present (PEM).
+    #[arg(long, requires_all = ["tls_ca", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     #[command(subcommand)]
     pub command: AdminCommand,
 }
@@ -88,15 +102,21 @@ struct Admin {
 impl Admin {
     fn connect(args: &AdminArgs) -> Result<Admin, String> {
         let timeout = Duration::from_secs(args.timeout_secs);
-        let mut client = Client::connect(vec![(ENTRY, args.node)], 1, Duration::from_secs(5));
-        let status = client
-            .admin_status(ENTRY)
+        let tls = match &args.tls_ca {
+            Some(ca) => Some(
+                ClientTls::load(ca, args.tls_cert.as_deref().zip(args.tls_key.as_deref()))
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
+        let client = |node: NodeId, shards: u32, deadline: Duration| {
+            Client::connect(vec![(node, args.node)], shards, deadline).with_tls(tls.clone())
+        };
+        let entry = args.node_id.map_or(ENTRY, NodeId);
+        let status = client(entry, 1, Duration::from_secs(5))
+            .admin_status(entry)
             .map_err(|e| format!("{}: {e}", args.node))?;
-        let mut client = Client::connect(
-            vec![(status.node, args.node)],
-            status.shard_count,
-            Duration::from_secs(10),
-        );
+        let mut client = client(status.node, status.shard_count, Duration::from_secs(10));
         client.set_shards(status.shard_count);
         let mut admin = Admin {
             client,

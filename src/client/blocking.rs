@@ -100,9 +100,9 @@ impl Client {
     }
 
     /// Speaks TLS to every node (whose certificates must name them, see
-    /// [`crate::tls::node_name`]).
-    pub fn with_tls(mut self, tls: ClientTls) -> Client {
-        self.tls = Some(tls);
+    /// [`crate::tls::node_name`]), or plain TCP when given `None`.
+    pub fn with_tls(mut self, tls: impl Into<Option<ClientTls>>) -> Client {
+        self.tls = tls.into();
         self
     }
 

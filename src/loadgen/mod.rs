@@ -259,7 +259,8 @@ fn run_valid(args: &BenchArgs, groups: u32, keys: Vec<Arc<Vec<Bytes>>>) -> Resul
     let mut target = Target::start(args, groups, &data_root, certs)?;
     let nodes = target.client_addrs();
     let resp_nodes = target.resp_addrs();
-    let mut client = blocking_client(nodes.clone(), args.shards, Duration::from_secs(15), &tls);
+    let mut client =
+        Client::connect(nodes.clone(), args.shards, Duration::from_secs(15)).with_tls(tls.clone());
     let leaders = match args.protocol {
         Protocol::Native => (0..groups as u64)
             .map(GroupId)
@@ -679,12 +680,9 @@ impl Bench<'_> {
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         let mut cpu_at_start = Vec::new();
-        let mut stats_client = blocking_client(
-            self.nodes.clone(),
-            args.shards,
-            Duration::from_secs(2),
-            &self.tls,
-        );
+        let mut stats_client =
+            Client::connect(self.nodes.clone(), args.shards, Duration::from_secs(2))
+                .with_tls(self.tls.clone());
         let mut counters_at_start = Vec::new();
         let mut measuring = false;
         let mut failover_ms = None;
@@ -838,20 +836,6 @@ impl Bench<'_> {
     }
 }
 
-/// A blocking client of `nodes`, over TLS when the bench speaks it.
-fn blocking_client(
-    nodes: Vec<(NodeId, SocketAddr)>,
-    shards: u32,
-    deadline: Duration,
-    tls: &Option<ClientTls>,
-) -> Client {
-    let client = Client::connect(nodes, shards, deadline);
-    match tls {
-        Some(tls) => client.with_tls(tls.clone()),
-        None => client,
-    }
-}
-
 /// Kills the leader of group 0 and returns the milliseconds until the next commit anywhere.
 fn kill_leader_and_wait(
     cluster: &mut LocalCluster,
@@ -864,12 +848,12 @@ fn kill_leader_and_wait(
     cluster.kill(leader);
     let killed = Instant::now();
     println!("killed leader {leader} (kill -9)");
-    let mut probe = blocking_client(
+    let mut probe = Client::connect(
         cluster.client_addrs(),
         cluster.spec.shards,
         Duration::from_secs(10),
-        tls,
-    );
+    )
+    .with_tls(tls.clone());
     let committed = probe.propose(GroupId(0), b"failover-probe");
     let elapsed = killed.elapsed().as_secs_f64() * 1e3;
     committed.map_err(|e| format!("no commit after killing the leader: {e}"))?;
