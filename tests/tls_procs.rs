@@ -79,7 +79,10 @@ fn a_tls_cluster_commits_for_tls_clients_and_turns_plaintext_ones_away() {
     let ca = certs.ca().to_string_lossy().to_string();
     let status = admin(&["--tls-ca", &ca, "--node-id", "1"]);
     assert!(status.status.success(), "{status:?}");
-    assert!(!admin(&[]).status.success(), "plaintext admin got an answer");
+    assert!(
+        !admin(&[]).status.success(),
+        "plaintext admin got an answer"
+    );
 }
 
 #[test]

@@ -104,7 +104,7 @@ pub struct NodeArgs {
     #[arg(long, hide = true)]
     pub fsync_delay_ms: Option<u64>,
     /// This node's TLS certificate chain (PEM). Its subject alternative names must include the
-    /// DNS name node-<id>.ringraft. With --tls-key and --tls-ca it turns TLS on.
+    /// DNS name node-ID.ringraft (ID: --id). With --tls-key and --tls-ca it turns TLS on.
     #[arg(long)]
     pub tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert (PEM).
