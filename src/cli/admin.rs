@@ -18,7 +18,7 @@ use crate::client::{CallError, Client, NodeAdminStatus};
 use crate::core::{Membership, MembershipChange};
 use crate::net::client_wire::{ClientError, GroupAdminStatus};
 use crate::tls::ClientTls;
-use crate::types::{GroupId, NodeId};
+use crate::types::{GroupId, NodeId, PeerAddr};
 
 /// Placeholder id of the node named by `--node` until it tells its own.
 const ENTRY: NodeId = NodeId(u64::MAX);
@@ -59,7 +59,7 @@ pub enum AdminCommand {
         id: u64,
         /// Its base peer address.
         #[arg(long)]
-        addr: SocketAddr,
+        addr: PeerAddr,
         /// Its base client address.
         #[arg(long)]
         client_addr: SocketAddr,
@@ -160,7 +160,7 @@ impl Admin {
             AdminCommand::Status => self.print_status(),
             AdminCommand::AddLearner {
                 id,
-                addr,
+                ref addr,
                 client_addr,
             } => {
                 self.client.add_node(NodeId(id), client_addr);
@@ -253,14 +253,14 @@ impl Admin {
         &mut self,
         group: GroupId,
         change: MembershipChange,
-        addr: Option<SocketAddr>,
+        addr: Option<&PeerAddr>,
         client_addr: Option<SocketAddr>,
     ) -> Result<(), String> {
         let deadline = Instant::now() + self.timeout;
         let committed = loop {
             match self
                 .client
-                .change_membership(group, change, addr, client_addr)
+                .change_membership(group, change, addr.cloned(), client_addr)
             {
                 Ok(committed) => break committed,
                 Err(CallError::Refused(ClientError::ChangeInProgress))

@@ -27,7 +27,7 @@ use crate::net::frame::READ_SPARE_BYTES;
 use crate::net::{FrameDecoder, FrameKind};
 use crate::tls::{BlockingIo, ClientTls};
 use crate::types::ReadConsistency;
-use crate::types::{GroupId, LogIndex, NodeId, ShardId};
+use crate::types::{GroupId, LogIndex, NodeId, PeerAddr, ShardId};
 
 /// What a node reports about its work, summed over its shards.
 #[derive(Clone, Debug, Default)]
@@ -179,7 +179,7 @@ impl Client {
         &mut self,
         group: GroupId,
         change: MembershipChange,
-        addr: Option<SocketAddr>,
+        addr: Option<PeerAddr>,
         client_addr: Option<SocketAddr>,
     ) -> Result<Committed, CallError> {
         self.call_leader(group, &[Vec::new()], |id, _| {
@@ -187,7 +187,7 @@ impl Client {
                 id,
                 group,
                 change,
-                addr,
+                addr: addr.clone(),
                 client_addr,
             }
         })

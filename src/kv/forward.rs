@@ -15,7 +15,6 @@
 //! - A dead link is replaced by a new one on the next request for its lane.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -26,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::kv::parse::{value_len, REPLY_LIMITS};
 use crate::tls::{ClientTls, TokioIo};
-use crate::types::NodeId;
+use crate::types::{NodeId, PeerAddr};
 
 /// Forwarding connections kept per other node.
 pub const LANES: usize = 4;
@@ -56,7 +55,8 @@ struct Link {
 }
 
 pub struct ForwardPool {
-    addrs: HashMap<NodeId, SocketAddr>,
+    /// Host names are looked up again at each connection.
+    addrs: HashMap<NodeId, PeerAddr>,
     /// Speaks TLS to the other nodes (checking each is the member it is meant to be).
     tls: Option<ClientTls>,
     links: Mutex<HashMap<(NodeId, usize), Link>>,
@@ -65,7 +65,7 @@ pub struct ForwardPool {
 impl ForwardPool {
     /// A pool that reaches node `id` at `addrs[id]` (its RESP address), over TLS when `tls`
     /// is given.
-    pub fn new(addrs: HashMap<NodeId, SocketAddr>, tls: Option<ClientTls>) -> ForwardPool {
+    pub fn new(addrs: HashMap<NodeId, PeerAddr>, tls: Option<ClientTls>) -> ForwardPool {
         ForwardPool {
             addrs,
             tls,
@@ -75,7 +75,7 @@ impl ForwardPool {
 
     /// Sends one encoded request to `to` on `lane` and waits for its raw reply.
     pub async fn call(&self, to: NodeId, lane: usize, bytes: Bytes) -> Result<Bytes, ForwardError> {
-        let Some(&addr) = self.addrs.get(&to) else {
+        let Some(addr) = self.addrs.get(&to) else {
             return Err(ForwardError::Unreachable);
         };
         let (reply, answer) = oneshot::channel();
@@ -86,7 +86,7 @@ impl ForwardPool {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let key = (to, lane % LANES);
-            let open = || Link::open(to, addr, self.tls.clone());
+            let open = || Link::open(to, addr.clone(), self.tls.clone());
             let link = links.entry(key).or_insert_with(open);
             if let Err(mpsc::error::SendError(returned)) = link.requests.send(request) {
                 // The link died since it was last used: replace it (the request was not sent).
@@ -103,7 +103,7 @@ impl ForwardPool {
 }
 
 impl Link {
-    fn open(node: NodeId, addr: SocketAddr, tls: Option<ClientTls>) -> Link {
+    fn open(node: NodeId, addr: PeerAddr, tls: Option<ClientTls>) -> Link {
         let (requests, queue) = mpsc::unbounded_channel();
         tokio::spawn(run_link(node, addr, tls, queue));
         Link { requests }
@@ -111,13 +111,13 @@ impl Link {
 }
 
 /// Connects to `node` at `addr` (and completes TLS), within [`CONNECT_TIMEOUT`].
-async fn connect(
-    node: NodeId,
-    addr: SocketAddr,
-    tls: Option<ClientTls>,
-) -> Option<Box<dyn TokioIo>> {
+async fn connect(node: NodeId, addr: PeerAddr, tls: Option<ClientTls>) -> Option<Box<dyn TokioIo>> {
     let connecting = async {
-        let stream = TcpStream::connect(addr).await.ok()?;
+        let stream = match addr {
+            PeerAddr::Ip(addr) => TcpStream::connect(addr).await,
+            PeerAddr::Host { name, port } => TcpStream::connect((name.as_str(), port)).await,
+        }
+        .ok()?;
         let _ = stream.set_nodelay(true);
         let stream: Box<dyn TokioIo> = match tls {
             None => Box::new(stream),
@@ -133,7 +133,7 @@ async fn connect(
 
 async fn run_link(
     node: NodeId,
-    addr: SocketAddr,
+    addr: PeerAddr,
     tls: Option<ClientTls>,
     mut queue: mpsc::UnboundedReceiver<Request>,
 ) {
@@ -226,7 +226,7 @@ mod tests {
         let refused = closed.local_addr().unwrap();
         drop(closed);
         let pool = Arc::new(ForwardPool::new(
-            HashMap::from([(NodeId(1), addr), (NodeId(2), refused)]),
+            HashMap::from([(NodeId(1), addr.into()), (NodeId(2), refused.into())]),
             None,
         ));
         // A server that echoes each line back as a simple string, then hangs up after "bye".

@@ -22,7 +22,6 @@
 //! - The leader cache is only a hint: a wrong entry costs one redirect.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,7 +35,7 @@ use crate::kv::forward::{ForwardError, ForwardPool};
 use crate::kv::in_order::{join_in_order, BoxFuture};
 use crate::kv::parse::BULK_BYTES_MAX;
 use crate::kv::resp::{self, put_array_header, put_bulk};
-use crate::types::{GroupId, NodeId};
+use crate::types::{GroupId, NodeId, PeerAddr};
 
 /// How long a command keeps looking for its groups' leaders.
 pub const ROUTE_DEADLINE: Duration = Duration::from_secs(5);
@@ -143,7 +142,7 @@ impl Router {
     /// A router for `node`, reaching other nodes' RESP ports at `resp_addrs`.
     pub fn new(
         node: Arc<Node>,
-        resp_addrs: HashMap<NodeId, SocketAddr>,
+        resp_addrs: HashMap<NodeId, PeerAddr>,
         read_mode: ReadMode,
     ) -> Router {
         let groups = node.config().groups as usize;

@@ -47,7 +47,7 @@ use crate::shard::runtime::ShardEvent;
 use crate::shard::transfer::{Inbound, Transfers};
 use crate::snapshot::SnapshotStore;
 use crate::tls::{certifies_node, FuturesIo, LogThrottle, NodeTls};
-use crate::types::{GroupId, NodeId, ShardId};
+use crate::types::{GroupId, NodeId, PeerAddr, ShardId};
 
 /// Most bytes queued for one peer before the connection is dropped as stuck.
 const OUTGOING_BYTES_MAX: usize = 256 << 20;
@@ -76,8 +76,8 @@ pub struct Peers {
     node: NodeId,
     links: Links,
     transfers: Rc<Transfers>,
-    /// Where each link dials.
-    addrs: BTreeMap<NodeId, SocketAddr>,
+    /// Where each link dials (base addresses).
+    addrs: BTreeMap<NodeId, PeerAddr>,
     shard: ShardId,
     identity: Identity,
     tls: PeerTls,
@@ -135,17 +135,21 @@ impl Peers {
             mailbox,
         };
         for peer in config.peers.iter().filter(|peer| peer.id != config.id) {
-            peers.dial(peer.id, peer.addr);
+            peers.dial(peer.id, peer.addr.clone());
         }
         Ok(peers)
     }
 
     /// Starts a link to `peer` at base address `addr`.
-    fn dial(&mut self, peer: NodeId, addr: SocketAddr) {
+    fn dial(&mut self, peer: NodeId, addr: PeerAddr) {
         let link = Rc::new(Outgoing::new(OUTGOING_BYTES_MAX));
+        let Some(shard_addr) = addr.offset(self.shard.0 as u16) else {
+            tracing::warn!(%peer, %addr, shard = %self.shard, "no port for this shard; not dialling");
+            return;
+        };
         glommio::spawn_local(dial_loop(
             peer,
-            NodeConfig::shard_addr(addr, self.shard),
+            shard_addr,
             self.shard,
             self.identity.clone(),
             self.tls.clone(),
@@ -161,7 +165,7 @@ impl Peers {
     /// addresses) it has no link to, or whose address changed, closes the links to nodes no
     /// longer listed, and from now on accepts handshakes from the nodes in `accept` only.
     /// Connections already accepted stay open (the cores ignore votes from non-voters).
-    pub fn set_members(&mut self, dial: &BTreeMap<NodeId, SocketAddr>, accept: Vec<NodeId>) {
+    pub fn set_members(&mut self, dial: &BTreeMap<NodeId, PeerAddr>, accept: Vec<NodeId>) {
         self.identity.borrow_mut().peers = accept;
         let gone: Vec<NodeId> = self
             .addrs
@@ -176,10 +180,10 @@ impl Peers {
             self.addrs.remove(&peer);
             tracing::info!(%peer, shard = %self.shard, "no longer dialling peer");
         }
-        for (&peer, &addr) in dial {
+        for (&peer, addr) in dial {
             if peer != self.node && !self.links.borrow().contains_key(&peer) {
                 tracing::info!(%peer, %addr, shard = %self.shard, "dialling new member");
-                self.dial(peer, addr);
+                self.dial(peer, addr.clone());
             }
         }
     }
@@ -449,7 +453,7 @@ async fn read_frame(
 /// Keeps a writing connection to `peer` open, sending whatever the event loop queues.
 async fn dial_loop(
     peer: NodeId,
-    addr: SocketAddr,
+    addr: PeerAddr,
     shard: ShardId,
     identity: Identity,
     tls: PeerTls,
@@ -459,7 +463,7 @@ async fn dial_loop(
     let mut backoff = BACKOFF_MIN;
     let mut spare = Vec::new();
     while !link.is_closed() {
-        match connect(peer, addr, shard, &identity, tls.as_deref()).await {
+        match connect(peer, &addr, shard, &identity, tls.as_deref()).await {
             Ok(mut stream) => {
                 backoff = BACKOFF_MIN;
                 link.set_connected(true);
@@ -482,16 +486,45 @@ async fn dial_loop(
     }
 }
 
+/// Where `addr` points now: a host name is looked up again at every connection attempt, on a
+/// blocking thread (a slow resolver must not stall the shard).
+async fn resolve(addr: &PeerAddr) -> Result<Vec<SocketAddr>, String> {
+    let resolved = match addr {
+        PeerAddr::Ip(addr) => return Ok(vec![*addr]),
+        PeerAddr::Host { .. } => {
+            let addr = addr.clone();
+            glommio::executor()
+                .spawn_blocking(move || addr.resolve())
+                .await
+        }
+    };
+    match resolved {
+        Ok(addrs) if !addrs.is_empty() => Ok(addrs),
+        Ok(_) => Err(format!("{addr} resolves to no address")),
+        Err(error) => Err(format!("resolving {addr}: {error}")),
+    }
+}
+
+/// Connects to the first of `addr`'s addresses that answers.
+async fn connect_tcp(addr: &PeerAddr) -> Result<TcpStream, String> {
+    let mut last_error = String::new();
+    for candidate in resolve(addr).await? {
+        match TcpStream::connect_timeout(candidate, HANDSHAKE_TIMEOUT).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) => last_error = format!("{candidate}: {error}"),
+        }
+    }
+    Err(last_error)
+}
+
 async fn connect(
     peer: NodeId,
-    addr: SocketAddr,
+    addr: &PeerAddr,
     shard: ShardId,
     identity: &RefCell<LocalIdentity>,
     tls: Option<&NodeTls>,
 ) -> Result<Box<dyn FuturesIo>, String> {
-    let stream = TcpStream::connect_timeout(addr, HANDSHAKE_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
+    let stream = connect_tcp(addr).await?;
     let _ = stream.set_nodelay(true);
     let mut stream: Box<dyn FuturesIo> = match tls {
         None => Box::new(stream),
