@@ -17,6 +17,8 @@
 //!   most 500 ms and 8 MiB, so that the error is not lost to a connection reset). Nothing a
 //!   client sends ends the server or another connection.
 //! - At most [`CONNECTIONS_MAX`] connections are served at once; more are told so and closed.
+//! - Each connection has a [`Session`]: a request is planned with the standing that every
+//!   earlier request of the connection left (AUTH takes effect for the next request).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,6 +37,7 @@ use crate::kv::info;
 use crate::kv::parse::{next_request, REQUEST_LIMITS};
 use crate::kv::resp;
 use crate::kv::route::Router;
+use crate::kv::session::{Gatekeeper, Session};
 
 /// Jobs in flight per connection.
 pub const JOBS_MAX: usize = 256;
@@ -47,8 +50,13 @@ const DISCARD_BYTES_MAX: usize = 8 << 20;
 /// See [`DISCARD_BYTES_MAX`].
 const DISCARD_TIME_MAX: Duration = Duration::from_millis(500);
 
-/// Accepts connections on `listener` until `stop` resolves.
-pub async fn serve(listener: TcpListener, router: Arc<Router>, stop: impl std::future::Future) {
+/// Accepts connections on `listener` until `stop` resolves; each is checked against `gate`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Arc<Router>,
+    gate: Arc<Gatekeeper>,
+    stop: impl std::future::Future,
+) {
     let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let next_id = AtomicU64::new(1);
     tokio::pin!(stop);
@@ -56,7 +64,7 @@ pub async fn serve(listener: TcpListener, router: Arc<Router>, stop: impl std::f
         tokio::select! {
             _ = &mut stop => return,
             accepted = listener.accept() => match accepted {
-                Ok((mut stream, _)) => {
+                Ok((mut stream, client)) => {
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
                         tokio::spawn(async move {
                             let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
@@ -65,8 +73,9 @@ pub async fn serve(listener: TcpListener, router: Arc<Router>, stop: impl std::f
                     };
                     let id = next_id.fetch_add(1, Ordering::Relaxed);
                     let router = router.clone();
+                    let session = Session::new(gate.clone(), client);
                     tokio::spawn(async move {
-                        serve_connection(stream, router, id).await;
+                        serve_connection(stream, router, session, id).await;
                         drop(slot);
                     });
                 }
@@ -103,7 +112,7 @@ impl Flight {
     }
 }
 
-async fn serve_connection(stream: TcpStream, router: Arc<Router>, id: u64) {
+async fn serve_connection(stream: TcpStream, router: Arc<Router>, mut session: Session, id: u64) {
     let _ = stream.set_nodelay(true);
     let groups = router.groups();
     let (mut reader, mut writer) = stream.into_split();
@@ -124,6 +133,7 @@ async fn serve_connection(stream: TcpStream, router: Arc<Router>, id: u64) {
                             groups,
                             now_ms: now_ms(),
                             connection_id: id,
+                            standing: session.standing(),
                         };
                         command::plan(&context, &args)
                     }
@@ -141,7 +151,7 @@ async fn serve_connection(stream: TcpStream, router: Arc<Router>, id: u64) {
             }
             closing |= plan == Plan::Quit;
             flight.start(kind);
-            jobs.push(job(plan, &router, id as usize));
+            jobs.push(job(plan, &router, &mut session, id as usize));
         }
         if jobs.is_empty() && closing {
             let _ = writer.shutdown().await;
@@ -185,12 +195,19 @@ async fn discard_input(reader: &mut OwnedReadHalf) {
     }
 }
 
-/// The job that answers `plan`.
-fn job(plan: Plan, router: &Arc<Router>, lane: usize) -> BoxFuture<(Kind, Bytes)> {
+/// The job that answers `plan` (a change of the session is made here, before the next request
+/// is planned).
+fn job(
+    plan: Plan,
+    router: &Arc<Router>,
+    session: &mut Session,
+    lane: usize,
+) -> BoxFuture<(Kind, Bytes)> {
     let kind = plan.kind();
     let router = router.clone();
     match plan {
         Plan::Reply(reply) => Box::pin(std::future::ready((kind, reply))),
+        Plan::Session(op) => Box::pin(std::future::ready((kind, session.run(op)))),
         Plan::Quit => Box::pin(std::future::ready((kind, resp::ok()))),
         Plan::Info => Box::pin(async move {
             let statuses = router.status().await;
