@@ -21,7 +21,7 @@ use bytes::Bytes;
 use crate::kv::log_limit::LogLimiter;
 use crate::kv::peer_proof::{self, ClusterSecret, NONCE_BYTES};
 use crate::kv::resp::{self, Value};
-use crate::kv::users::{Access, Password, Users, DEFAULT_USER};
+use crate::kv::users::{Access, Password, Refusal, Users, DEFAULT_USER};
 use crate::types::NodeId;
 
 /// How often failed AUTH attempts (and, separately, refused peer proofs) are logged at most.
@@ -177,11 +177,14 @@ impl Session {
                     } else {
                         "(not a configured user)".into()
                     };
+                    let why = match refusal {
+                        Refusal::NoPasswordConfigured => "no password is configured",
+                        Refusal::WrongPass => "wrong password, or no such user",
+                    };
                     tracing::warn!(
-                        "refused AUTH from {} as {user}: {}; {count} refused since the last \
-                         such report (reported at most once per {} s)",
+                        "refused AUTH from {} as user {user} ({why}); {count} refused since the \
+                         last such report (reported at most once per {} s)",
                         self.client,
-                        refusal.reply(),
                         self.gate.auth_failures.every().as_secs()
                     );
                 }
