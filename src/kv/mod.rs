@@ -16,6 +16,9 @@
 //!   `{user42}:b`) share a group, so an MSET of such keys is atomic.
 //! - Any node serves any key: parts for groups led elsewhere are forwarded ([`route`],
 //!   [`forward`]).
+//! - Each connection has a [`session`]: with passwords configured ([`users`]) it must AUTH
+//!   first; forwarding connections prove the cluster secret ([`peer_proof`]) before the
+//!   internal commands are taken from them.
 
 pub mod combine;
 pub mod command;
