@@ -50,7 +50,7 @@ pub struct KvArgs {
     /// must then AUTH before any other command.
     #[arg(long)]
     pub requirepass_file: Option<PathBuf>,
-    /// TOML file of named users: [[users]] entries with name, password and access
+    /// TOML file of named users: `[[users]]` tables with name, password and access
     /// ("read-write" or "read-only"). Clients must then AUTH; without --requirepass-file the
     /// default user is disabled.
     #[arg(long)]
