@@ -104,6 +104,10 @@ impl ForwardPool {
         let Some(&addr) = self.addrs.get(&to) else {
             return Err(ForwardError::Unreachable);
         };
+        let Some(secret) = &self.shared.key.secret else {
+            refused(&self.shared, to, "this node has no --cluster-secret-file");
+            return Err(ForwardError::Refused);
+        };
         let (reply, answer) = oneshot::channel();
         let mut request = Request { bytes, reply };
         {
@@ -114,11 +118,11 @@ impl ForwardPool {
             let key = (to, lane % LANES);
             let link = links
                 .entry(key)
-                .or_insert_with(|| Link::open(to, addr, &self.shared));
+                .or_insert_with(|| Link::open(to, addr, secret, &self.shared));
             if let Err(mpsc::error::SendError(returned)) = link.requests.send(request) {
                 // The link died since it was last used: replace it (the request was not sent).
                 request = returned;
-                let fresh = Link::open(to, addr, &self.shared);
+                let fresh = Link::open(to, addr, secret, &self.shared);
                 if let Err(mpsc::error::SendError(returned)) = fresh.requests.send(request) {
                     let _ = returned.reply.send(Err(ForwardError::Unreachable));
                 }
@@ -130,9 +134,14 @@ impl ForwardPool {
 }
 
 impl Link {
-    fn open(to: NodeId, addr: SocketAddr, shared: &Arc<Shared>) -> Link {
+    fn open(
+        to: NodeId,
+        addr: SocketAddr,
+        secret: &Arc<ClusterSecret>,
+        shared: &Arc<Shared>,
+    ) -> Link {
         let (requests, queue) = mpsc::unbounded_channel();
-        tokio::spawn(run_link(to, addr, shared.clone(), queue));
+        tokio::spawn(run_link(to, addr, secret.clone(), shared.clone(), queue));
         Link { requests }
     }
 }
@@ -140,14 +149,10 @@ impl Link {
 async fn run_link(
     to: NodeId,
     addr: SocketAddr,
+    secret: Arc<ClusterSecret>,
     shared: Arc<Shared>,
     mut queue: mpsc::UnboundedReceiver<Request>,
 ) {
-    let Some(secret) = &shared.key.secret else {
-        refused(&shared, to, "this node has no --cluster-secret-file");
-        refuse_queued(&mut queue, ForwardError::Refused);
-        return;
-    };
     let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await;
     let Ok(Ok(mut stream)) = connected else {
         refuse_queued(&mut queue, ForwardError::Unreachable);
@@ -157,7 +162,7 @@ async fn run_link(
     let mut buf = BytesMut::with_capacity(16 << 10);
     let introduced = tokio::time::timeout(
         CONNECT_TIMEOUT,
-        introduce(&mut stream, &mut buf, secret, shared.key.node),
+        introduce(&mut stream, &mut buf, &secret, shared.key.node),
     )
     .await;
     match introduced {
