@@ -13,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use procs::resp::{cmd, connect, connect_as, leader_on, ready_cluster, retry, wait_until_ready};
 use procs::ProcCluster;
 use redis::{Connection, Value as RedisValue};
+use ringraft::chaos::resp_client::RespConnection;
 use ringraft::kv::op::{Entry, Op};
-use ringraft::kv::parse::{parse_value, REPLY_LIMITS};
 use ringraft::kv::peer_proof::ClusterSecret;
 use ringraft::kv::resp::Value;
 use ringraft::types::NodeId;
@@ -248,33 +248,19 @@ fn a_flood_of_wrong_passwords_disturbs_no_one_and_is_logged_rarely() {
     }
 }
 
-/// One RESP request on `stream` and its reply.
-fn call(stream: &mut TcpStream, args: &[&[u8]]) -> Value {
-    let request = Value::Array(
-        args.iter()
-            .map(|arg| Value::Bulk(bytes::Bytes::copy_from_slice(arg)))
-            .collect(),
-    );
-    stream.write_all(&request.encode()).unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0; 4096];
-    loop {
-        if let Some((value, _)) = parse_value(&buf, &REPLY_LIMITS).unwrap() {
-            return value;
-        }
-        let read = stream.read(&mut chunk).unwrap();
-        assert!(read > 0, "connection closed before a reply");
-        buf.extend_from_slice(&chunk[..read]);
-    }
+fn raw_connection(addr: SocketAddr) -> RespConnection {
+    RespConnection::connect(addr, Duration::from_secs(20)).unwrap()
+}
+
+/// One request on `con` and its reply.
+fn call(con: &mut RespConnection, args: &[&[u8]]) -> Value {
+    con.call(args).unwrap()
 }
 
 /// A connection to `addr` that proved, as kv node `node`, that it holds the secret in
 /// `secret_file`.
-fn peer_connection(addr: SocketAddr, secret_file: &Path, node: NodeId) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
+fn peer_connection(addr: SocketAddr, secret_file: &Path, node: NodeId) -> RespConnection {
+    let mut stream = raw_connection(addr);
     let Value::Bulk(nonce) = call(&mut stream, &[b"RINGRAFT.CHALLENGE"]) else {
         panic!("no nonce");
     };
@@ -312,10 +298,7 @@ fn internal_commands_need_the_cluster_secret() {
     let leader_addr = addrs.iter().find(|(id, _)| *id == leader).unwrap().1;
 
     // A plain client: refused, and nothing is applied.
-    let mut plain = TcpStream::connect(leader_addr).unwrap();
-    plain
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
+    let mut plain = raw_connection(leader_addr);
     let set = entry(
         now_ms(),
         Op::Set(ringraft::kv::op::SetOp {
