@@ -28,10 +28,15 @@ fn have_redis_cli() -> bool {
     installed && present()
 }
 
-/// `redis-cli -h … -p … args…` with `input` on its standard input: its trimmed standard
-/// output. Killed (and the test failed) after 30 s.
-fn redis_cli_with_input(addr: SocketAddr, args: &[&str], input: &[u8]) -> String {
-    let mut child = Command::new("redis-cli")
+/// `redis-cli -h … -p … args…` with `input` on its standard input (and `password` in
+/// `REDISCLI_AUTH`, if any): its trimmed standard output. Killed (and the test failed) after
+/// 30 s.
+fn redis_cli_full(addr: SocketAddr, password: Option<&str>, args: &[&str], input: &[u8]) -> String {
+    let mut command = Command::new("redis-cli");
+    if let Some(password) = password {
+        command.env("REDISCLI_AUTH", password);
+    }
+    let mut child = command
         .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
         .args(args)
         .stdin(Stdio::piped())
@@ -57,6 +62,10 @@ fn redis_cli_with_input(addr: SocketAddr, args: &[&str], input: &[u8]) -> String
     String::from_utf8_lossy(&output.stdout)
         .trim_end()
         .to_string()
+}
+
+fn redis_cli_with_input(addr: SocketAddr, args: &[&str], input: &[u8]) -> String {
+    redis_cli_full(addr, None, args, input)
 }
 
 fn redis_cli(addr: SocketAddr, args: &[&str]) -> String {
@@ -146,4 +155,69 @@ fn redis_cli_speaks_tls_to_every_node_and_plaintext_gets_nothing() {
         !String::from_utf8_lossy(&plain.stdout).contains("sealed"),
         "{plain:?}"
     );
+}
+
+/// The README's Authentication commands, as redis-cli users type them.
+#[test]
+fn redis_cli_logs_in_as_the_readme_shows() {
+    if !have_redis_cli() {
+        eprintln!(
+            "\n*** SKIPPED redis_cli_logs_in_as_the_readme_shows: redis-cli is not installed and \
+             `apt-get install redis-tools` failed ***\n"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pass = dir.path().join("pass");
+    std::fs::write(&pass, "change-me-default\n").unwrap();
+    let users = dir.path().join("users.toml");
+    std::fs::write(
+        &users,
+        "[[users]]\nname = \"app\"\npassword = \"change-me-app\"\naccess = \"read-write\"\n\
+         [[users]]\nname = \"reports\"\npassword = \"change-me-reports\"\naccess = \"read-only\"\n",
+    )
+    .unwrap();
+    let (pass, users) = (pass.to_str().unwrap(), users.to_str().unwrap());
+    let cluster = ProcCluster::start_kv(
+        3,
+        1,
+        1,
+        &["--requirepass-file", pass, "--users-file", users],
+    );
+    let addrs: Vec<SocketAddr> = cluster.resp_addrs().into_iter().map(|(_, a)| a).collect();
+    let default = Some("change-me-default");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while redis_cli_full(addrs[0], default, &["SET", "greeting", "hello"], b"") != "OK" {
+        assert!(Instant::now() < deadline, "no leader within 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        redis_cli(addrs[0], &["GET", "greeting"]),
+        "NOAUTH Authentication required."
+    );
+    let app = Some("change-me-app");
+    assert_eq!(
+        redis_cli_full(addrs[1], app, &["--user", "app", "INCR", "visits"], b""),
+        "1"
+    );
+    let reports = Some("change-me-reports");
+    let as_reports = |args: &[&str]| {
+        redis_cli_full(
+            addrs[2],
+            reports,
+            &[&["--user", "reports"][..], args].concat(),
+            b"",
+        )
+    };
+    assert_eq!(as_reports(&["GET", "greeting"]), "hello");
+    assert_eq!(
+        as_reports(&["SET", "greeting", "bye"]),
+        "NOPERM User reports has no permissions to run the 'set' command"
+    );
+    assert_eq!(
+        redis_cli_with_input(addrs[1], &[], b"AUTH app change-me-app\nGET visits\n"),
+        "OK\n1"
+    );
+    assert!(redis_cli(addrs[0], &["RINGRAFT.PROPOSE", "0", "x"])
+        .starts_with("NOPERM 'ringraft.propose' is internal to the cluster"));
 }

@@ -17,6 +17,8 @@
 //!   most 500 ms and 8 MiB, so that the error is not lost to a connection reset). Nothing a
 //!   client sends ends the server or another connection.
 //! - At most [`CONNECTIONS_MAX`] connections are served at once; more are told so and closed.
+//! - Each connection has a [`Session`]: a request is planned with the standing that every
+//!   earlier request of the connection left (AUTH takes effect for the next request).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,6 +36,7 @@ use crate::kv::info;
 use crate::kv::parse::{next_request, REQUEST_LIMITS};
 use crate::kv::resp;
 use crate::kv::route::Router;
+use crate::kv::session::{Gatekeeper, Session};
 use crate::tls::{LogThrottle, NodeTls, TokioIo, TLS_HANDSHAKE_TIMEOUT};
 
 /// Failed TLS handshakes, logged at most this often.
@@ -50,10 +53,12 @@ const DISCARD_BYTES_MAX: usize = 8 << 20;
 /// See [`DISCARD_BYTES_MAX`].
 const DISCARD_TIME_MAX: Duration = Duration::from_millis(500);
 
-/// Accepts connections on `listener` (TLS ones when `tls` is given) until `stop` resolves.
+/// Accepts connections on `listener` (TLS ones when `tls` is given) until `stop` resolves;
+/// each is checked against `gate`.
 pub async fn serve(
     listener: TcpListener,
     router: Arc<Router>,
+    gate: Arc<Gatekeeper>,
     tls: Option<Arc<NodeTls>>,
     stop: impl std::future::Future,
 ) {
@@ -64,7 +69,7 @@ pub async fn serve(
         tokio::select! {
             _ = &mut stop => return,
             accepted = listener.accept() => match accepted {
-                Ok((mut stream, _)) => {
+                Ok((mut stream, client)) => {
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
                         tokio::spawn(async move {
                             let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
@@ -73,11 +78,12 @@ pub async fn serve(
                     };
                     let id = next_id.fetch_add(1, Ordering::Relaxed);
                     let router = router.clone();
+                    let session = Session::new(gate.clone(), client);
                     let tls = tls.clone();
                     tokio::spawn(async move {
                         let _ = stream.set_nodelay(true);
                         if let Some(stream) = secure(stream, tls.as_deref()).await {
-                            serve_connection(stream, router, id).await;
+                            serve_connection(stream, router, session, id).await;
                         }
                         drop(slot);
                     });
@@ -133,7 +139,12 @@ async fn secure(stream: TcpStream, tls: Option<&NodeTls>) -> Option<Box<dyn Toki
     None
 }
 
-async fn serve_connection(stream: Box<dyn TokioIo>, router: Arc<Router>, id: u64) {
+async fn serve_connection(
+    stream: Box<dyn TokioIo>,
+    router: Arc<Router>,
+    mut session: Session,
+    id: u64,
+) {
     let groups = router.groups();
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut input = BytesMut::with_capacity(16 << 10);
@@ -153,6 +164,7 @@ async fn serve_connection(stream: Box<dyn TokioIo>, router: Arc<Router>, id: u64
                             groups,
                             now_ms: now_ms(),
                             connection_id: id,
+                            standing: session.standing(),
                         };
                         command::plan(&context, &args)
                     }
@@ -170,7 +182,7 @@ async fn serve_connection(stream: Box<dyn TokioIo>, router: Arc<Router>, id: u64
             }
             closing |= plan == Plan::Quit;
             flight.start(kind);
-            jobs.push(job(plan, &router, id as usize));
+            jobs.push(job(plan, &router, &mut session, id as usize));
         }
         if jobs.is_empty() && closing {
             let _ = writer.shutdown().await;
@@ -214,12 +226,19 @@ async fn discard_input(reader: &mut (impl AsyncRead + Unpin)) {
     }
 }
 
-/// The job that answers `plan`.
-fn job(plan: Plan, router: &Arc<Router>, lane: usize) -> BoxFuture<(Kind, Bytes)> {
+/// The job that answers `plan` (a change of the session is made here, before the next request
+/// is planned).
+fn job(
+    plan: Plan,
+    router: &Arc<Router>,
+    session: &mut Session,
+    lane: usize,
+) -> BoxFuture<(Kind, Bytes)> {
     let kind = plan.kind();
     let router = router.clone();
     match plan {
         Plan::Reply(reply) => Box::pin(std::future::ready((kind, reply))),
+        Plan::Session(op) => Box::pin(std::future::ready((kind, session.run(op)))),
         Plan::Quit => Box::pin(std::future::ready((kind, resp::ok()))),
         Plan::Info => Box::pin(async move {
             let statuses = router.status().await;

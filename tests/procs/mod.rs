@@ -2,6 +2,8 @@
 //! [`LocalCluster`] of this build's binary), and reading a stopped node's log from disk.
 #![allow(dead_code)]
 
+pub mod resp;
+
 use std::ops::{Deref, DerefMut};
 
 use ringraft::batch::EntryBatch;
