@@ -21,6 +21,7 @@ pub mod engine;
 pub mod error;
 pub mod kv;
 pub mod log;
+pub mod log_limit;
 pub mod net;
 pub mod shard;
 pub mod snapshot;

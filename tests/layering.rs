@@ -16,7 +16,7 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     &["types"],
     &["batch"],
-    &["constants"],
+    &["constants", "log_limit"],
     &["core"],
     &["log"],
     &["snapshot"],
