@@ -224,7 +224,7 @@ fn peers_must_hold_a_certificate_of_the_cluster_naming_the_member_they_claim() {
 }
 
 #[test]
-fn a_node_refuses_to_start_with_a_certificate_for_another_member() {
+fn tls_settings_are_checked_at_start_with_clear_messages() {
     let dir = tempfile::tempdir().unwrap();
     let certs = three_node_certs(dir.path());
     let node2 = certs.node(NodeId(2));
@@ -247,6 +247,61 @@ fn a_node_refuses_to_start_with_a_certificate_for_another_member() {
         stderr.contains("does not name node 1") && stderr.contains("node-1.ringraft"),
         "{stderr}"
     );
+
+    // The same settings from the TOML config, and the other mistakes one can make.
+    let node1 = certs.node(NodeId(1));
+    let config = dir.path().join("node.toml");
+    let start = |toml: &str, flags: &[&str]| {
+        std::fs::write(
+            &config,
+            format!(
+                "id = 1\nlisten = \"127.0.0.1:1\"\npeers = \"1=127.0.0.1:1\"\n\
+                 data_dir = \"{}\"\n{toml}",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_ringraft"))
+            .args(["node", "--config", config.to_str().unwrap()])
+            .args(flags)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let files = |files: &ringraft::tls::TlsFiles| {
+        format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\ntls_ca = \"{}\"\n",
+            files.cert.display(),
+            files.key.display(),
+            files.ca.display()
+        )
+    };
+    let (code, stderr) = start(&files(&node2), &[]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("does not name node 1"), "{stderr}");
+    let (code, stderr) = start(
+        &format!("{}tls_ports = \"peer,gossip\"\n", files(&node1)),
+        &[],
+    );
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("gossip"), "{stderr}");
+    let (code, stderr) = start("", &["--tls-cert", node1.cert.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("go together"), "{stderr}");
+    let (code, stderr) = start("", &["--client-certs", "required"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("need --tls-cert"), "{stderr}");
+    let missing = format!(
+        "tls_cert = \"{}\"\ntls_key = \"{}\"\ntls_ca = \"/nonexistent/ca.pem\"\n",
+        node1.cert.display(),
+        node1.key.display()
+    );
+    let (code, stderr) = start(&missing, &[]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("/nonexistent/ca.pem"), "{stderr}");
 }
 
 /// Starts a one-node cluster with TLS on every port and its stderr in `log`; returns its
