@@ -136,7 +136,7 @@ fn node_flags_and_config_files_are_checked_with_clear_messages() {
     ]);
     assert_eq!(bad_peers.status.code(), Some(2));
     assert!(
-        text(&bad_peers).contains("not an IP:PORT"),
+        text(&bad_peers).contains("'nowhere' is not HOST:PORT"),
         "{}",
         text(&bad_peers)
     );
