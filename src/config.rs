@@ -21,6 +21,9 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Base address for clients; `None` serves no client port (embedding only).
     pub client_listen: Option<SocketAddr>,
+    /// Address of the metrics and health endpoint ([`crate::metrics`] is what serves it;
+    /// `ringraft node` and `ringraft kv` start it); `None` serves none.
+    pub metrics_listen: Option<SocketAddr>,
     /// Every member, this node included.
     pub peers: Vec<PeerConfig>,
     pub data_dir: PathBuf,
@@ -104,6 +107,7 @@ impl NodeConfig {
             cluster_id: 1,
             listen,
             client_listen: None,
+            metrics_listen: None,
             peers,
             data_dir,
             shards,

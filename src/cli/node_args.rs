@@ -12,7 +12,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::config::NodeConfig;
-use crate::procs::{parse_members, FsyncMode};
+use crate::procs::{parse_members, FsyncMode, LogFormat};
 use crate::types::NodeId;
 use crate::types::PeerConfig;
 
@@ -32,6 +32,12 @@ pub struct NodeArgs {
     /// Base address for clients (shard s listens on port + s).
     #[arg(long)]
     pub client_listen: Option<SocketAddr>,
+    /// Address of the HTTP endpoint serving /metrics (Prometheus), /livez and /readyz.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log line format on stderr (default text; colours only when stderr is a terminal).
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
     /// Every member: ID=ADDR,... with each node's base peer address.
     #[arg(long)]
     pub peers: Option<String>,
@@ -106,6 +112,11 @@ pub struct NodeArgs {
 impl NodeArgs {
     /// Merges the config file (if any) under the flags and builds the node configuration.
     pub fn resolve(self) -> Result<NodeConfig, String> {
+        self.merged()?.into_config()
+    }
+
+    /// The flags over the config file (if any).
+    pub fn merged(self) -> Result<NodeArgs, String> {
         let file = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -115,11 +126,13 @@ impl NodeArgs {
             }
             None => NodeArgs::default(),
         };
-        let merged = NodeArgs {
+        Ok(NodeArgs {
             config: None,
             id: self.id.or(file.id),
             listen: self.listen.or(file.listen),
             client_listen: self.client_listen.or(file.client_listen),
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            log_format: self.log_format.or(file.log_format),
             peers: self.peers.or(file.peers),
             peer_clients: self.peer_clients.or(file.peer_clients),
             data_dir: self.data_dir.or(file.data_dir),
@@ -142,11 +155,11 @@ impl NodeArgs {
             pin: self.pin || file.pin,
             segment_bytes: self.segment_bytes.or(file.segment_bytes),
             fsync_delay_ms: self.fsync_delay_ms.or(file.fsync_delay_ms),
-        };
-        merged.into_config()
+        })
     }
 
-    fn into_config(self) -> Result<NodeConfig, String> {
+    /// The node configuration these settings describe.
+    pub fn into_config(self) -> Result<NodeConfig, String> {
         let id = NodeId(self.id.ok_or("--id is required")?);
         let listen = self.listen.ok_or("--listen is required")?;
         let data_dir = self.data_dir.ok_or("--data-dir is required")?;
@@ -168,6 +181,7 @@ impl NodeArgs {
             .collect();
         let mut config = NodeConfig::new(id, listen, peers, data_dir);
         config.client_listen = self.client_listen;
+        config.metrics_listen = self.metrics_listen;
         config.init = self.init;
         config.join = self.join;
         config.pin = self.pin;

@@ -29,4 +29,5 @@ pub mod parse;
 pub mod resp;
 pub mod route;
 pub mod server;
+pub mod stats;
 pub mod store;

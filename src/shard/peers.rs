@@ -34,7 +34,7 @@ use crate::core::Message;
 use crate::engine::SnapshotSend;
 use crate::error::NodeError;
 use crate::net::frame::FrameKind;
-use crate::net::frame::READ_SPARE_BYTES;
+use crate::net::frame::{frame_wire_len, READ_SPARE_BYTES};
 use crate::net::snapshot_wire::{SnapshotAck, SnapshotChunk};
 use crate::net::{
     check_hello, check_hello_reply, decode_raft_frame, FrameDecoder, HandshakeError, Hello,
@@ -42,6 +42,7 @@ use crate::net::{
 };
 use crate::shard::link::Outgoing;
 use crate::shard::mailbox::Mailbox;
+use crate::shard::metrics::PeerMetrics;
 use crate::shard::runtime::ShardEvent;
 use crate::shard::transfer::{Inbound, Transfers};
 use crate::snapshot::SnapshotStore;
@@ -63,6 +64,9 @@ type Identity = Rc<RefCell<LocalIdentity>>;
 /// accepted connections, which send snapshot acknowledgements on them.
 type Links = Rc<RefCell<BTreeMap<NodeId, Rc<Outgoing>>>>;
 
+/// Bytes of frames read from each peer's connections to this shard.
+type Received = Rc<RefCell<BTreeMap<NodeId, u64>>>;
+
 /// The shard's links to every other member.
 pub struct Peers {
     node: NodeId,
@@ -73,6 +77,7 @@ pub struct Peers {
     shard: ShardId,
     identity: Identity,
     mailbox: Rc<Mailbox<ShardEvent>>,
+    received: Received,
 }
 
 impl Peers {
@@ -97,6 +102,7 @@ impl Peers {
             source: std::io::Error::other(error.to_string()),
         })?;
         let links = Links::default();
+        let received = Received::default();
         let transfers = Rc::new(Transfers::new(
             config.id,
             config.snapshot_chunk_bytes,
@@ -110,6 +116,7 @@ impl Peers {
                 mailbox: mailbox.clone(),
                 links: links.clone(),
                 transfers: transfers.clone(),
+                received: received.clone(),
             },
         ))
         .detach();
@@ -121,6 +128,7 @@ impl Peers {
             shard,
             identity,
             mailbox,
+            received,
         };
         for peer in config.peers.iter().filter(|peer| peer.id != config.id) {
             peers.dial(peer.id, peer.addr);
@@ -192,6 +200,22 @@ impl Peers {
         }
     }
 
+    /// Each linked peer's connection state and traffic.
+    pub fn metrics(&self) -> Vec<PeerMetrics> {
+        let received = self.received.borrow();
+        self.links
+            .borrow()
+            .iter()
+            .map(|(&peer, link)| PeerMetrics {
+                peer,
+                connected: link.is_connected(),
+                connections: link.generation(),
+                sent_bytes: link.taken_bytes(),
+                received_bytes: received.get(&peer).copied().unwrap_or(0),
+            })
+            .collect()
+    }
+
     /// Closes every outgoing connection.
     pub fn close(&self) {
         for link in self.links.borrow().values() {
@@ -235,6 +259,7 @@ struct Reader {
     /// For snapshot acknowledgements, which leave on this shard's own connections.
     links: Links,
     transfers: Rc<Transfers>,
+    received: Received,
 }
 
 async fn accept_loop(listener: TcpListener, identity: Identity, shard: ShardId, reader: Reader) {
@@ -257,6 +282,7 @@ async fn read_peer(mut stream: TcpStream, identity: Identity, shard: ShardId, re
         mailbox,
         links,
         transfers,
+        received,
     } = reader;
     let remote = stream.peer_addr().ok();
     let mut decoder = FrameDecoder::new();
@@ -309,6 +335,7 @@ async fn read_peer(mut stream: TcpStream, identity: Identity, shard: ShardId, re
                 return;
             }
         };
+        *received.borrow_mut().entry(peer).or_default() += frame_wire_len(frame.body.len()) as u64;
         let decoded = match frame.kind {
             FrameKind::Raft => decode_raft_frame(&frame).map_err(|e| e.to_string()),
             FrameKind::SnapshotChunk => match SnapshotChunk::decode_frame(&frame) {
