@@ -289,7 +289,7 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Result<Request, Re
                 }));
             }
             Ok(httparse::Status::Partial) if head.len() < HEAD_BYTES_MAX => {}
-            Ok(httparse::Status::Partial) => {
+            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
                 return Ok(Err(Reply::text(431, "request head too large\n")))
             }
             Err(error) => return Ok(Err(Reply::text(400, format!("bad request: {error}\n")))),
@@ -300,4 +300,93 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Result<Request, Re
 struct Request {
     method: String,
     path: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// Sends `request` and returns the whole answer (the server closes after it).
+    fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(request).unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    }
+
+    fn status_of(answer: &str) -> &str {
+        answer.split("\r\n").next().unwrap_or_default()
+    }
+
+    #[test]
+    fn paths_methods_and_bad_requests_before_the_node_started() {
+        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = server.addr();
+        let get = |path: &str| exchange(addr, format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes());
+        assert_eq!(status_of(&get("/livez")), "HTTP/1.1 200 OK");
+        let ready = get("/readyz?verbose=1");
+        assert_eq!(status_of(&ready), "HTTP/1.1 503 Service Unavailable");
+        assert!(
+            ready.ends_with("not ready: storage is being recovered\n"),
+            "{ready}"
+        );
+        let metrics = get("/metrics");
+        assert_eq!(status_of(&metrics), "HTTP/1.1 200 OK");
+        assert!(metrics.contains(OPENMETRICS), "{metrics}");
+        assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+        assert_eq!(status_of(&get("/")), "HTTP/1.1 404 Not Found");
+        let head = exchange(addr, b"HEAD /livez HTTP/1.1\r\n\r\n");
+        assert!(
+            head.ends_with("Content-Length: 3\r\nConnection: close\r\n\r\n"),
+            "{head}"
+        );
+        let post = exchange(addr, b"POST /metrics HTTP/1.1\r\n\r\n");
+        assert_eq!(status_of(&post), "HTTP/1.1 405 Method Not Allowed");
+        let garbage = exchange(addr, b"\x00\x01 nonsense\r\n\r\n");
+        assert_eq!(status_of(&garbage), "HTTP/1.1 400 Bad Request");
+        let mut long = b"GET /metrics HTTP/1.1\r\nX-Filler: ".to_vec();
+        long.resize(HEAD_BYTES_MAX + 1, b'a');
+        let mut many = b"GET /metrics HTTP/1.1\r\n".to_vec();
+        for _ in 0..100 {
+            many.extend_from_slice(b"X-Filler: a\r\n");
+        }
+        many.extend_from_slice(b"\r\n");
+        for oversized in [long, many] {
+            let answer = exchange(addr, &oversized);
+            assert_eq!(
+                status_of(&answer),
+                "HTTP/1.1 431 Request Header Fields Too Large"
+            );
+        }
+    }
+
+    #[test]
+    fn silent_clients_take_no_more_than_their_slots() {
+        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = server.addr();
+        // Every slot taken by a client that never sends a byte.
+        let silent: Vec<_> = (0..CONNECTIONS_MAX)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        // One more is closed at once, without an answer.
+        let answer = exchange(addr, b"GET /livez HTTP/1.1\r\n\r\n");
+        assert_eq!(answer, "");
+        // Once the silent ones are dropped, or timed out, the endpoint answers again.
+        drop(silent);
+        let started = std::time::Instant::now();
+        loop {
+            let answer = exchange(addr, b"GET /livez HTTP/1.1\r\n\r\n");
+            if status_of(&answer) == "HTTP/1.1 200 OK" {
+                break;
+            }
+            assert!(started.elapsed() < IO_TIME_MAX * 2, "still refused");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
