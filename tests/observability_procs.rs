@@ -292,6 +292,9 @@ fn a_cluster_exposes_valid_metrics_that_move_with_proposals() {
         let view = scrape(metrics_of(follower)).unwrap();
         let leader = view.value("ringraft_group_leader", "ringraft_group_leader", &group0);
         assert_eq!(leader, leaders[0].0 as f64);
+        let changes = "ringraft_group_leader_changes";
+        let seen = view.value(changes, &format!("{changes}_total"), &group0);
+        assert!(seen >= 1.0, "the follower saw no leader: {seen}");
         let applied = "ringraft_group_applied_index";
         if view.value(applied, applied, &group0) >= after.value(commit, commit, &group0) {
             break;

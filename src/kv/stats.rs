@@ -73,7 +73,8 @@ impl RespStats {
 
 impl Collector for RespStats {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let families: [(&str, &str, fn(&Counts) -> u64); 2] = [
+        type Load = fn(&Counts) -> u64;
+        let families: [(&str, &str, Load); 2] = [
             (
                 "ringraft_resp_commands",
                 "RESP commands received, by command",

@@ -19,6 +19,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::core::Role;
 use crate::engine::counters::{BucketHistogram, LATENCY_BOUNDS_SECONDS};
+use crate::engine::GroupStatus;
 use crate::shard::metrics::ShardMetrics;
 use crate::types::ShardId;
 
@@ -175,7 +176,8 @@ impl Scrape {
                 role.gauge(&labels, i64::from(status.summary.role == candidate))?;
             }
         }
-        let gauges: [(&str, &str, fn(&crate::engine::GroupStatus) -> u64); 5] = [
+        type Value = fn(&GroupStatus) -> u64;
+        let gauges: [(&str, &str, Value); 5] = [
             (
                 "ringraft_group_term",
                 "Current Raft term of the group on this node",

@@ -288,7 +288,8 @@ async fn run_shard<S: StateMachine>(
     let mut result = event_loop(
         &config,
         shard,
-        (&mut engine, &mut requests),
+        &mut engine,
+        &mut requests,
         &mut peers,
         &hub,
         &mailbox,
@@ -415,7 +416,8 @@ fn spawn_metrics_forwarder(
 async fn event_loop<S: StateMachine>(
     config: &Arc<NodeConfig>,
     shard: ShardId,
-    (engine, requests): (&mut Engine<S>, &mut RequestTimes),
+    engine: &mut Engine<S>,
+    requests: &mut RequestTimes,
     peers: &mut Peers,
     hub: &ClientHub,
     mailbox: &Rc<Mailbox<ShardEvent>>,
