@@ -83,7 +83,8 @@ impl FlushDone {
     }
 
     /// How long the flush's data syncs of log segments took, when it made any (none for an
-    /// in-memory log, a flush that only saved hard state, or a failed flush).
+    /// in-memory log, a log that does not sync, a flush that only saved hard state, or a
+    /// failed flush).
     pub fn sync_time(&self) -> Option<std::time::Duration> {
         self.outcome
             .as_ref()

@@ -130,3 +130,33 @@ pub struct ShardMetrics {
     pub requests: RequestTimes,
     pub peers: Vec<PeerMetrics>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leader_change_counts_once_per_new_known_leader() {
+        let mut times = RequestTimes::default();
+        let group = GroupId(3);
+        for leader in [None, Some(2), Some(2), None, Some(2), Some(1), Some(2)] {
+            times.role_changed(group, leader.map(NodeId));
+        }
+        assert_eq!(times.leader_changes[&group], 3);
+    }
+
+    #[test]
+    fn answers_are_timed_by_kind_and_failures_counted() {
+        let mut times = RequestTimes::default();
+        let read = Arrival {
+            kind: RequestKind::Read,
+            at_us: 1_000,
+        };
+        times.answered(read, 3_000, true);
+        times.answered(read, 1_500, false);
+        assert_eq!(times.reads.failed, 1);
+        assert_eq!(times.reads.latency.count(), 2);
+        assert!((times.reads.latency.sum() - 0.0025).abs() < 1e-12);
+        assert_eq!(times.proposals.latency.count(), 0);
+    }
+}
