@@ -1,6 +1,7 @@
 //! What a node process writes to stderr when it is not a terminal: text lines without ANSI
 //! colour escapes, or with `--log-format json` one JSON object per line with a level and a
-//! message. Real processes; stderr goes to a file.
+//! message (also through `ringraft cluster`, which passes the format on). Real processes;
+//! stderr goes to a file.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -75,4 +76,36 @@ fn a_bad_log_format_is_a_usage_error() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--log-format"));
+}
+
+#[test]
+fn ringraft_cluster_passes_the_log_format_on_and_prints_each_metrics_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let base = free_port_block();
+    let mut cluster = Command::new(env!("CARGO_BIN_EXE_ringraft"))
+        .args(["cluster", "--nodes", "2", "--log-format", "json"])
+        .args(["--base-port", &base.to_string(), "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start a cluster");
+    let mut lines = BufReader::new(cluster.stdout.take().unwrap()).lines();
+    for node in 1..=2 {
+        let line = lines.next().unwrap().unwrap();
+        let metrics = format!("metrics http://127.0.0.1:{}", base + 220 + node);
+        assert!(line.contains(&metrics), "{line}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop_gracefully(cluster);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.lines().count() >= 4, "{text}");
+    for line in text.lines() {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(event["level"].is_string(), "{line}");
+        assert!(event["fields"]["message"].is_string(), "{line}");
+    }
 }
