@@ -31,10 +31,13 @@ impl StateMachine for Counter {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data = tempfile::tempdir()?;
     let base = 27_000;
+    let listen = |id: u64| -> std::net::SocketAddr {
+        format!("127.0.0.1:{}", base + 10 * id).parse().unwrap()
+    };
     let peers: Vec<PeerConfig> = (1..=3)
         .map(|id| PeerConfig {
             id: NodeId(id),
-            addr: format!("127.0.0.1:{}", base + 10 * id).parse().unwrap(),
+            addr: listen(id).into(),
             client_addr: None,
         })
         .collect();
@@ -43,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|peer| {
             let mut config = NodeConfig::new(
                 peer.id,
-                peer.addr,
+                listen(peer.id.0),
                 peers.clone(),
                 data.path().join(peer.id.to_string()),
             );

@@ -7,8 +7,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::tls::{NodeTls, TlsPorts};
 use crate::types::{GroupId, NodeId, PeerConfig, ShardId};
 
 /// Everything a node needs to run.
@@ -26,6 +28,8 @@ pub struct NodeConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Every member, this node included.
     pub peers: Vec<PeerConfig>,
+    /// TLS for the ports it names (`None`: every port is plain TCP).
+    pub tls: Option<Arc<NodeTls>>,
     pub data_dir: PathBuf,
     /// Shards (one executor thread each). Default: the number of cores.
     pub shards: u32,
@@ -97,6 +101,11 @@ pub struct NodeConfig {
 pub const SEGMENT_BYTES_NODE_MIN: u64 = 2 * crate::constants::BATCH_BYTES_MAX as u64 + 4096;
 
 impl NodeConfig {
+    /// The node's TLS when the port that `uses` picks out speaks it.
+    pub fn tls_on(&self, uses: impl Fn(&TlsPorts) -> bool) -> Option<Arc<NodeTls>> {
+        self.tls.clone().filter(|tls| uses(&tls.ports))
+    }
+
     /// A configuration with the documented defaults.
     pub fn new(id: NodeId, listen: SocketAddr, peers: Vec<PeerConfig>, data_dir: PathBuf) -> Self {
         let shards = std::thread::available_parallelism()
@@ -109,6 +118,7 @@ impl NodeConfig {
             client_listen: None,
             metrics_listen: None,
             peers,
+            tls: None,
             data_dir,
             shards,
             groups: shards,

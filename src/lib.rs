@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod net;
 pub mod shard;
 pub mod snapshot;
+pub mod tls;
 pub mod types;
 
 #[doc(hidden)]

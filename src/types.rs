@@ -110,12 +110,116 @@ pub enum ReadConsistency {
     Stale,
 }
 
+/// Where a member's peer port is: an IP address, or a host name resolved each time a
+/// connection is made (so a member whose address changes is found again on reconnect).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PeerAddr {
+    Ip(SocketAddr),
+    /// A DNS name (letters, digits, `-` and `.`, at most [`PeerAddr::HOST_BYTES_MAX`] bytes).
+    Host {
+        name: String,
+        port: u16,
+    },
+}
+
+impl PeerAddr {
+    /// Longest host name (as DNS allows).
+    pub const HOST_BYTES_MAX: usize = 253;
+
+    pub fn port(&self) -> u16 {
+        match self {
+            PeerAddr::Ip(addr) => addr.port(),
+            PeerAddr::Host { port, .. } => *port,
+        }
+    }
+
+    /// The same host with the port `offset` higher (shard `s` listens on the base port + `s`).
+    /// `None` past port 65535.
+    pub fn offset(&self, offset: u16) -> Option<PeerAddr> {
+        let port = self.port().checked_add(offset)?;
+        Some(match self {
+            PeerAddr::Ip(addr) => PeerAddr::Ip(SocketAddr::new(addr.ip(), port)),
+            PeerAddr::Host { name, .. } => PeerAddr::Host {
+                name: name.clone(),
+                port,
+            },
+        })
+    }
+
+    /// The addresses it stands for now (a DNS lookup for a host name: this blocks).
+    pub fn resolve(&self) -> std::io::Result<Vec<SocketAddr>> {
+        match self {
+            PeerAddr::Ip(addr) => Ok(vec![*addr]),
+            PeerAddr::Host { name, port } => {
+                std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), *port))
+                    .map(Iterator::collect)
+            }
+        }
+    }
+
+    /// Whether `name` is a syntactically valid host name.
+    pub fn is_host_name(name: &str) -> bool {
+        !name.is_empty()
+            && name.len() <= Self::HOST_BYTES_MAX
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+    }
+}
+
+impl From<SocketAddr> for PeerAddr {
+    fn from(addr: SocketAddr) -> PeerAddr {
+        PeerAddr::Ip(addr)
+    }
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerAddr::Ip(addr) => write!(f, "{addr}"),
+            PeerAddr::Host { name, port } => write!(f, "{name}:{port}"),
+        }
+    }
+}
+
+impl std::str::FromStr for PeerAddr {
+    type Err = String;
+
+    /// `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT`.
+    fn from_str(text: &str) -> Result<PeerAddr, String> {
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(PeerAddr::Ip(addr));
+        }
+        let (name, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| format!("'{text}' is not HOST:PORT"))?;
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| format!("'{text}': '{port}' is not a port"))?;
+        if !PeerAddr::is_host_name(name) {
+            return Err(format!(
+                "'{text}': '{name}' is neither an IP address nor a host name"
+            ));
+        }
+        Ok(PeerAddr::Host {
+            name: name.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
 /// One member of the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerConfig {
     pub id: NodeId,
     /// Base address of its peer port.
-    pub addr: SocketAddr,
+    pub addr: PeerAddr,
     /// Base address of its client port, if known (used in "not leader" answers).
     pub client_addr: Option<SocketAddr>,
 }

@@ -227,6 +227,32 @@ fn resp_load_sets_and_gets_on_a_local_kv_cluster() {
 }
 
 #[test]
+fn with_tls_the_local_cluster_and_the_load_speak_it_on_both_protocols() {
+    let out = tempfile::tempdir().unwrap();
+    for (label, protocol) in [("tls-native", "native"), ("tls-resp", "resp")] {
+        let run = bench(
+            out.path(),
+            &[
+                "--tls",
+                "--label",
+                label,
+                "--protocol",
+                protocol,
+                "--clients",
+                "4",
+                "--pipeline",
+                "8",
+            ],
+        );
+        assert!(run.status.success(), "{}", text(&run));
+        let result = result_json(&result_dir(out.path(), label));
+        assert!(result["commits"].as_u64().unwrap() > 0, "{result}");
+        assert_eq!(result["failed"].as_u64(), Some(0), "{result}");
+        assert_eq!(result["config"]["tls"].as_bool(), Some(true), "{result}");
+    }
+}
+
+#[test]
 fn conflicting_flags_are_refused_with_a_message() {
     let out = tempfile::tempdir().unwrap();
     for (args, message) in [

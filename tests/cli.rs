@@ -262,8 +262,57 @@ fn kv_flags_are_checked_with_clear_messages() {
         "{}",
         text(&bad_mode)
     );
+    let peers = ["--resp-peers", "1=127.0.0.1:3,2=127.0.0.1:4"];
+    let no_secret = ringraft(&[&base[..], &peers].concat());
+    assert_eq!(no_secret.status.code(), Some(2));
+    assert!(
+        text(&no_secret).contains("--cluster-secret-file is required when the cluster has more"),
+        "{}",
+        text(&no_secret)
+    );
+    let file = |name: &str, content: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let short = file("short", "hunter2\n");
+    let secret = file("secret", "0123456789abcdef0123456789abcdef\n");
+    let users = file(
+        "users.toml",
+        "[[users]]\nname = \"a\"\npassword = \"hunter2\"\naccess = \"root\"\n",
+    );
+    let cases: [(&[&str], &str); 4] = [
+        (&["--cluster-secret-file", &short], "at least 16"),
+        (
+            &["--cluster-secret-file", "/nonexistent/secret"],
+            "--cluster-secret-file /nonexistent/secret",
+        ),
+        (
+            &[
+                "--cluster-secret-file",
+                &secret,
+                "--requirepass-file",
+                "/nonexistent/pass",
+            ],
+            "--requirepass-file /nonexistent/pass",
+        ),
+        (
+            &["--cluster-secret-file", &secret, "--users-file", &users],
+            "unknown variant `root`",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let refused = ringraft(&[&base[..], &peers, flags].concat());
+        assert_eq!(refused.status.code(), Some(2), "{flags:?}");
+        assert!(
+            text(&refused).contains(expected),
+            "{flags:?}: {}",
+            text(&refused)
+        );
+        assert!(!text(&refused).contains("hunter2"), "{}", text(&refused));
+    }
     let uninitialised =
-        ringraft(&[&base[..], &["--resp-peers", "1=127.0.0.1:3,2=127.0.0.1:4"]].concat());
+        ringraft(&[&base[..], &peers, &["--cluster-secret-file", &secret]].concat());
     assert_eq!(uninitialised.status.code(), Some(1));
     assert!(
         text(&uninitialised).contains("--init"),

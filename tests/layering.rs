@@ -21,6 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["log"],
     &["snapshot"],
     &["net"],
+    &["tls"],
     &["engine"],
     &["config", "error"],
     &["shard"],

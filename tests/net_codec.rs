@@ -39,7 +39,7 @@ use ringraft::net::wire::{
     decode_raft, decode_raft_frame, encode_raft, message_wire_bytes, WireError,
 };
 use ringraft::net::{FrameDecoder, FrameError, FrameKind};
-use ringraft::types::{GroupId, LogIndex, NodeId, ShardId, Term};
+use ringraft::types::{GroupId, LogIndex, NodeId, PeerAddr, ShardId, Term};
 
 // ---- allocation tracking --------------------------------------------------------------------
 
@@ -343,11 +343,23 @@ fn arb_change() -> impl Strategy<Value = MembershipChange> {
     })
 }
 
+/// A peer address: an IP address or a host name.
+fn arb_peer_addr() -> impl Strategy<Value = PeerAddr> {
+    prop_oneof![
+        arb_socket_addr().prop_map(PeerAddr::Ip),
+        (
+            "[a-z][a-z0-9-]{0,12}[a-z0-9](\\.[a-z0-9]{1,12}){0,4}",
+            any::<u16>()
+        )
+            .prop_map(|(name, port)| PeerAddr::Host { name, port }),
+    ]
+}
+
 /// Distinct members with addresses (sorted by id, as the decoder returns them).
 fn arb_members() -> impl Strategy<Value = Vec<PeerConfig>> {
     prop::collection::btree_map(
         any::<u64>(),
-        (arb_socket_addr(), prop::option::of(arb_socket_addr())),
+        (arb_peer_addr(), prop::option::of(arb_socket_addr())),
         0..8,
     )
     .prop_map(|members| {
@@ -388,14 +400,14 @@ fn arb_request() -> impl Strategy<Value = ClientRequest> {
             any::<u64>(),
             any::<u64>(),
             arb_change(),
-            prop::option::of((arb_socket_addr(), prop::option::of(arb_socket_addr())))
+            prop::option::of((arb_peer_addr(), prop::option::of(arb_socket_addr())))
         )
             .prop_map(
                 |(id, group, change, addrs)| ClientRequest::ChangeMembership {
                     id,
                     group: GroupId(group),
                     change,
-                    addr: addrs.map(|(addr, _)| addr),
+                    addr: addrs.as_ref().map(|(addr, _)| addr.clone()),
                     client_addr: addrs.and_then(|(_, client)| client),
                 }
             ),

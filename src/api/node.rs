@@ -26,7 +26,7 @@ use crate::shard::admin::ChangeRequest;
 use crate::shard::metrics::ShardMetrics;
 use crate::shard::runtime::{self, ApiRequest, ShardContext, Work};
 use crate::types::ReadConsistency;
-use crate::types::{GroupId, LogIndex, NodeId, ShardId};
+use crate::types::{GroupId, LogIndex, NodeId, PeerAddr, ShardId};
 
 /// A running node. Dropping it shuts it down.
 pub struct Node {
@@ -243,7 +243,7 @@ impl Node {
         &self,
         group: GroupId,
         change: MembershipChange,
-        addr: Option<SocketAddr>,
+        addr: Option<PeerAddr>,
         client_addr: Option<SocketAddr>,
     ) -> Result<Committed, ProposalError> {
         let (reply, answer) = flume::bounded(1);

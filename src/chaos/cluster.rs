@@ -8,8 +8,9 @@
 //! from `i` to `j` both cross the link `i → j`, and a fault on the link breaks both.
 //!
 //! Invariants: nodes run with one shard (one proxy per link suffices); a node's stderr is
-//! appended to `node-<i>.log` beside its data directory; children are started from the
-//! thread that owns the cluster and die with the harness (`PR_SET_PDEATHSIG`) or on drop.
+//! appended to `node-<i>.log` beside its data directory; the nodes share a fresh cluster
+//! secret in `cluster-secret` there; children are started from the thread that owns the
+//! cluster and die with the harness (`PR_SET_PDEATHSIG`) or on drop.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::chaos::proxy::{LinkState, Proxy};
 use crate::chaos::resp_client::RespConnection;
+use crate::kv::peer_proof::ClusterSecret;
 use crate::kv::resp::Value;
 use crate::procs::local_cluster::{die_with_parent, stop_gracefully};
 
@@ -83,6 +85,8 @@ impl ChaosCluster {
     /// Starts the proxies and every node (with `--init`).
     pub fn start(spec: ClusterSpec) -> Result<ChaosCluster, String> {
         let port = free_ports(spec.nodes, spec.cluster_id)?;
+        std::fs::create_dir_all(&spec.root).map_err(|e| format!("{}: {e}", spec.root.display()))?;
+        ClusterSecret::create_file(&spec.root.join("cluster-secret"))?;
         let mut links = BTreeMap::new();
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         for from in 1..=spec.nodes {
@@ -160,6 +164,8 @@ impl ChaosCluster {
             .args(["--resp-listen", &self.resp_addr(id).to_string()])
             .args(["--peers", &list(0, |link| &link.peer)])
             .args(["--resp-peers", &list(2, |link| &link.resp)])
+            .arg("--cluster-secret-file")
+            .arg(self.spec.root.join("cluster-secret"))
             .arg("--data-dir")
             .arg(self.data_dir(id))
             .args(["--shards", "1", "--groups", &GROUPS.to_string()])

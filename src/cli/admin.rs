@@ -14,6 +14,7 @@
 //! (its lag; unknown for a member that does not answer).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,8 @@ use serde::Serialize;
 use crate::client::{CallError, Client, NodeAdminStatus};
 use crate::core::{Membership, MembershipChange};
 use crate::net::client_wire::{ClientError, GroupAdminStatus};
-use crate::types::{GroupId, NodeId};
+use crate::tls::ClientTls;
+use crate::types::{GroupId, NodeId, PeerAddr};
 
 /// Placeholder id of the node named by `--node` until it tells its own.
 const ENTRY: NodeId = NodeId(u64::MAX);
@@ -40,6 +42,18 @@ pub struct AdminArgs {
     /// Print the outcome as one JSON document.
     #[arg(long)]
     pub json: bool,
+    /// Speak TLS to the nodes, trusting the CA in this file (PEM).
+    #[arg(long, requires = "node_id")]
+    pub tls_ca: Option<PathBuf>,
+    /// With --tls-ca: the id of the node at --node (its certificate must name it).
+    #[arg(long)]
+    pub node_id: Option<u64>,
+    /// With --tls-ca: a client certificate to present (PEM).
+    #[arg(long, requires_all = ["tls_ca", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     #[command(subcommand)]
     pub command: AdminCommand,
 }
@@ -55,7 +69,7 @@ pub enum AdminCommand {
         id: u64,
         /// Its base peer address.
         #[arg(long)]
-        addr: SocketAddr,
+        addr: PeerAddr,
         /// Its base client address.
         #[arg(long)]
         client_addr: SocketAddr,
@@ -226,7 +240,7 @@ struct GroupReport {
 #[derive(Serialize)]
 struct MemberReport {
     id: u64,
-    peer_addr: SocketAddr,
+    peer_addr: String,
     client_addr: Option<SocketAddr>,
     /// The member's own view of the group; `None` when it did not answer.
     view: Option<MemberView>,
@@ -362,15 +376,21 @@ struct Admin {
 impl Admin {
     fn connect(args: &AdminArgs) -> Result<Admin, String> {
         let timeout = Duration::from_secs(args.timeout_secs);
-        let mut client = Client::connect(vec![(ENTRY, args.node)], 1, Duration::from_secs(5));
-        let status = client
-            .admin_status(ENTRY)
+        let tls = match &args.tls_ca {
+            Some(ca) => Some(
+                ClientTls::load(ca, args.tls_cert.as_deref().zip(args.tls_key.as_deref()))
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
+        let client = |node: NodeId, shards: u32, deadline: Duration| {
+            Client::connect(vec![(node, args.node)], shards, deadline).with_tls(tls.clone())
+        };
+        let entry = args.node_id.map_or(ENTRY, NodeId);
+        let status = client(entry, 1, Duration::from_secs(5))
+            .admin_status(entry)
             .map_err(|e| format!("{}: {e}", args.node))?;
-        let mut client = Client::connect(
-            vec![(status.node, args.node)],
-            status.shard_count,
-            Duration::from_secs(10),
-        );
+        let mut client = client(status.node, status.shard_count, Duration::from_secs(10));
         client.set_shards(status.shard_count);
         let mut admin = Admin {
             client,
@@ -445,10 +465,10 @@ impl Admin {
                 return Ok(Report::Snapshots(snapshots));
             }
         };
-        let (addr, client_addr) = match *command {
+        let (addr, client_addr) = match command {
             AdminCommand::AddLearner {
                 addr, client_addr, ..
-            } => (Some(addr), Some(client_addr)),
+            } => (Some(addr), Some(*client_addr)),
             _ => (None, None),
         };
         let changes = groups
@@ -492,14 +512,14 @@ impl Admin {
         &mut self,
         group: GroupId,
         change: MembershipChange,
-        addr: Option<SocketAddr>,
+        addr: Option<&PeerAddr>,
         client_addr: Option<SocketAddr>,
     ) -> Result<ChangeReport, String> {
         let deadline = Instant::now() + self.timeout;
         let committed = loop {
             match self
                 .client
-                .change_membership(group, change, addr, client_addr)
+                .change_membership(group, change, addr.cloned(), client_addr)
             {
                 Ok(committed) => break committed,
                 Err(CallError::Refused(ClientError::ChangeInProgress))
@@ -653,7 +673,7 @@ fn group_report(
             let view = view_of(member.id).unwrap_or_else(|| Err("not asked".into()));
             MemberReport {
                 id: member.id.0,
-                peer_addr: member.addr,
+                peer_addr: member.addr.to_string(),
                 client_addr: member.client_addr,
                 error: view.as_ref().err().cloned(),
                 view: view.ok().map(|view| MemberView {

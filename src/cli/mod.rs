@@ -1,6 +1,7 @@
 //! Command-line interface of the `ringraft` binary.
 
 pub mod admin;
+pub mod certs;
 pub mod chaos;
 pub mod kv;
 pub mod node_args;
@@ -47,6 +48,8 @@ pub enum Command {
     /// Administer a running cluster through a node's client port: status, membership changes
     /// (add-learner, promote, remove), leadership transfer, snapshots.
     Admin(admin::AdminArgs),
+    /// Write a CA and TLS certificates for a cluster's members and a client (PEM files).
+    Certs(certs::CertsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -108,6 +111,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Inspect(args) => run_inspect(&args),
         Command::Chaos(args) => chaos::run_chaos(&args),
         Command::Admin(args) => admin::run_admin(&args),
+        Command::Certs(args) => certs::run_certs(&args),
     }
 }
 

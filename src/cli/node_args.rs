@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -13,6 +14,7 @@ use serde::Deserialize;
 
 use crate::config::NodeConfig;
 use crate::procs::{parse_members, FsyncMode, LogFormat};
+use crate::tls::{ClientCerts, NodeTls, TlsFiles, TlsPorts};
 use crate::types::NodeId;
 use crate::types::PeerConfig;
 
@@ -107,6 +109,27 @@ pub struct NodeArgs {
     /// Sleep this many milliseconds before each data sync of the log (tests only: a slow disk).
     #[arg(long, hide = true)]
     pub fsync_delay_ms: Option<u64>,
+    /// This node's TLS certificate chain (PEM). Its subject alternative names must include the
+    /// DNS name node-ID.ringraft (ID: --id). With --tls-key and --tls-ca it turns TLS on.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// The CA certificate(s) that sign every member's certificate (PEM).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// Which ports speak TLS when it is on: a comma-separated subset of peer, client, resp
+    /// [default: peer,client,resp]. Peer connections use mutual TLS.
+    #[arg(long)]
+    pub tls_ports: Option<String>,
+    /// Whether the client and RESP ports ask clients for a certificate: none, optional or
+    /// required [default: none].
+    #[arg(long, value_parser = ["none", "optional", "required"])]
+    pub client_certs: Option<String>,
+    /// The CA that signs client certificates (PEM) [default: --tls-ca].
+    #[arg(long)]
+    pub client_ca: Option<PathBuf>,
 }
 
 impl NodeArgs {
@@ -155,12 +178,19 @@ impl NodeArgs {
             pin: self.pin || file.pin,
             segment_bytes: self.segment_bytes.or(file.segment_bytes),
             fsync_delay_ms: self.fsync_delay_ms.or(file.fsync_delay_ms),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            tls_ca: self.tls_ca.or(file.tls_ca),
+            tls_ports: self.tls_ports.or(file.tls_ports),
+            client_certs: self.client_certs.or(file.client_certs),
+            client_ca: self.client_ca.or(file.client_ca),
         })
     }
 
     /// The node configuration these settings describe.
     pub fn into_config(self) -> Result<NodeConfig, String> {
         let id = NodeId(self.id.ok_or("--id is required")?);
+        let tls = self.tls(id)?.map(Arc::new);
         let listen = self.listen.ok_or("--listen is required")?;
         let data_dir = self.data_dir.ok_or("--data-dir is required")?;
         let peer_addrs = parse_members(&self.peers.ok_or("--peers is required")?, "--peers")?;
@@ -182,6 +212,7 @@ impl NodeArgs {
         let mut config = NodeConfig::new(id, listen, peers, data_dir);
         config.client_listen = self.client_listen;
         config.metrics_listen = self.metrics_listen;
+        config.tls = tls;
         config.init = self.init;
         config.join = self.join;
         config.pin = self.pin;
@@ -229,4 +260,72 @@ impl NodeArgs {
         config.validate()?;
         Ok(config)
     }
+
+    /// The node's TLS, when its certificate, key and CA are all given.
+    fn tls(&self, id: NodeId) -> Result<Option<NodeTls>, String> {
+        let files = match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            (Some(cert), Some(key), Some(ca)) => TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            },
+            (None, None, None) => {
+                if self.tls_ports.is_some()
+                    || self.client_certs.is_some()
+                    || self.client_ca.is_some()
+                {
+                    return Err(
+                        "--tls-ports, --client-certs and --client-ca need --tls-cert, --tls-key \
+                         and --tls-ca"
+                            .into(),
+                    );
+                }
+                return Ok(None);
+            }
+            _ => return Err("--tls-cert, --tls-key and --tls-ca go together".into()),
+        };
+        let ports = match &self.tls_ports {
+            Some(list) => parse_tls_ports(list)?,
+            None => TlsPorts {
+                peer: true,
+                client: true,
+                resp: true,
+            },
+        };
+        let client_certs = match &self.client_certs {
+            Some(name) => name
+                .parse::<ClientCerts>()
+                .map_err(|_| format!("--client-certs {name}: use none, optional or required"))?,
+            None => ClientCerts::None,
+        };
+        NodeTls::load(id, &files, client_certs, self.client_ca.as_deref(), ports)
+            .map(Some)
+            .map_err(|error| error.to_string())
+    }
+}
+
+/// Parses `--tls-ports`: a comma-separated subset of peer, client, resp.
+fn parse_tls_ports(list: &str) -> Result<TlsPorts, String> {
+    let mut ports = TlsPorts {
+        peer: false,
+        client: false,
+        resp: false,
+    };
+    for name in list
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+    {
+        match name {
+            "peer" => ports.peer = true,
+            "client" => ports.client = true,
+            "resp" => ports.resp = true,
+            other => {
+                return Err(format!(
+                    "--tls-ports: unknown port {other:?} (use peer, client, resp)"
+                ))
+            }
+        }
+    }
+    Ok(ports)
 }

@@ -16,6 +16,8 @@ use crate::engine::state_machine::LogOnly;
 use crate::metrics::MetricsServer;
 use crate::procs::local_cluster::{LocalCluster, LocalClusterSpec};
 use crate::procs::LogFormat;
+use crate::tls::{generate_cluster_certs, CertValidity};
+use crate::types::NodeId;
 
 /// Installs the log subscriber: stderr, level from `RUST_LOG` (default `info`), lines in
 /// `format`. Text lines are coloured only when stderr is a terminal and `NO_COLOR` is unset,
@@ -150,6 +152,10 @@ pub struct ClusterArgs {
     /// Log line format of every node (passed on to them).
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// TLS on every port, with a throwaway CA and certificates written to `certs/` under the
+    /// data directory (printed at start).
+    #[arg(long)]
+    pub tls: bool,
 }
 
 pub fn run_cluster(args: &ClusterArgs) -> ExitCode {
@@ -170,6 +176,28 @@ pub fn run_cluster(args: &ClusterArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let data_root = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| temporary.path().to_path_buf());
+    let tls = if args.tls {
+        let nodes: Vec<NodeId> = (1..=args.nodes).map(NodeId).collect();
+        let hosts = ["127.0.0.1".to_string(), "localhost".to_string()];
+        match generate_cluster_certs(
+            &data_root.join("certs"),
+            &nodes,
+            &hosts,
+            CertValidity::days_from_now(30),
+        ) {
+            Ok(certs) => Some(certs),
+            Err(error) => {
+                eprintln!("ringraft cluster: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     let spec = LocalClusterSpec {
         exe,
         nodes: args.nodes,
@@ -177,10 +205,7 @@ pub fn run_cluster(args: &ClusterArgs) -> ExitCode {
         groups: args.groups.unwrap_or(args.shards),
         base_port: args.base_port,
         cluster_id: 1,
-        data_root: args
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| temporary.path().to_path_buf()),
+        data_root,
         extra_flags: args
             .node_flags
             .as_deref()
@@ -195,6 +220,7 @@ pub fn run_cluster(args: &ClusterArgs) -> ExitCode {
             .collect(),
         log_level: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         kv: args.kv,
+        tls: tls.clone(),
     };
     let stop = stop_flag();
     let mut cluster = match LocalCluster::start(spec) {
@@ -217,6 +243,15 @@ pub fn run_cluster(args: &ClusterArgs) -> ExitCode {
             node.client_addr,
             node.metrics_addr,
             node.data_dir.display()
+        );
+    }
+    if let Some(certs) = &tls {
+        let (cert, key) = certs.client();
+        println!(
+            "TLS on every port: CA {}, client certificate {} (key {})",
+            certs.ca().display(),
+            cert.display(),
+            key.display()
         );
     }
     println!("Ctrl-C stops every node");

@@ -25,8 +25,9 @@ use crate::net::client_wire::{
 };
 use crate::net::frame::READ_SPARE_BYTES;
 use crate::net::{FrameDecoder, FrameKind};
+use crate::tls::{BlockingIo, ClientTls};
 use crate::types::ReadConsistency;
-use crate::types::{GroupId, LogIndex, NodeId, ShardId};
+use crate::types::{GroupId, LogIndex, NodeId, PeerAddr, ShardId};
 
 /// What a node reports about its work, summed over its shards.
 #[derive(Clone, Debug, Default)]
@@ -59,7 +60,7 @@ pub enum CallError {
 }
 
 struct Connection {
-    stream: TcpStream,
+    stream: Box<dyn BlockingIo>,
     decoder: FrameDecoder,
 }
 
@@ -72,9 +73,12 @@ pub struct Client {
     leaders: BTreeMap<GroupId, NodeId>,
     next_id: u64,
     out: Vec<u8>,
+    tls: Option<ClientTls>,
 }
 
 const POLL: Duration = Duration::from_millis(100);
+/// How long connecting (and a TLS handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause before asking again while no node claims the group's leadership (an election is
 /// running): short, so a client sees the new leader within a few milliseconds of its election.
 const RETRY_PAUSE: Duration = Duration::from_millis(5);
@@ -91,7 +95,15 @@ impl Client {
             leaders: BTreeMap::new(),
             next_id: 1,
             out: Vec::new(),
+            tls: None,
         }
+    }
+
+    /// Speaks TLS to every node (whose certificates must name them, see
+    /// [`crate::tls::node_name`]), or plain TCP when given `None`.
+    pub fn with_tls(mut self, tls: impl Into<Option<ClientTls>>) -> Client {
+        self.tls = tls.into();
+        self
     }
 
     /// Adds node `id` at base client address `addr` (or moves it there), so that "not leader"
@@ -167,7 +179,7 @@ impl Client {
         &mut self,
         group: GroupId,
         change: MembershipChange,
-        addr: Option<SocketAddr>,
+        addr: Option<PeerAddr>,
         client_addr: Option<SocketAddr>,
     ) -> Result<Committed, CallError> {
         self.call_leader(group, &[Vec::new()], |id, _| {
@@ -175,7 +187,7 @@ impl Client {
                 id,
                 group,
                 change,
-                addr,
+                addr: addr.clone(),
                 client_addr,
             }
         })
@@ -502,12 +514,31 @@ impl Client {
                 .ok_or_else(|| format!("unknown node {node}"))?;
             let mut addr = base;
             addr.set_port(base.port() + shard.0 as u16);
-            let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
                 .map_err(|e| format!("connect {addr}: {e}"))?;
             let _ = stream.set_nodelay(true);
-            stream
-                .set_read_timeout(Some(POLL))
-                .map_err(|e| e.to_string())?;
+            let set_timeout = |timeout| {
+                stream
+                    .set_read_timeout(Some(timeout))
+                    .map_err(|e| e.to_string())
+            };
+            set_timeout(CONNECT_TIMEOUT)?;
+            let stream: Box<dyn BlockingIo> = match &self.tls {
+                None => {
+                    set_timeout(POLL)?;
+                    Box::new(stream)
+                }
+                Some(tls) => {
+                    let stream = tls
+                        .connect_blocking(stream, node)
+                        .map_err(|e| format!("TLS with node {node} at {addr}: {e}"))?;
+                    stream
+                        .sock
+                        .set_read_timeout(Some(POLL))
+                        .map_err(|e| e.to_string())?;
+                    Box::new(stream)
+                }
+            };
             self.connections.insert(
                 key,
                 Connection {

@@ -11,10 +11,14 @@
 //! - Expiry options become absolute deadlines computed here, from the planning node's clock
 //!   (`Context::now_ms`), and travel in the entry; so does `now_ms` itself.
 //! - The time in an entry is always this node's clock: an entry that arrives over the network
-//!   (`RINGRAFT.PROPOSE` / `RINGRAFT.READ`, sent by a forwarding node or by anyone who can
-//!   reach the RESP port) is re-stamped with `Context::now_ms` before it is proposed here. A
-//!   group's clock only moves forward, so a time from the network, if trusted, would expire
-//!   every key for good; re-stamped, it can never run ahead of the proposing leader's clock.
+//!   (`RINGRAFT.PROPOSE` / `RINGRAFT.READ`, sent by a forwarding node) is re-stamped with
+//!   `Context::now_ms` before it is proposed here. A group's clock only moves forward, so a
+//!   time from the network, if trusted, would expire every key for good; re-stamped, it can
+//!   never run ahead of the proposing leader's clock.
+//! - Access is checked after the command's name and arity, as Redis does: before
+//!   authentication every command but AUTH, HELLO, QUIT and the peer proof is answered
+//!   `-NOAUTH`; the internal commands are answered `-NOPERM` on any connection that is not
+//!   a proven peer ([`Standing::Peer`]); a read-only user's writes are answered `-NOPERM`.
 
 use bytes::Bytes;
 
@@ -24,17 +28,21 @@ use crate::kv::op::{Condition, Entry, Expiry, Op, SetOp};
 use crate::kv::parse::parse_integer;
 use crate::kv::resp::{self, Value};
 use crate::kv::route::ReadMode;
-use crate::types::GroupId;
+use crate::kv::session::{SessionOp, Standing, NOAUTH};
+use crate::kv::users::{Access, Password};
+use crate::types::{GroupId, NodeId};
 
 /// What planning needs to know besides the request.
 #[derive(Clone, Copy, Debug)]
-pub struct Context {
+pub struct Context<'a> {
     /// Raft groups of the cluster.
     pub groups: u32,
     /// Wall clock, ms since the Unix epoch.
     pub now_ms: u64,
     /// The client connection's id (CLIENT ID, HELLO).
     pub connection_id: u64,
+    /// Who the connection speaks for.
+    pub standing: Standing<'a>,
 }
 
 /// Whether a command reads or writes keys (a connection lets commands of one kind overlap,
@@ -70,12 +78,14 @@ pub enum Plan {
         entry: Bytes,
         read: Option<ReadMode>,
     },
+    /// A change of the connection's standing (AUTH, HELLO, the peer proof), answered at once.
+    Session(SessionOp),
 }
 
 impl Plan {
     pub fn kind(&self) -> Kind {
         match self {
-            Plan::Reply(_) | Plan::Quit => Kind::Immediate,
+            Plan::Reply(_) | Plan::Quit | Plan::Session(_) => Kind::Immediate,
             Plan::Info => Kind::Read,
             Plan::Routed(routed) if routed.write => Kind::Write,
             Plan::Routed(_) => Kind::Read,
@@ -87,22 +97,58 @@ impl Plan {
 
 type Build = fn(&Context, &[Bytes]) -> Result<Plan, String>;
 
+/// Which connections may run a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gate {
+    /// Any connection, authenticated or not (Redis's `no-auth` commands).
+    Open,
+    /// Authenticated connections.
+    Users,
+    /// Proven kv peers only (forwarding).
+    Peers,
+}
+
 /// One command: its name, its arity as Redis counts it (the name included; negative: at least
-/// that many), and its planner.
+/// that many), who may run it, and its planner.
 struct Spec {
     name: &'static str,
     arity: i32,
+    gate: Gate,
     build: Build,
 }
 
 const fn spec(name: &'static str, arity: i32, build: Build) -> Spec {
-    Spec { name, arity, build }
+    Spec {
+        name,
+        arity,
+        gate: Gate::Users,
+        build,
+    }
+}
+
+const fn open(name: &'static str, arity: i32, build: Build) -> Spec {
+    Spec {
+        name,
+        arity,
+        gate: Gate::Open,
+        build,
+    }
+}
+
+const fn internal(name: &'static str, arity: i32, build: Build) -> Spec {
+    Spec {
+        name,
+        arity,
+        gate: Gate::Peers,
+        build,
+    }
 }
 
 static COMMANDS: &[Spec] = &[
     spec("PING", -1, ping),
     spec("ECHO", 2, |_, args| Ok(Plan::Reply(bulk(&args[1])))),
-    spec("QUIT", -1, |_, _| Ok(Plan::Quit)),
+    open("QUIT", -1, |_, _| Ok(Plan::Quit)),
+    open("AUTH", -2, auth),
     spec("GET", 2, |ctx, args| {
         single(ctx, false, &args[1], Op::Get(&args[1]))
     }),
@@ -142,7 +188,7 @@ static COMMANDS: &[Spec] = &[
     }),
     spec("DBSIZE", 1, dbsize),
     spec("INFO", -1, |_, _| Ok(Plan::Info)),
-    spec("HELLO", -1, hello),
+    open("HELLO", -1, hello),
     spec("CLIENT", -2, client),
     spec("COMMAND", -1, command),
     spec("SELECT", 2, |_, args| match parse_integer(&args[1]) {
@@ -151,10 +197,22 @@ static COMMANDS: &[Spec] = &[
         None => Err("ERR value is not an integer or out of range".into()),
     }),
     spec("CONFIG", -2, config),
-    spec("RINGRAFT.PROPOSE", 3, |ctx, args| {
+    open("RINGRAFT.CHALLENGE", 1, |_, _| {
+        Ok(Plan::Session(SessionOp::Challenge))
+    }),
+    open("RINGRAFT.AUTH", 3, |_, args| {
+        let node = parse_integer(&args[1])
+            .and_then(|id| u64::try_from(id).ok())
+            .ok_or("ERR node id is not an integer or out of range")?;
+        Ok(Plan::Session(SessionOp::Prove {
+            node: NodeId(node),
+            proof: args[2].clone(),
+        }))
+    }),
+    internal("RINGRAFT.PROPOSE", 3, |ctx, args| {
         here(ctx, &args[1], &args[2], None)
     }),
-    spec("RINGRAFT.READ", 4, |ctx, args| {
+    internal("RINGRAFT.READ", 4, |ctx, args| {
         let mode = std::str::from_utf8(&args[2])
             .ok()
             .and_then(ReadMode::from_name)
@@ -191,7 +249,30 @@ pub fn plan(ctx: &Context, args: &[Bytes]) -> Plan {
             spec.name.to_ascii_lowercase()
         )));
     }
-    (spec.build)(ctx, args).unwrap_or_else(|text| Plan::Reply(resp::error(&text)))
+    let refused = |text: &str| Plan::Reply(resp::error(text));
+    match (spec.gate, ctx.standing) {
+        (Gate::Open, _) | (_, Standing::Peer) => {}
+        (Gate::Peers, _) => {
+            return refused(&format!(
+                "NOPERM '{}' is internal to the cluster: only a kv node that proved the cluster \
+                 secret may send it",
+                spec.name.to_ascii_lowercase()
+            ))
+        }
+        (Gate::Users, Standing::Anonymous) => return refused(NOAUTH),
+        (Gate::Users, Standing::User { .. }) => {}
+    }
+    let plan = (spec.build)(ctx, args).unwrap_or_else(|text| refused(&text));
+    match ctx.standing {
+        Standing::User {
+            name,
+            access: Access::ReadOnly,
+        } if plan.kind() == Kind::Write => refused(&format!(
+            "NOPERM User {name} has no permissions to run the '{}' command",
+            spec.name.to_ascii_lowercase()
+        )),
+        _ => plan,
+    }
 }
 
 fn unknown_command(args: &[Bytes]) -> String {
@@ -382,6 +463,19 @@ fn ping(_: &Context, args: &[Bytes]) -> Result<Plan, String> {
     }
 }
 
+/// AUTH [user] password.
+fn auth(_: &Context, args: &[Bytes]) -> Result<Plan, String> {
+    let (user, password) = match args {
+        [_, password] => (None, password),
+        [_, user, password] => (Some(user.clone()), password),
+        _ => return Err("ERR syntax error".into()),
+    };
+    Ok(Plan::Session(SessionOp::Auth {
+        user,
+        password: Password(password.clone()),
+    }))
+}
+
 /// HELLO [2 [AUTH user pass] [SETNAME name]]: RESP2 only.
 fn hello(ctx: &Context, args: &[Bytes]) -> Result<Plan, String> {
     if let Some(version) = args.get(1) {
@@ -391,8 +485,29 @@ fn hello(ctx: &Context, args: &[Bytes]) -> Result<Plan, String> {
             None => return Err("ERR Protocol version is not an integer or out of range".into()),
         }
     }
+    let mut login = None;
+    let mut options = args.iter().skip(2);
+    while let Some(option) = options.next() {
+        let upper = option.to_ascii_uppercase();
+        match (&upper[..], options.len()) {
+            (b"AUTH", 2..) => {
+                let user = options.next().cloned().unwrap_or_default();
+                let password = options.next().cloned().unwrap_or_default();
+                login = Some((user, Password(password)));
+            }
+            (b"SETNAME", 1..) => {
+                options.next();
+            }
+            _ => {
+                return Err(format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(&option[..option.len().min(64)])
+                ))
+            }
+        }
+    }
     let text = |s: &str| Value::Bulk(Bytes::copy_from_slice(s.as_bytes()));
-    Ok(Plan::Reply(Bytes::from(
+    let reply = Bytes::from(
         Value::Array(vec![
             text("server"),
             text("ringraft"),
@@ -412,7 +527,8 @@ fn hello(ctx: &Context, args: &[Bytes]) -> Result<Plan, String> {
             Value::Array(vec![]),
         ])
         .encode(),
-    )))
+    );
+    Ok(Plan::Session(SessionOp::Hello { login, reply }))
 }
 
 /// CLIENT SETNAME/SETINFO (accepted and ignored), GETNAME, ID.
@@ -483,6 +599,12 @@ mod tests {
         groups: 4,
         now_ms: 1_000_000,
         connection_id: 7,
+        standing: Standing::DEFAULT,
+    };
+
+    const PEER: Context = Context {
+        standing: Standing::Peer,
+        ..CTX
     };
 
     fn args(words: &[&str]) -> Vec<Bytes> {
@@ -493,7 +615,11 @@ mod tests {
     }
 
     fn reply(words: &[&str]) -> String {
-        match plan(&CTX, &args(words)) {
+        reply_in(&CTX, words)
+    }
+
+    fn reply_in(ctx: &Context, words: &[&str]) -> String {
+        match plan(ctx, &args(words)) {
             Plan::Reply(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             other => panic!("{words:?} planned {other:?}"),
         }
@@ -528,7 +654,7 @@ mod tests {
                 Some(mode) => args(&["RINGRAFT.READ", "2", mode.name()]),
             };
             request.push(sent);
-            let Plan::Here { group, entry, .. } = plan(&CTX, &request) else {
+            let Plan::Here { group, entry, .. } = plan(&PEER, &request) else {
                 panic!("{request:?} was not planned here");
             };
             assert_eq!(group, GroupId(2));
@@ -541,7 +667,7 @@ mod tests {
             );
         }
         assert_eq!(
-            reply(&["RINGRAFT.PROPOSE", "0", "not an entry"]),
+            reply_in(&PEER, &["RINGRAFT.PROPOSE", "0", "not an entry"]),
             "-ERR malformed kv entry\r\n"
         );
     }
@@ -572,8 +698,6 @@ mod tests {
         assert_eq!(reply(&["client", "setname", "x"]), "+OK\r\n");
         assert_eq!(reply(&["client", "id"]), ":7\r\n");
         assert!(reply(&["hello", "3"]).starts_with("-NOPROTO"));
-        assert!(reply(&["hello"]).contains("ringraft"));
-        assert!(reply(&["hello"]).contains("$4\r\nmode\r\n$10\r\nstandalone\r\n"));
         assert_eq!(reply(&["command", "docs"]), "*0\r\n");
         assert_eq!(
             reply(&["config", "get", "appendonly"]),
@@ -585,9 +709,153 @@ mod tests {
         );
         assert!(reply(&["incrby", "k", "1.5"]).starts_with("-ERR value is not an integer"));
         assert!(reply(&["decrby", "k", &i64::MIN.to_string()]).starts_with("-ERR decrement"));
-        assert!(reply(&["ringraft.propose", "4", "x"]).starts_with("-ERR no such group"));
+        assert!(reply_in(&PEER, &["ringraft.propose", "4", "x"]).starts_with("-ERR no such group"));
         assert_eq!(plan(&CTX, &args(&["QUIT"])), Plan::Quit);
         assert_eq!(plan(&CTX, &args(&["info", "all"])), Plan::Info);
+    }
+
+    fn session_op(ctx: &Context, words: &[&str]) -> SessionOp {
+        match plan(ctx, &args(words)) {
+            Plan::Session(op) => op,
+            other => panic!("{words:?} planned {other:?}"),
+        }
+    }
+
+    #[test]
+    fn hello_and_auth_are_planned_as_session_changes() {
+        let SessionOp::Hello {
+            login: None,
+            reply: hello,
+        } = session_op(&CTX, &["hello"])
+        else {
+            panic!("HELLO without AUTH")
+        };
+        let hello = String::from_utf8_lossy(&hello);
+        assert!(hello.contains("ringraft"), "{hello}");
+        assert!(
+            hello.contains("$4\r\nmode\r\n$10\r\nstandalone\r\n"),
+            "{hello}"
+        );
+        let password = |text: &str| Password(Bytes::copy_from_slice(text.as_bytes()));
+        let anonymous = Context {
+            standing: Standing::Anonymous,
+            ..CTX
+        };
+        let SessionOp::Hello { login, .. } = session_op(
+            &anonymous,
+            &["HELLO", "2", "setname", "n", "auth", "u", "p"],
+        ) else {
+            panic!("HELLO 2 AUTH")
+        };
+        assert_eq!(login, Some((Bytes::from_static(b"u"), password("p"))));
+        assert_eq!(
+            reply(&["hello", "2", "auth", "u"]),
+            "-ERR Syntax error in HELLO option 'auth'\r\n"
+        );
+        assert_eq!(
+            session_op(&anonymous, &["auth", "p"]),
+            SessionOp::Auth {
+                user: None,
+                password: password("p")
+            }
+        );
+        assert_eq!(
+            session_op(&anonymous, &["AUTH", "u", "p"]),
+            SessionOp::Auth {
+                user: Some(Bytes::from_static(b"u")),
+                password: password("p")
+            }
+        );
+        assert_eq!(reply(&["auth", "u", "p", "x"]), "-ERR syntax error\r\n");
+        assert_eq!(
+            session_op(&anonymous, &["ringraft.challenge"]),
+            SessionOp::Challenge
+        );
+        assert_eq!(
+            session_op(&anonymous, &["RINGRAFT.AUTH", "2", "proof"]),
+            SessionOp::Prove {
+                node: NodeId(2),
+                proof: Bytes::from_static(b"proof")
+            }
+        );
+        assert!(reply(&["ringraft.auth", "-1", "p"]).starts_with("-ERR node id"));
+    }
+
+    #[test]
+    fn access_is_checked_by_standing_after_name_and_arity() {
+        let anonymous = Context {
+            standing: Standing::Anonymous,
+            ..CTX
+        };
+        for words in [
+            &["PING"][..],
+            &["get", "k"],
+            &["set", "k", "v", "bogus"],
+            &["info"],
+        ] {
+            assert_eq!(
+                reply_in(&anonymous, words),
+                format!("-{NOAUTH}\r\n"),
+                "{words:?}"
+            );
+        }
+        assert!(reply_in(&anonymous, &["get"]).starts_with("-ERR wrong number"));
+        assert!(reply_in(&anonymous, &["nosuch"]).starts_with("-ERR unknown command"));
+        assert_eq!(plan(&anonymous, &args(&["quit"])), Plan::Quit);
+        let reader = Context {
+            standing: Standing::User {
+                name: "reader",
+                access: Access::ReadOnly,
+            },
+            ..CTX
+        };
+        for words in [
+            &["set", "k", "v"][..],
+            &["mset", "a", "1"],
+            &["del", "k"],
+            &["incr", "k"],
+            &["append", "k", "v"],
+            &["getset", "k", "v"],
+        ] {
+            let refused = reply_in(&reader, words);
+            let expected = format!(
+                "-NOPERM User reader has no permissions to run the '{}' command\r\n",
+                words[0]
+            );
+            assert_eq!(refused, expected);
+        }
+        for words in [
+            &["get", "k"][..],
+            &["mget", "a", "b"],
+            &["exists", "a"],
+            &["dbsize"],
+        ] {
+            assert!(
+                matches!(plan(&reader, &args(words)), Plan::Routed(_)),
+                "{words:?}"
+            );
+        }
+        assert_eq!(reply_in(&reader, &["ping"]), "+PONG\r\n");
+        for standing in [Standing::Anonymous, Standing::DEFAULT, reader.standing] {
+            let ctx = Context { standing, ..CTX };
+            for words in [
+                &["RINGRAFT.PROPOSE", "0", "x"][..],
+                &["ringraft.read", "0", "lease", "x"],
+            ] {
+                let refused = reply_in(&ctx, words);
+                assert!(
+                    refused.starts_with(&format!(
+                        "-NOPERM '{}' is internal",
+                        words[0].to_ascii_lowercase()
+                    )),
+                    "{standing:?} {words:?}: {refused}"
+                );
+            }
+        }
+        assert!(matches!(
+            plan(&PEER, &args(&["set", "k", "v"])),
+            Plan::Routed(_)
+        ));
     }
 
     #[test]

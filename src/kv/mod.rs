@@ -16,6 +16,9 @@
 //!   `{user42}:b`) share a group, so an MSET of such keys is atomic.
 //! - Any node serves any key: parts for groups led elsewhere are forwarded ([`route`],
 //!   [`forward`]).
+//! - Each connection has a [`session`]: with passwords configured ([`users`]) it must AUTH
+//!   first; forwarding connections prove the cluster secret ([`peer_proof`]) before the
+//!   internal commands are taken from them.
 
 pub mod combine;
 pub mod command;
@@ -24,10 +27,15 @@ pub mod hashing;
 pub mod in_order;
 pub mod info;
 pub mod keyspace;
+pub mod log_limit;
 pub mod op;
 pub mod parse;
+pub mod peer_proof;
 pub mod resp;
 pub mod route;
+pub mod secret_file;
 pub mod server;
+pub mod session;
 pub mod stats;
 pub mod store;
+pub mod users;

@@ -20,9 +20,10 @@
 //!   retried: the client gets `-ERR overloaded: … the write was not applied` at once, so the
 //!   backpressure reaches it instead of being absorbed by retries here.
 //! - The leader cache is only a hint: a wrong entry costs one redirect.
+//! - A forward the leader refuses (this node could not prove the cluster secret) fails at once
+//!   with an error that says so: nothing was sent, and retrying would not help.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,12 +33,13 @@ use bytes::Bytes;
 use crate::api::{GroupStatus, Node, ProposalError, ReadConsistency};
 use crate::kv::combine::combine;
 use crate::kv::command::Routed;
-use crate::kv::forward::{ForwardError, ForwardPool};
+use crate::kv::forward::{ForwardError, ForwardPool, PeerKey};
 use crate::kv::in_order::{join_in_order, BoxFuture};
 use crate::kv::parse::BULK_BYTES_MAX;
+use crate::kv::peer_proof::ClusterSecret;
 use crate::kv::resp::{self, put_array_header, put_bulk};
 use crate::kv::stats::RespStats;
-use crate::types::{GroupId, NodeId};
+use crate::types::{GroupId, NodeId, PeerAddr};
 
 /// How long a command keeps looking for its groups' leaders.
 pub const ROUTE_DEADLINE: Duration = Duration::from_secs(5);
@@ -143,18 +145,29 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router for `node`, reaching other nodes' RESP ports at `resp_addrs`.
+    /// A router for `node`, reaching other nodes' RESP ports at `resp_addrs` and proving to
+    /// them with `secret` that it is a member.
     pub fn new(
         node: Arc<Node>,
-        resp_addrs: HashMap<NodeId, SocketAddr>,
+        resp_addrs: HashMap<NodeId, PeerAddr>,
+        secret: Option<Arc<ClusterSecret>>,
         read_mode: ReadMode,
     ) -> Router {
         let groups = node.config().groups as usize;
+        let key = PeerKey {
+            node: node.id(),
+            secret,
+        };
+        // Every member's RESP port speaks TLS when this one's does.
+        let tls = node
+            .config()
+            .tls_on(|ports| ports.resp)
+            .map(|tls| tls.as_client());
         Router {
             node,
             stats: Arc::new(RespStats::default()),
             leaders: (0..groups).map(|_| AtomicU64::new(UNKNOWN)).collect(),
-            pool: ForwardPool::new(resp_addrs),
+            pool: ForwardPool::new(resp_addrs, key, tls),
             read_mode,
         }
     }
@@ -312,6 +325,12 @@ impl Router {
         match self.pool.call(to, lane, Bytes::from(request)).await {
             Ok(reply) => routing_reply(reply),
             Err(ForwardError::Unreachable) => Attempt::Retry,
+            Err(ForwardError::Refused) => Attempt::Failed(resp::error(&format!(
+                "ERR kv node {} (leader of group {}) does not accept commands forwarded by this \
+                 node: their cluster secrets differ (--cluster-secret-file); the command was not \
+                 run",
+                to.0, group.0
+            ))),
             Err(ForwardError::Lost) if read.is_some() => Attempt::Retry,
             Err(ForwardError::Lost) => Attempt::Unknown(resp::error(
                 "ERR connection to the leader lost; the write may or may not have been applied",

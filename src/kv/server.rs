@@ -17,6 +17,8 @@
 //!   most 500 ms and 8 MiB, so that the error is not lost to a connection reset). Nothing a
 //!   client sends ends the server or another connection.
 //! - At most [`CONNECTIONS_MAX`] connections are served at once; more are told so and closed.
+//! - Each connection has a [`Session`]: a request is planned with the standing that every
+//!   earlier request of the connection left (AUTH takes effect for the next request).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,8 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::future::poll_once;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -36,6 +37,11 @@ use crate::kv::info;
 use crate::kv::parse::{next_request, REQUEST_LIMITS};
 use crate::kv::resp;
 use crate::kv::route::Router;
+use crate::kv::session::{Gatekeeper, Session};
+use crate::tls::{LogThrottle, NodeTls, TokioIo, TLS_HANDSHAKE_TIMEOUT};
+
+/// Failed TLS handshakes, logged at most this often.
+static HANDSHAKE_FAILURES: LogThrottle = LogThrottle::new(Duration::from_secs(10));
 
 /// Jobs in flight per connection.
 pub const JOBS_MAX: usize = 256;
@@ -48,8 +54,15 @@ const DISCARD_BYTES_MAX: usize = 8 << 20;
 /// See [`DISCARD_BYTES_MAX`].
 const DISCARD_TIME_MAX: Duration = Duration::from_millis(500);
 
-/// Accepts connections on `listener` until `stop` resolves.
-pub async fn serve(listener: TcpListener, router: Arc<Router>, stop: impl std::future::Future) {
+/// Accepts connections on `listener` (TLS ones when `tls` is given) until `stop` resolves;
+/// each is checked against `gate`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Arc<Router>,
+    gate: Arc<Gatekeeper>,
+    tls: Option<Arc<NodeTls>>,
+    stop: impl std::future::Future,
+) {
     let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let next_id = AtomicU64::new(1);
     tokio::pin!(stop);
@@ -57,7 +70,7 @@ pub async fn serve(listener: TcpListener, router: Arc<Router>, stop: impl std::f
         tokio::select! {
             _ = &mut stop => return,
             accepted = listener.accept() => match accepted {
-                Ok((mut stream, _)) => {
+                Ok((mut stream, client)) => {
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
                         tokio::spawn(async move {
                             let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
@@ -66,8 +79,13 @@ pub async fn serve(listener: TcpListener, router: Arc<Router>, stop: impl std::f
                     };
                     let id = next_id.fetch_add(1, Ordering::Relaxed);
                     let router = router.clone();
+                    let session = Session::new(gate.clone(), client);
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        serve_connection(stream, router, id).await;
+                        let _ = stream.set_nodelay(true);
+                        if let Some(stream) = secure(stream, tls.as_deref()).await {
+                            serve_connection(stream, router, session, id).await;
+                        }
                         drop(slot);
                     });
                 }
@@ -104,10 +122,32 @@ impl Flight {
     }
 }
 
-async fn serve_connection(stream: TcpStream, router: Arc<Router>, id: u64) {
-    let _ = stream.set_nodelay(true);
+/// The connection as the client will speak it: plain, or TLS once the handshake completes (in
+/// bounded time; a failed one is logged, rate limited, and the connection dropped).
+async fn secure(stream: TcpStream, tls: Option<&NodeTls>) -> Option<Box<dyn TokioIo>> {
+    let Some(tls) = tls else {
+        return Some(Box::new(stream));
+    };
+    let remote = stream.peer_addr().ok();
+    let failure = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept_resp(stream)).await {
+        Ok(Ok(stream)) => return Some(Box::new(stream)),
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => "timed out".to_string(),
+    };
+    if let Some(suppressed) = HANDSHAKE_FAILURES.admit() {
+        tracing::warn!(?remote, error = %failure, suppressed, "RESP client TLS handshake failed");
+    }
+    None
+}
+
+async fn serve_connection(
+    stream: Box<dyn TokioIo>,
+    router: Arc<Router>,
+    mut session: Session,
+    id: u64,
+) {
     let groups = router.groups();
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let mut input = BytesMut::with_capacity(16 << 10);
     let mut output = Vec::new();
     let mut jobs: InOrder<(Kind, Bytes)> = InOrder::default();
@@ -128,6 +168,7 @@ async fn serve_connection(stream: TcpStream, router: Arc<Router>, id: u64) {
                             groups,
                             now_ms: now_ms(),
                             connection_id: id,
+                            standing: session.standing(),
                         };
                         let slot = stats.slot(args.first().map(|name| &name[..]));
                         stats.received(slot);
@@ -149,7 +190,7 @@ async fn serve_connection(stream: TcpStream, router: Arc<Router>, id: u64) {
             }
             closing |= plan == Plan::Quit;
             flight.start(kind);
-            jobs.push(job(plan, &router, id as usize));
+            jobs.push(job(plan, &router, &mut session, id as usize));
             slots.push_back(slot);
         }
         if jobs.is_empty() && closing {
@@ -185,7 +226,7 @@ async fn serve_connection(stream: TcpStream, router: Arc<Router>, id: u64) {
 /// Reads and drops what the client still sends, for a bounded time and amount, after the last
 /// reply was written: closing a socket with unread input makes the kernel reset the connection,
 /// which can destroy that last reply (an error explaining why) before the client reads it.
-async fn discard_input(reader: &mut OwnedReadHalf) {
+async fn discard_input(reader: &mut (impl AsyncRead + Unpin)) {
     let mut scratch = vec![0; 64 << 10];
     let mut left = DISCARD_BYTES_MAX;
     let deadline = tokio::time::Instant::now() + DISCARD_TIME_MAX;
@@ -197,12 +238,19 @@ async fn discard_input(reader: &mut OwnedReadHalf) {
     }
 }
 
-/// The job that answers `plan`.
-fn job(plan: Plan, router: &Arc<Router>, lane: usize) -> BoxFuture<(Kind, Bytes)> {
+/// The job that answers `plan` (a change of the session is made here, before the next request
+/// is planned).
+fn job(
+    plan: Plan,
+    router: &Arc<Router>,
+    session: &mut Session,
+    lane: usize,
+) -> BoxFuture<(Kind, Bytes)> {
     let kind = plan.kind();
     let router = router.clone();
     match plan {
         Plan::Reply(reply) => Box::pin(std::future::ready((kind, reply))),
+        Plan::Session(op) => Box::pin(std::future::ready((kind, session.run(op)))),
         Plan::Quit => Box::pin(std::future::ready((kind, resp::ok()))),
         Plan::Info => Box::pin(async move {
             let statuses = router.status().await;

@@ -27,6 +27,7 @@ use crate::loadgen::clients::Clients;
 use crate::loadgen::codec::{Codec, Outcome};
 use crate::loadgen::inflight::{InFlight, Pending};
 use crate::loadgen::load::{ConnectionResult, LoadCounters, Pace, Schedule, OUTSTANDING_MAX};
+use crate::tls::{ClientTls, TokioIo};
 use crate::types::NodeId;
 
 /// How long answers are awaited after the load stops.
@@ -55,6 +56,8 @@ pub struct ConnectionPlan<C> {
     pub total_clients: usize,
     /// Each client's pace.
     pub pace: Pace,
+    /// Speak TLS (checking each node is the member it should be).
+    pub tls: Option<ClientTls>,
 }
 
 /// Connections running on their own runtime.
@@ -114,8 +117,13 @@ async fn run<C: Codec>(
             .ok_or_else(|| std::io::Error::other(format!("no address for node {leader}")))?;
         let clients = Clients::new(plan.pace, &plan.clients, plan.total_clients);
         let inflight = InFlight::new(capacity(plan.pace.times(plan.clients.len())));
-        let (part, end) = drive(
+        let endpoint = Endpoint {
+            node: leader,
             addr,
+            tls: plan.tls.as_ref(),
+        };
+        let (part, end) = drive(
+            endpoint,
             &mut plan.codec,
             clients,
             inflight,
@@ -170,7 +178,7 @@ enum SocketEnd {
 /// One socket's life: until the schedule's end, a redirect, or the socket's loss. Only a
 /// malformed answer is an error.
 async fn drive<C: Codec>(
-    addr: SocketAddr,
+    endpoint: Endpoint<'_>,
     codec: &mut C,
     clients: Clients,
     mut inflight: InFlight,
@@ -178,8 +186,9 @@ async fn drive<C: Codec>(
     counters: &LoadCounters,
 ) -> std::io::Result<(ConnectionResult, SocketEnd)> {
     let mut result = ConnectionResult::new();
+    let addr = endpoint.addr;
     let lost = match exchange(
-        addr,
+        endpoint,
         codec,
         clients,
         &mut inflight,
@@ -202,6 +211,24 @@ async fn drive<C: Codec>(
     Ok((result, SocketEnd::Lost))
 }
 
+/// Where a socket goes: a node, its address for this connection, and the TLS to speak.
+struct Endpoint<'a> {
+    node: NodeId,
+    addr: SocketAddr,
+    tls: Option<&'a ClientTls>,
+}
+
+impl Endpoint<'_> {
+    async fn connect(&self) -> std::io::Result<Box<dyn TokioIo>> {
+        let stream = TcpStream::connect(self.addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(match self.tls {
+            Some(tls) => Box::new(tls.connect_tokio(stream, self.node).await?),
+            None => Box::new(stream),
+        })
+    }
+}
+
 /// Why [`exchange`] stopped early.
 enum Loss {
     /// The socket: the node may be gone; the connection moves on.
@@ -212,7 +239,7 @@ enum Loss {
 
 /// Sends and matches answers on one socket until the schedule's end (or a redirect).
 async fn exchange<C: Codec>(
-    addr: SocketAddr,
+    endpoint: Endpoint<'_>,
     codec: &mut C,
     mut clients: Clients,
     inflight: &mut InFlight,
@@ -222,7 +249,7 @@ async fn exchange<C: Codec>(
 ) -> Result<(), Loss> {
     let socket = |error: std::io::Error| Loss::Socket(error);
     let protocol = |error: String| Loss::Protocol(std::io::Error::other(error));
-    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect())
         .await
         .map_err(|_| {
             socket(std::io::Error::new(
@@ -231,8 +258,7 @@ async fn exchange<C: Codec>(
             ))
         })?
         .map_err(socket)?;
-    stream.set_nodelay(true).map_err(socket)?;
-    let (mut reader, mut writer) = stream.split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     codec.reset();
     let (mut out, mut written) = (Vec::new(), 0);
     // When the next batch may be taken (open loop; a closed loop sends whenever it may).

@@ -55,7 +55,7 @@ impl InProcessCluster {
                 let peer = spec.base_port + 20 * id as u16;
                 PeerConfig {
                     id: NodeId(id),
-                    addr: addr(peer),
+                    addr: addr(peer).into(),
                     client_addr: Some(addr(peer + 10)),
                 }
             })
@@ -63,7 +63,12 @@ impl InProcessCluster {
         let mut nodes = Vec::new();
         for peer in &peers {
             let data_dir = spec.data_root.join(format!("node-{}", peer.id.0));
-            let mut config = NodeConfig::new(peer.id, peer.addr, peers.clone(), data_dir);
+            let mut config = NodeConfig::new(
+                peer.id,
+                addr(peer.id.0 as u16 * 20 + spec.base_port),
+                peers.clone(),
+                data_dir,
+            );
             config.client_listen = peer.client_addr;
             config.shards = spec.shards;
             config.groups = spec.groups;

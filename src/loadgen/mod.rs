@@ -57,6 +57,7 @@ use crate::loadgen::report::{hgrm, write_file, Percentiles};
 use crate::loadgen::resp::RespCodec;
 use crate::procs::local_cluster::{LocalCluster, LocalClusterSpec};
 use crate::procs::{free_port_block, parse_members, FsyncMode};
+use crate::tls::{generate_cluster_certs, CertValidity, ClientTls, ClusterCerts};
 use crate::types::{GroupId, NodeId};
 
 #[derive(Args, Debug, Clone, Serialize)]
@@ -136,6 +137,19 @@ pub struct BenchArgs {
     /// First port of the local cluster (default: a free block).
     #[arg(long)]
     pub base_port: Option<u16>,
+    /// TLS on every port of the local cluster (a throwaway CA and certificates in its data
+    /// directory) and on the load's connections.
+    #[arg(long, conflicts_with_all = ["in_process", "target"])]
+    pub tls: bool,
+    /// With --target: the CA that signs the target's nodes; the load speaks TLS.
+    #[arg(long, requires = "target")]
+    pub tls_ca: Option<PathBuf>,
+    /// With --tls-ca: a client certificate to present (PEM).
+    #[arg(long, requires_all = ["tls_ca", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// What the load speaks.
@@ -217,10 +231,36 @@ fn run_valid(args: &BenchArgs, groups: u32, keys: Vec<Arc<Vec<Bytes>>>) -> Resul
         .keep_data
         .clone()
         .unwrap_or_else(|| temporary.path().to_path_buf());
-    let mut target = Target::start(args, groups, &data_root)?;
+    let certs = match args.tls {
+        true => Some(
+            generate_cluster_certs(
+                &data_root.join("certs"),
+                &(1..=args.nodes).map(NodeId).collect::<Vec<_>>(),
+                &["127.0.0.1".to_string()],
+                CertValidity::days_from_now(1),
+            )
+            .map_err(|e| e.to_string())?,
+        ),
+        false => None,
+    };
+    let tls = match (&certs, &args.tls_ca) {
+        (Some(certs), _) => {
+            let (cert, key) = certs.client();
+            Some(ClientTls::load(&certs.ca(), Some((&cert, &key))))
+        }
+        (None, Some(ca)) => Some(ClientTls::load(
+            ca,
+            args.tls_cert.as_deref().zip(args.tls_key.as_deref()),
+        )),
+        (None, None) => None,
+    }
+    .transpose()
+    .map_err(|e| e.to_string())?;
+    let mut target = Target::start(args, groups, &data_root, certs)?;
     let nodes = target.client_addrs();
     let resp_nodes = target.resp_addrs();
-    let mut client = Client::connect(nodes.clone(), args.shards, Duration::from_secs(15));
+    let mut client =
+        Client::connect(nodes.clone(), args.shards, Duration::from_secs(15)).with_tls(tls.clone());
     let leaders = match args.protocol {
         Protocol::Native => (0..groups as u64)
             .map(GroupId)
@@ -231,7 +271,9 @@ fn run_valid(args: &BenchArgs, groups: u32, keys: Vec<Arc<Vec<Bytes>>>) -> Resul
                     .ok_or_else(|| format!("no leader for {group} within 15 s"))
             })
             .collect::<Result<Vec<_>, String>>()?,
-        Protocol::Resp => resp::leaders(&resp_nodes, groups, Duration::from_secs(15))?,
+        Protocol::Resp => {
+            resp::leaders(&resp_nodes, groups, Duration::from_secs(15), tls.as_ref())?
+        }
     };
     println!(
         "ringraft bench: {} nodes{}, {} shards, {} groups, {} B payloads, {} clients over {} \
@@ -263,6 +305,7 @@ fn run_valid(args: &BenchArgs, groups: u32, keys: Vec<Arc<Vec<Bytes>>>) -> Resul
         leaders,
         client,
         data_root: data_root.clone(),
+        tls,
     };
     let outcome = if args.sweep {
         sweep::run(&mut bench)
@@ -365,7 +408,12 @@ enum Target {
 }
 
 impl Target {
-    fn start(args: &BenchArgs, groups: u32, data_root: &std::path::Path) -> Result<Target, String> {
+    fn start(
+        args: &BenchArgs,
+        groups: u32,
+        data_root: &std::path::Path,
+        tls: Option<ClusterCerts>,
+    ) -> Result<Target, String> {
         if let Some(list) = &args.target {
             return Ok(Target::Remote(
                 args.protocol,
@@ -398,6 +446,7 @@ impl Target {
             },
             log_level: "warn".into(),
             kv: args.protocol == Protocol::Resp,
+            tls,
         };
         LocalCluster::start(spec).map(Target::Processes)
     }
@@ -454,6 +503,8 @@ pub(crate) struct Bench<'a> {
     leaders: Vec<(GroupId, NodeId)>,
     client: Client,
     data_root: PathBuf,
+    /// The load's TLS, when the target speaks it.
+    tls: Option<ClientTls>,
 }
 
 /// What one measurement produced.
@@ -579,6 +630,7 @@ impl Bench<'_> {
                     clients: clients.clone(),
                     total_clients: self.args.clients,
                     pace,
+                    tls: self.tls.clone(),
                 }
             })
             .collect()
@@ -629,7 +681,8 @@ impl Bench<'_> {
         );
         let mut cpu_at_start = Vec::new();
         let mut stats_client =
-            Client::connect(self.nodes.clone(), args.shards, Duration::from_secs(2));
+            Client::connect(self.nodes.clone(), args.shards, Duration::from_secs(2))
+                .with_tls(self.tls.clone());
         let mut counters_at_start = Vec::new();
         let mut measuring = false;
         let mut failover_ms = None;
@@ -652,7 +705,7 @@ impl Bench<'_> {
             }
             if failover && failover_ms.is_none() && now >= failover_at {
                 if let Target::Processes(cluster) = &mut *self.target {
-                    failover_ms = Some(kill_leader_and_wait(cluster, &mut self.client)?);
+                    failover_ms = Some(kill_leader_and_wait(cluster, &mut self.client, &self.tls)?);
                     committed_at_failover = Some(counters.committed.load(Ordering::Relaxed));
                 }
             }
@@ -784,7 +837,11 @@ impl Bench<'_> {
 }
 
 /// Kills the leader of group 0 and returns the milliseconds until the next commit anywhere.
-fn kill_leader_and_wait(cluster: &mut LocalCluster, client: &mut Client) -> Result<f64, String> {
+fn kill_leader_and_wait(
+    cluster: &mut LocalCluster,
+    client: &mut Client,
+    tls: &Option<ClientTls>,
+) -> Result<f64, String> {
     let leader = client
         .leader_of(GroupId(0))
         .ok_or("no leader to kill for --failover")?;
@@ -795,7 +852,8 @@ fn kill_leader_and_wait(cluster: &mut LocalCluster, client: &mut Client) -> Resu
         cluster.client_addrs(),
         cluster.spec.shards,
         Duration::from_secs(10),
-    );
+    )
+    .with_tls(tls.clone());
     let committed = probe.propose(GroupId(0), b"failover-probe");
     let elapsed = killed.elapsed().as_secs_f64() * 1e3;
     committed.map_err(|e| format!("no commit after killing the leader: {e}"))?;

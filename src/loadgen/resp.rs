@@ -24,6 +24,7 @@ use crate::kv::hashing::group_of;
 use crate::kv::parse::{parse_value, value_len, Limits, BULK_BYTES_MAX};
 use crate::kv::resp::{put_array_header, put_bulk, Value};
 use crate::loadgen::codec::{Answer, Codec, Outcome};
+use crate::tls::{BlockingIo, ClientTls};
 use crate::types::{GroupId, NodeId};
 
 /// What an answer may announce: a GET's value at most.
@@ -146,13 +147,16 @@ pub fn leaders(
     nodes: &[(NodeId, SocketAddr)],
     groups: u32,
     patience: Duration,
+    tls: Option<&ClientTls>,
 ) -> Result<Vec<(GroupId, NodeId)>, String> {
     let started = Instant::now();
     loop {
         // (term, leader) per group, from nodes that say they lead it.
         let mut known: Vec<Option<(u64, NodeId)>> = vec![None; groups as usize];
         for &(node, addr) in nodes {
-            let Ok(text) = info(addr) else { continue };
+            let Ok(text) = info(node, addr, tls) else {
+                continue;
+            };
             for (group, term) in led_groups(&text) {
                 if let Some(slot) = known.get_mut(group as usize) {
                     if slot.is_none_or(|(known_term, _)| known_term < term) {
@@ -178,12 +182,16 @@ pub fn leaders(
     }
 }
 
-/// INFO's text from the node at `addr` (within about two seconds).
-fn info(addr: SocketAddr) -> std::io::Result<String> {
+/// INFO's text from `node` at `addr` (within about two seconds).
+fn info(node: NodeId, addr: SocketAddr, tls: Option<&ClientTls>) -> std::io::Result<String> {
     let timeout = Duration::from_secs(1);
     let deadline = Instant::now() + 2 * timeout;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
+    let mut stream: Box<dyn BlockingIo> = match tls {
+        Some(tls) => Box::new(tls.connect_blocking(stream, node)?),
+        None => Box::new(stream),
+    };
     stream.write_all(b"*1\r\n$4\r\nINFO\r\n")?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];

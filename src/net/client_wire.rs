@@ -56,7 +56,7 @@
 //! - The encoding is canonical (reserved bytes and unused fields zero, flags known, strings
 //!   valid UTF-8); decoders reject anything else, and never panic.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 
@@ -70,10 +70,13 @@ use crate::net::codec::{
     patch_u32, put_u16, put_u32, put_u64, put_u8, put_zeros, Reader, Truncated,
 };
 use crate::net::frame::{begin_frame, Frame, FrameError, FrameKind};
-use crate::net::members::{decode_members, encode_members, put_socket_addr};
-use crate::types::PeerConfig;
+use crate::net::members::{
+    decode_members, encode_members, put_peer_addr, put_socket_addr, read_peer_addr,
+    read_socket_addr, MembersError,
+};
 use crate::types::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, Term};
+use crate::types::{PeerAddr, PeerConfig};
 
 const REQUEST_PROPOSE: u8 = 1;
 const REQUEST_STATUS: u8 = 2;
@@ -141,7 +144,7 @@ pub enum ClientRequest {
         id: u64,
         group: GroupId,
         change: MembershipChange,
-        addr: Option<SocketAddr>,
+        addr: Option<PeerAddr>,
         client_addr: Option<SocketAddr>,
     },
     /// Hand leadership of `group` to voter `to` (the node must lead it); answered at once with
@@ -319,6 +322,8 @@ pub enum ProtocolError {
     InvalidUtf8 { what: &'static str, at: usize },
     #[error("{trailing} trailing bytes after the last client message")]
     TrailingBytes { trailing: usize },
+    #[error("bad address at offset {at}: {reason}")]
+    BadAddress { at: usize, reason: String },
     #[error(transparent)]
     Frame(#[from] FrameError),
 }
@@ -475,8 +480,11 @@ fn put_request(request: &ClientRequest, out: &mut Vec<u8>) -> Result<(), Protoco
             );
             put_zeros(out, 6);
             put_u64(out, node.0);
-            for addr in addr.iter().chain(client_addr.iter()) {
-                put_socket_addr(out, *addr);
+            if let Some(addr) = addr {
+                put_peer_addr(out, addr);
+            }
+            if let Some(client_addr) = client_addr {
+                put_socket_addr(out, client_addr);
             }
         }
     }
@@ -863,11 +871,11 @@ fn read_request(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientRequest, 
             };
             let addr = match flags & CHANGE_FLAG_ADDR {
                 0 => None,
-                _ => Some(read_addr(reader)?),
+                _ => Some(read_address(reader, read_peer_addr)?),
             };
             let client_addr = match flags & CHANGE_FLAG_CLIENT_ADDR {
                 0 => None,
-                _ => Some(read_addr(reader)?),
+                _ => Some(read_address(reader, read_socket_addr)?),
             };
             Ok(ClientRequest::ChangeMembership {
                 id,
@@ -885,29 +893,19 @@ fn read_request(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientRequest, 
     }
 }
 
-fn read_addr(reader: &mut Reader<'_>) -> Result<SocketAddr, ProtocolError> {
+/// One of the members' layout readers: an address and the bytes after it.
+type AddressReader<T> = fn(&[u8]) -> Result<(T, &[u8]), MembersError>;
+
+/// Reads an address with `read` from `reader`.
+fn read_address<T>(reader: &mut Reader<'_>, read: AddressReader<T>) -> Result<T, ProtocolError> {
     let at = reader.pos();
-    let family = reader.u8()?;
-    require_zero(reader, 1, "address reserved byte")?;
-    let port = reader.u16()?;
-    let ip = match family {
-        4 => {
-            let octets: [u8; 4] = reader.take(4)?.try_into().expect("four bytes");
-            Ipv4Addr::from(octets).into()
-        }
-        6 => {
-            let octets: [u8; 16] = reader.take(16)?.try_into().expect("sixteen bytes");
-            Ipv6Addr::from(octets).into()
-        }
-        code => {
-            return Err(ProtocolError::UnknownCode {
-                what: "address family",
-                code,
-                at,
-            })
-        }
-    };
-    Ok(SocketAddr::new(ip, port))
+    let bytes = reader.take(reader.remaining())?;
+    let (addr, rest) = read(bytes).map_err(|error| ProtocolError::BadAddress {
+        at,
+        reason: error.to_string(),
+    })?;
+    reader.seek(at + bytes.len() - rest.len());
+    Ok(addr)
 }
 
 fn read_group_summary(reader: &mut Reader<'_>) -> Result<GroupSummary, ProtocolError> {

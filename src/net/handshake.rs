@@ -90,6 +90,11 @@ pub enum HandshakeError {
          core counts differ)"
     )]
     ShardCountMismatch { expected: u32, found: u32 },
+    #[error(
+        "peer claims node id {node}, but its TLS certificate does not name that node \
+         (node-{node}.ringraft)"
+    )]
+    NotCertified { node: NodeId },
     #[error("peer announces shard {shard}, but nodes have {shard_count} shards")]
     ShardOutOfRange { shard: ShardId, shard_count: u32 },
     #[error("reached node {found} (shard {found_shard}) instead of node {expected} (shard {expected_shard})")]
@@ -267,6 +272,7 @@ fn reason_fields(reason: &HandshakeError) -> (u8, [u64; 3]) {
         HandshakeError::ShardOutOfRange { shard, shard_count } => {
             (6, [shard.0 as u64, shard_count as u64, 0])
         }
+        HandshakeError::NotCertified { node } => (7, [node.0, 0, 0]),
         // Reasons that only the dialer or a broken exchange produce: sent as "malformed".
         HandshakeError::UnexpectedPeer { .. }
         | HandshakeError::RejectedByPeer(_)
@@ -304,6 +310,7 @@ fn reason_from_fields(code: u8, f: [u64; 3]) -> Result<HandshakeError, Handshake
             shard: ShardId(medium(f[0])?),
             shard_count: medium(f[1])?,
         },
+        7 => HandshakeError::NotCertified { node: NodeId(f[0]) },
         _ => {
             return Err(HandshakeError::Malformed {
                 reason: "unknown rejection reason code",
@@ -425,6 +432,7 @@ mod tests {
                 min: 1,
                 max: 1,
             }),
+            HelloReply::Rejected(HandshakeError::NotCertified { node: NodeId(3) }),
         ] {
             let mut out = Vec::new();
             reply.encode(&mut out);

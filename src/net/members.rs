@@ -12,7 +12,11 @@
 //! member:   id: u64 | flags: u8 (bit0: client address present) | peer address
 //!           | [client address]
 //! address:  family: u8 (4 or 6) | reserved: u8 (0) | port: u16 | 4 or 16 address bytes
+//!         | family: u8 (0: host name) | length: u8 | port: u16 | length bytes of the name
 //! ```
+//!
+//! Peer addresses may be host names ([`PeerAddr::Host`], resolved at each connection); client
+//! addresses are always IP addresses, since clients are told them in "not leader" answers.
 //!
 //! Invariants: members are sorted by id without duplicates, at most [`MEMBERS_MAX`]; reserved
 //! bytes are zero, flags known, nothing trails the last member. The encoding is canonical and
@@ -21,8 +25,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::core::membership::MEMBERS_MAX;
-use crate::types::NodeId;
-use crate::types::PeerConfig;
+use crate::types::{NodeId, PeerAddr, PeerConfig};
 
 const FORMAT: u8 = 1;
 const FLAG_CLIENT: u8 = 1;
@@ -50,7 +53,44 @@ pub fn put_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
     }
 }
 
-/// Reads one address from the front of `bytes`; returns it and the bytes after it.
+/// Family code of a host name.
+const FAMILY_HOST: u8 = 0;
+
+/// Appends `addr` in the layout above.
+pub fn put_peer_addr(out: &mut Vec<u8>, addr: &PeerAddr) {
+    match addr {
+        PeerAddr::Ip(addr) => put_socket_addr(out, *addr),
+        PeerAddr::Host { name, port } => {
+            let length = u8::try_from(name.len()).expect("host names are at most 253 bytes");
+            out.extend_from_slice(&[FAMILY_HOST, length]);
+            out.extend_from_slice(&port.to_le_bytes());
+            out.extend_from_slice(name.as_bytes());
+        }
+    }
+}
+
+/// Reads one peer address (an IP address or a host name) from the front of `bytes`; returns
+/// it and the bytes after it.
+pub fn read_peer_addr(bytes: &[u8]) -> Result<(PeerAddr, &[u8]), MembersError> {
+    let malformed = MembersError::Malformed;
+    if bytes.first() != Some(&FAMILY_HOST) {
+        let (addr, rest) = read_socket_addr(bytes)?;
+        return Ok((PeerAddr::Ip(addr), rest));
+    }
+    let (head, rest) = split(bytes, 4).ok_or(malformed("truncated address"))?;
+    let port = u16::from_le_bytes([head[2], head[3]]);
+    let (name, rest) = split(rest, head[1] as usize).ok_or(malformed("truncated host name"))?;
+    let name = std::str::from_utf8(name)
+        .ok()
+        .filter(|name| {
+            PeerAddr::is_host_name(name) && !name.bytes().any(|b| b.is_ascii_uppercase())
+        })
+        .ok_or(malformed("invalid host name"))?;
+    let name = name.to_string();
+    Ok((PeerAddr::Host { name, port }, rest))
+}
+
+/// Reads one IP address from the front of `bytes`; returns it and the bytes after it.
 pub fn read_socket_addr(bytes: &[u8]) -> Result<(SocketAddr, &[u8]), MembersError> {
     let malformed = MembersError::Malformed;
     let (head, rest) = split(bytes, 4).ok_or(malformed("truncated address"))?;
@@ -91,7 +131,7 @@ pub fn encode_members(members: &[PeerConfig]) -> Vec<u8> {
         } else {
             0
         });
-        put_socket_addr(&mut out, member.addr);
+        put_peer_addr(&mut out, &member.addr);
         if let Some(client) = member.client_addr {
             put_socket_addr(&mut out, client);
         }
@@ -128,7 +168,7 @@ pub fn decode_members(bytes: &[u8]) -> Result<Vec<PeerConfig>, MembersError> {
         if members.last().is_some_and(|last| last.id >= id) {
             return Err(malformed("members are not sorted and unique"));
         }
-        let (addr, after) = read_socket_addr(after)?;
+        let (addr, after) = read_peer_addr(after)?;
         let (client_addr, after) = if flags & FLAG_CLIENT != 0 {
             let (client, after) = read_socket_addr(after)?;
             (Some(client), after)
@@ -155,7 +195,7 @@ mod tests {
     fn member(id: u64, port: u16, client: Option<u16>) -> PeerConfig {
         PeerConfig {
             id: NodeId(id),
-            addr: SocketAddr::from(([127, 0, 0, id as u8], port)),
+            addr: SocketAddr::from(([127, 0, 0, id as u8], port)).into(),
             client_addr: client.map(|port| SocketAddr::from(([127, 0, 0, 1], port))),
         }
     }
@@ -169,6 +209,11 @@ mod tests {
                 id: NodeId(2),
                 addr: "[::1]:7020".parse().unwrap(),
                 client_addr: Some("[fe80::1]:7030".parse().unwrap()),
+            },
+            PeerConfig {
+                id: NodeId(4),
+                addr: "db-4.example.com:7060".parse().unwrap(),
+                client_addr: None,
             },
         ];
         let bytes = encode_members(&list);
@@ -188,5 +233,38 @@ mod tests {
         let mut flags = bytes.clone();
         flags[12] = 0x80;
         assert!(decode_members(&flags).is_err());
+    }
+
+    #[test]
+    fn host_names_must_be_valid_lowercase_names() {
+        let named = PeerConfig {
+            id: NodeId(1),
+            addr: "Node-1.Example:7000".parse().unwrap(),
+            client_addr: None,
+        };
+        assert_eq!(
+            named.addr,
+            PeerAddr::Host {
+                name: "node-1.example".into(),
+                port: 7000
+            }
+        );
+        let bytes = encode_members(&[named]);
+        assert!(decode_members(&bytes).is_ok());
+        let name_at = bytes.len() - "node-1.example".len();
+        for bad in [b' ', b'N', b'_', 0xff] {
+            let mut damaged = bytes.clone();
+            damaged[name_at] = bad;
+            assert!(decode_members(&damaged).is_err(), "byte {bad:#x}");
+        }
+        for text in [
+            "no-port",
+            "-lead.example:1",
+            "a..b:1",
+            "host:99999",
+            "ok.example:",
+        ] {
+            assert!(text.parse::<PeerAddr>().is_err(), "{text}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Flag values shared by the command lines of a node and of the harnesses that spawn nodes.
 
-use std::net::SocketAddr;
+use std::str::FromStr;
 
 use clap::ValueEnum;
 use serde::Deserialize;
@@ -38,8 +38,12 @@ impl LogFormat {
     }
 }
 
-/// Parses `ID=ADDR,ID=ADDR,...`.
-pub fn parse_members(list: &str, flag: &str) -> Result<Vec<(NodeId, SocketAddr)>, String> {
+/// Parses `ID=ADDR,ID=ADDR,...` (each ADDR as an `A`: a socket address, or a [`PeerAddr`](crate::types::PeerAddr) where host names are allowed).
+pub fn parse_members<A>(list: &str, flag: &str) -> Result<Vec<(NodeId, A)>, String>
+where
+    A: FromStr,
+    A::Err: std::fmt::Display,
+{
     list.split(',')
         .filter(|item| !item.trim().is_empty())
         .map(|item| {
@@ -51,8 +55,8 @@ pub fn parse_members(list: &str, flag: &str) -> Result<Vec<(NodeId, SocketAddr)>
                 .parse::<u64>()
                 .map_err(|_| format!("{flag}: '{id}' is not a node id"))?;
             let addr = addr
-                .parse::<SocketAddr>()
-                .map_err(|_| format!("{flag}: '{addr}' is not an IP:PORT address"))?;
+                .parse::<A>()
+                .map_err(|e| format!("{flag}: '{addr}' is not an address: {e}"))?;
             Ok((NodeId(id), addr))
         })
         .collect()

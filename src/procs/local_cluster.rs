@@ -3,8 +3,10 @@
 //!
 //! Node `i` listens for peers on `base_port + 20 i` and for clients on `base_port + 20 i + 10`
 //! (shard `s` adds `s`, so up to 10 shards fit); a key-value cluster's node `i` serves RESP on
-//! `base_port + 200 + i`; every node serves metrics and health checks on `base_port + 220 + i`. Children are killed when the value is dropped, and die with the
-//! starting process if it is killed.
+//! `base_port + 200 + i`; every node serves metrics and health checks on `base_port + 220 + i`.
+//! Children are killed when the value is dropped, and die with the starting process if it is
+//! killed. A key-value cluster's nodes share a fresh cluster secret, written to
+//! `cluster-secret` in the data root (readable by its owner only).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -13,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::kv::peer_proof::ClusterSecret;
+use crate::tls::ClusterCerts;
 use crate::types::NodeId;
 
 /// Makes the child started by `command` die with the process that starts it, even when that
@@ -76,6 +80,8 @@ pub struct LocalClusterSpec {
     pub log_level: String,
     /// Start `ringraft kv` nodes (serving RESP) instead of `ringraft node`.
     pub kv: bool,
+    /// Certificates to turn TLS on with (every port).
+    pub tls: Option<ClusterCerts>,
 }
 
 pub struct LocalNode {
@@ -95,6 +101,8 @@ pub struct LocalNode {
 pub struct LocalCluster {
     pub spec: LocalClusterSpec,
     pub nodes: Vec<LocalNode>,
+    /// The kv nodes' `--cluster-secret-file`.
+    cluster_secret: Option<PathBuf>,
 }
 
 impl LocalCluster {
@@ -126,7 +134,20 @@ impl LocalCluster {
                 }
             })
             .collect();
-        let mut cluster = LocalCluster { spec, nodes };
+        let cluster_secret = if spec.kv {
+            let path = spec.data_root.join("cluster-secret");
+            std::fs::create_dir_all(&spec.data_root)
+                .map_err(|e| format!("{}: {e}", spec.data_root.display()))?;
+            ClusterSecret::create_file(&path)?;
+            Some(path)
+        } else {
+            None
+        };
+        let mut cluster = LocalCluster {
+            spec,
+            nodes,
+            cluster_secret,
+        };
         for id in 1..=cluster.spec.nodes {
             cluster.launch(NodeId(id), true)?;
         }
@@ -180,6 +201,9 @@ impl LocalCluster {
                 .arg("kv")
                 .args(["--resp-listen", &node.resp_addr.to_string()])
                 .args(["--resp-peers", &list(|n| n.resp_addr)]);
+            if let Some(path) = &self.cluster_secret {
+                command.arg("--cluster-secret-file").arg(path);
+            }
         } else {
             command.arg("node");
         }
@@ -197,6 +221,16 @@ impl LocalCluster {
             .args(["--cluster-id", &self.spec.cluster_id.to_string()])
             .args(&self.spec.extra_flags)
             .env("RUST_LOG", &self.spec.log_level);
+        if let Some(certs) = &self.spec.tls {
+            let files = certs.node(id);
+            command
+                .arg("--tls-cert")
+                .arg(&files.cert)
+                .arg("--tls-key")
+                .arg(&files.key)
+                .arg("--tls-ca")
+                .arg(&files.ca);
+        }
         if init {
             command.arg("--init");
         }
@@ -209,10 +243,21 @@ impl LocalCluster {
 
     /// Starts node `id` and waits for its "ready" line.
     pub fn launch(&mut self, id: NodeId, init: bool) -> Result<(), String> {
+        self.launch_with_stderr(id, init, Stdio::inherit())
+    }
+
+    /// [`LocalCluster::launch`] with the node's standard error going to `stderr` (e.g. a file
+    /// a test reads).
+    pub fn launch_with_stderr(
+        &mut self,
+        id: NodeId,
+        init: bool,
+        stderr: Stdio,
+    ) -> Result<(), String> {
         let mut child = self
             .command(id, init)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .map_err(|e| format!("start node {id}: {e}"))?;
         let stdout = child.stdout.take().expect("piped");
@@ -280,6 +325,11 @@ impl LocalCluster {
 
     pub fn data_dir(&self, id: NodeId) -> &Path {
         &self.node(id).data_dir
+    }
+
+    /// The kv nodes' `--cluster-secret-file` (a node reads it when it starts).
+    pub fn cluster_secret_file(&self) -> Option<&Path> {
+        self.cluster_secret.as_deref()
     }
 }
 

@@ -29,8 +29,8 @@ use crate::net::members::{decode_members, encode_members};
 use crate::shard::clients::ClientConnection;
 use crate::shard::peers::Peers;
 use crate::shard::runtime::ReplyTo;
-use crate::types::PeerConfig;
 use crate::types::{GroupId, LogIndex, NodeId};
+use crate::types::{PeerAddr, PeerConfig};
 
 type Engine<L, S> = ShardEngine<L, S, ReplyTo>;
 
@@ -63,7 +63,7 @@ pub fn group_members(
 pub fn wanted_peers<L: LogStore, S: StateMachine>(
     config: &NodeConfig,
     engine: &Engine<L, S>,
-) -> (BTreeMap<NodeId, SocketAddr>, Vec<NodeId>) {
+) -> (BTreeMap<NodeId, PeerAddr>, Vec<NodeId>) {
     let mut dial = BTreeMap::new();
     for group in engine.groups() {
         let Some((membership, context)) = engine.membership(group) else {
@@ -115,7 +115,7 @@ pub fn change_context<L: LogStore, S: StateMachine>(
     engine: &Engine<L, S>,
     group: GroupId,
     change: MembershipChange,
-    addr: Option<SocketAddr>,
+    addr: Option<PeerAddr>,
     client_addr: Option<SocketAddr>,
 ) -> Result<Bytes, ProposalError> {
     let (membership, context) = engine
@@ -125,7 +125,7 @@ pub fn change_context<L: LogStore, S: StateMachine>(
     if let MembershipChange::AddLearner(id) = change {
         let known = config.peers.iter().find(|peer| peer.id == id);
         let addr = addr
-            .or(known.map(|peer| peer.addr))
+            .or(known.map(|peer| peer.addr.clone()))
             .ok_or(ProposalError::ChangeNotAllowed)?;
         let client_addr = client_addr.or(known.and_then(|peer| peer.client_addr));
         members.retain(|member| member.id != id);
@@ -161,11 +161,11 @@ pub fn change_membership<L: LogStore, S: StateMachine>(
 }
 
 /// A membership change as an operator asks for it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ChangeRequest {
     pub group: GroupId,
     pub change: MembershipChange,
-    pub addr: Option<SocketAddr>,
+    pub addr: Option<PeerAddr>,
     pub client_addr: Option<SocketAddr>,
 }
 
@@ -249,13 +249,13 @@ pub fn serve_client<L: LogStore, S: StateMachine>(
             id,
             group,
             change,
-            addr,
+            ref addr,
             client_addr,
         } => {
             let request = ChangeRequest {
                 group,
                 change,
-                addr,
+                addr: addr.clone(),
                 client_addr,
             };
             change_membership(config, engine, request, reply(id))?;

@@ -35,7 +35,11 @@ use crate::net::{FrameDecoder, FrameKind};
 use crate::shard::link::Outgoing;
 use crate::shard::mailbox::Mailbox;
 use crate::shard::runtime::ShardEvent;
+use crate::tls::{FuturesIo, LogThrottle, NodeTls, TLS_HANDSHAKE_TIMEOUT};
 use crate::types::{NodeId, ShardId};
+
+/// Failed TLS handshakes of clients, logged at most this often.
+static HANDSHAKE_FAILURES: LogThrottle = LogThrottle::new(Duration::from_secs(10));
 
 /// Most bytes queued for one client before it is disconnected as not reading.
 const OUTGOING_BYTES_MAX: usize = 64 << 20;
@@ -199,13 +203,21 @@ pub fn start(
         Latency::NotImportant,
         "clients",
     );
+    let tls = config.tls_on(|ports| ports.client);
     let accept = async move {
         let mut incoming = listener.incoming();
         while let Some(stream) = incoming.next().await {
             match stream {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
-                    serve(stream, shard, mailbox.clone(), hub.clone());
+                    let (mailbox, hub) = (mailbox.clone(), hub.clone());
+                    match tls.clone() {
+                        None => serve(Box::new(stream), shard, mailbox, hub),
+                        Some(tls) => {
+                            glommio::spawn_local(serve_tls(tls, stream, shard, mailbox, hub))
+                                .detach();
+                        }
+                    }
                 }
                 Err(error) => tracing::warn!(%shard, %error, "accepting a client failed"),
             }
@@ -220,7 +232,34 @@ pub fn start(
     Ok(())
 }
 
-fn serve(stream: TcpStream, shard: ShardId, mailbox: Rc<Mailbox<ShardEvent>>, hub: Rc<ClientHub>) {
+/// Completes a client's TLS handshake (bounded in time) and serves the connection.
+async fn serve_tls(
+    tls: Arc<NodeTls>,
+    stream: TcpStream,
+    shard: ShardId,
+    mailbox: Rc<Mailbox<ShardEvent>>,
+    hub: Rc<ClientHub>,
+) {
+    let remote = stream.peer_addr().ok();
+    let handshake = glommio::timer::timeout(TLS_HANDSHAKE_TIMEOUT, async {
+        Ok(tls.accept_client(stream).await.map_err(|e| e.to_string()))
+    });
+    match handshake.await.unwrap_or_else(|_| Err("timed out".into())) {
+        Ok(stream) => serve(Box::new(stream), shard, mailbox, hub),
+        Err(error) => {
+            if let Some(suppressed) = HANDSHAKE_FAILURES.admit() {
+                tracing::warn!(?remote, %shard, %error, suppressed, "client TLS handshake failed");
+            }
+        }
+    }
+}
+
+fn serve(
+    stream: Box<dyn FuturesIo>,
+    shard: ShardId,
+    mailbox: Rc<Mailbox<ShardEvent>>,
+    hub: Rc<ClientHub>,
+) {
     let connection = Rc::new(ClientConnection {
         hub,
         outgoing: Outgoing::new(OUTGOING_BYTES_MAX),
@@ -234,7 +273,7 @@ fn serve(stream: TcpStream, shard: ShardId, mailbox: Rc<Mailbox<ShardEvent>>, hu
 }
 
 async fn read_requests(
-    mut reader: ReadHalf<TcpStream>,
+    mut reader: ReadHalf<Box<dyn FuturesIo>>,
     connection: Rc<ClientConnection>,
     shard: ShardId,
     mailbox: Rc<Mailbox<ShardEvent>>,
@@ -296,7 +335,10 @@ async fn read_requests(
     connection.outgoing.close();
 }
 
-async fn write_answers(mut writer: WriteHalf<TcpStream>, connection: Rc<ClientConnection>) {
+async fn write_answers(
+    mut writer: WriteHalf<Box<dyn FuturesIo>>,
+    connection: Rc<ClientConnection>,
+) {
     let mut spare = Vec::new();
     while connection.outgoing.take(&mut spare).await {
         if writer.write_all(&spare).await.is_err() {

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use glommio::net::{TcpListener, TcpStream};
+use rustls::pki_types::CertificateDer;
 
 use crate::config::NodeConfig;
 use crate::core::Message;
@@ -46,7 +47,8 @@ use crate::shard::metrics::PeerMetrics;
 use crate::shard::runtime::ShardEvent;
 use crate::shard::transfer::{Inbound, Transfers};
 use crate::snapshot::SnapshotStore;
-use crate::types::{GroupId, NodeId, ShardId};
+use crate::tls::{certifies_node, FuturesIo, LogThrottle, NodeTls};
+use crate::types::{GroupId, NodeId, PeerAddr, ShardId};
 
 /// Most bytes queued for one peer before the connection is dropped as stuck.
 const OUTGOING_BYTES_MAX: usize = 256 << 20;
@@ -60,6 +62,12 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// configurations ([`Peers::set_members`]).
 type Identity = Rc<RefCell<LocalIdentity>>;
 
+/// TLS for peer connections, when on.
+type PeerTls = Option<Arc<NodeTls>>;
+
+/// Failed peer handshakes, logged at most this often.
+static REJECTIONS: LogThrottle = LogThrottle::new(Duration::from_secs(10));
+
 /// This shard's outgoing connection to every other member; shared with the readers of
 /// accepted connections, which send snapshot acknowledgements on them.
 type Links = Rc<RefCell<BTreeMap<NodeId, Rc<Outgoing>>>>;
@@ -72,10 +80,11 @@ pub struct Peers {
     node: NodeId,
     links: Links,
     transfers: Rc<Transfers>,
-    /// Where each link dials.
-    addrs: BTreeMap<NodeId, SocketAddr>,
+    /// Where each link dials (base addresses).
+    addrs: BTreeMap<NodeId, PeerAddr>,
     shard: ShardId,
     identity: Identity,
+    tls: PeerTls,
     mailbox: Rc<Mailbox<ShardEvent>>,
     received: Received,
 }
@@ -108,9 +117,11 @@ impl Peers {
             config.snapshot_chunk_bytes,
             snapshots,
         ));
+        let tls = config.tls_on(|ports| ports.peer);
         glommio::spawn_local(accept_loop(
             listener,
             identity.clone(),
+            tls.clone(),
             shard,
             Reader {
                 mailbox: mailbox.clone(),
@@ -127,23 +138,29 @@ impl Peers {
             addrs: BTreeMap::new(),
             shard,
             identity,
+            tls,
             mailbox,
             received,
         };
         for peer in config.peers.iter().filter(|peer| peer.id != config.id) {
-            peers.dial(peer.id, peer.addr);
+            peers.dial(peer.id, peer.addr.clone());
         }
         Ok(peers)
     }
 
     /// Starts a link to `peer` at base address `addr`.
-    fn dial(&mut self, peer: NodeId, addr: SocketAddr) {
+    fn dial(&mut self, peer: NodeId, addr: PeerAddr) {
         let link = Rc::new(Outgoing::new(OUTGOING_BYTES_MAX));
+        let Some(shard_addr) = addr.offset(self.shard.0 as u16) else {
+            tracing::warn!(%peer, %addr, shard = %self.shard, "no port for this shard; not dialling");
+            return;
+        };
         glommio::spawn_local(dial_loop(
             peer,
-            NodeConfig::shard_addr(addr, self.shard),
+            shard_addr,
             self.shard,
             self.identity.clone(),
+            self.tls.clone(),
             link.clone(),
             self.mailbox.clone(),
         ))
@@ -156,7 +173,7 @@ impl Peers {
     /// addresses) it has no link to, or whose address changed, closes the links to nodes no
     /// longer listed, and from now on accepts handshakes from the nodes in `accept` only.
     /// Connections already accepted stay open (the cores ignore votes from non-voters).
-    pub fn set_members(&mut self, dial: &BTreeMap<NodeId, SocketAddr>, accept: Vec<NodeId>) {
+    pub fn set_members(&mut self, dial: &BTreeMap<NodeId, PeerAddr>, accept: Vec<NodeId>) {
         self.identity.borrow_mut().peers = accept;
         let gone: Vec<NodeId> = self
             .addrs
@@ -171,10 +188,10 @@ impl Peers {
             self.addrs.remove(&peer);
             tracing::info!(%peer, shard = %self.shard, "no longer dialling peer");
         }
-        for (&peer, &addr) in dial {
+        for (&peer, addr) in dial {
             if peer != self.node && !self.links.borrow().contains_key(&peer) {
                 tracing::info!(%peer, %addr, shard = %self.shard, "dialling new member");
-                self.dial(peer, addr);
+                self.dial(peer, addr.clone());
             }
         }
     }
@@ -262,12 +279,18 @@ struct Reader {
     received: Received,
 }
 
-async fn accept_loop(listener: TcpListener, identity: Identity, shard: ShardId, reader: Reader) {
+async fn accept_loop(
+    listener: TcpListener,
+    identity: Identity,
+    tls: PeerTls,
+    shard: ShardId,
+    reader: Reader,
+) {
     let mut incoming = listener.incoming();
     while let Some(stream) = incoming.next().await {
         match stream {
             Ok(stream) => {
-                let task = read_peer(stream, identity.clone(), shard, reader.clone());
+                let task = read_peer(stream, identity.clone(), tls.clone(), shard, reader.clone());
                 glommio::spawn_local(task).detach();
             }
             Err(error) => tracing::warn!(%shard, %error, "accepting a peer connection failed"),
@@ -277,7 +300,13 @@ async fn accept_loop(listener: TcpListener, identity: Identity, shard: ShardId, 
 
 /// Reads one accepted connection: handshake, then Raft and snapshot frames until it closes or
 /// misbehaves.
-async fn read_peer(mut stream: TcpStream, identity: Identity, shard: ShardId, reader: Reader) {
+async fn read_peer(
+    stream: TcpStream,
+    identity: Identity,
+    tls: PeerTls,
+    shard: ShardId,
+    reader: Reader,
+) {
     let Reader {
         mailbox,
         links,
@@ -285,6 +314,27 @@ async fn read_peer(mut stream: TcpStream, identity: Identity, shard: ShardId, re
         received,
     } = reader;
     let remote = stream.peer_addr().ok();
+    // With TLS, which member the dialer's certificate names is checked against its hello.
+    let (mut stream, certified): (Box<dyn FuturesIo>, Option<Vec<CertificateDer<'static>>>) =
+        match &tls {
+            None => (Box::new(stream), None),
+            Some(tls) => match with_deadline(async {
+                tls.accept_peer(stream).await.map_err(|e| e.to_string())
+            })
+            .await
+            {
+                Ok(stream) => {
+                    let chain = stream.get_ref().1.peer_certificates().map(<[_]>::to_vec);
+                    (Box::new(stream), Some(chain.unwrap_or_default()))
+                }
+                Err(reason) => {
+                    if let Some(suppressed) = REJECTIONS.admit() {
+                        tracing::warn!(?remote, %shard, %reason, suppressed, "peer TLS handshake failed");
+                    }
+                    return;
+                }
+            },
+        };
     let mut decoder = FrameDecoder::new();
     let hello = match with_deadline(read_frame(&mut stream, &mut decoder)).await {
         Ok(frame) => Hello::decode(&frame).map_err(|e| e.to_string()),
@@ -293,20 +343,28 @@ async fn read_peer(mut stream: TcpStream, identity: Identity, shard: ShardId, re
     let hello = match hello {
         Ok(hello) => hello,
         Err(reason) => {
-            tracing::warn!(?remote, %shard, %reason, "peer connection without a valid handshake");
+            if let Some(suppressed) = REJECTIONS.admit() {
+                tracing::warn!(?remote, %shard, %reason, suppressed, "peer connection without a valid handshake");
+            }
             return;
         }
     };
     let verdict = check_hello(&hello, &identity.borrow()).and_then(|()| {
-        if hello.shard == shard {
-            Ok(())
-        } else {
-            Err(HandshakeError::UnexpectedPeer {
+        if hello.shard != shard {
+            return Err(HandshakeError::UnexpectedPeer {
                 expected: hello.node_id,
                 expected_shard: shard,
                 found: hello.node_id,
                 found_shard: hello.shard,
-            })
+            });
+        }
+        match &certified {
+            Some(chain) if !certifies_node(Some(chain), hello.node_id) => {
+                Err(HandshakeError::NotCertified {
+                    node: hello.node_id,
+                })
+            }
+            _ => Ok(()),
         }
     });
     let mut reply = Vec::new();
@@ -317,7 +375,9 @@ async fn read_peer(mut stream: TcpStream, identity: Identity, shard: ShardId, re
     let sent =
         with_deadline(async { stream.write_all(&reply).await.map_err(|e| e.to_string()) }).await;
     if let Err(rejection) = verdict {
-        tracing::warn!(?remote, %shard, reason = %rejection, "peer connection rejected");
+        if let Some(suppressed) = REJECTIONS.admit() {
+            tracing::warn!(?remote, %shard, reason = %rejection, suppressed, "peer connection rejected");
+        }
         return;
     }
     if sent.is_err() {
@@ -397,7 +457,7 @@ async fn with_deadline<T>(
 
 /// Reads until one whole frame is buffered. Errors describe why the stream is unusable.
 async fn read_frame(
-    stream: &mut TcpStream,
+    stream: &mut (impl FuturesIo + ?Sized),
     decoder: &mut FrameDecoder,
 ) -> Result<crate::net::Frame, String> {
     loop {
@@ -420,16 +480,17 @@ async fn read_frame(
 /// Keeps a writing connection to `peer` open, sending whatever the event loop queues.
 async fn dial_loop(
     peer: NodeId,
-    addr: SocketAddr,
+    addr: PeerAddr,
     shard: ShardId,
     identity: Identity,
+    tls: PeerTls,
     link: Rc<Outgoing>,
     mailbox: Rc<Mailbox<ShardEvent>>,
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut spare = Vec::new();
     while !link.is_closed() {
-        match connect(peer, addr, shard, &identity).await {
+        match connect(peer, &addr, shard, &identity, tls.as_deref()).await {
             Ok(mut stream) => {
                 backoff = BACKOFF_MIN;
                 link.set_connected(true);
@@ -452,16 +513,57 @@ async fn dial_loop(
     }
 }
 
+/// Where `addr` points now: a host name is looked up again at every connection attempt, on a
+/// blocking thread (a slow resolver must not stall the shard).
+async fn resolve(addr: &PeerAddr) -> Result<Vec<SocketAddr>, String> {
+    let resolved = match addr {
+        PeerAddr::Ip(addr) => return Ok(vec![*addr]),
+        PeerAddr::Host { .. } => {
+            let addr = addr.clone();
+            glommio::executor()
+                .spawn_blocking(move || addr.resolve())
+                .await
+        }
+    };
+    match resolved {
+        Ok(addrs) if !addrs.is_empty() => Ok(addrs),
+        Ok(_) => Err(format!("{addr} resolves to no address")),
+        Err(error) => Err(format!("resolving {addr}: {error}")),
+    }
+}
+
+/// Connects to the first of `addr`'s addresses that answers.
+async fn connect_tcp(addr: &PeerAddr) -> Result<TcpStream, String> {
+    let mut last_error = String::new();
+    for candidate in resolve(addr).await? {
+        match TcpStream::connect_timeout(candidate, HANDSHAKE_TIMEOUT).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) => last_error = format!("{candidate}: {error}"),
+        }
+    }
+    Err(last_error)
+}
+
 async fn connect(
     peer: NodeId,
-    addr: SocketAddr,
+    addr: &PeerAddr,
     shard: ShardId,
     identity: &RefCell<LocalIdentity>,
-) -> Result<TcpStream, String> {
-    let mut stream = TcpStream::connect_timeout(addr, HANDSHAKE_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
+    tls: Option<&NodeTls>,
+) -> Result<Box<dyn FuturesIo>, String> {
+    let stream = connect_tcp(addr).await?;
     let _ = stream.set_nodelay(true);
+    let mut stream: Box<dyn FuturesIo> = match tls {
+        None => Box::new(stream),
+        Some(tls) => Box::new(
+            with_deadline(async {
+                tls.dial_peer(stream, peer)
+                    .await
+                    .map_err(|e| format!("TLS: {e}"))
+            })
+            .await?,
+        ),
+    };
     let mut hello = Vec::new();
     identity.borrow().hello(shard).encode(&mut hello);
     stream.write_all(&hello).await.map_err(|e| e.to_string())?;

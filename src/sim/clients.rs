@@ -40,6 +40,7 @@ use crate::kv::command::{plan, Context, Plan};
 use crate::kv::parse::{parse_value, REPLY_LIMITS};
 use crate::kv::resp::Value;
 use crate::kv::route::{decide, Attempt};
+use crate::kv::session::Standing;
 use crate::sim::checker::{Checker, Violation};
 use crate::types::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, Term};
@@ -193,6 +194,7 @@ impl Clients {
             groups: self.groups,
             now_ms: now_us / 1000,
             connection_id: client as u64,
+            standing: Standing::DEFAULT,
         };
         let Plan::Routed(routed) = plan(&context, &args) else {
             unreachable!("single-key commands are routed");
@@ -480,6 +482,7 @@ impl Clients {
             groups: self.groups,
             now_ms: 0,
             connection_id: u64::MAX,
+            standing: Standing::DEFAULT,
         };
         let args = [Bytes::from_static(b"GET"), register_key(0)];
         let Plan::Routed(routed) = plan(&context, &args) else {
@@ -494,6 +497,7 @@ impl Clients {
             groups: self.groups,
             now_ms: now_us / 1000,
             connection_id: u64::MAX,
+            standing: Standing::DEFAULT,
         };
         (0..COUNTERS)
             .map(|counter| {

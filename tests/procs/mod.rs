@@ -2,12 +2,15 @@
 //! [`LocalCluster`] of this build's binary), and reading a stopped node's log from disk.
 #![allow(dead_code)]
 
+pub mod resp;
+
 use std::ops::{Deref, DerefMut};
 
 use ringraft::batch::EntryBatch;
 use ringraft::log::{shard_dir, DiskLog, LogConfig, LogStore};
 use ringraft::procs::free_port_block;
 use ringraft::procs::local_cluster::{LocalCluster, LocalClusterSpec};
+use ringraft::tls::ClusterCerts;
 use ringraft::types::{GroupId, LogIndex, NodeId, ShardId};
 
 /// Cluster ids of test clusters start here (each cluster adds its port base, so clusters of
@@ -35,12 +38,23 @@ impl DerefMut for ProcCluster {
 impl ProcCluster {
     /// Starts `size` nodes with `shards` shards and `groups` groups each.
     pub fn start(size: u64, shards: u32, groups: u32, extra_flags: &[&str]) -> ProcCluster {
-        Self::launch_all(size, shards, groups, extra_flags, false)
+        Self::launch_all(size, shards, groups, extra_flags, false, None)
+    }
+
+    /// Starts `size` nodes (`kv` ones when asked) with TLS on every port, certified by a new
+    /// CA whose files are in `certs`.
+    pub fn start_tls(
+        size: u64,
+        kv: bool,
+        certs: ClusterCerts,
+        extra_flags: &[&str],
+    ) -> ProcCluster {
+        Self::launch_all(size, 1, 1, extra_flags, kv, Some(certs))
     }
 
     /// Starts `size` key-value nodes (`ringraft kv`, serving RESP on their `resp_addr`).
     pub fn start_kv(size: u64, shards: u32, groups: u32, extra_flags: &[&str]) -> ProcCluster {
-        Self::launch_all(size, shards, groups, extra_flags, true)
+        Self::launch_all(size, shards, groups, extra_flags, true, None)
     }
 
     fn launch_all(
@@ -49,6 +63,7 @@ impl ProcCluster {
         groups: u32,
         extra_flags: &[&str],
         kv: bool,
+        tls: Option<ClusterCerts>,
     ) -> ProcCluster {
         let mut root = tempfile::tempdir().unwrap();
         if std::env::var_os("RINGRAFT_KEEP_TEST_DATA").is_some() {
@@ -67,6 +82,7 @@ impl ProcCluster {
             extra_flags: extra_flags.iter().map(|flag| flag.to_string()).collect(),
             log_level: std::env::var("RINGRAFT_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             kv,
+            tls,
         };
         let cluster = LocalCluster::start(spec).expect("cluster starts");
         ProcCluster {
