@@ -5,7 +5,7 @@
 //! parser (the Python `prometheus_client` package's, which `.ci/run` installs), names, types
 //! and labels are checked, values move with proposals made through the client, `/readyz`
 //! answers 503 while a node of a 3-node cluster runs alone and 200 once the cluster is up,
-//! `ringraft kv` counts RESP commands and errors by command, the endpoint's address comes from
+//! `ringraft kv` counts RESP commands and errors by command (and a snapshot taken), the endpoint's address comes from
 //! the flag or the config file, and `admin --json` reports every subcommand's outcome and
 //! each group's health.
 
@@ -357,12 +357,23 @@ fn kv_nodes_count_resp_commands_and_errors_by_command() {
     assert_eq!(count("ringraft_resp_commands", "get"), 1.0);
     assert_eq!(count("ringraft_resp_command_errors", "get"), 1.0);
     // The five SETs went through the node's engine as proposals.
-    let proposals = families.value(
-        "ringraft_proposals",
-        "ringraft_proposals_total",
-        &[("shard", "0")],
-    );
+    let shard0 = [("shard", "0")];
+    let proposals = families.value("ringraft_proposals", "ringraft_proposals_total", &shard0);
     assert!(proposals >= 5.0);
+    // A snapshot taken on request is counted once it is durable.
+    let created = |families: &Families| {
+        let name = "ringraft_snapshots_created";
+        families.value(name, &format!("{name}_total"), &shard0)
+    };
+    assert_eq!(created(&families), 0.0);
+    let mut admin = Client::connect(cluster.client_addrs(), 1, Duration::from_secs(10));
+    let index = admin.snapshot(NodeId(1), GroupId(0)).expect("snapshot");
+    assert!(index.0 >= 5, "snapshot at {index}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while created(&scrape(node.metrics_addr).unwrap()) < 1.0 {
+        assert!(Instant::now() < deadline, "the snapshot is never counted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
