@@ -5,9 +5,9 @@
 //! parser (the Python `prometheus_client` package's, which `.ci/run` installs), names, types
 //! and labels are checked, values move with proposals made through the client, `/readyz`
 //! answers 503 while a node of a 3-node cluster runs alone and 200 once the cluster is up,
-//! `ringraft kv` counts RESP commands and errors by command (and a snapshot taken), the endpoint's address comes from
-//! the flag or the config file, and `admin --json` reports every subcommand's outcome and
-//! each group's health.
+//! `ringraft kv` counts RESP commands and errors by command (and a snapshot taken), the
+//! endpoint's address comes from the flag or the config file, and `admin --json` reports every
+//! subcommand's outcome and each group's health.
 
 mod procs;
 
