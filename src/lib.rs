@@ -22,6 +22,7 @@ pub mod engine;
 pub mod error;
 pub mod kv;
 pub mod log;
+pub mod log_limit;
 pub mod metrics;
 pub mod net;
 pub mod shard;

@@ -27,11 +27,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::kv::log_limit::LogLimiter;
 use crate::kv::parse::{parse_value, value_len, REPLY_LIMITS};
 use crate::kv::peer_proof::{ClusterSecret, NONCE_BYTES};
 use crate::kv::resp::{put_array_header, put_bulk, Value};
 use crate::kv::session::FAILURE_LOG_INTERVAL;
+use crate::log_limit::LogLimiter;
 use crate::tls::{ClientTls, TokioIo};
 use crate::types::{NodeId, PeerAddr};
 

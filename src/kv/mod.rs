@@ -27,7 +27,6 @@ pub mod hashing;
 pub mod in_order;
 pub mod info;
 pub mod keyspace;
-pub mod log_limit;
 pub mod op;
 pub mod parse;
 pub mod peer_proof;

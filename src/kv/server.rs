@@ -23,7 +23,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::future::poll_once;
@@ -38,10 +38,11 @@ use crate::kv::parse::{next_request, REQUEST_LIMITS};
 use crate::kv::resp;
 use crate::kv::route::Router;
 use crate::kv::session::{Gatekeeper, Session};
-use crate::tls::{LogThrottle, NodeTls, TokioIo, TLS_HANDSHAKE_TIMEOUT};
+use crate::log_limit::LogLimiter;
+use crate::tls::{NodeTls, TokioIo, TLS_HANDSHAKE_TIMEOUT};
 
 /// Failed TLS handshakes, logged at most this often.
-static HANDSHAKE_FAILURES: LogThrottle = LogThrottle::new(Duration::from_secs(10));
+static HANDSHAKE_FAILURES: LogLimiter = LogLimiter::new(Duration::from_secs(10));
 
 /// Jobs in flight per connection.
 pub const JOBS_MAX: usize = 256;
@@ -134,8 +135,8 @@ async fn secure(stream: TcpStream, tls: Option<&NodeTls>) -> Option<Box<dyn Toki
         Ok(Err(error)) => error.to_string(),
         Err(_) => "timed out".to_string(),
     };
-    if let Some(suppressed) = HANDSHAKE_FAILURES.admit() {
-        tracing::warn!(?remote, error = %failure, suppressed, "RESP client TLS handshake failed");
+    if let Some(failures) = HANDSHAKE_FAILURES.note(Instant::now()) {
+        tracing::warn!(?remote, error = %failure, failures, "RESP client TLS handshake failed");
     }
     None
 }

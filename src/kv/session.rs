@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::kv::log_limit::LogLimiter;
 use crate::kv::peer_proof::{self, ClusterSecret, NONCE_BYTES};
 use crate::kv::resp::{self, Value};
 use crate::kv::users::{Access, Password, Refusal, Users, DEFAULT_USER};
+use crate::log_limit::LogLimiter;
 use crate::types::NodeId;
 
 /// How often failed AUTH attempts (and, separately, refused peer proofs) are logged at most.

@@ -14,7 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::io::{ReadHalf, WriteHalf};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
@@ -25,6 +25,7 @@ use crate::config::NodeConfig;
 use crate::constants::CLIENT_PAYLOAD_BYTES_MAX;
 use crate::engine::{Committed, GroupStatus, ProposalError};
 use crate::error::NodeError;
+use crate::log_limit::LogLimiter;
 use crate::net::client_wire::ShardStats;
 use crate::net::client_wire::{
     decode_requests_frame, encode_responses, ClientError, ClientRequest, ClientResponse,
@@ -35,11 +36,11 @@ use crate::net::{FrameDecoder, FrameKind};
 use crate::shard::link::Outgoing;
 use crate::shard::mailbox::Mailbox;
 use crate::shard::runtime::ShardEvent;
-use crate::tls::{FuturesIo, LogThrottle, NodeTls, TLS_HANDSHAKE_TIMEOUT};
+use crate::tls::{FuturesIo, NodeTls, TLS_HANDSHAKE_TIMEOUT};
 use crate::types::{NodeId, ShardId};
 
 /// Failed TLS handshakes of clients, logged at most this often.
-static HANDSHAKE_FAILURES: LogThrottle = LogThrottle::new(Duration::from_secs(10));
+static HANDSHAKE_FAILURES: LogLimiter = LogLimiter::new(Duration::from_secs(10));
 
 /// Most bytes queued for one client before it is disconnected as not reading.
 const OUTGOING_BYTES_MAX: usize = 64 << 20;
@@ -247,8 +248,8 @@ async fn serve_tls(
     match handshake.await.unwrap_or_else(|_| Err("timed out".into())) {
         Ok(stream) => serve(Box::new(stream), shard, mailbox, hub),
         Err(error) => {
-            if let Some(suppressed) = HANDSHAKE_FAILURES.admit() {
-                tracing::warn!(?remote, %shard, %error, suppressed, "client TLS handshake failed");
+            if let Some(failures) = HANDSHAKE_FAILURES.note(Instant::now()) {
+                tracing::warn!(?remote, %shard, %error, failures, "client TLS handshake failed");
             }
         }
     }

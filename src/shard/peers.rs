@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use glommio::net::{TcpListener, TcpStream};
@@ -34,6 +34,7 @@ use crate::config::NodeConfig;
 use crate::core::Message;
 use crate::engine::SnapshotSend;
 use crate::error::NodeError;
+use crate::log_limit::LogLimiter;
 use crate::net::frame::FrameKind;
 use crate::net::frame::{frame_wire_len, READ_SPARE_BYTES};
 use crate::net::snapshot_wire::{SnapshotAck, SnapshotChunk};
@@ -47,7 +48,7 @@ use crate::shard::metrics::PeerMetrics;
 use crate::shard::runtime::ShardEvent;
 use crate::shard::transfer::{Inbound, Transfers};
 use crate::snapshot::SnapshotStore;
-use crate::tls::{certifies_node, FuturesIo, LogThrottle, NodeTls};
+use crate::tls::{certifies_node, FuturesIo, NodeTls};
 use crate::types::{GroupId, NodeId, PeerAddr, ShardId};
 
 /// Most bytes queued for one peer before the connection is dropped as stuck.
@@ -66,7 +67,7 @@ type Identity = Rc<RefCell<LocalIdentity>>;
 type PeerTls = Option<Arc<NodeTls>>;
 
 /// Failed peer handshakes, logged at most this often.
-static REJECTIONS: LogThrottle = LogThrottle::new(Duration::from_secs(10));
+static REJECTIONS: LogLimiter = LogLimiter::new(Duration::from_secs(10));
 
 /// This shard's outgoing connection to every other member; shared with the readers of
 /// accepted connections, which send snapshot acknowledgements on them.
@@ -328,8 +329,8 @@ async fn read_peer(
                     (Box::new(stream), Some(chain.unwrap_or_default()))
                 }
                 Err(reason) => {
-                    if let Some(suppressed) = REJECTIONS.admit() {
-                        tracing::warn!(?remote, %shard, %reason, suppressed, "peer TLS handshake failed");
+                    if let Some(failures) = REJECTIONS.note(Instant::now()) {
+                        tracing::warn!(?remote, %shard, %reason, failures, "peer TLS handshake failed");
                     }
                     return;
                 }
@@ -343,8 +344,8 @@ async fn read_peer(
     let hello = match hello {
         Ok(hello) => hello,
         Err(reason) => {
-            if let Some(suppressed) = REJECTIONS.admit() {
-                tracing::warn!(?remote, %shard, %reason, suppressed, "peer connection without a valid handshake");
+            if let Some(failures) = REJECTIONS.note(Instant::now()) {
+                tracing::warn!(?remote, %shard, %reason, failures, "peer connection without a valid handshake");
             }
             return;
         }
@@ -375,8 +376,8 @@ async fn read_peer(
     let sent =
         with_deadline(async { stream.write_all(&reply).await.map_err(|e| e.to_string()) }).await;
     if let Err(rejection) = verdict {
-        if let Some(suppressed) = REJECTIONS.admit() {
-            tracing::warn!(?remote, %shard, reason = %rejection, suppressed, "peer connection rejected");
+        if let Some(failures) = REJECTIONS.note(Instant::now()) {
+            tracing::warn!(?remote, %shard, reason = %rejection, failures, "peer connection rejected");
         }
         return;
     }

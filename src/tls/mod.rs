@@ -11,22 +11,20 @@
 //!   ([`certifies_node`]).
 //! - Client-facing ports (the native client port and the RESP port) present the node's
 //!   certificate and ask for client certificates as [`ClientCerts`] says.
-//! - Handshake failures are logged through a [`LogThrottle`], so a flood of bad handshakes
-//!   writes a few lines, not one per attempt.
+//! - Handshake failures are logged through a [`LogLimiter`](crate::log_limit::LogLimiter), so
+//!   a flood of bad handshakes writes a few lines, not one per attempt.
 
 use std::time::Duration;
 
 mod config;
 mod generate;
 mod streams;
-mod throttle;
 
 pub use config::{
     certifies_node, node_name, ClientCerts, ClientTls, NodeTls, TlsError, TlsFiles, TlsPorts,
 };
 pub use generate::{generate_cluster_certs, CertAuthority, CertValidity, ClusterCerts, IssuedCert};
 pub use streams::{BlockingIo, FuturesIo, TokioIo};
-pub use throttle::LogThrottle;
 
 /// How long a client-facing TLS handshake may take before the connection is dropped.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);

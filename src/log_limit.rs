@@ -1,6 +1,7 @@
 //! Rate-limited reporting of events that a client can cause at will (failed AUTH attempts,
-//! refused peer proofs): the first event is reported at once, later ones at most once per
-//! interval, each report carrying how many events it stands for.
+//! refused peer proofs, failed TLS handshakes, rejected peer hellos): the first event is
+//! reported at once, later ones at most once per interval, each report carrying how many
+//! events it stands for.
 //!
 //! Invariants:
 //! - [`LogLimiter::note`] returns `Some` at most once per interval, and the counts it returns
