@@ -23,6 +23,9 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Base address for clients; `None` serves no client port (embedding only).
     pub client_listen: Option<SocketAddr>,
+    /// Address of the metrics and health endpoint ([`crate::metrics`] is what serves it;
+    /// `ringraft node` and `ringraft kv` start it); `None` serves none.
+    pub metrics_listen: Option<SocketAddr>,
     /// Every member, this node included.
     pub peers: Vec<PeerConfig>,
     /// TLS for the ports it names (`None`: every port is plain TCP).
@@ -113,6 +116,7 @@ impl NodeConfig {
             cluster_id: 1,
             listen,
             client_listen: None,
+            metrics_listen: None,
             peers,
             tls: None,
             data_dir,

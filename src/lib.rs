@@ -2,9 +2,10 @@
 //!
 //! Embedders start a [`api::Node`] with a [`api::StateMachine`] per shard and propose through
 //! it; remote programs use [`client::Client`]; [`kv`] is the replicated key-value service built
-//! on the same API. The layers below (`types`, `batch`, `core`, `log`, `snapshot`, `net`,
-//! `tls`, `engine`, `shard`) are public for tests and tools that work at their level; every
-//! import between them points down (checked by `tests/layering.rs`).
+//! on the same API; [`metrics`] serves a node's Prometheus metrics and health checks. The
+//! layers below (`types`, `batch`, `core`, `log`, `snapshot`, `net`, `tls`, `engine`, `shard`)
+//! are public for tests and tools that work at their level; every import between them points
+//! down (checked by `tests/layering.rs`).
 //!
 //! # Embedding
 //!
@@ -75,6 +76,7 @@ pub mod error;
 pub mod kv;
 pub mod log;
 pub mod log_limit;
+pub mod metrics;
 pub mod net;
 pub mod shard;
 pub mod snapshot;

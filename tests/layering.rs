@@ -5,9 +5,10 @@
 //! The layers, lowest first: the vocabulary (`types`, `batch`, `constants`), the consensus
 //! core, storage (`log`, `snapshot`), the codecs (`net`), the IO-free shard engine, what a
 //! running node needs beyond it (`config`, `error`), the glommio runtime (`shard`), the
-//! embedding facade (`api`), the client, the key-value service, the checkers, the simulator
-//! and the fuzzing entry points, process spawning (`procs`), the harnesses that run clusters
-//! (`loadgen`, `chaos`), and the command line (`cli`), which nothing imports.
+//! embedding facade (`api`), the client, the metrics endpoint, the key-value service, the
+//! checkers, the simulator and the fuzzing entry points, process spawning (`procs`), the
+//! harnesses that run clusters (`loadgen`, `chaos`), and the command line (`cli`), which
+//! nothing imports.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -27,6 +28,7 @@ const LAYERS: &[&[&str]] = &[
     &["shard"],
     &["api"],
     &["client"],
+    &["metrics"],
     &["kv"],
     &["check"],
     &["sim", "fuzzing"],

@@ -29,6 +29,7 @@
 
 pub mod data_dir;
 pub mod node;
+pub mod observer;
 
 pub use crate::config::NodeConfig;
 pub use crate::engine::{
@@ -37,3 +38,4 @@ pub use crate::engine::{
 pub use crate::net::client_wire::GroupSummary;
 pub use crate::types::{PeerConfig, ReadConsistency};
 pub use node::Node;
+pub use observer::NodeObserver;

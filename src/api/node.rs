@@ -16,12 +16,14 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 
 use crate::api::data_dir;
+use crate::api::observer::{NodeObserver, METRICS_QUEUED_MAX};
 use crate::config::NodeConfig;
 use crate::core::MembershipChange;
 use crate::engine::state_machine::StateMachine;
 use crate::engine::{Committed, GroupStatus, ProposalError};
 use crate::error::NodeError;
 use crate::shard::admin::ChangeRequest;
+use crate::shard::metrics::ShardMetrics;
 use crate::shard::runtime::{self, ApiRequest, ShardContext, Work};
 use crate::types::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, PeerAddr, ShardId};
@@ -32,6 +34,8 @@ pub struct Node {
     shards: Vec<flume::Sender<ApiRequest>>,
     /// One per shard: stops it (a path of its own, since `shards` may be full).
     stops: Vec<flume::Sender<()>>,
+    /// One per shard: asks it for its metrics ([`NodeObserver`]).
+    metrics: Vec<flume::Sender<flume::Sender<ShardMetrics>>>,
     threads: Vec<JoinHandle<Result<(), NodeError>>>,
 }
 
@@ -51,6 +55,7 @@ impl Node {
             config: config.clone(),
             shards: Vec::new(),
             stops: Vec::new(),
+            metrics: Vec::new(),
             threads: Vec::new(),
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -58,11 +63,13 @@ impl Node {
         for shard in (0..config.shards).map(ShardId) {
             let (requests_tx, requests_rx) = flume::bounded(config.proposals_queued_max);
             let (stop_tx, stop_rx) = flume::bounded(1);
+            let (metrics_tx, metrics_rx) = flume::bounded(METRICS_QUEUED_MAX);
             let context = ShardContext {
                 config: config.clone(),
                 shard,
                 requests: requests_rx,
                 stop: stop_rx,
+                metrics: metrics_rx,
                 ready: ready_tx.clone(),
             };
             let make = make_state_machine.clone();
@@ -85,6 +92,7 @@ impl Node {
                 })?;
             node.shards.push(requests_tx);
             node.stops.push(stop_tx);
+            node.metrics.push(metrics_tx);
             node.threads.push(thread);
         }
         drop(ready_tx);
@@ -209,6 +217,14 @@ impl Node {
         }
         all.sort_by_key(|status| status.summary.group);
         all
+    }
+
+    /// A handle for the node's metrics and health endpoint.
+    pub fn observer(&self) -> NodeObserver {
+        NodeObserver {
+            node: self.config.id,
+            shards: self.metrics.clone(),
+        }
     }
 
     /// Asks this node, if it leads `group`, to hand leadership to `to`.

@@ -6,6 +6,12 @@
 //! A membership change waits while a previous change of the group (joint, then final
 //! configuration) is still in progress, then waits until its own change is complete: the
 //! leader reports a simple configuration that reflects it, committed.
+//!
+//! Every command reports what it did as text, or with `--json` as one JSON document on
+//! stdout (`{"error": "..."}` when it failed); the shapes are the `Serialize` types below.
+//! `status` judges each group's health: a leader is known, the node applied everything it
+//! knows committed, and how far each member's applied index trails the leader's commit index
+//! (its lag; unknown for a member that does not answer).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +19,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
+use serde::Serialize;
 
 use crate::client::{CallError, Client, NodeAdminStatus};
 use crate::core::{Membership, MembershipChange};
@@ -32,6 +39,9 @@ pub struct AdminArgs {
     /// Give up on a group after this many seconds.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout_secs: u64,
+    /// Print the outcome as one JSON document.
+    #[arg(long)]
+    pub json: bool,
     /// Speak TLS to the nodes, trusting the CA in this file (PEM).
     #[arg(long, requires = "node_id")]
     pub tls_ca: Option<PathBuf>,
@@ -85,10 +95,274 @@ pub enum AdminCommand {
 
 pub fn run_admin(args: &AdminArgs) -> ExitCode {
     match Admin::connect(args).and_then(|mut admin| admin.run(&args.command)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                report.print();
+            }
+            ExitCode::SUCCESS
+        }
         Err(problem) => {
+            if args.json {
+                println!("{}", serde_json::json!({ "error": problem }));
+            }
             eprintln!("ringraft admin: {problem}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// What a command did.
+enum Report {
+    Status(StatusReport),
+    Changes(Vec<ChangeReport>),
+    Transfers(Vec<TransferReport>),
+    Snapshots(Vec<SnapshotReport>),
+}
+
+impl Report {
+    fn to_json(&self) -> String {
+        let value = match self {
+            Report::Status(status) => serde_json::to_value(status),
+            Report::Changes(groups) => serde_json::to_value(Groups { groups }),
+            Report::Transfers(groups) => serde_json::to_value(Groups { groups }),
+            Report::Snapshots(groups) => serde_json::to_value(Groups { groups }),
+        };
+        value.map_or_else(
+            |error| serde_json::json!({ "error": error.to_string() }).to_string(),
+            |value| value.to_string(),
+        )
+    }
+
+    fn print(&self) {
+        match self {
+            Report::Status(status) => status.print(),
+            Report::Changes(groups) => {
+                for change in groups {
+                    println!(
+                        "g{}: {} committed at {}; members now {} (leader {}, term {})",
+                        change.group,
+                        change.change,
+                        change.index,
+                        change.configuration,
+                        change.leader.map_or("none".into(), |l| format!("n{l}")),
+                        change.term
+                    );
+                }
+            }
+            Report::Transfers(groups) => {
+                for transfer in groups {
+                    println!(
+                        "g{}: n{} leads (term {})",
+                        transfer.group, transfer.leader, transfer.term
+                    );
+                }
+            }
+            Report::Snapshots(groups) => {
+                for snapshot in groups {
+                    match snapshot.index {
+                        Some(index) => println!(
+                            "g{}: snapshot at {index} on n{}",
+                            snapshot.group, snapshot.node
+                        ),
+                        None => println!(
+                            "g{}: nothing to snapshot on n{}",
+                            snapshot.group, snapshot.node
+                        ),
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Groups<'a, T> {
+    groups: &'a [T],
+}
+
+#[derive(Serialize)]
+struct ChangeReport {
+    group: u64,
+    change: String,
+    /// Index of the (joint) configuration entry.
+    index: u64,
+    configuration: String,
+    voters: Vec<u64>,
+    learners: Vec<u64>,
+    leader: Option<u64>,
+    term: u64,
+}
+
+#[derive(Serialize)]
+struct TransferReport {
+    group: u64,
+    leader: u64,
+    term: u64,
+}
+
+#[derive(Serialize)]
+struct SnapshotReport {
+    group: u64,
+    node: u64,
+    /// The snapshot's index; `None` when nothing was applied since the last one.
+    index: Option<u64>,
+}
+
+/// `admin status`: the entry node's view of each group, every member's own view, and each
+/// group's health.
+#[derive(Serialize)]
+struct StatusReport {
+    node: u64,
+    shards: u32,
+    groups: Vec<GroupReport>,
+}
+
+#[derive(Serialize)]
+struct GroupReport {
+    group: u64,
+    leader: Option<u64>,
+    term: u64,
+    commit: u64,
+    applied: u64,
+    last_index: u64,
+    snapshot_index: u64,
+    log_base: u64,
+    config_index: u64,
+    configuration: String,
+    voters: Vec<u64>,
+    learners: Vec<u64>,
+    members: Vec<MemberReport>,
+    health: Health,
+}
+
+#[derive(Serialize)]
+struct MemberReport {
+    id: u64,
+    peer_addr: String,
+    client_addr: Option<SocketAddr>,
+    /// The member's own view of the group; `None` when it did not answer.
+    view: Option<MemberView>,
+    /// Why it did not answer.
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct MemberView {
+    role: String,
+    term: u64,
+    leader: Option<u64>,
+    commit: u64,
+    applied: u64,
+    last_index: u64,
+    snapshot_index: u64,
+    log_base: u64,
+}
+
+#[derive(Serialize)]
+struct Health {
+    /// The entry node knows the group's leader.
+    leader_known: bool,
+    /// The entry node applied everything it knows committed.
+    applied_is_commit: bool,
+    /// Per member: how far it trails the leader.
+    lag: Vec<MemberLag>,
+    /// Leader known, applied up to commit here, and every member answered with lag 0.
+    healthy: bool,
+}
+
+#[derive(Serialize)]
+struct MemberLag {
+    member: u64,
+    /// The leader's commit index minus the member's applied index (the leader's own view
+    /// when it answers, else the entry node's); `None` when the member did not answer.
+    entries: Option<u64>,
+}
+
+fn ids(ids: &[NodeId]) -> Vec<u64> {
+    ids.iter().map(|id| id.0).collect()
+}
+
+impl StatusReport {
+    fn print(&self) {
+        println!(
+            "n{} ({} shards), as it sees each group:",
+            self.node, self.shards
+        );
+        for group in &self.groups {
+            println!(
+                "g{}: leader {}, term {}, commit {}, applied {}, last {}, snapshot {}, log base {}",
+                group.group,
+                group
+                    .leader
+                    .map_or("unknown".into(), |leader| format!("n{leader}")),
+                group.term,
+                group.commit,
+                group.applied,
+                group.last_index,
+                group.snapshot_index,
+                group.log_base
+            );
+            println!(
+                "  configuration (entry {}): {}",
+                group.config_index, group.configuration
+            );
+            let lags: Vec<String> = group
+                .health
+                .lag
+                .iter()
+                .map(|lag| match lag.entries {
+                    Some(entries) => format!("n{} {entries}", lag.member),
+                    None => format!("n{} unknown", lag.member),
+                })
+                .collect();
+            println!(
+                "  health: {}, leader {}, applied {} commit, lag {}",
+                if group.health.healthy {
+                    "healthy"
+                } else {
+                    "degraded"
+                },
+                if group.health.leader_known {
+                    "known"
+                } else {
+                    "unknown"
+                },
+                if group.health.applied_is_commit {
+                    "="
+                } else {
+                    "<"
+                },
+                lags.join(", ")
+            );
+            for member in &group.members {
+                let clients = member
+                    .client_addr
+                    .map_or_else(|| "unknown".to_string(), |addr| addr.to_string());
+                match &member.view {
+                    Some(view) => println!(
+                        "  n{}: peers {}, clients {}: {}, term {}, commit {}, applied {}, \
+                         snapshot {}, log base {}",
+                        member.id,
+                        member.peer_addr,
+                        clients,
+                        view.role,
+                        view.term,
+                        view.commit,
+                        view.applied,
+                        view.snapshot_index,
+                        view.log_base
+                    ),
+                    None => println!(
+                        "  n{}: peers {}, clients {}: unreachable ({})",
+                        member.id,
+                        member.peer_addr,
+                        clients,
+                        member.error.as_deref().unwrap_or("no answer")
+                    ),
+                }
+            }
         }
     }
 }
@@ -149,71 +423,63 @@ impl Admin {
         Ok(status)
     }
 
-    fn run(&mut self, command: &AdminCommand) -> Result<(), String> {
+    fn run(&mut self, command: &AdminCommand) -> Result<Report, String> {
         let groups: Vec<GroupId> = self
             .entry_status()?
             .groups
             .iter()
             .map(|group| group.summary.group)
             .collect();
-        match *command {
-            AdminCommand::Status => self.print_status(),
+        let change = match *command {
+            AdminCommand::Status => return self.status().map(Report::Status),
             AdminCommand::AddLearner {
-                id,
-                ref addr,
-                client_addr,
+                id, client_addr, ..
             } => {
                 self.client.add_node(NodeId(id), client_addr);
-                let change = MembershipChange::AddLearner(NodeId(id));
-                for group in groups {
-                    self.change(group, change, Some(addr), Some(client_addr))?;
-                }
-                Ok(())
+                MembershipChange::AddLearner(NodeId(id))
             }
-            AdminCommand::Promote { id } => {
-                for group in groups {
-                    self.change(group, MembershipChange::Promote(NodeId(id)), None, None)?;
-                }
-                Ok(())
-            }
-            AdminCommand::Remove { id } => {
-                for group in groups {
-                    self.change(group, MembershipChange::Remove(NodeId(id)), None, None)?;
-                }
-                Ok(())
-            }
+            AdminCommand::Promote { id } => MembershipChange::Promote(NodeId(id)),
+            AdminCommand::Remove { id } => MembershipChange::Remove(NodeId(id)),
             AdminCommand::TransferLeader { to } => {
-                for group in groups {
-                    self.transfer(group, NodeId(to))?;
-                }
-                Ok(())
+                let transfers = groups
+                    .into_iter()
+                    .map(|group| self.transfer(group, NodeId(to)))
+                    .collect::<Result<_, _>>()?;
+                return Ok(Report::Transfers(transfers));
             }
             AdminCommand::Snapshot => {
-                for group in groups {
-                    let index = self
-                        .client
-                        .snapshot(self.entry, group)
-                        .map_err(|e| format!("{group}: snapshot: {e}"))?;
-                    if index.0 == 0 {
-                        println!("{group}: nothing to snapshot on {}", self.entry);
-                    } else {
-                        println!("{group}: snapshot at {index} on {}", self.entry);
-                    }
-                }
-                Ok(())
+                let snapshots = groups
+                    .into_iter()
+                    .map(|group| {
+                        let index = self
+                            .client
+                            .snapshot(self.entry, group)
+                            .map_err(|e| format!("{group}: snapshot: {e}"))?;
+                        Ok(SnapshotReport {
+                            group: group.0,
+                            node: self.entry.0,
+                            index: (index.0 != 0).then_some(index.0),
+                        })
+                    })
+                    .collect::<Result<_, String>>()?;
+                return Ok(Report::Snapshots(snapshots));
             }
-        }
+        };
+        let (addr, client_addr) = match command {
+            AdminCommand::AddLearner {
+                addr, client_addr, ..
+            } => (Some(addr), Some(*client_addr)),
+            _ => (None, None),
+        };
+        let changes = groups
+            .into_iter()
+            .map(|group| self.change(group, change, addr, client_addr))
+            .collect::<Result<_, _>>()?;
+        Ok(Report::Changes(changes))
     }
 
-    fn print_status(&mut self) -> Result<(), String> {
+    fn status(&mut self) -> Result<StatusReport, String> {
         let status = self.entry_status()?;
-        println!(
-            "{} ({} shards), as it sees each group:",
-            status.node, status.shard_count
-        );
-        for group in &status.groups {
-            print_group(group);
-        }
         let mut members: Vec<NodeId> = status
             .groups
             .iter()
@@ -221,30 +487,23 @@ impl Admin {
             .collect();
         members.sort();
         members.dedup();
-        println!("members:");
-        for member in members {
-            match self.client.admin_status(member) {
-                Ok(view) => {
-                    for group in &view.groups {
-                        let s = &group.summary;
-                        println!(
-                            "  {member} {}: {:?}, term {}, commit {}, applied {}, \
-                             snapshot {}, log base {}, {}",
-                            s.group,
-                            s.role,
-                            s.term,
-                            s.commit,
-                            s.applied,
-                            group.snapshot_index,
-                            group.log_base,
-                            group.membership
-                        );
-                    }
-                }
-                Err(error) => println!("  {member}: unreachable ({error})"),
-            }
-        }
-        Ok(())
+        let views: Vec<(NodeId, Result<NodeAdminStatus, String>)> = members
+            .into_iter()
+            .map(|member| {
+                let view = self.client.admin_status(member);
+                (member, view.map_err(|error| error.to_string()))
+            })
+            .collect();
+        let groups = status
+            .groups
+            .iter()
+            .map(|group| group_report(group, &views))
+            .collect();
+        Ok(StatusReport {
+            node: status.node.0,
+            shards: status.shard_count,
+            groups,
+        })
     }
 
     /// Applies `change` to `group`: retries while a previous change is in progress, then
@@ -255,7 +514,7 @@ impl Admin {
         change: MembershipChange,
         addr: Option<&PeerAddr>,
         client_addr: Option<SocketAddr>,
-    ) -> Result<(), String> {
+    ) -> Result<ChangeReport, String> {
         let deadline = Instant::now() + self.timeout;
         let committed = loop {
             match self
@@ -282,15 +541,16 @@ impl Admin {
         loop {
             if let Some(view) = self.leader_view(group) {
                 if complete(&view, change) {
-                    println!(
-                        "{group}: {} committed at {}; members now {} (leader {}, term {})",
-                        describe(change),
-                        committed.index,
-                        view.membership,
-                        view.summary.leader.map_or("none".into(), |l| l.to_string()),
-                        view.summary.term
-                    );
-                    return Ok(());
+                    return Ok(ChangeReport {
+                        group: group.0,
+                        change: describe(change),
+                        index: committed.index.0,
+                        configuration: view.membership.to_string(),
+                        voters: ids(&view.membership.voters),
+                        learners: ids(&view.membership.learners),
+                        leader: view.summary.leader.map(|leader| leader.0),
+                        term: view.summary.term.0,
+                    });
                 }
             }
             if Instant::now() >= deadline {
@@ -333,13 +593,16 @@ impl Admin {
         best
     }
 
-    fn transfer(&mut self, group: GroupId, to: NodeId) -> Result<(), String> {
+    fn transfer(&mut self, group: GroupId, to: NodeId) -> Result<TransferReport, String> {
         let deadline = Instant::now() + self.timeout;
         loop {
             if let Some(view) = self.leader_view(group) {
                 if view.summary.leader == Some(to) {
-                    println!("{group}: {to} leads (term {})", view.summary.term);
-                    return Ok(());
+                    return Ok(TransferReport {
+                        group: group.0,
+                        leader: to.0,
+                        term: view.summary.term.0,
+                    });
                 }
             }
             match self.client.transfer_leader(group, to) {
@@ -380,31 +643,82 @@ fn describe(change: MembershipChange) -> String {
     }
 }
 
-fn print_group(group: &GroupAdminStatus) {
+/// `group` as the entry node reports it, with every member's own view (`views`) and the
+/// group's health.
+fn group_report(
+    group: &GroupAdminStatus,
+    views: &[(NodeId, Result<NodeAdminStatus, String>)],
+) -> GroupReport {
     let s = &group.summary;
-    println!(
-        "{}: leader {}, term {}, commit {}, applied {}, last {}, snapshot {}, log base {}",
-        s.group,
-        s.leader.map_or("unknown".into(), |l| l.to_string()),
-        s.term,
-        s.commit,
-        s.applied,
-        s.last_index,
-        group.snapshot_index,
-        group.log_base
-    );
-    println!(
-        "  configuration (entry {}): {}",
-        group.config_index, group.membership
-    );
-    for member in &group.members {
-        println!(
-            "  {}: peers {}, clients {}",
-            member.id,
-            member.addr,
-            member
-                .client_addr
-                .map_or_else(|| "unknown".to_string(), |addr| addr.to_string())
-        );
+    let view_of = |member: NodeId| {
+        views.iter().find(|(id, _)| *id == member).map(|(_, view)| {
+            view.as_ref().map_err(Clone::clone).and_then(|status| {
+                status
+                    .groups
+                    .iter()
+                    .find(|view| view.summary.group == s.group)
+                    .ok_or_else(|| format!("does not hold {}", s.group))
+            })
+        })
+    };
+    // The leader's own commit index when it answers, else what the entry node knows.
+    let leader_commit = s
+        .leader
+        .and_then(|leader| view_of(leader)?.ok())
+        .map_or(s.commit, |leader| leader.summary.commit);
+    let members: Vec<MemberReport> = group
+        .members
+        .iter()
+        .map(|member| {
+            let view = view_of(member.id).unwrap_or_else(|| Err("not asked".into()));
+            MemberReport {
+                id: member.id.0,
+                peer_addr: member.addr.to_string(),
+                client_addr: member.client_addr,
+                error: view.as_ref().err().cloned(),
+                view: view.ok().map(|view| MemberView {
+                    role: format!("{:?}", view.summary.role).to_lowercase(),
+                    term: view.summary.term.0,
+                    leader: view.summary.leader.map(|leader| leader.0),
+                    commit: view.summary.commit.0,
+                    applied: view.summary.applied.0,
+                    last_index: view.summary.last_index.0,
+                    snapshot_index: view.snapshot_index.0,
+                    log_base: view.log_base.0,
+                }),
+            }
+        })
+        .collect();
+    let lag: Vec<MemberLag> = members
+        .iter()
+        .map(|member| MemberLag {
+            member: member.id,
+            entries: (member.view.as_ref())
+                .map(|view| leader_commit.0.saturating_sub(view.applied)),
+        })
+        .collect();
+    let leader_known = s.leader.is_some();
+    let applied_is_commit = s.applied >= s.commit;
+    let healthy = leader_known && applied_is_commit && lag.iter().all(|lag| lag.entries == Some(0));
+    GroupReport {
+        group: s.group.0,
+        leader: s.leader.map(|leader| leader.0),
+        term: s.term.0,
+        commit: s.commit.0,
+        applied: s.applied.0,
+        last_index: s.last_index.0,
+        snapshot_index: group.snapshot_index.0,
+        log_base: group.log_base.0,
+        config_index: group.config_index.0,
+        configuration: group.membership.to_string(),
+        voters: ids(&group.membership.voters),
+        learners: ids(&group.membership.learners),
+        members,
+        health: Health {
+            leader_known,
+            applied_is_commit,
+            lag,
+            healthy,
+        },
     }
 }

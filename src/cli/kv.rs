@@ -24,7 +24,7 @@ use clap::Args;
 
 use crate::api::node::Node;
 use crate::cli::node_args::NodeArgs;
-use crate::cli::serve::{finish, init_tracing, stop_flag};
+use crate::cli::serve::{finish, metrics_note, node_settings, start_metrics, stop_flag};
 use crate::kv::peer_proof::ClusterSecret;
 use crate::kv::route::{ReadMode, Router};
 use crate::kv::server;
@@ -63,12 +63,11 @@ pub struct KvArgs {
 }
 
 pub fn run_kv(args: KvArgs) -> ExitCode {
-    init_tracing();
     let fail = |problem: String| {
         eprintln!("ringraft kv: {problem}");
         ExitCode::from(2)
     };
-    let config = match args.node.resolve() {
+    let config = match node_settings(args.node) {
         Ok(config) => config,
         Err(problem) => return fail(problem),
     };
@@ -83,6 +82,10 @@ pub fn run_kv(args: KvArgs) -> ExitCode {
     {
         return fail(format!("--resp-peers lacks member {}", missing.id.0));
     }
+    let metrics = match start_metrics(&config) {
+        Ok(metrics) => metrics,
+        Err(problem) => return fail(problem),
+    };
     let users = match Users::load(args.requirepass_file.as_deref(), args.users_file.as_deref()) {
         Ok(users) => users,
         Err(problem) => return fail(problem),
@@ -109,10 +112,11 @@ pub fn run_kv(args: KvArgs) -> ExitCode {
         "no password"
     };
     let summary = format!(
-        "kv node {} ready: RESP on {} ({auth}), peers on {} (+shard), {} shards, {} groups, {} reads, data in {}",
+        "kv node {} ready: RESP on {} ({auth}), peers on {} (+shard){}, {} shards, {} groups, {} reads, data in {}",
         config.id.0,
         args.resp_listen,
         config.listen,
+        metrics_note(metrics.as_ref()),
         config.shards,
         config.groups,
         args.read.name(),
@@ -141,9 +145,13 @@ pub fn run_kv(args: KvArgs) -> ExitCode {
         Ok(listener) => listener,
         Err(error) => return fail(format!("--resp-listen {}: {error}", args.resp_listen)),
     };
-    println!("{summary}");
     let gate = Arc::new(Gatekeeper::new(users, secret.clone()));
     let router = Arc::new(Router::new(node.clone(), resp_peers, secret, args.read));
+    if let Some(metrics) = &metrics {
+        metrics.sources().node_started(node.observer());
+        metrics.sources().add_collector(router.stats().clone());
+    }
+    println!("{summary}");
     let watched = node.clone();
     let stopped = stop.clone();
     runtime.block_on(server::serve(listener, router, gate, tls, async move {

@@ -13,7 +13,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::config::NodeConfig;
-use crate::procs::{parse_members, FsyncMode};
+use crate::procs::{parse_members, FsyncMode, LogFormat};
 use crate::tls::{ClientCerts, NodeTls, TlsFiles, TlsPorts};
 use crate::types::NodeId;
 use crate::types::PeerConfig;
@@ -34,6 +34,12 @@ pub struct NodeArgs {
     /// Base address for clients (shard s listens on port + s).
     #[arg(long)]
     pub client_listen: Option<SocketAddr>,
+    /// Address of the HTTP endpoint serving /metrics (Prometheus), /livez and /readyz.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log line format on stderr (default text; colours only when stderr is a terminal).
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
     /// Every member: ID=ADDR,... with each node's base peer address.
     #[arg(long)]
     pub peers: Option<String>,
@@ -129,6 +135,11 @@ pub struct NodeArgs {
 impl NodeArgs {
     /// Merges the config file (if any) under the flags and builds the node configuration.
     pub fn resolve(self) -> Result<NodeConfig, String> {
+        self.merged()?.into_config()
+    }
+
+    /// The flags over the config file (if any).
+    pub fn merged(self) -> Result<NodeArgs, String> {
         let file = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -138,11 +149,13 @@ impl NodeArgs {
             }
             None => NodeArgs::default(),
         };
-        let merged = NodeArgs {
+        Ok(NodeArgs {
             config: None,
             id: self.id.or(file.id),
             listen: self.listen.or(file.listen),
             client_listen: self.client_listen.or(file.client_listen),
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            log_format: self.log_format.or(file.log_format),
             peers: self.peers.or(file.peers),
             peer_clients: self.peer_clients.or(file.peer_clients),
             data_dir: self.data_dir.or(file.data_dir),
@@ -171,11 +184,11 @@ impl NodeArgs {
             tls_ports: self.tls_ports.or(file.tls_ports),
             client_certs: self.client_certs.or(file.client_certs),
             client_ca: self.client_ca.or(file.client_ca),
-        };
-        merged.into_config()
+        })
     }
 
-    fn into_config(self) -> Result<NodeConfig, String> {
+    /// The node configuration these settings describe.
+    pub fn into_config(self) -> Result<NodeConfig, String> {
         let id = NodeId(self.id.ok_or("--id is required")?);
         let tls = self.tls(id)?.map(Arc::new);
         let listen = self.listen.ok_or("--listen is required")?;
@@ -198,6 +211,7 @@ impl NodeArgs {
             .collect();
         let mut config = NodeConfig::new(id, listen, peers, data_dir);
         config.client_listen = self.client_listen;
+        config.metrics_listen = self.metrics_listen;
         config.tls = tls;
         config.init = self.init;
         config.join = self.join;

@@ -1,5 +1,6 @@
 //! `ringraft node` and `ringraft cluster`: running nodes until told to stop.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,19 +11,49 @@ use clap::Args;
 
 use crate::api::node::Node;
 use crate::cli::node_args::NodeArgs;
+use crate::config::NodeConfig;
 use crate::engine::state_machine::LogOnly;
+use crate::metrics::MetricsServer;
 use crate::procs::local_cluster::{LocalCluster, LocalClusterSpec};
+use crate::procs::LogFormat;
 use crate::tls::{generate_cluster_certs, CertValidity};
 use crate::types::NodeId;
 
-/// Installs the log subscriber: stderr, level from `RUST_LOG` (default `info`).
-pub fn init_tracing() {
+/// Installs the log subscriber: stderr, level from `RUST_LOG` (default `info`), lines in
+/// `format`. Text lines are coloured only when stderr is a terminal and `NO_COLOR` is unset,
+/// so log files hold no escape sequences.
+pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(colour);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Settings of a node process beyond its [`NodeConfig`]: the flags over the config file,
+/// with the log subscriber installed in the format they ask for.
+pub fn node_settings(args: NodeArgs) -> Result<NodeConfig, String> {
+    let merged = args.merged()?;
+    init_tracing(merged.log_format.unwrap_or_default());
+    merged.into_config()
+}
+
+/// Starts the metrics endpoint when `config` asks for one.
+pub fn start_metrics(config: &NodeConfig) -> Result<Option<MetricsServer>, String> {
+    config.metrics_listen.map(MetricsServer::start).transpose()
+}
+
+/// `, metrics on http://ADDR` for a node's ready line, when it serves metrics.
+pub fn metrics_note(server: Option<&MetricsServer>) -> String {
+    server.map_or_else(String::new, |server| {
+        format!(", metrics on http://{}", server.addr())
+    })
 }
 
 /// A flag raised by SIGINT or SIGTERM.
@@ -35,22 +66,27 @@ pub fn stop_flag() -> Arc<AtomicBool> {
 }
 
 pub fn run_node(args: NodeArgs) -> ExitCode {
-    init_tracing();
-    let config = match args.resolve() {
+    let usage = |problem: String| {
+        eprintln!("ringraft node: {problem}");
+        ExitCode::from(2)
+    };
+    let config = match node_settings(args) {
         Ok(config) => config,
-        Err(problem) => {
-            eprintln!("ringraft node: {problem}");
-            return ExitCode::from(2);
-        }
+        Err(problem) => return usage(problem),
+    };
+    let metrics = match start_metrics(&config) {
+        Ok(metrics) => metrics,
+        Err(problem) => return usage(problem),
     };
     let stop = stop_flag();
     let summary = format!(
-        "node {} ready: peers on {} (+shard), clients on {}, {} shards, {} groups, data in {}",
+        "node {} ready: peers on {} (+shard), clients on {}{}, {} shards, {} groups, data in {}",
         config.id,
         config.listen,
         config
             .client_listen
             .map_or_else(|| "none".to_string(), |addr| addr.to_string()),
+        metrics_note(metrics.as_ref()),
         config.shards,
         config.groups,
         config.data_dir.display()
@@ -62,6 +98,9 @@ pub fn run_node(args: NodeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(metrics) = &metrics {
+        metrics.sources().node_started(node.observer());
+    }
     println!("{summary}");
     while !stop.load(Ordering::Relaxed) && node.is_running() {
         std::thread::sleep(Duration::from_millis(50));
@@ -94,7 +133,8 @@ pub struct ClusterArgs {
     /// exit).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Node i listens for peers on base + 20 i and for clients on base + 20 i + 10.
+    /// Node i listens for peers on base + 20 i, for clients on base + 20 i + 10, and serves
+    /// metrics and health checks on base + 220 + i.
     #[arg(long, default_value_t = 17000)]
     pub base_port: u16,
     /// Shards per node.
@@ -109,6 +149,9 @@ pub struct ClusterArgs {
     /// Start key-value nodes (`ringraft kv`): node i serves RESP on base + 200 + i.
     #[arg(long)]
     pub kv: bool,
+    /// Log line format of every node (passed on to them).
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
     /// TLS on every port, with a throwaway CA and certificates written to `certs/` under the
     /// data directory (printed at start).
     #[arg(long)]
@@ -169,6 +212,11 @@ pub fn run_cluster(args: &ClusterArgs) -> ExitCode {
             .unwrap_or_default()
             .split_whitespace()
             .map(str::to_string)
+            .chain(
+                args.log_format
+                    .into_iter()
+                    .flat_map(|format| ["--log-format".into(), format.name().into()]),
+            )
             .collect(),
         log_level: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         kv: args.kv,
@@ -189,10 +237,11 @@ pub fn run_cluster(args: &ClusterArgs) -> ExitCode {
             String::new()
         };
         println!(
-            "node {}: peers {}, clients {}{resp}, data {}",
+            "node {}: peers {}, clients {}{resp}, metrics http://{}, data {}",
             node.id,
             node.peer_addr,
             node.client_addr,
+            node.metrics_addr,
             node.data_dir.display()
         );
     }

@@ -1,7 +1,7 @@
 //! The engine of one shard: the Raft cores of the shard's groups, their log, their state
 //! machine, and everything between a core's actions and a client's answer (turn batching,
 //! proposal waiters, the read queue, sends held until the flush that covers them, apply,
-//! snapshots, latency by stage).
+//! snapshots, latency by stage, counters for operators).
 //!
 //! The engine does no IO of its own and has no clock: storage goes through a
 //! [`crate::log::LogStore`] and a snapshot store, messages leave through an outbox the driver
@@ -9,6 +9,7 @@
 //! The same engine therefore runs in the glommio shard (production) and in the deterministic
 //! simulator ([`crate::sim`]), so what a client is told is simulated, not just the core.
 
+pub mod counters;
 pub mod reads;
 pub mod recover;
 mod shard_engine;

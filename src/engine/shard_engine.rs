@@ -50,6 +50,7 @@ use crate::core::{
     Action, BrokenRule, Config, Input, Membership, MembershipChange, Message, ProposeError, Raft,
     ReadLease, Role, SnapshotMeta,
 };
+use crate::engine::counters::EngineCounters;
 use crate::engine::reads::{Read, ReadQueue};
 use crate::engine::recover::recover;
 use crate::engine::stages::{StageHistograms, StageTimer};
@@ -284,6 +285,9 @@ pub struct ShardEngine<L: LogStore, S: StateMachine, R, P: SnapshotStorage = Sna
     /// When the current turn began, in microseconds of the driver's monotonic clock.
     turn_started_us: u64,
     stats: ShardStats,
+    counters: EngineCounters,
+    /// `stats.entries_written` when the last flush started.
+    entries_at_flush: u64,
     stages: StageTimer,
     snapshots: Option<P>,
     /// Per group: the applied index at which the next snapshot is due.
@@ -351,6 +355,8 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
             leases,
             turn_started_us: 0,
             stats: ShardStats::default(),
+            counters: EngineCounters::default(),
+            entries_at_flush: 0,
             stages: StageTimer::default(),
             snapshots,
             snapshot_due,
@@ -471,6 +477,7 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
     /// proposals to a leader whose group holds too much unapplied
     /// ([`ProposalError::Overloaded`], see the module documentation).
     pub fn propose(&mut self, group: GroupId, payload: Bytes, reply: R) {
+        self.counters.proposals += 1;
         let Some(reply) = self.admit(group, payload.len(), reply) else {
             return;
         };
@@ -499,6 +506,7 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
     /// Queues a read of `group`'s state machine: `query` goes to [`StateMachine::query`] once
     /// `consistency` allows, and the answer (with the index it reflects) to `reply`.
     pub fn read(&mut self, group: GroupId, query: Bytes, consistency: ReadConsistency, reply: R) {
+        self.counters.reads += 1;
         let Some(reply) = self.admit(group, query.len(), reply) else {
             return;
         };
@@ -654,12 +662,18 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
         let pending = self.log.start_flush()?;
         if pending.is_some() {
             self.flushes_started += 1;
+            let entries = self.stats.entries_written - self.entries_at_flush;
+            self.entries_at_flush = self.stats.entries_written;
+            self.counters.flush_entries.record(entries as f64);
         }
         Ok(pending)
     }
 
     /// A flush completed: report durability to the cores and release held sends.
     pub fn flush_done(&mut self, done: log::FlushDone) -> Result<(), EngineError> {
+        if let Some(sync_time) = done.sync_time() {
+            self.counters.log_syncs.record_duration(sync_time);
+        }
         let report: SyncReport = self.log.finish_flush(done)?;
         self.flushes_completed += 1;
         self.stats.flushes += 1;
@@ -740,6 +754,11 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
     /// Work counters since the shard started.
     pub fn stats(&self) -> ShardStats {
         self.stats
+    }
+
+    /// What this shard's engine counted since it started.
+    pub fn counters(&self) -> &EngineCounters {
+        &self.counters
     }
 
     /// Latency of the batches this shard placed as leader, by stage, since it started.
@@ -855,6 +874,7 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
         self.snapshots_storing.remove(&group);
         match result {
             Ok(()) if self.cores.contains_key(&group) => {
+                self.counters.snapshots_created += 1;
                 self.step(group, Input::SnapshotSaved { index, term })
             }
             Ok(()) => Ok(()),
@@ -906,12 +926,15 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
                     to,
                     message: Message::InstallSnapshot { term, snapshot },
                     ..
-                } => self.snapshot_sends.push(SnapshotSend {
-                    to: *to,
-                    group,
-                    term: *term,
-                    snapshot: snapshot.clone(),
-                }),
+                } => {
+                    self.counters.snapshots_sent += 1;
+                    self.snapshot_sends.push(SnapshotSend {
+                        to: *to,
+                        group,
+                        term: *term,
+                        snapshot: snapshot.clone(),
+                    })
+                }
                 Action::Send {
                     to,
                     message,
@@ -966,6 +989,7 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
                     self.stages.committed(group, *index, self.turn_started_us)
                 }
                 Action::CompactLog { through, term } => {
+                    self.counters.compactions += 1;
                     self.log.compact(group, *through, *term)?;
                     self.unapplied.released_through(group, *through);
                 }
@@ -975,6 +999,7 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
                         .as_ref()
                         .ok_or(EngineError::NoSnapshotStore)?;
                     restore_state(store, group, snapshot.index, &mut self.state_machine)?;
+                    self.counters.snapshots_installed += 1;
                     self.unapplied.released_through(group, snapshot.index);
                     self.waiters
                         .restored(group, snapshot.index, &mut self.completions);

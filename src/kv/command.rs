@@ -221,15 +221,24 @@ static COMMANDS: &[Spec] = &[
     }),
 ];
 
+/// The names of the commands served, in table order.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    COMMANDS.iter().map(|spec| spec.name)
+}
+
+/// The place in [`names`] of the command named `name` (any case).
+pub fn index_of(name: &[u8]) -> Option<usize> {
+    COMMANDS
+        .iter()
+        .position(|spec| spec.name.as_bytes().eq_ignore_ascii_case(name))
+}
+
 /// Plans the request `args` (at least the command name).
 pub fn plan(ctx: &Context, args: &[Bytes]) -> Plan {
     let Some(name) = args.first() else {
         return Plan::Reply(resp::error("ERR empty command"));
     };
-    let Some(spec) = COMMANDS
-        .iter()
-        .find(|spec| spec.name.as_bytes().eq_ignore_ascii_case(name))
-    else {
+    let Some(spec) = index_of(name).map(|index| &COMMANDS[index]) else {
         return Plan::Reply(resp::error(&unknown_command(args)));
     };
     let count = args.len() as i64;

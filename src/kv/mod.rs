@@ -35,5 +35,6 @@ pub mod route;
 pub mod secret_file;
 pub mod server;
 pub mod session;
+pub mod stats;
 pub mod store;
 pub mod users;

@@ -38,6 +38,7 @@ use crate::kv::in_order::{join_in_order, BoxFuture};
 use crate::kv::parse::BULK_BYTES_MAX;
 use crate::kv::peer_proof::ClusterSecret;
 use crate::kv::resp::{self, put_array_header, put_bulk};
+use crate::kv::stats::RespStats;
 use crate::types::{GroupId, NodeId, PeerAddr};
 
 /// How long a command keeps looking for its groups' leaders.
@@ -135,6 +136,8 @@ pub fn decide(result: Result<Bytes, ProposalError>, write: bool, this_node: Node
 
 pub struct Router {
     node: Arc<Node>,
+    /// What the RESP server counts, by command.
+    stats: Arc<RespStats>,
     /// Per group: the leader last heard of, or [`UNKNOWN`].
     leaders: Vec<AtomicU64>,
     pool: ForwardPool,
@@ -162,10 +165,16 @@ impl Router {
             .map(|tls| tls.as_client());
         Router {
             node,
+            stats: Arc::new(RespStats::default()),
             leaders: (0..groups).map(|_| AtomicU64::new(UNKNOWN)).collect(),
             pool: ForwardPool::new(resp_addrs, key, tls),
             read_mode,
         }
+    }
+
+    /// The RESP server's command counts.
+    pub fn stats(&self) -> &Arc<RespStats> {
+        &self.stats
     }
 
     pub fn read_mode(&self) -> ReadMode {

@@ -20,6 +20,7 @@
 //! - Each connection has a [`Session`]: a request is planned with the standing that every
 //!   earlier request of the connection left (AUTH takes effect for the next request).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -152,12 +153,15 @@ async fn serve_connection(
     let mut output = Vec::new();
     let mut jobs: InOrder<(Kind, Bytes)> = InOrder::default();
     let mut flight = Flight::default();
-    let mut held: Option<Plan> = None;
+    let stats = router.stats().clone();
+    // Each job's command, as a slot of `stats`, in the order the jobs answer.
+    let mut slots = VecDeque::new();
+    let mut held: Option<(Plan, usize)> = None;
     let mut closing = false;
     loop {
         loop {
-            let plan = match held.take() {
-                Some(plan) => plan,
+            let (plan, slot) = match held.take() {
+                Some(held) => held,
                 None if closing => break,
                 None => match next_request(&mut input, &REQUEST_LIMITS) {
                     Ok(Some(args)) => {
@@ -167,23 +171,28 @@ async fn serve_connection(
                             connection_id: id,
                             standing: session.standing(),
                         };
-                        command::plan(&context, &args)
+                        let slot = stats.slot(args.first().map(|name| &name[..]));
+                        stats.received(slot);
+                        (command::plan(&context, &args), slot)
                     }
                     Ok(None) => break,
                     Err(error) => {
                         closing = true;
-                        Plan::Reply(resp::error(&format!("ERR {error}")))
+                        let slot = stats.protocol_error_slot();
+                        stats.received(slot);
+                        (Plan::Reply(resp::error(&format!("ERR {error}"))), slot)
                     }
                 },
             };
             let kind = plan.kind();
             if jobs.len() >= JOBS_MAX || !flight.admits(kind) {
-                held = Some(plan);
+                held = Some((plan, slot));
                 break;
             }
             closing |= plan == Plan::Quit;
             flight.start(kind);
             jobs.push(job(plan, &router, &mut session, id as usize));
+            slots.push_back(slot);
         }
         if jobs.is_empty() && closing {
             let _ = writer.shutdown().await;
@@ -195,6 +204,9 @@ async fn serve_connection(
                 let mut answer = answer;
                 while let Some((kind, reply)) = answer {
                     flight.finish(kind);
+                    if let Some(slot) = slots.pop_front() {
+                        stats.answered(slot, &reply);
+                    }
                     output.extend_from_slice(&reply);
                     answer = poll_once(jobs.next()).await.flatten();
                 }

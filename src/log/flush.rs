@@ -81,12 +81,27 @@ impl FlushDone {
     pub fn failed(&self) -> bool {
         self.outcome.is_err()
     }
+
+    /// How long the flush's data syncs of log segments took, when it made any (none for an
+    /// in-memory log, a log that does not sync, a flush that only saved hard state, or a
+    /// failed flush).
+    pub fn sync_time(&self) -> Option<std::time::Duration> {
+        self.outcome
+            .as_ref()
+            .ok()
+            .filter(|output| output.syncs > 0)
+            .map(|output| output.sync_time)
+    }
 }
 
-/// Files the writer created during a flush.
+/// Files the writer created during a flush, and the time its segment syncs took.
 #[derive(Debug, Default)]
 pub(crate) struct FlushOutput {
     pub created: Vec<(u64, Arc<std::fs::File>)>,
+    /// Data syncs of log segments the flush made.
+    pub syncs: u32,
+    /// Their total duration.
+    pub sync_time: std::time::Duration,
 }
 
 /// One-shot completion cell between the writer thread and the awaiting task.

@@ -151,7 +151,7 @@ impl WriterState {
             match step {
                 Step::Create(header) => {
                     if dirty {
-                        self.sync_current()?;
+                        self.sync_current(&mut output)?;
                         dirty = false;
                     }
                     let (file, path) = match self.take_spare(&header) {
@@ -175,7 +175,7 @@ impl WriterState {
             }
         }
         if dirty {
-            self.sync_current()?;
+            self.sync_current(&mut output)?;
         }
         if let Some(save) = &job.hard_state {
             execute_save(&self.files, &self.dir, &self.hard_state_path, save)?;
@@ -358,9 +358,17 @@ impl WriterState {
         Ok((spare.file, path))
     }
 
-    fn sync_current(&self) -> Result<()> {
+    /// Syncs the current segment's data, adding the sync's duration to `output` (unless
+    /// syncs are off).
+    fn sync_current(&self, output: &mut FlushOutput) -> Result<()> {
         let (_, path, file) = self.current.as_ref().expect("a segment is open");
-        self.files.sync_data(file, path)
+        let started = std::time::Instant::now();
+        self.files.sync_data(file, path)?;
+        if self.files.fsync {
+            output.syncs += 1;
+            output.sync_time += started.elapsed();
+        }
+        Ok(())
     }
 }
 

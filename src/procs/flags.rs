@@ -16,6 +16,28 @@ pub enum FsyncMode {
     Never,
 }
 
+/// How a node writes its log lines to stderr.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, with `timestamp`, `level`, `fields.message` and the event's
+    /// other fields.
+    Json,
+}
+
+impl LogFormat {
+    /// The flag value naming this format.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
 /// Parses `ID=ADDR,ID=ADDR,...` (each ADDR as an `A`: a socket address, or a [`PeerAddr`](crate::types::PeerAddr) where host names are allowed).
 pub fn parse_members<A>(list: &str, flag: &str) -> Result<Vec<(NodeId, A)>, String>
 where

@@ -3,9 +3,10 @@
 //!
 //! Node `i` listens for peers on `base_port + 20 i` and for clients on `base_port + 20 i + 10`
 //! (shard `s` adds `s`, so up to 10 shards fit); a key-value cluster's node `i` serves RESP on
-//! `base_port + 200 + i`. Children are killed when the value is dropped, and die with the
-//! starting process if it is killed. A key-value cluster's nodes share a fresh cluster secret,
-//! written to `cluster-secret` in the data root (readable by its owner only).
+//! `base_port + 200 + i`; every node serves metrics and health checks on `base_port + 220 + i`.
+//! Children are killed when the value is dropped, and die with the starting process if it is
+//! killed. A key-value cluster's nodes share a fresh cluster secret, written to
+//! `cluster-secret` in the data root (readable by its owner only).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -51,6 +52,16 @@ pub fn stop_gracefully(mut child: Child) {
     let _ = child.wait();
 }
 
+/// Node `i`'s metrics port is `base_port + METRICS_OFFSET + i`.
+pub const METRICS_OFFSET: u64 = 220;
+
+fn metrics_addr(base_port: u16, id: u64) -> SocketAddr {
+    SocketAddr::from((
+        [127, 0, 0, 1],
+        (base_port as u64 + METRICS_OFFSET + id) as u16,
+    ))
+}
+
 /// How to start the cluster.
 #[derive(Clone, Debug)]
 pub struct LocalClusterSpec {
@@ -79,6 +90,8 @@ pub struct LocalNode {
     pub client_addr: SocketAddr,
     /// Where a `ringraft kv` node serves RESP clients.
     pub resp_addr: SocketAddr,
+    /// Where the node serves `/metrics`, `/livez` and `/readyz`.
+    pub metrics_addr: SocketAddr,
     pub data_dir: PathBuf,
     /// Started with `--join` (an empty configuration, learned from the leader).
     pub join: bool,
@@ -98,7 +111,8 @@ impl LocalCluster {
         if spec.shards > 10 {
             return Err("at most 10 shards per node in a local cluster".into());
         }
-        let top = spec.base_port as u64 + (20 * spec.nodes + 20).max(201 + spec.nodes);
+        let top =
+            spec.base_port as u64 + (20 * spec.nodes + 20).max(METRICS_OFFSET + 1 + spec.nodes);
         if top > u16::MAX as u64 {
             return Err(format!(
                 "base port {} leaves no room for the nodes",
@@ -113,6 +127,7 @@ impl LocalCluster {
                     peer_addr: SocketAddr::from(([127, 0, 0, 1], peer)),
                     client_addr: SocketAddr::from(([127, 0, 0, 1], peer + 10)),
                     resp_addr: SocketAddr::from(([127, 0, 0, 1], spec.base_port + 200 + id as u16)),
+                    metrics_addr: metrics_addr(spec.base_port, id),
                     data_dir: spec.data_root.join(format!("node-{id}")),
                     join: false,
                     child: None,
@@ -153,6 +168,7 @@ impl LocalCluster {
             peer_addr: SocketAddr::from(([127, 0, 0, 1], peer)),
             client_addr: SocketAddr::from(([127, 0, 0, 1], peer + 10)),
             resp_addr: SocketAddr::from(([127, 0, 0, 1], self.spec.base_port + 200 + id as u16)),
+            metrics_addr: metrics_addr(self.spec.base_port, id),
             data_dir: self.spec.data_root.join(format!("node-{id}")),
             join: true,
             child: None,
@@ -195,6 +211,7 @@ impl LocalCluster {
             .args(["--id", &id.0.to_string()])
             .args(["--listen", &node.peer_addr.to_string()])
             .args(["--client-listen", &node.client_addr.to_string()])
+            .args(["--metrics-listen", &node.metrics_addr.to_string()])
             .args(["--peers", &list(|n| n.peer_addr)])
             .args(["--peer-clients", &list(|n| n.client_addr)])
             .arg("--data-dir")

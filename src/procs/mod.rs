@@ -6,6 +6,6 @@ pub mod flags;
 pub mod local_cluster;
 pub mod ports;
 
-pub use flags::{parse_members, FsyncMode};
+pub use flags::{parse_members, FsyncMode, LogFormat};
 pub use local_cluster::{die_with_parent, stop_gracefully, LocalCluster, LocalClusterSpec};
 pub use ports::{free_port_block, PORT_BLOCK};

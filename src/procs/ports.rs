@@ -30,5 +30,5 @@ pub fn free_port_block() -> u16 {
 }
 
 /// Ports one local cluster may use (nodes at `base + 20 i`, up to 9 nodes of 10 shards; RESP
-/// ports of key-value nodes at `base + 200 + i`).
+/// ports of key-value nodes at `base + 200 + i`; metrics ports at `base + 220 + i`).
 pub const PORT_BLOCK: u16 = 240;

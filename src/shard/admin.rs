@@ -242,6 +242,7 @@ pub fn serve_client<L: LogStore, S: StateMachine>(
     let reply = |id| ReplyTo::Client {
         connection: connection.clone(),
         request_id: id,
+        arrival: None,
     };
     match *request {
         ClientRequest::ChangeMembership {

@@ -16,6 +16,8 @@ pub struct Outgoing {
     connected: Cell<bool>,
     /// Connections made so far: a change tells a sender that what it queued may be lost.
     generation: Cell<u64>,
+    /// Bytes the writer took so far.
+    taken_bytes: Cell<u64>,
     cap_bytes: usize,
 }
 
@@ -27,6 +29,7 @@ impl Outgoing {
             closed: Cell::new(false),
             connected: Cell::new(false),
             generation: Cell::new(0),
+            taken_bytes: Cell::new(0),
             cap_bytes,
         }
     }
@@ -38,6 +41,11 @@ impl Outgoing {
     /// Counts the connections made so far (it changes whenever a new one is made).
     pub fn generation(&self) -> u64 {
         self.generation.get()
+    }
+
+    /// Bytes the writer has taken to send so far (a broken connection may have lost some).
+    pub fn taken_bytes(&self) -> u64 {
+        self.taken_bytes.get()
     }
 
     pub fn set_connected(&self, connected: bool) {
@@ -90,6 +98,8 @@ impl Outgoing {
             }
             let mut buffer = self.buffer.borrow_mut();
             if !buffer.is_empty() {
+                self.taken_bytes
+                    .set(self.taken_bytes.get() + buffer.len() as u64);
                 std::mem::swap(&mut *buffer, spare);
                 return Poll::Ready(true);
             }

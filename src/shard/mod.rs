@@ -6,6 +6,7 @@ pub mod clients;
 pub mod gate;
 pub mod link;
 pub mod mailbox;
+pub mod metrics;
 pub mod peers;
 pub mod runtime;
 pub mod transfer;

@@ -36,7 +36,7 @@ use crate::engine::SnapshotSend;
 use crate::error::NodeError;
 use crate::log_limit::LogLimiter;
 use crate::net::frame::FrameKind;
-use crate::net::frame::READ_SPARE_BYTES;
+use crate::net::frame::{frame_wire_len, READ_SPARE_BYTES};
 use crate::net::snapshot_wire::{SnapshotAck, SnapshotChunk};
 use crate::net::{
     check_hello, check_hello_reply, decode_raft_frame, FrameDecoder, HandshakeError, Hello,
@@ -44,6 +44,7 @@ use crate::net::{
 };
 use crate::shard::link::Outgoing;
 use crate::shard::mailbox::Mailbox;
+use crate::shard::metrics::PeerMetrics;
 use crate::shard::runtime::ShardEvent;
 use crate::shard::transfer::{Inbound, Transfers};
 use crate::snapshot::SnapshotStore;
@@ -72,6 +73,9 @@ static REJECTIONS: LogLimiter = LogLimiter::new(Duration::from_secs(10));
 /// accepted connections, which send snapshot acknowledgements on them.
 type Links = Rc<RefCell<BTreeMap<NodeId, Rc<Outgoing>>>>;
 
+/// Bytes of frames read from each peer's connections to this shard.
+type Received = Rc<RefCell<BTreeMap<NodeId, u64>>>;
+
 /// The shard's links to every other member.
 pub struct Peers {
     node: NodeId,
@@ -83,6 +87,7 @@ pub struct Peers {
     identity: Identity,
     tls: PeerTls,
     mailbox: Rc<Mailbox<ShardEvent>>,
+    received: Received,
 }
 
 impl Peers {
@@ -107,6 +112,7 @@ impl Peers {
             source: std::io::Error::other(error.to_string()),
         })?;
         let links = Links::default();
+        let received = Received::default();
         let transfers = Rc::new(Transfers::new(
             config.id,
             config.snapshot_chunk_bytes,
@@ -122,6 +128,7 @@ impl Peers {
                 mailbox: mailbox.clone(),
                 links: links.clone(),
                 transfers: transfers.clone(),
+                received: received.clone(),
             },
         ))
         .detach();
@@ -134,6 +141,7 @@ impl Peers {
             identity,
             tls,
             mailbox,
+            received,
         };
         for peer in config.peers.iter().filter(|peer| peer.id != config.id) {
             peers.dial(peer.id, peer.addr.clone());
@@ -210,6 +218,22 @@ impl Peers {
         }
     }
 
+    /// Each linked peer's connection state and traffic.
+    pub fn metrics(&self) -> Vec<PeerMetrics> {
+        let received = self.received.borrow();
+        self.links
+            .borrow()
+            .iter()
+            .map(|(&peer, link)| PeerMetrics {
+                peer,
+                connected: link.is_connected(),
+                connections: link.generation(),
+                sent_bytes: link.taken_bytes(),
+                received_bytes: received.get(&peer).copied().unwrap_or(0),
+            })
+            .collect()
+    }
+
     /// Closes every outgoing connection.
     pub fn close(&self) {
         for link in self.links.borrow().values() {
@@ -253,6 +277,7 @@ struct Reader {
     /// For snapshot acknowledgements, which leave on this shard's own connections.
     links: Links,
     transfers: Rc<Transfers>,
+    received: Received,
 }
 
 async fn accept_loop(
@@ -287,6 +312,7 @@ async fn read_peer(
         mailbox,
         links,
         transfers,
+        received,
     } = reader;
     let remote = stream.peer_addr().ok();
     // With TLS, which member the dialer's certificate names is checked against its hello.
@@ -370,6 +396,7 @@ async fn read_peer(
                 return;
             }
         };
+        *received.borrow_mut().entry(peer).or_default() += frame_wire_len(frame.body.len()) as u64;
         let decoded = match frame.kind {
             FrameKind::Raft => decode_raft_frame(&frame).map_err(|e| e.to_string()),
             FrameKind::SnapshotChunk => match SnapshotChunk::decode_frame(&frame) {

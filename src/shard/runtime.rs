@@ -37,6 +37,7 @@ use crate::shard::admin::{self, ChangeRequest};
 use crate::shard::clients::{self, ClientConnection, ClientHub};
 use crate::shard::gate::{Permit, RequestGate};
 use crate::shard::mailbox::Mailbox;
+use crate::shard::metrics::{Arrival, RequestKind, RequestTimes, ShardMetrics};
 use crate::shard::peers::Peers;
 use crate::snapshot::{snapshot_dir, SnapshotError, SnapshotStore};
 use crate::types::ReadConsistency;
@@ -80,6 +81,15 @@ impl Work {
         }
     }
 
+    /// What kind of request it is, arriving at `at_us`.
+    fn arrival(&self, at_us: u64) -> Arrival {
+        let kind = match self {
+            Work::Propose { .. } => RequestKind::Propose,
+            Work::Read { .. } => RequestKind::Read,
+        };
+        Arrival { kind, at_us }
+    }
+
     /// Hands the work to the engine; `reply` gets its answer.
     fn submit<S: StateMachine>(self, engine: &mut Engine<S>, reply: ReplyTo) {
         match self {
@@ -118,13 +128,18 @@ pub enum ApiRequest {
     },
 }
 
-/// Where the answer to a proposal goes.
+/// Where the answer to a proposal goes, and for proposals and reads when they arrived.
 pub enum ReplyTo {
     /// An API caller; its request's place in the shard ([`Permit`]) is freed with the answer.
-    Api(flume::Sender<Result<Committed, ProposalError>>, Permit),
+    Api(
+        flume::Sender<Result<Committed, ProposalError>>,
+        Permit,
+        Option<Arrival>,
+    ),
     Client {
         connection: Rc<ClientConnection>,
         request_id: u64,
+        arrival: Option<Arrival>,
     },
 }
 
@@ -132,13 +147,20 @@ impl ReplyTo {
     /// Sends `result` to whoever is waiting for it (an API caller gone away is ignored).
     pub fn answer(self, result: Result<Committed, ProposalError>, config: &NodeConfig) {
         match self {
-            ReplyTo::Api(sender, _permit) => {
+            ReplyTo::Api(sender, _permit, _) => {
                 let _ = sender.send(result);
             }
             ReplyTo::Client {
                 connection,
                 request_id,
+                ..
             } => connection.answer(request_id, result, config),
+        }
+    }
+
+    fn arrival(&self) -> Option<Arrival> {
+        match self {
+            ReplyTo::Api(_, _, arrival) | ReplyTo::Client { arrival, .. } => *arrival,
         }
     }
 }
@@ -165,6 +187,8 @@ pub enum ShardEvent {
     },
     /// A request of the embedding API, holding its place in the shard.
     Api(ApiRequest, Permit),
+    /// The node's metrics endpoint asks for a snapshot of the shard's figures.
+    Metrics(flume::Sender<ShardMetrics>),
     /// The node is stopping.
     Shutdown,
     ClientRequests {
@@ -181,6 +205,9 @@ pub struct ShardContext {
     pub requests: flume::Receiver<ApiRequest>,
     /// Receives (or disconnects) when the node stops.
     pub stop: flume::Receiver<()>,
+    /// Requests for a [`ShardMetrics`] snapshot, each with where to send it; a path of their
+    /// own, so that a full request channel does not hold up the metrics endpoint.
+    pub metrics: flume::Receiver<flume::Sender<ShardMetrics>>,
     pub ready: mpsc::Sender<Result<(), NodeError>>,
 }
 
@@ -236,6 +263,7 @@ async fn run_shard<S: StateMachine>(
         shard,
         requests,
         stop,
+        metrics,
         ready,
     } = context;
     let started = start_shard(&config, shard, state_machine).await;
@@ -250,19 +278,30 @@ async fn run_shard<S: StateMachine>(
     spawn_ticker(&config, mailbox.clone());
     let gate = RequestGate::new(config.proposals_queued_max);
     spawn_api_forwarder(requests, stop, gate, mailbox.clone());
+    spawn_metrics_forwarder(metrics, mailbox.clone());
     tracing::info!(node = %config.id, %shard, groups = engine.groups().count(), "shard started");
     let _ = ready.send(Ok(()));
 
     let (dial, accept) = admin::wanted_peers(&config, &engine);
     peers.set_members(&dial, accept);
-    let mut result = event_loop(&config, shard, &mut engine, &mut peers, &hub, &mailbox).await;
+    let mut requests = RequestTimes::default();
+    let mut result = event_loop(
+        &config,
+        shard,
+        &mut engine,
+        &mut requests,
+        &mut peers,
+        &hub,
+        &mailbox,
+    )
+    .await;
     if result.is_ok() {
         result = final_flush(&mut engine, &mailbox)
             .await
             .map_err(|source| NodeError::Shard { shard, source });
     }
     engine.shut_down();
-    dispatch_completions(&mut engine, &config);
+    dispatch_completions(&mut engine, &config, &mut requests);
     hub.flush();
     peers.close();
     mailbox.close();
@@ -361,24 +400,40 @@ fn spawn_api_forwarder(
     .detach();
 }
 
+/// Moves the metrics endpoint's requests into the mailbox until the node drops its end.
+fn spawn_metrics_forwarder(
+    requests: flume::Receiver<flume::Sender<ShardMetrics>>,
+    mailbox: Rc<Mailbox<ShardEvent>>,
+) {
+    glommio::spawn_local(async move {
+        while let Ok(reply) = requests.recv_async().await {
+            mailbox.push(ShardEvent::Metrics(reply));
+        }
+    })
+    .detach();
+}
+
 async fn event_loop<S: StateMachine>(
     config: &Arc<NodeConfig>,
     shard: ShardId,
     engine: &mut Engine<S>,
+    requests: &mut RequestTimes,
     peers: &mut Peers,
     hub: &ClientHub,
     mailbox: &Rc<Mailbox<ShardEvent>>,
 ) -> Result<(), NodeError> {
     let fatal = |source| NodeError::Shard { shard, source };
     let mut events = VecDeque::new();
-    // The engine has no clock: each turn is given its start on this monotonic one.
-    let clock_origin = std::time::Instant::now();
+    // The engine has no clock: each turn is given its start on this monotonic one (the one
+    // requests are timed with).
+    let clock_origin = requests.clock_origin();
     loop {
         if !mailbox.take_all(&mut events).await {
             return Ok(());
         }
         let mut shutdown = false;
-        engine.begin_turn(clock_origin.elapsed().as_micros() as u64);
+        let turn_us = clock_origin.elapsed().as_micros() as u64;
+        engine.begin_turn(turn_us);
         for event in events.drain(..) {
             match event {
                 ShardEvent::Tick => engine.tick().map_err(fatal)?,
@@ -393,7 +448,8 @@ async fn event_loop<S: StateMachine>(
                     engine.unreachable(peer).map_err(fatal)?
                 }
                 ShardEvent::Api(ApiRequest::Work { work, reply }, permit) => {
-                    work.submit(engine, ReplyTo::Api(reply, permit))
+                    let arrival = work.arrival(turn_us);
+                    work.submit(engine, ReplyTo::Api(reply, permit, Some(arrival)))
                 }
                 // The others are answered (or done) within the turn; their permits go with
                 // the event.
@@ -404,11 +460,22 @@ async fn event_loop<S: StateMachine>(
                     engine.transfer_leadership(group, to).map_err(fatal)?
                 }
                 ShardEvent::Api(ApiRequest::ChangeMembership { request, reply }, permit) => {
-                    let reply = ReplyTo::Api(reply, permit);
+                    let reply = ReplyTo::Api(reply, permit, None);
                     admin::change_membership(config, engine, request, reply).map_err(fatal)?
                 }
                 ShardEvent::Api(ApiRequest::Snapshot { group, reply }, _) => {
                     let _ = reply.send(admin::snapshot(engine, group).map_err(fatal)?);
+                }
+                ShardEvent::Metrics(reply) => {
+                    let _ = reply.send(ShardMetrics {
+                        shard,
+                        groups: engine.status(),
+                        log: engine.stats(),
+                        counters: engine.counters().clone(),
+                        stages: engine.stage_histograms().clone(),
+                        requests: requests.clone(),
+                        peers: peers.metrics(),
+                    });
                 }
                 ShardEvent::Shutdown => shutdown = true,
                 ShardEvent::ClientRequests {
@@ -419,11 +486,13 @@ async fn event_loop<S: StateMachine>(
                         match Work::of_client(request) {
                             Ok((request_id, work)) => {
                                 let connection = connection.clone();
+                                let arrival = Some(work.arrival(turn_us));
                                 work.submit(
                                     engine,
                                     ReplyTo::Client {
                                         connection,
                                         request_id,
+                                        arrival,
                                     },
                                 )
                             }
@@ -489,9 +558,10 @@ async fn event_loop<S: StateMachine>(
         for send in engine.take_snapshot_sends() {
             peers.send_snapshot(send);
         }
-        dispatch_completions(engine, config);
+        dispatch_completions(engine, config, requests);
         hub.flush();
         for (group, role, term, leader) in engine.take_role_changes() {
+            requests.role_changed(group, leader);
             if role == Role::Leader || role == Role::Follower {
                 tracing::info!(node = %config.id, %group, ?role, %term, ?leader, "role changed");
             } else {
@@ -524,8 +594,21 @@ async fn final_flush<S: StateMachine>(
     Ok(())
 }
 
-fn dispatch_completions<S: StateMachine>(engine: &mut Engine<S>, config: &NodeConfig) {
-    for (reply, result) in engine.take_completions() {
+/// Answers the engine's completions, recording each timed request's latency and outcome.
+fn dispatch_completions<S: StateMachine>(
+    engine: &mut Engine<S>,
+    config: &NodeConfig,
+    requests: &mut RequestTimes,
+) {
+    let completions = engine.take_completions();
+    if completions.is_empty() {
+        return;
+    }
+    let now_us = requests.clock_us();
+    for (reply, result) in completions {
+        if let Some(arrival) = reply.arrival() {
+            requests.answered(arrival, now_us, result.is_ok());
+        }
         reply.answer(result, config);
     }
 }
