@@ -71,7 +71,12 @@ pub struct ConnectionResult {
     /// Latency in microseconds of requests answered in the measured window.
     pub latency_us: Histogram<u64>,
     pub committed: u64,
+    /// Requests refused for another reason than "not leader", or whose outcome stayed unknown
+    /// (in flight on a lost connection, or unanswered when the connection gave up waiting).
     pub failed: u64,
+    /// Requests refused with "not leader" (certainly not applied): their clients send again,
+    /// to the leader the node named. Not failures.
+    pub redirected: u64,
     /// Answers (committed or refused) that arrived in the measured window.
     pub answered_in_window: u64,
     /// Answers by kind of failure.
@@ -86,6 +91,7 @@ impl ConnectionResult {
             latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
             committed: 0,
             failed: 0,
+            redirected: 0,
             answered_in_window: 0,
             errors: Vec::new(),
             redirect: None,
@@ -97,6 +103,7 @@ impl ConnectionResult {
         self.latency_us.add(&later.latency_us).expect("same bounds");
         self.committed += later.committed;
         self.failed += later.failed;
+        self.redirected += later.redirected;
         self.answered_in_window += later.answered_in_window;
         for error in later.errors {
             self.note_error(error);
@@ -113,21 +120,27 @@ impl ConnectionResult {
         }
     }
 
-    /// Counts a refused request (and remembers a redirect to another leader).
-    pub fn refused(
-        &mut self,
-        schedule: &Schedule,
-        arrived: Instant,
-        error: String,
-        leader: Option<NodeId>,
-    ) {
+    /// Counts a request refused for another reason than "not leader".
+    pub fn refused(&mut self, schedule: &Schedule, arrived: Instant, error: String) {
         self.failed += 1;
         if schedule.measures(arrived) {
             self.answered_in_window += 1;
         }
         self.note_error(error);
-        if leader.is_some() {
-            self.redirect = leader;
+    }
+
+    /// Counts a request refused with "not leader" and remembers where its clients go next:
+    /// the leader the node named, or the same node again (`to`) while it names none.
+    pub fn not_leader(&mut self, to: NodeId) {
+        self.redirected += 1;
+        self.redirect = Some(to);
+    }
+
+    /// Counts `count` requests whose outcome stays unknown, with the reason.
+    pub fn unknown(&mut self, count: u64, reason: String) {
+        if count > 0 {
+            self.failed += count;
+            self.note_error(reason);
         }
     }
 

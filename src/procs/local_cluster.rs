@@ -285,6 +285,15 @@ impl LocalCluster {
         self.node(id).child.as_ref().map(Child::id)
     }
 
+    /// Node `id`'s exit status once its process has exited (it then counts as down); `None`
+    /// while it runs.
+    pub fn reap(&mut self, id: NodeId) -> Option<std::process::ExitStatus> {
+        let node = &mut self.nodes[id.0 as usize - 1];
+        let status = node.child.as_mut()?.try_wait().ok()??;
+        node.child = None;
+        Some(status)
+    }
+
     /// The first node that exited on its own, if any, with its status.
     pub fn exited(&mut self) -> Option<(NodeId, String)> {
         for node in &mut self.nodes {

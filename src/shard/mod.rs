@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod clients;
+pub mod drain;
 pub mod gate;
 pub mod link;
 pub mod mailbox;
