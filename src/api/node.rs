@@ -1,6 +1,7 @@
 //! [`Node`]: a running member of a cluster, as an embedding program holds it.
 //!
-//! `Node::start` opens the data directory, starts one executor thread per shard and returns once
+//! `Node::start` checks that the platform allows io_uring and enough locked memory
+//! ([`crate::shard::platform`]: otherwise [`NodeError::Platform`] says how to fix it), opens the data directory, starts one executor thread per shard and returns once
 //! every shard has recovered its log and bound its ports. The handle is `Send + Sync`: any
 //! thread (or any async runtime) may propose; answers come back through channels.
 //!
@@ -29,6 +30,7 @@ use crate::engine::state_machine::StateMachine;
 use crate::engine::{Committed, GroupStatus, ProposalError};
 use crate::error::NodeError;
 use crate::shard::admin::ChangeRequest;
+use crate::shard::platform;
 use crate::shard::runtime::{self, ApiRequest, Control, ShardContext, Work};
 use crate::types::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, PeerAddr, ShardId};
@@ -51,6 +53,7 @@ impl Node {
         F: Fn(ShardId) -> S + Send + Sync + 'static,
     {
         config.validate().map_err(NodeError::Config)?;
+        platform::check()?;
         data_dir::claim(&config.data_dir, config.cluster_id, config.id, config.init)?;
         let config = Arc::new(config);
         let make_state_machine = Arc::new(make_state_machine);

@@ -24,7 +24,7 @@ use clap::Args;
 
 use crate::api::node::Node;
 use crate::cli::node_args::NodeArgs;
-use crate::cli::serve::{drain, finish, init_tracing, stop_flag};
+use crate::cli::serve::{drain, finish, init_tracing, start_failure, stop_flag};
 use crate::kv::peer_proof::ClusterSecret;
 use crate::kv::route::{ReadMode, Router};
 use crate::kv::server;
@@ -125,7 +125,7 @@ pub fn run_kv(args: KvArgs) -> ExitCode {
         Ok(node) => Arc::new(node),
         Err(error) => {
             eprintln!("ringraft kv: {error}");
-            return ExitCode::FAILURE;
+            return start_failure(&error);
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

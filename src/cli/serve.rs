@@ -11,6 +11,7 @@ use clap::Args;
 use crate::api::node::Node;
 use crate::cli::node_args::NodeArgs;
 use crate::engine::state_machine::LogOnly;
+use crate::error::NodeError;
 use crate::procs::local_cluster::{LocalCluster, LocalClusterSpec};
 use crate::tls::{generate_cluster_certs, CertValidity};
 use crate::types::NodeId;
@@ -70,7 +71,7 @@ pub fn run_node(args: NodeArgs) -> ExitCode {
         Ok(node) => node,
         Err(error) => {
             eprintln!("ringraft node: {error}");
-            return ExitCode::FAILURE;
+            return start_failure(&error);
         }
     };
     println!("{summary}");
@@ -82,6 +83,16 @@ pub fn run_node(args: NodeArgs) -> ExitCode {
         drain(&node, "node");
     }
     finish(node, stopped_by_signal, "node")
+}
+
+/// The exit code of a node that could not start: 2 when the platform is the problem (like a
+/// usage error, the operator must change something before trying again), 1 otherwise.
+pub fn start_failure(error: &NodeError) -> ExitCode {
+    if error.is_platform() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// The first part of a graceful stop: [`Node::drain`] within the node's `drain_timeout`,

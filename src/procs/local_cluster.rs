@@ -247,9 +247,15 @@ impl LocalCluster {
         let mut line = String::new();
         let _ = BufReader::new(stdout).read_line(&mut line);
         if !line.contains("ready") {
+            // No "ready" line: the node exited (its message, on the inherited stderr, is
+            // above), or printed something else; it is killed in that case.
             let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("node {id} did not start (see its messages above)"));
+            let status = child
+                .wait()
+                .map_or_else(|e| e.to_string(), |status| status.to_string());
+            return Err(format!(
+                "node {id} did not start ({status}; see its message above)"
+            ));
         }
         self.nodes[id.0 as usize - 1].child = Some(child);
         Ok(())

@@ -8,5 +8,6 @@ pub mod gate;
 pub mod link;
 pub mod mailbox;
 pub mod peers;
+pub mod platform;
 pub mod runtime;
 pub mod transfer;
