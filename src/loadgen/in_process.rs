@@ -205,7 +205,11 @@ impl EmbeddedLoad {
             Ok(_) => {
                 self.counters.add(1, 0);
                 let micros = (arrived - since).as_micros() as u64;
-                result.committed(&self.schedule, arrived, micros);
+                let phase = self
+                    .counters
+                    .phase
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                result.committed(&self.schedule, arrived, micros, phase);
             }
             Err(ProposalError::NotLeader { leader }) => {
                 result.not_leader(leader.unwrap_or(self.node.id()))

@@ -5,7 +5,7 @@
 //! (`measure_from..=stop`); answers during the warm-up or the drain count as commits but not
 //! as latencies.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
@@ -43,6 +43,9 @@ impl Pace {
 pub struct LoadCounters {
     pub committed: AtomicU64,
     pub failed: AtomicU64,
+    /// The phase of the run latencies are recorded for besides the whole window
+    /// ([`ConnectionResult::by_phase`]); 0: phases are not tracked.
+    pub phase: AtomicUsize,
 }
 
 /// When a run starts, starts measuring, and stops sending.
@@ -70,6 +73,8 @@ const ERRORS_KEPT: usize = 16;
 pub struct ConnectionResult {
     /// Latency in microseconds of requests answered in the measured window.
     pub latency_us: Histogram<u64>,
+    /// The same by phase of the run: entry `p - 1` for phase `p` (see [`LoadCounters::phase`]).
+    pub by_phase: Vec<Histogram<u64>>,
     pub committed: u64,
     /// Requests refused for another reason than "not leader", or whose outcome stayed unknown
     /// (in flight on a lost connection, or unanswered when the connection gave up waiting).
@@ -88,7 +93,8 @@ pub struct ConnectionResult {
 impl ConnectionResult {
     pub fn new() -> ConnectionResult {
         ConnectionResult {
-            latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            latency_us: latency_histogram(),
+            by_phase: Vec::new(),
             committed: 0,
             failed: 0,
             redirected: 0,
@@ -101,6 +107,11 @@ impl ConnectionResult {
     /// Adds what a later connection of the same clients measured.
     pub fn absorb(&mut self, later: ConnectionResult) {
         self.latency_us.add(&later.latency_us).expect("same bounds");
+        for (phase, latency) in later.by_phase.iter().enumerate() {
+            self.phase_latency(phase + 1)
+                .add(latency)
+                .expect("same bounds");
+        }
         self.committed += later.committed;
         self.failed += later.failed;
         self.redirected += later.redirected;
@@ -111,13 +122,24 @@ impl ConnectionResult {
         self.redirect = later.redirect;
     }
 
-    /// Counts a success that arrived at `arrived`, `micros` after it was sent (or due).
-    pub fn committed(&mut self, schedule: &Schedule, arrived: Instant, micros: u64) {
+    /// Counts a success that arrived at `arrived`, `micros` after it was sent (or due), in
+    /// `phase` of the run (0: none).
+    pub fn committed(&mut self, schedule: &Schedule, arrived: Instant, micros: u64, phase: usize) {
         self.committed += 1;
         if schedule.measures(arrived) {
             self.answered_in_window += 1;
             self.latency_us.saturating_record(micros.max(1));
+            if phase > 0 {
+                self.phase_latency(phase).saturating_record(micros.max(1));
+            }
         }
+    }
+
+    fn phase_latency(&mut self, phase: usize) -> &mut Histogram<u64> {
+        while self.by_phase.len() < phase {
+            self.by_phase.push(latency_histogram());
+        }
+        &mut self.by_phase[phase - 1]
     }
 
     /// Counts a request refused for another reason than "not leader".
@@ -149,6 +171,11 @@ impl ConnectionResult {
             self.errors.push(error);
         }
     }
+}
+
+/// Microseconds from 1 µs to 60 s at 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
 impl Default for ConnectionResult {
