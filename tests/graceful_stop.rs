@@ -338,3 +338,79 @@ fn a_rolling_restart_under_load_fails_no_request_and_loses_no_write() {
         }
     }
 }
+
+/// `ringraft kv`: a RESP client on another node writes (pipelined SETs, forwarded to each
+/// key's leader) while the leader of the groups is stopped with SIGTERM and restarted: every
+/// command is answered OK and every acknowledged value reads back afterwards. (Commands
+/// forwarded to the stopping node are answered before it stops reading; a client connected to
+/// the stopping node itself sees its connection close, between answers.)
+#[test]
+fn a_kv_leaders_sigterm_fails_no_command_of_clients_on_other_nodes() {
+    let mut cluster = ProcCluster::start_kv(NODES, 1, 2, &[]);
+    let mut client = client_for(&cluster);
+    let (leader, _) = wait_for_leader(&cluster, &mut client, GroupId(0));
+    let served_by = (1..=NODES).map(NodeId).find(|&id| id != leader).unwrap();
+    let addr = cluster.resp_addrs()[served_by.0 as usize - 1].1;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut connection = redis::Client::open(format!("redis://{addr}/"))
+                .unwrap()
+                .get_connection_with_timeout(Duration::from_secs(5))
+                .unwrap();
+            connection
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            let (mut written, mut errors) = (Vec::new(), Vec::new());
+            let mut next = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut pipe = redis::pipe();
+                let batch: Vec<u64> = (next..next + 16).collect();
+                next += 16;
+                for value in &batch {
+                    pipe.cmd("SET")
+                        .arg(format!("k{value}"))
+                        .arg(value.to_string());
+                }
+                match pipe.query::<Vec<redis::Value>>(&mut connection) {
+                    Ok(replies) => {
+                        for (value, reply) in batch.iter().zip(replies) {
+                            match reply {
+                                redis::Value::Okay => written.push(*value),
+                                other => errors.push(format!("SET k{value}: {other:?}")),
+                            }
+                        }
+                    }
+                    Err(error) => errors.push(format!("pipeline from {}: {error}", batch[0])),
+                }
+            }
+            (written, errors)
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        sigterm_and_wait(&mut cluster, leader),
+        0,
+        "{leader} exits 0"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.relaunch(leader, false);
+    wait_caught_up(&cluster, &mut client);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let (written, errors) = writer.join().expect("writer thread");
+    assert!(errors.is_empty(), "commands failed: {errors:?}");
+    assert!(written.len() > 100, "only {} writes", written.len());
+    let mut reader = redis::Client::open(format!("redis://{}/", cluster.resp_addrs()[0].1))
+        .unwrap()
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .unwrap();
+    for value in written {
+        let read: Option<String> = redis::cmd("GET")
+            .arg(format!("k{value}"))
+            .query(&mut reader)
+            .unwrap();
+        assert_eq!(read, Some(value.to_string()), "k{value}");
+    }
+}
