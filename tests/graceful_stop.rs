@@ -155,6 +155,7 @@ fn start_load(cluster: &ProcCluster, seconds: u64) -> (Load, Arc<LoadCounters>) 
                 }),
                 clients: vec![connection],
                 total_clients: connections,
+                tls: None,
                 pace: Pace::Open {
                     per_second: 2_500.0,
                 },

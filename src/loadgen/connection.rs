@@ -282,7 +282,9 @@ async fn exchange<C: Codec>(
         if now >= drain_until || ((moving || now >= schedule.stop) && inflight.is_empty()) {
             result.unknown(
                 inflight.len() as u64,
-                format!("no answer from {addr} within {DRAIN:?}; requests in flight count as failed"),
+                format!(
+                    "no answer from {addr} within {DRAIN:?}; requests in flight count as failed"
+                ),
             );
             return Ok(());
         }
