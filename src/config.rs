@@ -46,6 +46,10 @@ pub struct NodeConfig {
     pub heartbeat: Duration,
     /// Proposals not committed within this are answered "timeout". Default 5 s.
     pub proposal_timeout: Duration,
+    /// How long a graceful stop (`ringraft node`/`kv` on SIGTERM or SIGINT) may take to hand
+    /// leadership over and answer what it took ([`crate::api::Node::drain`]). Default 2 s:
+    /// twenty election timeouts at the defaults, where a handover takes a few milliseconds.
+    pub drain_timeout: Duration,
     /// Most API requests (proposals, reads, ...) a shard holds, queued or awaiting their
     /// answer, and most queued in its channel beyond those, before `propose` waits. Default
     /// 65,536.
@@ -127,6 +131,7 @@ impl NodeConfig {
             election_timeout: Duration::from_millis(100),
             heartbeat: Duration::from_millis(20),
             proposal_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(2),
             proposals_queued_max: 65_536,
             clock_drift_percent: 10,
             uncommitted_bytes_max: crate::engine::UNCOMMITTED_BYTES_MAX_DEFAULT,

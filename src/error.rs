@@ -35,4 +35,19 @@ pub enum NodeError {
     Executor { shard: ShardId, reason: String },
     #[error("shard {shard} stopped unexpectedly")]
     ShardGone { shard: ShardId },
+    /// The platform refuses what the runtime needs (io_uring, locked memory): not a bug of
+    /// the node or of its configuration, but of where it runs. The message says how to fix it.
+    #[error("{what} ({detail}).\nFix: {fix}")]
+    Platform {
+        what: String,
+        detail: String,
+        fix: &'static str,
+    },
+}
+
+impl NodeError {
+    /// Whether the platform, not the node, is the problem ([`NodeError::Platform`]).
+    pub fn is_platform(&self) -> bool {
+        matches!(self, NodeError::Platform { .. })
+    }
 }

@@ -1,6 +1,7 @@
 //! [`Node`]: a running member of a cluster, as an embedding program holds it.
 //!
-//! `Node::start` opens the data directory, starts one executor thread per shard and returns once
+//! `Node::start` checks that the platform allows io_uring and enough locked memory
+//! ([`crate::shard::platform`]: otherwise [`NodeError::Platform`] says how to fix it), opens the data directory, starts one executor thread per shard and returns once
 //! every shard has recovered its log and bound its ports. The handle is `Send + Sync`: any
 //! thread (or any async runtime) may propose; answers come back through channels.
 //!
@@ -8,10 +9,17 @@
 //! their answer, [`crate::shard::gate`]) and queues at most as many more in its channel; beyond
 //! that [`Node::propose`] waits for room. It fails for being busy only when the group's leader
 //! holds too many bytes not yet applied ([`ProposalError::Overloaded`]).
+//!
+//! Stopping: [`Node::shutdown`] stops at once (requests still waiting are answered "shutting
+//! down", an unknown outcome). [`Node::shutdown_gracefully`] first hands every group this node
+//! leads to its most caught-up follower and waits, bounded, until every request the node took
+//! has its real answer ([`crate::shard::drain`]): the way to stop a member for a restart
+//! without failing its clients' requests or waiting for an election.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -24,7 +32,8 @@ use crate::engine::{Committed, GroupStatus, ProposalError};
 use crate::error::NodeError;
 use crate::shard::admin::ChangeRequest;
 use crate::shard::metrics::ShardMetrics;
-use crate::shard::runtime::{self, ApiRequest, ShardContext, Work};
+use crate::shard::platform;
+use crate::shard::runtime::{self, ApiRequest, Control, ShardContext, Work};
 use crate::types::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, PeerAddr, ShardId};
 
@@ -32,8 +41,8 @@ use crate::types::{GroupId, LogIndex, NodeId, PeerAddr, ShardId};
 pub struct Node {
     config: Arc<NodeConfig>,
     shards: Vec<flume::Sender<ApiRequest>>,
-    /// One per shard: stops it (a path of its own, since `shards` may be full).
-    stops: Vec<flume::Sender<()>>,
+    /// One per shard: drains or stops it (a path of its own, since `shards` may be full).
+    controls: Vec<flume::Sender<Control>>,
     /// One per shard: asks it for its metrics ([`NodeObserver`]).
     metrics: Vec<flume::Sender<flume::Sender<ShardMetrics>>>,
     threads: Vec<JoinHandle<Result<(), NodeError>>>,
@@ -48,13 +57,14 @@ impl Node {
         F: Fn(ShardId) -> S + Send + Sync + 'static,
     {
         config.validate().map_err(NodeError::Config)?;
+        platform::check()?;
         data_dir::claim(&config.data_dir, config.cluster_id, config.id, config.init)?;
         let config = Arc::new(config);
         let make_state_machine = Arc::new(make_state_machine);
         let mut node = Node {
             config: config.clone(),
             shards: Vec::new(),
-            stops: Vec::new(),
+            controls: Vec::new(),
             metrics: Vec::new(),
             threads: Vec::new(),
         };
@@ -62,13 +72,13 @@ impl Node {
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         for shard in (0..config.shards).map(ShardId) {
             let (requests_tx, requests_rx) = flume::bounded(config.proposals_queued_max);
-            let (stop_tx, stop_rx) = flume::bounded(1);
+            let (control_tx, control_rx) = flume::unbounded();
             let (metrics_tx, metrics_rx) = flume::bounded(METRICS_QUEUED_MAX);
             let context = ShardContext {
                 config: config.clone(),
                 shard,
                 requests: requests_rx,
-                stop: stop_rx,
+                control: control_rx,
                 metrics: metrics_rx,
                 ready: ready_tx.clone(),
             };
@@ -91,7 +101,7 @@ impl Node {
                     source,
                 })?;
             node.shards.push(requests_tx);
-            node.stops.push(stop_tx);
+            node.controls.push(control_tx);
             node.metrics.push(metrics_tx);
             node.threads.push(thread);
         }
@@ -271,7 +281,8 @@ impl Node {
     }
 
     /// Stops every shard: outstanding proposals are answered "shutting down", the log's last
-    /// flush completes, connections close. Returns the first shard failure, if any.
+    /// flush completes, client connections write their answers and close. Returns the first
+    /// shard failure, if any.
     pub fn shutdown(mut self) -> Result<(), NodeError> {
         match self.stop_threads() {
             Some(error) => Err(error),
@@ -279,9 +290,45 @@ impl Node {
         }
     }
 
+    /// Prepares this node to stop without failing anybody's request: every group it leads is
+    /// handed to its most caught-up follower (whose election then starts at once, without an
+    /// election timeout), new proposals and reads for groups it still leads are refused
+    /// ([`ProposalError::Transferring`], certainly not applied), and every request taken
+    /// before waits for its real answer (committed under the new leader, or certainly not
+    /// applied). Returns true once that holds on every shard, false if `timeout` passed first.
+    ///
+    /// The node keeps running as a follower afterwards, redirecting clients to the new leaders
+    /// (an embedder with front ends of its own, like `ringraft kv`, closes them now); stop it
+    /// with [`Node::shutdown`]. A group without another voter stays led here. If another member
+    /// is down or slow, the handover may not complete within `timeout`; a few election
+    /// timeouts is enough on a healthy cluster.
+    pub fn drain(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let answers: Vec<flume::Receiver<()>> = self
+            .controls
+            .iter()
+            .map(|control| {
+                let (done, answer) = flume::bounded(1);
+                let _ = control.send(Control::Drain(done));
+                answer
+            })
+            .collect();
+        answers.iter().all(|answer| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            answer.recv_timeout(left).is_ok()
+        })
+    }
+
+    /// [`Node::drain`] (bounded by `timeout`), then [`Node::shutdown`]. Returns whether the
+    /// drain completed in time (if not, requests still waiting are answered "shutting down").
+    pub fn shutdown_gracefully(self, timeout: Duration) -> Result<bool, NodeError> {
+        let drained = self.drain(timeout);
+        self.shutdown().map(|()| drained)
+    }
+
     fn stop_threads(&mut self) -> Option<NodeError> {
-        for stop in self.stops.drain(..) {
-            let _ = stop.send(());
+        for control in self.controls.drain(..) {
+            let _ = control.send(Control::Stop);
         }
         self.shards.clear();
         let mut first_error = None;

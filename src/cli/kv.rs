@@ -24,7 +24,9 @@ use clap::Args;
 
 use crate::api::node::Node;
 use crate::cli::node_args::NodeArgs;
-use crate::cli::serve::{finish, metrics_note, node_settings, start_metrics, stop_flag};
+use crate::cli::serve::{
+    drain, finish, metrics_note, node_settings, start_failure, start_metrics, stop_flag,
+};
 use crate::kv::peer_proof::ClusterSecret;
 use crate::kv::route::{ReadMode, Router};
 use crate::kv::server;
@@ -129,7 +131,7 @@ pub fn run_kv(args: KvArgs) -> ExitCode {
         Ok(node) => Arc::new(node),
         Err(error) => {
             eprintln!("ringraft kv: {error}");
-            return ExitCode::FAILURE;
+            return start_failure(&error);
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -154,9 +156,15 @@ pub fn run_kv(args: KvArgs) -> ExitCode {
     println!("{summary}");
     let watched = node.clone();
     let stopped = stop.clone();
+    // A graceful stop drains the node while RESP clients are still served (their commands
+    // for groups this node no longer leads are forwarded to the new leaders); then the server
+    // stops reading and each connection writes its last answers and closes.
     runtime.block_on(server::serve(listener, router, gate, tls, async move {
         while !stopped.load(Ordering::Relaxed) && watched.is_running() {
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if stopped.load(Ordering::Relaxed) {
+            let _ = tokio::task::spawn_blocking(move || drain(&watched, "kv")).await;
         }
     }));
     runtime.shutdown_timeout(Duration::from_secs(1));

@@ -77,6 +77,10 @@ pub struct NodeArgs {
     /// Length of one core tick in milliseconds.
     #[arg(long)]
     pub tick_ms: Option<u64>,
+    /// On SIGTERM or SIGINT, how long the node may take to hand its groups' leadership to
+    /// followers and answer every request it took before exiting (default 2000).
+    #[arg(long)]
+    pub drain_timeout_ms: Option<u64>,
     /// Cluster id: peers and data files of other clusters are refused.
     #[arg(long)]
     pub cluster_id: Option<u64>,
@@ -167,6 +171,7 @@ impl NodeArgs {
             election_timeout_ms: self.election_timeout_ms.or(file.election_timeout_ms),
             heartbeat_ms: self.heartbeat_ms.or(file.heartbeat_ms),
             tick_ms: self.tick_ms.or(file.tick_ms),
+            drain_timeout_ms: self.drain_timeout_ms.or(file.drain_timeout_ms),
             cluster_id: self.cluster_id.or(file.cluster_id),
             clock_drift_percent: self.clock_drift_percent.or(file.clock_drift_percent),
             snapshot_entries: self.snapshot_entries.or(file.snapshot_entries),
@@ -232,6 +237,9 @@ impl NodeArgs {
         }
         if let Some(ms) = self.heartbeat_ms {
             config.heartbeat = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.drain_timeout_ms {
+            config.drain_timeout = Duration::from_millis(ms);
         }
         if let Some(cluster_id) = self.cluster_id {
             config.cluster_id = cluster_id;

@@ -13,6 +13,7 @@ use crate::api::node::Node;
 use crate::cli::node_args::NodeArgs;
 use crate::config::NodeConfig;
 use crate::engine::state_machine::LogOnly;
+use crate::error::NodeError;
 use crate::metrics::MetricsServer;
 use crate::procs::local_cluster::{LocalCluster, LocalClusterSpec};
 use crate::procs::LogFormat;
@@ -56,10 +57,21 @@ pub fn metrics_note(server: Option<&MetricsServer>) -> String {
     })
 }
 
-/// A flag raised by SIGINT or SIGTERM.
+/// Exit status when a second SIGINT or SIGTERM ends the process during a graceful stop.
+pub const EXIT_SECOND_SIGNAL: i32 = 130;
+
+/// A flag raised by the first SIGINT or SIGTERM; a second one (the flag already raised) ends
+/// the process at once with [`EXIT_SECOND_SIGNAL`], without draining. That loses nothing
+/// acknowledged: every answer a node gave is on disk.
 pub fn stop_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // Registered first, so it sees the flag as the previous signal left it.
+        let _ = signal_hook::flag::register_conditional_shutdown(
+            signal,
+            EXIT_SECOND_SIGNAL,
+            flag.clone(),
+        );
         let _ = signal_hook::flag::register(signal, flag.clone());
     }
     flag
@@ -95,7 +107,7 @@ pub fn run_node(args: NodeArgs) -> ExitCode {
         Ok(node) => node,
         Err(error) => {
             eprintln!("ringraft node: {error}");
-            return ExitCode::FAILURE;
+            return start_failure(&error);
         }
     };
     if let Some(metrics) = &metrics {
@@ -105,11 +117,38 @@ pub fn run_node(args: NodeArgs) -> ExitCode {
     while !stop.load(Ordering::Relaxed) && node.is_running() {
         std::thread::sleep(Duration::from_millis(50));
     }
-    finish(node, stop.load(Ordering::Relaxed), "node")
+    let stopped_by_signal = stop.load(Ordering::Relaxed);
+    if stopped_by_signal {
+        drain(&node, "node");
+    }
+    finish(node, stopped_by_signal, "node")
 }
 
-/// Shuts `node` down after it was stopped by a signal (`stopped_by_signal`) or because a shard
-/// stopped, and reports the outcome as `ringraft <command>`'s exit code.
+/// The exit code of a node that could not start: 2 when the platform is the problem (like a
+/// usage error, the operator must change something before trying again), 1 otherwise.
+pub fn start_failure(error: &NodeError) -> ExitCode {
+    if error.is_platform() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The first part of a graceful stop: [`Node::drain`] within the node's `drain_timeout`,
+/// saying so if it did not complete.
+pub fn drain(node: &Node, command: &str) {
+    let timeout = node.config().drain_timeout;
+    if !node.drain(timeout) {
+        eprintln!(
+            "ringraft {command}: leadership hand-off and answers not complete within {timeout:?} \
+             (--drain-timeout-ms); stopping anyway"
+        );
+    }
+}
+
+/// Shuts `node` down after it was stopped by a signal (`stopped_by_signal`; the caller drained
+/// it first) or because a shard stopped, and reports the outcome as `ringraft <command>`'s
+/// exit code.
 pub fn finish(node: Node, stopped_by_signal: bool, command: &str) -> ExitCode {
     match node.shutdown() {
         Ok(()) if stopped_by_signal => ExitCode::SUCCESS,

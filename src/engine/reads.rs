@@ -190,6 +190,13 @@ impl<R> ReadQueue<R> {
         }
     }
 
+    /// Whether no read is waiting for an answer.
+    pub fn is_empty(&self) -> bool {
+        self.gathered.is_empty()
+            && self.awaiting_leader.is_empty()
+            && self.awaiting_apply.values().all(VecDeque::is_empty)
+    }
+
     /// Answers every outstanding read with `error`.
     pub fn drain(&mut self, error: &ProposalError, answers: &mut ReadAnswers<R>) {
         for (_, reads) in std::mem::take(&mut self.gathered) {

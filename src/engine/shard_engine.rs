@@ -714,6 +714,12 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
         std::mem::take(&mut self.role_changes)
     }
 
+    /// Whether every proposal and read this engine took has been answered (its answer may
+    /// still wait in [`Self::take_completions`]).
+    pub fn all_answered(&self) -> bool {
+        self.gathered.is_empty() && self.waiters.is_empty() && self.reads.is_empty()
+    }
+
     /// Answers every outstanding proposal `ShuttingDown`.
     pub fn shut_down(&mut self) {
         for (_, gathered) in std::mem::take(&mut self.gathered) {

@@ -19,6 +19,8 @@
 //! - At most [`CONNECTIONS_MAX`] connections are served at once; more are told so and closed.
 //! - Each connection has a [`Session`]: a request is planned with the standing that every
 //!   earlier request of the connection left (AUTH takes effect for the next request).
+//! - When the server stops, it accepts nothing more and each connection stops reading, answers
+//!   every request it read, and closes (waited for at most [`FINISH_WAIT`]).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,9 +56,12 @@ pub const CONNECTIONS_MAX: usize = 4096;
 const DISCARD_BYTES_MAX: usize = 8 << 20;
 /// See [`DISCARD_BYTES_MAX`].
 const DISCARD_TIME_MAX: Duration = Duration::from_millis(500);
+/// How long a stopping server waits for its connections to answer what they read.
+pub const FINISH_WAIT: Duration = Duration::from_secs(2);
 
 /// Accepts connections on `listener` (TLS ones when `tls` is given) until `stop` resolves;
-/// each is checked against `gate`.
+/// each is checked against `gate`. Then lets every connection finish (see the module docs)
+/// and returns.
 pub async fn serve(
     listener: TcpListener,
     router: Arc<Router>,
@@ -66,10 +71,17 @@ pub async fn serve(
 ) {
     let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let next_id = AtomicU64::new(1);
+    let (finish, finishing) = tokio::sync::watch::channel(false);
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = &mut stop => return,
+            _ = &mut stop => {
+                drop(listener);
+                let _ = finish.send(true);
+                let all = slots.acquire_many(CONNECTIONS_MAX as u32);
+                let _ = tokio::time::timeout(FINISH_WAIT, all).await;
+                return;
+            }
             accepted = listener.accept() => match accepted {
                 Ok((mut stream, client)) => {
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
@@ -82,10 +94,11 @@ pub async fn serve(
                     let router = router.clone();
                     let session = Session::new(gate.clone(), client);
                     let tls = tls.clone();
+                    let finishing = finishing.clone();
                     tokio::spawn(async move {
                         let _ = stream.set_nodelay(true);
                         if let Some(stream) = secure(stream, tls.as_deref()).await {
-                            serve_connection(stream, router, session, id).await;
+                            serve_connection(stream, router, session, id, finishing).await;
                         }
                         drop(slot);
                     });
@@ -146,6 +159,7 @@ async fn serve_connection(
     router: Arc<Router>,
     mut session: Session,
     id: u64,
+    mut finishing: tokio::sync::watch::Receiver<bool>,
 ) {
     let groups = router.groups();
     let (mut reader, mut writer) = tokio::io::split(stream);
@@ -158,6 +172,7 @@ async fn serve_connection(
     let mut slots = VecDeque::new();
     let mut held: Option<(Plan, usize)> = None;
     let mut closing = false;
+    let mut reading = true;
     loop {
         loop {
             let (plan, slot) = match held.take() {
@@ -175,7 +190,10 @@ async fn serve_connection(
                         stats.received(slot);
                         (command::plan(&context, &args), slot)
                     }
-                    Ok(None) => break,
+                    Ok(None) => {
+                        closing |= !reading;
+                        break;
+                    }
                     Err(error) => {
                         closing = true;
                         let slot = stats.protocol_error_slot();
@@ -215,11 +233,13 @@ async fn serve_connection(
                 }
                 output.clear();
             }
-            read = reader.read_buf(&mut input), if !closing && held.is_none() => match read {
+            read = reader.read_buf(&mut input), if reading && !closing && held.is_none() => match read {
                 Ok(0) => closing = true,
                 Ok(_) => {}
                 Err(_) => return,
             },
+            // The server stops: read nothing more, answer every whole request already read.
+            _ = finishing.changed(), if reading => reading = false,
         }
     }
 }

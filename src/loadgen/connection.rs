@@ -11,9 +11,14 @@
 //!
 //! Reading never waits for writing, so a server that answers while it reads cannot deadlock
 //! against the load. After `stop` nothing new is sent and answers are awaited for at most
-//! `DRAIN` (5 s). A refusal that names another leader ends the connection's current socket; its
-//! clients reconnect to that leader with fresh credits (open loop: intended send times count
-//! from the reconnection), so a leadership change costs a reconnection, not the rest of the run.
+//! `DRAIN` (5 s). A "not leader" refusal (certainly not applied, so not a failure) ends the
+//! connection's use of its current socket: nothing more is sent there, the answers of the
+//! requests still in flight on it are awaited (at most `DRAIN`), then its clients reconnect to
+//! the leader the node named (or to the same node, after a pause, while it names none) with
+//! fresh credits (open loop: intended send times count from the reconnection). A leadership
+//! change thus costs a reconnection, not the rest of the run, and a node that hands its
+//! leadership over before stopping (answering everything it took) fails no request. Requests
+//! whose answer never comes (a socket lost, or `DRAIN` passed) count as failed.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -237,7 +242,8 @@ enum Loss {
     Protocol(std::io::Error),
 }
 
-/// Sends and matches answers on one socket until the schedule's end (or a redirect).
+/// Sends and matches answers on one socket until the schedule's end (or a redirect, once the
+/// requests in flight are answered).
 async fn exchange<C: Codec>(
     endpoint: Endpoint<'_>,
     codec: &mut C,
@@ -249,6 +255,7 @@ async fn exchange<C: Codec>(
 ) -> Result<(), Loss> {
     let socket = |error: std::io::Error| Loss::Socket(error);
     let protocol = |error: String| Loss::Protocol(std::io::Error::other(error));
+    let (node, addr) = (endpoint.node, endpoint.addr);
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect())
         .await
         .map_err(|_| {
@@ -263,17 +270,25 @@ async fn exchange<C: Codec>(
     let (mut out, mut written) = (Vec::new(), 0);
     // When the next batch may be taken (open loop; a closed loop sends whenever it may).
     let mut next_batch = schedule.started;
-    let drain_until = schedule.stop + DRAIN;
+    // Until when answers are awaited: `DRAIN` after the stop, or after a redirect.
+    let mut drain_until = schedule.stop + DRAIN;
     let since_start =
         |at: Instant| at.saturating_duration_since(schedule.started).as_nanos() as u64;
     let timer = tokio::time::sleep_until(schedule.stop.into());
     tokio::pin!(timer);
     loop {
         let now = Instant::now();
-        if now >= drain_until || (now >= schedule.stop && inflight.is_empty()) {
+        let moving = result.redirect.is_some();
+        if now >= drain_until || ((moving || now >= schedule.stop) && inflight.is_empty()) {
+            result.unknown(
+                inflight.len() as u64,
+                format!(
+                    "no answer from {addr} within {DRAIN:?}; requests in flight count as failed"
+                ),
+            );
             return Ok(());
         }
-        let sending = now < schedule.stop;
+        let sending = now < schedule.stop && !moving;
         if sending && written == out.len() && now >= next_batch {
             written = 0;
             out.clear();
@@ -322,6 +337,7 @@ async fn exchange<C: Codec>(
                 let arrived = Instant::now();
                 let arrived_ns = since_start(arrived);
                 let (committed, failed) = (result.committed, result.failed);
+                let phase = counters.phase.load(std::sync::atomic::Ordering::Relaxed);
                 while let Some(answer) = codec.next_answer().map_err(protocol)? {
                     let pending = inflight.take(answer.id).ok_or_else(|| {
                         protocol(format!("answer to unknown request {}", answer.id))
@@ -330,17 +346,18 @@ async fn exchange<C: Codec>(
                     match answer.outcome {
                         Outcome::Done => {
                             let micros = arrived_ns.saturating_sub(pending.stamp_ns) / 1_000;
-                            result.committed(&schedule, arrived, micros);
+                            result.committed(&schedule, arrived, micros, phase);
                         }
-                        Outcome::Refused { error, leader } => {
-                            result.refused(&schedule, arrived, error, leader)
+                        Outcome::NotLeader { leader } => {
+                            if !moving {
+                                drain_until = arrived + DRAIN;
+                            }
+                            result.not_leader(leader.unwrap_or(node));
                         }
+                        Outcome::Refused { error } => result.refused(&schedule, arrived, error),
                     }
                 }
                 counters.add(result.committed - committed, result.failed - failed);
-                if result.redirect.is_some() {
-                    return Ok(());
-                }
             }
         }
     }

@@ -205,15 +205,19 @@ impl EmbeddedLoad {
             Ok(_) => {
                 self.counters.add(1, 0);
                 let micros = (arrived - since).as_micros() as u64;
-                result.committed(&self.schedule, arrived, micros);
+                let phase = self
+                    .counters
+                    .phase
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                result.committed(&self.schedule, arrived, micros, phase);
             }
+            Err(ProposalError::NotLeader { leader }) => {
+                result.not_leader(leader.unwrap_or(self.node.id()))
+            }
+            Err(ProposalError::Transferring) => result.not_leader(self.node.id()),
             Err(error) => {
                 self.counters.add(0, 1);
-                let leader = match error {
-                    ProposalError::NotLeader { leader } => leader,
-                    _ => None,
-                };
-                result.refused(&self.schedule, arrived, describe(&error), leader);
+                result.refused(&self.schedule, arrived, error.to_string());
             }
         }
     }
@@ -258,12 +262,5 @@ async fn open_loop(load: &Rc<EmbeddedLoad>, per_second: f64) {
     let drain_until = stop + DRAIN;
     while *load.outstanding.borrow() > 0 && Instant::now() < drain_until {
         glommio::timer::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-fn describe(error: &ProposalError) -> String {
-    match error {
-        ProposalError::NotLeader { leader } => format!("not leader (leader {leader:?})"),
-        other => other.to_string(),
     }
 }

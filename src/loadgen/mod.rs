@@ -31,6 +31,7 @@ pub mod node_figures;
 pub mod plot;
 pub mod report;
 pub mod resp;
+pub mod rolling;
 pub mod sweep;
 
 use std::net::SocketAddr;
@@ -126,6 +127,15 @@ pub struct BenchArgs {
     /// kill -9 the leader of group 0 halfway and report the time to the next commit.
     #[arg(long)]
     pub failover: bool,
+    /// Restart every node in turn while the load runs: SIGTERM (a graceful stop, handing its
+    /// leaderships over), start again on the same data, wait until caught up, the next after
+    /// --rolling-gap seconds of steady load. Latency is reported per phase; --duration must
+    /// leave room for every restart.
+    #[arg(long)]
+    pub rolling_restart: bool,
+    /// --rolling-restart: seconds of steady load before the first restart and between two.
+    #[arg(long, default_value_t = 5.0)]
+    pub rolling_gap: f64,
     /// Run every node inside this process and propose through the embedding API (no client
     /// sockets, no process boundaries; peers still talk TCP over loopback).
     #[arg(long)]
@@ -185,6 +195,8 @@ pub(crate) struct BenchResult {
     /// Open loop: the proposals per second offered.
     offered_per_second: Option<f64>,
     failed: u64,
+    /// Requests refused with "not leader" (certainly not applied) and sent again.
+    redirected: u64,
     latency_us: Percentiles,
     cpu_seconds_per_node: Vec<(u64, f64)>,
     cpu_microseconds_per_commit: Option<f64>,
@@ -208,7 +220,15 @@ pub(crate) struct BenchResult {
     /// Elections begun during the measured window, over all groups (see
     /// [`node_figures::elections`]); a failover run counts its own.
     elections: Option<u64>,
+    /// `--rolling-restart`: each restart, and the latency of each phase.
+    rolling_restart: Option<RollingFigures>,
     errors: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct RollingFigures {
+    restarts: Vec<rolling::Restart>,
+    phases: Vec<rolling::PhaseFigures>,
 }
 
 /// Runs the benchmark; the error is a message for the user.
@@ -362,6 +382,22 @@ fn validate(args: &BenchArgs) -> Result<(), String> {
     }
     if args.failover && args.protocol == Protocol::Resp {
         return Err("--failover probes with native proposals: not with --protocol resp".into());
+    }
+    if args.rolling_restart
+        && (args.in_process
+            || args.target.is_some()
+            || args.failover
+            || args.sweep
+            || args.protocol == Protocol::Resp)
+    {
+        return Err(
+            "--rolling-restart restarts the local cluster's node processes: not with \
+             --in-process, --target, --failover, --sweep or --protocol resp"
+                .into(),
+        );
+    }
+    if args.rolling_restart && !(args.rolling_gap >= 0.0 && args.rolling_gap.is_finite()) {
+        return Err("--rolling-gap must be a number of seconds".into());
     }
     if args.sweep && (args.failover || args.rate.is_some()) {
         return Err(
@@ -523,6 +559,8 @@ pub(crate) struct Measurement {
     failover_commits_after: Option<u64>,
     elections: Option<u64>,
     failed: u64,
+    redirected: u64,
+    rolling_restart: Option<RollingFigures>,
     errors: Vec<String>,
 }
 
@@ -688,11 +726,18 @@ impl Bench<'_> {
         let mut failover_ms = None;
         let mut committed_at_failover = None;
         let failover_at = measure_from + Duration::from_secs_f64(args.duration / 2.0);
+        let mut rolling = args.rolling_restart.then(|| {
+            counters.phase.store(rolling::STEADY, Ordering::Relaxed);
+            let nodes = self.nodes.iter().map(|&(id, _)| id).collect();
+            let gap = Duration::from_secs_f64(args.rolling_gap);
+            rolling::RollingRestart::new(nodes, self.leaders.len() as u32, measure_from, gap)
+        });
+        let sample_every = Duration::from_millis(if rolling.is_some() { 50 } else { 200 });
         let mut last_count = 0;
         let mut last_tick = Instant::now();
         let mut throughput = Vec::new();
         while Instant::now() < stop {
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(sample_every);
             let now = Instant::now();
             if !measuring && now >= measure_from {
                 measuring = true;
@@ -707,6 +752,11 @@ impl Bench<'_> {
                 if let Target::Processes(cluster) = &mut *self.target {
                     failover_ms = Some(kill_leader_and_wait(cluster, &mut self.client, &self.tls)?);
                     committed_at_failover = Some(counters.committed.load(Ordering::Relaxed));
+                }
+            }
+            if let (Some(rolling), Target::Processes(cluster)) = (&mut rolling, &mut *self.target) {
+                if now >= measure_from {
+                    rolling.step(cluster, &mut self.client, &counters)?;
                 }
             }
             let count = counters.committed.load(Ordering::Relaxed);
@@ -746,6 +796,40 @@ impl Bench<'_> {
         let mut errors = total.errors;
         errors.sort();
         errors.dedup();
+        let rolling_restart = match rolling {
+            Some(rolling) if !rolling.is_done() => {
+                return Err(format!(
+                    "the rolling restart did not finish within --duration {} s ({} of {} nodes \
+                     restarted); give it more time",
+                    args.duration,
+                    rolling.restarts.len(),
+                    self.nodes.len()
+                ))
+            }
+            Some(rolling) => Some(RollingFigures {
+                phases: total
+                    .by_phase
+                    .iter()
+                    .enumerate()
+                    .map(|(index, latency)| rolling::PhaseFigures {
+                        phase: match index + 1 {
+                            rolling::STEADY => "steady".into(),
+                            phase => rolling
+                                .restarts
+                                .get(phase - rolling::STEADY - 1)
+                                .map_or_else(
+                                    || format!("phase {phase}"),
+                                    |restart| format!("restart of node {}", restart.node),
+                                ),
+                        },
+                        answered: latency.len(),
+                        latency_us: Percentiles::of(latency),
+                    })
+                    .collect(),
+                restarts: rolling.restarts,
+            }),
+            None => None,
+        };
         Ok(Measurement {
             pace,
             latency: total.latency_us,
@@ -766,6 +850,8 @@ impl Bench<'_> {
             failover_ms,
             failover_commits_after,
             failed: total.failed,
+            redirected: total.redirected,
+            rolling_restart,
             errors,
         })
     }
@@ -791,6 +877,7 @@ impl Bench<'_> {
                 Pace::Closed { .. } => None,
             },
             failed: run.failed,
+            redirected: run.redirected,
             latency_us: Percentiles::of(&run.latency),
             cpu_microseconds_per_commit: (commits > 0 && !run.cpu_seconds_per_node.is_empty())
                 .then(|| cpu_total * 1e6 / commits as f64),
@@ -811,6 +898,7 @@ impl Bench<'_> {
             failover_ms: run.failover_ms,
             failover_commits_after: run.failover_commits_after,
             elections: run.elections,
+            rolling_restart: run.rolling_restart,
             errors: run.errors,
             config: args.clone(),
         };
@@ -906,6 +994,24 @@ fn print_summary(result: &BenchResult) {
             result.failover_commits_after.unwrap_or(0)
         );
     }
+    if result.redirected > 0 {
+        println!(
+            "{} requests refused with \"not leader\" and sent again (not failures)",
+            result.redirected
+        );
+    }
+    if let Some(rolling) = &result.rolling_restart {
+        for restart in &rolling.restarts {
+            println!(
+                "restart of node {} (leader of {} groups): stopped in {:.0} ms, caught up {:.0} ms \
+                 after SIGTERM",
+                restart.node, restart.led_groups, restart.stop_ms, restart.phase_ms
+            );
+        }
+        for phase in &rolling.phases {
+            println!("{}: {}", phase.phase, phase.latency_us.line());
+        }
+    }
     for error in &result.errors {
         println!("error seen: {error}");
     }
@@ -927,6 +1033,37 @@ fn loadgen_cpu_line(result: &BenchResult) -> String {
             .unwrap_or("not measured")
             .to_string(),
     }
+}
+
+/// The `--rolling-restart` section of the summary: failures, each restart, latency per phase.
+fn rolling_markdown(result: &BenchResult) -> String {
+    let Some(rolling) = &result.rolling_restart else {
+        return String::new();
+    };
+    let mut text = format!(
+        "\n## Rolling restart\n\nFailed requests: {}; refused with \"not leader\" and sent again: {} \
+         (throughput over time: `throughput.svg`).\n\n\
+         | node | leader of groups | SIGTERM → exit ms | SIGTERM → caught up ms |\n|---|---|---|---|\n",
+        result.failed, result.redirected
+    );
+    for restart in &rolling.restarts {
+        text.push_str(&format!(
+            "| {} | {} | {:.0} | {:.0} |\n",
+            restart.node, restart.led_groups, restart.stop_ms, restart.phase_ms
+        ));
+    }
+    text.push_str("\n| phase | answered | p50 µs | p99 µs | max µs |\n|---|---|---|---|---|\n");
+    for phase in &rolling.phases {
+        text.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            phase.phase,
+            phase.answered,
+            phase.latency_us.p50,
+            phase.latency_us.p99,
+            phase.latency_us.max
+        ));
+    }
+    text
 }
 
 fn summary_markdown(result: &BenchResult) -> String {
@@ -978,7 +1115,8 @@ fn summary_markdown(result: &BenchResult) -> String {
          | commits/s | MB/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | CPU µs/commit (nodes) | load generator CPU µs/request |\n\
          |---|---|---|---|---|---|---|---|---|\n\
          | {cps:.0} | {mbps:.1} | {p50} | {p90} | {p99} | {p999} | {max} | {cpu_per_commit} | {loadgen_per_request} |\n\n\
-         Load generator: {loadgen}.\n{stages}{logs}",
+         Load generator: {loadgen}.\n{stages}{logs}{rolling}",
+        rolling = rolling_markdown(result),
         label = config.label,
         date = result.date,
         commit = result.commit,

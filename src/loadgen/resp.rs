@@ -130,7 +130,6 @@ impl Codec for RespCodec {
                     Ok(Some((Value::Error(text), _))) => text,
                     _ => "an unreadable error answer".into(),
                 },
-                leader: None,
             },
             _ => Outcome::Done,
         };
@@ -258,7 +257,6 @@ mod tests {
             answers[2].outcome,
             Outcome::Refused {
                 error: "MOVED 3 127.0.0.1:1".into(),
-                leader: None
             }
         );
         codec.read_buffer()[..3].copy_from_slice(b"c\r\n");

@@ -264,9 +264,15 @@ impl LocalCluster {
         let mut line = String::new();
         let _ = BufReader::new(stdout).read_line(&mut line);
         if !line.contains("ready") {
+            // No "ready" line: the node exited (its message, on the inherited stderr, is
+            // above), or printed something else; it is killed in that case.
             let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("node {id} did not start (see its messages above)"));
+            let status = child
+                .wait()
+                .map_or_else(|e| e.to_string(), |status| status.to_string());
+            return Err(format!(
+                "node {id} did not start ({status}; see its message above)"
+            ));
         }
         self.nodes[id.0 as usize - 1].child = Some(child);
         Ok(())
@@ -300,6 +306,15 @@ impl LocalCluster {
     /// Node `id`'s process id, while it runs.
     pub fn pid(&self, id: NodeId) -> Option<u32> {
         self.node(id).child.as_ref().map(Child::id)
+    }
+
+    /// Node `id`'s exit status once its process has exited (it then counts as down); `None`
+    /// while it runs.
+    pub fn reap(&mut self, id: NodeId) -> Option<std::process::ExitStatus> {
+        let node = &mut self.nodes[id.0 as usize - 1];
+        let status = node.child.as_mut()?.try_wait().ok()??;
+        node.child = None;
+        Some(status)
     }
 
     /// The first node that exited on its own, if any, with its status.

@@ -9,10 +9,14 @@
 //! and client address when known: clients redirect themselves (the Rust client in
 //! [`crate::client`] does). A malformed frame, an oversized payload (answered `TooLarge` first)
 //! or a peer that stops reading closes that connection only.
+//!
+//! When the shard stops, [`ClientHub::finish_all`] lets every connection write the answers it
+//! holds and close its sending side before the shard's executor (and with it every connection
+//! task) ends: a client is never left without an answer the node had decided.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,10 +53,13 @@ const OUTSTANDING_MAX: usize = 65_536;
 /// CPU shares of the client task queue; the default queue (event loop, peers) has 1,000.
 const CLIENT_QUEUE_SHARES: usize = 250;
 
-/// Connections with answers waiting for the end of the turn.
+/// Connections with answers waiting for the end of the turn, and every open connection.
 #[derive(Default)]
 pub struct ClientHub {
     dirty: RefCell<Vec<Rc<ClientConnection>>>,
+    open: RefCell<Vec<Weak<ClientConnection>>>,
+    /// Writer tasks still running.
+    writers: Cell<usize>,
 }
 
 impl ClientHub {
@@ -69,6 +76,40 @@ impl ClientHub {
             });
         }
     }
+
+    /// Lets every open connection write what it holds (call [`Self::flush`] first) and close
+    /// its sending side; waits for that, at most `within`.
+    pub async fn finish_all(&self, within: Duration) {
+        for connection in self.open.borrow_mut().drain(..) {
+            if let Some(connection) = connection.upgrade() {
+                connection.outgoing.finish();
+            }
+        }
+        let deadline = std::time::Instant::now() + within;
+        while self.writers.get() > 0 && std::time::Instant::now() < deadline {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Whether every open connection has had no request unanswered and sent none for `period`
+    /// (what a draining shard waits for before it reports drained: a client that was just
+    /// answered may be sending its next request).
+    pub fn quiet_for(&self, period: Duration) -> bool {
+        self.open.borrow().iter().all(|connection| {
+            connection.upgrade().is_none_or(|connection| {
+                connection.outgoing.is_closed()
+                    || (connection.outstanding.get() == 0
+                        && connection.last_request.get().elapsed() >= period)
+            })
+        })
+    }
+
+    fn register(&self, connection: &Rc<ClientConnection>) {
+        let mut open = self.open.borrow_mut();
+        open.retain(|connection| connection.strong_count() > 0);
+        open.push(Rc::downgrade(connection));
+        self.writers.set(self.writers.get() + 1);
+    }
 }
 
 /// One client connection as the event loop sees it.
@@ -77,6 +118,8 @@ pub struct ClientConnection {
     outgoing: Outgoing,
     pending: RefCell<Vec<ClientResponse>>,
     outstanding: Cell<usize>,
+    /// When the last request frame arrived.
+    last_request: Cell<std::time::Instant>,
 }
 
 impl ClientConnection {
@@ -266,8 +309,10 @@ fn serve(
         outgoing: Outgoing::new(OUTGOING_BYTES_MAX),
         pending: RefCell::new(Vec::new()),
         outstanding: Cell::new(0),
+        last_request: Cell::new(std::time::Instant::now()),
     });
     connection.outgoing.set_connected(true);
+    connection.hub.register(&connection);
     let (reader, writer) = futures_lite::io::split(stream);
     glommio::spawn_local(read_requests(reader, connection.clone(), shard, mailbox)).detach();
     glommio::spawn_local(write_answers(writer, connection)).detach();
@@ -303,6 +348,7 @@ async fn read_requests(
             tracing::warn!(%shard, kind = ?frame.kind, "unexpected client frame; closing");
             break;
         }
+        connection.last_request.set(std::time::Instant::now());
         match decode_requests_frame(&frame) {
             Ok(requests) => {
                 for request in &requests {
@@ -347,5 +393,11 @@ async fn write_answers(
         }
         spare.clear();
     }
+    // Finished by the shard (not closed by the reader or for a client that stopped reading):
+    // everything is written; tell the client so.
+    if !connection.outgoing.is_closed() {
+        let _ = writer.close().await;
+    }
     connection.outgoing.close();
+    connection.hub.writers.set(connection.hub.writers.get() - 1);
 }

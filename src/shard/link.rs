@@ -4,6 +4,7 @@
 //! Invariant: the writer takes everything appended so far in one swap, so however many frames
 //! a loop turn appends, they leave in one write. A buffer that grows past its cap (a peer that
 //! does not read) is dropped and the connection is closed rather than growing without bound.
+//! A finished buffer ([`Outgoing::finish`]) hands its writer what it holds, then reports closed.
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -13,6 +14,8 @@ pub struct Outgoing {
     buffer: RefCell<Vec<u8>>,
     waiting: Cell<Option<Waker>>,
     closed: Cell<bool>,
+    /// Closed once the buffer is empty (see [`Outgoing::finish`]).
+    finishing: Cell<bool>,
     connected: Cell<bool>,
     /// Connections made so far: a change tells a sender that what it queued may be lost.
     generation: Cell<u64>,
@@ -27,6 +30,7 @@ impl Outgoing {
             buffer: RefCell::new(Vec::new()),
             waiting: Cell::new(None),
             closed: Cell::new(false),
+            finishing: Cell::new(false),
             connected: Cell::new(false),
             generation: Cell::new(0),
             taken_bytes: Cell::new(0),
@@ -85,12 +89,21 @@ impl Outgoing {
         }
     }
 
+    /// Ends the connection gracefully: the writer still takes what is buffered, then hears
+    /// that the buffer is closed.
+    pub fn finish(&self) {
+        self.finishing.set(true);
+        if let Some(waker) = self.waiting.take() {
+            waker.wake();
+        }
+    }
+
     pub fn is_closed(&self) -> bool {
         self.closed.get()
     }
 
     /// Waits for bytes and swaps them into `spare` (which must be empty). Returns false once
-    /// closed.
+    /// closed, or once finished and empty.
     pub async fn take(&self, spare: &mut Vec<u8>) -> bool {
         poll_fn(|cx| {
             if self.closed.get() {
@@ -102,6 +115,9 @@ impl Outgoing {
                     .set(self.taken_bytes.get() + buffer.len() as u64);
                 std::mem::swap(&mut *buffer, spare);
                 return Poll::Ready(true);
+            }
+            if self.finishing.get() {
+                return Poll::Ready(false);
             }
             self.waiting.set(Some(cx.waker().clone()));
             Poll::Pending

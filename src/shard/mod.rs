@@ -3,10 +3,12 @@
 
 pub mod admin;
 pub mod clients;
+pub mod drain;
 pub mod gate;
 pub mod link;
 pub mod mailbox;
 pub mod metrics;
 pub mod peers;
+pub mod platform;
 pub mod runtime;
 pub mod transfer;

@@ -12,8 +12,11 @@
 //! Requests of the embedding API enter through [`crate::shard::gate`]: the shard holds at most
 //! `proposals_queued_max` of them (queued, in the engine, or awaiting their answer), so the
 //! bounded channel from [`crate::api::Node`] is what proposers wait on, and a shard that cannot
-//! commit stops taking requests instead of queueing them without limit. Stopping does not go
-//! through that channel (it may be full): it has a channel of its own.
+//! commit stops taking requests instead of queueing them without limit. Draining and stopping
+//! do not go through that channel (it may be full): they have a channel of their own
+//! ([`Control`]). A drain ([`crate::shard::drain`]) hands leadership over and waits for the
+//! answers of everything taken; a stop ends the loop, answers what is left "shutting down",
+//! and lets every client connection write its answers before the shard exits.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -35,6 +38,7 @@ use crate::log::{shard_dir, DiskLog, FlushDone, LogConfig};
 use crate::net::client_wire::ClientRequest;
 use crate::shard::admin::{self, ChangeRequest};
 use crate::shard::clients::{self, ClientConnection, ClientHub};
+use crate::shard::drain::Drain;
 use crate::shard::gate::{Permit, RequestGate};
 use crate::shard::mailbox::Mailbox;
 use crate::shard::metrics::{Arrival, RequestKind, RequestTimes, ShardMetrics};
@@ -58,6 +62,35 @@ pub enum Work {
 }
 
 impl Work {
+    fn group(&self) -> GroupId {
+        match self {
+            Work::Propose { group, .. } | Work::Read { group, .. } => *group,
+        }
+    }
+
+    /// Hands the work to the engine, or, while the shard drains, refuses it if the shard still
+    /// leads its group (stale reads are always served).
+    fn submit_unless_draining<S: StateMachine>(
+        self,
+        engine: &mut Engine<S>,
+        drain: &Option<Drain>,
+        reply: ReplyTo,
+        config: &NodeConfig,
+    ) {
+        let stale = matches!(
+            self,
+            Work::Read {
+                consistency: ReadConsistency::Stale,
+                ..
+            }
+        );
+        if drain.is_some() && !stale && Drain::refuses(engine, self.group()) {
+            reply.answer(Err(Drain::refusal()), config);
+        } else {
+            self.submit(engine, reply);
+        }
+    }
+
     /// The work a client request asks for, with the request's id; other requests come back.
     fn of_client(request: ClientRequest) -> Result<(u64, Work), ClientRequest> {
         match request {
@@ -189,6 +222,8 @@ pub enum ShardEvent {
     Api(ApiRequest, Permit),
     /// The node's metrics endpoint asks for a snapshot of the shard's figures.
     Metrics(flume::Sender<ShardMetrics>),
+    /// Start draining ([`crate::shard::drain`]); the sender hears once the shard is drained.
+    Drain(flume::Sender<()>),
     /// The node is stopping.
     Shutdown,
     ClientRequests {
@@ -198,13 +233,20 @@ pub enum ShardEvent {
     FlushDone(FlushDone),
 }
 
+/// How the node tells a shard to drain or stop (beside the request channel, which may be full).
+pub enum Control {
+    /// Drain ([`crate::shard::drain`]); the sender hears once the shard is drained.
+    Drain(flume::Sender<()>),
+    /// Stop now. A disconnected control channel stops the shard too.
+    Stop,
+}
+
 /// What a shard thread is given.
 pub struct ShardContext {
     pub config: Arc<NodeConfig>,
     pub shard: ShardId,
     pub requests: flume::Receiver<ApiRequest>,
-    /// Receives (or disconnects) when the node stops.
-    pub stop: flume::Receiver<()>,
+    pub control: flume::Receiver<Control>,
     /// Requests for a [`ShardMetrics`] snapshot, each with where to send it; a path of their
     /// own, so that a full request channel does not hold up the metrics endpoint.
     pub metrics: flume::Receiver<flume::Sender<ShardMetrics>>,
@@ -262,7 +304,7 @@ async fn run_shard<S: StateMachine>(
         config,
         shard,
         requests,
-        stop,
+        control,
         metrics,
         ready,
     } = context;
@@ -277,7 +319,7 @@ async fn run_shard<S: StateMachine>(
     };
     spawn_ticker(&config, mailbox.clone());
     let gate = RequestGate::new(config.proposals_queued_max);
-    spawn_api_forwarder(requests, stop, gate, mailbox.clone());
+    spawn_api_forwarder(requests, control, gate, mailbox.clone());
     spawn_metrics_forwarder(metrics, mailbox.clone());
     tracing::info!(node = %config.id, %shard, groups = engine.groups().count(), "shard started");
     let _ = ready.send(Ok(()));
@@ -303,6 +345,7 @@ async fn run_shard<S: StateMachine>(
     engine.shut_down();
     dispatch_completions(&mut engine, &config, &mut requests);
     hub.flush();
+    hub.finish_all(CLIENT_FINISH_WAIT).await;
     peers.close();
     mailbox.close();
     if let Err(error) = &result {
@@ -312,6 +355,9 @@ async fn run_shard<S: StateMachine>(
 }
 
 type Engine<S> = ShardEngine<DiskLog, S, ReplyTo>;
+
+/// At a stop, how long client connections may take to write their last answers.
+const CLIENT_FINISH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 async fn start_shard<S: StateMachine>(
     config: &Arc<NodeConfig>,
@@ -372,25 +418,28 @@ fn spawn_ticker(config: &NodeConfig, mailbox: Rc<Mailbox<ShardEvent>>) {
 }
 
 /// Moves API requests into the mailbox, each once the gate has room for it (see the module
-/// docs), until the node stops or drops its end of the channels; then queues a shutdown.
+/// docs), and drain orders as they come, until the node stops or drops its end of the
+/// channels; then queues a shutdown.
 fn spawn_api_forwarder(
     requests: flume::Receiver<ApiRequest>,
-    stop: flume::Receiver<()>,
+    control: flume::Receiver<Control>,
     gate: Rc<RequestGate>,
     mailbox: Rc<Mailbox<ShardEvent>>,
 ) {
     glommio::spawn_local(async move {
         loop {
-            let stopped = async {
-                let _ = stop.recv_async().await;
-                None
+            let controlled = async {
+                match control.recv_async().await {
+                    Ok(Control::Drain(done)) => Some(ShardEvent::Drain(done)),
+                    Ok(Control::Stop) | Err(_) => None,
+                }
             };
             let next = async {
                 let permit = gate.acquire().await;
                 let request = requests.recv_async().await.ok()?;
                 Some(ShardEvent::Api(request, permit))
             };
-            match futures_lite::future::or(stopped, next).await {
+            match futures_lite::future::or(controlled, next).await {
                 Some(event) => mailbox.push(event),
                 None => break,
             }
@@ -424,6 +473,7 @@ async fn event_loop<S: StateMachine>(
 ) -> Result<(), NodeError> {
     let fatal = |source| NodeError::Shard { shard, source };
     let mut events = VecDeque::new();
+    let mut drain: Option<Drain> = None;
     // The engine has no clock: each turn is given its start on this monotonic one (the one
     // requests are timed with).
     let clock_origin = requests.clock_origin();
@@ -449,7 +499,8 @@ async fn event_loop<S: StateMachine>(
                 }
                 ShardEvent::Api(ApiRequest::Work { work, reply }, permit) => {
                     let arrival = work.arrival(turn_us);
-                    work.submit(engine, ReplyTo::Api(reply, permit, Some(arrival)))
+                    let reply = ReplyTo::Api(reply, permit, Some(arrival));
+                    work.submit_unless_draining(engine, &drain, reply, config)
                 }
                 // The others are answered (or done) within the turn; their permits go with
                 // the event.
@@ -477,6 +528,10 @@ async fn event_loop<S: StateMachine>(
                         peers: peers.metrics(),
                     });
                 }
+                ShardEvent::Drain(done) => {
+                    tracing::info!(node = %config.id, %shard, "draining");
+                    drain = Some(Drain::new(done));
+                }
                 ShardEvent::Shutdown => shutdown = true,
                 ShardEvent::ClientRequests {
                     connection,
@@ -487,14 +542,12 @@ async fn event_loop<S: StateMachine>(
                             Ok((request_id, work)) => {
                                 let connection = connection.clone();
                                 let arrival = Some(work.arrival(turn_us));
-                                work.submit(
-                                    engine,
-                                    ReplyTo::Client {
-                                        connection,
-                                        request_id,
-                                        arrival,
-                                    },
-                                )
+                                let reply = ReplyTo::Client {
+                                    connection,
+                                    request_id,
+                                    arrival,
+                                };
+                                work.submit_unless_draining(engine, &drain, reply, config)
                             }
                             Err(ClientRequest::Status { id }) => connection.status(
                                 id,
@@ -522,6 +575,10 @@ async fn event_loop<S: StateMachine>(
             }
         }
         engine.end_turn().map_err(fatal)?;
+        if let Some(drain) = &mut drain {
+            let quiet = hub.quiet_for(crate::shard::drain::CLIENTS_QUIET);
+            drain.advance(engine, quiet).map_err(fatal)?;
+        }
         for pending in engine.take_pending_snapshots() {
             let mailbox = mailbox.clone();
             glommio::spawn_local(async move {
@@ -635,10 +692,10 @@ mod tests {
             .unwrap();
         executor.run(async {
             let (sender, requests) = flume::bounded(CHANNEL);
-            let (stopper, stop) = flume::bounded(1);
+            let (stopper, control) = flume::bounded(1);
             let gate = RequestGate::new(HELD_MAX);
             let mailbox = Rc::new(Mailbox::default());
-            spawn_api_forwarder(requests, stop, gate.clone(), mailbox.clone());
+            spawn_api_forwarder(requests, control, gate.clone(), mailbox.clone());
             let mut sent = 0;
             let mut answers = Vec::new();
             let mut flood = |sent: &mut usize| {
@@ -674,7 +731,7 @@ mod tests {
             mailbox.take_all(&mut more).await;
             assert_eq!(more.len(), ANSWERED);
             assert_eq!(sent, HELD_MAX + CHANNEL + ANSWERED);
-            stopper.send(()).unwrap();
+            stopper.send(Control::Stop).unwrap();
             mailbox.take_all(&mut more).await;
             assert!(matches!(more.back(), Some(ShardEvent::Shutdown)));
         });
