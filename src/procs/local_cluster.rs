@@ -21,8 +21,11 @@ use crate::types::NodeId;
 
 /// Makes the child started by `command` die with the process that starts it, even when that
 /// one is killed outright (an interrupted bench, test or chaos run must not leave nodes holding
-/// ports).
+/// ports). The child gets a process group of its own, so a terminal's Ctrl-C reaches only the
+/// parent, which stops its children with one SIGTERM each: a node that got the terminal's
+/// SIGINT too would take the parent's SIGTERM as a second signal and skip its graceful stop.
 pub fn die_with_parent(command: &mut Command) {
+    command.process_group(0);
     // SAFETY: prctl(2) is async-signal-safe and touches only the child being started.
     unsafe {
         command.pre_exec(|| {
