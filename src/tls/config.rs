@@ -51,9 +51,7 @@ pub struct TlsFiles {
 }
 
 /// Whether a client-facing port asks clients for a certificate.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, strum::EnumString, strum::Display, strum::EnumIter,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, strum::EnumString, strum::Display)]
 #[strum(serialize_all = "lowercase")]
 pub enum ClientCerts {
     /// Any client may connect (the default); the server is still authenticated.
