@@ -237,10 +237,19 @@ impl Node {
         }
     }
 
-    /// Asks this node, if it leads `group`, to hand leadership to `to`.
-    pub fn transfer_leadership(&self, group: GroupId, to: NodeId) {
-        let shard = self.config.shard_of(group);
-        let _ = self.shards[shard.0 as usize].send(ApiRequest::Transfer { group, to });
+    /// Asks this node, which must lead `group`, to hand leadership to the voter `to`. Resolves
+    /// once the transfer has started (the new leader's election follows within a round trip
+    /// once `to` holds the whole log); refused with [`ProposalError::NotLeader`] (naming the
+    /// leader if known), [`ProposalError::ChangeNotAllowed`] when `to` is not a voter, or
+    /// [`ProposalError::UnknownGroup`].
+    pub async fn transfer_leadership(
+        &self,
+        group: GroupId,
+        to: NodeId,
+    ) -> Result<(), ProposalError> {
+        let (reply, answer) = flume::bounded(1);
+        let request = ApiRequest::Transfer { group, to, reply };
+        self.request(group, request, answer).await.map(|_| ())
     }
 
     /// Changes `group`'s members; this node must lead the group. `addr` and `client_addr` are

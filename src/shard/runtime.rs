@@ -145,9 +145,12 @@ pub enum ApiRequest {
     Status {
         reply: flume::Sender<Vec<GroupStatus>>,
     },
+    /// Hand leadership of a group to another voter; answered at once (see
+    /// [`admin::transfer_leadership`]).
     Transfer {
         group: GroupId,
         to: NodeId,
+        reply: flume::Sender<Result<Committed, ProposalError>>,
     },
     /// A membership change ([`crate::shard::admin`]); answered like a proposal.
     ChangeMembership {
@@ -507,8 +510,9 @@ async fn event_loop<S: StateMachine>(
                 ShardEvent::Api(ApiRequest::Status { reply }, _) => {
                     let _ = reply.send(engine.status());
                 }
-                ShardEvent::Api(ApiRequest::Transfer { group, to }, _) => {
-                    engine.transfer_leadership(group, to).map_err(fatal)?
+                ShardEvent::Api(ApiRequest::Transfer { group, to, reply }, _) => {
+                    let _ =
+                        reply.send(admin::transfer_leadership(engine, group, to).map_err(fatal)?);
                 }
                 ShardEvent::Api(ApiRequest::ChangeMembership { request, reply }, permit) => {
                     let reply = ReplyTo::Api(reply, permit, None);
