@@ -63,6 +63,11 @@ pub struct NodeConfig {
     /// majority would otherwise grow at its clients' rate). Default 64 MiB
     /// ([`UNCOMMITTED_BYTES_MAX_DEFAULT`](crate::engine::UNCOMMITTED_BYTES_MAX_DEFAULT)).
     pub uncommitted_bytes_max: usize,
+    /// How many client sessions each group keeps and for how long (the expiry policy of
+    /// exactly-once proposals, [`crate::engine::sessions`]). Default
+    /// [`SessionLimits::default`](crate::engine::sessions::SessionLimits): 4,096 sessions per
+    /// group, expired after an hour unused, 64 MiB of saved answers per group.
+    pub sessions: crate::engine::sessions::SessionLimits,
     /// Snapshot each group's state machine after this many applied entries and compact the
     /// log behind it (0: never). Default 100,000. Only for state machines that implement
     /// [`crate::api::StateMachine::snapshot`].
@@ -135,6 +140,7 @@ impl NodeConfig {
             proposals_queued_max: 65_536,
             clock_drift_percent: 10,
             uncommitted_bytes_max: crate::engine::UNCOMMITTED_BYTES_MAX_DEFAULT,
+            sessions: crate::engine::sessions::SessionLimits::default(),
             snapshot_entries: 100_000,
             compaction_trailing_entries: 100_000,
             snapshot_chunk_bytes: crate::constants::SNAPSHOT_CHUNK_BYTES_MAX,

@@ -1,6 +1,7 @@
 //! Identifier and position newtypes shared by every layer, and the small vocabulary both a
-//! node and its clients speak: a member's addresses ([`PeerConfig`]) and how fresh a read must
-//! be ([`ReadConsistency`]).
+//! node and its clients speak: a member's addresses ([`PeerConfig`]), how fresh a read must
+//! be ([`ReadConsistency`]), and where a proposal stands in its client session
+//! ([`SessionRequest`], [`SessionRefusal`]).
 //!
 //! Each quantity has its own type so that an index cannot be passed where a count or a term is
 //! expected. `LogIndex(0)` is the empty position before the first entry: the first entry of a
@@ -49,6 +50,12 @@ id_newtype!(
     /// A position in a group's log (1-based; 0 means "before the first entry").
     LogIndex(u64),
     "i"
+);
+id_newtype!(
+    /// A client session of one group: the index of the entry that registered it, so ids are
+    /// unique within their group and never reused (see [`crate::engine::sessions`]).
+    SessionId(u64),
+    "c"
 );
 
 impl Term {
@@ -222,4 +229,69 @@ pub struct PeerConfig {
     pub addr: PeerAddr,
     /// Base address of its client port, if known (used in "not leader" answers).
     pub client_addr: Option<SocketAddr>,
+}
+
+/// Where a proposal stands in its client session: the session, the request's number in it, and
+/// how far its client has received answers. A retry of a request carries the same `seq`, so
+/// the group applies it at most once (see [`crate::engine::sessions`]).
+///
+/// Invariant: `lowest_unanswered <= seq` (a client still waiting for `seq` cannot have received
+/// its answer), so a request never acknowledges itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionRequest {
+    session: SessionId,
+    seq: u64,
+    lowest_unanswered: u64,
+}
+
+impl SessionRequest {
+    /// Request `seq` of `session`, from a client that has received the answer of every request
+    /// below `lowest_unanswered` (the group forgets the saved answers below it). `None` when
+    /// `lowest_unanswered > seq`.
+    pub fn new(session: SessionId, seq: u64, lowest_unanswered: u64) -> Option<SessionRequest> {
+        (lowest_unanswered <= seq).then_some(SessionRequest {
+            session,
+            seq,
+            lowest_unanswered,
+        })
+    }
+
+    pub fn session(&self) -> SessionId {
+        self.session
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    pub fn lowest_unanswered(&self) -> u64 {
+        self.lowest_unanswered
+    }
+}
+
+/// Why a group did not apply a request of a client session. Each is certain for the attempt
+/// it answers: that entry was not applied and never will be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SessionRefusal {
+    /// The group does not know the session: never registered, expired or evicted. An earlier
+    /// attempt of the same request may have been applied while the session lived.
+    #[error(
+        "client session {0} is unknown to the group (never registered, expired or evicted); \
+         this attempt was not applied, but an earlier attempt of the request may have been"
+    )]
+    Unknown(SessionId),
+    /// The session holds as many answers its client has not acknowledged as the group keeps
+    /// ([`crate::engine::sessions::SESSION_UNANSWERED_MAX`]): acknowledge, then retry.
+    #[error(
+        "client session {0} holds too many answers its client has not acknowledged; this \
+         attempt was not applied: retry once earlier answers are acknowledged"
+    )]
+    Busy(SessionId),
+    /// The client acknowledged the answer of this request before: this is a late duplicate of
+    /// a request that was answered.
+    #[error(
+        "request {seq} of client session {session} was answered and acknowledged already; \
+         this late attempt was not applied again"
+    )]
+    Acknowledged { session: SessionId, seq: u64 },
 }

@@ -39,7 +39,9 @@ use ringraft::net::wire::{
     decode_raft, decode_raft_frame, encode_raft, message_wire_bytes, WireError,
 };
 use ringraft::net::{FrameDecoder, FrameError, FrameKind};
-use ringraft::types::{GroupId, LogIndex, NodeId, PeerAddr, ShardId, Term};
+use ringraft::types::{
+    GroupId, LogIndex, NodeId, PeerAddr, SessionId, SessionRefusal, SessionRequest, ShardId, Term,
+};
 
 // ---- allocation tracking --------------------------------------------------------------------
 
@@ -431,6 +433,24 @@ fn arb_request() -> impl Strategy<Value = ClientRequest> {
             }
         }),
         any::<u64>().prop_map(|id| ClientRequest::Status { id }),
+        (any::<u64>(), any::<u64>()).prop_map(|(id, group)| ClientRequest::RegisterSession {
+            id,
+            group: GroupId(group)
+        }),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            arb_session_request(),
+            arb_bytes(300)
+        )
+            .prop_map(
+                |(id, group, request, payload)| ClientRequest::ProposeInSession {
+                    id,
+                    group: GroupId(group),
+                    request,
+                    payload,
+                }
+            ),
         (any::<u64>(), any::<u64>(), 0u8..3, arb_bytes(300)).prop_map(
             |(id, group, consistency, query)| ClientRequest::Read {
                 id,
@@ -443,6 +463,23 @@ fn arb_request() -> impl Strategy<Value = ClientRequest> {
                 query,
             }
         ),
+    ]
+}
+
+fn arb_session_request() -> impl Strategy<Value = SessionRequest> {
+    (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(session, seq, lowest)| {
+        SessionRequest::new(SessionId(session), seq, lowest.min(seq)).unwrap()
+    })
+}
+
+fn arb_session_refusal() -> impl Strategy<Value = SessionRefusal> {
+    prop_oneof![
+        any::<u64>().prop_map(|session| SessionRefusal::Unknown(SessionId(session))),
+        any::<u64>().prop_map(|session| SessionRefusal::Busy(SessionId(session))),
+        (any::<u64>(), any::<u64>()).prop_map(|(session, seq)| SessionRefusal::Acknowledged {
+            session: SessionId(session),
+            seq
+        }),
     ]
 }
 
@@ -473,6 +510,7 @@ fn arb_client_error() -> impl Strategy<Value = ClientError> {
         Just(ClientError::ChangeNotAllowed),
         any::<u64>().prop_map(|g| ClientError::UnknownGroup(GroupId(g))),
         ".{0,60}".prop_map(ClientError::Internal),
+        arb_session_refusal().prop_map(ClientError::Session),
     ]
 }
 
@@ -1087,6 +1125,56 @@ fn truncated_bodies_are_errors() {
     }
     for cut in 0..frames[2].body.len() {
         assert!(decode_responses(&frames[2].body.slice(..cut)).is_err());
+    }
+}
+
+/// The session fields of a request and the session refusals decode to errors, never panics,
+/// when they break the rules: a request that acknowledges itself, an unknown refusal, a
+/// sequence number where none belongs, any cut.
+#[test]
+fn malformed_session_requests_and_refusals_are_errors() {
+    let request = ClientRequest::ProposeInSession {
+        id: 7,
+        group: GroupId(2),
+        request: SessionRequest::new(SessionId(40), 9, 9).unwrap(),
+        payload: Bytes::from_static(b"incr"),
+    };
+    let mut out = Vec::new();
+    encode_requests(&[request.clone()], &mut out).unwrap();
+    let frame = frames_of(&out).unwrap().remove(0);
+    assert_eq!(decode_requests(&frame.body).unwrap(), vec![request]);
+    for cut in 0..frame.body.len() {
+        assert!(decode_requests(&frame.body.slice(..cut)).is_err(), "cut {cut}");
+    }
+    // Body: count, reserved, tag, reserved, id, group, len, flavour, reserved (40 bytes),
+    // then session, seq, lowest unanswered.
+    let mut body = frame.body.to_vec();
+    body[56..64].copy_from_slice(&10u64.to_le_bytes());
+    assert!(matches!(
+        decode_requests(&Bytes::from(body)),
+        Err(ProtocolError::BadSessionRequest {
+            seq: 9,
+            lowest_unanswered: 10,
+            ..
+        })
+    ));
+    let refusal = ClientResponse::Error {
+        id: 3,
+        error: ClientError::Session(SessionRefusal::Busy(SessionId(40))),
+    };
+    let mut out = Vec::new();
+    encode_responses(&[refusal.clone()], &mut out).unwrap();
+    let frame = frames_of(&out).unwrap().remove(0);
+    assert_eq!(decode_responses(&frame.body).unwrap(), vec![refusal]);
+    // Body: count, reserved, tag, code, reserved, id (24 bytes), then the refusal's code,
+    // reserved bytes, session and sequence number.
+    for (at, value) in [(24, 9u8), (25, 1), (40, 1)] {
+        let mut body = frame.body.to_vec();
+        body[at] = value;
+        assert!(
+            decode_responses(&Bytes::from(body)).is_err(),
+            "byte {at} = {value}"
+        );
     }
 }
 

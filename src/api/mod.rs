@@ -36,6 +36,7 @@ pub use crate::engine::{
     Committed, CommittedEntries, GroupStatus, LogOnly, ProposalError, StateMachine,
 };
 pub use crate::net::client_wire::GroupSummary;
-pub use crate::types::{PeerConfig, ReadConsistency};
+pub use crate::engine::sessions::SessionLimits;
+pub use crate::types::{PeerConfig, ReadConsistency, SessionId, SessionRefusal, SessionRequest};
 pub use node::Node;
 pub use observer::NodeObserver;

@@ -35,7 +35,7 @@ use crate::shard::metrics::ShardMetrics;
 use crate::shard::platform;
 use crate::shard::runtime::{self, ApiRequest, Control, ShardContext, Work};
 use crate::types::ReadConsistency;
-use crate::types::{GroupId, LogIndex, NodeId, PeerAddr, ShardId};
+use crate::types::{GroupId, LogIndex, NodeId, PeerAddr, SessionId, SessionRequest, ShardId};
 
 /// A running node. Dropping it shuts it down.
 pub struct Node {
@@ -147,6 +147,57 @@ impl Node {
             work: Work::Propose {
                 group,
                 payload: payload.into(),
+                session: None,
+            },
+            reply,
+        };
+        self.request(group, request, answer).await
+    }
+
+    /// Opens a client session of `group` (this node must lead it): resolves with the new
+    /// session's id once its registration is committed and applied here. A session makes
+    /// retries safe: see [`Node::propose_in_session`].
+    ///
+    /// A registration whose outcome is unknown (a timeout) may have opened a session nobody
+    /// uses; it expires like any idle session, so register again.
+    pub async fn register_session(&self, group: GroupId) -> Result<SessionId, ProposalError> {
+        let (reply, answer) = flume::bounded(1);
+        let request = ApiRequest::Work {
+            work: Work::RegisterSession { group },
+            reply,
+        };
+        let registered = self.request(group, request, answer).await?;
+        Ok(SessionId(registered.index.0))
+    }
+
+    /// Proposes `payload` to `group` as `request` of a client session
+    /// ([`Node::register_session`]): like [`Node::propose`], but applied at most once however
+    /// often the same request (same session and `seq`) is proposed, on this node or any other.
+    ///
+    /// Number a session's requests 1, 2, 3, ... and give each request's retries its number.
+    /// After an unknown outcome ([`ProposalError::certainly_not_applied`] is false: a timeout,
+    /// a shutdown, a lost leader) propose it again with the same number, on whichever node
+    /// leads the group then: if it was applied, the answer is the output it had, at the index
+    /// where it was applied. `lowest_unanswered` is the lowest number whose answer the caller
+    /// has not received; the group forgets the outputs below it, and refuses requests beyond
+    /// [`SESSION_UNANSWERED_MAX`](crate::engine::sessions::SESSION_UNANSWERED_MAX)
+    /// unacknowledged ones. A session the group no longer knows (expired, evicted) is refused
+    /// with [`SessionRefusal::Unknown`](crate::types::SessionRefusal): if an earlier attempt
+    /// of the request may have been applied, its outcome stays unknown; otherwise register a
+    /// new session and send it there. The expiry policy is in [`crate::engine::sessions`] and
+    /// [`NodeConfig::sessions`].
+    pub async fn propose_in_session(
+        &self,
+        group: GroupId,
+        request: SessionRequest,
+        payload: impl Into<Bytes>,
+    ) -> Result<Committed, ProposalError> {
+        let (reply, answer) = flume::bounded(1);
+        let request = ApiRequest::Work {
+            work: Work::Propose {
+                group,
+                payload: payload.into(),
+                session: Some(request),
             },
             reply,
         };

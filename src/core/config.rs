@@ -43,6 +43,9 @@ pub enum BrokenRule {
     /// The core acts on every message from a member without checking it first, so a corrupted
     /// or confused peer's message can panic it (or break its invariants).
     TrustPeerInput,
+    /// The engine gives the state machine a request of a client session that it applied
+    /// before, instead of answering its retry with the saved output (an engine rule).
+    ApplyDuplicates,
 }
 
 impl BrokenRule {

@@ -8,10 +8,15 @@
 //! empties, and time arrives as an argument ([`ShardEngine::begin_turn`], [`ShardEngine::tick`]).
 //! The same engine therefore runs in the glommio shard (production) and in the deterministic
 //! simulator ([`crate::sim`]), so what a client is told is simulated, not just the core.
+//!
+//! Client sessions ([`sessions`]) are part of each group's replicated state: the engine keeps
+//! them beside the state machine, applies session entries through them, and writes them into
+//! (and restores them from) every snapshot of the group.
 
 pub mod counters;
 pub mod reads;
 pub mod recover;
+pub mod sessions;
 mod shard_engine;
 pub mod stages;
 pub mod state_machine;

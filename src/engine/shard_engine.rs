@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::batch::{BatchKind, EntryBatch};
+use crate::batch::{BatchKind, EntryBatch, SessionEntry, SESSION_HEADER_BYTES};
 use crate::constants::{BATCH_BYTES_MAX, CLIENT_PAYLOAD_BYTES_MAX};
 use crate::core::{
     Action, BrokenRule, Config, Input, Membership, MembershipChange, Message, ProposeError, Raft,
@@ -53,14 +53,17 @@ use crate::core::{
 use crate::engine::counters::EngineCounters;
 use crate::engine::reads::{Read, ReadQueue};
 use crate::engine::recover::recover;
+use crate::engine::sessions::{Decision, SessionLimits, SessionOutcome, SessionTable};
 use crate::engine::stages::{StageHistograms, StageTimer};
 use crate::engine::state_machine::{CommittedEntries, StateMachine};
 use crate::engine::unapplied::UnappliedBytes;
 use crate::engine::waiters::Waiters;
 use crate::log::{self, LogStore, SyncReport};
 use crate::net::client_wire::{GroupSummary, ShardStats};
-use crate::snapshot::{self, SnapshotError, SnapshotStorage, SnapshotStore};
-use crate::types::{GroupId, LogIndex, NodeId, ReadConsistency, Term};
+use crate::snapshot::{self, SnapshotError, SnapshotRead, SnapshotStorage, SnapshotStore};
+use crate::types::{
+    GroupId, LogIndex, NodeId, ReadConsistency, SessionRefusal, SessionRequest, Term,
+};
 
 /// Archive bytes an entry costs in a batch body besides its payload (a relative pointer and
 /// length, plus alignment), with headroom.
@@ -110,6 +113,11 @@ pub enum ProposalError {
         "overloaded: the group holds {bytes} bytes not yet applied (limit {max}); retry later"
     )]
     Overloaded { bytes: usize, max: usize },
+    /// Certain for this attempt: its entry was committed, but its client session did not let
+    /// the state machine apply it (see [`SessionRefusal`] for what that says of earlier
+    /// attempts of the same request).
+    #[error(transparent)]
+    Session(#[from] SessionRefusal),
 }
 
 /// A snapshot the state machine has written, to be made durable off the event loop.
@@ -144,8 +152,16 @@ impl<P: SnapshotStorage> std::fmt::Debug for PendingSnapshot<P> {
 /// simulator's checkers implement it.
 pub trait ActionObserver<S> {
     /// `action` of `group`'s core was just executed; `core` and `state_machine` are as it left
-    /// them.
-    fn executed(&mut self, group: GroupId, action: &Action, core: &Raft, state_machine: &S);
+    /// them. For the apply of a session batch, `sessions` holds what each entry of it did (in
+    /// order); it is empty otherwise.
+    fn executed(
+        &mut self,
+        group: GroupId,
+        action: &Action,
+        core: &Raft,
+        state_machine: &S,
+        sessions: &[SessionOutcome],
+    );
 }
 
 /// A failure that stops the shard.
@@ -182,9 +198,10 @@ pub struct SnapshotSend {
 
 impl ProposalError {
     /// Whether the proposal certainly was not applied and never will be: it was refused
-    /// before being placed in a log, or another entry was applied at its index. `false` means
-    /// the outcome is unknown (a timeout, a shutdown, an entry displaced from this node's log):
-    /// a write must then not be retried blindly.
+    /// before being placed in a log, another entry was applied at its index, or its client
+    /// session refused it. `false` means the outcome is unknown (a timeout, a shutdown, an
+    /// entry displaced from this node's log): a write must then not be retried blindly, only
+    /// within its client session, with the same sequence number.
     pub fn certainly_not_applied(&self) -> bool {
         match self {
             ProposalError::NotLeader { .. }
@@ -194,7 +211,8 @@ impl ProposalError {
             | ProposalError::Superseded { .. }
             | ProposalError::ChangeInProgress
             | ProposalError::ChangeNotAllowed
-            | ProposalError::Overloaded { .. } => true,
+            | ProposalError::Overloaded { .. }
+            | ProposalError::Session(_) => true,
             ProposalError::Timeout
             | ProposalError::OutcomeUnknown
             | ProposalError::ShuttingDown => false,
@@ -225,6 +243,10 @@ pub struct GroupStatus {
 struct Gathered<R> {
     payloads: Vec<Bytes>,
     replies: Vec<R>,
+    /// The payloads in runs of one batch kind, in order: `(kind, count)`. Proposals without a
+    /// session make one run, so they cost one batch per turn as before sessions existed; a
+    /// change of kind starts a new batch, so proposals keep their order.
+    runs: Vec<(BatchKind, usize)>,
     /// What the payloads will cost in their batch: payload plus per-entry overhead.
     bytes: usize,
 }
@@ -234,8 +256,21 @@ impl<R> Default for Gathered<R> {
         Gathered {
             payloads: Vec::new(),
             replies: Vec::new(),
+            runs: Vec::new(),
             bytes: 0,
         }
+    }
+}
+
+impl<R> Gathered<R> {
+    fn push(&mut self, kind: BatchKind, payload: Bytes, reply: R, cost: usize) {
+        match self.runs.last_mut() {
+            Some((last, count)) if *last == kind => *count += 1,
+            _ => self.runs.push((kind, 1)),
+        }
+        self.payloads.push(payload);
+        self.replies.push(reply);
+        self.bytes += cost;
     }
 }
 
@@ -256,6 +291,9 @@ pub struct EngineConfig {
     /// proposals with [`ProposalError::Overloaded`] (see the module documentation). Default
     /// [`UNCOMMITTED_BYTES_MAX_DEFAULT`].
     pub uncommitted_bytes_max: usize,
+    /// How many client sessions each group keeps, and for how long
+    /// ([`crate::engine::sessions`]).
+    pub sessions: SessionLimits,
     /// An engine rule broken on purpose, for the simulator's negative controls; `None`
     /// everywhere else.
     pub broken_rule: Option<BrokenRule>,
@@ -284,6 +322,14 @@ pub struct ShardEngine<L: LogStore, S: StateMachine, R, P: SnapshotStorage = Sna
     leases: BTreeMap<GroupId, ReadLease>,
     /// When the current turn began, in microseconds of the driver's monotonic clock.
     turn_started_us: u64,
+    /// The wall clock (ms since the Unix epoch) when the current turn began: the stamp of the
+    /// session entries placed in it.
+    turn_started_ms: u64,
+    /// Per group: its client sessions ([`crate::engine::sessions`]).
+    sessions: BTreeMap<GroupId, SessionTable>,
+    /// The answers and outcomes of the entries of the session batch being applied.
+    session_answers: Vec<Result<Committed, ProposalError>>,
+    session_outcomes: Vec<SessionOutcome>,
     stats: ShardStats,
     counters: EngineCounters,
     /// `stats.entries_written` when the last flush started.
@@ -317,11 +363,13 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
         let mut cores = BTreeMap::new();
         let mut leases = BTreeMap::new();
         let mut snapshot_due = BTreeMap::new();
+        let mut sessions = BTreeMap::new();
         for group in groups {
-            let snapshot = match &snapshots {
+            let (snapshot, table) = match &snapshots {
                 Some(store) => load_snapshot(store, group, &mut state_machine)?,
-                None => None,
+                None => (None, SessionTable::default()),
             };
+            sessions.insert(group, table);
             let recovered = recover(&mut log, group, snapshot)?;
             let core = Raft::new(core_config(group), recovered);
             snapshot_due.insert(
@@ -354,6 +402,10 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
             reads: ReadQueue::default(),
             leases,
             turn_started_us: 0,
+            turn_started_ms: 0,
+            sessions,
+            session_answers: Vec::new(),
+            session_outcomes: Vec::new(),
             stats: ShardStats::default(),
             counters: EngineCounters::default(),
             entries_at_flush: 0,
@@ -417,8 +469,11 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
     /// Starts a turn of the event loop at `now_us` (microseconds of the driver's monotonic
     /// clock, from any origin): the time lease reads are judged by, and stage latencies are
     /// measured with, until the next turn. A clock that goes back is held at its last value.
-    pub fn begin_turn(&mut self, now_us: u64) {
+    /// `wall_ms` is the wall clock (ms since the Unix epoch), stamped into the session entries
+    /// placed during the turn (the only use the engine makes of it).
+    pub fn begin_turn(&mut self, now_us: u64, wall_ms: u64) {
         self.turn_started_us = now_us.max(self.turn_started_us);
+        self.turn_started_ms = wall_ms;
     }
 
     /// A message for `group` from `from`. Messages for groups this shard does not hold are
@@ -481,7 +536,47 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
         let Some(reply) = self.admit(group, payload.len(), reply) else {
             return;
         };
-        let cost = payload.len() + BATCH_ENTRY_OVERHEAD_BYTES;
+        self.gather(group, BatchKind::Command, payload, reply);
+    }
+
+    /// Queues `request` of a client session, like [`Self::propose`]: its entry carries the
+    /// session, the request's number and this turn's wall clock, and once committed the
+    /// group's session table decides whether the state machine applies `payload`
+    /// ([`crate::engine::sessions`]). A request applied before is answered with the output it
+    /// had then; a refusal is [`ProposalError::Session`].
+    pub fn propose_in_session(
+        &mut self,
+        group: GroupId,
+        request: SessionRequest,
+        payload: Bytes,
+        reply: R,
+    ) {
+        self.counters.proposals += 1;
+        let Some(reply) = self.admit(group, payload.len(), reply) else {
+            return;
+        };
+        let stamp_ms = self.turn_started_ms;
+        let entry = SessionEntry::Request { request, stamp_ms }.encode(&payload);
+        self.gather(group, BatchKind::Session, entry, reply);
+    }
+
+    /// Queues the registration of a new client session of `group`; once applied it is
+    /// answered with an empty output at the entry's index, which is the session's id
+    /// ([`SessionId`](crate::types::SessionId)).
+    pub fn register_session(&mut self, group: GroupId, reply: R) {
+        self.counters.proposals += 1;
+        let Some(reply) = self.admit(group, SESSION_HEADER_BYTES, reply) else {
+            return;
+        };
+        let stamp_ms = self.turn_started_ms;
+        let entry = SessionEntry::Register { stamp_ms }.encode(&[]);
+        self.gather(group, BatchKind::Session, entry, reply);
+    }
+
+    /// Adds an admitted proposal's `entry` to the turn's batches of `group`, unless the group's
+    /// leader holds too much unapplied (see the module documentation).
+    fn gather(&mut self, group: GroupId, kind: BatchKind, entry: Bytes, reply: R) {
+        let cost = entry.len() + BATCH_ENTRY_OVERHEAD_BYTES;
         let gathered = self.gathered.entry(group).or_default();
         let held = self.unapplied.of(group) + gathered.bytes;
         let max = self.config.uncommitted_bytes_max;
@@ -492,9 +587,12 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
                 .push((reply, Err(ProposalError::Overloaded { bytes: held, max })));
             return;
         }
-        gathered.payloads.push(payload);
-        gathered.replies.push(reply);
-        gathered.bytes += cost;
+        gathered.push(kind, entry, reply, cost);
+    }
+
+    /// The client sessions `group` knows ([`crate::engine::sessions`]).
+    pub fn sessions(&self, group: GroupId) -> Option<&SessionTable> {
+        self.sessions.get(&group)
     }
 
     /// Bytes of `group`'s log entries not applied here yet: what
@@ -626,22 +724,26 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
         while let Some((group, gathered)) = self.gathered.pop_first() {
             let mut payloads = &gathered.payloads[..];
             let mut replies = gathered.replies.into_iter();
-            while !payloads.is_empty() {
-                let count = batch_prefix(payloads);
-                let batch = EntryBatch::encode(
-                    BatchKind::Command,
-                    Term::ZERO,
-                    LogIndex::ZERO,
-                    payloads[..count].iter().map(|payload| &payload[..]),
-                );
-                payloads = &payloads[count..];
-                self.actions.clear();
-                self.cores
-                    .get_mut(&group)
-                    .expect("gathered only for held groups")
-                    .step(Input::Propose(batch), &mut self.actions);
-                let mut batch_replies = Some(replies.by_ref().take(count).collect());
-                self.execute(group, &mut batch_replies)?;
+            for (kind, run) in gathered.runs {
+                let (mut in_run, rest) = payloads.split_at(run);
+                payloads = rest;
+                while !in_run.is_empty() {
+                    let count = batch_prefix(in_run);
+                    let batch = EntryBatch::encode(
+                        kind,
+                        Term::ZERO,
+                        LogIndex::ZERO,
+                        in_run[..count].iter().map(|payload| &payload[..]),
+                    );
+                    in_run = &in_run[count..];
+                    self.actions.clear();
+                    self.cores
+                        .get_mut(&group)
+                        .expect("gathered only for held groups")
+                        .step(Input::Propose(batch), &mut self.actions);
+                    let mut batch_replies = Some(replies.by_ref().take(count).collect());
+                    self.execute(group, &mut batch_replies)?;
+                }
             }
         }
         Ok(())
@@ -842,7 +944,10 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
             membership: point.membership.encode(&point.context),
         };
         let mut writer = store.create(stored)?;
-        if let Err(error) = self.state_machine.snapshot(group, &mut writer) {
+        let written = self.sessions[&group]
+            .write_to(&mut writer)
+            .and_then(|()| self.state_machine.snapshot(group, &mut writer));
+        if let Err(error) = written {
             if error.kind() == io::ErrorKind::Unsupported {
                 self.snapshot_due
                     .values_mut()
@@ -1004,7 +1109,9 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
                         .snapshots
                         .as_ref()
                         .ok_or(EngineError::NoSnapshotStore)?;
-                    restore_state(store, group, snapshot.index, &mut self.state_machine)?;
+                    let table =
+                        restore_state(store, group, snapshot.index, &mut self.state_machine)?;
+                    self.sessions.insert(group, table);
                     self.counters.snapshots_installed += 1;
                     self.unapplied.released_through(group, snapshot.index);
                     self.waiters
@@ -1023,39 +1130,78 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
                     .push((group, membership.clone(), context.clone())),
             }
             if let Some(observer) = &mut self.observer {
-                observer.executed(group, action, &self.cores[&group], &self.state_machine);
+                let sessions = match action {
+                    Action::Apply(batch) if batch.kind() == BatchKind::Session => {
+                        &self.session_outcomes[..]
+                    }
+                    _ => &[],
+                };
+                observer.executed(
+                    group,
+                    action,
+                    &self.cores[&group],
+                    &self.state_machine,
+                    sessions,
+                );
             }
         }
         Ok(())
     }
 
     fn apply(&mut self, group: GroupId, batch: &EntryBatch) {
-        if batch.kind() == BatchKind::Command {
-            self.outputs.clear();
-            self.state_machine
-                .apply(group, CommittedEntries::new(batch), &mut self.outputs);
-            assert_eq!(
-                self.outputs.len() as u64,
-                batch.len(),
-                "the state machine must give one output per entry"
-            );
+        let first = batch.first_index();
+        let (term, len) = (batch.term(), batch.len());
+        match batch.kind() {
+            BatchKind::Command => {
+                self.outputs.clear();
+                self.state_machine
+                    .apply(group, CommittedEntries::new(batch), &mut self.outputs);
+                assert_eq!(
+                    self.outputs.len() as u64,
+                    len,
+                    "the state machine must give one output per entry"
+                );
+                let outputs = &self.outputs;
+                let answer = |offset: usize| {
+                    Ok(Committed {
+                        index: first.plus(offset as u64),
+                        output: outputs[offset].clone(),
+                    })
+                };
+                self.waiters
+                    .applied(group, first, len, term, answer, &mut self.completions);
+            }
+            BatchKind::Session => {
+                apply_session_batch(
+                    group,
+                    batch,
+                    SessionApply {
+                        table: self.sessions.entry(group).or_default(),
+                        limits: &self.config.sessions,
+                        apply_duplicates: self.config.broken_rule
+                            == Some(BrokenRule::ApplyDuplicates),
+                        state_machine: &mut self.state_machine,
+                        outputs: &mut self.outputs,
+                        answers: &mut self.session_answers,
+                        outcomes: &mut self.session_outcomes,
+                    },
+                );
+                let answers = &self.session_answers;
+                let answer = |offset: usize| answers[offset].clone();
+                self.waiters
+                    .applied(group, first, len, term, answer, &mut self.completions);
+            }
+            BatchKind::Noop | BatchKind::Config => {
+                let answer = |offset: usize| {
+                    Ok(Committed {
+                        index: first.plus(offset as u64),
+                        output: Bytes::new(),
+                    })
+                };
+                self.waiters
+                    .applied(group, first, len, term, answer, &mut self.completions);
+            }
         }
-        let is_command = batch.kind() == BatchKind::Command;
-        let outputs = &self.outputs;
-        self.waiters.applied(
-            group,
-            batch.first_index(),
-            batch.len(),
-            batch.term(),
-            |offset| {
-                if is_command {
-                    outputs[offset].clone()
-                } else {
-                    Bytes::new()
-                }
-            },
-            &mut self.completions,
-        );
         self.stages
             .applied(group, batch.last_index(), self.turn_started_us);
         self.unapplied.released_through(group, batch.last_index());
@@ -1089,6 +1235,105 @@ fn batch_prefix(payloads: &[Bytes]) -> usize {
         .max(1)
 }
 
+/// What applying a session batch works with (the engine's fields it borrows).
+struct SessionApply<'a, S> {
+    table: &'a mut SessionTable,
+    limits: &'a SessionLimits,
+    /// [`BrokenRule::ApplyDuplicates`]: give requests applied before to the state machine again.
+    apply_duplicates: bool,
+    state_machine: &'a mut S,
+    outputs: &'a mut Vec<Bytes>,
+    answers: &'a mut Vec<Result<Committed, ProposalError>>,
+    outcomes: &'a mut Vec<SessionOutcome>,
+}
+
+/// Applies the session batch `batch` of `group`: the session table decides each entry in
+/// order; the requests it lets through go to the state machine in runs (a run ends before an
+/// entry that repeats a request of the run, which needs that request's output), and each
+/// entry's answer and outcome are left in `answers` and `outcomes`, by position.
+fn apply_session_batch<S: StateMachine>(group: GroupId, batch: &EntryBatch, with: SessionApply<'_, S>) {
+    let SessionApply {
+        table,
+        limits,
+        apply_duplicates,
+        state_machine,
+        outputs,
+        answers,
+        outcomes,
+    } = with;
+    answers.clear();
+    outcomes.clear();
+    let mut picked: Vec<(LogIndex, &[u8])> = Vec::new();
+    let mut requests: Vec<(usize, SessionRequest)> = Vec::new();
+    let mut apply_run = |picked: &mut Vec<(LogIndex, &[u8])>,
+                         requests: &mut Vec<(usize, SessionRequest)>,
+                         table: &mut SessionTable,
+                         answers: &mut Vec<Result<Committed, ProposalError>>| {
+        if picked.is_empty() {
+            return;
+        }
+        outputs.clear();
+        state_machine.apply(group, CommittedEntries::picked(picked), outputs);
+        assert_eq!(
+            outputs.len(),
+            picked.len(),
+            "the state machine must give one output per entry"
+        );
+        for ((&(offset, request), &(index, _)), output) in
+            requests.iter().zip(picked.iter()).zip(outputs.iter())
+        {
+            table.record(&request, index, output);
+            answers[offset] = Ok(Committed {
+                index,
+                output: output.clone(),
+            });
+        }
+        picked.clear();
+        requests.clear();
+    };
+    for (offset, entry) in batch.payloads().enumerate() {
+        let index = batch.first_index().plus(offset as u64);
+        let (header, payload) =
+            SessionEntry::decode(entry).expect("a session batch holds only session entries");
+        let decision = loop {
+            match table.decide(index, &header, limits) {
+                Decision::AwaitOutput => apply_run(&mut picked, &mut requests, table, answers),
+                decision => break decision,
+            }
+        };
+        let (answer, outcome) = match decision {
+            Decision::Registered => (
+                Ok(Committed {
+                    index,
+                    output: Bytes::new(),
+                }),
+                SessionOutcome::Registered,
+            ),
+            Decision::Duplicate(committed) if !apply_duplicates => (
+                Ok(committed.clone()),
+                SessionOutcome::Duplicate {
+                    of: committed.index,
+                },
+            ),
+            Decision::Apply | Decision::Duplicate(_) => {
+                let SessionEntry::Request { request, .. } = header else {
+                    unreachable!("only requests are applied");
+                };
+                picked.push((index, payload));
+                requests.push((offset, request));
+                // Replaced by the output once the run is applied.
+                (Err(ProposalError::OutcomeUnknown), SessionOutcome::Applied)
+            }
+            Decision::Refused(refusal) => (Err(refusal.into()), SessionOutcome::Refused(refusal)),
+            Decision::AwaitOutput => unreachable!("decided again above"),
+        };
+        answers.push(answer);
+        outcomes.push(outcome);
+    }
+    apply_run(&mut picked, &mut requests, table, answers);
+    table.enforce_saved_bytes(limits);
+}
+
 /// Snapshots kept per group: the newest, and the one before it (which a transfer to a slow
 /// follower may still be reading).
 const SNAPSHOTS_KEPT: usize = 2;
@@ -1101,44 +1346,54 @@ fn due_after(index: LogIndex, every: u64) -> LogIndex {
     }
 }
 
-/// Restores `state_machine` from `group`'s newest stored snapshot; returns what it covers.
+/// Restores `state_machine` from `group`'s newest stored snapshot; returns what it covers and
+/// the group's client sessions (none without a snapshot).
 fn load_snapshot<S: StateMachine, P: SnapshotStorage>(
     store: &P,
     group: GroupId,
     state_machine: &mut S,
-) -> Result<Option<SnapshotMeta>, EngineError> {
+) -> Result<(Option<SnapshotMeta>, SessionTable), EngineError> {
     let Some(stored) = store.latest(group)? else {
-        return Ok(None);
+        return Ok((None, SessionTable::default()));
     };
     let (membership, context) =
         Membership::decode(&stored.membership).map_err(|_| EngineError::SnapshotConfig {
             group,
             index: stored.index,
         })?;
-    restore_state(store, group, stored.index, state_machine)?;
-    Ok(Some(SnapshotMeta {
+    let table = restore_state(store, group, stored.index, state_machine)?;
+    let meta = SnapshotMeta {
         index: stored.index,
         term: stored.term,
         membership,
         context,
-    }))
+    };
+    Ok((Some(meta), table))
 }
 
 /// Replaces `group`'s state in `state_machine` with the stored snapshot at `index`, reading
-/// the body to its end so that its checksum is verified.
+/// the body to its end so that its checksum is verified; returns the group's client sessions
+/// as the snapshot holds them (none in a snapshot written before sessions existed).
 fn restore_state<S: StateMachine, P: SnapshotStorage>(
     store: &P,
     group: GroupId,
     index: LogIndex,
     state_machine: &mut S,
-) -> Result<(), EngineError> {
+) -> Result<SessionTable, EngineError> {
     let mut body = store.open_body(group, index)?;
-    state_machine
-        .restore(group, &mut body)
-        .and_then(|()| io::copy(&mut body, &mut io::sink()).map(drop))
-        .map_err(|source| EngineError::Restore {
-            group,
-            index,
-            source,
-        })
+    let mut restore = || -> io::Result<SessionTable> {
+        let table = if body.holds_sessions() {
+            SessionTable::read_from(&mut body)?
+        } else {
+            SessionTable::default()
+        };
+        state_machine.restore(group, &mut body)?;
+        io::copy(&mut body, &mut io::sink())?;
+        Ok(table)
+    };
+    restore().map_err(|source| EngineError::Restore {
+        group,
+        index,
+        source,
+    })
 }

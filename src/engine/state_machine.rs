@@ -8,38 +8,99 @@ use crate::batch::EntryBatch;
 use crate::types::{GroupId, LogIndex};
 
 /// Committed command entries of one group, in log order, read in place from the log's bytes.
+/// Their indexes increase but may have gaps: entries that are not commands (and requests of
+/// client sessions that were applied before, [`crate::engine::sessions`]) are not among them.
 pub struct CommittedEntries<'a> {
-    batch: &'a EntryBatch,
+    entries: Entries<'a>,
+}
+
+enum Entries<'a> {
+    /// Every entry of a command batch.
+    Batch(&'a EntryBatch),
+    /// Payloads picked out of a session batch.
+    Picked(&'a [(LogIndex, &'a [u8])]),
 }
 
 impl<'a> CommittedEntries<'a> {
     pub(crate) fn new(batch: &'a EntryBatch) -> CommittedEntries<'a> {
-        CommittedEntries { batch }
+        CommittedEntries {
+            entries: Entries::Batch(batch),
+        }
+    }
+
+    /// `picked` (at least one), in index order.
+    pub(crate) fn picked(picked: &'a [(LogIndex, &'a [u8])]) -> CommittedEntries<'a> {
+        debug_assert!(!picked.is_empty());
+        CommittedEntries {
+            entries: Entries::Picked(picked),
+        }
     }
 
     /// Index of the first entry.
     pub fn first_index(&self) -> LogIndex {
-        self.batch.first_index()
+        match self.entries {
+            Entries::Batch(batch) => batch.first_index(),
+            Entries::Picked(picked) => picked[0].0,
+        }
     }
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.batch.len() as usize
+        match self.entries {
+            Entries::Batch(batch) => batch.len() as usize,
+            Entries::Picked(picked) => picked.len(),
+        }
     }
 
-    /// Always false: a batch holds at least one entry.
+    /// Always false: there is at least one entry.
     pub fn is_empty(&self) -> bool {
         false
     }
 
     /// `(index, payload)` of each entry, in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (LogIndex, &'a [u8])> + 'a {
-        let first = self.batch.first_index();
-        self.batch
-            .payloads()
-            .enumerate()
-            .map(move |(offset, payload)| (first.plus(offset as u64), payload))
+        match self.entries {
+            Entries::Batch(batch) => {
+                let first = batch.first_index();
+                OneOf::Batch(
+                    batch
+                        .payloads()
+                        .enumerate()
+                        .map(move |(offset, payload)| (first.plus(offset as u64), payload)),
+                )
+            }
+            Entries::Picked(picked) => OneOf::Picked(picked.iter().copied()),
+        }
     }
+}
+
+/// The iterator of either kind of [`Entries`].
+enum OneOf<B, P> {
+    Batch(B),
+    Picked(P),
+}
+
+impl<T, B: ExactSizeIterator<Item = T>, P: ExactSizeIterator<Item = T>> Iterator for OneOf<B, P> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        match self {
+            OneOf::Batch(batch) => batch.next(),
+            OneOf::Picked(picked) => picked.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            OneOf::Batch(batch) => batch.size_hint(),
+            OneOf::Picked(picked) => picked.size_hint(),
+        }
+    }
+}
+
+impl<T, B: ExactSizeIterator<Item = T>, P: ExactSizeIterator<Item = T>> ExactSizeIterator
+    for OneOf<B, P>
+{
 }
 
 /// A replicated state machine: the embedding program's side of ringraft.

@@ -17,8 +17,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use bytes::Bytes;
-
 use crate::core::BrokenRule;
 use crate::engine::{Committed, ProposalError};
 use crate::types::{GroupId, LogIndex, Term};
@@ -53,14 +51,15 @@ impl<R> PendingBatch<R> {
     }
 
     /// Decides the replies up to `last` (at most) from an apply of `first ..= last` in
-    /// `term`, then drops them: committed where the terms match, superseded where they differ,
-    /// unknown for entries below `first` (applied earlier without this waiter seeing it).
+    /// `term`, then drops them: the entry's answer where the terms match, superseded where they
+    /// differ, unknown for entries below `first` (applied earlier without this waiter seeing
+    /// it).
     fn decide_through(
         &mut self,
         first: LogIndex,
         last: LogIndex,
         term: Term,
-        output: &mut impl FnMut(usize) -> Bytes,
+        answer: &mut impl FnMut(usize) -> Result<Committed, ProposalError>,
         answers: &mut Answers<R>,
     ) {
         let through = (last.0.min(self.last().0) - self.first.0) as usize;
@@ -70,10 +69,7 @@ impl<R> PendingBatch<R> {
             let result = if index < first {
                 Err(ProposalError::OutcomeUnknown)
             } else if self.term == term {
-                Ok(Committed {
-                    index,
-                    output: output((index.0 - first.0) as usize),
-                })
+                answer((index.0 - first.0) as usize)
             } else {
                 Err(ProposalError::Superseded { index })
             };
@@ -179,15 +175,16 @@ impl<R> Waiters<R> {
         }
     }
 
-    /// Entries `first ..= first + len - 1` of `term` were applied; `output(i)` is the state
-    /// machine's output for the `i`-th of them.
+    /// Entries `first ..= first + len - 1` of `term` were applied; `answer(i)` is the answer
+    /// to the proposal of the `i`-th of them (the state machine's output, or a client
+    /// session's refusal).
     pub fn applied(
         &mut self,
         group: GroupId,
         first: LogIndex,
         len: u64,
         term: Term,
-        mut output: impl FnMut(usize) -> Bytes,
+        mut answer: impl FnMut(usize) -> Result<Committed, ProposalError>,
         answers: &mut Answers<R>,
     ) {
         let Some(waiters) = self.groups.get_mut(&group) else {
@@ -198,7 +195,7 @@ impl<R> Waiters<R> {
             if front.first > last {
                 break;
             }
-            front.decide_through(first, last, term, &mut output, answers);
+            front.decide_through(first, last, term, &mut answer, answers);
             if front.replies.is_empty() {
                 waiters.placed.pop_front();
             } else {
@@ -208,7 +205,7 @@ impl<R> Waiters<R> {
         if !waiters.displaced.is_empty() {
             for batch in &mut waiters.displaced {
                 if batch.first <= last {
-                    batch.decide_through(first, last, term, &mut output, answers);
+                    batch.decide_through(first, last, term, &mut answer, answers);
                 }
             }
             waiters.displaced.retain(|batch| !batch.replies.is_empty());
@@ -279,6 +276,8 @@ impl<R> Waiters<R> {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
 
     const G: GroupId = GroupId(0);
@@ -296,8 +295,8 @@ mod tests {
         }
     }
 
-    fn output_from(first: u64) -> impl FnMut(usize) -> Bytes {
-        move |offset| Bytes::from((first + offset as u64).to_le_bytes().to_vec())
+    fn output_from(first: u64) -> impl FnMut(usize) -> Result<Committed, ProposalError> {
+        move |offset| committed(first + offset as u64)
     }
 
     #[test]

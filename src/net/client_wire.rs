@@ -22,6 +22,9 @@
 //!   5 TransferLeader group: u64 | to: u64
 //!   6 Snapshot  group: u64
 //!   7 AdminStatus (nothing)
+//!   8 RegisterSession group: u64
+//!   9 ProposeInSession group: u64 | payload_len: u32 | reserved: u32 | session: u64 | seq: u64
+//!               | lowest_unanswered: u64 (at most seq) | payload
 //! response:   tag: u8 | code: u8 | reserved: 6 B | id: u64 | …
 //!   1 Committed index: u64 | output_len: u32 | reserved: u32 | output
 //!               (for a read: the index it reflects and the query's answer)
@@ -44,7 +47,12 @@
 //!     6 UnknownGroup group: u64
 //!     7 Internal     text_len: u32 | reserved: u32 | text (UTF-8)
 //!     8 ChangeInProgress, 9 ChangeNotAllowed: nothing
+//!     10 Session     refusal: u8 (1 unknown, 2 busy, 3 acknowledged) | reserved: 7 B
+//!                    | session: u64 | seq: u64 (acknowledged only; else 0)
 //! ```
+//!
+//! A `RegisterSession` is answered `Committed` at the index of the registration, which is the
+//! new session's id; a `ProposeInSession` like a `Propose` ([`crate::engine::sessions`]).
 //!
 //! # Invariants
 //!
@@ -75,7 +83,7 @@ use crate::net::members::{
     read_socket_addr, MembersError,
 };
 use crate::types::ReadConsistency;
-use crate::types::{GroupId, LogIndex, NodeId, Term};
+use crate::types::{GroupId, LogIndex, NodeId, SessionId, SessionRefusal, SessionRequest, Term};
 use crate::types::{PeerAddr, PeerConfig};
 
 const REQUEST_PROPOSE: u8 = 1;
@@ -85,6 +93,8 @@ const REQUEST_CHANGE_MEMBERSHIP: u8 = 4;
 const REQUEST_TRANSFER_LEADER: u8 = 5;
 const REQUEST_SNAPSHOT: u8 = 6;
 const REQUEST_ADMIN_STATUS: u8 = 7;
+const REQUEST_REGISTER_SESSION: u8 = 8;
+const REQUEST_PROPOSE_IN_SESSION: u8 = 9;
 const RESPONSE_COMMITTED: u8 = 1;
 const RESPONSE_STATUS: u8 = 2;
 const RESPONSE_ERROR: u8 = 3;
@@ -107,6 +117,11 @@ const ERROR_UNKNOWN_GROUP: u8 = 6;
 const ERROR_INTERNAL: u8 = 7;
 const ERROR_CHANGE_IN_PROGRESS: u8 = 8;
 const ERROR_CHANGE_NOT_ALLOWED: u8 = 9;
+const ERROR_SESSION: u8 = 10;
+
+const REFUSAL_UNKNOWN: u8 = 1;
+const REFUSAL_BUSY: u8 = 2;
+const REFUSAL_ACKNOWLEDGED: u8 = 3;
 
 const FLAG_LEADER: u8 = 1;
 const FLAG_ADDR: u8 = 2;
@@ -155,6 +170,17 @@ pub enum ClientRequest {
     Snapshot { id: u64, group: GroupId },
     /// The node's groups with their configuration, members' addresses and log bounds.
     AdminStatus { id: u64 },
+    /// Open a client session of `group`; answered `Committed` at the registration's index,
+    /// the session's id.
+    RegisterSession { id: u64, group: GroupId },
+    /// Replicate `payload` in `group` as `request` of a client session: applied at most once
+    /// however often it is sent ([`crate::engine::sessions`]).
+    ProposeInSession {
+        id: u64,
+        group: GroupId,
+        request: SessionRequest,
+        payload: Bytes,
+    },
 }
 
 impl ClientRequest {
@@ -166,7 +192,9 @@ impl ClientRequest {
             | ClientRequest::ChangeMembership { id, .. }
             | ClientRequest::TransferLeader { id, .. }
             | ClientRequest::Snapshot { id, .. }
-            | ClientRequest::AdminStatus { id } => *id,
+            | ClientRequest::AdminStatus { id }
+            | ClientRequest::RegisterSession { id, .. }
+            | ClientRequest::ProposeInSession { id, .. } => *id,
         }
     }
 }
@@ -287,6 +315,9 @@ pub enum ClientError {
     ChangeInProgress,
     #[error("the configuration change does not apply to the current members")]
     ChangeNotAllowed,
+    /// The request's client session refused it: this attempt was not applied.
+    #[error(transparent)]
+    Session(SessionRefusal),
 }
 
 /// Why client frames could not be decoded or encoded. A decoding error means the stream is
@@ -324,6 +355,15 @@ pub enum ProtocolError {
     TrailingBytes { trailing: usize },
     #[error("bad address at offset {at}: {reason}")]
     BadAddress { at: usize, reason: String },
+    #[error(
+        "session request at offset {at}: its lowest unanswered request {lowest_unanswered} is \
+         above the request {seq}"
+    )]
+    BadSessionRequest {
+        at: usize,
+        seq: u64,
+        lowest_unanswered: u64,
+    },
     #[error(transparent)]
     Frame(#[from] FrameError),
 }
@@ -397,12 +437,14 @@ fn consistency_from_code(code: u8) -> Option<ReadConsistency> {
     }
 }
 
-/// A request addressed to a group and carrying bytes (Propose, Read).
+/// A request addressed to a group and carrying bytes (Propose, Read, ProposeInSession), with
+/// `fields` between its fixed fields and the bytes.
 fn put_group_request(
     tag: u8,
     id: u64,
     group: GroupId,
     flavour: u8,
+    fields: &[u64],
     bytes: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), ProtocolError> {
@@ -420,6 +462,9 @@ fn put_group_request(
     put_u32(out, bytes.len() as u32);
     put_u8(out, flavour);
     put_zeros(out, 3);
+    for &field in fields {
+        put_u64(out, field);
+    }
     out.extend_from_slice(bytes);
     Ok(())
 }
@@ -427,7 +472,7 @@ fn put_group_request(
 fn put_request(request: &ClientRequest, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
     match request {
         ClientRequest::Propose { id, group, payload } => {
-            put_group_request(REQUEST_PROPOSE, *id, *group, 0, payload, out)?
+            put_group_request(REQUEST_PROPOSE, *id, *group, 0, &[], payload, out)?
         }
         ClientRequest::Read {
             id,
@@ -439,9 +484,27 @@ fn put_request(request: &ClientRequest, out: &mut Vec<u8>) -> Result<(), Protoco
             *id,
             *group,
             consistency_code(*consistency),
+            &[],
             query,
             out,
         )?,
+        ClientRequest::ProposeInSession {
+            id,
+            group,
+            request,
+            payload,
+        } => {
+            let fields = [
+                request.session().0,
+                request.seq(),
+                request.lowest_unanswered(),
+            ];
+            put_group_request(REQUEST_PROPOSE_IN_SESSION, *id, *group, 0, &fields, payload, out)?
+        }
+        ClientRequest::RegisterSession { id, group } => {
+            put_request_head(REQUEST_REGISTER_SESSION, *id, out);
+            put_u64(out, group.0);
+        }
         ClientRequest::Status { id } => put_request_head(REQUEST_STATUS, *id, out),
         ClientRequest::AdminStatus { id } => put_request_head(REQUEST_ADMIN_STATUS, *id, out),
         ClientRequest::Snapshot { id, group } => {
@@ -623,6 +686,7 @@ fn put_response(response: &ClientResponse, out: &mut Vec<u8>) -> Result<(), Prot
                 ClientError::Internal(_) => ERROR_INTERNAL,
                 ClientError::ChangeInProgress => ERROR_CHANGE_IN_PROGRESS,
                 ClientError::ChangeNotAllowed => ERROR_CHANGE_NOT_ALLOWED,
+                ClientError::Session(_) => ERROR_SESSION,
             };
             if let ClientError::NotLeader {
                 leader_client_addr: Some(addr),
@@ -663,6 +727,19 @@ fn put_response(response: &ClientResponse, out: &mut Vec<u8>) -> Result<(), Prot
                     put_u64(out, *max);
                 }
                 ClientError::UnknownGroup(group) => put_u64(out, group.0),
+                ClientError::Session(refusal) => {
+                    let (code, session, seq) = match *refusal {
+                        SessionRefusal::Unknown(session) => (REFUSAL_UNKNOWN, session, 0),
+                        SessionRefusal::Busy(session) => (REFUSAL_BUSY, session, 0),
+                        SessionRefusal::Acknowledged { session, seq } => {
+                            (REFUSAL_ACKNOWLEDGED, session, seq)
+                        }
+                    };
+                    put_u8(out, code);
+                    put_zeros(out, 7);
+                    put_u64(out, session.0);
+                    put_u64(out, seq);
+                }
                 ClientError::Internal(text) => {
                     let text = truncated_text(text, CLIENT_ERROR_TEXT_BYTES_MAX);
                     put_u32(out, text.len() as u32);
@@ -725,6 +802,8 @@ pub fn request_wire_bytes(request: &ClientRequest) -> usize {
     match request {
         ClientRequest::Propose { payload: bytes, .. }
         | ClientRequest::Read { query: bytes, .. } => 32 + bytes.len(),
+        ClientRequest::ProposeInSession { payload, .. } => 56 + payload.len(),
+        ClientRequest::RegisterSession { .. } => ITEM_BYTES_MIN + 8,
         ClientRequest::Status { .. } | ClientRequest::AdminStatus { .. } => ITEM_BYTES_MIN,
         ClientRequest::Snapshot { .. } => ITEM_BYTES_MIN + 8,
         ClientRequest::TransferLeader { .. } => ITEM_BYTES_MIN + 16,
@@ -792,7 +871,7 @@ fn read_request(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientRequest, 
     require_zero(reader, 7, "request reserved bytes")?;
     let id = reader.u64()?;
     match tag {
-        REQUEST_PROPOSE | REQUEST_READ => {
+        REQUEST_PROPOSE | REQUEST_READ | REQUEST_PROPOSE_IN_SESSION => {
             let group = GroupId(reader.u64()?);
             let len = reader.u32()?;
             let flavour_at = reader.pos();
@@ -805,14 +884,26 @@ fn read_request(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientRequest, 
                     max: CLIENT_PAYLOAD_BYTES_MAX,
                 });
             }
+            let session = match tag {
+                REQUEST_PROPOSE_IN_SESSION => Some(read_session_request(reader)?),
+                _ => None,
+            };
             let bytes = body.slice(reader.range(len as usize)?);
+            if tag != REQUEST_READ && flavour != 0 {
+                return Err(ProtocolError::NotZero {
+                    what: "request reserved bytes",
+                    at: flavour_at,
+                });
+            }
+            if let Some(request) = session {
+                return Ok(ClientRequest::ProposeInSession {
+                    id,
+                    group,
+                    request,
+                    payload: bytes,
+                });
+            }
             if tag == REQUEST_PROPOSE {
-                if flavour != 0 {
-                    return Err(ProtocolError::NotZero {
-                        what: "request reserved bytes",
-                        at: flavour_at,
-                    });
-                }
                 return Ok(ClientRequest::Propose {
                     id,
                     group,
@@ -832,6 +923,10 @@ fn read_request(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientRequest, 
             })
         }
         REQUEST_STATUS => Ok(ClientRequest::Status { id }),
+        REQUEST_REGISTER_SESSION => Ok(ClientRequest::RegisterSession {
+            id,
+            group: GroupId(reader.u64()?),
+        }),
         REQUEST_ADMIN_STATUS => Ok(ClientRequest::AdminStatus { id }),
         REQUEST_SNAPSHOT => Ok(ClientRequest::Snapshot {
             id,
@@ -891,6 +986,19 @@ fn read_request(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientRequest, 
             at,
         }),
     }
+}
+
+/// The session fields of a `ProposeInSession`.
+fn read_session_request(reader: &mut Reader<'_>) -> Result<SessionRequest, ProtocolError> {
+    let at = reader.pos();
+    let session = SessionId(reader.u64()?);
+    let seq = reader.u64()?;
+    let lowest_unanswered = reader.u64()?;
+    SessionRequest::new(session, seq, lowest_unanswered).ok_or(ProtocolError::BadSessionRequest {
+        at,
+        seq,
+        lowest_unanswered,
+    })
 }
 
 /// One of the members' layout readers: an address and the bytes after it.
@@ -1006,6 +1114,34 @@ fn read_buckets(reader: &mut Reader<'_>) -> Result<Vec<(u64, u64)>, ProtocolErro
     (0..count)
         .map(|_| Ok((reader.u64()?, reader.u64()?)))
         .collect()
+}
+
+fn read_session_refusal(reader: &mut Reader<'_>) -> Result<SessionRefusal, ProtocolError> {
+    let at = reader.pos();
+    let code = reader.u8()?;
+    require_zero(reader, 7, "session refusal reserved bytes")?;
+    let session = SessionId(reader.u64()?);
+    let seq_at = reader.pos();
+    let seq = reader.u64()?;
+    let refusal = match code {
+        REFUSAL_UNKNOWN => SessionRefusal::Unknown(session),
+        REFUSAL_BUSY => SessionRefusal::Busy(session),
+        REFUSAL_ACKNOWLEDGED => return Ok(SessionRefusal::Acknowledged { session, seq }),
+        code => {
+            return Err(ProtocolError::UnknownCode {
+                what: "session refusal",
+                code,
+                at,
+            })
+        }
+    };
+    if seq != 0 {
+        return Err(ProtocolError::NotZero {
+            what: "the sequence number of this session refusal",
+            at: seq_at,
+        });
+    }
+    Ok(refusal)
 }
 
 fn read_text(
@@ -1131,6 +1267,7 @@ fn read_response(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientResponse
                     max: reader.u64()?,
                 },
                 ERROR_UNKNOWN_GROUP => ClientError::UnknownGroup(GroupId(reader.u64()?)),
+                ERROR_SESSION => ClientError::Session(read_session_refusal(reader)?),
                 ERROR_INTERNAL => {
                     let len = reader.u32()? as usize;
                     require_zero(reader, 4, "error reserved bytes")?;

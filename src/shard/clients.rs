@@ -219,6 +219,7 @@ fn client_error(error: ProposalError, config: &NodeConfig) -> ClientError {
         ProposalError::ChangeInProgress => ClientError::ChangeInProgress,
         ProposalError::ChangeNotAllowed => ClientError::ChangeNotAllowed,
         ProposalError::Overloaded { .. } => ClientError::Overloaded,
+        ProposalError::Session(refusal) => ClientError::Session(refusal),
     }
 }
 

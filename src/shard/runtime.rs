@@ -45,7 +45,7 @@ use crate::shard::metrics::{Arrival, RequestKind, RequestTimes, ShardMetrics};
 use crate::shard::peers::Peers;
 use crate::snapshot::{snapshot_dir, SnapshotError, SnapshotStore};
 use crate::types::ReadConsistency;
-use crate::types::{GroupId, LogIndex, NodeId, ShardId, Term};
+use crate::types::{GroupId, LogIndex, NodeId, SessionRequest, ShardId, Term};
 
 /// A proposal or a read: what the embedding program and client connections both ask of a
 /// group, served by one path (`Work::submit`) whoever asked.
@@ -53,6 +53,12 @@ pub enum Work {
     Propose {
         group: GroupId,
         payload: Bytes,
+        /// The proposal's place in a client session, if it has one.
+        session: Option<SessionRequest>,
+    },
+    /// Open a client session of `group`.
+    RegisterSession {
+        group: GroupId,
     },
     Read {
         group: GroupId,
@@ -64,7 +70,9 @@ pub enum Work {
 impl Work {
     fn group(&self) -> GroupId {
         match self {
-            Work::Propose { group, .. } | Work::Read { group, .. } => *group,
+            Work::Propose { group, .. }
+            | Work::RegisterSession { group }
+            | Work::Read { group, .. } => *group,
         }
     }
 
@@ -94,8 +102,29 @@ impl Work {
     /// The work a client request asks for, with the request's id; other requests come back.
     fn of_client(request: ClientRequest) -> Result<(u64, Work), ClientRequest> {
         match request {
-            ClientRequest::Propose { id, group, payload } => {
-                Ok((id, Work::Propose { group, payload }))
+            ClientRequest::Propose { id, group, payload } => Ok((
+                id,
+                Work::Propose {
+                    group,
+                    payload,
+                    session: None,
+                },
+            )),
+            ClientRequest::ProposeInSession {
+                id,
+                group,
+                request,
+                payload,
+            } => Ok((
+                id,
+                Work::Propose {
+                    group,
+                    payload,
+                    session: Some(request),
+                },
+            )),
+            ClientRequest::RegisterSession { id, group } => {
+                Ok((id, Work::RegisterSession { group }))
             }
             ClientRequest::Read {
                 id,
@@ -117,7 +146,7 @@ impl Work {
     /// What kind of request it is, arriving at `at_us`.
     fn arrival(&self, at_us: u64) -> Arrival {
         let kind = match self {
-            Work::Propose { .. } => RequestKind::Propose,
+            Work::Propose { .. } | Work::RegisterSession { .. } => RequestKind::Propose,
             Work::Read { .. } => RequestKind::Read,
         };
         Arrival { kind, at_us }
@@ -126,7 +155,17 @@ impl Work {
     /// Hands the work to the engine; `reply` gets its answer.
     fn submit<S: StateMachine>(self, engine: &mut Engine<S>, reply: ReplyTo) {
         match self {
-            Work::Propose { group, payload } => engine.propose(group, payload, reply),
+            Work::Propose {
+                group,
+                payload,
+                session: None,
+            } => engine.propose(group, payload, reply),
+            Work::Propose {
+                group,
+                payload,
+                session: Some(request),
+            } => engine.propose_in_session(group, request, payload, reply),
+            Work::RegisterSession { group } => engine.register_session(group, reply),
             Work::Read {
                 group,
                 query,
@@ -282,6 +321,13 @@ where
     executor.run(run_shard(context, make_state_machine()))
 }
 
+/// The wall clock in ms since the Unix epoch (0 if the clock is set before it).
+fn wall_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
 fn core_config(config: &NodeConfig, group: GroupId) -> Config {
     let voters = if config.join {
         Vec::new()
@@ -379,6 +425,7 @@ async fn start_shard<S: StateMachine>(
         read_lease: Some(config.read_lease()),
         snapshot_entries: config.snapshot_entries,
         uncommitted_bytes_max: config.uncommitted_bytes_max,
+        sessions: config.sessions,
         broken_rule: None,
     };
     let shard_error = |source: EngineError| NodeError::Shard { shard, source };
@@ -486,7 +533,7 @@ async fn event_loop<S: StateMachine>(
         }
         let mut shutdown = false;
         let turn_us = clock_origin.elapsed().as_micros() as u64;
-        engine.begin_turn(turn_us);
+        engine.begin_turn(turn_us, wall_clock_ms());
         for event in events.drain(..) {
             match event {
                 ShardEvent::Tick => engine.tick().map_err(fatal)?,
@@ -708,6 +755,7 @@ mod tests {
                     work: Work::Propose {
                         group: GroupId(0),
                         payload: Bytes::new(),
+                        session: None,
                     },
                     reply,
                 };

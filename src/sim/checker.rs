@@ -24,6 +24,7 @@ use std::rc::Rc;
 
 use crate::batch::{BatchKind, EntryBatch};
 use crate::core::{Action, Raft, Role};
+use crate::engine::sessions::SessionOutcome;
 use crate::engine::ActionObserver;
 use crate::sim::machine::{chain, Applied, SimMachine};
 use crate::types::{GroupId, LogIndex, NodeId, Term};
@@ -374,7 +375,14 @@ impl NodeObserver {
 }
 
 impl ActionObserver<SimMachine> for NodeObserver {
-    fn executed(&mut self, group: GroupId, action: &Action, core: &Raft, machine: &SimMachine) {
+    fn executed(
+        &mut self,
+        group: GroupId,
+        action: &Action,
+        core: &Raft,
+        machine: &SimMachine,
+        _sessions: &[SessionOutcome],
+    ) {
         let shared = &mut *self.shared.borrow_mut();
         if shared.trace {
             println!(

@@ -48,6 +48,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::batch::EntryBatch;
 use crate::core::{BrokenRule, Config, MembershipChange, Message, Role};
+use crate::engine::sessions::SessionLimits;
 use crate::engine::{
     Committed, EngineConfig, EngineError, PendingSnapshot, ProposalError, ShardEngine,
     SnapshotSend, UNCOMMITTED_BYTES_MAX_DEFAULT,
@@ -373,6 +374,7 @@ impl Cluster {
             snapshot_entries: self.snapshot_entries,
             broken_rule: self.options.broken_rule,
             uncommitted_bytes_max: UNCOMMITTED_BYTES_MAX_DEFAULT,
+            sessions: SessionLimits::default(),
         }
     }
 
@@ -555,7 +557,7 @@ impl Cluster {
             .node_mut(id)
             .engine_mut()
             .expect("a turn of a live node");
-        engine.begin_turn(now_us);
+        engine.begin_turn(now_us, now_us / 1000);
         let result = work(engine).and_then(|()| engine.end_turn());
         self.take_violation()?;
         match result {

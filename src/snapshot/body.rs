@@ -5,8 +5,9 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::format::SNAPSHOT_VERSION_WITHOUT_SESSIONS;
 use super::store::Layout;
-use super::SnapshotInfo;
+use super::{SnapshotInfo, SnapshotRead};
 
 /// The body of a snapshot as an [`io::Read`]. The read that delivers the last body byte also
 /// checks the body checksum: on mismatch it fails with [`io::ErrorKind::InvalidData`] (and so
@@ -16,6 +17,7 @@ pub struct SnapshotBody {
     file: File,
     path: PathBuf,
     meta: SnapshotInfo,
+    version: u32,
     /// Absolute file offsets of the next body byte and of the end of the body.
     at: u64,
     end: u64,
@@ -30,6 +32,7 @@ impl SnapshotBody {
             file,
             path,
             meta: layout.meta,
+            version: layout.version,
             at: layout.header_len,
             end: layout.header_len + layout.body_len,
             recorded: layout.body_crc,
@@ -95,5 +98,11 @@ impl io::Read for SnapshotBody {
             return Err(self.mismatch_error());
         }
         Ok(got)
+    }
+}
+
+impl SnapshotRead for SnapshotBody {
+    fn holds_sessions(&self) -> bool {
+        self.version != SNAPSHOT_VERSION_WITHOUT_SESSIONS
     }
 }

@@ -1,6 +1,7 @@
 //! The snapshot file format: names, the checksummed header and the trailer.
 //!
-//! A snapshot file is `header | body | trailer`.
+//! A snapshot file is `header | body | trailer`. The body is the engine's: from version 2 on,
+//! the group's client sessions, then the state machine's bytes ([`SNAPSHOT_VERSION`]).
 //!
 //! Header layout (little-endian): magic `[u8; 8]` "RRAFTSNP" at 0, version `u32` at 8,
 //! membership length `u32` at 12, group `u64` at 16, index `u64` at 24, term `u64` at 32,
@@ -20,8 +21,13 @@ use crate::types::{GroupId, LogIndex, Term};
 
 /// Magic at the start of every snapshot file.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"RRAFTSNP";
-/// Format version written into snapshot headers (the log segments have their own).
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// Format version written into snapshot headers (the log segments have their own). A version 2
+/// body starts with the group's client sessions (written and read by the engine,
+/// [`crate::engine::sessions`]), then holds the state machine's bytes.
+pub const SNAPSHOT_VERSION: u32 = 2;
+/// The version written before client sessions existed: the body is the state machine's bytes
+/// alone. Still read (the group then starts without sessions).
+pub const SNAPSHOT_VERSION_WITHOUT_SESSIONS: u32 = 1;
 /// Magic at the end of every complete snapshot file.
 pub const TRAILER_MAGIC: [u8; 8] = *b"RRSNPEND";
 /// Bytes of the header before the membership bytes.
@@ -94,10 +100,11 @@ pub fn decode_header(h: &[u8]) -> Result<(SnapshotInfo, usize), HeaderProblem> {
     if crc32fast::hash(&h[..40 + n]) != u32_at(h, 40 + n) {
         return Err(HeaderProblem::Corrupt("header checksum mismatch".into()));
     }
-    let version = u32_at(h, 8);
-    if version != SNAPSHOT_VERSION {
+    let version = header_version(h);
+    if version != SNAPSHOT_VERSION && version != SNAPSHOT_VERSION_WITHOUT_SESSIONS {
         return Err(HeaderProblem::Corrupt(format!(
-            "unsupported format version {version}"
+            "unsupported format version {version} (this build reads versions \
+             {SNAPSHOT_VERSION_WITHOUT_SESSIONS} and {SNAPSHOT_VERSION})"
         )));
     }
     let meta = SnapshotInfo {
@@ -107,6 +114,11 @@ pub fn decode_header(h: &[u8]) -> Result<(SnapshotInfo, usize), HeaderProblem> {
         membership: h[40..40 + n].to_vec(),
     };
     Ok((meta, len))
+}
+
+/// The format version of a header that [`decode_header`] accepted.
+pub fn header_version(h: &[u8]) -> u32 {
+    u32_at(h, 8)
 }
 
 /// Encodes the trailer of a body of `body_len` bytes with checksum `body_crc`.
@@ -206,6 +218,26 @@ mod tests {
         h[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
         match decode_header(&h) {
             Err(HeaderProblem::Corrupt(reason)) => assert!(reason.contains("exceeds"), "{reason}"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn headers_of_the_version_before_sessions_are_read_and_unknown_versions_refused() {
+        let with_version = |version: u32| {
+            let mut h = encode_header(&meta(b"m".to_vec()));
+            h[8..12].copy_from_slice(&version.to_le_bytes());
+            let n = h.len() - 4;
+            let crc = crc32fast::hash(&h[..n]);
+            h[n..].copy_from_slice(&crc.to_le_bytes());
+            h
+        };
+        assert_eq!(header_version(&encode_header(&meta(Vec::new()))), SNAPSHOT_VERSION);
+        let old = with_version(SNAPSHOT_VERSION_WITHOUT_SESSIONS);
+        assert_eq!(decode_header(&old).unwrap().0, meta(b"m".to_vec()));
+        assert_eq!(header_version(&old), SNAPSHOT_VERSION_WITHOUT_SESSIONS);
+        match decode_header(&with_version(3)) {
+            Err(HeaderProblem::Corrupt(reason)) => assert!(reason.contains("version 3"), "{reason}"),
             other => panic!("unexpected {other:?}"),
         }
     }

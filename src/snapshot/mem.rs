@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::{Result, SnapshotError, SnapshotInfo, SnapshotStorage};
+use super::{Result, SnapshotError, SnapshotInfo, SnapshotRead, SnapshotStorage};
 use crate::types::{GroupId, LogIndex};
 
 /// Stored snapshots by group and index. See the module documentation.
@@ -66,6 +66,13 @@ impl MemSnapshots {
     pub fn install(&self, snapshot: StoredSnapshot) {
         let key = (snapshot.meta.group, snapshot.meta.index);
         self.stored.borrow_mut().insert(key, snapshot);
+    }
+}
+
+/// Every snapshot stored in memory was written by this build, so with its client sessions.
+impl SnapshotRead for io::Cursor<Bytes> {
+    fn holds_sessions(&self) -> bool {
+        true
     }
 }
 

@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 pub use body::SnapshotBody;
 pub use error::SnapshotError;
 pub use mem::{MemSnapshotWriter, MemSnapshots, StoredSnapshot};
-pub use storage::SnapshotStorage;
+pub use storage::{SnapshotRead, SnapshotStorage};
 pub use store::{RawSnapshotFile, SnapshotStore};
 pub use writer::{RawSnapshotWriter, SnapshotWriter};
 

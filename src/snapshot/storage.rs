@@ -7,7 +7,9 @@
 //!   and `holds`) until [`SnapshotStorage::store`] returns `Ok`; from then on it is durable: a
 //!   crash keeps it. A crash before that loses it, and never damages stored ones.
 //! - `store` also deletes the group's older snapshots beyond the newest `keep`.
-//! - `latest` and `open_body` only report stored snapshots; `open_body` streams the body.
+//! - `latest` and `open_body` only report stored snapshots; `open_body` streams the body, and
+//!   says whether it starts with the group's client sessions ([`SnapshotRead`]): every
+//!   snapshot written now does; a file written before sessions existed does not.
 
 use std::io;
 
@@ -15,12 +17,19 @@ use super::{Result, SnapshotInfo, SnapshotStore, SnapshotWriter};
 use crate::snapshot::SnapshotBody;
 use crate::types::{GroupId, LogIndex};
 
+/// A stored snapshot's body, as a stream.
+pub trait SnapshotRead: io::Read {
+    /// Whether the body starts with the group's client sessions (see
+    /// [`super::format::SNAPSHOT_VERSION`]).
+    fn holds_sessions(&self) -> bool;
+}
+
 /// A store of durable snapshots. See the module documentation for the contract.
 pub trait SnapshotStorage: Clone {
     /// Receives a snapshot's body.
     type Writer: io::Write;
     /// Streams a stored snapshot's body.
-    type Body: io::Read;
+    type Body: SnapshotRead;
 
     /// Starts a snapshot described by `meta`.
     fn create(&self, meta: SnapshotInfo) -> Result<Self::Writer>;

@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::body::SnapshotBody;
 use super::format::{
-    announced_header_len, decode_header, decode_trailer, parse_snapshot_name, snapshot_file_name,
+    announced_header_len, decode_header, decode_trailer, header_version, parse_snapshot_name,
+    snapshot_file_name,
     HeaderProblem, TrailerProblem, HEADER_FIXED_BYTES, MAX_MEMBERSHIP_BYTES, TEMP_SUFFIX,
     TRAILER_BYTES,
 };
@@ -46,6 +47,8 @@ pub struct SnapshotStore {
 #[derive(Clone, Debug)]
 pub(crate) struct Layout {
     pub meta: SnapshotInfo,
+    /// The header's format version ([`super::format::SNAPSHOT_VERSION`]).
+    pub version: u32,
     pub header_len: u64,
     pub body_len: u64,
     pub body_crc: u32,
@@ -327,6 +330,7 @@ pub(crate) fn read_layout(file: &File, path: &Path) -> Result<Layout> {
     }
     Ok(Layout {
         meta,
+        version: header_version(&header),
         header_len: header_len as u64,
         body_len,
         body_crc,

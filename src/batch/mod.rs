@@ -13,6 +13,11 @@
 //!   `skip + count <= archive length`. A window lets a follower keep or a leader send part of a
 //!   batch without re-encoding (conflict truncation, catching up a follower mid-batch).
 //! - `count >= 1`: an empty batch is never built.
+//! - every entry of a [`BatchKind::Session`] body (the whole archive, not only the window)
+//!   decodes as a [`SessionEntry`]: the engine builds them with [`SessionEntry::encode`], and
+//!   [`EntryBatch::from_body`] checks them. Other kinds cost nothing for it.
+
+pub mod session_entry;
 
 use bytes::Bytes;
 use rkyv::rancor::{Error as RkyvError, Failure};
@@ -20,6 +25,7 @@ use rkyv::util::AlignedVec;
 use rkyv::with::{InlineAsBox, Map};
 
 use crate::types::{LogIndex, Term};
+pub use session_entry::{MalformedSessionEntry, SessionEntry, SESSION_HEADER_BYTES};
 
 /// Required alignment of an encoded body's first byte.
 pub const BODY_ALIGN: usize = 16;
@@ -35,6 +41,11 @@ pub enum BatchKind {
     Noop,
     /// One entry: a group configuration (see `core::membership` for its payload).
     Config,
+    /// Entries of client sessions: each a [`SessionEntry`] header, then (for a request) a
+    /// command for the state machine, which the engine applies unless the session applied
+    /// that request before (see `engine::sessions`). Added after the others, so logs written
+    /// before it existed decode unchanged.
+    Session,
 }
 
 /// The encoded body: the kind, then each entry's payload.
@@ -57,6 +68,11 @@ pub enum BatchError {
     WindowOutOfRange { skip: u32, count: u32, len: usize },
     #[error("batch has no entries")]
     Empty,
+    #[error("entry {position} of a session batch: {error}")]
+    SessionEntry {
+        position: usize,
+        error: MalformedSessionEntry,
+    },
 }
 
 /// Consecutive entries `first_index ..= last_index()` of one term; cheap to clone and slice.
@@ -70,7 +86,9 @@ pub struct EntryBatch {
 }
 
 impl EntryBatch {
-    /// Encodes `payloads` (at least one) as a new batch starting at `first_index`.
+    /// Encodes `payloads` (at least one) as a new batch starting at `first_index`. Panics if
+    /// a session batch is given an entry that is not a [`SessionEntry`] (a programming error:
+    /// they are built with [`SessionEntry::encode`]).
     pub fn encode<'a>(
         kind: BatchKind,
         term: Term,
@@ -81,6 +99,13 @@ impl EntryBatch {
             kind,
             entries: payloads.into_iter().collect(),
         };
+        if kind == BatchKind::Session {
+            for entry in &body.entries {
+                if let Err(error) = SessionEntry::decode(entry) {
+                    panic!("a session batch built with a bad entry: {error}");
+                }
+            }
+        }
         let count = u32::try_from(body.entries.len()).expect("batch entry count fits u32");
         let body = encode_body(&body);
         assert!(count > 0, "a batch holds at least one entry");
@@ -102,18 +127,7 @@ impl EntryBatch {
         skip: u32,
         count: u32,
     ) -> Result<EntryBatch, BatchError> {
-        if count == 0 {
-            return Err(BatchError::Empty);
-        }
-        if (body.as_ptr() as usize) % BODY_ALIGN != 0 {
-            return Err(BatchError::Misaligned);
-        }
-        let archive = rkyv::access::<ArchivedBatchBody<'_>, Failure>(&body)
-            .map_err(|_| BatchError::InvalidArchive)?;
-        let len = archive.entries.len();
-        if skip as usize + count as usize > len {
-            return Err(BatchError::WindowOutOfRange { skip, count, len });
-        }
+        Self::validate_body(&body, skip, count)?;
         Ok(EntryBatch {
             term,
             first_index,
@@ -138,11 +152,13 @@ impl EntryBatch {
             ArchivedBatchKind::Command => BatchKind::Command,
             ArchivedBatchKind::Noop => BatchKind::Noop,
             ArchivedBatchKind::Config => BatchKind::Config,
+            ArchivedBatchKind::Session => BatchKind::Session,
         }
     }
 
     /// Checks, without building a batch, that `body` (at an aligned address) is a valid archive
-    /// holding the window `skip .. skip + count`: what [`EntryBatch::from_body`] accepts.
+    /// holding the window `skip .. skip + count` (and, for a session batch, only entries that
+    /// decode): what [`EntryBatch::from_body`] accepts.
     pub fn validate_body(body: &[u8], skip: u32, count: u32) -> Result<(), BatchError> {
         if count == 0 {
             return Err(BatchError::Empty);
@@ -155,6 +171,12 @@ impl EntryBatch {
         let len = archive.entries.len();
         if skip as usize + count as usize > len {
             return Err(BatchError::WindowOutOfRange { skip, count, len });
+        }
+        if archive.kind == ArchivedBatchKind::Session {
+            for (position, entry) in archive.entries.iter().enumerate() {
+                SessionEntry::decode(entry.get())
+                    .map_err(|error| BatchError::SessionEntry { position, error })?;
+            }
         }
         Ok(())
     }
@@ -346,6 +368,57 @@ mod tests {
         )
         .unwrap();
         assert_eq!(reread, middle);
+    }
+
+    #[test]
+    fn session_batches_check_every_entry_and_old_kinds_keep_their_codes() {
+        use crate::types::{SessionId, SessionRequest};
+        let request = SessionEntry::Request {
+            request: SessionRequest::new(SessionId(4), 2, 1).unwrap(),
+            stamp_ms: 9,
+        }
+        .encode(b"payload");
+        let register = SessionEntry::Register { stamp_ms: 9 }.encode(b"");
+        let batch = EntryBatch::encode(
+            BatchKind::Session,
+            Term(2),
+            LogIndex(5),
+            [&register[..], &request[..]],
+        );
+        let reread =
+            EntryBatch::from_body(Term(2), LogIndex(6), batch.body().clone(), 1, 1).unwrap();
+        assert_eq!(reread.kind(), BatchKind::Session);
+        assert_eq!(reread.payload(LogIndex(6)), &request[..]);
+        // A bad header anywhere in the body is refused, inside the window or not.
+        let mut bad = request.to_vec();
+        bad[1] = 1;
+        let body = encode_body(&BatchBody {
+            kind: BatchKind::Session,
+            entries: vec![&bad[..], &register[..]],
+        });
+        assert!(matches!(
+            EntryBatch::from_body(Term(2), LogIndex(6), body.clone(), 1, 1),
+            Err(BatchError::SessionEntry { position: 0, .. })
+        ));
+        assert!(EntryBatch::validate_body(&body, 1, 1).is_err());
+        // The archive codes of the kinds that existed before sessions are unchanged, so logs
+        // written before them decode as they were written.
+        for (kind, code) in [
+            (BatchKind::Command, 0u8),
+            (BatchKind::Noop, 1),
+            (BatchKind::Config, 2),
+            (BatchKind::Session, 3),
+        ] {
+            let body = encode_body(&BatchBody {
+                kind,
+                entries: vec![&register[..]],
+            });
+            let archive = rkyv::access::<ArchivedBatchBody<'_>, Failure>(&body).unwrap();
+            assert_eq!(std::mem::size_of::<ArchivedBatchKind>(), 1);
+            // SAFETY: the archived kind is a one-byte fieldless enum: its byte is its code.
+            let stored: u8 = unsafe { std::mem::transmute_copy(&archive.kind) };
+            assert_eq!(stored, code, "{kind:?}");
+        }
     }
 
     #[test]
