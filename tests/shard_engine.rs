@@ -2,19 +2,24 @@
 //! gathered into one batch per turn, commit, reach the state machine and answer their
 //! proposers; vote grants wait for the flush that makes the vote durable; reads of one turn
 //! share one heartbeat round, lease reads skip it while the lease holds, stale reads answer at
-//! once.
+//! once; requests of a client session apply once however often they are proposed, across
+//! leaders, restarts and snapshots.
 
 use std::collections::VecDeque;
+use std::io::{self, Read, Write};
 use std::time::Duration;
 
 use bytes::Bytes;
 use ringraft::api::{CommittedEntries, ReadConsistency, StateMachine};
 use ringraft::core::{Config, Membership, Message, Role, SnapshotMeta};
+use ringraft::batch::BatchKind;
+use ringraft::engine::sessions::SessionLimits;
 use ringraft::engine::{
     Committed, EngineConfig, ProposalError, ShardEngine, UNCOMMITTED_BYTES_MAX_DEFAULT,
 };
 use ringraft::log::{LogStore, MemLog};
-use ringraft::types::{GroupId, LogIndex, NodeId};
+use ringraft::snapshot::MemSnapshots;
+use ringraft::types::{GroupId, LogIndex, NodeId, SessionId, SessionRefusal, SessionRequest};
 
 const GROUP: GroupId = GroupId(0);
 
@@ -37,9 +42,69 @@ impl StateMachine for Reverser {
         let seen = self.applied.iter().any(|(_, payload)| payload == query);
         Bytes::from_static(if seen { b"yes" } else { b"no" })
     }
+
+    /// What it applied: per entry, its index, length and payload.
+    fn snapshot(&self, _group: GroupId, out: &mut dyn Write) -> io::Result<()> {
+        for (index, payload) in &self.applied {
+            out.write_all(&index.0.to_le_bytes())?;
+            out.write_all(&(payload.len() as u64).to_le_bytes())?;
+            out.write_all(payload)?;
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, _group: GroupId, input: &mut dyn Read) -> io::Result<()> {
+        let mut bytes = Vec::new();
+        input.read_to_end(&mut bytes)?;
+        self.applied.clear();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let word = |at: usize| u64::from_le_bytes(rest[at..at + 8].try_into().unwrap());
+            let (index, len) = (word(0), word(8) as usize);
+            self.applied
+                .push((LogIndex(index), rest[16..16 + len].to_vec()));
+            rest = &rest[16 + len..];
+        }
+        Ok(())
+    }
 }
 
-type Engine = ShardEngine<MemLog, Reverser, u32>;
+type Engine = ShardEngine<MemLog, Reverser, u32, MemSnapshots>;
+
+/// Node `id` of a three-node group, over `log` and `snapshots` (which may hold what an earlier
+/// life of the node left).
+fn start_engine(
+    id: u64,
+    log: MemLog,
+    snapshots: Option<MemSnapshots>,
+    uncommitted_bytes_max: usize,
+) -> Engine {
+    let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
+    ShardEngine::new(
+        NodeId(id),
+        [GROUP],
+        log,
+        Reverser::default(),
+        snapshots,
+        EngineConfig {
+            proposal_timeout_ticks: 1_000,
+            read_lease: Some(Duration::from_secs(1)),
+            snapshot_entries: 0,
+            uncommitted_bytes_max,
+            sessions: SessionLimits::default(),
+            broken_rule: None,
+        },
+        |_| {
+            let mut config = Config::new(NodeId(id), voters.clone());
+            config.rng_seed = id;
+            config.check_expensive_invariants = true;
+            // Only the candidate ticks here, so the others' quiet start would never end.
+            config.quiet_start = false;
+            config
+        },
+    )
+    .unwrap()
+}
 
 struct Trio {
     engines: Vec<Engine>,
@@ -52,38 +117,10 @@ impl Trio {
     }
 
     fn with_uncommitted_bytes_max(uncommitted_bytes_max: usize) -> Trio {
-        let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
-        let engines = voters
-            .iter()
-            .map(|&id| {
-                ShardEngine::new(
-                    id,
-                    [GROUP],
-                    MemLog::new(),
-                    Reverser::default(),
-                    None,
-                    EngineConfig {
-                        proposal_timeout_ticks: 1_000,
-                        read_lease: Some(Duration::from_secs(1)),
-                        snapshot_entries: 0,
-                        uncommitted_bytes_max,
-                        broken_rule: None,
-                    },
-                    |_| {
-                        let mut config = Config::new(id, voters.clone());
-                        config.rng_seed = id.0;
-                        config.check_expensive_invariants = true;
-                        // Only the candidate ticks here, so the others' quiet start would
-                        // never end.
-                        config.quiet_start = false;
-                        config
-                    },
-                )
-                .unwrap()
-            })
-            .collect();
         Trio {
-            engines,
+            engines: (1..=3)
+                .map(|id| start_engine(id, MemLog::new(), None, uncommitted_bytes_max))
+                .collect(),
             wire: VecDeque::new(),
         }
     }
@@ -503,7 +540,7 @@ fn a_follower_refuses_linearizable_reads_and_answers_stale_ones_at_once() {
 fn lease_reads_skip_the_round_trip_only_while_the_lease_holds() {
     let mut trio = trio_with_a_write();
     let start_us = 1_000;
-    trio.engine(1).begin_turn(start_us);
+    trio.engine(1).begin_turn(start_us, 0);
     // Confirm a round so that the lease starts.
     trio.engine(1).read(
         GROUP,
@@ -534,7 +571,7 @@ fn lease_reads_skip_the_round_trip_only_while_the_lease_holds() {
     );
 
     // The Trio's lease is one second: two seconds later it has run out.
-    trio.engine(1).begin_turn(start_us + 2_000_000);
+    trio.engine(1).begin_turn(start_us + 2_000_000, 0);
     trio.engine(1).read(
         GROUP,
         Bytes::from_static(b"abc"),
@@ -568,4 +605,176 @@ fn an_install_snapshot_whose_file_is_absent_is_dropped() {
     trio.engine(2).receive(NodeId(1), GROUP, forged).unwrap();
     assert_eq!(trio.engine(2).status(), before);
     assert!(trio.engine(2).take_outbox().is_empty());
+}
+
+/// Moves the leadership of `GROUP` from node `from` to node `to`.
+fn hand_over(trio: &mut Trio, from: u64, to: u64) {
+    for _ in 0..40 {
+        trio.engine(from)
+            .transfer_leadership(GROUP, NodeId(to))
+            .unwrap();
+        trio.settle();
+        if trio.engine(to).status()[0].summary.role == Role::Leader {
+            return;
+        }
+        trio.engine(from).tick().unwrap();
+    }
+    panic!("n{from} could not hand leadership to n{to}");
+}
+
+/// Registers a session of `GROUP` at node `leader` (reply 100); returns its id.
+fn register(trio: &mut Trio, leader: u64) -> SessionId {
+    trio.engine(leader).register_session(GROUP, 100);
+    trio.settle();
+    match &trio.engine(leader).take_completions()[..] {
+        [(100, Ok(committed))] => SessionId(committed.index.0),
+        other => panic!("registration answered {other:?}"),
+    }
+}
+
+fn request(session: SessionId, seq: u64, lowest_unanswered: u64) -> SessionRequest {
+    SessionRequest::new(session, seq, lowest_unanswered).unwrap()
+}
+
+/// What each node's state machine applied of `payload`, by index.
+fn applied_at(trio: &mut Trio, payload: &[u8]) -> Vec<Vec<LogIndex>> {
+    (1..=3)
+        .map(|id| {
+            let machine = trio.engine(id).state_machine();
+            machine
+                .applied
+                .iter()
+                .filter(|(_, applied)| applied == payload)
+                .map(|(index, _)| *index)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_session_request_applies_once_however_often_and_wherever_it_is_proposed() {
+    let mut trio = Trio::new();
+    trio.elect(1);
+    let session = register(&mut trio, 1);
+    assert_eq!(session, SessionId(2), "the registration's index, after the no-op");
+    // A request and a retry of it in the same turn (so in the same batch), then another.
+    trio.engine(1)
+        .propose_in_session(GROUP, request(session, 1, 1), Bytes::from_static(b"ab"), 1);
+    trio.engine(1)
+        .propose_in_session(GROUP, request(session, 1, 1), Bytes::from_static(b"ab"), 2);
+    trio.engine(1)
+        .propose_in_session(GROUP, request(session, 2, 1), Bytes::from_static(b"cd"), 3);
+    trio.settle();
+    let mut completions = trio.engine(1).take_completions();
+    completions.sort_by_key(|(reply, _)| *reply);
+    assert_eq!(
+        completions,
+        vec![(1, answer(3, b"ba")), (2, answer(3, b"ba")), (3, answer(5, b"dc"))]
+    );
+    // Leadership moves; the retry of request 1 on the new leader gets the same answer.
+    hand_over(&mut trio, 1, 2);
+    trio.engine(2)
+        .propose_in_session(GROUP, request(session, 1, 1), Bytes::from_static(b"ab"), 4);
+    trio.settle();
+    assert_eq!(trio.engine(2).take_completions(), vec![(4, answer(3, b"ba"))]);
+    assert_eq!(applied_at(&mut trio, b"ab"), vec![vec![LogIndex(3)]; 3]);
+    assert_eq!(applied_at(&mut trio, b"cd"), vec![vec![LogIndex(5)]; 3]);
+    // Once the client acknowledged request 1 (it waits for 3 and up), a late copy is refused.
+    trio.engine(2)
+        .propose_in_session(GROUP, request(session, 3, 3), Bytes::from_static(b"ef"), 5);
+    trio.engine(2)
+        .propose_in_session(GROUP, request(session, 1, 1), Bytes::from_static(b"ab"), 6);
+    let stranger = SessionId(77);
+    trio.engine(2)
+        .propose_in_session(GROUP, request(stranger, 1, 1), Bytes::from_static(b"gh"), 7);
+    trio.settle();
+    let mut completions = trio.engine(2).take_completions();
+    completions.sort_by_key(|(reply, _)| *reply);
+    let refused = |refusal| Err(ProposalError::Session(refusal));
+    assert_eq!(
+        completions,
+        vec![
+            (5, answer(8, b"fe")),
+            (6, refused(SessionRefusal::Acknowledged { session, seq: 1 })),
+            (7, refused(SessionRefusal::Unknown(stranger))),
+        ]
+    );
+    assert_eq!(applied_at(&mut trio, b"ab"), vec![vec![LogIndex(3)]; 3]);
+    assert!(applied_at(&mut trio, b"gh").iter().all(Vec::is_empty));
+    for id in 1..=3 {
+        assert_eq!(trio.engine(id).sessions(GROUP).unwrap().len(), 1);
+    }
+}
+
+#[test]
+fn proposals_with_and_without_sessions_keep_their_order_in_the_log() {
+    let mut trio = Trio::new();
+    trio.elect(1);
+    let session = register(&mut trio, 1);
+    trio.engine(1).propose(GROUP, Bytes::from_static(b"1"), 1);
+    trio.engine(1)
+        .propose_in_session(GROUP, request(session, 1, 1), Bytes::from_static(b"2"), 2);
+    trio.engine(1).propose(GROUP, Bytes::from_static(b"3"), 3);
+    trio.engine(1).propose(GROUP, Bytes::from_static(b"4"), 4);
+    trio.settle();
+    let mut completions = trio.engine(1).take_completions();
+    completions.sort_by_key(|(reply, _)| *reply);
+    let indexes: Vec<u64> = completions
+        .iter()
+        .map(|(_, result)| result.as_ref().unwrap().index.0)
+        .collect();
+    assert_eq!(indexes, vec![3, 4, 5, 6]);
+    let kinds: Vec<BatchKind> = trio
+        .engine(1)
+        .log_mut()
+        .read(GROUP, LogIndex(3), LogIndex(6))
+        .unwrap()
+        .iter()
+        .map(|batch| batch.kind())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![BatchKind::Command, BatchKind::Session, BatchKind::Command],
+        "a change of kind starts a batch; same-kind proposals share one"
+    );
+}
+
+#[test]
+fn sessions_survive_a_restart_from_a_snapshot() {
+    let mut trio = Trio::new();
+    trio.engines[0] = start_engine(
+        1,
+        MemLog::new(),
+        Some(MemSnapshots::new()),
+        UNCOMMITTED_BYTES_MAX_DEFAULT,
+    );
+    trio.elect(1);
+    let session = register(&mut trio, 1);
+    trio.engine(1)
+        .propose_in_session(GROUP, request(session, 1, 1), Bytes::from_static(b"ab"), 1);
+    trio.settle();
+    assert_eq!(trio.engine(1).take_completions(), vec![(1, answer(3, b"ba"))]);
+    let index = trio.engine(1).snapshot(GROUP).unwrap();
+    assert_eq!(index, Some(LogIndex(3)));
+    let store = trio.engine(1).snapshot_store().unwrap().clone();
+    for pending in trio.engine(1).take_pending_snapshots() {
+        let (index, term) = (pending.index, pending.term);
+        let result = pending.store();
+        trio.engine(1).snapshot_stored(GROUP, index, term, result).unwrap();
+    }
+    // Node 1 restarts: the registration and request 1 are covered by the snapshot, so the
+    // session can only come back from it.
+    hand_over(&mut trio, 1, 2);
+    let old = std::mem::replace(
+        &mut trio.engines[0],
+        start_engine(2, MemLog::new(), None, UNCOMMITTED_BYTES_MAX_DEFAULT),
+    );
+    trio.engines[0] = start_engine(1, old.into_log(), Some(store), UNCOMMITTED_BYTES_MAX_DEFAULT);
+    assert!(trio.engine(1).sessions(GROUP).unwrap().knows(session));
+    hand_over(&mut trio, 2, 1);
+    trio.engine(1)
+        .propose_in_session(GROUP, request(session, 1, 1), Bytes::from_static(b"ab"), 2);
+    trio.settle();
+    assert_eq!(trio.engine(1).take_completions(), vec![(2, answer(3, b"ba"))]);
+    assert_eq!(applied_at(&mut trio, b"ab")[0], vec![LogIndex(3)]);
 }
