@@ -3,10 +3,23 @@
 //! It keeps one connection per (node, shard) it talks to, pipelines requests (many per frame),
 //! and follows "not leader" answers to the group's leader, retrying until its deadline.
 //!
-//! Delivery: a proposal refused with "not leader" was not appended and is retried; a proposal
-//! whose connection broke before its answer may or may not have been appended, and is retried
-//! too, so under failures a value may be committed more than once (at different indexes).
-//! A "timeout" answer is returned as is: the entry may still commit.
+//! Delivery of proposals: exactly once, through a client session per group
+//! ([`crate::engine::sessions`]). The first proposal to a group registers a session there;
+//! every proposal then gets the next sequence number of that session and keeps it on every
+//! retry. Whatever happens to an attempt — "not leader", a timeout, a broken connection, a
+//! leader that crashed, a leadership change — the proposal is sent again with the same number
+//! until it is answered or the call's deadline passes, and the group applies it at most once
+//! (a retry of an applied proposal is answered with the output it had, at the index where it
+//! was applied). So a proposal answered `Ok` was applied exactly once, and one answered
+//! [`CallError::Refused`] not at all; only [`CallError::Deadline`] and
+//! [`CallError::SessionLost`] leave the outcome unknown (applied once or not at all, never
+//! twice). A session the group forgot (idle past its expiry, or evicted) is replaced by a new
+//! one as long as no attempt under it may have been applied; proposals that may have been are
+//! answered [`CallError::SessionLost`].
+//!
+//! A client pipelines at most
+//! [`SESSION_UNANSWERED_MAX`](crate::engine::sessions::SESSION_UNANSWERED_MAX) proposals per
+//! group: larger [`Client::propose_many`] calls go in windows of that many.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -17,6 +30,7 @@ use bytes::Bytes;
 
 use crate::constants::FRAME_BYTES_MAX;
 use crate::core::MembershipChange;
+use crate::engine::sessions::SESSION_UNANSWERED_MAX;
 use crate::engine::stages::StageHistograms;
 use crate::engine::Committed;
 use crate::net::client_wire::{
@@ -27,7 +41,9 @@ use crate::net::frame::READ_SPARE_BYTES;
 use crate::net::{FrameDecoder, FrameKind};
 use crate::tls::{BlockingIo, ClientTls};
 use crate::types::ReadConsistency;
-use crate::types::{GroupId, LogIndex, NodeId, PeerAddr, ShardId};
+use crate::types::{
+    GroupId, LogIndex, NodeId, PeerAddr, SessionId, SessionRefusal, SessionRequest, ShardId,
+};
 
 /// What a node reports about its work, summed over its shards.
 #[derive(Clone, Debug, Default)]
@@ -51,12 +67,33 @@ pub struct NodeAdminStatus {
 /// Why a call failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
+    /// Certain: the server refused the request, and a proposal was not applied.
     #[error("server refused: {0}")]
     Refused(ClientError),
+    /// No answer before the deadline: a proposal may have been applied (once) or not.
     #[error("no answer before the deadline: {last_problem}")]
     Deadline { last_problem: String },
     #[error("unknown node {0}")]
     UnknownNode(NodeId),
+    /// The group forgot the client session (idle past its expiry, or evicted) while a
+    /// proposal that an earlier attempt may have applied was being retried: it was applied
+    /// once or not at all, and which cannot be known any more.
+    #[error("client session {session} of {group} expired while a proposal was retried; it may have been applied")]
+    SessionLost { group: GroupId, session: SessionId },
+}
+
+impl CallError {
+    /// Whether the request certainly was not carried out ([`CallError::Refused`]); otherwise
+    /// a proposal's outcome is unknown.
+    pub fn certainly_not_applied(&self) -> bool {
+        matches!(self, CallError::Refused(_))
+    }
+}
+
+/// This client's session of one group: its id and the next sequence number.
+struct ClientSession {
+    id: SessionId,
+    next_seq: u64,
 }
 
 struct Connection {
@@ -71,9 +108,19 @@ pub struct Client {
     deadline: Duration,
     connections: BTreeMap<(NodeId, ShardId), Connection>,
     leaders: BTreeMap<GroupId, NodeId>,
+    sessions: BTreeMap<GroupId, ClientSession>,
     next_id: u64,
     out: Vec<u8>,
     tls: Option<ClientTls>,
+}
+
+/// Whether a server's refusal says for certain that the attempt it answers did nothing (as
+/// opposed to a timeout or a shutdown, after which the entry may still commit).
+fn certain(error: &ClientError) -> bool {
+    !matches!(
+        error,
+        ClientError::Timeout | ClientError::ShuttingDown | ClientError::Internal(_)
+    )
 }
 
 const POLL: Duration = Duration::from_millis(100);
@@ -93,6 +140,7 @@ impl Client {
             deadline,
             connections: BTreeMap::new(),
             leaders: BTreeMap::new(),
+            sessions: BTreeMap::new(),
             next_id: 1,
             out: Vec::new(),
             tls: None,
@@ -182,7 +230,8 @@ impl Client {
         addr: Option<PeerAddr>,
         client_addr: Option<SocketAddr>,
     ) -> Result<Committed, CallError> {
-        self.call_leader(group, &[Vec::new()], |id, _| {
+        let deadline = Instant::now() + self.deadline;
+        self.call_leader(group, deadline, &[Vec::new()], |id, _| {
             ClientRequest::ChangeMembership {
                 id,
                 group,
@@ -198,7 +247,8 @@ impl Client {
     /// Asks `group`'s leader (following "not leader" answers) to hand leadership to `to`.
     /// Returns once the leader started the transfer; watch the status for its outcome.
     pub fn transfer_leader(&mut self, group: GroupId, to: NodeId) -> Result<(), CallError> {
-        self.call_leader(group, &[Vec::new()], |id, _| {
+        let deadline = Instant::now() + self.deadline;
+        self.call_leader(group, deadline, &[Vec::new()], |id, _| {
             ClientRequest::TransferLeader { id, group, to }
         })
         .pop()
@@ -255,24 +305,217 @@ impl Client {
         None
     }
 
-    /// Proposes one payload.
+    /// Proposes one payload, exactly once (see the module documentation).
     pub fn propose(&mut self, group: GroupId, payload: &[u8]) -> Result<Committed, CallError> {
         self.propose_many(group, &[payload.to_vec()])
             .pop()
             .expect("one answer per payload")
     }
 
-    /// Proposes every payload, pipelined; one result per payload, in order.
+    /// Proposes every payload, pipelined, each exactly once (see the module documentation);
+    /// one result per payload, in order. Each window of
+    /// [`SESSION_UNANSWERED_MAX`](crate::engine::sessions::SESSION_UNANSWERED_MAX) payloads
+    /// has the client's deadline.
     pub fn propose_many(
         &mut self,
         group: GroupId,
         payloads: &[Vec<u8>],
     ) -> Vec<Result<Committed, CallError>> {
-        self.call_leader(group, payloads, |id, payload| ClientRequest::Propose {
-            id,
-            group,
-            payload,
-        })
+        payloads
+            .chunks(SESSION_UNANSWERED_MAX)
+            .flat_map(|window| self.propose_window(group, window))
+            .collect()
+    }
+
+    /// Proposes `payloads` (at most [`SESSION_UNANSWERED_MAX`]) in the client's session of
+    /// `group`, each with its sequence number on every attempt, until each is answered or the
+    /// deadline passes.
+    fn propose_window(
+        &mut self,
+        group: GroupId,
+        payloads: &[Vec<u8>],
+    ) -> Vec<Result<Committed, CallError>> {
+        let deadline = Instant::now() + self.deadline;
+        let mut results: Vec<Option<Result<Committed, CallError>>> = vec![None; payloads.len()];
+        let mut todo: Vec<usize> = (0..payloads.len()).collect();
+        // Per payload: its number in `numbered_in`, and whether an attempt may have applied it.
+        let mut seqs = vec![0u64; payloads.len()];
+        let mut in_doubt = vec![false; payloads.len()];
+        let mut numbered_in: Option<SessionId> = None;
+        let mut last_problem = String::from("no attempt");
+        let mut rotation = 0;
+        while !todo.is_empty() {
+            if Instant::now() >= deadline {
+                for position in todo.drain(..) {
+                    results[position] = Some(Err(CallError::Deadline {
+                        last_problem: last_problem.clone(),
+                    }));
+                }
+                break;
+            }
+            let session = match self.session_of(group, deadline) {
+                Ok(session) => session,
+                Err(error) => {
+                    for position in todo.drain(..) {
+                        results[position] = Some(Err(error.clone()));
+                    }
+                    break;
+                }
+            };
+            if numbered_in != Some(session) {
+                // A new session: nothing still to do was possibly applied under the last one.
+                for &position in &todo {
+                    seqs[position] = self.take_seq(group);
+                }
+                numbered_in = Some(session);
+            }
+            let lowest_unanswered = todo.iter().map(|&position| seqs[position]).min();
+            let lowest_unanswered = lowest_unanswered.expect("something to do");
+            let target = self.target(group, &mut rotation);
+            let requests: Vec<(u64, usize)> = todo
+                .iter()
+                .map(|&position| {
+                    self.next_id += 1;
+                    (self.next_id, position)
+                })
+                .collect();
+            let batch: Vec<ClientRequest> = requests
+                .iter()
+                .map(|&(id, position)| ClientRequest::ProposeInSession {
+                    id,
+                    group,
+                    request: SessionRequest::new(session, seqs[position], lowest_unanswered)
+                        .expect("the lowest unanswered number is the lowest of those sent"),
+                    payload: Bytes::copy_from_slice(&payloads[position]),
+                })
+                .collect();
+            let answers = match self.exchange(target, self.shard_of(group), &batch) {
+                Ok(answers) => answers,
+                Err(problem) => {
+                    // The requests may have reached the node before the connection broke.
+                    last_problem = format!("n{}: {problem}", target.0);
+                    self.leaders.remove(&group);
+                    todo.iter().for_each(|&position| in_doubt[position] = true);
+                    std::thread::sleep(RETRY_PAUSE);
+                    continue;
+                }
+            };
+            let mut retry = Vec::new();
+            let mut session_lost = false;
+            for (id, position) in requests {
+                let answer = answers.get(&id);
+                match answer {
+                    Some(ClientResponse::Committed { index, output, .. }) => {
+                        results[position] = Some(Ok(Committed {
+                            index: *index,
+                            output: output.clone(),
+                        }));
+                        continue;
+                    }
+                    Some(ClientResponse::Error {
+                        error: ClientError::NotLeader { leader, .. },
+                        ..
+                    }) => {
+                        self.follow(group, *leader);
+                        last_problem = format!("n{} is not the leader", target.0);
+                    }
+                    Some(ClientResponse::Error {
+                        error: ClientError::Session(SessionRefusal::Unknown(_)),
+                        ..
+                    }) => session_lost = true,
+                    Some(ClientResponse::Error {
+                        error: ClientError::Session(SessionRefusal::Busy(_)),
+                        ..
+                    }) => last_problem = "the session's answers are not acknowledged yet".into(),
+                    // A certain refusal of a payload no attempt may have applied is final; of
+                    // one that may have been applied, only this attempt is refused: try again.
+                    Some(ClientResponse::Error { error, .. })
+                        if certain(error) && !in_doubt[position] =>
+                    {
+                        results[position] = Some(Err(CallError::Refused(error.clone())));
+                        continue;
+                    }
+                    Some(ClientResponse::Error { error, .. }) => {
+                        in_doubt[position] |= !certain(error);
+                        last_problem = format!("n{}: {error}", target.0);
+                    }
+                    Some(ClientResponse::Status { .. } | ClientResponse::AdminStatus { .. })
+                    | None => in_doubt[position] = true,
+                }
+                retry.push(position);
+            }
+            if session_lost {
+                // The group forgot the session: whatever may have been applied under it stays
+                // unknown; the rest gets new numbers in a new session.
+                self.sessions.remove(&group);
+                retry.retain(|&position| {
+                    if in_doubt[position] {
+                        results[position] = Some(Err(CallError::SessionLost { group, session }));
+                    }
+                    !in_doubt[position]
+                });
+            }
+            if !retry.is_empty() && !self.leaders.contains_key(&group) {
+                std::thread::sleep(RETRY_PAUSE);
+            }
+            todo = retry;
+        }
+        results
+            .into_iter()
+            .map(|result| result.expect("every payload decided"))
+            .collect()
+    }
+
+    /// This client's session of `group`, registered at the group's leader if it has none.
+    fn session_of(&mut self, group: GroupId, deadline: Instant) -> Result<SessionId, CallError> {
+        while !self.sessions.contains_key(&group) {
+            let registered = self
+                .call_leader(group, deadline, &[Vec::new()], |id, _| {
+                    ClientRequest::RegisterSession { id, group }
+                })
+                .pop()
+                .expect("one answer");
+            match registered {
+                Ok(committed) => {
+                    let id = SessionId(committed.index.0);
+                    self.sessions.insert(group, ClientSession { id, next_seq: 1 });
+                }
+                // A registration whose outcome is unknown leaves at most an unused session,
+                // which expires: register again.
+                Err(CallError::Refused(error)) if !certain(&error) => {
+                    std::thread::sleep(RETRY_PAUSE)
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(self.sessions[&group].id)
+    }
+
+    /// The next sequence number of this client's session of `group` (which must exist).
+    fn take_seq(&mut self, group: GroupId) -> u64 {
+        let session = self.sessions.get_mut(&group).expect("a session");
+        session.next_seq += 1;
+        session.next_seq - 1
+    }
+
+    /// The node to send `group`'s next request to: its leader if known, else the next node in
+    /// turn.
+    fn target(&mut self, group: GroupId, rotation: &mut usize) -> NodeId {
+        match self.leaders.get(&group) {
+            Some(&leader) => leader,
+            None => {
+                *rotation += 1;
+                self.nodes[*rotation % self.nodes.len()].0
+            }
+        }
+    }
+
+    /// Remembers the leader a "not leader" answer named (or forgets the group's leader).
+    fn follow(&mut self, group: GroupId, leader: Option<NodeId>) {
+        match leader {
+            Some(leader) => self.leaders.insert(group, leader),
+            None => self.leaders.remove(&group),
+        };
     }
 
     /// Reads `group`'s state machine with `query` at the leader; the answer carries the index
@@ -283,7 +526,8 @@ impl Client {
         query: &[u8],
         consistency: ReadConsistency,
     ) -> Result<Committed, CallError> {
-        self.call_leader(group, &[query.to_vec()], |id, query| ClientRequest::Read {
+        let deadline = Instant::now() + self.deadline;
+        self.call_leader(group, deadline, &[query.to_vec()], |id, query| ClientRequest::Read {
             id,
             group,
             consistency,
@@ -294,21 +538,21 @@ impl Client {
     }
 
     /// Sends one request per item (built by `request` from an id and the item) to the leader
-    /// of `group`, pipelined, following "not leader" answers until the deadline; one result
+    /// of `group`, pipelined, following "not leader" answers until `deadline`; one result
     /// per item, in order.
     fn call_leader(
         &mut self,
         group: GroupId,
+        deadline: Instant,
         items: &[Vec<u8>],
         request: impl Fn(u64, Bytes) -> ClientRequest,
     ) -> Vec<Result<Committed, CallError>> {
-        let started = Instant::now();
         let mut results: Vec<Option<Result<Committed, CallError>>> = vec![None; items.len()];
         let mut todo: Vec<usize> = (0..items.len()).collect();
         let mut last_problem = String::from("no attempt");
         let mut rotation = 0;
         while !todo.is_empty() {
-            if started.elapsed() >= self.deadline {
+            if Instant::now() >= deadline {
                 for position in todo.drain(..) {
                     results[position] = Some(Err(CallError::Deadline {
                         last_problem: last_problem.clone(),
@@ -316,13 +560,7 @@ impl Client {
                 }
                 break;
             }
-            let target = match self.leaders.get(&group) {
-                Some(&leader) => leader,
-                None => {
-                    rotation += 1;
-                    self.nodes[rotation % self.nodes.len()].0
-                }
-            };
+            let target = self.target(group, &mut rotation);
             let requests: Vec<(u64, usize)> = todo
                 .iter()
                 .map(|&position| {
@@ -356,10 +594,7 @@ impl Client {
                         error: ClientError::NotLeader { leader, .. },
                         ..
                     }) => {
-                        match leader {
-                            Some(leader) => self.leaders.insert(group, *leader),
-                            None => self.leaders.remove(&group),
-                        };
+                        self.follow(group, *leader);
                         last_problem = format!("n{} is not the leader", target.0);
                         retry.push(position);
                     }

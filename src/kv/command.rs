@@ -15,6 +15,9 @@
 //!   `Context::now_ms` before it is proposed here. A group's clock only moves forward, so a
 //!   time from the network, if trusted, would expire every key for good; re-stamped, it can
 //!   never run ahead of the proposing leader's clock.
+//! - A forwarded write (`RINGRAFT.PROPOSE group entry session seq lowest_unanswered`) carries
+//!   its place in the forwarding node's client session, so its retries apply at most once
+//!   ([`crate::kv::route`]); `RINGRAFT.SESSION group` registers such a session.
 //! - Access is checked after the command's name and arity, as Redis does: before
 //!   authentication every command but AUTH, HELLO, QUIT and the peer proof is answered
 //!   `-NOAUTH`; the internal commands are answered `-NOPERM` on any connection that is not
@@ -30,7 +33,7 @@ use crate::kv::resp::{self, Value};
 use crate::kv::route::ReadMode;
 use crate::kv::session::{SessionOp, Standing, NOAUTH};
 use crate::kv::users::{Access, Password};
-use crate::types::{GroupId, NodeId};
+use crate::types::{GroupId, NodeId, SessionId, SessionRequest};
 
 /// What planning needs to know besides the request.
 #[derive(Clone, Copy, Debug)]
@@ -72,12 +75,16 @@ pub enum Plan {
     Info,
     /// Entries to propose or read wherever each group is led.
     Routed(Routed),
-    /// RINGRAFT.PROPOSE / RINGRAFT.READ from another node: one entry, tried here only.
+    /// RINGRAFT.PROPOSE / RINGRAFT.READ from another node: one entry, tried here only; a
+    /// forwarded write carries its place in the forwarding node's client session.
     Here {
         group: GroupId,
         entry: Bytes,
         read: Option<ReadMode>,
+        session: Option<SessionRequest>,
     },
+    /// RINGRAFT.SESSION from another node: register a client session of `group` here.
+    RegisterHere { group: GroupId },
     /// A change of the connection's standing (AUTH, HELLO, the peer proof), answered at once.
     Session(SessionOp),
 }
@@ -89,7 +96,7 @@ impl Plan {
             Plan::Info => Kind::Read,
             Plan::Routed(routed) if routed.write => Kind::Write,
             Plan::Routed(_) => Kind::Read,
-            Plan::Here { read: None, .. } => Kind::Write,
+            Plan::Here { read: None, .. } | Plan::RegisterHere { .. } => Kind::Write,
             Plan::Here { .. } => Kind::Read,
         }
     }
@@ -209,15 +216,26 @@ static COMMANDS: &[Spec] = &[
             proof: args[2].clone(),
         }))
     }),
-    internal("RINGRAFT.PROPOSE", 3, |ctx, args| {
-        here(ctx, &args[1], &args[2], None)
+    // RINGRAFT.PROPOSE group entry [session seq lowest_unanswered]
+    internal("RINGRAFT.PROPOSE", -3, |ctx, args| {
+        let session = match args {
+            [_, _, _] => None,
+            [_, _, _, session, seq, lowest] => Some(session_request(session, seq, lowest)?),
+            _ => return Err("ERR wrong number of arguments for 'ringraft.propose' command".into()),
+        };
+        here(ctx, &args[1], &args[2], None, session)
+    }),
+    internal("RINGRAFT.SESSION", 2, |ctx, args| {
+        Ok(Plan::RegisterHere {
+            group: group_number(ctx, &args[1])?,
+        })
     }),
     internal("RINGRAFT.READ", 4, |ctx, args| {
         let mode = std::str::from_utf8(&args[2])
             .ok()
             .and_then(ReadMode::from_name)
             .ok_or("ERR unknown read mode")?;
-        here(ctx, &args[1], &args[3], Some(mode))
+        here(ctx, &args[1], &args[3], Some(mode), None)
     }),
 ];
 
@@ -577,18 +595,36 @@ fn here(
     group: &[u8],
     entry: &Bytes,
     read: Option<ReadMode>,
+    session: Option<SessionRequest>,
 ) -> Result<Plan, String> {
-    let group = parse_integer(group)
-        .and_then(|g| u64::try_from(g).ok())
-        .filter(|&g| g < u64::from(ctx.groups))
-        .ok_or("ERR no such group")?;
+    let group = group_number(ctx, group)?;
     let mut decoded = Entry::decode(entry).map_err(|error| format!("ERR {error}"))?;
     decoded.now_ms = ctx.now_ms;
     Ok(Plan::Here {
-        group: GroupId(group),
+        group,
         entry: decoded.encode(),
         read,
+        session,
     })
+}
+
+fn group_number(ctx: &Context, group: &[u8]) -> Result<GroupId, String> {
+    parse_integer(group)
+        .and_then(|g| u64::try_from(g).ok())
+        .filter(|&g| g < u64::from(ctx.groups))
+        .map(GroupId)
+        .ok_or_else(|| "ERR no such group".into())
+}
+
+/// The session fields of a forwarded write (decimal numbers; at most `seq` unanswered).
+fn session_request(session: &[u8], seq: &[u8], lowest: &[u8]) -> Result<SessionRequest, String> {
+    let number = |text: &[u8]| parse_integer(text).and_then(|n| u64::try_from(n).ok());
+    let (Some(session), Some(seq), Some(lowest)) = (number(session), number(seq), number(lowest))
+    else {
+        return Err("ERR session fields are not integers or out of range".into());
+    };
+    SessionRequest::new(SessionId(session), seq, lowest)
+        .ok_or_else(|| "ERR the lowest unanswered request is above the request".into())
 }
 
 #[cfg(test)]
@@ -670,6 +706,38 @@ mod tests {
             reply_in(&PEER, &["RINGRAFT.PROPOSE", "0", "not an entry"]),
             "-ERR malformed kv entry\r\n"
         );
+    }
+
+    #[test]
+    fn forwarded_writes_carry_their_session_and_sessions_register_here() {
+        let entry = Entry {
+            now_ms: 1,
+            op: Op::IncrBy(b"k", 1),
+        }
+        .encode();
+        let mut request = args(&["RINGRAFT.PROPOSE", "1"]);
+        request.push(entry);
+        request.extend(args(&["12", "5", "3"]));
+        let Plan::Here { group, session, .. } = plan(&PEER, &request) else {
+            panic!("{request:?} was not planned here");
+        };
+        assert_eq!(group, GroupId(1));
+        assert_eq!(session, SessionRequest::new(SessionId(12), 5, 3));
+        request[5] = Bytes::from_static(b"6");
+        assert_eq!(
+            plan(&PEER, &request),
+            Plan::Reply(resp::error(
+                "ERR the lowest unanswered request is above the request"
+            ))
+        );
+        request.pop();
+        assert!(matches!(plan(&PEER, &request), Plan::Reply(_)));
+        assert_eq!(
+            plan(&PEER, &args(&["RINGRAFT.SESSION", "3"])),
+            Plan::RegisterHere { group: GroupId(3) }
+        );
+        assert!(reply_in(&CTX, &["RINGRAFT.SESSION", "3"]).starts_with("-NOPERM"));
+        assert_eq!(reply_in(&PEER, &["RINGRAFT.SESSION", "4"]), "-ERR no such group\r\n");
     }
 
     fn ops(routed: &Routed) -> Vec<(GroupId, Entry<'_>)> {

@@ -23,6 +23,7 @@
 pub mod combine;
 pub mod command;
 pub mod forward;
+pub mod forwarding_sessions;
 pub mod hashing;
 pub mod in_order;
 pub mod info;

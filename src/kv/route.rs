@@ -9,12 +9,25 @@
 //! `-TRYAGAIN …`), so a request is forwarded at most once per attempt and
 //! never bounces between nodes.
 //!
+//! Writes that leave this node go in its client session of the group
+//! ([`crate::kv::forwarding_sessions`]): the first forwarded attempt of a write takes the next
+//! sequence number of that session, and every later attempt of it (forwarded, or proposed here
+//! if this node leads the group by then) carries the same number, so the group applies the
+//! write at most once however often it is sent. A write proposed here first goes without a
+//! session (the path of clients connected to the leader, as fast as before sessions existed).
+//!
 //! Invariants:
-//! - An attempt is repeated only when it certainly did nothing (the node was not leader, an
-//!   entry of another term was applied at the entry's index, the forwarding connection never
-//!   sent it) or when it only read ([`decide`]). A write whose fate is unknown (commit
-//!   timeout, entry cut from the leader's log, connection lost after sending, shutdown) is
-//!   answered with an error that says so, never retried.
+//! - An attempt without a session is repeated only when it certainly did nothing (the node was
+//!   not leader, an entry of another term was applied at the entry's index, the forwarding
+//!   connection never sent it) or when it only read ([`decide`]). A write whose fate is
+//!   unknown (commit timeout, entry cut from the leader's log, shutdown) is answered with an
+//!   error that says so, never retried.
+//! - An attempt in a session is repeated, with the same number, whatever happened to it
+//!   ([`decide_in_session`]), including when its fate is unknown (the leader timed out, the
+//!   connection to it broke after sending, the leader crashed): the client then gets the write
+//!   applied exactly once. It fails only on a certain refusal before any attempt may have
+//!   applied it, and is answered "unknown" only if the deadline passes, or the group forgot the
+//!   session, after an attempt whose fate is unknown.
 //! - Attempts stop after [`ROUTE_DEADLINE`]; the client then gets `-TRYAGAIN`.
 //! - A write a leader refuses as overloaded (its group holds too much unapplied) is not
 //!   retried: the client gets `-ERR overloaded: … the write was not applied` at once, so the
@@ -34,12 +47,13 @@ use crate::api::{GroupStatus, Node, ProposalError, ReadConsistency};
 use crate::kv::combine::combine;
 use crate::kv::command::Routed;
 use crate::kv::forward::{ForwardError, ForwardPool, PeerKey};
+use crate::kv::forwarding_sessions::{ForwardingSessions, InFlight};
 use crate::kv::in_order::{join_in_order, BoxFuture};
-use crate::kv::parse::BULK_BYTES_MAX;
+use crate::kv::parse::{parse_value, BULK_BYTES_MAX, REPLY_LIMITS};
 use crate::kv::peer_proof::ClusterSecret;
-use crate::kv::resp::{self, put_array_header, put_bulk};
+use crate::kv::resp::{self, put_array_header, put_bulk, Value};
 use crate::kv::stats::RespStats;
-use crate::types::{GroupId, NodeId, PeerAddr};
+use crate::types::{GroupId, NodeId, PeerAddr, SessionId, SessionRefusal, SessionRequest};
 
 /// How long a command keeps looking for its groups' leaders.
 pub const ROUTE_DEADLINE: Duration = Duration::from_secs(5);
@@ -85,6 +99,9 @@ impl ReadMode {
 /// The outcome of one attempt at one part.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Attempt {
+    /// The client session is unknown to the group and no attempt so far may have applied the
+    /// write: register a new session and try again with a new number.
+    NewSession,
     /// The entry's output (or the read's answer).
     Done(Bytes),
     /// Not the leader; this one is.
@@ -134,6 +151,129 @@ pub fn decide(result: Result<Bytes, ProposalError>, write: bool, this_node: Node
     }
 }
 
+/// What one attempt of a write in a client session came to, wherever it ran: on this node
+/// ([`SessionAnswer::of`]) or on the node it was forwarded to, which answers with
+/// [`SessionAnswer::into_reply`] and is read back with [`SessionAnswer::of_reply`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionAnswer {
+    /// The entry's output: applied now, or earlier by another attempt.
+    Done(Bytes),
+    /// Not the leader; this one is.
+    Redirect(NodeId),
+    /// This attempt certainly did nothing (no leader, a leadership transfer, another entry at
+    /// its index, a session holding too many unacknowledged answers): try again.
+    NothingDone,
+    /// This attempt may have applied the write or not (a commit timeout, a shutdown, an entry
+    /// cut from the leader's log, a connection lost after sending).
+    InDoubt,
+    /// The group does not know the session.
+    SessionUnknown,
+    /// A final refusal of this attempt (the error text), which certainly did nothing.
+    NotApplied(String),
+}
+
+impl SessionAnswer {
+    /// The answer of an attempt made on this node (`this_node`).
+    pub fn of(result: Result<Bytes, ProposalError>, this_node: NodeId) -> SessionAnswer {
+        match result {
+            Ok(output) => SessionAnswer::Done(output),
+            Err(ProposalError::NotLeader {
+                leader: Some(leader),
+            }) if leader != this_node => SessionAnswer::Redirect(leader),
+            Err(
+                ProposalError::NotLeader { .. }
+                | ProposalError::Transferring
+                | ProposalError::Superseded { .. }
+                | ProposalError::Session(SessionRefusal::Busy(_)),
+            ) => SessionAnswer::NothingDone,
+            Err(ProposalError::Session(SessionRefusal::Unknown(_))) => {
+                SessionAnswer::SessionUnknown
+            }
+            Err(error) if !error.certainly_not_applied() => SessionAnswer::InDoubt,
+            Err(error) => SessionAnswer::NotApplied(error.to_string()),
+        }
+    }
+
+    /// The reply a node sends to the node that forwarded the attempt.
+    pub fn into_reply(self) -> Bytes {
+        match self {
+            SessionAnswer::Done(output) => output,
+            SessionAnswer::Redirect(leader) => resp::error(&format!("NOTLEADER {}", leader.0)),
+            SessionAnswer::NothingDone => resp::error("TRYAGAIN nothing was done"),
+            SessionAnswer::InDoubt => resp::error("INDOUBT the write may or may not be applied"),
+            SessionAnswer::SessionUnknown => {
+                resp::error("SESSIONUNKNOWN the group does not know the client session")
+            }
+            SessionAnswer::NotApplied(text) => resp::error(&format!("NOTAPPLIED {text}")),
+        }
+    }
+
+    /// Reads the reply of a node that tried a forwarded attempt (anything else is an output).
+    pub fn of_reply(reply: Bytes) -> SessionAnswer {
+        let text = |prefix: &[u8]| {
+            reply
+                .strip_prefix(prefix)
+                .map(|rest| String::from_utf8_lossy(rest).trim_end().to_string())
+        };
+        if let Some(leader) = text(b"-NOTLEADER ") {
+            return match leader.parse() {
+                Ok(id) => SessionAnswer::Redirect(NodeId(id)),
+                Err(_) => SessionAnswer::NothingDone,
+            };
+        }
+        if reply.starts_with(b"-TRYAGAIN") {
+            return SessionAnswer::NothingDone;
+        }
+        if reply.starts_with(b"-INDOUBT") {
+            return SessionAnswer::InDoubt;
+        }
+        if reply.starts_with(b"-SESSIONUNKNOWN") {
+            return SessionAnswer::SessionUnknown;
+        }
+        match text(b"-NOTAPPLIED ") {
+            Some(refusal) => SessionAnswer::NotApplied(refusal),
+            None => SessionAnswer::Done(reply),
+        }
+    }
+}
+
+/// The retry policy of a write in a client session: what to do after an attempt that came to
+/// `answer`. `in_doubt` says whether some attempt of the write may have applied it; it is set
+/// here when this one may have. Everything but a final refusal is tried again with the same
+/// sequence number; a refusal or a lost session is final only while nothing is in doubt, and
+/// turns into an unknown outcome otherwise. The simulator's clients decide with this same
+/// function.
+pub fn decide_in_session(answer: SessionAnswer, in_doubt: &mut bool) -> Attempt {
+    match answer {
+        SessionAnswer::Done(output) => Attempt::Done(output),
+        SessionAnswer::Redirect(leader) => Attempt::Redirect(leader),
+        SessionAnswer::NothingDone => Attempt::Retry,
+        SessionAnswer::InDoubt => {
+            *in_doubt = true;
+            Attempt::Retry
+        }
+        SessionAnswer::SessionUnknown if !*in_doubt => Attempt::NewSession,
+        SessionAnswer::SessionUnknown => Attempt::Unknown(resp::error(
+            "ERR the group forgot this node's client session while the write was retried; it \
+             may or may not have been applied",
+        )),
+        SessionAnswer::NotApplied(text) if !*in_doubt => {
+            Attempt::Failed(resp::error(&format!("ERR {text}")))
+        }
+        SessionAnswer::NotApplied(text) => Attempt::Unknown(resp::error(&format!(
+            "ERR {text}; an earlier attempt may have applied the write"
+        ))),
+    }
+}
+
+/// A write's place in this node's client session of its group, once it has one.
+struct SessionWrite<'a> {
+    /// The session and the write's number in it.
+    numbered: Option<(SessionId, InFlight<'a>)>,
+    /// Whether an attempt may have applied the write.
+    in_doubt: bool,
+}
+
 pub struct Router {
     node: Arc<Node>,
     /// What the RESP server counts, by command.
@@ -142,6 +282,7 @@ pub struct Router {
     leaders: Vec<AtomicU64>,
     pool: ForwardPool,
     read_mode: ReadMode,
+    sessions: ForwardingSessions,
 }
 
 impl Router {
@@ -169,6 +310,7 @@ impl Router {
             leaders: (0..groups).map(|_| AtomicU64::new(UNKNOWN)).collect(),
             pool: ForwardPool::new(resp_addrs, key, tls),
             read_mode,
+            sessions: ForwardingSessions::new(groups as u32),
         }
     }
 
@@ -206,13 +348,33 @@ impl Router {
         combine(&routed.combine, join_in_order(parts).await)
     }
 
-    /// Tries `entry` once on this node, for another node that forwarded it: the output, or a
-    /// routing error for the forwarding node to act on.
-    pub async fn here(&self, group: GroupId, entry: Bytes, read: Option<ReadMode>) -> Bytes {
+    /// Tries `entry` once on this node, for another node that forwarded it (a write in
+    /// `session`, if it has one): the output, or a routing error for the forwarding node to
+    /// act on ([`SessionAnswer::into_reply`] for a write in a session).
+    pub async fn here(
+        &self,
+        group: GroupId,
+        entry: Bytes,
+        read: Option<ReadMode>,
+        session: Option<SessionRequest>,
+    ) -> Bytes {
+        if let Some(request) = session {
+            let result = self.node.propose_in_session(group, request, entry).await;
+            return SessionAnswer::of(result.map(|done| done.output), self.node.id()).into_reply();
+        }
         match self.local(group, entry, read).await {
             Attempt::Done(reply) | Attempt::Unknown(reply) | Attempt::Failed(reply) => reply,
             Attempt::Redirect(leader) => resp::error(&format!("NOTLEADER {}", leader.0)),
-            Attempt::Retry => resp::error("TRYAGAIN no leader known here"),
+            Attempt::Retry | Attempt::NewSession => resp::error("TRYAGAIN no leader known here"),
+        }
+    }
+
+    /// Registers a client session of `group` on this node, for another node that asked: the
+    /// session's id as an integer reply, or a routing error ([`SessionAnswer::into_reply`]).
+    pub async fn register_here(&self, group: GroupId) -> Bytes {
+        match self.node.register_session(group).await {
+            Ok(session) => Bytes::from(Value::Integer(session.0 as i64).encode()),
+            Err(error) => SessionAnswer::of(Err(error), self.node.id()).into_reply(),
         }
     }
 
@@ -240,13 +402,24 @@ impl Router {
         let deadline = Instant::now() + ROUTE_DEADLINE;
         let mut backoff = BACKOFF_MIN;
         let mut redirects = 0;
+        let mut write = SessionWrite {
+            numbered: None,
+            in_doubt: false,
+        };
         loop {
             let target = self
                 .leader(group)
                 .filter(|&leader| leader != self.node.id() && read != Some(ReadMode::Stale));
-            let attempt = match target {
-                Some(leader) => self.forward(leader, group, &entry, read, lane).await,
-                None => self.local(group, entry.clone(), read).await,
+            let attempt = match (target, read) {
+                (None, _) if write.numbered.is_none() => {
+                    self.local(group, entry.clone(), read).await
+                }
+                (Some(leader), Some(_)) => self.forward(leader, group, &entry, read, lane).await,
+                (None, Some(_)) => unreachable!("reads are never numbered"),
+                (target, None) => {
+                    self.write_in_session(group, &entry, target, lane, &mut write, deadline)
+                        .await
+                }
             };
             match attempt {
                 Attempt::Done(reply) | Attempt::Unknown(reply) | Attempt::Failed(reply) => {
@@ -260,8 +433,21 @@ impl Router {
                     }
                 }
                 Attempt::Retry => self.remember(group, None),
+                Attempt::NewSession => {
+                    if let Some((session, _)) = write.numbered.take() {
+                        self.sessions.forget(group, session);
+                    }
+                }
             }
             if Instant::now() + backoff > deadline {
+                if write.in_doubt {
+                    return resp::error(&format!(
+                        "ERR no leader of group {} answered within {} s after an attempt whose \
+                         outcome is unknown; the write may or may not have been applied",
+                        group.0,
+                        ROUTE_DEADLINE.as_secs()
+                    ));
+                }
                 return resp::error(&format!(
                     "TRYAGAIN no leader for group {} within {} s",
                     group.0,
@@ -270,6 +456,91 @@ impl Router {
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// One attempt of a write in this node's client session of `group`, on `target` (or here,
+    /// when this node leads the group or knows no leader), numbered on its first attempt.
+    async fn write_in_session<'a>(
+        &'a self,
+        group: GroupId,
+        entry: &Bytes,
+        target: Option<NodeId>,
+        lane: usize,
+        write: &mut SessionWrite<'a>,
+        deadline: Instant,
+    ) -> Attempt {
+        if write.numbered.is_none() {
+            let Some(session) = self.session(group, lane, deadline).await else {
+                return Attempt::Retry;
+            };
+            write.numbered = Some((session, self.sessions.start(group)));
+        }
+        let (session, in_flight) = write.numbered.as_ref().expect("numbered above");
+        let request = SessionRequest::new(
+            *session,
+            in_flight.seq(),
+            self.sessions.lowest_unanswered(group),
+        )
+        .expect("the lowest number in flight is at most this write's");
+        let answer = match target {
+            Some(leader) => {
+                self.forward_in_session(leader, group, entry, request, lane)
+                    .await
+            }
+            None => {
+                let result = self
+                    .node
+                    .propose_in_session(group, request, entry.clone())
+                    .await;
+                SessionAnswer::of(result.map(|done| done.output), self.node.id())
+            }
+        };
+        decide_in_session(answer, &mut write.in_doubt)
+    }
+
+    /// This node's client session of `group`, registered (on the group's leader) if it has
+    /// none; `None` if no leader registered one before `deadline`.
+    async fn session(&self, group: GroupId, lane: usize, deadline: Instant) -> Option<SessionId> {
+        let _registering = self.sessions.registering(group).await;
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            if let Some(session) = self.sessions.current(group) {
+                return Some(session);
+            }
+            let target = self
+                .leader(group)
+                .filter(|&leader| leader != self.node.id());
+            let registered = match target {
+                None => self
+                    .node
+                    .register_session(group)
+                    .await
+                    .map_err(|error| SessionAnswer::of(Err(error), self.node.id())),
+                Some(leader) => {
+                    let mut request = Vec::new();
+                    put_array_header(&mut request, 2);
+                    put_bulk(&mut request, b"RINGRAFT.SESSION");
+                    put_bulk(&mut request, group.0.to_string().as_bytes());
+                    match self.pool.call(leader, lane, Bytes::from(request)).await {
+                        Ok(reply) => registered_session(reply),
+                        Err(_) => Err(SessionAnswer::NothingDone),
+                    }
+                }
+            };
+            match registered {
+                Ok(session) => self.sessions.set(group, session),
+                Err(SessionAnswer::Redirect(leader)) => self.remember(group, Some(leader)),
+                // Whatever else happened, at most an unused session was registered: it expires.
+                Err(_) => self.remember(group, None),
+            }
+            if self.sessions.current(group).is_none() {
+                if Instant::now() + backoff > deadline {
+                    return None;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
         }
     }
 
@@ -296,6 +567,35 @@ impl Router {
             Some(mode) => self.node.read(group, entry, mode.consistency()).await,
         };
         decide(result, read.is_none(), self.node.id())
+    }
+
+    /// Forwards `entry`, a write numbered `request` in this node's client session, to `to`.
+    async fn forward_in_session(
+        &self,
+        to: NodeId,
+        group: GroupId,
+        entry: &[u8],
+        request: SessionRequest,
+        lane: usize,
+    ) -> SessionAnswer {
+        let mut bytes = Vec::with_capacity(entry.len() + 128);
+        put_array_header(&mut bytes, 6);
+        put_bulk(&mut bytes, b"RINGRAFT.PROPOSE");
+        put_bulk(&mut bytes, group.0.to_string().as_bytes());
+        put_bulk(&mut bytes, entry);
+        for number in [
+            request.session().0,
+            request.seq(),
+            request.lowest_unanswered(),
+        ] {
+            put_bulk(&mut bytes, number.to_string().as_bytes());
+        }
+        match self.pool.call(to, lane, Bytes::from(bytes)).await {
+            Ok(reply) => SessionAnswer::of_reply(reply),
+            Err(ForwardError::Unreachable) => SessionAnswer::NothingDone,
+            Err(ForwardError::Lost) => SessionAnswer::InDoubt,
+            Err(ForwardError::Refused) => SessionAnswer::NotApplied(refused_forward(to, group)),
+        }
     }
 
     async fn forward(
@@ -325,17 +625,33 @@ impl Router {
         match self.pool.call(to, lane, Bytes::from(request)).await {
             Ok(reply) => routing_reply(reply),
             Err(ForwardError::Unreachable) => Attempt::Retry,
-            Err(ForwardError::Refused) => Attempt::Failed(resp::error(&format!(
-                "ERR kv node {} (leader of group {}) does not accept commands forwarded by this \
-                 node: their cluster secrets differ (--cluster-secret-file); the command was not \
-                 run",
-                to.0, group.0
-            ))),
+            Err(ForwardError::Refused) => {
+                Attempt::Failed(resp::error(&format!("ERR {}", refused_forward(to, group))))
+            }
             Err(ForwardError::Lost) if read.is_some() => Attempt::Retry,
             Err(ForwardError::Lost) => Attempt::Unknown(resp::error(
                 "ERR connection to the leader lost; the write may or may not have been applied",
             )),
         }
+    }
+}
+
+/// Why a forward to `to` was refused.
+fn refused_forward(to: NodeId, group: GroupId) -> String {
+    format!(
+        "kv node {} (leader of group {}) does not accept commands forwarded by this node: \
+         their cluster secrets differ (--cluster-secret-file); the command was not run",
+        to.0, group.0
+    )
+}
+
+/// Reads a node's answer to RINGRAFT.SESSION: the new session, or why there is none.
+fn registered_session(reply: Bytes) -> Result<SessionId, SessionAnswer> {
+    match parse_value(&reply, &REPLY_LIMITS) {
+        Ok(Some((Value::Integer(id), _))) => u64::try_from(id)
+            .map(SessionId)
+            .map_err(|_| SessionAnswer::NothingDone),
+        _ => Err(SessionAnswer::of_reply(reply)),
     }
 }
 
@@ -359,6 +675,78 @@ fn routing_reply(reply: Bytes) -> Attempt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::LogIndex;
+
+    /// What the node a write was forwarded to answers reads back as the same answer, and an
+    /// output that merely looks like an error is an output.
+    #[test]
+    fn session_answers_cross_the_forwarding_connection_unchanged() {
+        for answer in [
+            SessionAnswer::Done(Bytes::from_static(b":7\r\n")),
+            SessionAnswer::Done(Bytes::from_static(b"-ERR value is not an integer\r\n")),
+            SessionAnswer::Redirect(NodeId(3)),
+            SessionAnswer::NothingDone,
+            SessionAnswer::InDoubt,
+            SessionAnswer::SessionUnknown,
+            SessionAnswer::NotApplied("overloaded: retry later".into()),
+        ] {
+            assert_eq!(SessionAnswer::of_reply(answer.clone().into_reply()), answer);
+        }
+        let this = NodeId(1);
+        let of = |error| SessionAnswer::of(Err(error), this);
+        assert_eq!(of(ProposalError::Timeout), SessionAnswer::InDoubt);
+        assert_eq!(of(ProposalError::OutcomeUnknown), SessionAnswer::InDoubt);
+        assert_eq!(
+            of(ProposalError::Superseded { index: LogIndex(4) }),
+            SessionAnswer::NothingDone
+        );
+        assert_eq!(
+            of(ProposalError::NotLeader { leader: Some(this) }),
+            SessionAnswer::NothingDone
+        );
+        assert_eq!(
+            of(ProposalError::Session(SessionRefusal::Unknown(SessionId(2)))),
+            SessionAnswer::SessionUnknown
+        );
+    }
+
+    /// Once an attempt may have applied the write, nothing but its output ends it as done or
+    /// not applied: a refusal or a lost session leaves it unknown.
+    #[test]
+    fn a_write_in_doubt_is_retried_and_never_reported_not_applied() {
+        let mut in_doubt = false;
+        let refused = || SessionAnswer::NotApplied("overloaded".into());
+        assert!(matches!(
+            decide_in_session(refused(), &mut in_doubt),
+            Attempt::Failed(_)
+        ));
+        assert_eq!(
+            decide_in_session(SessionAnswer::SessionUnknown, &mut in_doubt),
+            Attempt::NewSession
+        );
+        assert_eq!(
+            decide_in_session(SessionAnswer::NothingDone, &mut in_doubt),
+            Attempt::Retry
+        );
+        assert!(!in_doubt);
+        assert_eq!(
+            decide_in_session(SessionAnswer::InDoubt, &mut in_doubt),
+            Attempt::Retry
+        );
+        assert!(in_doubt);
+        assert!(matches!(
+            decide_in_session(refused(), &mut in_doubt),
+            Attempt::Unknown(_)
+        ));
+        assert!(matches!(
+            decide_in_session(SessionAnswer::SessionUnknown, &mut in_doubt),
+            Attempt::Unknown(_)
+        ));
+        assert_eq!(
+            decide_in_session(SessionAnswer::Done(Bytes::from_static(b"+OK\r\n")), &mut in_doubt),
+            Attempt::Done(Bytes::from_static(b"+OK\r\n"))
+        );
+    }
 
     /// A write refused as overloaded was never placed: the client is told so at once (no
     /// retry here), unlike a timeout, whose write may still apply.

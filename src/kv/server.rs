@@ -281,8 +281,14 @@ fn job(
             )
         }),
         Plan::Routed(routed) => Box::pin(async move { (kind, router.run(routed, lane).await) }),
-        Plan::Here { group, entry, read } => {
-            Box::pin(async move { (kind, router.here(group, entry, read).await) })
+        Plan::Here {
+            group,
+            entry,
+            read,
+            session,
+        } => Box::pin(async move { (kind, router.here(group, entry, read, session).await) }),
+        Plan::RegisterHere { group } => {
+            Box::pin(async move { (kind, router.register_here(group).await) })
         }
     }
 }

@@ -360,7 +360,7 @@ impl Clients {
                 self.leader_hints.insert(command.group, leader);
                 self.retry_or_give_up(client, now_us)
             }
-            Attempt::Retry => {
+            Attempt::Retry | Attempt::NewSession => {
                 self.leader_hints.remove(&command.group);
                 self.retry_or_give_up(client, now_us)
             }
