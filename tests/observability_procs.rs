@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use procs::ProcCluster;
+use procs::{http_get as get, ProcCluster};
 use ringraft::client::Client;
 use ringraft::types::{GroupId, NodeId};
 use serde_json::Value;
@@ -38,24 +38,6 @@ for family in text_string_to_metric_families(sys.stdin.read()):
     }
 print(json.dumps(families))
 "#;
-
-/// `(status code, body)` of `GET path` at `addr`.
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics port");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("read the answer");
-    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("a status code");
-    (status, body.to_string())
-}
 
 /// Every family of `addr`'s `/metrics`, as the strict parser read it. Panics if the
 /// exposition does not parse (or, in CI, if the parser is missing).
@@ -215,6 +197,7 @@ fn a_cluster_exposes_valid_metrics_that_move_with_proposals() {
         ("ringraft_snapshots_created", "counter", &["shard"]),
         ("ringraft_snapshots_installed", "counter", &["shard"]),
         ("ringraft_snapshots_sent", "counter", &["shard"]),
+        ("ringraft_session_duplicates", "counter", &["shard"]),
         ("ringraft_peer_connected", "gauge", &["shard", "peer"]),
         ("ringraft_peer_connections", "counter", &["shard", "peer"]),
         ("ringraft_peer_sent_bytes", "counter", &["shard", "peer"]),

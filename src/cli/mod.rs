@@ -171,6 +171,7 @@ fn run_sim(args: &SimArgs) -> ExitCode {
     };
     let started = std::time::Instant::now();
     let (mut passed, mut events, mut acknowledged, mut reads) = (0u64, 0u64, 0usize, 0u64);
+    let mut duplicates = 0u64;
     for seed in seeds.clone() {
         let options = match args.nodes {
             Some(nodes) => SimOptions {
@@ -191,6 +192,7 @@ fn run_sim(args: &SimArgs) -> ExitCode {
                 events += summary.events;
                 acknowledged += summary.acknowledged_writes;
                 reads += summary.reads_served;
+                duplicates += summary.session_duplicates;
                 if args.seed.is_some() {
                     println!("seed {seed}: {summary:?}");
                 }
@@ -220,7 +222,8 @@ fn run_sim(args: &SimArgs) -> ExitCode {
     }
     println!(
         "{passed} seeds ({}..{}) passed, 0 violations: {events} events, {acknowledged} \
-         acknowledged writes and {reads} reads checked, {:.1}s",
+         acknowledged writes and {reads} reads checked, {duplicates} retries of applied writes \
+         answered without applying them again, {:.1}s",
         seeds.start,
         seeds.end,
         started.elapsed().as_secs_f64()

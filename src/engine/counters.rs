@@ -1,6 +1,6 @@
 //! What a shard's engine counts for its operators (exposed as Prometheus metrics by
 //! [`crate::shard::metrics`] and the node's metrics endpoint): requests received, log flushes
-//! and their syncs, snapshots and compactions.
+//! and their syncs, snapshots and compactions, retries of client sessions answered once.
 //!
 //! Invariants: every counter only grows; a [`BucketHistogram`] holds one count per bound plus
 //! one for values above the last bound, and its total count and sum cover every value
@@ -86,6 +86,9 @@ pub struct EngineCounters {
     pub snapshots_sent: u64,
     /// Log prefixes dropped behind a snapshot.
     pub compactions: u64,
+    /// Requests of client sessions applied here that had been applied before (retries),
+    /// answered with the saved output instead of reaching the state machine again.
+    pub session_duplicates: u64,
 }
 
 impl Default for EngineCounters {
@@ -99,6 +102,7 @@ impl Default for EngineCounters {
             snapshots_installed: 0,
             snapshots_sent: 0,
             compactions: 0,
+            session_duplicates: 0,
         }
     }
 }

@@ -1186,6 +1186,11 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
                         outcomes: &mut self.session_outcomes,
                     },
                 );
+                self.counters.session_duplicates += self
+                    .session_outcomes
+                    .iter()
+                    .filter(|outcome| matches!(outcome, SessionOutcome::Duplicate { .. }))
+                    .count() as u64;
                 let answers = &self.session_answers;
                 let answer = |offset: usize| answers[offset].clone();
                 self.waiters

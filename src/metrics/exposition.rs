@@ -253,7 +253,7 @@ impl Scrape {
             up.gauge(&shard_label(*shard), i64::from(metrics.is_some()))?;
         }
         type Count = fn(&ShardMetrics) -> u64;
-        let counters: [(&str, &str, Option<&Unit>, Count); 11] = [
+        let counters: [(&str, &str, Option<&Unit>, Count); 12] = [
             (
                 "ringraft_proposals",
                 "Proposals that reached the shard",
@@ -319,6 +319,12 @@ impl Scrape {
                 "Snapshot transfers to followers started",
                 None,
                 |m| m.counters.snapshots_sent,
+            ),
+            (
+                "ringraft_session_duplicates",
+                "Retries of client session requests answered with their saved output, not applied again",
+                None,
+                |m| m.counters.session_duplicates,
             ),
         ];
         for (name, help, unit, value) in counters {

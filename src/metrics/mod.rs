@@ -46,6 +46,7 @@
 //! | `ringraft_snapshots_created_total` | counter | snapshots of the local state machine made durable |
 //! | `ringraft_snapshots_installed_total` | counter | snapshots received from a leader and restored |
 //! | `ringraft_snapshots_sent_total` | counter | snapshot transfers to followers started |
+//! | `ringraft_session_duplicates_total` | counter | retries of client session requests that had been applied, answered with the saved output instead of being applied again ([`crate::engine::sessions`]) |
 //!
 //! Per peer link of a shard (labels `shard`, `peer`):
 //!

@@ -14,7 +14,12 @@
 //!   digest of [`crate::sim::machine`]);
 //! - every newly elected leader holds every committed entry above its snapshot (Leader
 //!   Completeness, §5.4), so no acknowledged write is ever lost;
-//! - a write a client was told is done sits, with its content, at the index it was told.
+//! - a write a client was told is done sits, with its content, at the index it was told;
+//! - client sessions: every node decides the same for the session entry at each index
+//!   (registered, applied, answered as a duplicate, refused), and each request of a session
+//!   is applied by the state machine at one index at most; a write of a session a client was
+//!   told is done is the request applied at the index it was told. So every request is
+//!   applied at most once on every node, and every acknowledged one exactly once.
 //!
 //! The first violation is kept and reported after the engine call that caused it returns.
 
@@ -22,12 +27,13 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use crate::batch::{BatchKind, EntryBatch};
+use crate::batch::{BatchKind, EntryBatch, SessionEntry, SESSION_HEADER_BYTES};
 use crate::core::{Action, Raft, Role};
 use crate::engine::sessions::SessionOutcome;
+use crate::types::SessionRefusal;
 use crate::engine::ActionObserver;
 use crate::sim::machine::{chain, Applied, SimMachine};
-use crate::types::{GroupId, LogIndex, NodeId, Term};
+use crate::types::{GroupId, LogIndex, NodeId, SessionId, SessionRequest, Term};
 
 /// What one log position holds: kind and payload.
 pub type EntryContent = (BatchKind, Vec<u8>);
@@ -52,6 +58,14 @@ pub struct Checker {
     commit_rises: BTreeMap<GroupId, Vec<(LogIndex, Term)>>,
     leaders_elected: u64,
     snapshots_restored: u64,
+    /// What the session entry at each index did, as the first node to apply it decided.
+    session_outcomes: HashMap<(GroupId, LogIndex), SessionOutcome>,
+    /// Where the state machine applied each request of a session.
+    applied_requests: HashMap<(GroupId, SessionId, u64), LogIndex>,
+    /// Session entries answered with the output of an earlier application (retries of applied
+    /// requests), and refused for an unknown session.
+    session_duplicates: u64,
+    session_unknown: u64,
 }
 
 impl Checker {
@@ -187,6 +201,62 @@ impl Checker {
         Ok(())
     }
 
+    /// `node` applied the session batch `batch` of `group`, whose entries did `outcomes`.
+    fn session_applied(
+        &mut self,
+        node: NodeId,
+        group: GroupId,
+        batch: &EntryBatch,
+        outcomes: &[SessionOutcome],
+    ) -> Result<(), Violation> {
+        if outcomes.len() as u64 != batch.len() {
+            return violation(format!(
+                "group {group}: {node} applied {} session entries at {} but reported {} outcomes",
+                batch.len(),
+                batch.first_index(),
+                outcomes.len()
+            ));
+        }
+        for (offset, (entry, &outcome)) in batch.payloads().zip(outcomes).enumerate() {
+            let index = batch.first_index().plus(offset as u64);
+            if let Some(&decided) = self.session_outcomes.get(&(group, index)) {
+                if decided != outcome {
+                    return violation(format!(
+                        "group {group}: {node} decided {outcome:?} for the session entry at \
+                         {index}, which another node decided {decided:?}"
+                    ));
+                }
+                continue;
+            }
+            self.session_outcomes.insert((group, index), outcome);
+            match outcome {
+                SessionOutcome::Duplicate { .. } => self.session_duplicates += 1,
+                SessionOutcome::Refused(SessionRefusal::Unknown(_)) => self.session_unknown += 1,
+                _ => {}
+            }
+            if outcome != SessionOutcome::Applied {
+                continue;
+            }
+            let Ok((SessionEntry::Request { request, .. }, _)) = SessionEntry::decode(entry) else {
+                return violation(format!(
+                    "group {group}: {node} applied the session entry at {index}, which is no \
+                     request"
+                ));
+            };
+            let key = (group, request.session(), request.seq());
+            if let Some(&earlier) = self.applied_requests.get(&key) {
+                return violation(format!(
+                    "group {group}: request {} of session {} applied at {earlier} and again at \
+                     {index}",
+                    request.seq(),
+                    request.session()
+                ));
+            }
+            self.applied_requests.insert(key, index);
+        }
+        Ok(())
+    }
+
     /// `node`'s state machine of `group` was restored from a snapshot at `index`, and now
     /// reflects `applied`: exactly the committed command entries up to `index`.
     pub fn restored(
@@ -206,8 +276,17 @@ impl Checker {
                      applied anywhere at {position}"
                 ));
             };
-            if *kind == BatchKind::Command {
-                expected.digest = chain(expected.digest, LogIndex(position), payload);
+            let command = match kind {
+                BatchKind::Command => Some(&payload[..]),
+                BatchKind::Session => {
+                    let outcome = self.session_outcomes.get(&(group, LogIndex(position)));
+                    (outcome == Some(&SessionOutcome::Applied))
+                        .then(|| &payload[SESSION_HEADER_BYTES..])
+                }
+                BatchKind::Noop | BatchKind::Config => None,
+            };
+            if let Some(command) = command {
+                expected.digest = chain(expected.digest, LogIndex(position), command);
                 expected.index = LogIndex(position);
             }
         }
@@ -231,6 +310,38 @@ impl Checker {
             Some((_, (BatchKind::Command, payload))) if payload == entry => Ok(()),
             other => violation(format!(
                 "group {group}: a write was acknowledged at {index}, which holds {other:?}"
+            )),
+        }
+    }
+
+    /// A client was told its write `entry` to `group`, `request` of a session, is done at
+    /// `index`: the state machine applied that request there, with that content.
+    pub fn acknowledged_in_session(
+        &self,
+        group: GroupId,
+        index: LogIndex,
+        request: SessionRequest,
+        entry: &[u8],
+    ) -> Result<(), Violation> {
+        let key = (group, request.session(), request.seq());
+        if self.applied_requests.get(&key) != Some(&index) {
+            return violation(format!(
+                "group {group}: request {} of session {} was acknowledged at {index}, but it was \
+                 applied at {:?}",
+                request.seq(),
+                request.session(),
+                self.applied_requests.get(&key)
+            ));
+        }
+        match self.committed.get(&(group, index)) {
+            Some((_, (BatchKind::Session, payload)))
+                if payload.get(SESSION_HEADER_BYTES..) == Some(entry) =>
+            {
+                Ok(())
+            }
+            other => violation(format!(
+                "group {group}: a write of a session was acknowledged at {index}, which holds \
+                 {other:?}"
             )),
         }
     }
@@ -285,6 +396,12 @@ impl Checker {
 
     pub fn snapshots_restored(&self) -> u64 {
         self.snapshots_restored
+    }
+
+    /// Retries of applied requests answered with the earlier output, and requests refused for
+    /// an unknown session, over the committed log.
+    pub fn session_counts(&self) -> (u64, u64) {
+        (self.session_duplicates, self.session_unknown)
     }
 
     /// Log Matching between two logs (each possibly compacted, so starting anywhere):
@@ -353,9 +470,14 @@ impl NodeObserver {
         action: &Action,
         core: &Raft,
         machine: &SimMachine,
+        sessions: &[SessionOutcome],
     ) -> Result<(), Violation> {
         match action {
             Action::AppendLog(batch) => checker.appended(node, group, batch),
+            Action::Apply(batch) if batch.kind() == BatchKind::Session => {
+                checker.applied(node, group, batch)?;
+                checker.session_applied(node, group, batch, sessions)
+            }
             Action::Apply(batch) => checker.applied(node, group, batch),
             Action::RestoreSnapshot(meta) => {
                 checker.restored(node, group, meta.index, machine.applied(group))
@@ -381,7 +503,7 @@ impl ActionObserver<SimMachine> for NodeObserver {
         action: &Action,
         core: &Raft,
         machine: &SimMachine,
-        _sessions: &[SessionOutcome],
+        sessions: &[SessionOutcome],
     ) {
         let shared = &mut *self.shared.borrow_mut();
         if shared.trace {
@@ -393,7 +515,15 @@ impl ActionObserver<SimMachine> for NodeObserver {
             );
         }
         if shared.violation.is_none() {
-            let result = Self::check(&mut shared.checker, self.node, group, action, core, machine);
+            let result = Self::check(
+                &mut shared.checker,
+                self.node,
+                group,
+                action,
+                core,
+                machine,
+                sessions,
+            );
             shared.violation = result.err();
         }
     }

@@ -4,17 +4,31 @@
 //! GET of a register (linearizable or lease read), or INCR of a counter key. A command is
 //! planned the way the kv service plans it ([`crate::kv::command::plan`], with the simulated
 //! clock as `now_ms`), proposed or read through the engine of the node the client believes
-//! leads the key's group, and every answer goes through the kv service's one retry policy,
-//! [`decide`]: `Done` ends the command, `Redirect` and `Retry` try again after
-//! [`RETRY_DELAY_US`] (a retry only ever follows an attempt that certainly did nothing, which
-//! `decide` guarantees), `Unknown` ends a write with an unknown outcome, `Failed` ends it as
-//! certainly not applied. A command that cannot be retried before its deadline gives up: a
-//! write as not applied (every attempt so far certainly did nothing), a read as unknown. A
-//! node that crashes under an attempt answers nothing: a write's outcome is then unknown and a
-//! read is retried, as the kv service's forwarding does when a connection breaks.
+//! leads the key's group, and every answer goes through the kv service's retry policies.
+//!
+//! Writes of most clients go in client sessions ([`crate::engine::sessions`]), as the kv
+//! service forwards writes: a client registers a session of a group before its first write
+//! there, numbers each write, and every attempt of the write carries its number; answers go
+//! through [`decide_in_session`], which retries whatever did not end the write, including
+//! unknown outcomes (a timeout, or a node that crashed under the attempt), so a write is
+//! applied exactly once unless its deadline passes or its session is forgotten while it is in
+//! doubt. A session the group forgot (expired or evicted: some seeds keep very few, for a very
+//! short time) is replaced by a new one while nothing is in doubt.
+//!
+//! The other clients ([`SESSIONLESS_CLIENTS`]) write without sessions, as the kv service does
+//! on the leader a client is connected to, with [`decide`]: `Done` ends the command,
+//! `Redirect` and `Retry` try again after [`RETRY_DELAY_US`] (a retry only ever follows an
+//! attempt that certainly did nothing, which `decide` guarantees), `Unknown` ends a write with
+//! an unknown outcome, `Failed` ends it as certainly not applied. A node that crashes under an
+//! attempt answers nothing: such a write's outcome is then unknown.
+//!
+//! A command that cannot be retried before its deadline gives up: a write as not applied if no
+//! attempt may have applied it (else as unknown), a read as unknown. A read whose node crashed
+//! is retried, as the kv service's forwarding does when a connection breaks.
 //!
 //! Checked as answers arrive: a write acknowledged at an index is the entry committed there
-//! (see [`crate::sim::checker`]); a write answered "not applied" because another entry was
+//! (see [`crate::sim::checker`]), and one of a session is the one application of its request
+//! (the checker sees every request applied at most once, at the same index on every node); a write answered "not applied" because another entry was
 //! applied at its index ([`ProposalError::Superseded`]) has that other entry applied there
 //! already; a read reflects at least every entry of its group that was applied anywhere
 //! before its attempt reached the node, which covers every write acknowledged before it
@@ -39,14 +53,16 @@ use crate::engine::{Committed, ProposalError};
 use crate::kv::command::{plan, Context, Plan};
 use crate::kv::parse::{parse_value, REPLY_LIMITS};
 use crate::kv::resp::Value;
-use crate::kv::route::{decide, Attempt};
+use crate::kv::route::{decide, decide_in_session, Attempt, SessionAnswer};
 use crate::kv::session::Standing;
 use crate::sim::checker::{Checker, Violation};
 use crate::types::ReadConsistency;
-use crate::types::{GroupId, LogIndex, NodeId, Term};
+use crate::types::{GroupId, LogIndex, NodeId, SessionId, SessionRequest, Term};
 
 /// Simulated clients.
 pub const CLIENTS: usize = 8;
+/// Clients `0 .. SESSIONLESS_CLIENTS` write without client sessions.
+pub const SESSIONLESS_CLIENTS: usize = 2;
 /// Register keys (SET/GET) and counter keys (INCR).
 const REGISTERS: u64 = 2;
 const COUNTERS: u64 = 2;
@@ -59,13 +75,23 @@ const CLAIMANT_CHANCE_WRITE: f64 = 0.1;
 /// How long a command keeps trying.
 const DEADLINE_US: u64 = 1_500_000;
 
+/// What an attempt asks of the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ask {
+    Read(ReadConsistency),
+    Write,
+    /// Open a client session of the group (before a write in a session).
+    Register,
+    /// A write, as this request of a client session.
+    WriteInSession(SessionRequest),
+}
+
 /// One attempt to run, on `node`.
 pub struct AttemptOn {
     pub node: NodeId,
     pub group: GroupId,
     pub entry: Bytes,
-    /// `None` for a write.
-    pub read: Option<ReadConsistency>,
+    pub ask: Ask,
     /// Identifies the answer: the client and its attempt number.
     pub reply: (usize, u64),
 }
@@ -93,11 +119,21 @@ struct InFlight {
     /// For a read: set when its current attempt reached a leader that a later term's leader
     /// had already replaced (no read may be served there; see [`Clients::reached`]).
     reached_deposed: Option<String>,
+    /// For a write of a client that uses sessions: its session and number, once it has them.
+    numbered: Option<SessionRequest>,
+    /// Whether some attempt may have applied the write.
+    in_doubt: bool,
+    /// What the current (or last) attempt asked.
+    asked: Option<Ask>,
 }
 
 struct Client {
     attempt: u64,
     command: Option<InFlight>,
+    /// Whether its writes go in client sessions.
+    uses_sessions: bool,
+    /// Its session of each group, with the number of its next write there.
+    sessions: BTreeMap<GroupId, (SessionId, u64)>,
 }
 
 /// What happened to a command, for the counters' bounds.
@@ -142,9 +178,11 @@ impl Clients {
         Clients {
             groups,
             clients: (0..CLIENTS)
-                .map(|_| Client {
+                .map(|client| Client {
                     attempt: 0,
                     command: None,
+                    uses_sessions: client >= SESSIONLESS_CLIENTS,
+                    sessions: BTreeMap::new(),
                 })
                 .collect(),
             leader_hints: BTreeMap::new(),
@@ -221,6 +259,9 @@ impl Clients {
             deadline_us: now_us + DEADLINE_US,
             on: None,
             reached_deposed: None,
+            numbered: None,
+            in_doubt: false,
+            asked: None,
         });
     }
 
@@ -275,14 +316,31 @@ impl Clients {
                 candidates[rng.random_range(0..candidates.len())]
             }
         };
+        let ask = match (command.read, command.numbered) {
+            (Some(consistency), _) => Ask::Read(consistency),
+            (None, _) if !state.uses_sessions => Ask::Write,
+            (None, Some(request)) => Ask::WriteInSession(request),
+            (None, None) => match state.sessions.get_mut(&command.group) {
+                Some((session, next_seq)) => {
+                    *next_seq += 1;
+                    let seq = *next_seq - 1;
+                    // One write at a time: every earlier one is answered or given up.
+                    let request = SessionRequest::new(*session, seq, seq).expect("seq <= seq");
+                    command.numbered = Some(request);
+                    Ask::WriteInSession(request)
+                }
+                None => Ask::Register,
+            },
+        };
         state.attempt += 1;
         command.on = Some(node);
         command.reached_deposed = None;
+        command.asked = Some(ask);
         Some(AttemptOn {
             node,
             group: command.group,
             entry: command.entry.clone(),
-            read: command.read,
+            ask,
             reply: (client, state.attempt),
         })
     }
@@ -329,17 +387,50 @@ impl Clients {
         };
         command.on = None;
         let write = command.read.is_none();
+        let asked = command.asked.expect("an attempt asked something");
+        let group = command.group;
+        if asked == Ask::Register {
+            if let Err(ProposalError::NotLeader {
+                leader: Some(leader),
+            }) = &result
+            {
+                self.leader_hints.insert(group, *leader);
+            }
+            if let Ok(registered) = &result {
+                let session = SessionId(registered.index.0);
+                self.clients[client].sessions.insert(group, (session, 1));
+            }
+            // Whatever the answer, the write goes on: in the new session, or registering
+            // again (a registration whose outcome is unknown leaves at most an unused session).
+            return self.retry_or_give_up(client, now_us);
+        }
         if let Err(ProposalError::Superseded { index }) = &result {
-            let unique = matches!(command.command, Command::Set { .. });
+            let unique = matches!(command.command, Command::Set { .. }) && asked == Ask::Write;
             checker.superseded(command.group, *index, &command.entry, unique)?;
         }
         let index = result.as_ref().ok().map(|committed| committed.index);
-        let decision = decide(result.map(|committed| committed.output), write, node);
+        let decision = match asked {
+            Ask::WriteInSession(_) => decide_in_session(
+                SessionAnswer::of(result.map(|committed| committed.output), node),
+                &mut command.in_doubt,
+            ),
+            _ => decide(result.map(|committed| committed.output), write, node),
+        };
         match decision {
             Attempt::Done(output) => {
                 let index = index.expect("a done attempt has an index");
                 if write {
-                    checker.acknowledged(command.group, index, &command.entry)?;
+                    match asked {
+                        Ask::WriteInSession(request) => {
+                            checker.acknowledged_in_session(
+                                command.group,
+                                index,
+                                request,
+                                &command.entry,
+                            )?;
+                        }
+                        _ => checker.acknowledged(command.group, index, &command.entry)?,
+                    }
                     self.acknowledged
                         .push((command.group, index, command.entry.clone()));
                     let highest = self.highest_acknowledged.entry(command.group).or_default();
@@ -360,8 +451,15 @@ impl Clients {
                 self.leader_hints.insert(command.group, leader);
                 self.retry_or_give_up(client, now_us)
             }
-            Attempt::Retry | Attempt::NewSession => {
+            Attempt::Retry => {
                 self.leader_hints.remove(&command.group);
+                self.retry_or_give_up(client, now_us)
+            }
+            Attempt::NewSession => {
+                // The group forgot the session and nothing is in doubt: a new session, and a
+                // new number in it.
+                command.numbered = None;
+                self.clients[client].sessions.remove(&group);
                 self.retry_or_give_up(client, now_us)
             }
             Attempt::Unknown(_) => {
@@ -387,21 +485,25 @@ impl Clients {
             }
             command.on = None;
             self.leader_hints.remove(&command.group);
-            if command.read.is_none() {
-                self.finish(client, Outcome::Unknown, now_us)?;
-            } else {
-                next.push(self.retry_or_give_up(client, now_us)?);
+            match command.asked {
+                Some(Ask::Write) => self.finish(client, Outcome::Unknown, now_us)?,
+                Some(Ask::WriteInSession(_)) => {
+                    command.in_doubt = true;
+                    next.push(self.retry_or_give_up(client, now_us)?);
+                }
+                _ => next.push(self.retry_or_give_up(client, now_us)?),
             }
         }
         Ok(next)
     }
 
     /// Another attempt after [`RETRY_DELAY_US`], unless that passes the deadline: then the
-    /// command gives up (a write certainly not applied, a read unknown).
+    /// command gives up (a write certainly not applied unless an attempt may have applied it,
+    /// a read unknown).
     pub fn retry_or_give_up(&mut self, client: usize, now_us: u64) -> Result<Next, Violation> {
         let command = self.clients[client].command.as_ref().expect("in flight");
         if now_us + RETRY_DELAY_US > command.deadline_us {
-            let outcome = if command.read.is_none() {
+            let outcome = if command.read.is_none() && !command.in_doubt {
                 Outcome::NotApplied
             } else {
                 Outcome::Unknown

@@ -48,14 +48,14 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::batch::EntryBatch;
 use crate::core::{BrokenRule, Config, MembershipChange, Message, Role};
-use crate::engine::sessions::SessionLimits;
+use crate::engine::sessions::{SessionLimits, SAVED_OUTPUT_OVERHEAD_BYTES};
 use crate::engine::{
     Committed, EngineConfig, EngineError, PendingSnapshot, ProposalError, ShardEngine,
     SnapshotSend, UNCOMMITTED_BYTES_MAX_DEFAULT,
 };
 use crate::log::{LogStore, MemLog, PendingFlush};
 use crate::sim::checker::{Checker, NodeObserver, Observations, Violation};
-use crate::sim::clients::{AttemptOn, Clients, Next};
+use crate::sim::clients::{Ask, AttemptOn, Clients, Next};
 use crate::sim::faults::{FaultMix, STALL_TICKS};
 use crate::sim::garble::garble;
 use crate::sim::machine::SimMachine;
@@ -147,6 +147,10 @@ pub struct SimSummary {
     pub membership_changes: u64,
     /// Lease reads sent to deposed leaders (see `Cluster::probe_deposed_leaders`).
     pub probes: u64,
+    /// Retries of applied requests of client sessions answered with the earlier output.
+    pub session_duplicates: u64,
+    /// Requests refused because the group no longer knew their session.
+    pub sessions_unknown: u64,
 }
 
 /// Where an engine's answer goes.
@@ -374,7 +378,7 @@ impl Cluster {
             snapshot_entries: self.snapshot_entries,
             broken_rule: self.options.broken_rule,
             uncommitted_bytes_max: UNCOMMITTED_BYTES_MAX_DEFAULT,
-            sessions: SessionLimits::default(),
+            sessions: session_limits(self.seed),
         }
     }
 
@@ -836,7 +840,7 @@ impl Cluster {
             node,
             group,
             entry,
-            read,
+            ask,
             reply,
         }) = attempt
         else {
@@ -844,8 +848,8 @@ impl Cluster {
             self.follow(next);
             return Ok(());
         };
-        self.trace(|| format!("client {client} attempt {} on {node}: {read:?}", reply.1));
-        if read.is_some() {
+        self.trace(|| format!("client {client} attempt {} on {node}: {ask:?}", reply.1));
+        if matches!(ask, Ask::Read(_)) {
             let core = self
                 .node(node)
                 .engine()
@@ -863,9 +867,13 @@ impl Cluster {
         }
         let reply = Reply::Client(reply.0, reply.1);
         self.turn(node, |engine| {
-            match read {
-                Some(consistency) => engine.read(group, entry, consistency, reply),
-                None => engine.propose(group, entry, reply),
+            match ask {
+                Ask::Read(consistency) => engine.read(group, entry, consistency, reply),
+                Ask::Write => engine.propose(group, entry, reply),
+                Ask::Register => engine.register_session(group, reply),
+                Ask::WriteInSession(request) => {
+                    engine.propose_in_session(group, request, entry, reply)
+                }
             }
             Ok(())
         })
@@ -1152,6 +1160,10 @@ impl Cluster {
         self.summary.committed_entries = observations.checker.committed_count();
         self.summary.acknowledged_writes = self.clients.acknowledged_writes();
         self.summary.reads_served = self.clients.reads_served();
+        (
+            self.summary.session_duplicates,
+            self.summary.sessions_unknown,
+        ) = observations.checker.session_counts();
         Ok(self.summary.clone())
     }
 }
@@ -1159,6 +1171,20 @@ impl Cluster {
 /// How long a majority-acknowledged read round lets a leader serve lease reads: a follower's
 /// first tick may come at once after it heard from the leader, so it is quiet for one tick less
 /// than the election timeout. Simulated clocks do not drift.
+/// The client session limits of seed `seed`: every fourth seed keeps so few sessions, for so
+/// short a time, with so little room for answers, that clients lose theirs to expiry and
+/// eviction; the others keep the defaults.
+fn session_limits(seed: u64) -> SessionLimits {
+    if seed % 4 != 1 {
+        return SessionLimits::default();
+    }
+    SessionLimits {
+        sessions_max: 4,
+        idle_expiry: Duration::from_millis(300),
+        saved_bytes_max: 6 * (SAVED_OUTPUT_OVERHEAD_BYTES + 8),
+    }
+}
+
 fn lease_us(options: &SimOptions) -> u64 {
     let quiet_ticks = u64::from(Config::new(NodeId(1), vec![NodeId(1)]).election_timeout_ticks) - 1;
     let factor = match options.broken_rule {

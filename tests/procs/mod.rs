@@ -4,9 +4,12 @@
 
 pub mod resp;
 
+use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
+use std::time::Duration;
 
-use ringraft::batch::EntryBatch;
+use ringraft::batch::{BatchKind, EntryBatch, SESSION_HEADER_BYTES};
 use ringraft::log::{shard_dir, DiskLog, LogConfig, LogStore};
 use ringraft::procs::free_port_block;
 use ringraft::procs::local_cluster::{LocalCluster, LocalClusterSpec};
@@ -105,7 +108,8 @@ impl ProcCluster {
     }
 
     /// Every entry `(index, term, payload)` of `group` in node `id`'s log on disk (the node
-    /// must be stopped).
+    /// must be stopped). The payload of a client session's entry is the command it carries
+    /// (none for a registration): its session header is left out.
     pub fn read_log(&self, id: NodeId, group: GroupId) -> Vec<(LogIndex, u64, Vec<u8>)> {
         let shard = ShardId((group.0 % self.shards() as u64) as u32);
         let config = LogConfig::new(
@@ -131,14 +135,36 @@ impl ProcCluster {
                     .payloads()
                     .enumerate()
                     .map(|(offset, payload)| {
+                        let command = match batch.kind() {
+                            BatchKind::Session => &payload[SESSION_HEADER_BYTES..],
+                            _ => payload,
+                        };
                         (
                             batch.first_index().plus(offset as u64),
                             batch.term().0,
-                            payload.to_vec(),
+                            command.to_vec(),
                         )
                     })
                     .collect::<Vec<_>>()
             })
             .collect()
     }
+}
+
+/// `(status code, body)` of `GET path` at `addr` (a node's metrics and health endpoint).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics port");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status code");
+    (status, body.to_string())
 }
