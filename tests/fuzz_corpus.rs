@@ -16,11 +16,15 @@ use ringraft::fuzzing;
 use ringraft::log::hard_state::encode_slot;
 use ringraft::log::segment::SEGMENT_HEADER_BYTES;
 use ringraft::log::LogStore;
+use ringraft::batch::{BatchKind, EntryBatch, SessionEntry};
 use ringraft::net::client_wire::{
-    encode_requests, encode_responses, ClientRequest, ClientResponse,
+    encode_requests, encode_responses, ClientError, ClientRequest, ClientResponse,
 };
 use ringraft::net::wire::encode_raft;
-use ringraft::types::{GroupId, HardState, LogIndex, NodeId, ShardId, Term};
+use ringraft::types::{
+    GroupId, HardState, LogIndex, NodeId, SessionId, SessionRefusal, SessionRequest, ShardId,
+    Term,
+};
 
 type Target = fn(&[u8]);
 
@@ -61,7 +65,24 @@ fn every_corpus_input_is_handled_without_a_panic() {
     }
 }
 
-/// Frame bytes of a Raft frame with an AppendEntries and its acknowledgement.
+/// A batch of client session entries at `first`: a registration and a request.
+fn session_batch(first: u64, term: u64) -> EntryBatch {
+    let register = SessionEntry::Register { stamp_ms: 1_000 }.encode(b"");
+    let request = SessionEntry::Request {
+        request: SessionRequest::new(SessionId(first), 1, 1).unwrap(),
+        stamp_ms: 1_001,
+    }
+    .encode(b"incr k");
+    EntryBatch::encode(
+        BatchKind::Session,
+        Term(term),
+        LogIndex(first),
+        [&register[..], &request[..]],
+    )
+}
+
+/// Frame bytes of a Raft frame with an AppendEntries (of commands and of session entries) and
+/// its acknowledgement.
 fn raft_frame() -> Vec<u8> {
     let append = Message::Append(AppendRequest {
         term: Term(3),
@@ -69,7 +90,7 @@ fn raft_frame() -> Vec<u8> {
         prev_term: Term(2),
         commit: LogIndex(4),
         read_round: 7,
-        batches: vec![batch(GroupId(1), 5, 3, 3, 9)],
+        batches: vec![batch(GroupId(1), 5, 3, 3, 9), session_batch(8, 3)],
     });
     let ack = Message::AppendResponse {
         term: Term(3),
@@ -101,17 +122,33 @@ fn client_frames() -> (Vec<u8>, Vec<u8>) {
                 payload: Bytes::from_static(b"set k v"),
             },
             ClientRequest::Status { id: 2 },
+            ClientRequest::RegisterSession {
+                id: 3,
+                group: GroupId(0),
+            },
+            ClientRequest::ProposeInSession {
+                id: 4,
+                group: GroupId(0),
+                request: SessionRequest::new(SessionId(7), 2, 1).unwrap(),
+                payload: Bytes::from_static(b"incr k"),
+            },
         ],
         &mut requests,
     )
     .expect("encodes");
     let mut responses = Vec::new();
     encode_responses(
-        &[ClientResponse::Committed {
-            id: 1,
-            index: LogIndex(9),
-            output: Bytes::from_static(b"OK"),
-        }],
+        &[
+            ClientResponse::Committed {
+                id: 1,
+                index: LogIndex(9),
+                output: Bytes::from_static(b"OK"),
+            },
+            ClientResponse::Error {
+                id: 4,
+                error: ClientError::Session(SessionRefusal::Unknown(SessionId(7))),
+            },
+        ],
         &mut responses,
     )
     .expect("encodes");
@@ -135,6 +172,7 @@ fn segment_records() -> Vec<u8> {
     .expect("hard state");
     log.append(GroupId(2), &batch(GroupId(2), 1, 2, 1, 5))
         .expect("append");
+    log.append(GroupId(2), &session_batch(3, 1)).expect("append");
     fixture.sync();
     let path = log_helpers::segment_path(fixture.dir.path(), 1);
     let bytes = std::fs::read(path).expect("segment");

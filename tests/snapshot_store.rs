@@ -6,9 +6,12 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use ringraft::log::{FaultOp, FaultPlan};
-use ringraft::snapshot::format::{header_len, TRAILER_BYTES};
+use ringraft::snapshot::format::{
+    header_len, SNAPSHOT_VERSION, SNAPSHOT_VERSION_WITHOUT_SESSIONS, TRAILER_BYTES,
+};
 use ringraft::snapshot::{
-    RawSnapshotFile, RawSnapshotWriter, SnapshotError, SnapshotInfo, SnapshotStore,
+    RawSnapshotFile, RawSnapshotWriter, SnapshotError, SnapshotInfo, SnapshotRead,
+    SnapshotStore,
 };
 use ringraft::types::{GroupId, LogIndex, Term};
 
@@ -112,6 +115,28 @@ fn a_multi_mib_body_written_in_small_pieces_round_trips() {
         (header_len(MEMBERSHIP.len()) + bytes.len() + TRAILER_BYTES) as u64
     );
     assert!(temporaries(store.dir()).is_empty());
+}
+
+/// A file written before client sessions existed (format version 1) still opens, and says its
+/// body holds no sessions; the current version's does.
+#[test]
+fn snapshots_of_the_version_before_sessions_open_without_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path(), None).unwrap();
+    let bytes = body(1000, 3);
+    write_snapshot(&store, meta(G, 10), &bytes);
+    assert!(store.open_body(G, LogIndex(10)).unwrap().holds_sessions());
+    let path = store.path(G, LogIndex(10));
+    let mut file = std::fs::read(&path).unwrap();
+    assert_eq!(file[8..12], SNAPSHOT_VERSION.to_le_bytes());
+    file[8..12].copy_from_slice(&SNAPSHOT_VERSION_WITHOUT_SESSIONS.to_le_bytes());
+    let crc_at = header_len(MEMBERSHIP.len()) - 4;
+    let crc = crc32fast::hash(&file[..crc_at]);
+    file[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, file).unwrap();
+    assert_eq!(store.latest(G).unwrap(), Some(meta(G, 10)));
+    assert!(!store.open_body(G, LogIndex(10)).unwrap().holds_sessions());
+    assert_eq!(read_body(&store, G, 10).unwrap(), bytes);
 }
 
 #[test]
