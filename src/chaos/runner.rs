@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use crate::batch::BatchKind;
+use crate::batch::{BatchKind, EntryBatch, SessionEntry};
 use crate::chaos::cluster::{ChaosCluster, ClusterSpec, GROUPS};
 use crate::chaos::disk;
 use crate::chaos::faults::{schedule, Fault, Target};
@@ -34,7 +34,7 @@ use crate::check::logs::{self, Decoded, GroupLog, LogEntry, NodeLogs, WorkloadVi
 use crate::kv::hashing::group_of;
 use crate::kv::op::{Entry, Op};
 use crate::log::{shard_dir, DiskLog, LogConfig, LogStore};
-use crate::types::ShardId;
+use crate::types::{LogIndex, SessionRequest, ShardId};
 
 /// How a run goes.
 #[derive(Clone, Debug)]
@@ -426,9 +426,15 @@ impl Run {
     }
 }
 
-/// Every node's logs, read from disk (the nodes must be stopped).
+/// Every node's logs, read from disk (the nodes must be stopped): per group, its commands in
+/// index order. A command batch's entries are commands. A session batch may repeat a request:
+/// a forwarding node's retries of it land in the log after it, and the group applies only the
+/// first (chaos runs keep the default session limits, far above what they use, so no request
+/// is refused for its session); so of each request only the entry at the lowest index any
+/// node holds is a command (a log compacted past that index holds none), without its session
+/// header.
 fn read_logs(cluster: &ChaosCluster, cluster_id: u64) -> Result<Vec<NodeLogs>, String> {
-    let mut nodes = Vec::new();
+    let mut stored = Vec::new();
     for id in cluster.ids() {
         let dir = shard_dir(&cluster.data_dir(id), ShardId(0));
         let mut config = LogConfig::new(&dir, cluster_id, ShardId(0));
@@ -443,30 +449,84 @@ fn read_logs(cluster: &ChaosCluster, cluster_id: u64) -> Result<Vec<NodeLogs>, S
             } else {
                 Vec::new()
             };
-            let entries = batches
-                .iter()
-                .filter(|batch| batch.kind() == BatchKind::Command)
-                .flat_map(|batch| {
-                    batch
-                        .payloads()
-                        .enumerate()
-                        .map(|(offset, payload)| LogEntry {
-                            index: batch.first_index().0 + offset as u64,
-                            term: batch.term().0,
-                            payload: payload.to_vec(),
-                        })
-                })
-                .collect();
-            groups.push(GroupLog {
-                group: group.0,
-                log_base: log.first_index(group).prev().0,
-                commit: log.hard_state(group).commit.0,
-                entries,
-            });
+            let commit = log.hard_state(group).commit.0;
+            groups.push((group, first.prev().0, commit, batches));
         }
-        nodes.push(NodeLogs { node: id, groups });
+        stored.push((id, groups));
     }
+    let mut first_entry_of_request = BTreeMap::new();
+    for (_, groups) in &stored {
+        for (group, _, _, batches) in groups {
+            for (index, request, _) in batches.iter().flat_map(session_requests) {
+                let first = first_entry_of_request
+                    .entry((*group, request.session(), request.seq()))
+                    .or_insert(index);
+                *first = index.min(*first);
+            }
+        }
+    }
+    let is_first = |group, index, request: &SessionRequest| {
+        first_entry_of_request.get(&(group, request.session(), request.seq())) == Some(&index)
+    };
+    let nodes = stored
+        .into_iter()
+        .map(|(node, groups)| NodeLogs {
+            node,
+            groups: groups
+                .into_iter()
+                .map(|(group, log_base, commit, batches)| GroupLog {
+                    group: group.0,
+                    log_base,
+                    commit,
+                    entries: batches
+                        .iter()
+                        .flat_map(|batch| commands(batch, |index, request| is_first(group, index, request)))
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect();
     Ok(nodes)
+}
+
+/// The commands of `batch`: every entry of a command batch; the requests of a session batch
+/// that `keep` picks, without their session header.
+fn commands<'a>(
+    batch: &'a EntryBatch,
+    keep: impl Fn(LogIndex, &SessionRequest) -> bool + 'a,
+) -> Vec<LogEntry> {
+    let entry = |index: LogIndex, command: &[u8]| LogEntry {
+        index: index.0,
+        term: batch.term().0,
+        payload: command.to_vec(),
+    };
+    match batch.kind() {
+        BatchKind::Command => batch
+            .payloads()
+            .enumerate()
+            .map(|(offset, payload)| entry(batch.first_index().plus(offset as u64), payload))
+            .collect(),
+        BatchKind::Session => session_requests(batch)
+            .filter(|(index, request, _)| keep(*index, request))
+            .map(|(index, _, command)| entry(index, command))
+            .collect(),
+        BatchKind::Noop | BatchKind::Config => Vec::new(),
+    }
+}
+
+/// The requests of a session batch: index, request and command (registrations left out).
+fn session_requests(
+    batch: &EntryBatch,
+) -> impl Iterator<Item = (LogIndex, SessionRequest, &[u8])> + '_ {
+    batch
+        .payloads()
+        .enumerate()
+        .filter_map(move |(offset, payload)| match SessionEntry::decode(payload) {
+            Ok((SessionEntry::Request { request, .. }, command)) => {
+                Some((batch.first_index().plus(offset as u64), request, command))
+            }
+            _ => None,
+        })
 }
 
 /// Runs the harness; `Err` when the harness itself could not run.
