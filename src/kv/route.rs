@@ -471,8 +471,10 @@ impl Router {
         deadline: Instant,
     ) -> Attempt {
         if write.numbered.is_none() {
-            let Some(session) = self.session(group, lane, deadline).await else {
-                return Attempt::Retry;
+            // Nothing is in doubt yet: no attempt was numbered.
+            let session = match self.session(group, lane, deadline).await {
+                Ok(session) => session,
+                Err(attempt) => return attempt,
             };
             write.numbered = Some((session, self.sessions.start(group)));
         }
@@ -500,13 +502,19 @@ impl Router {
     }
 
     /// This node's client session of `group`, registered (on the group's leader) if it has
-    /// none; `None` if no leader registered one before `deadline`.
-    async fn session(&self, group: GroupId, lane: usize, deadline: Instant) -> Option<SessionId> {
+    /// none. Otherwise what the write comes to: `Retry` if no leader registered one before
+    /// `deadline`, `Failed` if the leader refused this node's forwarding (nothing was sent).
+    async fn session(
+        &self,
+        group: GroupId,
+        lane: usize,
+        deadline: Instant,
+    ) -> Result<SessionId, Attempt> {
         let _registering = self.sessions.registering(group).await;
         let mut backoff = BACKOFF_MIN;
         loop {
             if let Some(session) = self.sessions.current(group) {
-                return Some(session);
+                return Ok(session);
             }
             let target = self
                 .leader(group)
@@ -524,7 +532,13 @@ impl Router {
                     put_bulk(&mut request, group.0.to_string().as_bytes());
                     match self.pool.call(leader, lane, Bytes::from(request)).await {
                         Ok(reply) => registered_session(reply),
-                        Err(_) => Err(SessionAnswer::NothingDone),
+                        Err(ForwardError::Refused) => {
+                            let refusal = refused_forward(leader, group);
+                            return Err(Attempt::Failed(resp::error(&format!("ERR {refusal}"))));
+                        }
+                        Err(ForwardError::Unreachable | ForwardError::Lost) => {
+                            Err(SessionAnswer::NothingDone)
+                        }
                     }
                 }
             };
@@ -536,7 +550,7 @@ impl Router {
             }
             if self.sessions.current(group).is_none() {
                 if Instant::now() + backoff > deadline {
-                    return None;
+                    return Err(Attempt::Retry);
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
