@@ -10,20 +10,19 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use log_helpers::{batch, DiskFixture, Fixture};
+use ringraft::batch::{BatchKind, EntryBatch, SessionEntry};
 use ringraft::constants::FRAME_HEADER_BYTES;
 use ringraft::core::{AppendOutcome, AppendRequest, Message};
 use ringraft::fuzzing;
 use ringraft::log::hard_state::encode_slot;
 use ringraft::log::segment::SEGMENT_HEADER_BYTES;
 use ringraft::log::LogStore;
-use ringraft::batch::{BatchKind, EntryBatch, SessionEntry};
 use ringraft::net::client_wire::{
     encode_requests, encode_responses, ClientError, ClientRequest, ClientResponse,
 };
 use ringraft::net::wire::encode_raft;
 use ringraft::types::{
-    GroupId, HardState, LogIndex, NodeId, SessionId, SessionRefusal, SessionRequest, ShardId,
-    Term,
+    GroupId, HardState, LogIndex, NodeId, SessionId, SessionRefusal, SessionRequest, ShardId, Term,
 };
 
 type Target = fn(&[u8]);
@@ -172,7 +171,8 @@ fn segment_records() -> Vec<u8> {
     .expect("hard state");
     log.append(GroupId(2), &batch(GroupId(2), 1, 2, 1, 5))
         .expect("append");
-    log.append(GroupId(2), &session_batch(3, 1)).expect("append");
+    log.append(GroupId(2), &session_batch(3, 1))
+        .expect("append");
     fixture.sync();
     let path = log_helpers::segment_path(fixture.dir.path(), 1);
     let bytes = std::fs::read(path).expect("segment");

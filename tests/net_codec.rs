@@ -1140,11 +1140,14 @@ fn malformed_session_requests_and_refusals_are_errors() {
         payload: Bytes::from_static(b"incr"),
     };
     let mut out = Vec::new();
-    encode_requests(&[request.clone()], &mut out).unwrap();
+    encode_requests(std::slice::from_ref(&request), &mut out).unwrap();
     let frame = frames_of(&out).unwrap().remove(0);
     assert_eq!(decode_requests(&frame.body).unwrap(), vec![request]);
     for cut in 0..frame.body.len() {
-        assert!(decode_requests(&frame.body.slice(..cut)).is_err(), "cut {cut}");
+        assert!(
+            decode_requests(&frame.body.slice(..cut)).is_err(),
+            "cut {cut}"
+        );
     }
     // Body: count, reserved, tag, reserved, id, group, len, flavour, reserved (40 bytes),
     // then session, seq, lowest unanswered.
@@ -1163,7 +1166,7 @@ fn malformed_session_requests_and_refusals_are_errors() {
         error: ClientError::Session(SessionRefusal::Busy(SessionId(40))),
     };
     let mut out = Vec::new();
-    encode_responses(&[refusal.clone()], &mut out).unwrap();
+    encode_responses(std::slice::from_ref(&refusal), &mut out).unwrap();
     let frame = frames_of(&out).unwrap().remove(0);
     assert_eq!(decode_responses(&frame.body).unwrap(), vec![refusal]);
     // Body: count, reserved, tag, code, reserved, id (24 bytes), then the refusal's code,

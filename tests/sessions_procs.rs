@@ -125,7 +125,10 @@ struct Load {
 }
 
 impl Load {
-    fn start(threads: usize, load: impl Fn(&AtomicBool, &Mutex<Tally>) + Send + Sync + 'static) -> Load {
+    fn start(
+        threads: usize,
+        load: impl Fn(&AtomicBool, &Mutex<Tally>) + Send + Sync + 'static,
+    ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let tally = Arc::new(Mutex::new(Tally::default()));
         let load = Arc::new(load);

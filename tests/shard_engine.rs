@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ringraft::api::{CommittedEntries, ReadConsistency, StateMachine};
-use ringraft::core::{Config, Membership, Message, Role, SnapshotMeta};
 use ringraft::batch::BatchKind;
+use ringraft::core::{Config, Membership, Message, Role, SnapshotMeta};
 use ringraft::engine::sessions::SessionLimits;
 use ringraft::engine::{
     Committed, EngineConfig, ProposalError, ShardEngine, UNCOMMITTED_BYTES_MAX_DEFAULT,
@@ -656,7 +656,11 @@ fn a_session_request_applies_once_however_often_and_wherever_it_is_proposed() {
     let mut trio = Trio::new();
     trio.elect(1);
     let session = register(&mut trio, 1);
-    assert_eq!(session, SessionId(2), "the registration's index, after the no-op");
+    assert_eq!(
+        session,
+        SessionId(2),
+        "the registration's index, after the no-op"
+    );
     // A request and a retry of it in the same turn (so in the same batch), then another.
     trio.engine(1)
         .propose_in_session(GROUP, request(session, 1, 1), Bytes::from_static(b"ab"), 1);
@@ -669,14 +673,21 @@ fn a_session_request_applies_once_however_often_and_wherever_it_is_proposed() {
     completions.sort_by_key(|(reply, _)| *reply);
     assert_eq!(
         completions,
-        vec![(1, answer(3, b"ba")), (2, answer(3, b"ba")), (3, answer(5, b"dc"))]
+        vec![
+            (1, answer(3, b"ba")),
+            (2, answer(3, b"ba")),
+            (3, answer(5, b"dc"))
+        ]
     );
     // Leadership moves; the retry of request 1 on the new leader gets the same answer.
     hand_over(&mut trio, 1, 2);
     trio.engine(2)
         .propose_in_session(GROUP, request(session, 1, 1), Bytes::from_static(b"ab"), 4);
     trio.settle();
-    assert_eq!(trio.engine(2).take_completions(), vec![(4, answer(3, b"ba"))]);
+    assert_eq!(
+        trio.engine(2).take_completions(),
+        vec![(4, answer(3, b"ba"))]
+    );
     assert_eq!(applied_at(&mut trio, b"ab"), vec![vec![LogIndex(3)]; 3]);
     assert_eq!(applied_at(&mut trio, b"cd"), vec![vec![LogIndex(5)]; 3]);
     // Once the client acknowledged request 1 (it waits for 3 and up), a late copy is refused.
@@ -753,14 +764,19 @@ fn sessions_survive_a_restart_from_a_snapshot() {
     trio.engine(1)
         .propose_in_session(GROUP, request(session, 1, 1), Bytes::from_static(b"ab"), 1);
     trio.settle();
-    assert_eq!(trio.engine(1).take_completions(), vec![(1, answer(3, b"ba"))]);
+    assert_eq!(
+        trio.engine(1).take_completions(),
+        vec![(1, answer(3, b"ba"))]
+    );
     let index = trio.engine(1).snapshot(GROUP).unwrap();
     assert_eq!(index, Some(LogIndex(3)));
     let store = trio.engine(1).snapshot_store().unwrap().clone();
     for pending in trio.engine(1).take_pending_snapshots() {
         let (index, term) = (pending.index, pending.term);
         let result = pending.store();
-        trio.engine(1).snapshot_stored(GROUP, index, term, result).unwrap();
+        trio.engine(1)
+            .snapshot_stored(GROUP, index, term, result)
+            .unwrap();
     }
     // Node 1 restarts: the registration and request 1 are covered by the snapshot, so the
     // session can only come back from it.
@@ -769,12 +785,20 @@ fn sessions_survive_a_restart_from_a_snapshot() {
         &mut trio.engines[0],
         start_engine(2, MemLog::new(), None, UNCOMMITTED_BYTES_MAX_DEFAULT),
     );
-    trio.engines[0] = start_engine(1, old.into_log(), Some(store), UNCOMMITTED_BYTES_MAX_DEFAULT);
+    trio.engines[0] = start_engine(
+        1,
+        old.into_log(),
+        Some(store),
+        UNCOMMITTED_BYTES_MAX_DEFAULT,
+    );
     assert!(trio.engine(1).sessions(GROUP).unwrap().knows(session));
     hand_over(&mut trio, 2, 1);
     trio.engine(1)
         .propose_in_session(GROUP, request(session, 1, 1), Bytes::from_static(b"ab"), 2);
     trio.settle();
-    assert_eq!(trio.engine(1).take_completions(), vec![(2, answer(3, b"ba"))]);
+    assert_eq!(
+        trio.engine(1).take_completions(),
+        vec![(2, answer(3, b"ba"))]
+    );
     assert_eq!(applied_at(&mut trio, b"ab")[0], vec![LogIndex(3)]);
 }

@@ -38,7 +38,10 @@ fn seeds_show_no_violation() {
         "retries of applied session requests answered once: {duplicates}; requests of \
          forgotten sessions refused: {sessions_lost}"
     );
-    assert!(duplicates > 0 && sessions_lost > 0, "sessions were not exercised");
+    assert!(
+        duplicates > 0 && sessions_lost > 0,
+        "sessions were not exercised"
+    );
 }
 
 /// Seeds with snapshots, log compaction, InstallSnapshot and membership changes (learners
@@ -73,20 +76,22 @@ fn reconfiguring_seeds_show_no_violation() {
     assert!(totals.iter().all(|&total| total > 0), "{totals:?}");
 }
 
-/// For each broken rule, the first seed of a 2,000-seed mixed sweep
-/// (`ringraft sim --broken NAME --seeds 2000`) that caught it.
+/// For each broken rule, the first seed of a mixed sweep
+/// (`ringraft sim --broken NAME --seeds 20000`) that caught it. Two lease rules are caught
+/// rarely: a vote inside a lease needs an election in an idle group at the wrong moment.
 const FIRST_CATCHING_SEEDS: &[(BrokenRule, u64)] = &[
-    (BrokenRule::AckBeforePersist, 12),
-    (BrokenRule::CommitPreviousTermByCounting, 110),
-    (BrokenRule::VoteWithoutLogCheck, 5),
-    (BrokenRule::ReadWithoutQuorumCheck, 1),
-    (BrokenRule::LeaseBeyondElectionTimeout, 1),
-    (BrokenRule::SupersedeDisplaced, 269),
-    (BrokenRule::SupersedeUnderSnapshot, 75),
-    (BrokenRule::RecoveryTrustsUnsynced, 1632),
-    (BrokenRule::VoteRefusalNeedsKnownLeader, 379),
-    (BrokenRule::LeaseAfterTransfer, 105),
+    (BrokenRule::AckBeforePersist, 3),
+    (BrokenRule::CommitPreviousTermByCounting, 113),
+    (BrokenRule::VoteWithoutLogCheck, 2),
+    (BrokenRule::ReadWithoutQuorumCheck, 2),
+    (BrokenRule::LeaseBeyondElectionTimeout, 0),
+    (BrokenRule::SupersedeDisplaced, 70),
+    (BrokenRule::SupersedeUnderSnapshot, 67),
+    (BrokenRule::RecoveryTrustsUnsynced, 1015),
+    (BrokenRule::VoteRefusalNeedsKnownLeader, 14737),
+    (BrokenRule::LeaseAfterTransfer, 4178),
     (BrokenRule::TrustPeerInput, 0),
+    (BrokenRule::ApplyDuplicates, 3),
 ];
 
 #[test]

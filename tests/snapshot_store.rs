@@ -10,8 +10,7 @@ use ringraft::snapshot::format::{
     header_len, SNAPSHOT_VERSION, SNAPSHOT_VERSION_WITHOUT_SESSIONS, TRAILER_BYTES,
 };
 use ringraft::snapshot::{
-    RawSnapshotFile, RawSnapshotWriter, SnapshotError, SnapshotInfo, SnapshotRead,
-    SnapshotStore,
+    RawSnapshotFile, RawSnapshotWriter, SnapshotError, SnapshotInfo, SnapshotRead, SnapshotStore,
 };
 use ringraft::types::{GroupId, LogIndex, Term};
 

@@ -32,11 +32,11 @@ pub mod node;
 pub mod observer;
 
 pub use crate::config::NodeConfig;
+pub use crate::engine::sessions::SessionLimits;
 pub use crate::engine::{
     Committed, CommittedEntries, GroupStatus, LogOnly, ProposalError, StateMachine,
 };
 pub use crate::net::client_wire::GroupSummary;
-pub use crate::engine::sessions::SessionLimits;
 pub use crate::types::{PeerConfig, ReadConsistency, SessionId, SessionRefusal, SessionRequest};
 pub use node::Node;
 pub use observer::NodeObserver;

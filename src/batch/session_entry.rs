@@ -138,7 +138,10 @@ mod tests {
             stamp_ms: 1_700_000_000_000,
         };
         let encoded = request.encode(b"incr x");
-        assert_eq!(SessionEntry::decode(&encoded), Ok((request, &b"incr x"[..])));
+        assert_eq!(
+            SessionEntry::decode(&encoded),
+            Ok((request, &b"incr x"[..]))
+        );
     }
 
     #[test]

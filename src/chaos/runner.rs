@@ -480,7 +480,9 @@ fn read_logs(cluster: &ChaosCluster, cluster_id: u64) -> Result<Vec<NodeLogs>, S
                     commit,
                     entries: batches
                         .iter()
-                        .flat_map(|batch| commands(batch, |index, request| is_first(group, index, request)))
+                        .flat_map(|batch| {
+                            commands(batch, |index, request| is_first(group, index, request))
+                        })
                         .collect(),
                 })
                 .collect(),
@@ -521,12 +523,14 @@ fn session_requests(
     batch
         .payloads()
         .enumerate()
-        .filter_map(move |(offset, payload)| match SessionEntry::decode(payload) {
-            Ok((SessionEntry::Request { request, .. }, command)) => {
-                Some((batch.first_index().plus(offset as u64), request, command))
-            }
-            _ => None,
-        })
+        .filter_map(
+            move |(offset, payload)| match SessionEntry::decode(payload) {
+                Ok((SessionEntry::Request { request, .. }, command)) => {
+                    Some((batch.first_index().plus(offset as u64), request, command))
+                }
+                _ => None,
+            },
+        )
 }
 
 /// Runs the harness; `Err` when the harness itself could not run.

@@ -478,7 +478,8 @@ impl Client {
             match registered {
                 Ok(committed) => {
                     let id = SessionId(committed.index.0);
-                    self.sessions.insert(group, ClientSession { id, next_seq: 1 });
+                    self.sessions
+                        .insert(group, ClientSession { id, next_seq: 1 });
                 }
                 // A registration whose outcome is unknown leaves at most an unused session,
                 // which expires: register again.
@@ -527,11 +528,13 @@ impl Client {
         consistency: ReadConsistency,
     ) -> Result<Committed, CallError> {
         let deadline = Instant::now() + self.deadline;
-        self.call_leader(group, deadline, &[query.to_vec()], |id, query| ClientRequest::Read {
-            id,
-            group,
-            consistency,
-            query,
+        self.call_leader(group, deadline, &[query.to_vec()], |id, query| {
+            ClientRequest::Read {
+                id,
+                group,
+                consistency,
+                query,
+            }
         })
         .pop()
         .expect("one answer per query")

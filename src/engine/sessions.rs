@@ -94,7 +94,9 @@ pub enum SessionOutcome {
     /// The state machine applied the request.
     Applied,
     /// The request had been applied at `of`; answered with that output.
-    Duplicate { of: LogIndex },
+    Duplicate {
+        of: LogIndex,
+    },
     Refused(SessionRefusal),
 }
 
@@ -316,7 +318,10 @@ impl SessionTable {
                 write_u64(out, value)?;
             }
             for (seq, saved) in &session.saved {
-                let output = saved.output.as_ref().expect("no output pending between batches");
+                let output = saved
+                    .output
+                    .as_ref()
+                    .expect("no output pending between batches");
                 write_u64(out, *seq)?;
                 write_u64(out, saved.index.0)?;
                 write_u64(out, output.len() as u64)?;
@@ -426,7 +431,11 @@ mod tests {
     };
 
     fn register(table: &mut SessionTable, index: u64, stamp_ms: u64) -> SessionId {
-        let decision = table.decide(LogIndex(index), &SessionEntry::Register { stamp_ms }, &LIMITS);
+        let decision = table.decide(
+            LogIndex(index),
+            &SessionEntry::Register { stamp_ms },
+            &LIMITS,
+        );
         assert_eq!(decision, Decision::Registered);
         SessionId(index)
     }
@@ -450,7 +459,11 @@ mod tests {
             let SessionEntry::Request { request, .. } = entry else {
                 unreachable!()
             };
-            table.record(&request, LogIndex(index), &Bytes::from_static(output.as_bytes()));
+            table.record(
+                &request,
+                LogIndex(index),
+                &Bytes::from_static(output.as_bytes()),
+            );
         }
         decision
     }
@@ -466,19 +479,37 @@ mod tests {
     fn a_request_applies_once_and_its_retries_get_its_output() {
         let mut table = SessionTable::default();
         let session = register(&mut table, 5, 1_000);
-        assert_eq!(apply(&mut table, 6, request(session, 1, 1, 1_001), "one"), Decision::Apply);
-        assert_eq!(apply(&mut table, 7, request(session, 2, 1, 1_002), "two"), Decision::Apply);
+        assert_eq!(
+            apply(&mut table, 6, request(session, 1, 1, 1_001), "one"),
+            Decision::Apply
+        );
+        assert_eq!(
+            apply(&mut table, 7, request(session, 2, 1, 1_002), "two"),
+            Decision::Apply
+        );
         // Retries, in any order, with later stamps: the outputs they had, where they had them.
-        assert_eq!(apply(&mut table, 8, request(session, 2, 1, 1_003), "x"), duplicate(7, "two"));
-        assert_eq!(apply(&mut table, 9, request(session, 1, 1, 1_004), "x"), duplicate(6, "one"));
+        assert_eq!(
+            apply(&mut table, 8, request(session, 2, 1, 1_003), "x"),
+            duplicate(7, "two")
+        );
+        assert_eq!(
+            apply(&mut table, 9, request(session, 1, 1, 1_004), "x"),
+            duplicate(6, "one")
+        );
         // Acknowledging 1 (the client now waits only for 2 and up) forgets its output: a late
         // copy of it is refused, never applied again.
-        assert_eq!(apply(&mut table, 10, request(session, 3, 2, 1_005), "three"), Decision::Apply);
+        assert_eq!(
+            apply(&mut table, 10, request(session, 3, 2, 1_005), "three"),
+            Decision::Apply
+        );
         assert_eq!(
             apply(&mut table, 11, request(session, 1, 1, 1_006), "x"),
             Decision::Refused(SessionRefusal::Acknowledged { session, seq: 1 })
         );
-        assert_eq!(apply(&mut table, 12, request(session, 2, 1, 1_007), "x"), duplicate(7, "two"));
+        assert_eq!(
+            apply(&mut table, 12, request(session, 2, 1, 1_007), "x"),
+            duplicate(7, "two")
+        );
         let unknown = SessionId(6);
         assert_eq!(
             apply(&mut table, 13, request(unknown, 1, 1, 1_008), "x"),
@@ -492,12 +523,18 @@ mod tests {
         let session = register(&mut table, 1, 0);
         let entry = request(session, 1, 1, 0);
         assert_eq!(table.decide(LogIndex(2), &entry, &LIMITS), Decision::Apply);
-        assert_eq!(table.decide(LogIndex(3), &entry, &LIMITS), Decision::AwaitOutput);
+        assert_eq!(
+            table.decide(LogIndex(3), &entry, &LIMITS),
+            Decision::AwaitOutput
+        );
         let SessionEntry::Request { request, .. } = entry else {
             unreachable!()
         };
         table.record(&request, LogIndex(2), &Bytes::from_static(b"out"));
-        assert_eq!(table.decide(LogIndex(3), &entry, &LIMITS), duplicate(2, "out"));
+        assert_eq!(
+            table.decide(LogIndex(3), &entry, &LIMITS),
+            duplicate(2, "out")
+        );
     }
 
     #[test]
@@ -506,7 +543,10 @@ mod tests {
         let session = register(&mut table, 1, 0);
         let mut index = 2;
         for seq in 1..=SESSION_UNANSWERED_MAX as u64 {
-            assert_eq!(apply(&mut table, index, request(session, seq, 1, 0), "o"), Decision::Apply);
+            assert_eq!(
+                apply(&mut table, index, request(session, seq, 1, 0), "o"),
+                Decision::Apply
+            );
             index += 1;
         }
         let next = SESSION_UNANSWERED_MAX as u64 + 1;
@@ -515,7 +555,10 @@ mod tests {
             Decision::Refused(SessionRefusal::Busy(session))
         );
         // Retries of saved ones are still answered, and an acknowledgement makes room.
-        assert_eq!(apply(&mut table, index + 1, request(session, 1, 1, 0), "x"), duplicate(2, "o"));
+        assert_eq!(
+            apply(&mut table, index + 1, request(session, 1, 1, 0), "x"),
+            duplicate(2, "o")
+        );
         assert_eq!(
             apply(&mut table, index + 2, request(session, next, 2, 0), "o"),
             Decision::Apply
@@ -528,16 +571,25 @@ mod tests {
         let old = register(&mut table, 1, 1_000);
         let young = register(&mut table, 2, 5_000);
         // 11,001 ms: `old` (last used at 1,000) has been idle for more than 10 s.
-        assert_eq!(apply(&mut table, 3, request(young, 1, 1, 11_001), "y"), Decision::Apply);
+        assert_eq!(
+            apply(&mut table, 3, request(young, 1, 1, 11_001), "y"),
+            Decision::Apply
+        );
         assert!(!table.knows(old) && table.knows(young));
         // A leader whose clock is behind stamps 0: the group's clock stays at 11,001 and
         // `young` (last used then) stays.
-        assert_eq!(apply(&mut table, 4, request(young, 2, 1, 0), "y"), Decision::Apply);
+        assert_eq!(
+            apply(&mut table, 4, request(young, 2, 1, 0), "y"),
+            Decision::Apply
+        );
         assert_eq!(
             apply(&mut table, 5, request(old, 1, 1, 0), "x"),
             Decision::Refused(SessionRefusal::Unknown(old))
         );
-        assert_eq!(apply(&mut table, 6, request(young, 3, 1, 21_001), "y"), Decision::Apply);
+        assert_eq!(
+            apply(&mut table, 6, request(young, 3, 1, 21_001), "y"),
+            Decision::Apply
+        );
         assert!(table.knows(young));
         register(&mut table, 7, 31_002);
         assert!(!table.knows(young), "idle for 10,001 ms");
@@ -550,7 +602,10 @@ mod tests {
         let second = register(&mut table, 2, 0);
         let third = register(&mut table, 3, 0);
         // Using `first` makes `second` the least recently used.
-        assert_eq!(apply(&mut table, 4, request(first, 1, 1, 0), "f"), Decision::Apply);
+        assert_eq!(
+            apply(&mut table, 4, request(first, 1, 1, 0), "f"),
+            Decision::Apply
+        );
         let fourth = register(&mut table, 5, 0);
         assert_eq!(table.len(), LIMITS.sessions_max);
         assert!(!table.knows(second));
@@ -566,7 +621,10 @@ mod tests {
             let request = SessionRequest::new(session, 1, 1).unwrap();
             table.record(&request, LogIndex(index), &Bytes::from_static(b"out"));
         }
-        assert_eq!(table.saved_bytes(), 3 * (SAVED_OUTPUT_OVERHEAD_BYTES + 3) - 2);
+        assert_eq!(
+            table.saved_bytes(),
+            3 * (SAVED_OUTPUT_OVERHEAD_BYTES + 3) - 2
+        );
         table.enforce_saved_bytes(&limits);
         assert!(!table.knows(first), "least recently used");
         assert!(table.knows(third) && table.knows(fourth));
@@ -592,7 +650,10 @@ mod tests {
         assert_eq!(read, table);
         let mut empty = Vec::new();
         SessionTable::default().write_to(&mut empty).unwrap();
-        assert_eq!(SessionTable::read_from(&mut &empty[..]).unwrap(), SessionTable::default());
+        assert_eq!(
+            SessionTable::read_from(&mut &empty[..]).unwrap(),
+            SessionTable::default()
+        );
         // What follows the table in a snapshot is left unread.
         bytes.extend_from_slice(b"state machine");
         let mut input = &bytes[..];
@@ -605,7 +666,10 @@ mod tests {
         let mut bytes = Vec::new();
         sample().write_to(&mut bytes).unwrap();
         for cut in 0..bytes.len() {
-            assert!(SessionTable::read_from(&mut &bytes[..cut]).is_err(), "cut {cut}");
+            assert!(
+                SessionTable::read_from(&mut &bytes[..cut]).is_err(),
+                "cut {cut}"
+            );
         }
         // Sessions out of order, a session used before it was registered, a saved output
         // above its session's last use, a huge output length.
@@ -619,7 +683,10 @@ mod tests {
         ] {
             let mut bad = bytes.clone();
             bad[at..at + 8].copy_from_slice(&value.to_le_bytes());
-            assert!(SessionTable::read_from(&mut &bad[..]).is_err(), "{at}: {value}");
+            assert!(
+                SessionTable::read_from(&mut &bad[..]).is_err(),
+                "{at}: {value}"
+            );
         }
         let mut bad = bytes.clone();
         bad[0] ^= 1;

@@ -1256,7 +1256,11 @@ struct SessionApply<'a, S> {
 /// order; the requests it lets through go to the state machine in runs (a run ends before an
 /// entry that repeats a request of the run, which needs that request's output), and each
 /// entry's answer and outcome are left in `answers` and `outcomes`, by position.
-fn apply_session_batch<S: StateMachine>(group: GroupId, batch: &EntryBatch, with: SessionApply<'_, S>) {
+fn apply_session_batch<S: StateMachine>(
+    group: GroupId,
+    batch: &EntryBatch,
+    with: SessionApply<'_, S>,
+) {
     let SessionApply {
         table,
         limits,
@@ -1270,32 +1274,33 @@ fn apply_session_batch<S: StateMachine>(group: GroupId, batch: &EntryBatch, with
     outcomes.clear();
     let mut picked: Vec<(LogIndex, &[u8])> = Vec::new();
     let mut requests: Vec<(usize, SessionRequest)> = Vec::new();
-    let mut apply_run = |picked: &mut Vec<(LogIndex, &[u8])>,
-                         requests: &mut Vec<(usize, SessionRequest)>,
-                         table: &mut SessionTable,
-                         answers: &mut Vec<Result<Committed, ProposalError>>| {
-        if picked.is_empty() {
-            return;
-        }
-        outputs.clear();
-        state_machine.apply(group, CommittedEntries::picked(picked), outputs);
-        assert_eq!(
-            outputs.len(),
-            picked.len(),
-            "the state machine must give one output per entry"
-        );
-        for ((&(offset, request), &(index, _)), output) in
-            requests.iter().zip(picked.iter()).zip(outputs.iter())
-        {
-            table.record(&request, index, output);
-            answers[offset] = Ok(Committed {
-                index,
-                output: output.clone(),
-            });
-        }
-        picked.clear();
-        requests.clear();
-    };
+    let mut apply_run =
+        |picked: &mut Vec<(LogIndex, &[u8])>,
+         requests: &mut Vec<(usize, SessionRequest)>,
+         table: &mut SessionTable,
+         answers: &mut Vec<Result<Committed, ProposalError>>| {
+            if picked.is_empty() {
+                return;
+            }
+            outputs.clear();
+            state_machine.apply(group, CommittedEntries::picked(picked), outputs);
+            assert_eq!(
+                outputs.len(),
+                picked.len(),
+                "the state machine must give one output per entry"
+            );
+            for ((&(offset, request), &(index, _)), output) in
+                requests.iter().zip(picked.iter()).zip(outputs.iter())
+            {
+                table.record(&request, index, output);
+                answers[offset] = Ok(Committed {
+                    index,
+                    output: output.clone(),
+                });
+            }
+            picked.clear();
+            requests.clear();
+        };
     for (offset, entry) in batch.payloads().enumerate() {
         let index = batch.first_index().plus(offset as u64);
         let (header, payload) =

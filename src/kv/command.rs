@@ -737,7 +737,10 @@ mod tests {
             Plan::RegisterHere { group: GroupId(3) }
         );
         assert!(reply_in(&CTX, &["RINGRAFT.SESSION", "3"]).starts_with("-NOPERM"));
-        assert_eq!(reply_in(&PEER, &["RINGRAFT.SESSION", "4"]), "-ERR no such group\r\n");
+        assert_eq!(
+            reply_in(&PEER, &["RINGRAFT.SESSION", "4"]),
+            "-ERR no such group\r\n"
+        );
     }
 
     fn ops(routed: &Routed) -> Vec<(GroupId, Entry<'_>)> {

@@ -142,10 +142,18 @@ mod tests {
         drop(second);
         assert_eq!(sessions.lowest_unanswered(g), 3);
         assert_eq!(sessions.start(g).seq(), 3);
-        assert_eq!(sessions.start(GroupId(0)).seq(), 1, "each group counts for itself");
+        assert_eq!(
+            sessions.start(GroupId(0)).seq(),
+            1,
+            "each group counts for itself"
+        );
         sessions.set(g, SessionId(9));
         sessions.forget(g, SessionId(8));
-        assert_eq!(sessions.current(g), Some(SessionId(9)), "a stale loss forgets nothing");
+        assert_eq!(
+            sessions.current(g),
+            Some(SessionId(9)),
+            "a stale loss forgets nothing"
+        );
         sessions.forget(g, SessionId(9));
         assert_eq!(sessions.current(g), None);
     }

@@ -15,7 +15,9 @@
 //!   part of an MSET before another's). Keys with the same hash tag (`{user42}:a`,
 //!   `{user42}:b`) share a group, so an MSET of such keys is atomic.
 //! - Any node serves any key: parts for groups led elsewhere are forwarded ([`route`],
-//!   [`forward`]).
+//!   [`forward`]), in the forwarding node's client session of the group
+//!   ([`forwarding_sessions`]), so a forwarded write whose reply was lost is sent again and
+//!   applied once.
 //! - Each connection has a [`session`]: with passwords configured ([`users`]) it must AUTH
 //!   first; forwarding connections prove the cluster secret ([`peer_proof`]) before the
 //!   internal commands are taken from them.

@@ -257,9 +257,9 @@ pub fn decide_in_session(answer: SessionAnswer, in_doubt: &mut bool) -> Attempt 
             "ERR the group forgot this node's client session while the write was retried; it \
              may or may not have been applied",
         )),
-        SessionAnswer::NotApplied(text) if !*in_doubt => {
-            Attempt::Failed(resp::error(&format!("ERR {text}")))
-        }
+        SessionAnswer::NotApplied(text) if !*in_doubt => Attempt::Failed(resp::error(&format!(
+            "ERR {text}; the write was not applied"
+        ))),
         SessionAnswer::NotApplied(text) => Attempt::Unknown(resp::error(&format!(
             "ERR {text}; an earlier attempt may have applied the write"
         ))),
@@ -719,7 +719,9 @@ mod tests {
             SessionAnswer::NothingDone
         );
         assert_eq!(
-            of(ProposalError::Session(SessionRefusal::Unknown(SessionId(2)))),
+            of(ProposalError::Session(SessionRefusal::Unknown(SessionId(
+                2
+            )))),
             SessionAnswer::SessionUnknown
         );
     }
@@ -757,7 +759,10 @@ mod tests {
             Attempt::Unknown(_)
         ));
         assert_eq!(
-            decide_in_session(SessionAnswer::Done(Bytes::from_static(b"+OK\r\n")), &mut in_doubt),
+            decide_in_session(
+                SessionAnswer::Done(Bytes::from_static(b"+OK\r\n")),
+                &mut in_doubt
+            ),
             Attempt::Done(Bytes::from_static(b"+OK\r\n"))
         );
     }

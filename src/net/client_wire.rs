@@ -499,7 +499,15 @@ fn put_request(request: &ClientRequest, out: &mut Vec<u8>) -> Result<(), Protoco
                 request.seq(),
                 request.lowest_unanswered(),
             ];
-            put_group_request(REQUEST_PROPOSE_IN_SESSION, *id, *group, 0, &fields, payload, out)?
+            put_group_request(
+                REQUEST_PROPOSE_IN_SESSION,
+                *id,
+                *group,
+                0,
+                &fields,
+                payload,
+                out,
+            )?
         }
         ClientRequest::RegisterSession { id, group } => {
             put_request_head(REQUEST_REGISTER_SESSION, *id, out);

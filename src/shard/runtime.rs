@@ -57,9 +57,7 @@ pub enum Work {
         session: Option<SessionRequest>,
     },
     /// Open a client session of `group`.
-    RegisterSession {
-        group: GroupId,
-    },
+    RegisterSession { group: GroupId },
     Read {
         group: GroupId,
         query: Bytes,

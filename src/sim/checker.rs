@@ -30,9 +30,9 @@ use std::rc::Rc;
 use crate::batch::{BatchKind, EntryBatch, SessionEntry, SESSION_HEADER_BYTES};
 use crate::core::{Action, Raft, Role};
 use crate::engine::sessions::SessionOutcome;
-use crate::types::SessionRefusal;
 use crate::engine::ActionObserver;
 use crate::sim::machine::{chain, Applied, SimMachine};
+use crate::types::SessionRefusal;
 use crate::types::{GroupId, LogIndex, NodeId, SessionId, SessionRequest, Term};
 
 /// What one log position holds: kind and payload.

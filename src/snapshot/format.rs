@@ -232,12 +232,17 @@ mod tests {
             h[n..].copy_from_slice(&crc.to_le_bytes());
             h
         };
-        assert_eq!(header_version(&encode_header(&meta(Vec::new()))), SNAPSHOT_VERSION);
+        assert_eq!(
+            header_version(&encode_header(&meta(Vec::new()))),
+            SNAPSHOT_VERSION
+        );
         let old = with_version(SNAPSHOT_VERSION_WITHOUT_SESSIONS);
         assert_eq!(decode_header(&old).unwrap().0, meta(b"m".to_vec()));
         assert_eq!(header_version(&old), SNAPSHOT_VERSION_WITHOUT_SESSIONS);
         match decode_header(&with_version(3)) {
-            Err(HeaderProblem::Corrupt(reason)) => assert!(reason.contains("version 3"), "{reason}"),
+            Err(HeaderProblem::Corrupt(reason)) => {
+                assert!(reason.contains("version 3"), "{reason}")
+            }
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -19,9 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::body::SnapshotBody;
 use super::format::{
     announced_header_len, decode_header, decode_trailer, header_version, parse_snapshot_name,
-    snapshot_file_name,
-    HeaderProblem, TrailerProblem, HEADER_FIXED_BYTES, MAX_MEMBERSHIP_BYTES, TEMP_SUFFIX,
-    TRAILER_BYTES,
+    snapshot_file_name, HeaderProblem, TrailerProblem, HEADER_FIXED_BYTES, MAX_MEMBERSHIP_BYTES,
+    TEMP_SUFFIX, TRAILER_BYTES,
 };
 use super::writer::{RawSnapshotWriter, SnapshotWriter};
 use super::{Result, SnapshotError, SnapshotInfo, MAX_RAW_CHUNK_BYTES};
