@@ -10,7 +10,13 @@
 //!   order, so that flush covers every storage action emitted before the send;
 //! - proposals that arrive during one turn of the event loop are encoded into one batch per
 //!   group ([`ShardEngine::end_turn`]), so one turn costs one Raft entry batch per group, not
-//!   one per proposal;
+//!   one per proposal; proposals of client sessions go into batches of their own kind
+//!   ([`BatchKind::Session`]), and a turn that mixes both kinds cuts a batch at each change of
+//!   kind, so proposals keep their order;
+//! - client sessions ([`crate::engine::sessions`]): a session batch is applied through its
+//!   group's session table, which lets the state machine see each request at most once (the
+//!   others are answered from the table or refused); the table is written at the front of every
+//!   snapshot body and restored with the state machine;
 //! - every proposal gets exactly one completion: committed (with the state machine's output),
 //!   refused, or timed out (outcome unknown: it may still commit);
 //! - reads follow [`crate::engine::reads`]: linearizable and lease reads of one turn cost one
