@@ -402,6 +402,7 @@ impl Client {
             };
             let mut retry = Vec::new();
             let mut session_lost = false;
+            let mut busy = false;
             for (id, position) in requests {
                 let answer = answers.get(&id);
                 match answer {
@@ -426,7 +427,10 @@ impl Client {
                     Some(ClientResponse::Error {
                         error: ClientError::Session(SessionRefusal::Busy(_)),
                         ..
-                    }) => last_problem = "the session's answers are not acknowledged yet".into(),
+                    }) => {
+                        busy = true;
+                        last_problem = "the session's answers are not acknowledged yet".into();
+                    }
                     // A certain refusal of a payload no attempt may have applied is final; of
                     // one that may have been applied, only this attempt is refused: try again.
                     Some(ClientResponse::Error { error, .. })
@@ -455,7 +459,7 @@ impl Client {
                     !in_doubt[position]
                 });
             }
-            if !retry.is_empty() && !self.leaders.contains_key(&group) {
+            if !retry.is_empty() && (busy || !self.leaders.contains_key(&group)) {
                 std::thread::sleep(RETRY_PAUSE);
             }
             todo = retry;
