@@ -411,11 +411,13 @@ impl Router {
                 .leader(group)
                 .filter(|&leader| leader != self.node.id() && read != Some(ReadMode::Stale));
             let attempt = match (target, read) {
-                (None, _) if write.numbered.is_none() => {
-                    self.local(group, entry.clone(), read).await
-                }
                 (Some(leader), Some(_)) => self.forward(leader, group, &entry, read, lane).await,
-                (None, Some(_)) => unreachable!("reads are never numbered"),
+                (None, Some(_)) => self.local(group, entry.clone(), read).await,
+                // A write for a group this node leads (or knows no leader of) goes without a
+                // session until an attempt of it has been forwarded.
+                (None, None) if write.numbered.is_none() => {
+                    self.local(group, entry.clone(), None).await
+                }
                 (target, None) => {
                     self.write_in_session(group, &entry, target, lane, &mut write, deadline)
                         .await
