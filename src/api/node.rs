@@ -142,16 +142,7 @@ impl Node {
         group: GroupId,
         payload: impl Into<Bytes>,
     ) -> Result<Committed, ProposalError> {
-        let (reply, answer) = flume::bounded(1);
-        let request = ApiRequest::Work {
-            work: Work::Propose {
-                group,
-                payload: payload.into(),
-                session: None,
-            },
-            reply,
-        };
-        self.request(group, request, answer).await
+        self.propose_work(group, payload.into(), None).await
     }
 
     /// Opens a client session of `group` (this node must lead it): resolves with the new
@@ -192,16 +183,25 @@ impl Node {
         request: SessionRequest,
         payload: impl Into<Bytes>,
     ) -> Result<Committed, ProposalError> {
+        self.propose_work(group, payload.into(), Some(request))
+            .await
+    }
+
+    /// One proposal, in a session or not, handed to the group's shard.
+    async fn propose_work(
+        &self,
+        group: GroupId,
+        payload: Bytes,
+        session: Option<SessionRequest>,
+    ) -> Result<Committed, ProposalError> {
         let (reply, answer) = flume::bounded(1);
-        let request = ApiRequest::Work {
-            work: Work::Propose {
-                group,
-                payload: payload.into(),
-                session: Some(request),
-            },
-            reply,
+        let work = Work::Propose {
+            group,
+            payload,
+            session,
         };
-        self.request(group, request, answer).await
+        self.request(group, ApiRequest::Work { work, reply }, answer)
+            .await
     }
 
     /// Reads `group`'s state machine: `query` is answered by [`StateMachine::query`] on the
