@@ -27,9 +27,9 @@ use bytes::Bytes;
 
 use crate::kv::combine::Combine;
 use crate::kv::hashing::group_of;
-use crate::kv::op::{Condition, Entry, Expiry, Op, SetOp};
+use crate::kv::op::{Condition, Entry, ExpireIf, ExpireOp, Expiry, Op, SetOp};
 use crate::kv::parse::parse_integer;
-use crate::kv::resp::{self, Value};
+use crate::kv::resp::{Protocol, Value};
 use crate::kv::route::ReadMode;
 use crate::kv::session::{SessionOp, Standing, NOAUTH};
 use crate::kv::users::{Access, Password};
@@ -67,8 +67,8 @@ pub struct Routed {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Plan {
-    /// Answer at once.
-    Reply(Bytes),
+    /// Answer at once (in the connection's protocol).
+    Reply(Value),
     /// Answer `+OK` and close the connection.
     Quit,
     /// INFO: the node's view of every group.
@@ -153,7 +153,9 @@ const fn internal(name: &'static str, arity: i32, build: Build) -> Spec {
 
 static COMMANDS: &[Spec] = &[
     spec("PING", -1, ping),
-    spec("ECHO", 2, |_, args| Ok(Plan::Reply(bulk(&args[1])))),
+    spec("ECHO", 2, |_, args| {
+        Ok(Plan::Reply(Value::Bulk(args[1].clone())))
+    }),
     open("QUIT", -1, |_, _| Ok(Plan::Quit)),
     open("AUTH", -2, auth),
     spec("GET", 2, |ctx, args| {
@@ -194,12 +196,33 @@ static COMMANDS: &[Spec] = &[
         single(ctx, false, &args[1], Op::Strlen(&args[1]))
     }),
     spec("DBSIZE", 1, dbsize),
+    spec("EXPIRE", -3, |ctx, args| {
+        expire(ctx, args, Deadline::Seconds)
+    }),
+    spec("PEXPIRE", -3, |ctx, args| {
+        expire(ctx, args, Deadline::Millis)
+    }),
+    spec("EXPIREAT", -3, |ctx, args| {
+        expire(ctx, args, Deadline::UnixSeconds)
+    }),
+    spec("PEXPIREAT", -3, |ctx, args| {
+        expire(ctx, args, Deadline::UnixMillis)
+    }),
+    spec("TTL", 2, |ctx, args| {
+        single(ctx, false, &args[1], Op::Ttl(&args[1]))
+    }),
+    spec("PTTL", 2, |ctx, args| {
+        single(ctx, false, &args[1], Op::PTtl(&args[1]))
+    }),
+    spec("PERSIST", 2, |ctx, args| {
+        single(ctx, true, &args[1], Op::Persist(&args[1]))
+    }),
     spec("INFO", -1, |_, _| Ok(Plan::Info)),
     open("HELLO", -1, hello),
     spec("CLIENT", -2, client),
     spec("COMMAND", -1, command),
     spec("SELECT", 2, |_, args| match parse_integer(&args[1]) {
-        Some(0) => Ok(Plan::Reply(resp::ok())),
+        Some(0) => Ok(Plan::Reply(ok())),
         Some(_) => Err("ERR DB index is out of range".into()),
         None => Err("ERR value is not an integer or out of range".into()),
     }),
@@ -254,20 +277,20 @@ pub fn index_of(name: &[u8]) -> Option<usize> {
 /// Plans the request `args` (at least the command name).
 pub fn plan(ctx: &Context, args: &[Bytes]) -> Plan {
     let Some(name) = args.first() else {
-        return Plan::Reply(resp::error("ERR empty command"));
+        return Plan::Reply(Value::Error("ERR empty command".into()));
     };
     let Some(spec) = index_of(name).map(|index| &COMMANDS[index]) else {
-        return Plan::Reply(resp::error(&unknown_command(args)));
+        return Plan::Reply(Value::Error(unknown_command(args)));
     };
     let count = args.len() as i64;
     let arity = i64::from(spec.arity);
     if (arity > 0 && count != arity) || (arity < 0 && count < -arity) {
-        return Plan::Reply(resp::error(&format!(
+        return Plan::Reply(Value::Error(format!(
             "ERR wrong number of arguments for '{}' command",
             spec.name.to_ascii_lowercase()
         )));
     }
-    let refused = |text: &str| Plan::Reply(resp::error(text));
+    let refused = |text: &str| Plan::Reply(Value::Error(text.into()));
     match (spec.gate, ctx.standing) {
         (Gate::Open, _) | (_, Standing::Peer) => {}
         (Gate::Peers, _) => {
@@ -305,8 +328,8 @@ fn unknown_command(args: &[Bytes]) -> String {
     text
 }
 
-fn bulk(bytes: &[u8]) -> Bytes {
-    Bytes::from(Value::Bulk(Bytes::copy_from_slice(bytes)).encode())
+fn ok() -> Value {
+    Value::Simple("OK".into())
 }
 
 fn integer(text: &[u8]) -> Result<i64, String> {
@@ -473,10 +496,79 @@ fn deadline(now_ms: u64, option: &[u8], amount: i64) -> Result<u64, String> {
     at.filter(|&at| at < i64::MAX as u64).ok_or_else(invalid)
 }
 
+/// How EXPIRE and its variants read their number.
+#[derive(Clone, Copy)]
+enum Deadline {
+    /// EXPIRE: seconds from now.
+    Seconds,
+    /// PEXPIRE: milliseconds from now.
+    Millis,
+    /// EXPIREAT: a Unix time in seconds.
+    UnixSeconds,
+    /// PEXPIREAT: a Unix time in milliseconds.
+    UnixMillis,
+}
+
+/// EXPIRE key amount [NX|XX|GT|LT]… (and PEXPIRE, EXPIREAT, PEXPIREAT): the deadline becomes
+/// absolute here, from this node's clock, as SET EX does. It may be in the past (even
+/// negative): the key is then deleted, as in Redis.
+fn expire(ctx: &Context, args: &[Bytes], unit: Deadline) -> Result<Plan, String> {
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for option in &args[3..] {
+        match &option.to_ascii_uppercase()[..] {
+            b"NX" => nx = true,
+            b"XX" => xx = true,
+            b"GT" => gt = true,
+            b"LT" => lt = true,
+            _ => {
+                return Err(format!(
+                    "ERR Unsupported option {}",
+                    String::from_utf8_lossy(&option[..option.len().min(64)])
+                ))
+            }
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return Err("ERR NX and XX, GT or LT options at the same time are not compatible".into());
+    }
+    if gt && lt {
+        return Err("ERR GT and LT options at the same time are not compatible".into());
+    }
+    let condition = match (nx, xx, gt, lt) {
+        (true, ..) => ExpireIf::NoDeadline,
+        (_, _, true, _) => ExpireIf::Later,
+        (_, true, _, true) => ExpireIf::EarlierDeadline,
+        (_, _, _, true) => ExpireIf::Earlier,
+        (_, true, ..) => ExpireIf::HasDeadline,
+        _ => ExpireIf::Always,
+    };
+    let amount = integer(&args[2])?;
+    let invalid = || {
+        format!(
+            "ERR invalid expire time in '{}' command",
+            String::from_utf8_lossy(&args[0]).to_ascii_lowercase()
+        )
+    };
+    let now = ctx.now_ms.min(i64::MAX as u64) as i64;
+    let at_ms = match unit {
+        Deadline::Seconds => amount.checked_mul(1000).and_then(|ms| ms.checked_add(now)),
+        Deadline::Millis => amount.checked_add(now),
+        Deadline::UnixSeconds => amount.checked_mul(1000),
+        Deadline::UnixMillis => Some(amount),
+    }
+    .ok_or_else(invalid)?;
+    let op = Op::Expire(ExpireOp {
+        key: &args[1],
+        at_ms,
+        condition,
+    });
+    single(ctx, true, &args[1], op)
+}
+
 fn ping(_: &Context, args: &[Bytes]) -> Result<Plan, String> {
     match args {
-        [_] => Ok(Plan::Reply(Bytes::from_static(b"+PONG\r\n"))),
-        [_, message] => Ok(Plan::Reply(bulk(message))),
+        [_] => Ok(Plan::Reply(Value::Simple("PONG".into()))),
+        [_, message] => Ok(Plan::Reply(Value::Bulk(message.clone()))),
         _ => Err("ERR wrong number of arguments for 'ping' command".into()),
     }
 }
@@ -494,15 +586,16 @@ fn auth(_: &Context, args: &[Bytes]) -> Result<Plan, String> {
     }))
 }
 
-/// HELLO [2 [AUTH user pass] [SETNAME name]]: RESP2 only.
+/// HELLO [2|3 [AUTH user pass] [SETNAME name]].
 fn hello(ctx: &Context, args: &[Bytes]) -> Result<Plan, String> {
-    if let Some(version) = args.get(1) {
-        match parse_integer(version) {
-            Some(2) => {}
-            Some(_) => return Err("NOPROTO sorry, this protocol version is not supported".into()),
-            None => return Err("ERR Protocol version is not an integer or out of range".into()),
-        }
-    }
+    let protocol = match args.get(1).map(|version| parse_integer(version)) {
+        None => None,
+        Some(Some(version)) => Some(
+            Protocol::from_version(version)
+                .ok_or("NOPROTO sorry, this protocol version is not supported")?,
+        ),
+        Some(None) => return Err("ERR Protocol version is not an integer or out of range".into()),
+    };
     let mut login = None;
     let mut options = args.iter().skip(2);
     while let Some(option) = options.next() {
@@ -524,70 +617,53 @@ fn hello(ctx: &Context, args: &[Bytes]) -> Result<Plan, String> {
             }
         }
     }
-    let text = |s: &str| Value::Bulk(Bytes::copy_from_slice(s.as_bytes()));
-    let reply = Bytes::from(
-        Value::Array(vec![
-            text("server"),
-            text("ringraft"),
-            text("version"),
-            text(env!("CARGO_PKG_VERSION")),
-            text("proto"),
-            Value::Integer(2),
-            text("id"),
-            Value::Integer(ctx.connection_id as i64),
-            // No CLUSTER commands: every node serves every key (forwarding to the leader), which
-            // is what Redis clients expect of a standalone server, not of cluster mode.
-            text("mode"),
-            text("standalone"),
-            text("role"),
-            text("master"),
-            text("modules"),
-            Value::Array(vec![]),
-        ])
-        .encode(),
-    );
-    Ok(Plan::Session(SessionOp::Hello { login, reply }))
+    Ok(Plan::Session(SessionOp::Hello {
+        login,
+        protocol,
+        connection_id: ctx.connection_id,
+    }))
 }
 
 /// CLIENT SETNAME/SETINFO (accepted and ignored), GETNAME, ID.
 fn client(ctx: &Context, args: &[Bytes]) -> Result<Plan, String> {
     let reply = match &args[1].to_ascii_uppercase()[..] {
-        b"SETNAME" | b"SETINFO" => resp::ok(),
-        b"GETNAME" => Bytes::from_static(b"$-1\r\n"),
-        b"ID" => Bytes::from(Value::Integer(ctx.connection_id as i64).encode()),
+        b"SETNAME" | b"SETINFO" => ok(),
+        b"GETNAME" => Value::Nil,
+        b"ID" => Value::Integer(ctx.connection_id as i64),
         _ => return Err("ERR unknown subcommand for 'client'".into()),
     };
     Ok(Plan::Reply(reply))
 }
 
-/// COMMAND, COMMAND COUNT, COMMAND DOCS/INFO (no documentation is served).
+/// COMMAND, COMMAND COUNT, COMMAND DOCS/INFO (no documentation is served; DOCS answers a
+/// map, as in Redis).
 fn command(_: &Context, args: &[Bytes]) -> Result<Plan, String> {
     let sub = args.get(1).map(|sub| sub.to_ascii_uppercase());
     let reply = match sub.as_deref() {
-        None | Some(b"DOCS") | Some(b"INFO") => Value::Array(vec![]),
+        None | Some(b"INFO") => Value::Array(vec![]),
+        Some(b"DOCS") => Value::Map(vec![]),
         Some(b"COUNT") => Value::Integer(COMMANDS.len() as i64),
         Some(_) => return Err("ERR unknown subcommand for 'command'".into()),
     };
-    Ok(Plan::Reply(Bytes::from(reply.encode())))
+    Ok(Plan::Reply(reply))
 }
 
-/// CONFIG GET name...: the few settings clients ask about (`*` lists them all).
+/// CONFIG GET name...: the few settings clients ask about (`*` lists them all), as a map.
 fn config(_: &Context, args: &[Bytes]) -> Result<Plan, String> {
     const SETTINGS: [(&str, &str); 3] = [("save", ""), ("appendonly", "yes"), ("databases", "1")];
     if !args[1].eq_ignore_ascii_case(b"GET") || args.len() < 3 {
         return Err("ERR only CONFIG GET name is supported".into());
     }
-    let mut items = Vec::new();
+    let mut pairs = Vec::new();
     for (name, value) in SETTINGS {
         if args[2..]
             .iter()
             .any(|pattern| &pattern[..] == b"*" || pattern.eq_ignore_ascii_case(name.as_bytes()))
         {
-            items.push(Value::Bulk(Bytes::from_static(name.as_bytes())));
-            items.push(Value::Bulk(Bytes::from_static(value.as_bytes())));
+            pairs.push((Value::text(name), Value::text(value)));
         }
     }
-    Ok(Plan::Reply(Bytes::from(Value::Array(items).encode())))
+    Ok(Plan::Reply(Value::Map(pairs)))
 }
 
 fn here(
@@ -656,7 +732,7 @@ mod tests {
 
     fn reply_in(ctx: &Context, words: &[&str]) -> String {
         match plan(ctx, &args(words)) {
-            Plan::Reply(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Plan::Reply(value) => String::from_utf8_lossy(&value.encode()).into_owned(),
             other => panic!("{words:?} planned {other:?}"),
         }
     }
@@ -726,8 +802,8 @@ mod tests {
         request[5] = Bytes::from_static(b"6");
         assert_eq!(
             plan(&PEER, &request),
-            Plan::Reply(resp::error(
-                "ERR the lowest unanswered request is above the request"
+            Plan::Reply(Value::Error(
+                "ERR the lowest unanswered request is above the request".into()
             ))
         );
         request.pop();
@@ -768,7 +844,9 @@ mod tests {
         assert!(reply(&["select", "1"]).starts_with("-ERR DB index"));
         assert_eq!(reply(&["client", "setname", "x"]), "+OK\r\n");
         assert_eq!(reply(&["client", "id"]), ":7\r\n");
-        assert!(reply(&["hello", "3"]).starts_with("-NOPROTO"));
+        assert!(reply(&["hello", "4"]).starts_with("-NOPROTO"));
+        assert!(reply(&["hello", "1"]).starts_with("-NOPROTO"));
+        assert!(reply(&["hello", "x"]).starts_with("-ERR Protocol version"));
         assert_eq!(reply(&["command", "docs"]), "*0\r\n");
         assert_eq!(
             reply(&["config", "get", "appendonly"]),
@@ -785,6 +863,25 @@ mod tests {
         assert_eq!(plan(&CTX, &args(&["info", "all"])), Plan::Info);
     }
 
+    /// Immediate replies take the RESP3 types Redis gives them.
+    #[test]
+    fn immediate_replies_are_typed_for_resp3() {
+        let resp3 = |words: &[&str]| match plan(&CTX, &args(words)) {
+            Plan::Reply(value) => {
+                String::from_utf8_lossy(&value.render(Protocol::Resp3)).into_owned()
+            }
+            other => panic!("{words:?} planned {other:?}"),
+        };
+        assert_eq!(resp3(&["ping"]), "+PONG\r\n");
+        assert_eq!(resp3(&["client", "getname"]), "_\r\n");
+        assert_eq!(resp3(&["command", "docs"]), "%0\r\n");
+        assert_eq!(resp3(&["command"]), "*0\r\n");
+        assert_eq!(
+            resp3(&["config", "get", "databases", "save"]),
+            "%2\r\n$4\r\nsave\r\n$0\r\n\r\n$9\r\ndatabases\r\n$1\r\n1\r\n"
+        );
+    }
+
     fn session_op(ctx: &Context, words: &[&str]) -> SessionOp {
         match plan(ctx, &args(words)) {
             Plan::Session(op) => op,
@@ -794,31 +891,37 @@ mod tests {
 
     #[test]
     fn hello_and_auth_are_planned_as_session_changes() {
-        let SessionOp::Hello {
-            login: None,
-            reply: hello,
-        } = session_op(&CTX, &["hello"])
-        else {
-            panic!("HELLO without AUTH")
-        };
-        let hello = String::from_utf8_lossy(&hello);
-        assert!(hello.contains("ringraft"), "{hello}");
-        assert!(
-            hello.contains("$4\r\nmode\r\n$10\r\nstandalone\r\n"),
-            "{hello}"
-        );
+        for (words, protocol) in [
+            (&["hello"][..], None),
+            (&["HELLO", "3"], Some(Protocol::Resp3)),
+            (&["hello", "2", "SETNAME", "x"], Some(Protocol::Resp2)),
+        ] {
+            assert_eq!(
+                session_op(&CTX, words),
+                SessionOp::Hello {
+                    login: None,
+                    protocol,
+                    connection_id: 7
+                },
+                "{words:?}"
+            );
+        }
         let password = |text: &str| Password(Bytes::copy_from_slice(text.as_bytes()));
         let anonymous = Context {
             standing: Standing::Anonymous,
             ..CTX
         };
-        let SessionOp::Hello { login, .. } = session_op(
+        let SessionOp::Hello {
+            login, protocol, ..
+        } = session_op(
             &anonymous,
-            &["HELLO", "2", "setname", "n", "auth", "u", "p"],
-        ) else {
-            panic!("HELLO 2 AUTH")
+            &["HELLO", "3", "setname", "n", "auth", "u", "p"],
+        )
+        else {
+            panic!("HELLO 3 AUTH")
         };
         assert_eq!(login, Some((Bytes::from_static(b"u"), password("p"))));
+        assert_eq!(protocol, Some(Protocol::Resp3));
         assert_eq!(
             reply(&["hello", "2", "auth", "u"]),
             "-ERR Syntax error in HELLO option 'auth'\r\n"
@@ -887,6 +990,8 @@ mod tests {
             &["incr", "k"],
             &["append", "k", "v"],
             &["getset", "k", "v"],
+            &["expire", "k", "1"],
+            &["persist", "k"],
         ] {
             let refused = reply_in(&reader, words);
             let expected = format!(
@@ -997,6 +1102,101 @@ mod tests {
             );
         }
         assert!(reply(&["set", "k", "v", "ex", "x"]).starts_with("-ERR value is not an integer"));
+    }
+
+    #[test]
+    fn expire_options_become_a_condition_and_an_absolute_deadline() {
+        let cases = [
+            (vec!["expire", "k", "10"], 1_010_000, ExpireIf::Always),
+            (
+                vec!["PEXPIRE", "k", "5", "nx"],
+                1_000_005,
+                ExpireIf::NoDeadline,
+            ),
+            (
+                vec!["expire", "k", "-3", "XX"],
+                997_000,
+                ExpireIf::HasDeadline,
+            ),
+            (
+                vec!["expire", "k", "0", "gt", "xx"],
+                1_000_000,
+                ExpireIf::Later,
+            ),
+            (
+                vec!["pexpire", "k", "1", "lt"],
+                1_000_001,
+                ExpireIf::Earlier,
+            ),
+            (
+                vec!["expire", "k", "1", "xx", "lt"],
+                1_001_000,
+                ExpireIf::EarlierDeadline,
+            ),
+            (vec!["expireat", "k", "7"], 7_000, ExpireIf::Always),
+            (vec!["pexpireat", "k", "-9"], -9, ExpireIf::Always),
+        ];
+        for (words, at_ms, condition) in cases {
+            let routed = routed(&words);
+            assert!(routed.write, "{words:?}");
+            let [(group, entry)] = &ops(&routed)[..] else {
+                panic!("{words:?}")
+            };
+            assert_eq!(*group, group_of(b"k", 4));
+            let expected = Op::Expire(ExpireOp {
+                key: b"k",
+                at_ms,
+                condition,
+            });
+            assert_eq!(entry.op, expected, "{words:?}");
+        }
+        for (words, error) in [
+            (
+                &["expire", "k", "1", "nx", "xx"][..],
+                "-ERR NX and XX, GT or LT",
+            ),
+            (
+                &["expire", "k", "1", "gt", "nx"],
+                "-ERR NX and XX, GT or LT",
+            ),
+            (&["expire", "k", "1", "gt", "lt"], "-ERR GT and LT options"),
+            (
+                &["expire", "k", "1", "soon"],
+                "-ERR Unsupported option soon",
+            ),
+            (&["expire", "k", "x"], "-ERR value is not an integer"),
+            (
+                &["expire", "k"],
+                "-ERR wrong number of arguments for 'expire'",
+            ),
+            (
+                &["expire", "k", "9223372036854775"],
+                "-ERR invalid expire time in 'expire' command",
+            ),
+            (
+                &["PEXPIRE", "k", "9223372036854775807"],
+                "-ERR invalid expire time in 'pexpire' command",
+            ),
+            (
+                &["ttl", "k", "x"],
+                "-ERR wrong number of arguments for 'ttl'",
+            ),
+        ] {
+            assert!(
+                reply(words).starts_with(error),
+                "{words:?}: {}",
+                reply(words)
+            );
+        }
+        for (words, op) in [
+            (&["ttl", "k"][..], Op::Ttl(b"k")),
+            (&["pttl", "k"], Op::PTtl(b"k")),
+            (&["persist", "k"], Op::Persist(b"k")),
+        ] {
+            let routed = routed(words);
+            assert_eq!(routed.write, words[0] == "persist");
+            assert_eq!(ops(&routed)[0].1.op, op);
+        }
     }
 
     #[test]

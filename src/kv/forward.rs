@@ -394,7 +394,7 @@ mod tests {
             let Plan::Session(op) = plan(&ctx, &args) else {
                 panic!("{args:?} is no part of an introduction");
             };
-            let reply = session.run(op);
+            let reply = session.run(op).encode();
             stream.write_all(&reply).await.unwrap();
         }
         assert!(

@@ -7,9 +7,9 @@ use crate::kv::resp::Value;
 use crate::kv::route::ReadMode;
 use crate::types::NodeId;
 
-/// INFO's reply: a bulk string of `name:value` lines in `# Section` blocks, one line per group
+/// INFO's reply: a verbatim string (a bulk string in RESP2) of `name:value` lines in `# Section` blocks, one line per group
 /// (`group<g>:role=…,term=…,leader=…,commit=…,applied=…,last_index=…`).
-pub fn render(node: NodeId, read_mode: ReadMode, statuses: &[GroupStatus]) -> Bytes {
+pub fn render(node: NodeId, read_mode: ReadMode, statuses: &[GroupStatus]) -> Value {
     let mut text = format!(
         "# Server\r\nringraft_version:{}\r\nnode_id:{}\r\nread_mode:{}\r\ngroups:{}\r\n\r\n# Groups\r\n",
         env!("CARGO_PKG_VERSION"),
@@ -32,7 +32,10 @@ pub fn render(node: NodeId, read_mode: ReadMode, statuses: &[GroupStatus]) -> By
             group.last_index.0
         ));
     }
-    Bytes::from(Value::Bulk(Bytes::from(text)).encode())
+    Value::Verbatim {
+        format: *b"txt",
+        text: Bytes::from(text),
+    }
 }
 
 #[cfg(test)]
@@ -40,6 +43,7 @@ mod tests {
     use super::*;
     use crate::api::GroupSummary;
     use crate::core::Role;
+    use crate::kv::resp::Protocol;
     use crate::types::{GroupId, LogIndex, Term};
 
     #[test]
@@ -57,8 +61,13 @@ mod tests {
             followers: vec![],
         };
         let reply = render(NodeId(2), ReadMode::Lease, &[status]);
-        let text = String::from_utf8_lossy(&reply);
-        assert!(text.starts_with('$'), "{text}");
+        assert!(reply.render(Protocol::Resp2).starts_with(b"$"));
+        let text = reply.render(Protocol::Resp3);
+        let text = String::from_utf8_lossy(&text);
+        assert!(
+            text.starts_with('=') && text.contains("\r\ntxt:# Server\r\n"),
+            "{text}"
+        );
         assert!(text.contains("read_mode:lease\r\n"), "{text}");
         assert!(
             text.contains(

@@ -81,6 +81,22 @@ impl Keyspace {
         }
     }
 
+    /// Gives `key` the deadline `expires_at` (`None`: never expires); whether the key exists.
+    pub fn set_deadline(&mut self, key: &[u8], expires_at: Option<u64>) -> bool {
+        let Some(item) = self.map.get_mut(key) else {
+            return false;
+        };
+        let key = Bytes::copy_from_slice(key);
+        if let Some(old) = item.expires_at {
+            self.deadlines.remove(&(old, key.clone()));
+        }
+        if let Some(at) = expires_at {
+            self.deadlines.insert((at, key.clone()));
+        }
+        item.expires_at = expires_at;
+        true
+    }
+
     /// The value of `key` to change in place (its deadline stays). Writers call this after
     /// [`Keyspace::advance`], when every key left is alive.
     pub fn value_mut(&mut self, key: &[u8]) -> Option<&mut Vec<u8>> {
@@ -133,6 +149,14 @@ mod tests {
         assert_eq!(keys.deadlines.len(), 1);
         keys.advance(10);
         assert_eq!(keys.clock(), 250, "the clock never goes back");
+        assert!(keys.set_deadline(b"c", Some(400)));
+        assert!(keys.set_deadline(b"a", None));
+        assert!(!keys.set_deadline(b"zz", Some(1)));
+        assert_eq!(
+            keys.deadlines.iter().cloned().collect::<Vec<_>>(),
+            [(400, Bytes::from_static(b"c"))]
+        );
+        assert!(keys.set_deadline(b"c", None));
         assert!(keys.remove(b"a"));
         assert!(keys.deadlines.is_empty());
         assert!(!keys.remove(b"a"));

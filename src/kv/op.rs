@@ -6,9 +6,12 @@
 //! bytes:  len: u32 | len bytes                 (a key or a value)
 //! list:   count: u32 | count × bytes           (keys; MSET: key, value, key, value, …)
 //!   1 GET key        2 STRLEN key     3 MGET list     4 EXISTS list     5 DBSIZE
+//!   6 TTL key        7 PTTL key
 //!  16 SET flags: u8 | expire_at_ms: u64 | key | value
 //!        flags: bit0 NX, bit1 XX, bit2 GET (answer the old value), bit3 KEEPTTL
 //!  17 DEL list      18 INCRBY key | delta: i64      19 APPEND key | value     20 MSET list
+//!  21 EXPIRE condition: u8 | at_ms: i64 | key       (condition: see ExpireIf, 0..=5)
+//!  22 PERSIST key
 //! ```
 //!
 //! Invariants:
@@ -16,7 +19,8 @@
 //!   the node that planned it, or, for an entry forwarded to it, the leader that re-stamped it
 //!   ([`crate::kv::command`]); never a value taken from the network.
 //!   Applying an entry never reads a clock: expiry is judged against the entries' own times, so
-//!   every replica reaches the same state. `expire_at_ms` is absolute (0: no expiry).
+//!   every replica reaches the same state. `expire_at_ms` is absolute (0: no expiry); so is
+//!   EXPIRE's `at_ms`, which may lie in the past (even before 1970): the key is then deleted.
 //! - [`Entry::decode`] borrows every key and value from the entry's bytes (nothing is copied)
 //!   and fails, never panics, on anything but a canonical encoding: unknown tags or flags,
 //!   lengths past the end, trailing bytes, an odd MSET list, an empty key list.
@@ -44,6 +48,42 @@ pub enum Expiry {
     Keep,
 }
 
+/// Which keys an EXPIRE changes: Redis 7's NX, XX, GT and LT, where a key without a deadline
+/// counts as one that never expires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpireIf {
+    Always,
+    /// NX: only a key without a deadline.
+    NoDeadline,
+    /// XX: only a key with a deadline.
+    HasDeadline,
+    /// GT (alone or with XX): only if the new deadline is later than the key's.
+    Later,
+    /// LT: only if the new deadline is earlier than the key's (or the key has none).
+    Earlier,
+    /// XX LT: only a key with a deadline later than the new one.
+    EarlierDeadline,
+}
+
+/// Every [`ExpireIf`], in the order of their codes in an entry (their discriminants).
+const EXPIRE_IFS: [ExpireIf; 6] = [
+    ExpireIf::Always,
+    ExpireIf::NoDeadline,
+    ExpireIf::HasDeadline,
+    ExpireIf::Later,
+    ExpireIf::Earlier,
+    ExpireIf::EarlierDeadline,
+];
+
+/// EXPIRE and its variants: give `key` the deadline `at_ms` (ms since the Unix epoch; at or
+/// before the entry's time, the key is deleted) if `condition` holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpireOp<'a> {
+    pub key: &'a [u8],
+    pub at_ms: i64,
+    pub condition: ExpireIf,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SetOp<'a> {
     pub key: &'a [u8],
@@ -62,11 +102,18 @@ pub enum Op<'a> {
     MGet(Vec<&'a [u8]>),
     Exists(Vec<&'a [u8]>),
     DbSize,
+    /// TTL: the key's time to live in seconds (rounded), -1 without a deadline, -2 missing.
+    Ttl(&'a [u8]),
+    /// PTTL: as TTL, in milliseconds.
+    PTtl(&'a [u8]),
     Set(SetOp<'a>),
     Del(Vec<&'a [u8]>),
     IncrBy(&'a [u8], i64),
     Append(&'a [u8], &'a [u8]),
     MSet(Vec<(&'a [u8], &'a [u8])>),
+    Expire(ExpireOp<'a>),
+    /// PERSIST: drop the key's deadline.
+    Persist(&'a [u8]),
 }
 
 impl Op<'_> {
@@ -74,7 +121,13 @@ impl Op<'_> {
     pub fn is_read(&self) -> bool {
         matches!(
             self,
-            Op::Get(_) | Op::Strlen(_) | Op::MGet(_) | Op::Exists(_) | Op::DbSize
+            Op::Get(_)
+                | Op::Strlen(_)
+                | Op::MGet(_)
+                | Op::Exists(_)
+                | Op::DbSize
+                | Op::Ttl(_)
+                | Op::PTtl(_)
         )
     }
 }
@@ -96,11 +149,15 @@ const STRLEN: u8 = 2;
 const MGET: u8 = 3;
 const EXISTS: u8 = 4;
 const DBSIZE: u8 = 5;
+const TTL: u8 = 6;
+const PTTL: u8 = 7;
 const SET: u8 = 16;
 const DEL: u8 = 17;
 const INCRBY: u8 = 18;
 const APPEND: u8 = 19;
 const MSET: u8 = 20;
+const EXPIRE: u8 = 21;
+const PERSIST: u8 = 22;
 
 const FLAG_NX: u8 = 1;
 const FLAG_XX: u8 = 2;
@@ -117,16 +174,22 @@ impl<'a> Entry<'a> {
             Op::MGet(_) => MGET,
             Op::Exists(_) => EXISTS,
             Op::DbSize => DBSIZE,
+            Op::Ttl(_) => TTL,
+            Op::PTtl(_) => PTTL,
             Op::Set(_) => SET,
             Op::Del(_) => DEL,
             Op::IncrBy(..) => INCRBY,
             Op::Append(..) => APPEND,
             Op::MSet(_) => MSET,
+            Op::Expire(_) => EXPIRE,
+            Op::Persist(_) => PERSIST,
         };
         out.0.push(tag);
         out.u64(self.now_ms);
         match &self.op {
-            Op::Get(key) | Op::Strlen(key) => out.bytes(key),
+            Op::Get(key) | Op::Strlen(key) | Op::Ttl(key) | Op::PTtl(key) | Op::Persist(key) => {
+                out.bytes(key)
+            }
             Op::MGet(keys) | Op::Exists(keys) | Op::Del(keys) => {
                 out.u32(keys.len() as u32);
                 keys.iter().for_each(|key| out.bytes(key));
@@ -169,6 +232,11 @@ impl<'a> Entry<'a> {
                     out.bytes(value);
                 }
             }
+            Op::Expire(expire) => {
+                out.0.push(expire.condition as u8);
+                out.u64(expire.at_ms as u64);
+                out.bytes(expire.key);
+            }
         }
         Bytes::from(out.0)
     }
@@ -184,6 +252,8 @@ impl<'a> Entry<'a> {
             MGET => Op::MGet(reader.list()?),
             EXISTS => Op::Exists(reader.list()?),
             DBSIZE => Op::DbSize,
+            TTL => Op::Ttl(reader.bytes()?),
+            PTTL => Op::PTtl(reader.bytes()?),
             SET => {
                 let flags = reader.u8()?;
                 let expire_at = reader.u64()?;
@@ -219,6 +289,16 @@ impl<'a> Entry<'a> {
                 }
                 Op::MSet(flat.chunks(2).map(|pair| (pair[0], pair[1])).collect())
             }
+            EXPIRE => {
+                let condition = *EXPIRE_IFS.get(reader.u8()? as usize).ok_or(Malformed)?;
+                let at_ms = reader.u64()? as i64;
+                Op::Expire(ExpireOp {
+                    key: reader.bytes()?,
+                    at_ms,
+                    condition,
+                })
+            }
+            PERSIST => Op::Persist(reader.bytes()?),
             _ => return Err(Malformed),
         };
         if !reader.0.is_empty() {
@@ -302,6 +382,7 @@ mod tests {
     #[derive(Clone, Debug)]
     enum Owned {
         Key(u8, Vec<u8>),
+        Expire(Vec<u8>, i64, u8),
         Keys(u8, Vec<Vec<u8>>),
         DbSize,
         Set(Vec<u8>, Vec<u8>, u8, u8, u64, bool),
@@ -313,7 +394,8 @@ mod tests {
     fn owned() -> impl Strategy<Value = Owned> {
         let keys = proptest::collection::vec(bytes(), 1..5);
         prop_oneof![
-            (0u8..2, bytes()).prop_map(|(kind, key)| Owned::Key(kind, key)),
+            (0u8..5, bytes()).prop_map(|(kind, key)| Owned::Key(kind, key)),
+            (bytes(), any::<i64>(), 0u8..6).prop_map(|(k, at, c)| Owned::Expire(k, at, c)),
             (0u8..3, keys).prop_map(|(kind, keys)| Owned::Keys(kind, keys)),
             Just(Owned::DbSize),
             (bytes(), bytes(), 0u8..3, 0u8..3, 1u64.., any::<bool>())
@@ -327,7 +409,15 @@ mod tests {
     fn borrow(owned: &Owned) -> Op<'_> {
         match owned {
             Owned::Key(0, key) => Op::Get(key),
-            Owned::Key(_, key) => Op::Strlen(key),
+            Owned::Key(1, key) => Op::Strlen(key),
+            Owned::Key(2, key) => Op::Ttl(key),
+            Owned::Key(3, key) => Op::PTtl(key),
+            Owned::Key(_, key) => Op::Persist(key),
+            Owned::Expire(key, at_ms, condition) => Op::Expire(ExpireOp {
+                key,
+                at_ms: *at_ms,
+                condition: EXPIRE_IFS[*condition as usize],
+            }),
             Owned::Keys(kind, keys) => {
                 let keys = keys.iter().map(Vec::as_slice).collect();
                 match kind {
@@ -388,5 +478,12 @@ mod tests {
         huge.extend_from_slice(&0u64.to_le_bytes());
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(Entry::decode(&huge), Err(Malformed));
+        let mut unknown_condition = vec![EXPIRE];
+        unknown_condition.extend_from_slice(&0u64.to_le_bytes());
+        unknown_condition.push(EXPIRE_IFS.len() as u8);
+        unknown_condition.extend_from_slice(&[0; 12]);
+        assert_eq!(Entry::decode(&unknown_condition), Err(Malformed));
+        unknown_condition[9] = 0;
+        assert!(Entry::decode(&unknown_condition).is_ok());
     }
 }

@@ -470,7 +470,7 @@ mod tests {
             let mut wire = Vec::new();
             for args in &commands {
                 Value::Array(args.iter().map(|a| Value::Bulk(a.clone().into())).collect())
-                    .encode_into(&mut wire);
+                    .encode_into(crate::kv::resp::Protocol::Resp2, &mut wire);
             }
             let mut buf = BytesMut::new();
             let mut seen = Vec::new();

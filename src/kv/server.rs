@@ -1,10 +1,13 @@
-//! The RESP2 server: accepts client connections and runs each one's commands.
+//! The RESP server: accepts client connections and runs each one's commands.
 //!
 //! A connection reads requests, plans each one ([`crate::kv::command`]) and runs the plans
 //! as jobs that overlap but answer in order ([`InOrder`]).
 //!
 //! Invariants:
-//! - Replies are written in request order, one per request.
+//! - Replies are written in request order, one per request, each in the protocol version
+//!   (RESP2 or RESP3) its connection spoke once the request was planned: a HELLO's own reply
+//!   is in the version it chose. Replies from the store and from other nodes are RESP2
+//!   inside the kv and become RESP3 here ([`resp::for_protocol`]).
 //! - Commands of one connection take effect in request order: consecutive reads overlap,
 //!   consecutive writes overlap (each is submitted, to its shard or its forwarding lane, before
 //!   the next one), and a read after a write (or a write after a read) waits until every
@@ -37,7 +40,7 @@ use crate::kv::command::{self, Context, Kind, Plan};
 use crate::kv::in_order::{BoxFuture, InOrder};
 use crate::kv::info;
 use crate::kv::parse::{next_request, REQUEST_LIMITS};
-use crate::kv::resp;
+use crate::kv::resp::{self, Value};
 use crate::kv::route::Router;
 use crate::kv::session::{Gatekeeper, Session};
 use crate::log_limit::LogLimiter;
@@ -198,7 +201,7 @@ async fn serve_connection(
                         closing = true;
                         let slot = stats.protocol_error_slot();
                         stats.received(slot);
-                        (Plan::Reply(resp::error(&format!("ERR {error}"))), slot)
+                        (Plan::Reply(Value::Error(format!("ERR {error}"))), slot)
                     }
                 },
             };
@@ -269,27 +272,38 @@ fn job(
 ) -> BoxFuture<(Kind, Bytes)> {
     let kind = plan.kind();
     let router = router.clone();
+    let ready =
+        |reply: Value, protocol| Box::pin(std::future::ready((kind, reply.render(protocol))));
+    let protocol = session.protocol();
     match plan {
-        Plan::Reply(reply) => Box::pin(std::future::ready((kind, reply))),
-        Plan::Session(op) => Box::pin(std::future::ready((kind, session.run(op)))),
+        Plan::Reply(reply) => ready(reply, protocol),
+        Plan::Session(op) => {
+            let reply = session.run(op);
+            ready(reply, session.protocol())
+        }
         Plan::Quit => Box::pin(std::future::ready((kind, resp::ok()))),
         Plan::Info => Box::pin(async move {
             let statuses = router.status().await;
-            (
-                kind,
-                info::render(router.node_id(), router.read_mode(), &statuses),
-            )
+            let text = info::render(router.node_id(), router.read_mode(), &statuses);
+            (kind, text.render(protocol))
         }),
-        Plan::Routed(routed) => Box::pin(async move { (kind, router.run(routed, lane).await) }),
+        Plan::Routed(routed) => Box::pin(async move {
+            let reply = router.run(routed, lane).await;
+            (kind, resp::for_protocol(reply, protocol))
+        }),
         Plan::Here {
             group,
             entry,
             read,
             session,
-        } => Box::pin(async move { (kind, router.here(group, entry, read, session).await) }),
-        Plan::RegisterHere { group } => {
-            Box::pin(async move { (kind, router.register_here(group).await) })
-        }
+        } => Box::pin(async move {
+            let reply = router.here(group, entry, read, session).await;
+            (kind, resp::for_protocol(reply, protocol))
+        }),
+        Plan::RegisterHere { group } => Box::pin(async move {
+            let reply = router.register_here(group).await;
+            (kind, resp::for_protocol(reply, protocol))
+        }),
     }
 }
 

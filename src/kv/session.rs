@@ -1,8 +1,11 @@
-//! Who a RESP connection speaks for, and the commands that change it: `AUTH`, `HELLO … AUTH`,
-//! and the cluster-secret proof of a forwarding connection (`RINGRAFT.CHALLENGE`,
-//! `RINGRAFT.AUTH`, see [`crate::kv::peer_proof`]).
+//! Who a RESP connection speaks for and in which protocol version, and the commands that
+//! change them: `AUTH`, `HELLO [version] [AUTH …]`, and the cluster-secret proof of a
+//! forwarding connection (`RINGRAFT.CHALLENGE`, `RINGRAFT.AUTH`, see
+//! [`crate::kv::peer_proof`]).
 //!
 //! Invariants:
+//! - A connection starts in RESP2; a successful HELLO switches it to the version it names, and
+//!   its own reply is already in that version. A refused HELLO changes nothing.
 //! - A connection starts anonymous when passwords are configured, as the default user
 //!   (read-write) otherwise; it becomes a user only by a successful AUTH or HELLO … AUTH, and
 //!   a peer only by a valid proof. A failed attempt leaves it as it was.
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::kv::peer_proof::{self, ClusterSecret, NONCE_BYTES};
-use crate::kv::resp::{self, Value};
+use crate::kv::resp::{Protocol, Value};
 use crate::kv::users::{Access, Password, Refusal, Users, DEFAULT_USER};
 use crate::log_limit::LogLimiter;
 use crate::types::NodeId;
@@ -79,10 +82,12 @@ pub enum SessionOp {
         user: Option<Bytes>,
         password: Password,
     },
-    /// `HELLO …`: `reply` is its answer once `login` (if any) succeeded.
+    /// `HELLO [version] …`: once `login` (if any) succeeded, the connection speaks `protocol`
+    /// (unchanged if `None`) and is answered with the server's description.
     Hello {
         login: Option<(Bytes, Password)>,
-        reply: Bytes,
+        protocol: Option<Protocol>,
+        connection_id: u64,
     },
     /// `RINGRAFT.CHALLENGE`: a nonce to prove the cluster secret with.
     Challenge,
@@ -101,6 +106,7 @@ pub struct Session {
     gate: Arc<Gatekeeper>,
     client: SocketAddr,
     identity: Identity,
+    protocol: Protocol,
     nonce: Option<[u8; NONCE_BYTES]>,
 }
 
@@ -119,8 +125,14 @@ impl Session {
             gate,
             client,
             identity,
+            protocol: Protocol::default(),
             nonce: None,
         }
+    }
+
+    /// The protocol version replies are written in.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
     }
 
     pub fn standing(&self) -> Standing<'_> {
@@ -134,30 +146,36 @@ impl Session {
         }
     }
 
-    /// Runs `op`: its reply.
-    pub fn run(&mut self, op: SessionOp) -> Bytes {
+    /// Runs `op`: its reply (to be written in [`Session::protocol`] as it is after `op`).
+    pub fn run(&mut self, op: SessionOp) -> Value {
         match op {
             SessionOp::Auth { user, password } => match self.login(user.as_deref(), &password) {
-                Ok(()) => resp::ok(),
-                Err(error) => resp::error(error),
+                Ok(()) => ok(),
+                Err(error) => Value::Error(error.into()),
             },
             SessionOp::Hello {
-                login: Some((user, password)),
-                reply,
-            } => match self.login(Some(&user), &password) {
-                Ok(()) => reply,
-                Err(error) => resp::error(error),
-            },
-            SessionOp::Hello { login: None, .. }
-                if matches!(self.identity, Identity::Anonymous) =>
-            {
-                resp::error(
-                    "NOAUTH HELLO must be called with the client already authenticated, \
-                     otherwise the HELLO <proto> AUTH <user> <pass> option can be used to \
-                     authenticate the client and select the RESP protocol version at the same time",
-                )
+                login,
+                protocol,
+                connection_id,
+            } => {
+                let admitted = match login {
+                    Some((user, password)) => self.login(Some(&user), &password),
+                    None if matches!(self.identity, Identity::Anonymous) => Err(
+                        "NOAUTH HELLO must be called with the client already authenticated, \
+                         otherwise the HELLO <proto> AUTH <user> <pass> option can be used to \
+                         authenticate the client and select the RESP protocol version at the \
+                         same time",
+                    ),
+                    None => Ok(()),
+                };
+                match admitted {
+                    Ok(()) => {
+                        self.protocol = protocol.unwrap_or(self.protocol);
+                        hello_reply(self.protocol, connection_id)
+                    }
+                    Err(error) => Value::Error(error.into()),
+                }
             }
-            SessionOp::Hello { login: None, reply } => reply,
             SessionOp::Challenge => self.challenge(),
             SessionOp::Prove { node, proof } => self.prove(node, &proof),
         }
@@ -193,29 +211,30 @@ impl Session {
         }
     }
 
-    fn challenge(&mut self) -> Bytes {
+    fn challenge(&mut self) -> Value {
         if self.gate.secret.is_none() {
-            return resp::error(
+            return Value::Error(
                 "ERR this node has no cluster secret (--cluster-secret-file): it takes no \
-                 forwarded commands",
+                 forwarded commands"
+                    .into(),
             );
         }
         match peer_proof::nonce() {
             Ok(nonce) => {
                 self.nonce = Some(nonce);
-                Bytes::from(Value::Bulk(Bytes::copy_from_slice(&nonce)).encode())
+                Value::Bulk(Bytes::copy_from_slice(&nonce))
             }
-            Err(problem) => resp::error(&format!("ERR {problem}")),
+            Err(problem) => Value::Error(format!("ERR {problem}")),
         }
     }
 
-    fn prove(&mut self, node: NodeId, proof: &[u8]) -> Bytes {
+    fn prove(&mut self, node: NodeId, proof: &[u8]) -> Value {
         let (Some(secret), Some(nonce)) = (&self.gate.secret, self.nonce.take()) else {
-            return resp::error("ERR RINGRAFT.AUTH needs a RINGRAFT.CHALLENGE first");
+            return Value::Error("ERR RINGRAFT.AUTH needs a RINGRAFT.CHALLENGE first".into());
         };
         if secret.verify(&nonce, node, proof) {
             self.identity = Identity::Peer;
-            return resp::ok();
+            return ok();
         }
         if let Some(count) = self.gate.proof_failures.note(Instant::now()) {
             tracing::warn!(
@@ -228,11 +247,34 @@ impl Session {
                 self.gate.proof_failures.every().as_secs()
             );
         }
-        resp::error(
+        Value::Error(
             "ERR cluster secret mismatch: the proof does not match this node's \
-             --cluster-secret-file",
+             --cluster-secret-file"
+                .into(),
         )
     }
+}
+
+/// HELLO's answer, as Redis gives it: a map (a flat array in RESP2) describing the server.
+fn hello_reply(protocol: Protocol, connection_id: u64) -> Value {
+    Value::Map(vec![
+        (Value::text("server"), Value::text("ringraft")),
+        (
+            Value::text("version"),
+            Value::text(env!("CARGO_PKG_VERSION")),
+        ),
+        (Value::text("proto"), Value::Integer(protocol.version())),
+        (Value::text("id"), Value::Integer(connection_id as i64)),
+        // No CLUSTER commands: every node serves every key (forwarding to the leader), which
+        // is what Redis clients expect of a standalone server, not of cluster mode.
+        (Value::text("mode"), Value::text("standalone")),
+        (Value::text("role"), Value::text("master")),
+        (Value::text("modules"), Value::Array(vec![])),
+    ])
+}
+
+fn ok() -> Value {
+    Value::Simple("OK".into())
 }
 
 #[cfg(test)]
@@ -247,8 +289,8 @@ mod tests {
         )
     }
 
-    fn text(reply: Bytes) -> String {
-        String::from_utf8_lossy(&reply).into_owned()
+    fn text(reply: Value) -> String {
+        String::from_utf8_lossy(&reply.encode()).into_owned()
     }
 
     fn auth(session: &mut Session, user: Option<&str>, password: &str) -> String {
@@ -269,20 +311,42 @@ mod tests {
     fn auth_moves_an_anonymous_connection_to_its_user_and_a_failure_changes_nothing() {
         let mut session = session(users("pw"), None);
         assert_eq!(session.standing(), Standing::Anonymous);
-        let hello = |login: Option<&str>| SessionOp::Hello {
+        let hello = |login: Option<&str>, protocol| SessionOp::Hello {
             login: login.map(|password| {
                 (
                     Bytes::from_static(b"default"),
                     Password(Bytes::copy_from_slice(password.as_bytes())),
                 )
             }),
-            reply: Bytes::from_static(b"*0\r\n"),
+            protocol,
+            connection_id: 7,
         };
-        assert!(text(session.run(hello(None))).starts_with("-NOAUTH HELLO must be called"));
+        let resp3 = Some(Protocol::Resp3);
+        assert!(text(session.run(hello(None, resp3))).starts_with("-NOAUTH HELLO must be called"));
         assert!(auth(&mut session, None, "nope").starts_with("-WRONGPASS"));
-        assert!(text(session.run(hello(Some("nope")))).starts_with("-WRONGPASS"));
+        assert!(text(session.run(hello(Some("nope"), resp3))).starts_with("-WRONGPASS"));
         assert_eq!(session.standing(), Standing::Anonymous);
-        assert_eq!(text(session.run(hello(Some("pw")))), "*0\r\n");
+        assert_eq!(
+            session.protocol(),
+            Protocol::Resp2,
+            "a refused HELLO changes nothing"
+        );
+        let description = session.run(hello(Some("pw"), resp3));
+        assert_eq!(session.protocol(), Protocol::Resp3);
+        let description = description.render(Protocol::Resp3);
+        let description = String::from_utf8_lossy(&description);
+        assert!(
+            description.starts_with("%7\r\n$6\r\nserver\r\n$8\r\nringraft\r\n"),
+            "{description}"
+        );
+        for field in [
+            "$5\r\nproto\r\n:3\r\n",
+            "$2\r\nid\r\n:7\r\n",
+            "$4\r\nmode\r\n$10\r\nstandalone\r\n",
+            "$7\r\nmodules\r\n*0\r\n",
+        ] {
+            assert!(description.contains(field), "{description}");
+        }
         let default = Standing::User {
             name: "default",
             access: Access::ReadWrite,
@@ -290,7 +354,16 @@ mod tests {
         assert_eq!(session.standing(), default);
         assert!(auth(&mut session, Some("default"), "nope").starts_with("-WRONGPASS"));
         assert_eq!(session.standing(), default, "a failed AUTH keeps the user");
-        assert_eq!(text(session.run(hello(None))), "*0\r\n");
+        assert!(text(session.run(hello(None, None))).contains("$5\r\nproto\r\n:3\r\n"));
+        assert_eq!(
+            session.protocol(),
+            Protocol::Resp3,
+            "HELLO without a version keeps it"
+        );
+        let described = text(session.run(hello(None, Some(Protocol::Resp2))));
+        assert!(described.starts_with("*14\r\n"), "{described}");
+        assert!(described.contains("$5\r\nproto\r\n:2\r\n"), "{described}");
+        assert_eq!(session.protocol(), Protocol::Resp2);
     }
 
     #[test]
@@ -318,11 +391,8 @@ mod tests {
             }))
         };
         assert!(prove(&mut session, 2, b"x").contains("needs a RINGRAFT.CHALLENGE"));
-        let challenge = session.run(SessionOp::Challenge);
-        let Ok(Some((Value::Bulk(nonce), _))) =
-            crate::kv::parse::parse_value(&challenge, &crate::kv::parse::REPLY_LIMITS)
-        else {
-            panic!("{challenge:?}")
+        let Value::Bulk(nonce) = session.run(SessionOp::Challenge) else {
+            panic!("no nonce")
         };
         let key = ClusterSecret::new(secret.to_vec()).unwrap();
         let proof = key.proof(&nonce, NodeId(2));
@@ -330,10 +400,11 @@ mod tests {
         assert_eq!(session.standing(), Standing::Anonymous);
         // The nonce was spent on the failed proof: the right proof for it is too late now.
         assert!(prove(&mut session, 2, &proof).contains("needs a RINGRAFT.CHALLENGE"));
-        let challenge = session.run(SessionOp::Challenge);
-        let nonce = &challenge[challenge.len() - 2 - NONCE_BYTES..challenge.len() - 2];
+        let Value::Bulk(nonce) = session.run(SessionOp::Challenge) else {
+            panic!("no nonce")
+        };
         assert_eq!(
-            prove(&mut session, 2, &key.proof(nonce, NodeId(2))),
+            prove(&mut session, 2, &key.proof(&nonce, NodeId(2))),
             "+OK\r\n"
         );
         assert_eq!(session.standing(), Standing::Peer);

@@ -2,7 +2,8 @@
 //!
 //! One store lives on each shard and holds a [`Keyspace`] per group of that shard. Every log
 //! entry is one [`Entry`] (see [`crate::kv::op`]), decoded in place, and its output is the
-//! RESP2 reply to the command, ready to be written to a client.
+//! RESP2 reply to the command, ready to be written to a RESP2 client (a RESP3 connection
+//! rewrites its nils, [`crate::kv::resp::for_protocol`]).
 //!
 //! Invariants:
 //! - Applying depends only on the entries: time comes from each entry's `now_ms` (through the
@@ -19,7 +20,7 @@ use bytes::Bytes;
 
 use crate::api::{CommittedEntries, StateMachine};
 use crate::kv::keyspace::{Item, Keyspace};
-use crate::kv::op::{Condition, Entry, Expiry, Malformed, Op, SetOp};
+use crate::kv::op::{Condition, Entry, ExpireIf, ExpireOp, Expiry, Malformed, Op, SetOp};
 use crate::kv::parse::{parse_integer, BULK_BYTES_MAX};
 use crate::kv::resp::{put_array_header, put_bulk, put_error, put_integer, put_nil, put_ok};
 use crate::types::GroupId;
@@ -170,6 +171,26 @@ fn read(keys: &Keyspace, op: &Op<'_>, now_ms: u64, out: &mut Vec<u8>) {
             list.iter().filter(|key| value(key).is_some()).count() as i64,
         ),
         Op::DbSize => put_integer(out, keys.live_len(now_ms) as i64),
+        Op::Ttl(key) | Op::PTtl(key) => {
+            let left = match keys.get(key, now_ms) {
+                None => -2,
+                Some(Item {
+                    expires_at: None, ..
+                }) => -1,
+                // Alive: the deadline is after `now_ms`.
+                Some(Item {
+                    expires_at: Some(at),
+                    ..
+                }) => {
+                    let ms = (at - now_ms).min(i64::MAX as u64) as i64;
+                    match op {
+                        Op::PTtl(_) => ms,
+                        _ => ms / 1000 + i64::from(ms % 1000 >= 500),
+                    }
+                }
+            };
+            put_integer(out, left);
+        }
         _ => put_error(out, "ERR not a read-only operation"),
     }
 }
@@ -237,8 +258,41 @@ fn write(keys: &mut Keyspace, op: Op<'_>, out: &mut Vec<u8>) {
             }
             put_ok(out);
         }
+        Op::Expire(expire) => put_integer(out, i64::from(apply_expire(keys, expire))),
+        Op::Persist(key) => {
+            let has_deadline = keys
+                .get(key, keys.clock())
+                .is_some_and(|item| item.expires_at.is_some());
+            put_integer(out, i64::from(has_deadline && keys.set_deadline(key, None)));
+        }
         _ => put_error(out, "ERR not a write operation"),
     }
+}
+
+/// EXPIRE: whether the key exists and its condition held (then it has the new deadline, or
+/// is deleted if that deadline is not after the group's clock).
+fn apply_expire(keys: &mut Keyspace, expire: ExpireOp<'_>) -> bool {
+    let Some(item) = keys.get(expire.key, keys.clock()) else {
+        return false;
+    };
+    // Deadlines of live keys are after the clock, so below i64::MAX ms.
+    let current = item.expires_at.map(|at| at as i64);
+    let at = expire.at_ms;
+    let allowed = match expire.condition {
+        ExpireIf::Always => true,
+        ExpireIf::NoDeadline => current.is_none(),
+        ExpireIf::HasDeadline => current.is_some(),
+        ExpireIf::Later => current.is_some_and(|current| at > current),
+        ExpireIf::Earlier => current.is_none_or(|current| at < current),
+        ExpireIf::EarlierDeadline => current.is_some_and(|current| at < current),
+    };
+    if allowed {
+        match u64::try_from(at).ok().filter(|&at| at > keys.clock()) {
+            Some(at) => keys.set_deadline(expire.key, Some(at)),
+            None => keys.remove(expire.key),
+        };
+    }
+    allowed
 }
 
 fn apply_set(keys: &mut Keyspace, set: SetOp<'_>, out: &mut Vec<u8>) {
@@ -429,6 +483,88 @@ mod tests {
             0,
             "a deadline in the past removes the key"
         );
+    }
+
+    #[test]
+    fn expire_ttl_and_persist_follow_entry_times() {
+        let mut store = KvStore::default();
+        let expire = |at_ms, condition| {
+            Op::Expire(ExpireOp {
+                key: b"k",
+                at_ms,
+                condition,
+            })
+        };
+        let replies = run(
+            &mut store,
+            GroupId(0),
+            &[
+                at(1_000, Op::Ttl(b"k")),
+                at(1_000, expire(5_000, ExpireIf::Always)),
+                at(1_000, Op::Set(set("k", "v"))),
+                at(1_000, Op::Ttl(b"k")),
+                at(1_000, Op::Persist(b"k")),
+                at(1_000, expire(5_000, ExpireIf::HasDeadline)),
+                at(1_000, expire(5_000, ExpireIf::Later)),
+                at(1_000, expire(5_000, ExpireIf::EarlierDeadline)),
+                at(1_000, expire(5_000, ExpireIf::NoDeadline)),
+                at(1_000, expire(6_000, ExpireIf::NoDeadline)),
+                at(1_499, Op::PTtl(b"k")),
+                at(1_499, Op::Ttl(b"k")),
+                at(1_501, Op::Ttl(b"k")),
+                at(1_500, expire(4_000, ExpireIf::Later)),
+                at(1_500, expire(6_000, ExpireIf::Later)),
+                at(1_500, expire(7_000, ExpireIf::Earlier)),
+                at(1_500, expire(3_000, ExpireIf::Earlier)),
+                at(1_500, expire(2_000, ExpireIf::EarlierDeadline)),
+                at(1_600, Op::PTtl(b"k")),
+                at(1_600, Op::Persist(b"k")),
+                at(1_600, Op::Persist(b"k")),
+                at(1_600, Op::PTtl(b"k")),
+                at(1_600, expire(9_000, ExpireIf::Earlier)),
+                at(8_999, Op::PTtl(b"k")),
+                at(9_000, Op::PTtl(b"k")),
+                at(9_000, Op::Persist(b"k")),
+                at(9_000, Op::Set(set("k", "v"))),
+                at(9_000, expire(-5, ExpireIf::Always)),
+                at(9_000, Op::Exists(vec![b"k"])),
+            ],
+        );
+        assert_eq!(
+            replies,
+            [
+                ":-2\r\n",
+                ":0\r\n",
+                "+OK\r\n",
+                ":-1\r\n",
+                ":0\r\n",
+                ":0\r\n",
+                ":0\r\n",
+                ":0\r\n",
+                ":1\r\n",
+                ":0\r\n",
+                ":3501\r\n",
+                ":4\r\n",
+                ":3\r\n",
+                ":0\r\n",
+                ":1\r\n",
+                ":0\r\n",
+                ":1\r\n",
+                ":1\r\n",
+                ":400\r\n",
+                ":1\r\n",
+                ":0\r\n",
+                ":-1\r\n",
+                ":1\r\n",
+                ":1\r\n",
+                ":-2\r\n",
+                ":0\r\n",
+                "+OK\r\n",
+                ":1\r\n",
+                ":0\r\n",
+            ]
+        );
+        assert_eq!(store.groups[&GroupId(0)].live_len(0), 0);
     }
 
     #[test]
