@@ -27,7 +27,7 @@ use bytes::Bytes;
 
 use crate::kv::combine::Combine;
 use crate::kv::hashing::group_of;
-use crate::kv::op::{Condition, Entry, ExpireIf, ExpireOp, Expiry, Op, SetOp};
+use crate::kv::op::{Condition, Entry, ExpireIf, ExpireOp, Expiry, Op, SetOp, TtlForm};
 use crate::kv::parse::parse_integer;
 use crate::kv::resp::{Protocol, Value};
 use crate::kv::route::ReadMode;
@@ -208,11 +208,13 @@ static COMMANDS: &[Spec] = &[
     spec("PEXPIREAT", -3, |ctx, args| {
         expire(ctx, args, Deadline::UnixMillis)
     }),
-    spec("TTL", 2, |ctx, args| {
-        single(ctx, false, &args[1], Op::Ttl(&args[1]))
+    spec("TTL", 2, |ctx, args| ttl(ctx, args, TtlForm::Seconds)),
+    spec("PTTL", 2, |ctx, args| ttl(ctx, args, TtlForm::Millis)),
+    spec("EXPIRETIME", 2, |ctx, args| {
+        ttl(ctx, args, TtlForm::UnixSeconds)
     }),
-    spec("PTTL", 2, |ctx, args| {
-        single(ctx, false, &args[1], Op::PTtl(&args[1]))
+    spec("PEXPIRETIME", 2, |ctx, args| {
+        ttl(ctx, args, TtlForm::UnixMillis)
     }),
     spec("PERSIST", 2, |ctx, args| {
         single(ctx, true, &args[1], Op::Persist(&args[1]))
@@ -563,6 +565,11 @@ fn expire(ctx: &Context, args: &[Bytes], unit: Deadline) -> Result<Plan, String>
         condition,
     });
     single(ctx, true, &args[1], op)
+}
+
+/// TTL, PTTL, EXPIRETIME, PEXPIRETIME key: a read.
+fn ttl(ctx: &Context, args: &[Bytes], form: TtlForm) -> Result<Plan, String> {
+    single(ctx, false, &args[1], Op::Ttl(&args[1], form))
 }
 
 fn ping(_: &Context, args: &[Bytes]) -> Result<Plan, String> {
@@ -1189,8 +1196,10 @@ mod tests {
             );
         }
         for (words, op) in [
-            (&["ttl", "k"][..], Op::Ttl(b"k")),
-            (&["pttl", "k"], Op::PTtl(b"k")),
+            (&["ttl", "k"][..], Op::Ttl(b"k", TtlForm::Seconds)),
+            (&["pttl", "k"], Op::Ttl(b"k", TtlForm::Millis)),
+            (&["expiretime", "k"], Op::Ttl(b"k", TtlForm::UnixSeconds)),
+            (&["PEXPIRETIME", "k"], Op::Ttl(b"k", TtlForm::UnixMillis)),
             (&["persist", "k"], Op::Persist(b"k")),
         ] {
             let routed = routed(words);

@@ -6,7 +6,7 @@
 //! bytes:  len: u32 | len bytes                 (a key or a value)
 //! list:   count: u32 | count × bytes           (keys; MSET: key, value, key, value, …)
 //!   1 GET key        2 STRLEN key     3 MGET list     4 EXISTS list     5 DBSIZE
-//!   6 TTL key        7 PTTL key
+//!   6 TTL form: u8 | key        (form: see TtlForm, 0..=3)
 //!  16 SET flags: u8 | expire_at_ms: u64 | key | value
 //!        flags: bit0 NX, bit1 XX, bit2 GET (answer the old value), bit3 KEEPTTL
 //!  17 DEL list      18 INCRBY key | delta: i64      19 APPEND key | value     20 MSET list
@@ -75,6 +75,27 @@ const EXPIRE_IFS: [ExpireIf; 6] = [
     ExpireIf::EarlierDeadline,
 ];
 
+/// How TTL and its variants answer for a key with a deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TtlForm {
+    /// TTL: seconds left, rounded to the nearest.
+    Seconds,
+    /// PTTL: milliseconds left.
+    Millis,
+    /// EXPIRETIME: the deadline as a Unix time in seconds, rounded to the nearest.
+    UnixSeconds,
+    /// PEXPIRETIME: the deadline as a Unix time in milliseconds.
+    UnixMillis,
+}
+
+/// Every [`TtlForm`], in the order of their codes in an entry (their discriminants).
+const TTL_FORMS: [TtlForm; 4] = [
+    TtlForm::Seconds,
+    TtlForm::Millis,
+    TtlForm::UnixSeconds,
+    TtlForm::UnixMillis,
+];
+
 /// EXPIRE and its variants: give `key` the deadline `at_ms` (ms since the Unix epoch; at or
 /// before the entry's time, the key is deleted) if `condition` holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,10 +123,8 @@ pub enum Op<'a> {
     MGet(Vec<&'a [u8]>),
     Exists(Vec<&'a [u8]>),
     DbSize,
-    /// TTL: the key's time to live in seconds (rounded), -1 without a deadline, -2 missing.
-    Ttl(&'a [u8]),
-    /// PTTL: as TTL, in milliseconds.
-    PTtl(&'a [u8]),
+    /// TTL and its variants: the key's deadline in `form`, -1 without one, -2 missing.
+    Ttl(&'a [u8], TtlForm),
     Set(SetOp<'a>),
     Del(Vec<&'a [u8]>),
     IncrBy(&'a [u8], i64),
@@ -121,13 +140,7 @@ impl Op<'_> {
     pub fn is_read(&self) -> bool {
         matches!(
             self,
-            Op::Get(_)
-                | Op::Strlen(_)
-                | Op::MGet(_)
-                | Op::Exists(_)
-                | Op::DbSize
-                | Op::Ttl(_)
-                | Op::PTtl(_)
+            Op::Get(_) | Op::Strlen(_) | Op::MGet(_) | Op::Exists(_) | Op::DbSize | Op::Ttl(..)
         )
     }
 }
@@ -150,7 +163,6 @@ const MGET: u8 = 3;
 const EXISTS: u8 = 4;
 const DBSIZE: u8 = 5;
 const TTL: u8 = 6;
-const PTTL: u8 = 7;
 const SET: u8 = 16;
 const DEL: u8 = 17;
 const INCRBY: u8 = 18;
@@ -174,8 +186,7 @@ impl<'a> Entry<'a> {
             Op::MGet(_) => MGET,
             Op::Exists(_) => EXISTS,
             Op::DbSize => DBSIZE,
-            Op::Ttl(_) => TTL,
-            Op::PTtl(_) => PTTL,
+            Op::Ttl(..) => TTL,
             Op::Set(_) => SET,
             Op::Del(_) => DEL,
             Op::IncrBy(..) => INCRBY,
@@ -187,8 +198,10 @@ impl<'a> Entry<'a> {
         out.0.push(tag);
         out.u64(self.now_ms);
         match &self.op {
-            Op::Get(key) | Op::Strlen(key) | Op::Ttl(key) | Op::PTtl(key) | Op::Persist(key) => {
-                out.bytes(key)
+            Op::Get(key) | Op::Strlen(key) | Op::Persist(key) => out.bytes(key),
+            Op::Ttl(key, form) => {
+                out.0.push(*form as u8);
+                out.bytes(key);
             }
             Op::MGet(keys) | Op::Exists(keys) | Op::Del(keys) => {
                 out.u32(keys.len() as u32);
@@ -252,8 +265,10 @@ impl<'a> Entry<'a> {
             MGET => Op::MGet(reader.list()?),
             EXISTS => Op::Exists(reader.list()?),
             DBSIZE => Op::DbSize,
-            TTL => Op::Ttl(reader.bytes()?),
-            PTTL => Op::PTtl(reader.bytes()?),
+            TTL => {
+                let form = *TTL_FORMS.get(reader.u8()? as usize).ok_or(Malformed)?;
+                Op::Ttl(reader.bytes()?, form)
+            }
             SET => {
                 let flags = reader.u8()?;
                 let expire_at = reader.u64()?;
@@ -410,8 +425,8 @@ mod tests {
         match owned {
             Owned::Key(0, key) => Op::Get(key),
             Owned::Key(1, key) => Op::Strlen(key),
-            Owned::Key(2, key) => Op::Ttl(key),
-            Owned::Key(3, key) => Op::PTtl(key),
+            Owned::Key(2, key) => Op::Ttl(key, TTL_FORMS[key.len() % TTL_FORMS.len()]),
+            Owned::Key(3, key) => Op::Ttl(key, TtlForm::Millis),
             Owned::Key(_, key) => Op::Persist(key),
             Owned::Expire(key, at_ms, condition) => Op::Expire(ExpireOp {
                 key,

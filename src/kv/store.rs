@@ -20,7 +20,7 @@ use bytes::Bytes;
 
 use crate::api::{CommittedEntries, StateMachine};
 use crate::kv::keyspace::{Item, Keyspace};
-use crate::kv::op::{Condition, Entry, ExpireIf, ExpireOp, Expiry, Malformed, Op, SetOp};
+use crate::kv::op::{Condition, Entry, ExpireIf, ExpireOp, Expiry, Malformed, Op, SetOp, TtlForm};
 use crate::kv::parse::{parse_integer, BULK_BYTES_MAX};
 use crate::kv::resp::{put_array_header, put_bulk, put_error, put_integer, put_nil, put_ok};
 use crate::types::GroupId;
@@ -171,8 +171,8 @@ fn read(keys: &Keyspace, op: &Op<'_>, now_ms: u64, out: &mut Vec<u8>) {
             list.iter().filter(|key| value(key).is_some()).count() as i64,
         ),
         Op::DbSize => put_integer(out, keys.live_len(now_ms) as i64),
-        Op::Ttl(key) | Op::PTtl(key) => {
-            let left = match keys.get(key, now_ms) {
+        Op::Ttl(key, form) => {
+            let answer = match keys.get(key, now_ms) {
                 None => -2,
                 Some(Item {
                     expires_at: None, ..
@@ -182,14 +182,20 @@ fn read(keys: &Keyspace, op: &Op<'_>, now_ms: u64, out: &mut Vec<u8>) {
                     expires_at: Some(at),
                     ..
                 }) => {
-                    let ms = (at - now_ms).min(i64::MAX as u64) as i64;
-                    match op {
-                        Op::PTtl(_) => ms,
-                        _ => ms / 1000 + i64::from(ms % 1000 >= 500),
+                    let ms = match form {
+                        TtlForm::Seconds | TtlForm::Millis => at - now_ms,
+                        TtlForm::UnixSeconds | TtlForm::UnixMillis => *at,
+                    };
+                    let ms = ms.min(i64::MAX as u64) as i64;
+                    match form {
+                        TtlForm::Millis | TtlForm::UnixMillis => ms,
+                        TtlForm::Seconds | TtlForm::UnixSeconds => {
+                            ms / 1000 + i64::from(ms % 1000 >= 500)
+                        }
                     }
                 }
             };
-            put_integer(out, left);
+            put_integer(out, answer);
         }
         _ => put_error(out, "ERR not a read-only operation"),
     }
@@ -499,35 +505,39 @@ mod tests {
             &mut store,
             GroupId(0),
             &[
-                at(1_000, Op::Ttl(b"k")),
+                at(1_000, Op::Ttl(b"k", TtlForm::Seconds)),
                 at(1_000, expire(5_000, ExpireIf::Always)),
                 at(1_000, Op::Set(set("k", "v"))),
-                at(1_000, Op::Ttl(b"k")),
+                at(1_000, Op::Ttl(b"k", TtlForm::Seconds)),
                 at(1_000, Op::Persist(b"k")),
                 at(1_000, expire(5_000, ExpireIf::HasDeadline)),
                 at(1_000, expire(5_000, ExpireIf::Later)),
                 at(1_000, expire(5_000, ExpireIf::EarlierDeadline)),
                 at(1_000, expire(5_000, ExpireIf::NoDeadline)),
                 at(1_000, expire(6_000, ExpireIf::NoDeadline)),
-                at(1_499, Op::PTtl(b"k")),
-                at(1_499, Op::Ttl(b"k")),
-                at(1_501, Op::Ttl(b"k")),
+                at(1_499, Op::Ttl(b"k", TtlForm::Millis)),
+                at(1_499, Op::Ttl(b"k", TtlForm::Seconds)),
+                at(1_501, Op::Ttl(b"k", TtlForm::Seconds)),
                 at(1_500, expire(4_000, ExpireIf::Later)),
                 at(1_500, expire(6_000, ExpireIf::Later)),
                 at(1_500, expire(7_000, ExpireIf::Earlier)),
                 at(1_500, expire(3_000, ExpireIf::Earlier)),
                 at(1_500, expire(2_000, ExpireIf::EarlierDeadline)),
-                at(1_600, Op::PTtl(b"k")),
+                at(1_600, Op::Ttl(b"k", TtlForm::Millis)),
                 at(1_600, Op::Persist(b"k")),
                 at(1_600, Op::Persist(b"k")),
-                at(1_600, Op::PTtl(b"k")),
+                at(1_600, Op::Ttl(b"k", TtlForm::Millis)),
                 at(1_600, expire(9_000, ExpireIf::Earlier)),
-                at(8_999, Op::PTtl(b"k")),
-                at(9_000, Op::PTtl(b"k")),
+                at(8_999, Op::Ttl(b"k", TtlForm::Millis)),
+                at(9_000, Op::Ttl(b"k", TtlForm::Millis)),
                 at(9_000, Op::Persist(b"k")),
                 at(9_000, Op::Set(set("k", "v"))),
                 at(9_000, expire(-5, ExpireIf::Always)),
                 at(9_000, Op::Exists(vec![b"k"])),
+                at(9_000, Op::Set(set("k", "v"))),
+                at(9_000, expire(12_499, ExpireIf::Always)),
+                at(9_000, Op::Ttl(b"k", TtlForm::UnixSeconds)),
+                at(9_000, Op::Ttl(b"k", TtlForm::UnixMillis)),
             ],
         );
         assert_eq!(
@@ -562,9 +572,13 @@ mod tests {
                 "+OK\r\n",
                 ":1\r\n",
                 ":0\r\n",
+                "+OK\r\n",
+                ":1\r\n",
+                ":12\r\n",
+                ":12499\r\n",
             ]
         );
-        assert_eq!(store.groups[&GroupId(0)].live_len(0), 0);
+        assert_eq!(store.groups[&GroupId(0)].live_len(12_499), 0);
     }
 
     #[test]
