@@ -1,5 +1,6 @@
 //! `ringraft kv` clusters of real processes on loopback, driven by a Redis client library:
-//! every command through every node, kill -9 of a leader, hostile clients.
+//! every command through every node (in RESP2 and RESP3), expiry agreed by every replica,
+//! kill -9 of a leader, hostile clients.
 
 mod procs;
 
@@ -7,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use procs::resp::{cmd, connect, leader_of, ready_cluster, retry};
+use procs::resp::{cmd, connect, connect_resp3, leader_of, ready_cluster, retry};
 use redis::{RedisResult, Value};
 
 #[test]
@@ -101,7 +102,7 @@ fn every_command_works_through_every_node() {
         // Client handshake commands and errors that leave the connection usable.
         ok(cmd(&mut con, &["SELECT", "0"]));
         ok(cmd(&mut con, &["CLIENT", "SETNAME", "test"]));
-        assert!(cmd::<Value>(&mut con, &["HELLO", "3"]).is_err());
+        assert!(cmd::<Value>(&mut con, &["HELLO", "4"]).is_err());
         assert!(cmd::<Value>(&mut con, &["HELLO", "2"]).is_ok());
         assert!(cmd::<Value>(&mut con, &["COMMAND", "DOCS"]).is_ok());
         let config: Vec<String> = cmd(&mut con, &["CONFIG", "GET", "save"]).unwrap();
@@ -143,6 +144,180 @@ fn every_command_works_through_every_node() {
     assert_eq!(sizes, [3 * (5 + 12); 3]);
     let mut con = connect(addrs[0].1);
     assert_eq!(cmd::<String>(&mut con, &["QUIT"]).unwrap(), "OK");
+}
+
+/// The field `name` of a HELLO or CONFIG GET map.
+fn field<'a>(map: &'a [(Value, Value)], name: &str) -> &'a Value {
+    let key = Value::BulkString(name.as_bytes().to_vec());
+    let found = map.iter().find(|(k, _)| *k == key);
+    &found.unwrap_or_else(|| panic!("no {name} in {map:?}")).1
+}
+
+#[test]
+fn resp3_clients_get_typed_replies_through_every_node() {
+    let cluster = ready_cluster(3, &[]);
+    let addrs = cluster.resp_addrs();
+    for &(id, addr) in &addrs {
+        let mut con = connect_resp3(addr);
+        let k = |name: &str| format!("r{}:{name}", id.0);
+        let Value::Map(hello) = cmd::<Value>(&mut con, &["HELLO"]).unwrap() else {
+            panic!("HELLO in RESP3 answers a map");
+        };
+        assert_eq!(*field(&hello, "proto"), Value::Int(3));
+        assert_eq!(
+            *field(&hello, "mode"),
+            Value::BulkString(b"standalone".to_vec())
+        );
+        assert_eq!(*field(&hello, "modules"), Value::Array(vec![]));
+        assert_eq!(
+            cmd::<String>(&mut con, &["SET", &k("a"), "1"]).unwrap(),
+            "OK"
+        );
+        assert_eq!(cmd::<String>(&mut con, &["GET", &k("a")]).unwrap(), "1");
+        assert_eq!(
+            cmd::<Value>(&mut con, &["GET", &k("none")]).unwrap(),
+            Value::Nil
+        );
+        assert_eq!(cmd::<i64>(&mut con, &["INCR", &k("a")]).unwrap(), 2);
+        let values: Vec<Option<String>> =
+            cmd(&mut con, &["MGET", &k("a"), &k("none"), &k("b")]).unwrap();
+        assert_eq!(values, [Some("2".to_string()), None, None]);
+        assert_eq!(cmd::<i64>(&mut con, &["TTL", &k("a")]).unwrap(), -1);
+        assert_eq!(
+            cmd::<i64>(&mut con, &["EXPIRE", &k("a"), "100"]).unwrap(),
+            1
+        );
+        let ttl: i64 = cmd(&mut con, &["TTL", &k("a")]).unwrap();
+        assert!((1..=100).contains(&ttl), "{ttl}");
+        assert_eq!(
+            cmd::<i64>(&mut con, &["EXPIRE", &k("a"), "50", "GT"]).unwrap(),
+            0
+        );
+        assert_eq!(cmd::<i64>(&mut con, &["PERSIST", &k("a")]).unwrap(), 1);
+        assert_eq!(cmd::<i64>(&mut con, &["PTTL", &k("a")]).unwrap(), -1);
+        assert_eq!(cmd::<i64>(&mut con, &["TTL", &k("none")]).unwrap(), -2);
+        assert_eq!(
+            cmd::<i64>(&mut con, &["DEL", &k("a"), &k("none")]).unwrap(),
+            1
+        );
+        let Value::Map(config) = cmd::<Value>(&mut con, &["CONFIG", "GET", "save"]).unwrap() else {
+            panic!("CONFIG GET in RESP3 answers a map");
+        };
+        assert_eq!(*field(&config, "save"), Value::BulkString(vec![]));
+        let info = cmd::<Value>(&mut con, &["INFO"]).unwrap();
+        let Value::VerbatimString { text, .. } = info else {
+            panic!("INFO in RESP3 is a verbatim string: {info:?}");
+        };
+        assert!(text.contains("group2:role="), "{text}");
+        // Pipelined commands keep their order and their types.
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(k("p")).arg("x").arg("PX").arg("100000");
+        for _ in 0..20 {
+            pipe.cmd("INCR").arg(k("n"));
+        }
+        pipe.cmd("GET").arg(k("none"));
+        pipe.cmd("PEXPIRE").arg(k("n")).arg("100000").arg("NX");
+        pipe.cmd("PERSIST").arg(k("p"));
+        pipe.cmd("TTL").arg(k("p"));
+        let replies: Vec<Value> = pipe.query(&mut con).unwrap();
+        let mut expected = vec![Value::Okay];
+        expected.extend((1..=20).map(Value::Int));
+        expected.extend([Value::Nil, Value::Int(1), Value::Int(1), Value::Int(-1)]);
+        assert_eq!(replies, expected);
+        // Back to RESP2 on the same connection: HELLO answers a flat array again.
+        let Value::Array(flat) = cmd::<Value>(&mut con, &["HELLO", "2"]).unwrap() else {
+            panic!("HELLO 2 answers an array");
+        };
+        assert_eq!(flat.len(), 14);
+    }
+    // On the wire: RESP3 nils are `_`, whichever node holds the keys' groups (each group's
+    // leader answers a forwarded part in RESP2; the client's own node writes RESP3).
+    for &(_, addr) in &addrs {
+        let mut request = b"HELLO 3\r\nGET nothing:here\r\n".to_vec();
+        request.extend_from_slice(b"MGET r1:n nothing:1 nothing:2 nothing:3 nothing:4\r\n");
+        let answer = String::from_utf8_lossy(&exchange(addr, &request)).into_owned();
+        let (hello, rest) = answer.split_once("$7\r\nmodules\r\n*0\r\n").unwrap();
+        assert!(hello.starts_with("%7\r\n"), "{answer}");
+        assert_eq!(
+            rest, "_\r\n*5\r\n$2\r\n20\r\n_\r\n_\r\n_\r\n_\r\n",
+            "{answer}"
+        );
+    }
+}
+
+/// Expiry commands go through the log with their absolute deadline: the leader and the
+/// followers, each reading its own copy (stale reads), hold the very same deadline.
+#[test]
+fn every_replica_agrees_on_deadlines_set_through_any_node() {
+    let cluster = ready_cluster(1, &["--read", "stale"]);
+    let addrs = cluster.resp_addrs();
+    let leader = leader_of(addrs[0].1, 0).expect("a leader");
+    let follower = addrs.iter().find(|(id, _)| *id != leader).unwrap().1;
+    let mut con = connect(follower);
+    let _: String = cmd(&mut con, &["SET", "deadline", "v"]).unwrap();
+    let _: String = cmd(&mut con, &["SET", "gone", "v"]).unwrap();
+    assert_eq!(
+        cmd::<i64>(&mut con, &["PEXPIRE", "deadline", "3600000"]).unwrap(),
+        1
+    );
+    assert_eq!(
+        cmd::<i64>(&mut con, &["PEXPIRE", "gone", "200"]).unwrap(),
+        1
+    );
+    // Read through the follower's own copy once it has applied the write.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let at = loop {
+        let at: i64 = cmd(&mut con, &["PEXPIRETIME", "deadline"]).unwrap();
+        if at > 0 {
+            break at;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the follower never applied the PEXPIRE"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for &(id, addr) in &addrs {
+        let mut con = connect(addr);
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen: i64 = cmd(&mut con, &["PEXPIRETIME", "deadline"]).unwrap();
+            if seen == at {
+                break;
+            }
+            assert!(
+                seen <= 0,
+                "node {id} holds another deadline: {seen} != {at}"
+            );
+            assert!(
+                Instant::now() < until,
+                "node {id} never applied the PEXPIRE"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let seconds: i64 = cmd(&mut con, &["EXPIRETIME", "deadline"]).unwrap();
+        assert_eq!(seconds, (at + 500) / 1000);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for &(id, addr) in &addrs {
+        let mut con = connect(addr);
+        let gone: Option<String> = cmd(&mut con, &["GET", "gone"]).unwrap();
+        assert_eq!(gone, None, "expired key on node {id}");
+        assert_eq!(cmd::<i64>(&mut con, &["TTL", "gone"]).unwrap(), -2);
+    }
+    assert_eq!(cmd::<i64>(&mut con, &["PERSIST", "deadline"]).unwrap(), 1);
+    let mut leader_con = connect(
+        cluster
+            .resp_addrs()
+            .iter()
+            .find(|(id, _)| *id == leader)
+            .unwrap()
+            .1,
+    );
+    assert_eq!(
+        cmd::<i64>(&mut leader_con, &["TTL", "deadline"]).unwrap(),
+        -1
+    );
 }
 
 #[test]

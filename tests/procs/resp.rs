@@ -1,4 +1,5 @@
-//! Driving `ringraft kv` nodes with the `redis` crate: connecting (with or without a user),
+//! Driving `ringraft kv` nodes with the `redis` crate: connecting (with or without a user, in
+//! RESP2 or RESP3),
 //! running a command, retrying it while leaders are elected, and reading INFO.
 
 use std::net::SocketAddr;
@@ -12,6 +13,11 @@ use super::ProcCluster;
 /// A connection to `addr` without credentials.
 pub fn connect(addr: SocketAddr) -> Connection {
     open(&format!("redis://{addr}/"))
+}
+
+/// A connection to `addr` speaking RESP3 (the client opens with `HELLO 3`).
+pub fn connect_resp3(addr: SocketAddr) -> Connection {
+    open(&format!("redis://{addr}/?protocol=resp3"))
 }
 
 /// A connection to `addr` authenticated as `user` (the client sends AUTH first).
