@@ -1,4 +1,4 @@
-//! `ringraft kv`: one member of the replicated key-value store, serving RESP2 clients.
+//! `ringraft kv`: one member of the replicated key-value store, serving RESP2 and RESP3 clients.
 //!
 //! It takes every `ringraft node` flag (the same [`NodeArgs`]), plus the RESP address of this
 //! node and of every other member: a command for a group led elsewhere is forwarded to the
@@ -39,7 +39,7 @@ use crate::procs::parse_members;
 pub struct KvArgs {
     #[command(flatten)]
     pub node: NodeArgs,
-    /// Address for RESP2 (Redis protocol) clients.
+    /// Address for Redis-protocol (RESP2 and RESP3) clients.
     #[arg(long)]
     pub resp_listen: SocketAddr,
     /// Every member's RESP address, ID=ADDR,... (where commands are forwarded to leaders).

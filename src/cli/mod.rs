@@ -32,7 +32,7 @@ pub enum Command {
     Bench(crate::loadgen::BenchArgs),
     /// Run one cluster member until SIGINT/SIGTERM.
     Node(node_args::NodeArgs),
-    /// Run one member of the replicated key-value store, serving Redis (RESP2) clients.
+    /// Run one member of the replicated key-value store, serving Redis (RESP2 and RESP3) clients.
     Kv(kv::KvArgs),
     /// Start a local cluster of node processes on loopback; Ctrl-C stops them all.
     Cluster(serve::ClusterArgs),

@@ -1,4 +1,5 @@
-//! `ringraft kv`: a replicated key-value store that speaks RESP2 (the Redis protocol).
+//! `ringraft kv`: a replicated key-value store that speaks the Redis protocol: RESP2, and
+//! RESP3 after `HELLO 3`.
 //!
 //! ```text
 //!  client ──RESP──► server ──► command table ──► router ──► Node::propose / Node::read (leader here)
@@ -18,6 +19,9 @@
 //!   [`forward`]), in the forwarding node's client session of the group
 //!   ([`forwarding_sessions`]), so a forwarded write whose reply was lost is sent again and
 //!   applied once.
+//! - Inside the kv every reply is RESP2 (the store's outputs, forwarded answers); a
+//!   connection that chose RESP3 gets it rewritten on the way out ([`resp`]), so forwarding is
+//!   the same for every client.
 //! - Each connection has a [`session`]: with passwords configured ([`users`]) it must AUTH
 //!   first; forwarding connections prove the cluster secret ([`peer_proof`]) before the
 //!   internal commands are taken from them.
