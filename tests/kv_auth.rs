@@ -10,7 +10,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use procs::resp::{cmd, connect, connect_as, leader_on, ready_cluster, retry, wait_until_ready};
+use procs::resp::{
+    cmd, connect, connect_as, connect_as_resp3, leader_on, ready_cluster, retry, wait_until_ready,
+};
 use procs::ProcCluster;
 use redis::{Connection, Value as RedisValue};
 use ringraft::chaos::resp_client::RespConnection;
@@ -127,6 +129,27 @@ fn passwords_and_read_only_users_gate_every_node() {
         assert!(
             refused.contains("has no permissions to run the 'del' command"),
             "{refused}"
+        );
+        // HELLO 3 AUTH, as a RESP3 client logs in: its replies are RESP3 (HELLO is a map).
+        let mut resp3 = connect_as_resp3(addr, "reader", READER_PASSWORD);
+        let hello = cmd::<RedisValue>(&mut resp3, &["HELLO"]).unwrap();
+        assert!(matches!(hello, RedisValue::Map(_)), "{hello:?}");
+        assert_eq!(cmd::<i64>(&mut resp3, &["TTL", &key]).unwrap(), -1);
+        let refused = error_of::<RedisValue>(&mut resp3, &["EXPIRE", &key, "10"]);
+        assert!(
+            refused.contains("has no permissions to run the 'expire' command"),
+            "{refused}"
+        );
+        let refused =
+            error_of::<RedisValue>(&mut anonymous, &["HELLO", "3", "AUTH", "reader", "x"]);
+        assert!(
+            refused.contains("invalid username-password pair"),
+            "{refused}"
+        );
+        let still_resp2 = cmd::<RedisValue>(&mut anonymous, &["HELLO"]).unwrap();
+        assert!(
+            matches!(still_resp2, RedisValue::Array(_)),
+            "{still_resp2:?}"
         );
         let info: String = cmd(&mut reader, &["INFO"]).unwrap();
         for secret in [PASSWORD, WRITER_PASSWORD, READER_PASSWORD] {

@@ -25,6 +25,11 @@ pub fn connect_as(addr: SocketAddr, user: &str, password: &str) -> Connection {
     open(&format!("redis://{user}:{password}@{addr}/"))
 }
 
+/// A RESP3 connection to `addr` as `user` (the client sends `HELLO 3 AUTH user password`).
+pub fn connect_as_resp3(addr: SocketAddr, user: &str, password: &str) -> Connection {
+    open(&format!("redis://{user}:{password}@{addr}/?protocol=resp3"))
+}
+
 fn open(url: &str) -> Connection {
     let client = redis::Client::open(url).unwrap();
     let connection = client
