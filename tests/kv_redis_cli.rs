@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use procs::ProcCluster;
+use procs::{output_within, ProcCluster};
 use ringraft::tls::{generate_cluster_certs, CertValidity};
 use ringraft::types::NodeId;
 
@@ -49,15 +49,11 @@ fn redis_cli_full(addr: SocketAddr, password: Option<&str>, args: &[&str], input
         .expect("piped")
         .write_all(input)
         .expect("redis-cli reads its input");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().expect("wait for redis-cli").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("redis-cli {args:?} took over 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let output = child.wait_with_output().expect("redis-cli output");
+    let output = output_within(
+        child,
+        Duration::from_secs(30),
+        &format!("redis-cli {args:?}"),
+    );
     assert!(output.status.success(), "redis-cli {args:?}: {output:?}");
     String::from_utf8_lossy(&output.stdout)
         .trim_end()

@@ -9,8 +9,9 @@ mod procs;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use procs::output_within;
 use procs::resp::ready_cluster;
 
 /// Every check `check.py` makes through each node.
@@ -74,22 +75,14 @@ fn redis_py_default_client_works_through_every_node() {
         .map(|(_, addr)| addr.to_string())
         .collect();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/redis_py/check.py");
-    let mut child = Command::new(&python)
+    let child = Command::new(&python)
         .arg(&script)
         .args(&addrs)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("the venv's python runs");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while child.try_wait().expect("wait for check.py").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("check.py took over 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().expect("check.py output");
+    let output = output_within(child, Duration::from_secs(120), "check.py");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let report = format!("{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "check.py failed:\n{report}");

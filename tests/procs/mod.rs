@@ -168,3 +168,25 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .expect("a status code");
     (status, body.to_string())
 }
+
+/// The output of `child` (a client program run by a test) once it exits; killed, and the test
+/// failed, if it runs longer than `limit`.
+pub fn output_within(
+    mut child: std::process::Child,
+    limit: Duration,
+    what: &str,
+) -> std::process::Output {
+    let deadline = std::time::Instant::now() + limit;
+    while child
+        .try_wait()
+        .expect("wait for a child process")
+        .is_none()
+    {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} took over {} s", limit.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("a child's output")
+}
