@@ -8,8 +8,11 @@
 //! - Every plan that touches keys is a [`Routed`] with one part per group, parts ordered by the
 //!   first key of each group in the request, and a [`Combine`] that restores the request's
 //!   order.
-//! - Expiry options become absolute deadlines computed here, from the planning node's clock
-//!   (`Context::now_ms`), and travel in the entry; so does `now_ms` itself.
+//! - Expiry options (SET EX/PX, EXPIRE, PEXPIRE) become absolute deadlines computed here,
+//!   from the planning node's clock (`Context::now_ms`), and travel in the entry; so does
+//!   `now_ms` itself.
+//! - Replies planned here are typed [`Value`]s, written in the connection's protocol by the
+//!   server; HELLO's protocol switch is a [`SessionOp`], run in request order.
 //! - The time in an entry is always this node's clock: an entry that arrives over the network
 //!   (`RINGRAFT.PROPOSE` / `RINGRAFT.READ`, sent by a forwarding node) is re-stamped with
 //!   `Context::now_ms` before it is proposed here. A group's clock only moves forward, so a

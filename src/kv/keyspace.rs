@@ -82,6 +82,7 @@ impl Keyspace {
     }
 
     /// Gives `key` the deadline `expires_at` (`None`: never expires); whether the key exists.
+    /// Writers call this after [`Keyspace::advance`], with a deadline after the clock.
     pub fn set_deadline(&mut self, key: &[u8], expires_at: Option<u64>) -> bool {
         let Some(item) = self.map.get_mut(key) else {
             return false;
