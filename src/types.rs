@@ -272,6 +272,7 @@ impl SessionRequest {
 /// Why a group did not apply a request of a client session. Each is certain for the attempt
 /// it answers: that entry was not applied and never will be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SessionRefusal {
     /// The group does not know the session: never registered, expired or evicted. An earlier
     /// attempt of the same request may have been applied while the session lived.

@@ -89,6 +89,7 @@ pub struct Committed {
 
 /// Why a proposal did not commit (as far as this node knows).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProposalError {
     #[error("not the leader of this group (leader: {leader:?})")]
     NotLeader { leader: Option<NodeId> },
@@ -172,6 +173,7 @@ pub trait ActionObserver<S> {
 
 /// A failure that stops the shard.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EngineError {
     #[error(transparent)]
     Log(#[from] log::Error),
@@ -240,9 +242,19 @@ impl From<ProposeError> for ProposalError {
 /// Status of one group on this node: the summary clients also receive, and for a leader each
 /// follower's durable match index.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GroupStatus {
+    /// Role, term, leader, commit and applied indexes, as clients also receive them.
     pub summary: GroupSummary,
+    /// Where this node leads the group: each follower and its durable match index (empty
+    /// otherwise).
     pub followers: Vec<(NodeId, LogIndex)>,
+    /// The configuration in force on this node (the latest configuration entry it holds).
+    pub membership: Membership,
+    /// Index of the newest durable snapshot of the group on this node (0: none).
+    pub snapshot_index: LogIndex,
+    /// The log's compaction point on this node: entries up to it are gone from the log.
+    pub log_base: LogIndex,
 }
 
 /// Proposals of one group gathered during the current turn.
@@ -861,6 +873,9 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
                     .iter()
                     .filter_map(|&peer| Some((peer, core.progress(peer)?.match_index)))
                     .collect(),
+                membership: core.membership().clone(),
+                snapshot_index: core.snapshot().index,
+                log_base: core.log_base(),
             })
             .collect()
     }

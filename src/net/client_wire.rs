@@ -293,6 +293,7 @@ impl ClientResponse {
 
 /// Why a request failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     #[error("this node is not the group's leader (leader: {leader:?}, client address: {leader_client_addr:?})")]
     NotLeader {
