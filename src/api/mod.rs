@@ -31,7 +31,9 @@ pub mod data_dir;
 pub mod node;
 pub mod observer;
 
-pub use crate::config::NodeConfig;
+pub use crate::config::{ConfigError, NodeConfig};
+pub use crate::core::{Membership, MembershipChange, Role};
+pub use crate::error::NodeError;
 pub use crate::engine::sessions::SessionLimits;
 pub use crate::engine::{
     Committed, CommittedEntries, GroupStatus, LogOnly, ProposalError, StateMachine,
