@@ -5,6 +5,8 @@
 //! accepts shard 0's peer traffic on port 7000 and shard 1's on 7001). Peers are named by their
 //! base addresses in the same way, so every node must run the same number of shards.
 
+#![warn(missing_docs)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -293,23 +295,49 @@ impl NodeConfig {
 #[non_exhaustive]
 pub enum ConfigError {
     /// `peers` does not list this node's `id`.
-    PeersLackThisNode { id: NodeId },
+    PeersLackThisNode {
+        /// This node's id.
+        id: NodeId,
+    },
     /// `peers` lists a node id twice.
-    PeerListedTwice { id: NodeId },
+    PeerListedTwice {
+        /// The id listed twice.
+        id: NodeId,
+    },
     /// `shards` is 0 or above [`SHARDS_MAX`].
-    Shards { shards: u32 },
+    Shards {
+        /// The value given.
+        shards: u32,
+    },
     /// `groups` is below `shards`: every shard must hold a group.
-    FewerGroupsThanShards { groups: u32, shards: u32 },
+    FewerGroupsThanShards {
+        /// The groups given.
+        groups: u32,
+        /// The shards given.
+        shards: u32,
+    },
     /// `clock_drift_percent` is 100 or more.
-    ClockDrift { percent: u32 },
+    ClockDrift {
+        /// The value given.
+        percent: u32,
+    },
     /// `segment_bytes` is below [`SEGMENT_BYTES_NODE_MIN`] or not a multiple of 4096.
-    SegmentBytes { bytes: u64 },
+    SegmentBytes {
+        /// The value given.
+        bytes: u64,
+    },
     /// `uncommitted_bytes_max` is zero.
     UncommittedBytesMax,
     /// `fsync_delay` exceeds [`FSYNC_DELAY_MAX`].
-    FsyncDelay { delay: Duration },
+    FsyncDelay {
+        /// The value given.
+        delay: Duration,
+    },
     /// `snapshot_chunk_bytes` is outside 4096..=[`SNAPSHOT_CHUNK_BYTES_MAX`](crate::constants::SNAPSHOT_CHUNK_BYTES_MAX).
-    SnapshotChunkBytes { bytes: usize },
+    SnapshotChunkBytes {
+        /// The value given.
+        bytes: usize,
+    },
     /// `sessions.sessions_max` is zero.
     SessionsMax,
     /// `sessions.idle_expiry` is zero.
@@ -319,16 +347,26 @@ pub enum ConfigError {
     /// `tick` is zero.
     Tick,
     /// `heartbeat` is shorter than one tick.
-    Heartbeat { heartbeat: Duration, tick: Duration },
+    Heartbeat {
+        /// The heartbeat interval given.
+        heartbeat: Duration,
+        /// The tick given.
+        tick: Duration,
+    },
     /// `election_timeout` does not exceed the heartbeat interval by at least one tick.
     ElectionTimeout {
+        /// The election timeout given.
         election_timeout: Duration,
+        /// The heartbeat interval given.
         heartbeat: Duration,
     },
     /// `field` (`listen` or `client_listen`) shifted to the last shard's port is beyond 65535.
     PortOverflow {
+        /// `listen` or `client_listen`.
         field: &'static str,
+        /// The last shard.
         shard: u32,
+        /// The port it would need.
         port: u32,
     },
 }

@@ -27,6 +27,8 @@
 //! node.shutdown().unwrap();
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod data_dir;
 pub mod node;
 pub mod observer;

@@ -122,6 +122,7 @@ impl Node {
         Ok(node)
     }
 
+    /// This node's id.
     pub fn id(&self) -> NodeId {
         self.config.id
     }
@@ -131,6 +132,7 @@ impl Node {
         self.threads.iter().all(|thread| !thread.is_finished())
     }
 
+    /// The configuration the node runs with.
     pub fn config(&self) -> &NodeConfig {
         &self.config
     }

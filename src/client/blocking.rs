@@ -78,14 +78,23 @@ pub enum CallError {
     Refused(ClientError),
     /// No answer before the deadline: a proposal may have been applied (once) or not.
     #[error("no answer before the deadline: {last_problem}")]
-    Deadline { last_problem: String },
+    Deadline {
+        /// What went wrong with the last attempt.
+        last_problem: String,
+    },
+    /// The call named a node the client does not know ([`Client::add_node`]).
     #[error("unknown node {0}")]
     UnknownNode(NodeId),
     /// The group forgot the client session (idle past its expiry, or evicted) while a
     /// proposal that an earlier attempt may have applied was being retried: it was applied
     /// once or not at all, and which cannot be known any more.
     #[error("client session {session} of {group} expired while a proposal was retried; it may have been applied")]
-    SessionLost { group: GroupId, session: SessionId },
+    SessionLost {
+        /// The group the proposal was for.
+        group: GroupId,
+        /// The session the group forgot.
+        session: SessionId,
+    },
 }
 
 impl CallError {
