@@ -239,8 +239,10 @@ impl NodeConfig {
             });
         }
         let last_shard = self.shards - 1;
-        for (field, base) in [("listen", Some(self.listen)), ("client_listen", self.client_listen)]
-        {
+        for (field, base) in [
+            ("listen", Some(self.listen)),
+            ("client_listen", self.client_listen),
+        ] {
             if let Some(base) = base {
                 let port = base.port() as u32 + last_shard;
                 if port > u16::MAX as u32 {
@@ -465,11 +467,21 @@ mod tests {
     #[test]
     fn each_refusal_names_the_field_at_fault() {
         assert_eq!(one_node().validate(), Ok(()));
-        let cases: [(fn(&mut NodeConfig), &str); 7] = [
+        type Change = fn(&mut NodeConfig);
+        let cases: [(Change, &str); 7] = [
             (|c| c.id = NodeId(2), "peers does not list this node"),
-            (|c| c.groups = 1, "groups (1) must be at least the number of shards (2)"),
-            (|c| c.clock_drift_percent = 100, "clock_drift_percent must be below 100"),
-            (|c| c.sessions.sessions_max = 0, "sessions.sessions_max must be positive"),
+            (
+                |c| c.groups = 1,
+                "groups (1) must be at least the number of shards (2)",
+            ),
+            (
+                |c| c.clock_drift_percent = 100,
+                "clock_drift_percent must be below 100",
+            ),
+            (
+                |c| c.sessions.sessions_max = 0,
+                "sessions.sessions_max must be positive",
+            ),
             (
                 |c| c.heartbeat = c.election_timeout,
                 "election_timeout (100ms) must exceed the heartbeat interval (100ms)",

@@ -278,7 +278,10 @@ fn session_limits_are_checked_by_flag_and_config_key() {
         "{}",
         text(&refused)
     );
-    assert!(!data.exists(), "a refused configuration created the data directory");
+    assert!(
+        !data.exists(),
+        "a refused configuration created the data directory"
+    );
 }
 
 #[test]

@@ -180,10 +180,18 @@ fn the_counter_service_counts_snapshots_changes_members_and_recovers() {
     }
     let leader = cluster.leader();
     let follower = (1..=3).find(|&id| id != leader).unwrap();
-    assert_eq!(cluster.ask(follower, "INCR 1"), format!("REDIRECT {leader}"));
-    assert_eq!(cluster.ask_leader(follower, "GET"), format!("OK {expected}"));
+    assert_eq!(
+        cluster.ask(follower, "INCR 1"),
+        format!("REDIRECT {leader}")
+    );
+    assert_eq!(
+        cluster.ask_leader(follower, "GET"),
+        format!("OK {expected}")
+    );
     assert!(cluster.ask(leader, "INCR x").starts_with("ERR "));
-    assert!(cluster.ask(leader, "FLY").starts_with("ERR unknown command"));
+    assert!(cluster
+        .ask(leader, "FLY")
+        .starts_with("ERR unknown command"));
 
     // A snapshot at the leader compacts its log up to the snapshot.
     let snapshot: u64 = cluster.ask(leader, "SNAPSHOT")[3..].parse().unwrap();
@@ -206,7 +214,9 @@ fn the_counter_service_counts_snapshots_changes_members_and_recovers() {
 
     // A follower other than member 4 leaves.
     let removed = (1..=3).find(|&id| id != leader).unwrap();
-    assert!(cluster.change(&format!("REMOVE {removed}")).starts_with("OK "));
+    assert!(cluster
+        .change(&format!("REMOVE {removed}"))
+        .starts_with("OK "));
     let voters: Vec<u64> = [1, 2, 3, 4]
         .into_iter()
         .filter(|&id| id != removed)

@@ -131,7 +131,10 @@ fn parse_peers(list: &str) -> Result<Vec<PeerConfig>, String> {
                 .split_once('=')
                 .ok_or_else(|| format!("--peers: {member:?} is not ID=ADDR"))?;
             Ok(PeerConfig {
-                id: NodeId(id.parse().map_err(|_| format!("--peers: {id:?} is not a number"))?),
+                id: NodeId(
+                    id.parse()
+                        .map_err(|_| format!("--peers: {id:?} is not a number"))?,
+                ),
                 addr: address("--peers", addr)?.into(),
                 client_addr: None,
             })

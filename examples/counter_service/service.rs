@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_lite::future::block_on;
-use ringraft::api::{MembershipChange, Node, NodeConfig, NodeError, PeerConfig, ProposalError, ReadConsistency};
+use ringraft::api::{
+    MembershipChange, Node, NodeConfig, NodeError, PeerConfig, ProposalError, ReadConsistency,
+};
 use ringraft::types::{GroupId, NodeId};
 
 use crate::counter::{self, Counter};

@@ -406,12 +406,10 @@ impl Node {
         self.shards.clear();
         let mut first_error = None;
         for (shard, thread) in self.threads.drain(..).enumerate() {
-            let result = thread.join().unwrap_or_else(|_| {
-                Err(NodeError::Executor {
-                    shard: ShardId(shard as u32),
-                    source: ExecutorError::Panicked,
-                })
-            });
+            let result = thread.join().unwrap_or(Err(NodeError::Executor {
+                shard: ShardId(shard as u32),
+                source: ExecutorError::Panicked,
+            }));
             if let Err(error) = result {
                 first_error.get_or_insert(error);
             }
