@@ -33,7 +33,16 @@ struct Cluster<'a> {
     services: BTreeMap<u64, CounterService>,
 }
 
-impl Cluster<'_> {
+impl<'a> Cluster<'a> {
+    /// No members yet; their data directories go under `data`.
+    fn new(data: &'a Path) -> Cluster<'a> {
+        Cluster {
+            data,
+            peer_base: free_port_block(),
+            services: BTreeMap::new(),
+        }
+    }
+
     fn peer_addr(&self, id: u64) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.peer_base + id as u16))
     }
@@ -160,13 +169,9 @@ fn ids(fields: &BTreeMap<String, String>, key: &str) -> Vec<u64> {
 }
 
 #[test]
-fn the_counter_service_counts_snapshots_changes_members_and_recovers() {
+fn the_counter_service_counts_snapshots_and_changes_members() {
     let data = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster {
-        data: data.path(),
-        peer_base: free_port_block(),
-        services: BTreeMap::new(),
-    };
+    let mut cluster = Cluster::new(data.path());
     for id in 1..=3 {
         cluster.start(id, &[1, 2, 3], true, false);
     }
@@ -242,11 +247,7 @@ fn the_counter_service_counts_snapshots_changes_members_and_recovers() {
 #[test]
 fn a_restarted_member_recovers_the_count_from_its_snapshot() {
     let data = tempfile::tempdir().unwrap();
-    let mut single = Cluster {
-        data: data.path(),
-        peer_base: free_port_block(),
-        services: BTreeMap::new(),
-    };
+    let mut single = Cluster::new(data.path());
     single.start(1, &[1], true, false);
     for amount in [3, 4, 5] {
         single.ask_leader(1, &format!("INCR {amount}"));
