@@ -5,6 +5,8 @@
 //! accepts shard 0's peer traffic on port 7000 and shard 1's on 7001). Peers are named by their
 //! base addresses in the same way, so every node must run the same number of shards.
 
+#![warn(missing_docs)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,9 +15,13 @@ use std::time::Duration;
 use crate::tls::{NodeTls, TlsPorts};
 use crate::types::{GroupId, NodeId, PeerConfig, ShardId};
 
-/// Everything a node needs to run.
+/// Everything a node needs to run. Build it with [`NodeConfig::new`] (the documented
+/// defaults) and set the fields to change; [`NodeConfig::validate`] checks it. Marked
+/// `#[non_exhaustive]` so that new settings (with defaults) can be added.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct NodeConfig {
+    /// This node's id; `peers` must list it.
     pub id: NodeId,
     /// Refuses peers and data files of any other cluster.
     pub cluster_id: u64,
@@ -30,6 +36,8 @@ pub struct NodeConfig {
     pub peers: Vec<PeerConfig>,
     /// TLS for the ports it names (`None`: every port is plain TCP).
     pub tls: Option<Arc<NodeTls>>,
+    /// Where the log, hard state, snapshots and the node's marker live
+    /// ([`crate::api::data_dir`]).
     pub data_dir: PathBuf,
     /// Shards (one executor thread each). Default: the number of cores.
     pub shards: u32,
@@ -104,6 +112,12 @@ pub struct NodeConfig {
     pub fsync_delay: Duration,
 }
 
+/// Most shards a node runs.
+pub const SHARDS_MAX: u32 = 256;
+
+/// Longest [`NodeConfig::fsync_delay`] accepted.
+pub const FSYNC_DELAY_MAX: Duration = Duration::from_secs(10);
+
 /// Smallest segment size a node accepts: room for two records of the largest batch
 /// ([`BATCH_BYTES_MAX`](crate::constants::BATCH_BYTES_MAX)) with their headers and the
 /// segment header, rounded to 4096.
@@ -153,67 +167,90 @@ impl NodeConfig {
         }
     }
 
-    /// Checks the settings against each other; the message names the offending setting.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the settings, alone and against each other; the error names the offending
+    /// field ([`ConfigError::field`]). [`crate::api::Node::start`] calls it first.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.peers.iter().any(|peer| peer.id == self.id) {
-            return Err(format!("--peers does not list this node ({})", self.id));
+            return Err(ConfigError::PeersLackThisNode { id: self.id });
         }
         let mut ids: Vec<NodeId> = self.peers.iter().map(|peer| peer.id).collect();
         ids.sort();
-        ids.dedup();
-        if ids.len() != self.peers.len() {
-            return Err("--peers lists a node id twice".into());
+        if let Some(pair) = ids.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(ConfigError::PeerListedTwice { id: pair[0] });
         }
-        if self.shards == 0 || self.shards > 256 {
-            return Err(format!("--shards must be 1..=256, not {}", self.shards));
+        if self.shards == 0 || self.shards > SHARDS_MAX {
+            return Err(ConfigError::Shards {
+                shards: self.shards,
+            });
         }
         if self.groups < self.shards {
-            return Err(format!(
-                "--groups ({}) must be at least --shards ({}): every shard holds a group",
-                self.groups, self.shards
-            ));
+            return Err(ConfigError::FewerGroupsThanShards {
+                groups: self.groups,
+                shards: self.shards,
+            });
         }
         if self.clock_drift_percent >= 100 {
-            return Err("--clock-drift-percent must be below 100".into());
+            return Err(ConfigError::ClockDrift {
+                percent: self.clock_drift_percent,
+            });
         }
         if self.segment_bytes < SEGMENT_BYTES_NODE_MIN || self.segment_bytes % 4096 != 0 {
-            return Err(format!(
-                "--segment-bytes must be a multiple of 4096 and at least {SEGMENT_BYTES_NODE_MIN} \
-                 (two records of the largest batch), not {}",
-                self.segment_bytes
-            ));
+            return Err(ConfigError::SegmentBytes {
+                bytes: self.segment_bytes,
+            });
         }
         if self.uncommitted_bytes_max == 0 {
-            return Err("--uncommitted-bytes-max must be positive".into());
+            return Err(ConfigError::UncommittedBytesMax);
         }
-        if self.fsync_delay > Duration::from_secs(10) {
-            return Err("--fsync-delay-ms must be at most 10000".into());
+        if self.fsync_delay > FSYNC_DELAY_MAX {
+            return Err(ConfigError::FsyncDelay {
+                delay: self.fsync_delay,
+            });
         }
         if !(4096..=crate::constants::SNAPSHOT_CHUNK_BYTES_MAX).contains(&self.snapshot_chunk_bytes)
         {
-            return Err(format!(
-                "--snapshot-chunk-bytes must be 4096..={}",
-                crate::constants::SNAPSHOT_CHUNK_BYTES_MAX
-            ));
+            return Err(ConfigError::SnapshotChunkBytes {
+                bytes: self.snapshot_chunk_bytes,
+            });
+        }
+        if self.sessions.sessions_max == 0 {
+            return Err(ConfigError::SessionsMax);
+        }
+        if self.sessions.idle_expiry.is_zero() {
+            return Err(ConfigError::SessionIdleExpiry);
+        }
+        if self.sessions.saved_bytes_max == 0 {
+            return Err(ConfigError::SessionSavedBytesMax);
         }
         if self.tick.is_zero() {
-            return Err("tick must be positive".into());
+            return Err(ConfigError::Tick);
         }
         let ticks = |d: Duration| d.as_nanos() / self.tick.as_nanos();
         if ticks(self.heartbeat) < 1 {
-            return Err("--heartbeat-ms must be at least one tick".into());
+            return Err(ConfigError::Heartbeat {
+                heartbeat: self.heartbeat,
+                tick: self.tick,
+            });
         }
         if ticks(self.election_timeout) <= ticks(self.heartbeat) {
-            return Err("--election-timeout-ms must exceed --heartbeat-ms".into());
+            return Err(ConfigError::ElectionTimeout {
+                election_timeout: self.election_timeout,
+                heartbeat: self.heartbeat,
+            });
         }
-        for shard in 0..self.shards {
-            for port in [Some(self.listen), self.client_listen]
-                .into_iter()
-                .flatten()
-                .map(|addr| addr.port() as u32 + shard)
-            {
+        let last_shard = self.shards - 1;
+        for (field, base) in [
+            ("listen", Some(self.listen)),
+            ("client_listen", self.client_listen),
+        ] {
+            if let Some(base) = base {
+                let port = base.port() as u32 + last_shard;
                 if port > u16::MAX as u32 {
-                    return Err(format!("shard {shard} would need port {port}"));
+                    return Err(ConfigError::PortOverflow {
+                        field,
+                        shard: last_shard,
+                        port,
+                    });
                 }
             }
         }
@@ -251,5 +288,216 @@ impl NodeConfig {
         let mut addr = base;
         addr.set_port(base.port() + shard.0 as u16);
         addr
+    }
+}
+
+/// Why [`NodeConfig::validate`] refused a configuration. [`ConfigError::field`] names the
+/// offending field of [`NodeConfig`]; the message starts with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `peers` does not list this node's `id`.
+    PeersLackThisNode {
+        /// This node's id.
+        id: NodeId,
+    },
+    /// `peers` lists a node id twice.
+    PeerListedTwice {
+        /// The id listed twice.
+        id: NodeId,
+    },
+    /// `shards` is 0 or above [`SHARDS_MAX`].
+    Shards {
+        /// The value given.
+        shards: u32,
+    },
+    /// `groups` is below `shards`: every shard must hold a group.
+    FewerGroupsThanShards {
+        /// The groups given.
+        groups: u32,
+        /// The shards given.
+        shards: u32,
+    },
+    /// `clock_drift_percent` is 100 or more.
+    ClockDrift {
+        /// The value given.
+        percent: u32,
+    },
+    /// `segment_bytes` is below [`SEGMENT_BYTES_NODE_MIN`] or not a multiple of 4096.
+    SegmentBytes {
+        /// The value given.
+        bytes: u64,
+    },
+    /// `uncommitted_bytes_max` is zero.
+    UncommittedBytesMax,
+    /// `fsync_delay` exceeds [`FSYNC_DELAY_MAX`].
+    FsyncDelay {
+        /// The value given.
+        delay: Duration,
+    },
+    /// `snapshot_chunk_bytes` is outside 4096..=[`SNAPSHOT_CHUNK_BYTES_MAX`](crate::constants::SNAPSHOT_CHUNK_BYTES_MAX).
+    SnapshotChunkBytes {
+        /// The value given.
+        bytes: usize,
+    },
+    /// `sessions.sessions_max` is zero.
+    SessionsMax,
+    /// `sessions.idle_expiry` is zero.
+    SessionIdleExpiry,
+    /// `sessions.saved_bytes_max` is zero.
+    SessionSavedBytesMax,
+    /// `tick` is zero.
+    Tick,
+    /// `heartbeat` is shorter than one tick.
+    Heartbeat {
+        /// The heartbeat interval given.
+        heartbeat: Duration,
+        /// The tick given.
+        tick: Duration,
+    },
+    /// `election_timeout` does not exceed the heartbeat interval by at least one tick.
+    ElectionTimeout {
+        /// The election timeout given.
+        election_timeout: Duration,
+        /// The heartbeat interval given.
+        heartbeat: Duration,
+    },
+    /// `field` (`listen` or `client_listen`) shifted to the last shard's port is beyond 65535.
+    PortOverflow {
+        /// `listen` or `client_listen`.
+        field: &'static str,
+        /// The last shard.
+        shard: u32,
+        /// The port it would need.
+        port: u32,
+    },
+}
+
+impl ConfigError {
+    /// The [`NodeConfig`] field at fault (`sessions.sessions_max` for a field of
+    /// [`NodeConfig::sessions`]).
+    pub fn field(&self) -> &'static str {
+        match self {
+            ConfigError::PeersLackThisNode { .. } | ConfigError::PeerListedTwice { .. } => "peers",
+            ConfigError::Shards { .. } => "shards",
+            ConfigError::FewerGroupsThanShards { .. } => "groups",
+            ConfigError::ClockDrift { .. } => "clock_drift_percent",
+            ConfigError::SegmentBytes { .. } => "segment_bytes",
+            ConfigError::UncommittedBytesMax => "uncommitted_bytes_max",
+            ConfigError::FsyncDelay { .. } => "fsync_delay",
+            ConfigError::SnapshotChunkBytes { .. } => "snapshot_chunk_bytes",
+            ConfigError::SessionsMax => "sessions.sessions_max",
+            ConfigError::SessionIdleExpiry => "sessions.idle_expiry",
+            ConfigError::SessionSavedBytesMax => "sessions.saved_bytes_max",
+            ConfigError::Tick => "tick",
+            ConfigError::Heartbeat { .. } => "heartbeat",
+            ConfigError::ElectionTimeout { .. } => "election_timeout",
+            ConfigError::PortOverflow { field, .. } => field,
+        }
+    }
+
+    /// What the field must satisfy, and what it is: the message after the field's name.
+    pub fn requirement(&self) -> String {
+        match self {
+            ConfigError::PeersLackThisNode { id } => format!("does not list this node ({id})"),
+            ConfigError::PeerListedTwice { id } => format!("lists node {id} twice"),
+            ConfigError::Shards { shards } => format!("must be 1..={SHARDS_MAX}, not {shards}"),
+            ConfigError::FewerGroupsThanShards { groups, shards } => format!(
+                "({groups}) must be at least the number of shards ({shards}): every shard holds \
+                 a group"
+            ),
+            ConfigError::ClockDrift { percent } => format!("must be below 100, not {percent}"),
+            ConfigError::SegmentBytes { bytes } => format!(
+                "must be a multiple of 4096 and at least {SEGMENT_BYTES_NODE_MIN} (two records \
+                 of the largest batch), not {bytes}"
+            ),
+            ConfigError::UncommittedBytesMax
+            | ConfigError::SessionsMax
+            | ConfigError::SessionSavedBytesMax => "must be positive".into(),
+            ConfigError::SessionIdleExpiry | ConfigError::Tick => "must be longer than zero".into(),
+            ConfigError::FsyncDelay { delay } => {
+                format!("must be at most {FSYNC_DELAY_MAX:?}, not {delay:?}")
+            }
+            ConfigError::SnapshotChunkBytes { bytes } => format!(
+                "must be 4096..={}, not {bytes}",
+                crate::constants::SNAPSHOT_CHUNK_BYTES_MAX
+            ),
+            ConfigError::Heartbeat { heartbeat, tick } => {
+                format!("({heartbeat:?}) must be at least one tick ({tick:?})")
+            }
+            ConfigError::ElectionTimeout {
+                election_timeout,
+                heartbeat,
+            } => format!(
+                "({election_timeout:?}) must exceed the heartbeat interval ({heartbeat:?}) by at \
+                 least one tick"
+            ),
+            ConfigError::PortOverflow { shard, port, .. } => {
+                format!("is too high: shard {shard} would need port {port}")
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.field(), self.requirement())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_node() -> NodeConfig {
+        let addr: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        let peers = vec![PeerConfig {
+            id: NodeId(1),
+            addr: addr.into(),
+            client_addr: None,
+        }];
+        let mut config = NodeConfig::new(NodeId(1), addr, peers, "/nowhere".into());
+        config.shards = 2;
+        config.groups = 2;
+        config
+    }
+
+    #[test]
+    fn each_refusal_names_the_field_at_fault() {
+        assert_eq!(one_node().validate(), Ok(()));
+        type Change = fn(&mut NodeConfig);
+        let cases: [(Change, &str); 7] = [
+            (|c| c.id = NodeId(2), "peers does not list this node"),
+            (
+                |c| c.groups = 1,
+                "groups (1) must be at least the number of shards (2)",
+            ),
+            (
+                |c| c.clock_drift_percent = 100,
+                "clock_drift_percent must be below 100",
+            ),
+            (
+                |c| c.sessions.sessions_max = 0,
+                "sessions.sessions_max must be positive",
+            ),
+            (
+                |c| c.heartbeat = c.election_timeout,
+                "election_timeout (100ms) must exceed the heartbeat interval (100ms)",
+            ),
+            (|c| c.tick = Duration::ZERO, "tick must be longer than zero"),
+            (
+                |c| c.client_listen = Some("127.0.0.1:65535".parse().unwrap()),
+                "client_listen is too high: shard 1 would need port 65536",
+            ),
+        ];
+        for (change, message) in cases {
+            let mut config = one_node();
+            change(&mut config);
+            let error = config.validate().unwrap_err();
+            assert!(error.to_string().starts_with(message), "{error}");
+            assert!(message.starts_with(error.field()), "{error:?}");
+        }
     }
 }

@@ -56,9 +56,16 @@
 //! # }
 //! ```
 //!
-//! A cluster lists every member in `peers`; `examples/embedded_counter.rs` runs three nodes in
-//! one process. [`api::StateMachine::snapshot`] and [`api::StateMachine::restore`] let the node
-//! compact its log; [`api::Node::change_membership`] adds and removes members.
+//! A cluster lists every member in `peers`; `examples/counter_service/` is a small service
+//! built this way, a replicated counter with a TCP protocol of its own.
+//! [`api::StateMachine::snapshot`] and [`api::StateMachine::restore`] let the node compact its
+//! log; [`api::Node::change_membership`] adds and removes members.
+//!
+//! Outcomes: a proposal answered `Ok` was committed and applied; an error for which
+//! [`api::ProposalError::certainly_not_applied`] holds was not applied and never will be; any
+//! other error (a timeout, a lost leadership, a shutdown) leaves the outcome unknown: the entry
+//! may still commit. Retry such a proposal only in a client session
+//! ([`api::Node::propose_in_session`]), which applies it at most once.
 //!
 //! The harnesses of the `ringraft` binary — the simulator, the checkers, process spawning, the
 //! load generator, the chaos harness and the command line — are compiled into the library so

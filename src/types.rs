@@ -7,6 +7,8 @@
 //! expected. `LogIndex(0)` is the empty position before the first entry: the first entry of a
 //! group's log has index 1, and `LogIndex::ZERO` with `Term::ZERO` describes an empty log.
 
+#![warn(missing_docs)]
+
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -59,6 +61,7 @@ id_newtype!(
 );
 
 impl Term {
+    /// The term before the first election.
     pub const ZERO: Term = Term(0);
 
     /// The term after this one.
@@ -68,6 +71,7 @@ impl Term {
 }
 
 impl LogIndex {
+    /// The position before the first entry.
     pub const ZERO: LogIndex = LogIndex(0);
 
     /// The index `count` positions after this one.
@@ -96,8 +100,11 @@ impl LogIndex {
 /// committed when it was saved; recovery may start applying from there without asking a leader).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct HardState {
+    /// The latest term this node has seen.
     pub term: Term,
+    /// Whom it voted for in `term`, if anyone.
     pub vote: Option<NodeId>,
+    /// The commit index known when the hard state was saved.
     pub commit: LogIndex,
 }
 
@@ -121,10 +128,13 @@ pub enum ReadConsistency {
 /// connection is made (so a member whose address changes is found again on reconnect).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum PeerAddr {
+    /// An IP address and port.
     Ip(SocketAddr),
     /// A DNS name (letters, digits, `-` and `.`, at most [`PeerAddr::HOST_BYTES_MAX`] bytes).
     Host {
+        /// The host name.
         name: String,
+        /// The port.
         port: u16,
     },
 }
@@ -133,6 +143,7 @@ impl PeerAddr {
     /// Longest host name (as DNS allows).
     pub const HOST_BYTES_MAX: usize = 253;
 
+    /// The port, of either form.
     pub fn port(&self) -> u16 {
         match self {
             PeerAddr::Ip(addr) => addr.port(),
@@ -224,6 +235,7 @@ impl std::str::FromStr for PeerAddr {
 /// One member of the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerConfig {
+    /// The member's id.
     pub id: NodeId,
     /// Base address of its peer port.
     pub addr: PeerAddr,
@@ -256,14 +268,17 @@ impl SessionRequest {
         })
     }
 
+    /// The client session the request belongs to.
     pub fn session(&self) -> SessionId {
         self.session
     }
 
+    /// The request's sequence number in its session (the same on every retry).
     pub fn seq(&self) -> u64 {
         self.seq
     }
 
+    /// The lowest sequence number whose answer the client has not received yet.
     pub fn lowest_unanswered(&self) -> u64 {
         self.lowest_unanswered
     }
@@ -272,6 +287,7 @@ impl SessionRequest {
 /// Why a group did not apply a request of a client session. Each is certain for the attempt
 /// it answers: that entry was not applied and never will be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SessionRefusal {
     /// The group does not know the session: never registered, expired or evicted. An earlier
     /// attempt of the same request may have been applied while the session lived.
@@ -293,5 +309,10 @@ pub enum SessionRefusal {
         "request {seq} of client session {session} was answered and acknowledged already; \
          this late attempt was not applied again"
     )]
-    Acknowledged { session: SessionId, seq: u64 },
+    Acknowledged {
+        /// The request's session.
+        session: SessionId,
+        /// The request's sequence number.
+        seq: u64,
+    },
 }

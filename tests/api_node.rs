@@ -42,7 +42,7 @@ fn agreed_leader(nodes: &[Node]) -> NodeId {
     loop {
         let leaders: Vec<Option<NodeId>> = nodes
             .iter()
-            .map(|node| node.status()[0].summary.leader)
+            .map(|node| node.status_blocking()[0].summary.leader)
             .collect();
         if let Some(leader) = leaders[0] {
             if leaders.iter().all(|known| *known == Some(leader)) {

@@ -221,6 +221,70 @@ fn node_flags_and_config_files_are_checked_with_clear_messages() {
 }
 
 #[test]
+fn session_limits_are_checked_by_flag_and_config_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let node = [
+        "node",
+        "--id",
+        "1",
+        "--listen",
+        "127.0.0.1:1",
+        "--peers",
+        "1=127.0.0.1:1",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    for (flag, message) in [
+        ("--sessions-max", "--sessions-max must be positive"),
+        (
+            "--session-idle-expiry-ms",
+            "--session-idle-expiry-ms must be longer than zero",
+        ),
+        (
+            "--session-saved-bytes-max",
+            "--session-saved-bytes-max must be positive",
+        ),
+    ] {
+        let refused = ringraft(&[&node[..], &[flag, "0"]].concat());
+        assert_eq!(refused.status.code(), Some(2), "{flag}: {}", text(&refused));
+        assert!(text(&refused).contains(message), "{}", text(&refused));
+    }
+
+    // The same settings in a config file of `ringraft kv`, reported by their flags.
+    let config = dir.path().join("kv.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "id = 1\nlisten = \"127.0.0.1:1\"\npeers = \"1=127.0.0.1:1\"\ndata_dir = \"{}\"\n\
+             sessions_max = 0\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let kv = [
+        "kv",
+        "--config",
+        config.to_str().unwrap(),
+        "--resp-listen",
+        "127.0.0.1:3",
+        "--resp-peers",
+        "1=127.0.0.1:3",
+    ];
+    let refused = ringraft(&kv);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("--sessions-max must be positive"),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        !data.exists(),
+        "a refused configuration created the data directory"
+    );
+}
+
+#[test]
 fn kv_flags_are_checked_with_clear_messages() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -27,15 +27,19 @@
 //! node.shutdown().unwrap();
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod data_dir;
 pub mod node;
 pub mod observer;
 
-pub use crate::config::NodeConfig;
+pub use crate::config::{ConfigError, NodeConfig};
+pub use crate::core::{Membership, MembershipChange, Role};
 pub use crate::engine::sessions::SessionLimits;
 pub use crate::engine::{
     Committed, CommittedEntries, GroupStatus, LogOnly, ProposalError, StateMachine,
 };
+pub use crate::error::NodeError;
 pub use crate::net::client_wire::GroupSummary;
 pub use crate::types::{PeerConfig, ReadConsistency, SessionId, SessionRefusal, SessionRequest};
 pub use node::Node;

@@ -29,7 +29,7 @@ use crate::config::NodeConfig;
 use crate::core::MembershipChange;
 use crate::engine::state_machine::StateMachine;
 use crate::engine::{Committed, GroupStatus, ProposalError};
-use crate::error::NodeError;
+use crate::error::{ExecutorError, NodeError};
 use crate::shard::admin::ChangeRequest;
 use crate::shard::metrics::ShardMetrics;
 use crate::shard::platform;
@@ -56,7 +56,7 @@ impl Node {
         S: StateMachine,
         F: Fn(ShardId) -> S + Send + Sync + 'static,
     {
-        config.validate().map_err(NodeError::Config)?;
+        config.validate()?;
         platform::check()?;
         data_dir::claim(&config.data_dir, config.cluster_id, config.id, config.init)?;
         let config = Arc::new(config);
@@ -122,6 +122,7 @@ impl Node {
         Ok(node)
     }
 
+    /// This node's id.
     pub fn id(&self) -> NodeId {
         self.config.id
     }
@@ -131,6 +132,7 @@ impl Node {
         self.threads.iter().all(|thread| !thread.is_finished())
     }
 
+    /// The configuration the node runs with.
     pub fn config(&self) -> &NodeConfig {
         &self.config
     }
@@ -267,17 +269,28 @@ impl Node {
         futures_lite::future::block_on(self.propose(group, payload))
     }
 
-    /// Status of every group of this node.
-    pub fn status(&self) -> Vec<GroupStatus> {
-        let mut all = Vec::new();
+    /// Status of every group of this node, in group order: its role, term, leader, commit and
+    /// applied indexes, and (where it leads) its followers' progress. Resolves once every
+    /// running shard has answered; a stopped shard's groups are missing.
+    pub async fn status(&self) -> Vec<GroupStatus> {
+        let mut answers = Vec::with_capacity(self.shards.len());
         for shard in &self.shards {
             let (reply, answer) = flume::bounded(1);
-            if shard.send(ApiRequest::Status { reply }).is_ok() {
-                all.extend(answer.recv().unwrap_or_default());
+            if shard.send_async(ApiRequest::Status { reply }).await.is_ok() {
+                answers.push(answer);
             }
+        }
+        let mut all = Vec::new();
+        for answer in answers {
+            all.extend(answer.recv_async().await.unwrap_or_default());
         }
         all.sort_by_key(|status| status.summary.group);
         all
+    }
+
+    /// [`Node::status`] for a thread outside any async runtime.
+    pub fn status_blocking(&self) -> Vec<GroupStatus> {
+        futures_lite::future::block_on(self.status())
     }
 
     /// A handle for the node's metrics and health endpoint.
@@ -392,13 +405,11 @@ impl Node {
         }
         self.shards.clear();
         let mut first_error = None;
-        for thread in self.threads.drain(..) {
-            let result = thread.join().unwrap_or_else(|_| {
-                Err(NodeError::Executor {
-                    shard: ShardId(0),
-                    reason: "shard thread panicked".into(),
-                })
-            });
+        for (shard, thread) in self.threads.drain(..).enumerate() {
+            let result = thread.join().unwrap_or(Err(NodeError::Executor {
+                shard: ShardId(shard as u32),
+                source: ExecutorError::Panicked,
+            }));
             if let Err(error) = result {
                 first_error.get_or_insert(error);
             }

@@ -20,6 +20,7 @@ pub struct NodeObserver {
 }
 
 impl NodeObserver {
+    /// The observed node's id.
     pub fn node(&self) -> NodeId {
         self.node
     }

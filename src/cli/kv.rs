@@ -129,10 +129,7 @@ pub fn run_kv(args: KvArgs) -> ExitCode {
     let stop = stop_flag();
     let node = match Node::start(config, |_| KvStore::default()) {
         Ok(node) => Arc::new(node),
-        Err(error) => {
-            eprintln!("ringraft kv: {error}");
-            return start_failure(&error);
-        }
+        Err(error) => return start_failure("kv", &error),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)

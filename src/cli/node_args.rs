@@ -96,6 +96,18 @@ pub struct NodeArgs {
     /// proposals as overloaded (default 67108864, 64 MiB).
     #[arg(long)]
     pub uncommitted_bytes_max: Option<usize>,
+    /// Client sessions each group keeps (exactly-once proposals); registering one more evicts
+    /// the least recently used (default 4096).
+    #[arg(long)]
+    pub sessions_max: Option<usize>,
+    /// A client session unused for this many milliseconds, by its group's clock, expires
+    /// (default 3600000, an hour).
+    #[arg(long)]
+    pub session_idle_expiry_ms: Option<u64>,
+    /// Bytes of saved answers one group keeps over all its client sessions; beyond it least
+    /// recently used sessions are evicted (default 67108864, 64 MiB).
+    #[arg(long)]
+    pub session_saved_bytes_max: Option<usize>,
     /// Entries kept in the log before a snapshot's index when compacting (default 100000).
     #[arg(long, hide = true)]
     pub compaction_trailing_entries: Option<u64>,
@@ -176,6 +188,11 @@ impl NodeArgs {
             clock_drift_percent: self.clock_drift_percent.or(file.clock_drift_percent),
             snapshot_entries: self.snapshot_entries.or(file.snapshot_entries),
             uncommitted_bytes_max: self.uncommitted_bytes_max.or(file.uncommitted_bytes_max),
+            sessions_max: self.sessions_max.or(file.sessions_max),
+            session_idle_expiry_ms: self.session_idle_expiry_ms.or(file.session_idle_expiry_ms),
+            session_saved_bytes_max: self
+                .session_saved_bytes_max
+                .or(file.session_saved_bytes_max),
             compaction_trailing_entries: self
                 .compaction_trailing_entries
                 .or(file.compaction_trailing_entries),
@@ -265,7 +282,18 @@ impl NodeArgs {
         if let Some(bytes) = self.snapshot_chunk_bytes {
             config.snapshot_chunk_bytes = bytes;
         }
-        config.validate()?;
+        if let Some(sessions) = self.sessions_max {
+            config.sessions.sessions_max = sessions;
+        }
+        if let Some(ms) = self.session_idle_expiry_ms {
+            config.sessions.idle_expiry = Duration::from_millis(ms);
+        }
+        if let Some(bytes) = self.session_saved_bytes_max {
+            config.sessions.saved_bytes_max = bytes;
+        }
+        config
+            .validate()
+            .map_err(|error| format!("{} {}", flag_of(error.field()), error.requirement()))?;
         Ok(config)
     }
 
@@ -309,6 +337,31 @@ impl NodeArgs {
         NodeTls::load(id, &files, client_certs, self.client_ca.as_deref(), ports)
             .map(Some)
             .map_err(|error| error.to_string())
+    }
+}
+
+/// The flag that sets the [`NodeConfig`] field `field` (as [`ConfigError::field`](crate::config::ConfigError::field) names it),
+/// so that a refused configuration is reported in the command line's terms.
+fn flag_of(field: &'static str) -> &'static str {
+    match field {
+        "peers" => "--peers",
+        "shards" => "--shards",
+        "groups" => "--groups",
+        "listen" => "--listen",
+        "client_listen" => "--client-listen",
+        "clock_drift_percent" => "--clock-drift-percent",
+        "segment_bytes" => "--segment-bytes",
+        "uncommitted_bytes_max" => "--uncommitted-bytes-max",
+        "fsync_delay" => "--fsync-delay-ms",
+        "snapshot_chunk_bytes" => "--snapshot-chunk-bytes",
+        "sessions.sessions_max" => "--sessions-max",
+        "sessions.idle_expiry" => "--session-idle-expiry-ms",
+        "sessions.saved_bytes_max" => "--session-saved-bytes-max",
+        "tick" => "--tick-ms",
+        "heartbeat" => "--heartbeat-ms",
+        "election_timeout" => "--election-timeout-ms",
+        // A setting without a flag cannot be wrong on the command line; name the field.
+        other => other,
     }
 }
 

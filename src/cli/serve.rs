@@ -13,7 +13,7 @@ use crate::api::node::Node;
 use crate::cli::node_args::NodeArgs;
 use crate::config::NodeConfig;
 use crate::engine::state_machine::LogOnly;
-use crate::error::NodeError;
+use crate::error::{DataDirError, NodeError};
 use crate::metrics::MetricsServer;
 use crate::procs::local_cluster::{LocalCluster, LocalClusterSpec};
 use crate::procs::LogFormat;
@@ -105,10 +105,7 @@ pub fn run_node(args: NodeArgs) -> ExitCode {
     );
     let node = match Node::start(config, |_| LogOnly) {
         Ok(node) => node,
-        Err(error) => {
-            eprintln!("ringraft node: {error}");
-            return start_failure(&error);
-        }
+        Err(error) => return start_failure("node", &error),
     };
     if let Some(metrics) = &metrics {
         metrics.sources().node_started(node.observer());
@@ -124,9 +121,18 @@ pub fn run_node(args: NodeArgs) -> ExitCode {
     finish(node, stopped_by_signal, "node")
 }
 
-/// The exit code of a node that could not start: 2 when the platform is the problem (like a
-/// usage error, the operator must change something before trying again), 1 otherwise.
-pub fn start_failure(error: &NodeError) -> ExitCode {
+/// Reports why `ringraft <command>` could not start its node, in the command line's terms,
+/// and returns the exit code: 2 when the platform is the problem (like a usage error, the
+/// operator must change something before trying again), 1 otherwise.
+pub fn start_failure(command: &str, error: &NodeError) -> ExitCode {
+    eprintln!("ringraft {command}: {error}");
+    if let NodeError::DataDir {
+        source: DataDirError::NotInitialised,
+        ..
+    } = error
+    {
+        eprintln!("ringraft {command}: to initialise the data directory, pass --init");
+    }
     if error.is_platform() {
         ExitCode::from(2)
     } else {

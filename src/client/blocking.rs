@@ -47,7 +47,9 @@ use crate::types::{
 
 /// What a node reports about its work, summed over its shards.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct NodeStats {
+    /// Log work counters (flushes, entries and bytes written), summed over the shards.
     pub log: ShardStats,
     /// Latency by stage of the batches the node placed as leader, since it started.
     pub stages: StageHistograms,
@@ -57,8 +59,11 @@ pub struct NodeStats {
 
 /// A node's answer to an admin status request, over all its shards.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NodeAdminStatus {
+    /// The node that answered.
     pub node: NodeId,
+    /// How many shards it runs.
     pub shard_count: u32,
     /// Every group of the node, in group order.
     pub groups: Vec<GroupAdminStatus>,
@@ -66,20 +71,30 @@ pub struct NodeAdminStatus {
 
 /// Why a call failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CallError {
     /// Certain: the server refused the request, and a proposal was not applied.
     #[error("server refused: {0}")]
     Refused(ClientError),
     /// No answer before the deadline: a proposal may have been applied (once) or not.
     #[error("no answer before the deadline: {last_problem}")]
-    Deadline { last_problem: String },
+    Deadline {
+        /// What went wrong with the last attempt.
+        last_problem: String,
+    },
+    /// The call named a node the client does not know ([`Client::add_node`]).
     #[error("unknown node {0}")]
     UnknownNode(NodeId),
     /// The group forgot the client session (idle past its expiry, or evicted) while a
     /// proposal that an earlier attempt may have applied was being retried: it was applied
     /// once or not at all, and which cannot be known any more.
     #[error("client session {session} of {group} expired while a proposal was retried; it may have been applied")]
-    SessionLost { group: GroupId, session: SessionId },
+    SessionLost {
+        /// The group the proposal was for.
+        group: GroupId,
+        /// The session the group forgot.
+        session: SessionId,
+    },
 }
 
 impl CallError {
@@ -231,28 +246,24 @@ impl Client {
         client_addr: Option<SocketAddr>,
     ) -> Result<Committed, CallError> {
         let deadline = Instant::now() + self.deadline;
-        self.call_leader(group, deadline, &[Vec::new()], |id, _| {
-            ClientRequest::ChangeMembership {
-                id,
-                group,
-                change,
-                addr: addr.clone(),
-                client_addr,
-            }
+        self.call_leader_once(group, deadline, |id| ClientRequest::ChangeMembership {
+            id,
+            group,
+            change,
+            addr: addr.clone(),
+            client_addr,
         })
-        .pop()
-        .expect("one answer")
     }
 
     /// Asks `group`'s leader (following "not leader" answers) to hand leadership to `to`.
     /// Returns once the leader started the transfer; watch the status for its outcome.
     pub fn transfer_leader(&mut self, group: GroupId, to: NodeId) -> Result<(), CallError> {
         let deadline = Instant::now() + self.deadline;
-        self.call_leader(group, deadline, &[Vec::new()], |id, _| {
-            ClientRequest::TransferLeader { id, group, to }
+        self.call_leader_once(group, deadline, |id| ClientRequest::TransferLeader {
+            id,
+            group,
+            to,
         })
-        .pop()
-        .expect("one answer")
         .map(drop)
     }
 
@@ -336,149 +347,24 @@ impl Client {
         payloads: &[Vec<u8>],
     ) -> Vec<Result<Committed, CallError>> {
         let deadline = Instant::now() + self.deadline;
-        let mut results: Vec<Option<Result<Committed, CallError>>> = vec![None; payloads.len()];
-        let mut todo: Vec<usize> = (0..payloads.len()).collect();
-        // Per payload: its number in `numbered_in`, and whether an attempt may have applied it.
-        let mut seqs = vec![0u64; payloads.len()];
-        let mut in_doubt = vec![false; payloads.len()];
-        let mut numbered_in: Option<SessionId> = None;
-        let mut last_problem = String::from("no attempt");
-        let mut rotation = 0;
-        while !todo.is_empty() {
-            if Instant::now() >= deadline {
-                for position in todo.drain(..) {
-                    results[position] = Some(Err(CallError::Deadline {
-                        last_problem: last_problem.clone(),
-                    }));
-                }
-                break;
-            }
-            let session = match self.session_of(group, deadline) {
-                Ok(session) => session,
-                Err(error) => {
-                    for position in todo.drain(..) {
-                        results[position] = Some(Err(error.clone()));
-                    }
-                    break;
-                }
-            };
-            if numbered_in != Some(session) {
-                // A new session: nothing still to do was possibly applied under the last one.
-                for &position in &todo {
-                    seqs[position] = self.take_seq(group);
-                }
-                numbered_in = Some(session);
-            }
-            let lowest_unanswered = todo.iter().map(|&position| seqs[position]).min();
-            let lowest_unanswered = lowest_unanswered.expect("something to do");
-            let target = self.target(group, &mut rotation);
-            let requests: Vec<(u64, usize)> = todo
-                .iter()
-                .map(|&position| {
-                    self.next_id += 1;
-                    (self.next_id, position)
-                })
-                .collect();
-            let batch: Vec<ClientRequest> = requests
-                .iter()
-                .map(|&(id, position)| ClientRequest::ProposeInSession {
-                    id,
-                    group,
-                    request: SessionRequest::new(session, seqs[position], lowest_unanswered)
-                        .expect("the lowest unanswered number is the lowest of those sent"),
-                    payload: Bytes::copy_from_slice(&payloads[position]),
-                })
-                .collect();
-            let answers = match self.exchange(target, self.shard_of(group), &batch) {
-                Ok(answers) => answers,
-                Err(problem) => {
-                    // The requests may have reached the node before the connection broke.
-                    last_problem = format!("n{}: {problem}", target.0);
-                    self.leaders.remove(&group);
-                    todo.iter().for_each(|&position| in_doubt[position] = true);
-                    std::thread::sleep(RETRY_PAUSE);
-                    continue;
-                }
-            };
-            let mut retry = Vec::new();
-            let mut session_lost = false;
-            let mut busy = false;
-            for (id, position) in requests {
-                let answer = answers.get(&id);
-                match answer {
-                    Some(ClientResponse::Committed { index, output, .. }) => {
-                        results[position] = Some(Ok(Committed {
-                            index: *index,
-                            output: output.clone(),
-                        }));
-                        continue;
-                    }
-                    Some(ClientResponse::Error {
-                        error: ClientError::NotLeader { leader, .. },
-                        ..
-                    }) => {
-                        self.follow(group, *leader);
-                        last_problem = format!("n{} is not the leader", target.0);
-                    }
-                    Some(ClientResponse::Error {
-                        error: ClientError::Session(SessionRefusal::Unknown(_)),
-                        ..
-                    }) => session_lost = true,
-                    Some(ClientResponse::Error {
-                        error: ClientError::Session(SessionRefusal::Busy(_)),
-                        ..
-                    }) => {
-                        busy = true;
-                        last_problem = "the session's answers are not acknowledged yet".into();
-                    }
-                    // A certain refusal of a payload no attempt may have applied is final; of
-                    // one that may have been applied, only this attempt is refused: try again.
-                    Some(ClientResponse::Error { error, .. })
-                        if certain(error) && !in_doubt[position] =>
-                    {
-                        results[position] = Some(Err(CallError::Refused(error.clone())));
-                        continue;
-                    }
-                    Some(ClientResponse::Error { error, .. }) => {
-                        in_doubt[position] |= !certain(error);
-                        last_problem = format!("n{}: {error}", target.0);
-                    }
-                    Some(ClientResponse::Status { .. } | ClientResponse::AdminStatus { .. })
-                    | None => in_doubt[position] = true,
-                }
-                retry.push(position);
-            }
-            if session_lost {
-                // The group forgot the session: whatever may have been applied under it stays
-                // unknown; the rest gets new numbers in a new session.
-                self.sessions.remove(&group);
-                retry.retain(|&position| {
-                    if in_doubt[position] {
-                        results[position] = Some(Err(CallError::SessionLost { group, session }));
-                    }
-                    !in_doubt[position]
-                });
-            }
-            if !retry.is_empty() && (busy || !self.leaders.contains_key(&group)) {
-                std::thread::sleep(RETRY_PAUSE);
-            }
-            todo = retry;
-        }
-        results
-            .into_iter()
-            .map(|result| result.expect("every payload decided"))
-            .collect()
+        let mut calls = SessionProposals {
+            group,
+            payloads,
+            seqs: vec![0; payloads.len()],
+            in_doubt: vec![false; payloads.len()],
+            numbered_in: None,
+            lowest_unanswered: 0,
+            session_lost: false,
+        };
+        self.call_leader(group, deadline, &mut calls)
     }
 
     /// This client's session of `group`, registered at the group's leader if it has none.
     fn session_of(&mut self, group: GroupId, deadline: Instant) -> Result<SessionId, CallError> {
         while !self.sessions.contains_key(&group) {
-            let registered = self
-                .call_leader(group, deadline, &[Vec::new()], |id, _| {
-                    ClientRequest::RegisterSession { id, group }
-                })
-                .pop()
-                .expect("one answer");
+            let registered = self.call_leader_once(group, deadline, |id| {
+                ClientRequest::RegisterSession { id, group }
+            });
             match registered {
                 Ok(committed) => {
                     let id = SessionId(committed.index.0);
@@ -532,30 +418,40 @@ impl Client {
         consistency: ReadConsistency,
     ) -> Result<Committed, CallError> {
         let deadline = Instant::now() + self.deadline;
-        self.call_leader(group, deadline, &[query.to_vec()], |id, query| {
-            ClientRequest::Read {
-                id,
-                group,
-                consistency,
-                query,
-            }
+        let query = Bytes::copy_from_slice(query);
+        self.call_leader_once(group, deadline, |id| ClientRequest::Read {
+            id,
+            group,
+            consistency,
+            query: query.clone(),
         })
-        .pop()
-        .expect("one answer per query")
     }
 
-    /// Sends one request per item (built by `request` from an id and the item) to the leader
-    /// of `group`, pipelined, following "not leader" answers until `deadline`; one result
-    /// per item, in order.
+    /// Sends one request (built by `request` from its id) to the leader of `group`, following
+    /// "not leader" answers until `deadline`. Any other refusal is final.
+    fn call_leader_once(
+        &mut self,
+        group: GroupId,
+        deadline: Instant,
+        request: impl Fn(u64) -> ClientRequest,
+    ) -> Result<Committed, CallError> {
+        self.call_leader(group, deadline, &mut PlainCall { request })
+            .pop()
+            .expect("one answer")
+    }
+
+    /// Sends `calls`' requests to the leader of `group`, pipelined, following "not leader"
+    /// answers and trying the nodes in turn while no leader is known, until each request is
+    /// decided or `deadline` passes (then [`CallError::Deadline`], naming the last problem);
+    /// `calls` decides what every other answer means. One result per request, in order.
     fn call_leader(
         &mut self,
         group: GroupId,
         deadline: Instant,
-        items: &[Vec<u8>],
-        request: impl Fn(u64, Bytes) -> ClientRequest,
+        calls: &mut impl LeaderCalls,
     ) -> Vec<Result<Committed, CallError>> {
-        let mut results: Vec<Option<Result<Committed, CallError>>> = vec![None; items.len()];
-        let mut todo: Vec<usize> = (0..items.len()).collect();
+        let mut results: Vec<Option<Result<Committed, CallError>>> = vec![None; calls.count()];
+        let mut todo: Vec<usize> = (0..results.len()).collect();
         let mut last_problem = String::from("no attempt");
         let mut rotation = 0;
         while !todo.is_empty() {
@@ -564,6 +460,12 @@ impl Client {
                     results[position] = Some(Err(CallError::Deadline {
                         last_problem: last_problem.clone(),
                     }));
+                }
+                break;
+            }
+            if let Err(error) = calls.prepare(self, &todo, deadline) {
+                for position in todo.drain(..) {
+                    results[position] = Some(Err(error.clone()));
                 }
                 break;
             }
@@ -577,18 +479,21 @@ impl Client {
                 .collect();
             let batch: Vec<ClientRequest> = requests
                 .iter()
-                .map(|&(id, position)| request(id, Bytes::copy_from_slice(&items[position])))
+                .map(|&(id, position)| calls.request(id, position))
                 .collect();
             let answers = match self.exchange(target, self.shard_of(group), &batch) {
                 Ok(answers) => answers,
                 Err(problem) => {
+                    // The requests may have reached the node before the connection broke.
                     last_problem = format!("n{}: {problem}", target.0);
                     self.leaders.remove(&group);
+                    todo.iter().for_each(|&position| calls.unanswered(position));
                     std::thread::sleep(RETRY_PAUSE);
                     continue;
                 }
             };
             let mut retry = Vec::new();
+            let mut pause = false;
             for (id, position) in requests {
                 match answers.get(&id) {
                     Some(ClientResponse::Committed { index, output, .. }) => {
@@ -596,6 +501,7 @@ impl Client {
                             index: *index,
                             output: output.clone(),
                         }));
+                        continue;
                     }
                     Some(ClientResponse::Error {
                         error: ClientError::NotLeader { leader, .. },
@@ -603,23 +509,37 @@ impl Client {
                     }) => {
                         self.follow(group, *leader);
                         last_problem = format!("n{} is not the leader", target.0);
-                        retry.push(position);
                     }
                     Some(ClientResponse::Error { error, .. }) => {
-                        results[position] = Some(Err(CallError::Refused(error.clone())));
+                        match calls.refused(position, error) {
+                            Refused::Final(error) => {
+                                results[position] = Some(Err(error));
+                                continue;
+                            }
+                            Refused::Again { problem } => {
+                                last_problem = format!("n{}: {problem}", target.0)
+                            }
+                            Refused::AfterPause { problem } => {
+                                pause = true;
+                                last_problem = problem.into();
+                            }
+                            Refused::Renumber => {}
+                        }
                     }
                     Some(ClientResponse::Status { .. } | ClientResponse::AdminStatus { .. })
-                    | None => retry.push(position),
+                    | None => calls.unanswered(position),
                 }
+                retry.push(position);
             }
-            if !retry.is_empty() && !self.leaders.contains_key(&group) {
+            calls.after_round(self, &mut retry, &mut results);
+            if !retry.is_empty() && (pause || !self.leaders.contains_key(&group)) {
                 std::thread::sleep(RETRY_PAUSE);
             }
             todo = retry;
         }
         results
             .into_iter()
-            .map(|result| result.expect("every item decided"))
+            .map(|result| result.expect("every request decided"))
             .collect()
     }
 
@@ -790,5 +710,174 @@ impl Client {
             );
         }
         Ok(key)
+    }
+}
+
+/// What a refusal (other than "not leader") means for one request of [`Client::call_leader`].
+enum Refused {
+    /// The request's outcome is decided: this error.
+    Final(CallError),
+    /// Try again; `problem` is what went wrong.
+    Again { problem: String },
+    /// Try again after a pause (the server asks for one); `problem` says why.
+    AfterPause { problem: &'static str },
+    /// Try again once the round is over, under a new session ([`LeaderCalls::after_round`]).
+    Renumber,
+}
+
+/// The requests of one [`Client::call_leader`] call and what their answers mean: where plain
+/// requests and proposals in a client session differ.
+trait LeaderCalls {
+    /// How many requests there are.
+    fn count(&self) -> usize;
+
+    /// Readies the requests at positions `todo` before a round (registers a session, numbers
+    /// the proposals); an error decides every one of them.
+    fn prepare(
+        &mut self,
+        _client: &mut Client,
+        _todo: &[usize],
+        _deadline: Instant,
+    ) -> Result<(), CallError> {
+        Ok(())
+    }
+
+    /// The request at `position`, with request id `id`.
+    fn request(&self, id: u64, position: usize) -> ClientRequest;
+
+    /// An attempt of the request at `position` got no answer: it may have reached the server.
+    fn unanswered(&mut self, _position: usize) {}
+
+    /// What `error`, the answer to the request at `position`, means.
+    fn refused(&mut self, position: usize, error: &ClientError) -> Refused;
+
+    /// After a round: may decide requests about to be retried (`retry`), in `results`.
+    fn after_round(
+        &mut self,
+        _client: &mut Client,
+        _retry: &mut Vec<usize>,
+        _results: &mut [Option<Result<Committed, CallError>>],
+    ) {
+    }
+}
+
+/// One request without a session (a read, an admin call, a session registration): every
+/// refusal but "not leader" is final.
+struct PlainCall<F> {
+    request: F,
+}
+
+impl<F: Fn(u64) -> ClientRequest> LeaderCalls for PlainCall<F> {
+    fn count(&self) -> usize {
+        1
+    }
+
+    fn request(&self, id: u64, _position: usize) -> ClientRequest {
+        (self.request)(id)
+    }
+
+    fn refused(&mut self, _position: usize, error: &ClientError) -> Refused {
+        Refused::Final(CallError::Refused(error.clone()))
+    }
+}
+
+/// Proposals in the client's session of `group` (see the module documentation): each keeps its
+/// sequence number on every attempt, so the group applies it at most once.
+struct SessionProposals<'a> {
+    group: GroupId,
+    payloads: &'a [Vec<u8>],
+    /// Per payload: its number in `numbered_in`.
+    seqs: Vec<u64>,
+    /// Per payload: whether an attempt may have applied it.
+    in_doubt: Vec<bool>,
+    numbered_in: Option<SessionId>,
+    /// The lowest number not yet answered, sent with this round's requests.
+    lowest_unanswered: u64,
+    /// Whether this round was told that the group forgot the session.
+    session_lost: bool,
+}
+
+impl LeaderCalls for SessionProposals<'_> {
+    fn count(&self) -> usize {
+        self.payloads.len()
+    }
+
+    fn prepare(
+        &mut self,
+        client: &mut Client,
+        todo: &[usize],
+        deadline: Instant,
+    ) -> Result<(), CallError> {
+        let session = client.session_of(self.group, deadline)?;
+        if self.numbered_in != Some(session) {
+            // A new session: nothing still to do was possibly applied under the last one.
+            for &position in todo {
+                self.seqs[position] = client.take_seq(self.group);
+            }
+            self.numbered_in = Some(session);
+        }
+        let lowest_unanswered = todo.iter().map(|&position| self.seqs[position]).min();
+        self.lowest_unanswered = lowest_unanswered.expect("something to do");
+        self.session_lost = false;
+        Ok(())
+    }
+
+    fn request(&self, id: u64, position: usize) -> ClientRequest {
+        let session = self.numbered_in.expect("prepared");
+        ClientRequest::ProposeInSession {
+            id,
+            group: self.group,
+            request: SessionRequest::new(session, self.seqs[position], self.lowest_unanswered)
+                .expect("the lowest unanswered number is the lowest of those sent"),
+            payload: Bytes::copy_from_slice(&self.payloads[position]),
+        }
+    }
+
+    fn unanswered(&mut self, position: usize) {
+        self.in_doubt[position] = true;
+    }
+
+    fn refused(&mut self, position: usize, error: &ClientError) -> Refused {
+        match error {
+            ClientError::Session(SessionRefusal::Unknown(_)) => {
+                self.session_lost = true;
+                Refused::Renumber
+            }
+            ClientError::Session(SessionRefusal::Busy(_)) => Refused::AfterPause {
+                problem: "the session's answers are not acknowledged yet",
+            },
+            // A certain refusal of a payload no attempt may have applied is final; of one that
+            // may have been applied, only this attempt is refused: try again.
+            error if certain(error) && !self.in_doubt[position] => {
+                Refused::Final(CallError::Refused(error.clone()))
+            }
+            error => {
+                self.in_doubt[position] |= !certain(error);
+                Refused::Again {
+                    problem: error.to_string(),
+                }
+            }
+        }
+    }
+
+    fn after_round(
+        &mut self,
+        client: &mut Client,
+        retry: &mut Vec<usize>,
+        results: &mut [Option<Result<Committed, CallError>>],
+    ) {
+        if !self.session_lost {
+            return;
+        }
+        // The group forgot the session: whatever may have been applied under it stays
+        // unknown; the rest gets new numbers in a new session.
+        let (group, session) = (self.group, self.numbered_in.expect("prepared"));
+        client.sessions.remove(&group);
+        retry.retain(|&position| {
+            if self.in_doubt[position] {
+                results[position] = Some(Err(CallError::SessionLost { group, session }));
+            }
+            !self.in_doubt[position]
+        });
     }
 }

@@ -64,6 +64,7 @@ const TABLE_MAGIC: [u8; 8] = *b"RRSESSN1";
 
 /// How many sessions a group keeps, and for how long (see the module documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SessionLimits {
     /// Sessions one group keeps (at least one); registering one more evicts the least recently
     /// used. Default 4,096.

@@ -83,34 +83,61 @@ pub const UNCOMMITTED_BYTES_MAX_DEFAULT: usize = 64 << 20;
 /// The result of one proposal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Committed {
+    /// Where the entry was applied (for a read: the index the answer reflects).
     pub index: LogIndex,
+    /// The state machine's answer.
     pub output: Bytes,
 }
 
 /// Why a proposal did not commit (as far as this node knows).
+///
+/// Certain errors ([`ProposalError::certainly_not_applied`]) say the entry was not applied
+/// and never will be; the others ([`ProposalError::Timeout`], [`ProposalError::OutcomeUnknown`],
+/// [`ProposalError::ShuttingDown`]) leave the outcome unknown: the entry may still commit.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProposalError {
+    /// Certain: this node does not lead the group; `leader` is the leader it knows of.
     #[error("not the leader of this group (leader: {leader:?})")]
-    NotLeader { leader: Option<NodeId> },
+    NotLeader {
+        /// The leader, if this node knows it.
+        leader: Option<NodeId>,
+    },
+    /// Certain: this node is handing the group's leadership over; ask the new leader.
     #[error("leadership of this group is being transferred")]
     Transferring,
+    /// Certain: no such group on this node.
     #[error("group {0} is not served by this node")]
     UnknownGroup(GroupId),
+    /// Certain: the payload is larger than one entry may be.
     #[error("payload of {bytes} bytes exceeds the limit of {max} bytes")]
-    TooLarge { bytes: usize, max: usize },
+    TooLarge {
+        /// The payload's size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Unknown outcome: not committed within the proposal timeout; it may still commit.
     #[error("no commit within the proposal timeout; the entry may still commit")]
     Timeout,
     /// Certain: an entry of another term was applied at the proposal's index, `index`.
     #[error("not applied: another leader's entry was applied at its index {index}")]
-    Superseded { index: LogIndex },
+    Superseded {
+        /// The index the proposal had.
+        index: LogIndex,
+    },
     /// The entry left this node's log (another leader's entries replaced it here) or a
     /// snapshot covered it before it was applied here: it may have committed elsewhere.
     #[error("outcome unknown: the entry left this node's log before it was applied; it may still commit")]
     OutcomeUnknown,
+    /// Unknown outcome: the node stopped before it knew the outcome.
     #[error("the shard is shutting down")]
     ShuttingDown,
+    /// Certain: the previous membership change is not complete yet.
     #[error("a configuration change is still in progress")]
     ChangeInProgress,
+    /// Certain: the change does not apply to the current members (adding a member twice,
+    /// promoting a voter, transferring to a non-voter).
     #[error("the configuration change does not apply to the current members")]
     ChangeNotAllowed,
     /// Certain: refused before being placed, because the group's log holds `bytes` unapplied
@@ -118,7 +145,12 @@ pub enum ProposalError {
     #[error(
         "overloaded: the group holds {bytes} bytes not yet applied (limit {max}); retry later"
     )]
-    Overloaded { bytes: usize, max: usize },
+    Overloaded {
+        /// Bytes the group holds unapplied.
+        bytes: usize,
+        /// The limit ([`crate::config::NodeConfig::uncommitted_bytes_max`]).
+        max: usize,
+    },
     /// Certain for this attempt: its entry was committed, but its client session did not let
     /// the state machine apply it (see [`SessionRefusal`] for what that says of earlier
     /// attempts of the same request).
@@ -172,6 +204,7 @@ pub trait ActionObserver<S> {
 
 /// A failure that stops the shard.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EngineError {
     #[error(transparent)]
     Log(#[from] log::Error),
@@ -240,9 +273,19 @@ impl From<ProposeError> for ProposalError {
 /// Status of one group on this node: the summary clients also receive, and for a leader each
 /// follower's durable match index.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GroupStatus {
+    /// Role, term, leader, commit and applied indexes, as clients also receive them.
     pub summary: GroupSummary,
+    /// Where this node leads the group: each follower and its durable match index (empty
+    /// otherwise).
     pub followers: Vec<(NodeId, LogIndex)>,
+    /// The configuration in force on this node (the latest configuration entry it holds).
+    pub membership: Membership,
+    /// Index of the newest durable snapshot of the group on this node (0: none).
+    pub snapshot_index: LogIndex,
+    /// The log's compaction point on this node: entries up to it are gone from the log.
+    pub log_base: LogIndex,
 }
 
 /// Proposals of one group gathered during the current turn.
@@ -861,6 +904,9 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
                     .iter()
                     .filter_map(|&peer| Some((peer, core.progress(peer)?.match_index)))
                     .collect(),
+                membership: core.membership().clone(),
+                snapshot_index: core.snapshot().index,
+                log_base: core.log_base(),
             })
             .collect()
     }

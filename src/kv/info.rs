@@ -59,6 +59,9 @@ mod tests {
                 last_index: LogIndex(11),
             },
             followers: vec![],
+            membership: Default::default(),
+            snapshot_index: LogIndex::ZERO,
+            log_base: LogIndex::ZERO,
         };
         let reply = render(NodeId(2), ReadMode::Lease, &[status]);
         assert!(reply.render(Protocol::Resp2).starts_with(b"$"));

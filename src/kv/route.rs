@@ -378,12 +378,9 @@ impl Router {
         }
     }
 
-    /// This node's view of every group (blocking work kept off the async threads).
+    /// This node's view of every group.
     pub async fn status(&self) -> Vec<GroupStatus> {
-        let node = self.node.clone();
-        tokio::task::spawn_blocking(move || node.status())
-            .await
-            .unwrap_or_default()
+        self.node.status().await
     }
 
     async fn part(

@@ -68,6 +68,7 @@ impl fmt::Display for Corruption {
 
 /// Everything that can go wrong in the log.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A system call on a log file failed. Fatal when raised by a write, sync, create or delete.
     #[error("{op} {}: {source}", path.display())]

@@ -58,6 +58,9 @@ mod tests {
                         last_index: LogIndex(commit),
                     },
                     followers: Vec::new(),
+                    membership: Default::default(),
+                    snapshot_index: LogIndex::ZERO,
+                    log_base: LogIndex::ZERO,
                 })
                 .collect(),
             log: ShardStats::default(),

@@ -219,12 +219,19 @@ pub struct GroupAdminStatus {
 /// One group as seen by the answering node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupSummary {
+    /// The group.
     pub group: GroupId,
+    /// The answering node's role in it.
     pub role: Role,
+    /// Its current term.
     pub term: Term,
+    /// The leader it knows of.
     pub leader: Option<NodeId>,
+    /// Its commit index.
     pub commit: LogIndex,
+    /// Index of the last entry its state machine applied.
     pub applied: LogIndex,
+    /// Index of the last entry of its log.
     pub last_index: LogIndex,
 }
 
@@ -293,6 +300,7 @@ impl ClientResponse {
 
 /// Why a request failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     #[error("this node is not the group's leader (leader: {leader:?}, client address: {leader_client_addr:?})")]
     NotLeader {

@@ -28,7 +28,7 @@ use glommio::{Latency, Shares};
 use crate::config::NodeConfig;
 use crate::constants::CLIENT_PAYLOAD_BYTES_MAX;
 use crate::engine::{Committed, GroupStatus, ProposalError};
-use crate::error::NodeError;
+use crate::error::{ExecutorError, NodeError};
 use crate::log_limit::LogLimiter;
 use crate::net::client_wire::ShardStats;
 use crate::net::client_wire::{
@@ -271,7 +271,10 @@ pub fn start(
     glommio::spawn_local_into(accept, queue)
         .map_err(|error| NodeError::Executor {
             shard,
-            reason: format!("client task queue: {error}"),
+            source: ExecutorError::TaskQueue {
+                queue: "client",
+                reason: error.to_string(),
+            },
         })?
         .detach();
     Ok(())

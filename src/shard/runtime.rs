@@ -33,7 +33,7 @@ use crate::engine::state_machine::StateMachine;
 use crate::engine::{
     Committed, EngineConfig, EngineError, GroupStatus, ProposalError, ShardEngine,
 };
-use crate::error::NodeError;
+use crate::error::{ExecutorError, NodeError};
 use crate::log::{shard_dir, DiskLog, FlushDone, LogConfig};
 use crate::net::client_wire::ClientRequest;
 use crate::shard::admin::{self, ChangeRequest};
@@ -307,7 +307,7 @@ where
         .make()
         .map_err(|error| NodeError::Executor {
             shard,
-            reason: error.to_string(),
+            source: ExecutorError::Build(error.to_string()),
         });
     let executor = match executor {
         Ok(executor) => executor,

@@ -9,6 +9,7 @@ use crate::types::{GroupId, LogIndex};
 
 /// Everything that can go wrong in the snapshot store.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SnapshotError {
     /// A system call on a snapshot file or directory failed.
     #[error("{op} {}: {source}", path.display())]
