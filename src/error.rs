@@ -5,6 +5,11 @@ use std::path::PathBuf;
 
 use crate::types::ShardId;
 
+// The errors a `NodeError` carries, for embedders to match on.
+pub use crate::engine::EngineError;
+pub use crate::log::Error as LogError;
+pub use crate::snapshot::SnapshotError;
+
 /// Why a node could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {

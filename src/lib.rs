@@ -65,35 +65,60 @@
 //! that the binary and the integration tests can reach them, but they are not part of its API
 //! and are hidden from its documentation.
 
+/// Declares an internal layer: public under the `internals` feature, for the tests, benchmarks,
+/// fuzz targets and tools that work at its level, and crate-private otherwise. Hidden from the
+/// documentation either way: it is not part of the API.
+macro_rules! internal_layer {
+    ($name:ident) => {
+        #[cfg(feature = "internals")]
+        #[doc(hidden)]
+        pub mod $name;
+        #[cfg(not(feature = "internals"))]
+        // What only the tests and tools use of the layer is compiled but unused here.
+        #[allow(dead_code, unused_imports)]
+        pub(crate) mod $name;
+    };
+}
+
 pub mod api;
-pub mod batch;
 pub mod client;
 pub mod config;
-pub mod constants;
-pub mod core;
-pub mod engine;
 pub mod error;
+#[cfg(feature = "kv")]
 pub mod kv;
-pub mod log;
-pub mod log_limit;
+#[cfg(feature = "metrics")]
 pub mod metrics;
-pub mod net;
-pub mod shard;
-pub mod snapshot;
 pub mod tls;
 pub mod types;
 
+internal_layer!(batch);
+internal_layer!(constants);
+internal_layer!(core);
+internal_layer!(engine);
+internal_layer!(log);
+internal_layer!(net);
+internal_layer!(snapshot);
+mod log_limit;
+mod shard;
+
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod chaos;
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod check;
+#[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod loadgen;
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod procs;
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod sim;

@@ -19,7 +19,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, StreamOwned};
 
-use crate::tls::streams::{FuturesIo, TokioIo};
+use crate::tls::streams::FuturesIo;
+#[cfg(feature = "kv")]
+use crate::tls::streams::TokioIo;
 use crate::types::NodeId;
 
 /// Why TLS could not be set up.
@@ -269,6 +271,7 @@ impl NodeTls {
     }
 
     /// Opens TLS on an accepted RESP connection (Tokio).
+    #[cfg(feature = "kv")]
     pub async fn accept_resp<S: TokioIo>(
         &self,
         stream: S,
@@ -328,6 +331,7 @@ impl ClientTls {
     }
 
     /// Completes a TLS handshake with node `node` on a Tokio stream.
+    #[cfg(feature = "kv")]
     pub async fn connect_tokio<S: TokioIo>(
         &self,
         stream: S,
