@@ -83,34 +83,57 @@ pub const UNCOMMITTED_BYTES_MAX_DEFAULT: usize = 64 << 20;
 /// The result of one proposal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Committed {
+    /// The log index the entry committed at.
     pub index: LogIndex,
+    /// What the state machine answered when it applied the entry.
     pub output: Bytes,
 }
 
 /// Why a proposal did not commit (as far as this node knows).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ProposalError {
+    /// Certain: this node does not lead the group; `leader` is the one it knows, if any.
     #[error("not the leader of this group (leader: {leader:?})")]
-    NotLeader { leader: Option<NodeId> },
+    NotLeader {
+        /// The leader this node knows of.
+        leader: Option<NodeId>,
+    },
+    /// Certain: this node is handing leadership to another member and places nothing meanwhile.
     #[error("leadership of this group is being transferred")]
     Transferring,
+    /// Certain: the group is not one of this node's.
     #[error("group {0} is not served by this node")]
     UnknownGroup(GroupId),
+    /// Certain: the payload is larger than one entry may be.
     #[error("payload of {bytes} bytes exceeds the limit of {max} bytes")]
-    TooLarge { bytes: usize, max: usize },
+    TooLarge {
+        /// Size of the payload.
+        bytes: usize,
+        /// Largest payload an entry holds.
+        max: usize,
+    },
+    /// Unknown: no commit was seen within the proposal timeout; the entry may still commit.
     #[error("no commit within the proposal timeout; the entry may still commit")]
     Timeout,
     /// Certain: an entry of another term was applied at the proposal's index, `index`.
     #[error("not applied: another leader's entry was applied at its index {index}")]
-    Superseded { index: LogIndex },
+    Superseded {
+        /// The index the proposal had been placed at.
+        index: LogIndex,
+    },
     /// The entry left this node's log (another leader's entries replaced it here) or a
     /// snapshot covered it before it was applied here: it may have committed elsewhere.
     #[error("outcome unknown: the entry left this node's log before it was applied; it may still commit")]
     OutcomeUnknown,
+    /// The shard is stopping; a proposal already placed may still commit.
     #[error("the shard is shutting down")]
     ShuttingDown,
+    /// Certain: a membership change is refused while an earlier one has not completed (or
+    /// before this leader has committed an entry of its term).
     #[error("a configuration change is still in progress")]
     ChangeInProgress,
+    /// Certain: the membership change does not apply to the current members (for instance it
+    /// promotes a node that is not a learner).
     #[error("the configuration change does not apply to the current members")]
     ChangeNotAllowed,
     /// Certain: refused before being placed, because the group's log holds `bytes` unapplied
@@ -118,7 +141,12 @@ pub enum ProposalError {
     #[error(
         "overloaded: the group holds {bytes} bytes not yet applied (limit {max}); retry later"
     )]
-    Overloaded { bytes: usize, max: usize },
+    Overloaded {
+        /// Bytes of the group's entries placed but not yet applied.
+        bytes: usize,
+        /// The limit ([`crate::config::NodeConfig::uncommitted_bytes_max`]).
+        max: usize,
+    },
     /// Certain for this attempt: its entry was committed, but its client session did not let
     /// the state machine apply it (see [`SessionRefusal`] for what that says of earlier
     /// attempts of the same request).
@@ -173,20 +201,33 @@ pub trait ActionObserver<S> {
 /// A failure that stops the shard.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// The log failed.
     #[error(transparent)]
     Log(#[from] log::Error),
+    /// The snapshot store failed.
     #[error("snapshot: {0}")]
     Snapshot(#[from] SnapshotError),
+    /// A leader sent a snapshot to a shard that was started without a snapshot store.
     #[error("a snapshot arrived but this node keeps no snapshots")]
     NoSnapshotStore,
+    /// A stored snapshot's membership does not decode.
     #[error("group {group}: stored snapshot at {index} has an unreadable configuration")]
-    SnapshotConfig { group: GroupId, index: LogIndex },
+    SnapshotConfig {
+        /// The group of the snapshot.
+        group: GroupId,
+        /// The last index the snapshot covers.
+        index: LogIndex,
+    },
+    /// [`crate::api::StateMachine::restore`] failed.
     #[error(
         "group {group}: the state machine could not restore the snapshot at {index}: {source}"
     )]
     Restore {
+        /// The group of the snapshot.
         group: GroupId,
+        /// The last index the snapshot covers.
         index: LogIndex,
+        /// What the state machine reported.
         #[source]
         source: io::Error,
     },
