@@ -7,7 +7,7 @@ use crate::types::ShardId;
 
 // The errors a `NodeError` carries, for embedders to match on.
 pub use crate::engine::EngineError;
-pub use crate::log::Error as LogError;
+pub use crate::log::{Corruption, Error as LogError};
 pub use crate::snapshot::SnapshotError;
 
 /// Why a node could not start or had to stop.

@@ -59,6 +59,7 @@ id_newtype!(
 );
 
 impl Term {
+    /// The term before any election.
     pub const ZERO: Term = Term(0);
 
     /// The term after this one.
@@ -68,6 +69,7 @@ impl Term {
 }
 
 impl LogIndex {
+    /// The index before the first entry.
     pub const ZERO: LogIndex = LogIndex(0);
 
     /// The index `count` positions after this one.
@@ -96,8 +98,11 @@ impl LogIndex {
 /// committed when it was saved; recovery may start applying from there without asking a leader).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct HardState {
+    /// The current term.
     pub term: Term,
+    /// The candidate this node voted for in `term`, if any.
     pub vote: Option<NodeId>,
+    /// Highest index known committed when the state was saved.
     pub commit: LogIndex,
 }
 
@@ -121,10 +126,13 @@ pub enum ReadConsistency {
 /// connection is made (so a member whose address changes is found again on reconnect).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum PeerAddr {
+    /// An IP address and port.
     Ip(SocketAddr),
     /// A DNS name (letters, digits, `-` and `.`, at most [`PeerAddr::HOST_BYTES_MAX`] bytes).
     Host {
+        /// The host name.
         name: String,
+        /// The port.
         port: u16,
     },
 }
@@ -133,6 +141,7 @@ impl PeerAddr {
     /// Longest host name (as DNS allows).
     pub const HOST_BYTES_MAX: usize = 253;
 
+    /// The port, whichever form the address has.
     pub fn port(&self) -> u16 {
         match self {
             PeerAddr::Ip(addr) => addr.port(),
@@ -224,6 +233,7 @@ impl std::str::FromStr for PeerAddr {
 /// One member of the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerConfig {
+    /// The member's id.
     pub id: NodeId,
     /// Base address of its peer port.
     pub addr: PeerAddr,
@@ -256,14 +266,17 @@ impl SessionRequest {
         })
     }
 
+    /// The session the request belongs to.
     pub fn session(&self) -> SessionId {
         self.session
     }
 
+    /// The request's sequence number within its session.
     pub fn seq(&self) -> u64 {
         self.seq
     }
 
+    /// The client has received the answer of every request of the session below this number.
     pub fn lowest_unanswered(&self) -> u64 {
         self.lowest_unanswered
     }
@@ -293,5 +306,10 @@ pub enum SessionRefusal {
         "request {seq} of client session {session} was answered and acknowledged already; \
          this late attempt was not applied again"
     )]
-    Acknowledged { session: SessionId, seq: u64 },
+    Acknowledged {
+        /// The request's session.
+        session: SessionId,
+        /// The request's sequence number.
+        seq: u64,
+    },
 }

@@ -32,6 +32,7 @@ pub mod node;
 pub mod observer;
 
 pub use crate::config::NodeConfig;
+pub use crate::core::{Membership, MembershipChange, MembershipError, Role};
 pub use crate::engine::sessions::SessionLimits;
 pub use crate::engine::{
     Committed, CommittedEntries, GroupStatus, LogOnly, ProposalError, StateMachine,

@@ -4,4 +4,5 @@
 mod blocking;
 
 pub use crate::engine::Committed;
+pub use crate::net::client_wire::{ClientError, GroupAdminStatus, ShardStats, StageBuckets};
 pub use blocking::{CallError, Client, NodeAdminStatus, NodeStats};
