@@ -33,7 +33,9 @@ pub mod observer;
 
 pub use crate::config::NodeConfig;
 pub use crate::core::{Membership, MembershipChange, MembershipError, Role};
-pub use crate::engine::sessions::SessionLimits;
+pub use crate::engine::sessions::{
+    SessionLimits, SAVED_OUTPUT_OVERHEAD_BYTES, SESSION_UNANSWERED_MAX,
+};
 pub use crate::engine::{
     Committed, CommittedEntries, GroupStatus, LogOnly, ProposalError, StateMachine,
 };

@@ -1,5 +1,5 @@
-//! The client side of ringraft: a blocking Rust client over the client protocol
-//! ([`crate::net::client_wire`]).
+//! The client side of ringraft: a blocking Rust client over the native client protocol (the
+//! port [`crate::config::NodeConfig::client_listen`] opens).
 
 mod blocking;
 

@@ -247,7 +247,7 @@ pub struct ShardStats {
     pub bytes_written: u64,
 }
 
-/// The shard's latency histograms by stage (see [`crate::engine::stages`]) as
+/// The shard's latency histograms by stage (placed to durable on the leader, committed, applied) as
 /// `(latency in µs, count)` buckets, non-empty buckets only.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StageBuckets {

@@ -11,7 +11,7 @@
 //!   ([`certifies_node`]).
 //! - Client-facing ports (the native client port and the RESP port) present the node's
 //!   certificate and ask for client certificates as [`ClientCerts`] says.
-//! - Handshake failures are logged through a [`LogLimiter`](crate::log_limit::LogLimiter), so
+//! - Handshake failures are logged through a rate-limited logger, so
 //!   a flood of bad handshakes writes a few lines, not one per attempt.
 
 use std::time::Duration;
