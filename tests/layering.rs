@@ -56,7 +56,7 @@ fn module_features() -> BTreeMap<String, Option<String>> {
             gate = rest.strip_suffix("\")]").map(str::to_string);
         } else if let Some(name) = declared_module(line) {
             features.insert(name, gate.take());
-        } else if !line.starts_with("#[") {
+        } else if !line.is_empty() && !line.starts_with("#[") {
             gate = None;
         }
     }
