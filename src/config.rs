@@ -16,6 +16,7 @@ use crate::types::{GroupId, NodeId, PeerConfig, ShardId};
 /// Everything a node needs to run.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
+    /// This node's id; `peers` must list it.
     pub id: NodeId,
     /// Refuses peers and data files of any other cluster.
     pub cluster_id: u64,
@@ -23,13 +24,15 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Base address for clients; `None` serves no client port (embedding only).
     pub client_listen: Option<SocketAddr>,
-    /// Address of the metrics and health endpoint ([`crate::metrics`] is what serves it;
+    /// Address of the metrics and health endpoint (`metrics::MetricsServer`, feature `metrics`, serves it;
     /// `ringraft node` and `ringraft kv` start it); `None` serves none.
     pub metrics_listen: Option<SocketAddr>,
     /// Every member, this node included.
     pub peers: Vec<PeerConfig>,
     /// TLS for the ports it names (`None`: every port is plain TCP).
     pub tls: Option<Arc<NodeTls>>,
+    /// Where the log, hard state, snapshots and the node's marker live
+    /// ([`crate::api::data_dir`]).
     pub data_dir: PathBuf,
     /// Shards (one executor thread each). Default: the number of cores.
     pub shards: u32,
@@ -60,11 +63,10 @@ pub struct NodeConfig {
     pub clock_drift_percent: u32,
     /// Most bytes of log entries one group may hold that its state machine has not applied;
     /// beyond it the group's leader refuses proposals as overloaded (a leader without a working
-    /// majority would otherwise grow at its clients' rate). Default 64 MiB
-    /// ([`UNCOMMITTED_BYTES_MAX_DEFAULT`](crate::engine::UNCOMMITTED_BYTES_MAX_DEFAULT)).
+    /// majority would otherwise grow at its clients' rate). Default 64 MiB.
     pub uncommitted_bytes_max: usize,
     /// How many client sessions each group keeps and for how long (the expiry policy of
-    /// exactly-once proposals, [`crate::engine::sessions`]). Default
+    /// exactly-once proposals, [client sessions](crate#client-sessions)). Default
     /// [`SessionLimits::default`](crate::engine::sessions::SessionLimits): 4,096 sessions per
     /// group, expired after an hour unused, 64 MiB of saved answers per group.
     pub sessions: crate::engine::sessions::SessionLimits,
@@ -95,7 +97,7 @@ pub struct NodeConfig {
     /// members, so that it can answer the leader before it has learned the configuration.
     pub join: bool,
     /// Size of new log segment files. Default 64 MiB
-    /// ([`SEGMENT_BYTES_DEFAULT`](crate::log::SEGMENT_BYTES_DEFAULT)); at least
+    /// (`log::SEGMENT_BYTES_DEFAULT`); at least
     /// [`SEGMENT_BYTES_NODE_MIN`] and a multiple of 4096. Smaller segments are for tests (the
     /// fault harness runs nodes on a small filesystem).
     pub segment_bytes: u64,
@@ -105,7 +107,7 @@ pub struct NodeConfig {
 }
 
 /// Smallest segment size a node accepts: room for two records of the largest batch
-/// ([`BATCH_BYTES_MAX`](crate::constants::BATCH_BYTES_MAX)) with their headers and the
+/// (`constants::BATCH_BYTES_MAX`) with their headers and the
 /// segment header, rounded to 4096.
 pub const SEGMENT_BYTES_NODE_MIN: u64 = 2 * crate::constants::BATCH_BYTES_MAX as u64 + 4096;
 

@@ -13,39 +13,70 @@ pub use crate::snapshot::SnapshotError;
 /// Why a node could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// [`crate::config::NodeConfig::validate`] refused the configuration; nothing was started.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The data directory is not this node's, or could not be claimed for it
+    /// ([`crate::api::data_dir`]); nothing was started.
     #[error("data directory {path}: {reason}")]
-    DataDir { path: PathBuf, reason: String },
+    DataDir {
+        /// The data directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The shard's log failed (recovery or a fatal write, sync or delete).
     #[error("shard {shard}: storage: {source}")]
     Log {
+        /// The shard that failed.
         shard: ShardId,
+        /// The log's error.
         #[source]
         source: crate::log::Error,
     },
+    /// The shard's engine failed (snapshots, restore) and stopped.
     #[error("shard {shard}: {source}")]
     Shard {
+        /// The shard that failed.
         shard: ShardId,
+        /// The engine's error.
         #[source]
         source: crate::engine::EngineError,
     },
+    /// A system call of the shard failed (`what` names it: binding a port, spawning a thread).
     #[error("shard {shard}: {what}: {source}")]
     Io {
+        /// The shard that failed.
         shard: ShardId,
+        /// What was being done.
         what: String,
+        /// The error the system returned.
         #[source]
         source: std::io::Error,
     },
+    /// The shard's executor could not be built or run its tasks.
     #[error("shard {shard}: executor: {reason}")]
-    Executor { shard: ShardId, reason: String },
+    Executor {
+        /// The shard that failed.
+        shard: ShardId,
+        /// The runtime's message.
+        reason: String,
+    },
+    /// The shard's thread ended without saying why.
     #[error("shard {shard} stopped unexpectedly")]
-    ShardGone { shard: ShardId },
+    ShardGone {
+        /// The shard whose thread ended.
+        shard: ShardId,
+    },
     /// The platform refuses what the runtime needs (io_uring, locked memory): not a bug of
     /// the node or of its configuration, but of where it runs. The message says how to fix it.
     #[error("{what} ({detail}).\nFix: {fix}")]
     Platform {
+        /// What the platform refuses.
         what: String,
+        /// What the system said.
         detail: String,
+        /// How to fix it.
         fix: &'static str,
     },
 }

@@ -122,6 +122,7 @@ impl Node {
         Ok(node)
     }
 
+    /// This node's id.
     pub fn id(&self) -> NodeId {
         self.config.id
     }
@@ -131,6 +132,7 @@ impl Node {
         self.threads.iter().all(|thread| !thread.is_finished())
     }
 
+    /// The configuration the node was started with.
     pub fn config(&self) -> &NodeConfig {
         &self.config
     }
@@ -175,7 +177,7 @@ impl Node {
     /// unacknowledged ones. A session the group no longer knows (expired, evicted) is refused
     /// with [`SessionRefusal::Unknown`](crate::types::SessionRefusal): if an earlier attempt
     /// of the request may have been applied, its outcome stays unknown; otherwise register a
-    /// new session and send it there. The expiry policy is in [`crate::engine::sessions`] and
+    /// new session and send it there. The expiry policy is in [client sessions](crate#client-sessions) and
     /// [`NodeConfig::sessions`].
     pub async fn propose_in_session(
         &self,

@@ -48,6 +48,7 @@ use crate::types::{
 /// What a node reports about its work, summed over its shards.
 #[derive(Clone, Debug, Default)]
 pub struct NodeStats {
+    /// Log work counters (flushes, entries and bytes written), summed over the shards.
     pub log: ShardStats,
     /// Latency by stage of the batches the node placed as leader, since it started.
     pub stages: StageHistograms,
@@ -58,7 +59,9 @@ pub struct NodeStats {
 /// A node's answer to an admin status request, over all its shards.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeAdminStatus {
+    /// The node that answered.
     pub node: NodeId,
+    /// How many shards it runs.
     pub shard_count: u32,
     /// Every group of the node, in group order.
     pub groups: Vec<GroupAdminStatus>,
@@ -72,14 +75,23 @@ pub enum CallError {
     Refused(ClientError),
     /// No answer before the deadline: a proposal may have been applied (once) or not.
     #[error("no answer before the deadline: {last_problem}")]
-    Deadline { last_problem: String },
+    Deadline {
+        /// What went wrong on the last attempt.
+        last_problem: String,
+    },
+    /// A node the client has no address for.
     #[error("unknown node {0}")]
     UnknownNode(NodeId),
     /// The group forgot the client session (idle past its expiry, or evicted) while a
     /// proposal that an earlier attempt may have applied was being retried: it was applied
     /// once or not at all, and which cannot be known any more.
     #[error("client session {session} of {group} expired while a proposal was retried; it may have been applied")]
-    SessionLost { group: GroupId, session: SessionId },
+    SessionLost {
+        /// The group the session belonged to.
+        group: GroupId,
+        /// The session the group forgot.
+        session: SessionId,
+    },
 }
 
 impl CallError {

@@ -282,7 +282,10 @@ impl From<ProposeError> for ProposalError {
 /// follower's durable match index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupStatus {
+    /// Role, term, leader, commit and applied indexes, as clients also receive them.
     pub summary: GroupSummary,
+    /// Where this node leads the group: each follower and its durable match index (empty
+    /// otherwise).
     pub followers: Vec<(NodeId, LogIndex)>,
 }
 
