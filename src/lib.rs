@@ -102,11 +102,12 @@
 //! Sessions do not live forever ([`api::SessionLimits`], decided by the log alone so that
 //! replicas agree): a session unused for `idle_expiry` (by the clock of the leaders that placed
 //! its entries) expires; registering more than `sessions_max` sessions evicts the least
-//! recently used; so does holding more than `saved_bytes_max` bytes of saved outputs over
-//! all the group's sessions (each counted with [`api::SAVED_OUTPUT_OVERHEAD_BYTES`] besides its own bytes). A session holds at
-//! most [`api::SESSION_UNANSWERED_MAX`] answers its client has not acknowledged. A request of
-//! an expired or evicted session is refused ([`types::SessionRefusal::Unknown`]), never applied
-//! twice: its outcome is then unknown to the client, which must say so to its user.
+//! recently used; so does holding more than `saved_bytes_max` bytes of saved outputs over all
+//! the group's sessions (each output counted with [`api::SAVED_OUTPUT_OVERHEAD_BYTES`] besides
+//! its own bytes). A session holds at most [`api::SESSION_UNANSWERED_MAX`] answers its client
+//! has not acknowledged. A request of an expired or evicted session is refused
+//! ([`types::SessionRefusal::Unknown`]), never applied twice: its outcome is then unknown to
+//! the client, which must say so to its user.
 //!
 //! # The binary
 //!
