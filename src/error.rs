@@ -46,11 +46,11 @@ pub enum NodeError {
     /// A system call of the shard failed (`what` names it: binding a port, spawning a thread).
     #[error("shard {shard}: {what}: {source}")]
     Io {
-        /// The shard that failed.
+        /// The shard that made the call.
         shard: ShardId,
-        /// What was being done.
+        /// What it was doing.
         what: String,
-        /// The error the system returned.
+        /// The system's error.
         #[source]
         source: std::io::Error,
     },
@@ -65,18 +65,18 @@ pub enum NodeError {
     /// The shard's thread ended without saying why.
     #[error("shard {shard} stopped unexpectedly")]
     ShardGone {
-        /// The shard whose thread ended.
+        /// The shard that ended.
         shard: ShardId,
     },
     /// The platform refuses what the runtime needs (io_uring, locked memory): not a bug of
     /// the node or of its configuration, but of where it runs. The message says how to fix it.
     #[error("{what} ({detail}).\nFix: {fix}")]
     Platform {
-        /// What the platform refuses.
+        /// What the platform refused.
         what: String,
-        /// What the system said.
+        /// The system's answer.
         detail: String,
-        /// How to fix it.
+        /// How to change the platform so that it allows it.
         fix: &'static str,
     },
 }

@@ -59,7 +59,7 @@ id_newtype!(
 );
 
 impl Term {
-    /// The term before any election.
+    /// The term before the first election.
     pub const ZERO: Term = Term(0);
 
     /// The term after this one.
@@ -69,7 +69,7 @@ impl Term {
 }
 
 impl LogIndex {
-    /// The index before the first entry.
+    /// The position before the first entry.
     pub const ZERO: LogIndex = LogIndex(0);
 
     /// The index `count` positions after this one.
@@ -98,11 +98,11 @@ impl LogIndex {
 /// committed when it was saved; recovery may start applying from there without asking a leader).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct HardState {
-    /// The current term.
+    /// The latest term this node has seen.
     pub term: Term,
-    /// The candidate this node voted for in `term`, if any.
+    /// Whom it voted for in `term`, if anyone.
     pub vote: Option<NodeId>,
-    /// Highest index known committed when the state was saved.
+    /// The commit index known when the hard state was saved.
     pub commit: LogIndex,
 }
 
@@ -141,7 +141,7 @@ impl PeerAddr {
     /// Longest host name (as DNS allows).
     pub const HOST_BYTES_MAX: usize = 253;
 
-    /// The port, whichever form the address has.
+    /// The port, of either form.
     pub fn port(&self) -> u16 {
         match self {
             PeerAddr::Ip(addr) => addr.port(),
@@ -266,17 +266,17 @@ impl SessionRequest {
         })
     }
 
-    /// The session the request belongs to.
+    /// The client session the request belongs to.
     pub fn session(&self) -> SessionId {
         self.session
     }
 
-    /// The request's sequence number within its session.
+    /// The request's sequence number in its session (the same on every retry).
     pub fn seq(&self) -> u64 {
         self.seq
     }
 
-    /// The client has received the answer of every request of the session below this number.
+    /// The lowest sequence number whose answer the client has not received yet.
     pub fn lowest_unanswered(&self) -> u64 {
         self.lowest_unanswered
     }

@@ -132,7 +132,7 @@ impl Node {
         self.threads.iter().all(|thread| !thread.is_finished())
     }
 
-    /// The configuration the node was started with.
+    /// The configuration the node runs with.
     pub fn config(&self) -> &NodeConfig {
         &self.config
     }

@@ -20,7 +20,7 @@ pub struct NodeObserver {
 }
 
 impl NodeObserver {
-    /// The node observed.
+    /// The observed node's id.
     pub fn node(&self) -> NodeId {
         self.node
     }

@@ -76,10 +76,10 @@ pub enum CallError {
     /// No answer before the deadline: a proposal may have been applied (once) or not.
     #[error("no answer before the deadline: {last_problem}")]
     Deadline {
-        /// What went wrong on the last attempt.
+        /// What went wrong with the last attempt.
         last_problem: String,
     },
-    /// A node the client has no address for.
+    /// The call named a node the client does not know ([`Client::add_node`]).
     #[error("unknown node {0}")]
     UnknownNode(NodeId),
     /// The group forgot the client session (idle past its expiry, or evicted) while a
@@ -87,7 +87,7 @@ pub enum CallError {
     /// once or not at all, and which cannot be known any more.
     #[error("client session {session} of {group} expired while a proposal was retried; it may have been applied")]
     SessionLost {
-        /// The group the session belonged to.
+        /// The group the proposal was for.
         group: GroupId,
         /// The session the group forgot.
         session: SessionId,

@@ -83,57 +83,56 @@ pub const UNCOMMITTED_BYTES_MAX_DEFAULT: usize = 64 << 20;
 /// The result of one proposal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Committed {
-    /// The log index the entry committed at.
+    /// Where the entry was applied (for a read: the index the answer reflects).
     pub index: LogIndex,
-    /// What the state machine answered when it applied the entry.
+    /// The state machine's answer.
     pub output: Bytes,
 }
 
 /// Why a proposal did not commit (as far as this node knows).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ProposalError {
-    /// Certain: this node does not lead the group; `leader` is the one it knows, if any.
+    /// Certain: this node does not lead the group; `leader` is the leader it knows of.
     #[error("not the leader of this group (leader: {leader:?})")]
     NotLeader {
-        /// The leader this node knows of.
+        /// The leader, if this node knows it.
         leader: Option<NodeId>,
     },
-    /// Certain: this node is handing leadership to another member and places nothing meanwhile.
+    /// Certain: this node is handing the group's leadership over; ask the new leader.
     #[error("leadership of this group is being transferred")]
     Transferring,
-    /// Certain: the group is not one of this node's.
+    /// Certain: no such group on this node.
     #[error("group {0} is not served by this node")]
     UnknownGroup(GroupId),
     /// Certain: the payload is larger than one entry may be.
     #[error("payload of {bytes} bytes exceeds the limit of {max} bytes")]
     TooLarge {
-        /// Size of the payload.
+        /// The payload's size.
         bytes: usize,
-        /// Largest payload an entry holds.
+        /// The limit.
         max: usize,
     },
-    /// Unknown: no commit was seen within the proposal timeout; the entry may still commit.
+    /// Unknown outcome: not committed within the proposal timeout; it may still commit.
     #[error("no commit within the proposal timeout; the entry may still commit")]
     Timeout,
     /// Certain: an entry of another term was applied at the proposal's index, `index`.
     #[error("not applied: another leader's entry was applied at its index {index}")]
     Superseded {
-        /// The index the proposal had been placed at.
+        /// The index the proposal had.
         index: LogIndex,
     },
     /// The entry left this node's log (another leader's entries replaced it here) or a
     /// snapshot covered it before it was applied here: it may have committed elsewhere.
     #[error("outcome unknown: the entry left this node's log before it was applied; it may still commit")]
     OutcomeUnknown,
-    /// The shard is stopping; a proposal already placed may still commit.
+    /// Unknown outcome: the node stopped before it knew the outcome.
     #[error("the shard is shutting down")]
     ShuttingDown,
-    /// Certain: a membership change is refused while an earlier one has not completed (or
-    /// before this leader has committed an entry of its term).
+    /// Certain: the previous membership change is not complete yet.
     #[error("a configuration change is still in progress")]
     ChangeInProgress,
-    /// Certain: the membership change does not apply to the current members (for instance it
-    /// promotes a node that is not a learner).
+    /// Certain: the change does not apply to the current members (adding a member twice,
+    /// promoting a voter, transferring to a non-voter).
     #[error("the configuration change does not apply to the current members")]
     ChangeNotAllowed,
     /// Certain: refused before being placed, because the group's log holds `bytes` unapplied
@@ -142,7 +141,7 @@ pub enum ProposalError {
         "overloaded: the group holds {bytes} bytes not yet applied (limit {max}); retry later"
     )]
     Overloaded {
-        /// Bytes of the group's entries placed but not yet applied.
+        /// Bytes the group holds unapplied.
         bytes: usize,
         /// The limit ([`crate::config::NodeConfig::uncommitted_bytes_max`]).
         max: usize,

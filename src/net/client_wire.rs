@@ -224,15 +224,15 @@ pub struct GroupSummary {
     pub group: GroupId,
     /// The answering node's role in it.
     pub role: Role,
-    /// The node's current term in the group.
+    /// Its current term.
     pub term: Term,
-    /// The leader the node knows of (itself when it leads).
+    /// The leader it knows of.
     pub leader: Option<NodeId>,
-    /// Highest index the node knows committed.
+    /// Its commit index.
     pub commit: LogIndex,
-    /// Highest index the node's state machine has applied.
+    /// Index of the last entry its state machine applied.
     pub applied: LogIndex,
-    /// Last index of the node's log.
+    /// Index of the last entry of its log.
     pub last_index: LogIndex,
 }
 
