@@ -28,7 +28,7 @@ pub enum NodeError {
     /// The shard's log failed (recovery or a fatal write, sync or delete).
     #[error("shard {shard}: storage: {source}")]
     Log {
-        /// The shard that failed.
+        /// The shard whose log failed.
         shard: ShardId,
         /// The log's error.
         #[source]
@@ -37,7 +37,7 @@ pub enum NodeError {
     /// The shard's engine failed (snapshots, restore) and stopped.
     #[error("shard {shard}: {source}")]
     Shard {
-        /// The shard that failed.
+        /// The shard that stopped.
         shard: ShardId,
         /// The engine's error.
         #[source]
@@ -57,7 +57,7 @@ pub enum NodeError {
     /// The shard's executor could not be built or run its tasks.
     #[error("shard {shard}: executor: {reason}")]
     Executor {
-        /// The shard that failed.
+        /// The shard whose executor failed.
         shard: ShardId,
         /// The runtime's message.
         reason: String,

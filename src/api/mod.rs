@@ -32,10 +32,8 @@ pub mod node;
 pub mod observer;
 
 pub use crate::config::NodeConfig;
-pub use crate::core::{Membership, MembershipChange, MembershipError, Role};
-pub use crate::engine::sessions::{
-    SessionLimits, SAVED_OUTPUT_OVERHEAD_BYTES, SESSION_UNANSWERED_MAX,
-};
+pub use crate::core::{Membership, MembershipChange, Role};
+pub use crate::engine::sessions::SessionLimits;
 pub use crate::engine::{
     Committed, CommittedEntries, GroupStatus, LogOnly, ProposalError, StateMachine,
 };
@@ -43,3 +41,7 @@ pub use crate::net::client_wire::GroupSummary;
 pub use crate::types::{PeerConfig, ReadConsistency, SessionId, SessionRefusal, SessionRequest};
 pub use node::Node;
 pub use observer::NodeObserver;
+
+// The limits of client sessions, and what a membership entry that does not decode reports.
+pub use crate::core::MembershipError;
+pub use crate::engine::sessions::{SAVED_OUTPUT_OVERHEAD_BYTES, SESSION_UNANSWERED_MAX};
