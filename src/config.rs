@@ -29,7 +29,7 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Base address for clients; `None` serves no client port (embedding only).
     pub client_listen: Option<SocketAddr>,
-    /// Address of the metrics and health endpoint ([`crate::metrics`] is what serves it;
+    /// Address of the metrics and health endpoint (`metrics::MetricsServer`, feature `metrics`, serves it;
     /// `ringraft node` and `ringraft kv` start it); `None` serves none.
     pub metrics_listen: Option<SocketAddr>,
     /// Every member, this node included.
@@ -68,11 +68,10 @@ pub struct NodeConfig {
     pub clock_drift_percent: u32,
     /// Most bytes of log entries one group may hold that its state machine has not applied;
     /// beyond it the group's leader refuses proposals as overloaded (a leader without a working
-    /// majority would otherwise grow at its clients' rate). Default 64 MiB
-    /// ([`UNCOMMITTED_BYTES_MAX_DEFAULT`](crate::engine::UNCOMMITTED_BYTES_MAX_DEFAULT)).
+    /// majority would otherwise grow at its clients' rate). Default 64 MiB.
     pub uncommitted_bytes_max: usize,
     /// How many client sessions each group keeps and for how long (the expiry policy of
-    /// exactly-once proposals, [`crate::engine::sessions`]). Default
+    /// exactly-once proposals, [client sessions](crate#client-sessions)). Default
     /// [`SessionLimits::default`](crate::engine::sessions::SessionLimits): 4,096 sessions per
     /// group, expired after an hour unused, 64 MiB of saved answers per group.
     pub sessions: crate::engine::sessions::SessionLimits,
@@ -103,7 +102,7 @@ pub struct NodeConfig {
     /// members, so that it can answer the leader before it has learned the configuration.
     pub join: bool,
     /// Size of new log segment files. Default 64 MiB
-    /// ([`SEGMENT_BYTES_DEFAULT`](crate::log::SEGMENT_BYTES_DEFAULT)); at least
+    /// (`log::SEGMENT_BYTES_DEFAULT`); at least
     /// [`SEGMENT_BYTES_NODE_MIN`] and a multiple of 4096. Smaller segments are for tests (the
     /// fault harness runs nodes on a small filesystem).
     pub segment_bytes: u64,
@@ -119,7 +118,7 @@ pub const SHARDS_MAX: u32 = 256;
 pub const FSYNC_DELAY_MAX: Duration = Duration::from_secs(10);
 
 /// Smallest segment size a node accepts: room for two records of the largest batch
-/// ([`BATCH_BYTES_MAX`](crate::constants::BATCH_BYTES_MAX)) with their headers and the
+/// (`constants::BATCH_BYTES_MAX`) with their headers and the
 /// segment header, rounded to 4096.
 pub const SEGMENT_BYTES_NODE_MIN: u64 = 2 * crate::constants::BATCH_BYTES_MAX as u64 + 4096;
 

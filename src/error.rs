@@ -12,6 +12,11 @@ use std::path::PathBuf;
 pub use crate::config::ConfigError;
 use crate::types::ShardId;
 
+// The errors a `NodeError` carries, for embedders to match on.
+pub use crate::engine::EngineError;
+pub use crate::log::{Corruption, Error as LogError};
+pub use crate::snapshot::SnapshotError;
+
 /// Why a node could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

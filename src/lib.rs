@@ -1,11 +1,39 @@
-//! ringraft: a thread-per-core Raft log-replication engine.
+//! ringraft: a thread-per-core Raft log-replication engine on io_uring.
 //!
-//! Embedders start a [`api::Node`] with a [`api::StateMachine`] per shard and propose through
-//! it; remote programs use [`client::Client`]; [`kv`] is the replicated key-value service built
-//! on the same API; [`metrics`] serves a node's Prometheus metrics and health checks. The
-//! layers below (`types`, `batch`, `core`, `log`, `snapshot`, `net`, `tls`, `engine`, `shard`)
-//! are public for tests and tools that work at their level; every import between them points
-//! down (checked by `tests/layering.rs`).
+//! Each node runs one shard per core; a shard is one thread with its own glommio executor, its
+//! own log and snapshot store, its own peer and client ports, and hosts many Raft groups. An
+//! embedder starts an [`api::Node`] with one [`api::StateMachine`] per shard and proposes
+//! through it; the node replicates, persists and commits, and the state machine applies the
+//! committed entries in log order. Remote programs use [`client::Client`].
+//!
+//! # Features
+//!
+//! Without features the library is the replication engine alone: consensus, storage,
+//! snapshots, peer and client transport (TLS included), the embedding API and the Rust client.
+//! Depend on it with `default-features = false` and add what you use:
+//!
+//! | feature | adds | pulls in |
+//! |---|---|---|
+//! | `metrics` | `metrics`: the Prometheus metrics and health HTTP endpoint | Tokio (one runtime on its own thread), prometheus-client, httparse |
+//! | `kv` | `kv`: the replicated key-value service with its RESP (Redis protocol) port; implies `metrics` | Tokio, tokio-rustls, serde and toml (users file), hmac and sha2 |
+//! | `internals` | the harnesses of the binary and the tests (simulator, checkers, fuzzing entry points, process spawning, load generator with plots, chaos harness, certificate generation), and the internal layers made public for them; implies `kv` | clap, plotters, indicatif, rcgen, ... |
+//! | `cli` (default) | the command line of the `ringraft` binary; implies `internals` | tracing-subscriber, signal-hook |
+//!
+//! Everything under `internals` is hidden from the documentation and is not part of the API:
+//! it changes whenever the tests and tools need it to.
+//!
+//! # Layers
+//!
+//! The public modules are the embedding surface: [`api`] (the node, the state machine trait and
+//! their types), [`client`], [`config`], [`error`] (with the log, snapshot and engine errors a
+//! [`error::NodeError`] carries), [`types`] (ids, terms, indexes, peer addresses, sessions) and
+//! [`tls`] (certificates and keys of members and clients). Below them sit the internal layers,
+//! lowest first: `batch` (the entry batch format), `constants` (wire limits), `core` (the
+//! IO-free Raft state machine of one group), `log` (the segmented write-ahead log), `snapshot`
+//! (the snapshot store), `net` (frame and message codecs), `engine` (a shard's groups driven
+//! over its log, without IO of its own) and `shard` (the glommio runtime of one shard). Every
+//! import between top-level modules points down, and no module of the lean library imports
+//! one behind a feature (both checked by `tests/layering.rs`).
 //!
 //! # Embedding
 //!
@@ -67,40 +95,93 @@
 //! may still commit. Retry such a proposal only in a client session
 //! ([`api::Node::propose_in_session`]), which applies it at most once.
 //!
-//! The harnesses of the `ringraft` binary — the simulator, the checkers, process spawning, the
-//! load generator, the chaos harness and the command line — are compiled into the library so
-//! that the binary and the integration tests can reach them, but they are not part of its API
-//! and are hidden from its documentation.
+//! # Client sessions
+//!
+//! A proposal whose answer is lost (a timeout, a leader that crashed) has an unknown outcome:
+//! proposing it again may apply it twice. A client session makes retries safe.
+//! [`api::Node::register_session`] registers one in a group; each request then carries the
+//! session and a sequence number ([`types::SessionRequest`]), the same on every retry, and
+//! [`api::Node::propose_in_session`] applies it at most once: a retry of a request that was
+//! applied is answered with the saved output instead of being applied again. The table of
+//! sessions is replicated with the log and kept in every snapshot, so every replica decides
+//! the same.
+//!
+//! Sessions do not live forever ([`api::SessionLimits`], decided by the log alone so that
+//! replicas agree): a session unused for `idle_expiry` (by the clock of the leaders that placed
+//! its entries) expires; registering more than `sessions_max` sessions evicts the least
+//! recently used; so does holding more than `saved_bytes_max` bytes of saved outputs over all
+//! the group's sessions (each output counted with [`api::SAVED_OUTPUT_OVERHEAD_BYTES`] besides
+//! its own bytes). A session holds at most [`api::SESSION_UNANSWERED_MAX`] answers its client
+//! has not acknowledged. A request of an expired or evicted session is refused
+//! ([`types::SessionRefusal::Unknown`]), never applied twice: its outcome is then unknown to
+//! the client, which must say so to its user.
+//!
+//! # The binary
+//!
+//! The `ringraft` binary (feature `cli`) runs nodes, the key-value service, benchmarks and the
+//! chaos harness on top of this library; `cargo run --release -- --help` lists its commands.
+
+// Every public item of the library is documented. With `internals` the harnesses and layers
+// made public for the tests are not API, so the check is for builds without it.
+#![cfg_attr(not(feature = "internals"), warn(missing_docs))]
+
+/// Declares an internal layer: public under the `internals` feature, for the tests, benchmarks,
+/// fuzz targets and tools that work at its level, and crate-private otherwise. Hidden from the
+/// documentation either way: it is not part of the API.
+macro_rules! internal_layer {
+    ($name:ident) => {
+        #[cfg(feature = "internals")]
+        #[doc(hidden)]
+        pub mod $name;
+        #[cfg(not(feature = "internals"))]
+        // What only the tests and tools use of the layer is compiled but unused here.
+        #[allow(dead_code, unused_imports)]
+        pub(crate) mod $name;
+    };
+}
 
 pub mod api;
-pub mod batch;
 pub mod client;
 pub mod config;
-pub mod constants;
-pub mod core;
-pub mod engine;
 pub mod error;
+#[cfg(feature = "kv")]
+// Exempt from the item-by-item check: the service behind `ringraft kv`, documented in its module
+// docs and the README; its items are public for the command line and the tests.
+#[cfg_attr(not(feature = "internals"), allow(missing_docs))]
 pub mod kv;
-pub mod log;
-pub mod log_limit;
+#[cfg(feature = "metrics")]
 pub mod metrics;
-pub mod net;
-pub mod shard;
-pub mod snapshot;
 pub mod tls;
 pub mod types;
 
+internal_layer!(batch);
+internal_layer!(constants);
+internal_layer!(core);
+internal_layer!(engine);
+internal_layer!(log);
+internal_layer!(net);
+internal_layer!(snapshot);
+mod log_limit;
+mod shard;
+
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod chaos;
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod check;
+#[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod loadgen;
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod procs;
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod sim;

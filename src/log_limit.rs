@@ -52,6 +52,7 @@ impl LogLimiter {
     }
 
     /// The reporting interval.
+    #[cfg(feature = "kv")]
     pub fn every(&self) -> Duration {
         self.every
     }

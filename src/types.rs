@@ -55,7 +55,7 @@ id_newtype!(
 );
 id_newtype!(
     /// A client session of one group: the index of the entry that registered it, so ids are
-    /// unique within their group and never reused (see [`crate::engine::sessions`]).
+    /// unique within their group and never reused (see [client sessions](crate#client-sessions)).
     SessionId(u64),
     "c"
 );
@@ -245,7 +245,7 @@ pub struct PeerConfig {
 
 /// Where a proposal stands in its client session: the session, the request's number in it, and
 /// how far its client has received answers. A retry of a request carries the same `seq`, so
-/// the group applies it at most once (see [`crate::engine::sessions`]).
+/// the group applies it at most once (see [client sessions](crate#client-sessions)).
 ///
 /// Invariant: `lowest_unanswered <= seq` (a client still waiting for `seq` cannot have received
 /// its answer), so a request never acknowledges itself.
@@ -297,7 +297,7 @@ pub enum SessionRefusal {
     )]
     Unknown(SessionId),
     /// The session holds as many answers its client has not acknowledged as the group keeps
-    /// ([`crate::engine::sessions::SESSION_UNANSWERED_MAX`]): acknowledge, then retry.
+    /// ([`SESSION_UNANSWERED_MAX`](crate::api::SESSION_UNANSWERED_MAX)): acknowledge, then retry.
     #[error(
         "client session {0} holds too many answers its client has not acknowledged; this \
          attempt was not applied: retry once earlier answers are acknowledged"

@@ -9,6 +9,10 @@
 //! checkers, the simulator and the fuzzing entry points, process spawning (`procs`), the
 //! harnesses that run clusters (`loadgen`, `chaos`), and the command line (`cli`), which
 //! nothing imports.
+//!
+//! Cargo features decide which modules are compiled (`src/lib.rs` gates them); a module of the
+//! lean library (no features) never imports a feature-only module, and a module behind one
+//! feature never imports one behind a feature it does not imply.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -36,6 +40,56 @@ const LAYERS: &[&[&str]] = &[
     &["loadgen", "chaos"],
     &["cli"],
 ];
+
+/// The features that gate modules, each implying the ones before it (`Cargo.toml`).
+const FEATURES: &[&str] = &["metrics", "kv", "internals", "cli"];
+
+/// Top-level module → the feature `src/lib.rs` compiles it under (`None`: always), read from
+/// the `#[cfg(feature = "...")]` attributes above each `mod` declaration.
+fn module_features() -> BTreeMap<String, Option<String>> {
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs");
+    let text = fs::read_to_string(lib).expect("readable src/lib.rs");
+    let mut features = BTreeMap::new();
+    let mut gate = None;
+    for line in text.lines().map(|line| code_of(line).trim()) {
+        if let Some(rest) = line.strip_prefix("#[cfg(feature = \"") {
+            gate = rest.strip_suffix("\")]").map(str::to_string);
+        } else if let Some(name) = declared_module(line) {
+            features.insert(name, gate.take());
+        } else if !line.is_empty() && !line.starts_with("#[") {
+            gate = None;
+        }
+    }
+    features
+}
+
+/// The module a line of `src/lib.rs` declares: `pub mod x;`, `mod x;` or `internal_layer!(x);`.
+fn declared_module(line: &str) -> Option<String> {
+    let name = line
+        .strip_prefix("internal_layer!(")
+        .and_then(|rest| rest.strip_suffix(");"))
+        .or_else(|| {
+            let rest = line.strip_prefix("pub ").unwrap_or(line);
+            let rest = rest.strip_prefix("pub(crate) ").unwrap_or(rest);
+            rest.strip_prefix("mod ")?.strip_suffix(';')
+        })?;
+    name.chars()
+        .all(|c| c.is_alphanumeric() || c == '_')
+        .then(|| name.to_string())
+}
+
+/// 0 for the lean library, then the position of the feature in [`FEATURES`], plus one.
+fn feature_rank(feature: &Option<String>) -> usize {
+    match feature {
+        None => 0,
+        Some(name) => {
+            1 + FEATURES
+                .iter()
+                .position(|known| known == name)
+                .unwrap_or_else(|| panic!("feature {name} is not in FEATURES"))
+        }
+    }
+}
 
 fn layer_of(module: &str) -> Option<usize> {
     LAYERS.iter().position(|layer| layer.contains(&module))
@@ -163,6 +217,51 @@ fn every_import_between_top_level_modules_points_down() {
         "imports that do not point down:\n{}",
         upward.join("\n")
     );
+}
+
+#[test]
+fn no_module_imports_one_behind_a_feature_it_does_not_have() {
+    let features = module_features();
+    let graph = import_graph();
+    let mut unguarded = Vec::new();
+    for (module, imports) in &graph {
+        let Some(own) = features.get(module) else {
+            unguarded.push(format!("{module} is not declared in src/lib.rs"));
+            continue;
+        };
+        println!("{module}: {}", own.as_deref().unwrap_or("lean"));
+        for (imported, files) in imports {
+            match features.get(imported) {
+                Some(theirs) if feature_rank(theirs) <= feature_rank(own) => {}
+                Some(theirs) => unguarded.push(format!(
+                    "{module} ({}) imports {imported} ({}) in {files:?}",
+                    own.as_deref().unwrap_or("lean"),
+                    theirs.as_deref().unwrap_or("lean"),
+                )),
+                None => unguarded.push(format!("{imported} is not declared in src/lib.rs")),
+            }
+        }
+    }
+    assert!(
+        unguarded.is_empty(),
+        "imports a build without the feature cannot compile:\n{}",
+        unguarded.join("\n")
+    );
+}
+
+#[test]
+fn lib_rs_gates_the_harnesses_and_keeps_the_engine_lean() {
+    let features = module_features();
+    let feature = |module: &str| features.get(module).cloned().flatten();
+    for lean in [
+        "types", "core", "log", "engine", "shard", "api", "client", "tls",
+    ] {
+        assert_eq!(feature(lean), None, "{lean}");
+    }
+    assert_eq!(feature("metrics").as_deref(), Some("metrics"));
+    assert_eq!(feature("kv").as_deref(), Some("kv"));
+    assert_eq!(feature("sim").as_deref(), Some("internals"));
+    assert_eq!(feature("cli").as_deref(), Some("cli"));
 }
 
 #[test]

@@ -44,3 +44,7 @@ pub use crate::net::client_wire::GroupSummary;
 pub use crate::types::{PeerConfig, ReadConsistency, SessionId, SessionRefusal, SessionRequest};
 pub use node::Node;
 pub use observer::NodeObserver;
+
+// The limits of client sessions, and what a membership entry that does not decode reports.
+pub use crate::core::MembershipError;
+pub use crate::engine::sessions::{SAVED_OUTPUT_OVERHEAD_BYTES, SESSION_UNANSWERED_MAX};

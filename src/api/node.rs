@@ -1,19 +1,19 @@
 //! [`Node`]: a running member of a cluster, as an embedding program holds it.
 //!
 //! `Node::start` checks that the platform allows io_uring and enough locked memory
-//! ([`crate::shard::platform`]: otherwise [`NodeError::Platform`] says how to fix it), opens the data directory, starts one executor thread per shard and returns once
+//! (`shard::platform` in the source; otherwise [`NodeError::Platform`] says how to fix it), opens the data directory, starts one executor thread per shard and returns once
 //! every shard has recovered its log and bound its ports. The handle is `Send + Sync`: any
 //! thread (or any async runtime) may propose; answers come back through channels.
 //!
 //! Backpressure: each shard holds at most `proposals_queued_max` requests (queued or awaiting
-//! their answer, [`crate::shard::gate`]) and queues at most as many more in its channel; beyond
+//! their answer, `shard::gate` in the source) and queues at most as many more in its channel; beyond
 //! that [`Node::propose`] waits for room. It fails for being busy only when the group's leader
 //! holds too many bytes not yet applied ([`ProposalError::Overloaded`]).
 //!
 //! Stopping: [`Node::shutdown`] stops at once (requests still waiting are answered "shutting
 //! down", an unknown outcome). [`Node::shutdown_gracefully`] first hands every group this node
 //! leads to its most caught-up follower and waits, bounded, until every request the node took
-//! has its real answer ([`crate::shard::drain`]): the way to stop a member for a restart
+//! has its real answer (`shard::drain` in the source): the way to stop a member for a restart
 //! without failing its clients' requests or waiting for an election.
 
 use std::net::SocketAddr;
@@ -177,7 +177,7 @@ impl Node {
     /// unacknowledged ones. A session the group no longer knows (expired, evicted) is refused
     /// with [`SessionRefusal::Unknown`](crate::types::SessionRefusal): if an earlier attempt
     /// of the request may have been applied, its outcome stays unknown; otherwise register a
-    /// new session and send it there. The expiry policy is in [`crate::engine::sessions`] and
+    /// new session and send it there. The expiry policy is in [client sessions](crate#client-sessions) and
     /// [`NodeConfig::sessions`].
     pub async fn propose_in_session(
         &self,

@@ -27,8 +27,9 @@ impl NodeObserver {
 
     /// Asks every shard for a snapshot of its figures: one receiver per shard, in shard
     /// order, `None` for a shard that stopped or already has [`METRICS_QUEUED_MAX`]
-    /// requests waiting.
-    pub fn ask(&self) -> Vec<Option<flume::Receiver<ShardMetrics>>> {
+    /// requests waiting. (The figures are the endpoint's to format: [`crate::metrics`].)
+    #[cfg(feature = "metrics")]
+    pub(crate) fn ask(&self) -> Vec<Option<flume::Receiver<ShardMetrics>>> {
         self.shards
             .iter()
             .map(|shard| {

@@ -66,9 +66,14 @@ pub enum ProposeError {
 /// A node's role in its group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
+    /// Follows a leader (or waits for one to appear).
     Follower,
+    /// Asks for pre-votes before starting an election, so a node cut off from the cluster does
+    /// not disturb it by raising the term.
     PreCandidate,
+    /// Asks for votes in a new term.
     Candidate,
+    /// Leads the group.
     Leader,
 }
 

@@ -50,8 +50,10 @@ pub struct Membership {
 /// Why bytes are not a configuration, or a requested change is not allowed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MembershipError {
+    /// The bytes of a configuration entry do not decode (what is wrong with them).
     #[error("configuration entry is malformed: {0}")]
     Malformed(&'static str),
+    /// The configuration breaks a rule (which one).
     #[error("configuration is invalid: {0}")]
     Invalid(String),
 }

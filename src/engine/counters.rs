@@ -1,5 +1,5 @@
 //! What a shard's engine counts for its operators (exposed as Prometheus metrics by
-//! [`crate::shard::metrics`] and the node's metrics endpoint): requests received, log flushes
+//! `shard::metrics` and the node's metrics endpoint): requests received, log flushes
 //! and their syncs, snapshots and compactions, retries of client sessions answered once.
 //!
 //! Invariants: every counter only grows; a [`BucketHistogram`] holds one count per bound plus

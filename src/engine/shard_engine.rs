@@ -206,20 +206,33 @@ pub trait ActionObserver<S> {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EngineError {
+    /// The log failed.
     #[error(transparent)]
     Log(#[from] log::Error),
+    /// The snapshot store failed.
     #[error("snapshot: {0}")]
     Snapshot(#[from] SnapshotError),
+    /// A leader sent a snapshot to a shard that was started without a snapshot store.
     #[error("a snapshot arrived but this node keeps no snapshots")]
     NoSnapshotStore,
+    /// A stored snapshot's membership does not decode.
     #[error("group {group}: stored snapshot at {index} has an unreadable configuration")]
-    SnapshotConfig { group: GroupId, index: LogIndex },
+    SnapshotConfig {
+        /// The group of the snapshot.
+        group: GroupId,
+        /// The last index the snapshot covers.
+        index: LogIndex,
+    },
+    /// [`crate::api::StateMachine::restore`] failed.
     #[error(
         "group {group}: the state machine could not restore the snapshot at {index}: {source}"
     )]
     Restore {
+        /// The group of the snapshot.
         group: GroupId,
+        /// The last index the snapshot covers.
         index: LogIndex,
+        /// What the state machine reported.
         #[source]
         source: io::Error,
     },

@@ -9,7 +9,7 @@ use crate::types::{GroupId, LogIndex};
 
 /// Committed command entries of one group, in log order, read in place from the log's bytes.
 /// Their indexes increase but may have gaps: entries that are not commands (and requests of
-/// client sessions that were applied before, [`crate::engine::sessions`]) are not among them.
+/// client sessions that were applied before: [client sessions](crate#client-sessions)) are not among them.
 pub struct CommittedEntries<'a> {
     entries: Entries<'a>,
 }

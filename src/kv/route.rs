@@ -63,9 +63,8 @@ const BACKOFF_MAX: Duration = Duration::from_millis(200);
 const UNKNOWN: u64 = u64::MAX;
 
 /// How reads are served (`--read`).
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, strum::IntoStaticStr, strum::EnumString,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[strum(serialize_all = "lowercase", ascii_case_insensitive)]
 pub enum ReadMode {
     /// On the leader, after confirming leadership with a quorum (ReadIndex).

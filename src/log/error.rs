@@ -73,8 +73,11 @@ pub enum Error {
     /// A system call on a log file failed. Fatal when raised by a write, sync, create or delete.
     #[error("{op} {}: {source}", path.display())]
     Io {
+        /// What was being done (`open`, `write`, `fdatasync`, ...).
         op: &'static str,
+        /// The file or directory it was made on.
         path: PathBuf,
+        /// The error the system returned.
         #[source]
         source: std::io::Error,
     },
@@ -86,62 +89,96 @@ pub enum Error {
     Corrupt(Box<Corruption>),
     /// Neither hard-state slot holds a valid table.
     #[error("hard state file {} unusable: {reason}", path.display())]
-    HardStateCorrupt { path: PathBuf, reason: String },
+    HardStateCorrupt {
+        /// The hard-state file.
+        path: PathBuf,
+        /// What is wrong with each slot.
+        reason: String,
+    },
     /// A file belongs to another cluster or shard.
     #[error("{} belongs to cluster {found_cluster} {found_shard}, expected cluster {cluster} {shard}", path.display())]
     WrongOwner {
+        /// The file.
         path: PathBuf,
+        /// The cluster this log belongs to.
         cluster: u64,
+        /// The shard this log belongs to.
         shard: ShardId,
+        /// The cluster the file names.
         found_cluster: u64,
+        /// The shard the file names.
         found_shard: ShardId,
     },
     /// A segment of a format version this build does not read.
     #[error("{} has segment format version {found}; this build reads version {supported} only", path.display())]
     UnsupportedFormat {
+        /// The segment.
         path: PathBuf,
+        /// The version the segment carries.
         found: u32,
+        /// The version this build reads.
         supported: u32,
     },
     /// An appended batch does not start right after the group's last index.
     #[error("group {group}: batch starts at {got}, expected {expected}")]
     NotContiguous {
+        /// The group appended to.
         group: GroupId,
+        /// The index after the group's last entry.
         expected: LogIndex,
+        /// The first index of the batch.
         got: LogIndex,
     },
     /// An appended batch has a lower term than the group's last entry.
     #[error("group {group}: batch term {got} is below the last term {last}")]
     TermRegression {
+        /// The group appended to.
         group: GroupId,
+        /// Term of the group's last entry.
         last: Term,
+        /// Term of the batch.
         got: Term,
     },
     /// The index lies below the group's compaction point.
     #[error("group {group}: index {index} is compacted (first index is {first})")]
     Compacted {
+        /// The group read.
         group: GroupId,
+        /// The index asked for.
         index: LogIndex,
+        /// The group's first index still in the log.
         first: LogIndex,
     },
     /// The index lies beyond the group's last index.
     #[error("group {group}: index {index} is beyond the last index {last}")]
     Unavailable {
+        /// The group read.
         group: GroupId,
+        /// The index asked for.
         index: LogIndex,
+        /// The group's last index.
         last: LogIndex,
     },
     /// A compaction names a term that differs from the log's entry at that index.
     #[error("group {group}: compaction through {through} at {term}, but the log has {found}")]
     CompactTermMismatch {
+        /// The group compacted.
         group: GroupId,
+        /// The last index the compaction drops.
         through: LogIndex,
+        /// The term the compaction names for it.
         term: Term,
+        /// The term of the log's entry there.
         found: Term,
     },
     /// One record would not fit in an empty segment.
     #[error("record of {bytes} bytes exceeds the segment capacity of {max} bytes")]
-    RecordTooLarge { bytes: u64, max: u64 },
+    RecordTooLarge {
+        /// Encoded size of the record.
+        bytes: u64,
+        /// What one segment holds after its header.
+        max: u64,
+    },
     /// `start_flush` while a flush is in flight.
     #[error("a flush is already in flight")]
     FlushInFlight,

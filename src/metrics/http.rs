@@ -106,6 +106,7 @@ impl MetricsServer {
         self.addr
     }
 
+    /// Where the endpoint takes its figures from: give it the node once it has started.
     pub fn sources(&self) -> &Sources {
         &self.sources
     }

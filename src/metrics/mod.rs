@@ -1,17 +1,21 @@
 //! The metrics and health endpoint of `ringraft node` and `ringraft kv`
-//! (`--metrics-listen ADDR`): an HTTP server on a thread of its own ([`http`]) serving
+//! (`--metrics-listen ADDR`), or of an embedder's node ([`MetricsServer`]): an HTTP server on a
+//! thread of its own, with a Tokio runtime of its own, serving
 //!
-//! - `GET /metrics`: Prometheus metrics as OpenMetrics text ([`exposition`]);
+//! - `GET /metrics`: Prometheus metrics as OpenMetrics text;
 //! - `GET /livez`: 200 while the process serves (503 once a shard has stopped on a fatal
 //!   error);
 //! - `GET /readyz`: 200 when storage is recovered, every group has a known leader and this
 //!   node has applied everything it knows committed; 503 otherwise, naming each failing
-//!   condition ([`health`]);
+//!   condition;
 //! - anything else: 404.
+//!
+//! An embedder (feature `metrics`) starts one with [`MetricsServer::start`] and hands it the
+//! node once started: `server.sources().node_started(node.observer())`.
 //!
 //! The figures come from the shards through [`crate::api::NodeObserver`]: each scrape asks
 //! every shard for a snapshot, which the shard builds between two turns of its event loop
-//! ([`crate::shard::metrics`]). Nothing is collected while nobody scrapes.
+//! (`shard::metrics` in the source). Nothing is collected while nobody scrapes.
 //!
 //! # Metrics
 //!
@@ -46,7 +50,7 @@
 //! | `ringraft_snapshots_created_total` | counter | snapshots of the local state machine made durable |
 //! | `ringraft_snapshots_installed_total` | counter | snapshots received from a leader and restored |
 //! | `ringraft_snapshots_sent_total` | counter | snapshot transfers to followers started |
-//! | `ringraft_session_duplicates_total` | counter | retries of client session requests that had been applied, answered with the saved output instead of being applied again ([`crate::engine::sessions`]) |
+//! | `ringraft_session_duplicates_total` | counter | retries of client session requests that had been applied, answered with the saved output instead of being applied again ([client sessions](crate#client-sessions)) |
 //!
 //! Per peer link of a shard (labels `shard`, `peer`):
 //!
@@ -65,8 +69,8 @@
 //! | `ringraft_resp_commands_total` | counter | commands received |
 //! | `ringraft_resp_command_errors_total` | counter | those answered with an error reply |
 
-pub mod exposition;
-pub mod health;
-pub mod http;
+mod exposition;
+mod health;
+mod http;
 
 pub use http::{MetricsServer, Sources};

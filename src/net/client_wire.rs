@@ -202,6 +202,7 @@ impl ClientRequest {
 /// One group as an admin status reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupAdminStatus {
+    /// Role, term, leader and indexes, as a status request reports them.
     pub summary: GroupSummary,
     /// Index of the newest snapshot this node holds (0: none).
     pub snapshot_index: LogIndex,
@@ -246,12 +247,15 @@ pub struct ShardStats {
     pub bytes_written: u64,
 }
 
-/// The shard's latency histograms by stage (see [`crate::engine::stages`]) as
+/// The shard's latency histograms by stage (placed to durable on the leader, committed, applied) as
 /// `(latency in µs, count)` buckets, non-empty buckets only.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StageBuckets {
+    /// From placing a batch to its being durable on the leader.
     pub leader_durable: Vec<(u64, u64)>,
+    /// From placing a batch to its being committed.
     pub committed: Vec<(u64, u64)>,
+    /// From placing a batch to its being applied.
     pub applied: Vec<(u64, u64)>,
 }
 
@@ -302,25 +306,41 @@ impl ClientResponse {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
+    /// The node does not lead the group (or is handing leadership over): ask the leader.
     #[error("this node is not the group's leader (leader: {leader:?}, client address: {leader_client_addr:?})")]
     NotLeader {
+        /// The leader the node knows of.
         leader: Option<NodeId>,
+        /// The leader's client port, when the node knows it.
         leader_client_addr: Option<String>,
     },
+    /// The outcome is unknown: the request may or may not have been committed.
     #[error("the request timed out; it may or may not have been committed")]
     Timeout,
+    /// The node is stopping.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// The payload is larger than one entry may be.
     #[error("payload of {bytes} bytes exceeds the limit of {max} bytes")]
-    TooLarge { bytes: u64, max: u64 },
+    TooLarge {
+        /// Size of the payload.
+        bytes: u64,
+        /// Largest payload an entry holds.
+        max: u64,
+    },
+    /// The group holds too much that is not yet applied: retry after a pause.
     #[error("too many requests outstanding; retry later")]
     Overloaded,
+    /// The node serves no such group.
     #[error("unknown group {0}")]
     UnknownGroup(GroupId),
+    /// The server failed in a way the protocol has no code for (its message).
     #[error("internal error: {0}")]
     Internal(String),
+    /// A membership change is refused while an earlier one has not completed.
     #[error("a configuration change is still in progress")]
     ChangeInProgress,
+    /// The membership change does not apply to the current members.
     #[error("the configuration change does not apply to the current members")]
     ChangeNotAllowed,
     /// The request's client session refused it: this attempt was not applied.

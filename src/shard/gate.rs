@@ -53,6 +53,7 @@ impl RequestGate {
     }
 
     /// Requests held now.
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         self.held.get()
     }

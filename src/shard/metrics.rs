@@ -121,6 +121,8 @@ pub struct PeerMetrics {
 
 /// A shard's figures at one moment (see the module docs).
 #[derive(Clone, Debug)]
+// The shard fills them in any build; only the `metrics` endpoint reads them.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 pub struct ShardMetrics {
     pub shard: ShardId,
     pub groups: Vec<GroupStatus>,

@@ -14,56 +14,91 @@ pub enum SnapshotError {
     /// A system call on a snapshot file or directory failed.
     #[error("{op} {}: {source}", path.display())]
     Io {
+        /// What was being done (`list`, `read`, `stat`, ...).
         op: &'static str,
+        /// The file or directory it was made on.
         path: PathBuf,
+        /// The error the system returned.
         #[source]
         source: std::io::Error,
     },
     /// The header is unreadable: bad magic, checksum, version or length, or it disagrees with
     /// the file name.
     #[error("snapshot {}: corrupt header: {reason}", path.display())]
-    CorruptHeader { path: PathBuf, reason: String },
+    CorruptHeader {
+        /// The snapshot file.
+        path: PathBuf,
+        /// What is wrong with the header.
+        reason: String,
+    },
     /// The trailer is legible but wrong (its own checksum, or a body length that does not fit
     /// the file).
     #[error("snapshot {}: corrupt trailer: {reason}", path.display())]
-    CorruptTrailer { path: PathBuf, reason: String },
+    CorruptTrailer {
+        /// The snapshot file.
+        path: PathBuf,
+        /// What is wrong with the trailer.
+        reason: String,
+    },
     /// The file is shorter than its header says, or does not end with a trailer.
     #[error("snapshot {}: truncated: {reason}", path.display())]
-    Truncated { path: PathBuf, reason: String },
+    Truncated {
+        /// The snapshot file.
+        path: PathBuf,
+        /// Where the file ends short.
+        reason: String,
+    },
     /// The body does not hash to the checksum recorded in the trailer.
     #[error(
         "snapshot {}: body checksum mismatch (trailer records {recorded:#010x}, body hashes to {computed:#010x})",
         path.display()
     )]
     BodyChecksum {
+        /// The snapshot file.
         path: PathBuf,
+        /// The checksum the trailer records.
         recorded: u32,
+        /// The checksum of the body as read.
         computed: u32,
     },
     /// A received snapshot belongs to another group than the one it was received for.
     #[error("snapshot {}: belongs to group {found}, expected group {expected}", path.display())]
     WrongGroup {
+        /// The snapshot file.
         path: PathBuf,
+        /// The group it was received for.
         expected: GroupId,
+        /// The group its header names.
         found: GroupId,
     },
     /// A received chunk does not start where the previous one ended.
     #[error("snapshot {}: chunk at offset {got}, expected offset {expected}", path.display())]
     NotContiguous {
+        /// The snapshot file being received.
         path: PathBuf,
+        /// The offset after the previous chunk.
         expected: u64,
+        /// The offset of the chunk that arrived.
         got: u64,
     },
     /// No snapshot of the group at that index exists.
     #[error("no snapshot of group {group} at index {index} in {}", dir.display())]
     NotFound {
+        /// The snapshot directory.
         dir: PathBuf,
+        /// The group asked for.
         group: GroupId,
+        /// The index asked for.
         index: LogIndex,
     },
     /// The membership bytes exceed the format's cap.
     #[error("membership of {bytes} bytes exceeds the limit of {max} bytes")]
-    MembershipTooLarge { bytes: usize, max: usize },
+    MembershipTooLarge {
+        /// Encoded size of the membership.
+        bytes: usize,
+        /// The format's cap.
+        max: usize,
+    },
     /// `retain` was asked to keep no snapshot.
     #[error("retain must keep at least one snapshot")]
     KeepNone,

@@ -19,25 +19,45 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, StreamOwned};
 
-use crate::tls::streams::{FuturesIo, TokioIo};
+use crate::tls::streams::FuturesIo;
+#[cfg(feature = "kv")]
+use crate::tls::streams::TokioIo;
 use crate::types::NodeId;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
+    /// A PEM file could not be read or parsed.
     #[error("{}: {reason}", path.display())]
-    File { path: PathBuf, reason: String },
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A certificate file holds no certificate.
     #[error("{}: holds no certificate", path.display())]
-    NoCertificate { path: PathBuf },
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The node's certificate does not name the node ([`node_name`]).
     #[error(
         "{}: the certificate does not name node {} (its subject alternative names must \
          include the DNS name {})",
         path.display(), node.0, node_name_text(*node)
     )]
-    NotThisNode { path: PathBuf, node: NodeId },
+    NotThisNode {
+        /// The certificate file.
+        path: PathBuf,
+        /// The node it was loaded for.
+        node: NodeId,
+    },
+    /// rustls refused the certificates or keys (its message).
     #[error("TLS configuration: {0}")]
     Config(String),
+    /// Throwaway certificates could not be made or written.
     #[error("writing certificates: {0}")]
     Generate(String),
 }
@@ -45,8 +65,11 @@ pub enum TlsError {
 /// A node's certificate (its chain), private key and the CA that signs every member.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsFiles {
+    /// The node's certificate chain (PEM), leaf first.
     pub cert: PathBuf,
+    /// The node's private key (PEM).
     pub key: PathBuf,
+    /// The certificate of the CA that signs every member (PEM).
     pub ca: PathBuf,
 }
 
@@ -168,8 +191,11 @@ fn client_config(
 /// Which of a node's ports speak TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TlsPorts {
+    /// The peer port (between members).
     pub peer: bool,
+    /// The native client port.
     pub client: bool,
+    /// The RESP port of `ringraft kv`.
     pub resp: bool,
 }
 
@@ -269,6 +295,7 @@ impl NodeTls {
     }
 
     /// Opens TLS on an accepted RESP connection (Tokio).
+    #[cfg(feature = "kv")]
     pub async fn accept_resp<S: TokioIo>(
         &self,
         stream: S,
@@ -328,6 +355,7 @@ impl ClientTls {
     }
 
     /// Completes a TLS handshake with node `node` on a Tokio stream.
+    #[cfg(feature = "kv")]
     pub async fn connect_tokio<S: TokioIo>(
         &self,
         stream: S,

@@ -11,20 +11,26 @@
 //!   ([`certifies_node`]).
 //! - Client-facing ports (the native client port and the RESP port) present the node's
 //!   certificate and ask for client certificates as [`ClientCerts`] says.
-//! - Handshake failures are logged through a [`LogLimiter`](crate::log_limit::LogLimiter), so
+//! - Handshake failures are logged through a rate-limited logger, so
 //!   a flood of bad handshakes writes a few lines, not one per attempt.
 
 use std::time::Duration;
 
 mod config;
+#[cfg(feature = "internals")]
 mod generate;
 mod streams;
 
 pub use config::{
     certifies_node, node_name, ClientCerts, ClientTls, NodeTls, TlsError, TlsFiles, TlsPorts,
 };
+// Throwaway certificates, for the command line and the tests.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
 pub use generate::{generate_cluster_certs, CertAuthority, CertValidity, ClusterCerts, IssuedCert};
-pub use streams::{BlockingIo, FuturesIo, TokioIo};
+#[cfg(feature = "kv")]
+pub use streams::TokioIo;
+pub use streams::{BlockingIo, FuturesIo};
 
 /// How long a client-facing TLS handshake may take before the connection is dropped.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);

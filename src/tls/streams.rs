@@ -10,7 +10,9 @@ pub trait FuturesIo: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin 
 impl<T: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin> FuturesIo for T {}
 
 /// A stream for the Tokio services (Tokio's IO traits).
+#[cfg(feature = "kv")]
 pub trait TokioIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+#[cfg(feature = "kv")]
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> TokioIo for T {}
 
 /// A blocking stream (std's IO traits).
