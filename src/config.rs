@@ -334,7 +334,7 @@ pub enum ConfigError {
         /// The value given.
         delay: Duration,
     },
-    /// `snapshot_chunk_bytes` is outside 4096..=[`SNAPSHOT_CHUNK_BYTES_MAX`](crate::constants::SNAPSHOT_CHUNK_BYTES_MAX).
+    /// `snapshot_chunk_bytes` is outside 4096 bytes to 1 MiB.
     SnapshotChunkBytes {
         /// The value given.
         bytes: usize,
