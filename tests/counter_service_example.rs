@@ -239,11 +239,8 @@ fn the_counter_service_counts_snapshots_and_changes_members() {
 }
 
 /// A one-member service restarted on its data directory recovers the count from its snapshot
-/// (its log was compacted up to it) and counts on.
-///
-/// One member, because a member restarted in the same process cannot rejoin others yet: a
-/// stopped node's peer listener and connections outlive `Node::shutdown` until the process
-/// exits, so peers keep talking to the stopped node.
+/// (its log was compacted up to it) and counts on. (A member rejoining others after an
+/// in-process restart is `tests/api_node.rs`'s.)
 #[test]
 fn a_restarted_member_recovers_the_count_from_its_snapshot() {
     let data = tempfile::tempdir().unwrap();

@@ -40,6 +40,7 @@ use crate::net::{FrameDecoder, FrameKind};
 use crate::shard::link::Outgoing;
 use crate::shard::mailbox::Mailbox;
 use crate::shard::runtime::ShardEvent;
+use crate::shard::tasks::TaskSet;
 use crate::tls::{FuturesIo, NodeTls, TLS_HANDSHAKE_TIMEOUT};
 use crate::types::{NodeId, ShardId};
 
@@ -229,6 +230,7 @@ pub fn start(
     shard: ShardId,
     mailbox: Rc<Mailbox<ShardEvent>>,
     hub: Rc<ClientHub>,
+    tasks: &TaskSet,
 ) -> Result<(), NodeError> {
     let Some(base) = config.client_listen else {
         return Ok(());
@@ -249,7 +251,9 @@ pub fn start(
         "clients",
     );
     let tls = config.tls_on(|ports| ports.client);
+    let connection_tasks = tasks.clone();
     let accept = async move {
+        let tasks = connection_tasks;
         let mut incoming = listener.incoming();
         while let Some(stream) = incoming.next().await {
             match stream {
@@ -257,10 +261,11 @@ pub fn start(
                     let _ = stream.set_nodelay(true);
                     let (mailbox, hub) = (mailbox.clone(), hub.clone());
                     match tls.clone() {
-                        None => serve(Box::new(stream), shard, mailbox, hub),
+                        None => serve(Box::new(stream), shard, mailbox, hub, &tasks),
                         Some(tls) => {
-                            glommio::spawn_local(serve_tls(tls, stream, shard, mailbox, hub))
-                                .detach();
+                            let handshake =
+                                serve_tls(tls, stream, shard, mailbox, hub, tasks.clone());
+                            tasks.spawn(handshake);
                         }
                     }
                 }
@@ -268,16 +273,15 @@ pub fn start(
             }
         }
     };
-    glommio::spawn_local_into(accept, queue)
+    tasks
+        .spawn_into(accept, queue)
         .map_err(|error| NodeError::Executor {
             shard,
             source: ExecutorError::TaskQueue {
                 queue: "client",
                 reason: error.to_string(),
             },
-        })?
-        .detach();
-    Ok(())
+        })
 }
 
 /// Completes a client's TLS handshake (bounded in time) and serves the connection.
@@ -287,13 +291,14 @@ async fn serve_tls(
     shard: ShardId,
     mailbox: Rc<Mailbox<ShardEvent>>,
     hub: Rc<ClientHub>,
+    tasks: TaskSet,
 ) {
     let remote = stream.peer_addr().ok();
     let handshake = glommio::timer::timeout(TLS_HANDSHAKE_TIMEOUT, async {
         Ok(tls.accept_client(stream).await.map_err(|e| e.to_string()))
     });
     match handshake.await.unwrap_or_else(|_| Err("timed out".into())) {
-        Ok(stream) => serve(Box::new(stream), shard, mailbox, hub),
+        Ok(stream) => serve(Box::new(stream), shard, mailbox, hub, &tasks),
         Err(error) => {
             if let Some(failures) = HANDSHAKE_FAILURES.note(Instant::now()) {
                 tracing::warn!(?remote, %shard, %error, failures, "client TLS handshake failed");
@@ -307,6 +312,7 @@ fn serve(
     shard: ShardId,
     mailbox: Rc<Mailbox<ShardEvent>>,
     hub: Rc<ClientHub>,
+    tasks: &TaskSet,
 ) {
     let connection = Rc::new(ClientConnection {
         hub,
@@ -318,8 +324,8 @@ fn serve(
     connection.outgoing.set_connected(true);
     connection.hub.register(&connection);
     let (reader, writer) = futures_lite::io::split(stream);
-    glommio::spawn_local(read_requests(reader, connection.clone(), shard, mailbox)).detach();
-    glommio::spawn_local(write_answers(writer, connection)).detach();
+    tasks.spawn(read_requests(reader, connection.clone(), shard, mailbox));
+    tasks.spawn(write_answers(writer, connection));
 }
 
 async fn read_requests(

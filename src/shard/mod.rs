@@ -11,4 +11,5 @@ pub mod metrics;
 pub mod peers;
 pub mod platform;
 pub mod runtime;
+pub mod tasks;
 pub mod transfer;

@@ -46,6 +46,7 @@ use crate::shard::link::Outgoing;
 use crate::shard::mailbox::Mailbox;
 use crate::shard::metrics::PeerMetrics;
 use crate::shard::runtime::ShardEvent;
+use crate::shard::tasks::TaskSet;
 use crate::shard::transfer::{Inbound, Transfers};
 use crate::snapshot::SnapshotStore;
 use crate::tls::{certifies_node, FuturesIo, NodeTls};
@@ -88,6 +89,8 @@ pub struct Peers {
     tls: PeerTls,
     mailbox: Rc<Mailbox<ShardEvent>>,
     received: Received,
+    /// The accept loop, the readers of accepted links and the dialers.
+    tasks: TaskSet,
 }
 
 impl Peers {
@@ -98,6 +101,7 @@ impl Peers {
         shard: ShardId,
         mailbox: Rc<Mailbox<ShardEvent>>,
         snapshots: Option<Arc<SnapshotStore>>,
+        tasks: TaskSet,
     ) -> Result<Peers, NodeError> {
         let identity = Rc::new(RefCell::new(LocalIdentity {
             cluster_id: config.cluster_id,
@@ -119,7 +123,7 @@ impl Peers {
             snapshots,
         ));
         let tls = config.tls_on(|ports| ports.peer);
-        glommio::spawn_local(accept_loop(
+        tasks.spawn(accept_loop(
             listener,
             identity.clone(),
             tls.clone(),
@@ -130,8 +134,8 @@ impl Peers {
                 transfers: transfers.clone(),
                 received: received.clone(),
             },
-        ))
-        .detach();
+            tasks.clone(),
+        ));
         let mut peers = Peers {
             node: config.id,
             links,
@@ -142,6 +146,7 @@ impl Peers {
             tls,
             mailbox,
             received,
+            tasks,
         };
         for peer in config.peers.iter().filter(|peer| peer.id != config.id) {
             peers.dial(peer.id, peer.addr.clone());
@@ -156,7 +161,7 @@ impl Peers {
             tracing::warn!(%peer, %addr, shard = %self.shard, "no port for this shard; not dialling");
             return;
         };
-        glommio::spawn_local(dial_loop(
+        self.tasks.spawn(dial_loop(
             peer,
             shard_addr,
             self.shard,
@@ -164,8 +169,7 @@ impl Peers {
             self.tls.clone(),
             link.clone(),
             self.mailbox.clone(),
-        ))
-        .detach();
+        ));
         self.links.borrow_mut().insert(peer, link);
         self.addrs.insert(peer, addr);
     }
@@ -286,13 +290,14 @@ async fn accept_loop(
     tls: PeerTls,
     shard: ShardId,
     reader: Reader,
+    tasks: TaskSet,
 ) {
     let mut incoming = listener.incoming();
     while let Some(stream) = incoming.next().await {
         match stream {
             Ok(stream) => {
                 let task = read_peer(stream, identity.clone(), tls.clone(), shard, reader.clone());
-                glommio::spawn_local(task).detach();
+                tasks.spawn(task);
             }
             Err(error) => tracing::warn!(%shard, %error, "accepting a peer connection failed"),
         }

@@ -43,6 +43,7 @@ use crate::shard::gate::{Permit, RequestGate};
 use crate::shard::mailbox::Mailbox;
 use crate::shard::metrics::{Arrival, RequestKind, RequestTimes, ShardMetrics};
 use crate::shard::peers::Peers;
+use crate::shard::tasks::TaskSet;
 use crate::snapshot::{snapshot_dir, SnapshotError, SnapshotStore};
 use crate::types::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, SessionRequest, ShardId, Term};
@@ -355,16 +356,19 @@ async fn run_shard<S: StateMachine>(
         metrics,
         ready,
     } = context;
-    let started = start_shard(&config, shard, state_machine).await;
+    let tasks = TaskSet::default();
+    let started = start_shard(&config, shard, state_machine, &tasks).await;
     let (mut engine, mut peers, hub, mailbox) = match started {
         Ok(parts) => parts,
         Err(error) => {
+            // A listener bound before the failure is closed before the thread ends.
+            tasks.stop_all().await;
             // `Node::start` reports this error; the thread's own result only says it ended.
             let _ = ready.send(Err(error));
             return Err(NodeError::ShardGone { shard });
         }
     };
-    spawn_ticker(&config, mailbox.clone());
+    spawn_ticker(&config, mailbox.clone(), &tasks);
     let gate = RequestGate::new(config.proposals_queued_max);
     spawn_api_forwarder(requests, control, gate, mailbox.clone());
     spawn_metrics_forwarder(metrics, mailbox.clone());
@@ -395,6 +399,7 @@ async fn run_shard<S: StateMachine>(
     hub.finish_all(CLIENT_FINISH_WAIT).await;
     peers.close();
     mailbox.close();
+    tasks.stop_all().await;
     if let Err(error) = &result {
         tracing::error!(node = %config.id, %shard, %error, "shard stopped");
     }
@@ -410,6 +415,7 @@ async fn start_shard<S: StateMachine>(
     config: &Arc<NodeConfig>,
     shard: ShardId,
     state_machine: S,
+    tasks: &TaskSet,
 ) -> Result<(Engine<S>, Peers, Rc<ClientHub>, Rc<Mailbox<ShardEvent>>), NodeError> {
     let mut log_config =
         LogConfig::new(shard_dir(&config.data_dir, shard), config.cluster_id, shard);
@@ -448,21 +454,21 @@ async fn start_shard<S: StateMachine>(
         shard,
         mailbox.clone(),
         Some(Arc::new(transfer_store)),
+        tasks.clone(),
     )?;
     let hub = Rc::new(ClientHub::default());
-    clients::start(config.clone(), shard, mailbox.clone(), hub.clone())?;
+    clients::start(config.clone(), shard, mailbox.clone(), hub.clone(), tasks)?;
     Ok((engine, peers, hub, mailbox))
 }
 
-fn spawn_ticker(config: &NodeConfig, mailbox: Rc<Mailbox<ShardEvent>>) {
+fn spawn_ticker(config: &NodeConfig, mailbox: Rc<Mailbox<ShardEvent>>, tasks: &TaskSet) {
     let tick = config.tick;
-    glommio::spawn_local(async move {
+    tasks.spawn(async move {
         loop {
             glommio::timer::sleep(tick).await;
             mailbox.push(ShardEvent::Tick);
         }
-    })
-    .detach();
+    });
 }
 
 /// Moves API requests into the mailbox, each once the gate has room for it (see the module
