@@ -86,6 +86,8 @@ const TMPFS_BYTES: u64 = 64 << 20;
 const FULL_DISK_LEAVES: u64 = SEGMENT_BYTES / 2;
 /// How long the disk-full fault pushes writes before giving up on the node stopping.
 const FULL_DISK_WAIT: Duration = Duration::from_secs(12);
+/// How often a quiet period checks the tmpfs's headroom.
+const HEADROOM_CHECK_EVERY: Duration = Duration::from_millis(100);
 /// Size of the values the disk-full fault writes to push the log onto the full disk.
 const FILL_VALUE_BYTES: usize = 256 << 10;
 /// Keys of those writes (outside the workload's `chaos:` keys, few so the stores stay small).
@@ -300,6 +302,8 @@ impl Run {
         if let Err(error) = tmpfs.unfill() {
             self.violation(format!("disk full: remove the filler: {error}"));
         }
+        // The node comes back to catch up on everything written meanwhile: room first.
+        self.keep_headroom();
         match status {
             Some(status) => {
                 let tail = self.cluster.log_tail(node);
@@ -319,6 +323,21 @@ impl Run {
             }
         }
         self.restart(node);
+    }
+
+    /// Lets the workload run without faults for `period`, keeping the tmpfs's headroom all
+    /// along: a node catching up after a fault can grow its log faster than one check per
+    /// quiet period would follow.
+    fn quiet_for(&mut self, period: Duration) {
+        let until = Instant::now() + period;
+        loop {
+            self.keep_headroom();
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(HEADROOM_CHECK_EVERY));
+        }
     }
 
     /// Grows the tmpfs when the log has eaten into its headroom.
@@ -610,11 +629,10 @@ pub fn run(options: &ChaosOptions) -> Result<Summary, String> {
             while let Some(exit) = run.cluster.exited() {
                 run.violation(exit);
             }
-            run.keep_headroom();
-            std::thread::sleep(scheduled.quiet);
+            run.quiet_for(scheduled.quiet);
         }
         // The workload runs on, fault-free, until the run's length is up.
-        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+        run.quiet_for(deadline.saturating_duration_since(Instant::now()));
     }
 
     // Heal: every link up, every node running, a leader, then the final reads.
