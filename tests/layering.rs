@@ -4,7 +4,8 @@
 //!
 //! The layers, lowest first: the vocabulary (`types`, `batch`, `constants`), the consensus
 //! core, storage (`log`, `snapshot`), the codecs (`net`), the IO-free shard engine, what a
-//! running node needs beyond it (`config`, `error`), the glommio runtime (`shard`), the
+//! running node needs beyond it (`config`, then `error`, whose node errors carry configuration
+//! errors), the glommio runtime (`shard`), the
 //! embedding facade (`api`), the client, the metrics endpoint, the key-value service, the
 //! checkers, the simulator and the fuzzing entry points, process spawning (`procs`), the
 //! harnesses that run clusters (`loadgen`, `chaos`), and the command line (`cli`), which
@@ -28,7 +29,8 @@ const LAYERS: &[&[&str]] = &[
     &["net"],
     &["tls"],
     &["engine"],
-    &["config", "error"],
+    &["config"],
+    &["error"],
     &["shard"],
     &["api"],
     &["client"],

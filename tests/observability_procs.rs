@@ -218,14 +218,33 @@ fn a_cluster_exposes_valid_metrics_that_move_with_proposals() {
             ),
             1.0
         );
-        for peer in 1..=3 {
-            if NodeId(peer) != leaders[0] {
-                let peer = peer.to_string();
-                let labels = [("shard", shard), ("peer", peer.as_str())];
+    }
+    // Every shard's link to each other member comes up (a link may still be dialling when the
+    // client has found the leaders: the gauge must get there, not be there at once).
+    let links_down = |families: &Families| -> Vec<(&str, u64)> {
+        let mut down = Vec::new();
+        for shard in ["0", "1"] {
+            for peer in (1..=3).filter(|&peer| NodeId(peer) != leaders[0]) {
+                let peer_label = peer.to_string();
+                let labels = [("shard", shard), ("peer", peer_label.as_str())];
                 let connected = "ringraft_peer_connected";
-                assert_eq!(before.value(connected, connected, &labels), 1.0);
+                if families.value(connected, connected, &labels) != 1.0 {
+                    down.push((shard, peer));
+                }
             }
         }
+        down
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut current = scrape(metrics_of(leaders[0])).unwrap();
+    while !links_down(&current).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "links (shard, peer) not connected after 10 s: {:?}",
+            links_down(&current)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        current = scrape(metrics_of(leaders[0])).unwrap();
     }
 
     // Proposals through the client: group 0's leader commits them and counts them.
