@@ -145,9 +145,6 @@ pub mod client;
 pub mod config;
 pub mod error;
 #[cfg(feature = "kv")]
-// Exempt from the item-by-item check: the service behind `ringraft kv`, documented in its module
-// docs and the README; its items are public for the command line and the tests.
-#[cfg_attr(not(feature = "internals"), allow(missing_docs))]
 pub mod kv;
 #[cfg(feature = "metrics")]
 pub mod metrics;

@@ -20,7 +20,9 @@ pub enum Combine {
     Sum,
     /// MGET: part `p`'s array holds the values of the keys at `positions[p]`.
     Gather {
+        /// For each part, in part order: the places in the request's key list of its keys.
         positions: Vec<Vec<usize>>,
+        /// Number of keys requested: the length of the merged array.
         len: usize,
     },
 }

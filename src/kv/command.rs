@@ -55,19 +55,29 @@ pub struct Context<'a> {
 /// and waits at each change of kind).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// Answered without touching keys (PING, QUIT, AUTH, HELLO, refusals, …): starts whatever
+    /// else is in flight, and holds nothing back.
     Immediate,
+    /// Reads keys (or INFO); overlaps with other reads.
     Read,
+    /// Changes keys (or registers a forwarded client session); overlaps with other writes.
     Write,
 }
 
 /// Per-group operations of one command and how to merge their replies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Routed {
+    /// Whether the parts are writes (proposed) rather than reads (served in the node's read
+    /// mode).
     pub write: bool,
+    /// One encoded [`Entry`] per group involved, ordered by each group's first key in the
+    /// request.
     pub parts: Vec<(GroupId, Bytes)>,
+    /// How the parts' replies, in part order, become the client's reply.
     pub combine: Combine,
 }
 
+/// What to do for one request, as [`plan`] decides it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Plan {
     /// Answer at once (in the connection's protocol).
@@ -81,18 +91,27 @@ pub enum Plan {
     /// RINGRAFT.PROPOSE / RINGRAFT.READ from another node: one entry, tried here only; a
     /// forwarded write carries its place in the forwarding node's client session.
     Here {
+        /// The entry's group (below the cluster's group count).
         group: GroupId,
+        /// The encoded entry, re-stamped with this node's clock.
         entry: Bytes,
+        /// `None` for a write (RINGRAFT.PROPOSE); the mode to read in for RINGRAFT.READ.
         read: Option<ReadMode>,
+        /// The write's place in the forwarding node's client session, if it was sent in one.
         session: Option<SessionRequest>,
     },
     /// RINGRAFT.SESSION from another node: register a client session of `group` here.
-    RegisterHere { group: GroupId },
+    RegisterHere {
+        /// The group to register the session in (below the cluster's group count).
+        group: GroupId,
+    },
     /// A change of the connection's standing (AUTH, HELLO, the peer proof), answered at once.
     Session(SessionOp),
 }
 
 impl Plan {
+    /// The plan's [`Kind`]: which of a connection's jobs it may overlap with, and whether a
+    /// read-only user may run it (not if it is [`Kind::Write`]).
     pub fn kind(&self) -> Kind {
         match self {
             Plan::Reply(_) | Plan::Quit | Plan::Session(_) => Kind::Immediate,

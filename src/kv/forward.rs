@@ -55,6 +55,7 @@ pub enum ForwardError {
 
 /// Who this node is to the nodes it forwards to.
 pub struct PeerKey {
+    /// This node's id, bound into each proof of the cluster secret.
     pub node: NodeId,
     /// `None`: no `--cluster-secret-file`, so no node takes forwarded commands from this one.
     pub secret: Option<Arc<ClusterSecret>>,
@@ -80,6 +81,8 @@ struct Link {
     requests: mpsc::UnboundedSender<Request>,
 }
 
+/// Forwarding connections to the other nodes' RESP ports: at most one live link per (node,
+/// lane), opened on first use and replaced once it dies.
 pub struct ForwardPool {
     /// Host names are looked up again at each connection.
     addrs: HashMap<NodeId, PeerAddr>,

@@ -1,6 +1,7 @@
 //! The client sessions a kv node forwards writes in: one per group, shared by all its client
 //! connections, so that a forwarded write whose reply was lost can be sent again with the
-//! same sequence number and the group applies it at most once ([`crate::engine::sessions`]).
+//! same sequence number and the group applies it at most once (see
+//! [client sessions](crate#client-sessions)).
 //!
 //! Invariants:
 //! - sequence numbers of a group only grow (one counter for the node's life, across the
@@ -41,6 +42,7 @@ pub struct InFlight<'a> {
 }
 
 impl InFlight<'_> {
+    /// The write's sequence number in this node's client session of the group.
     pub fn seq(&self) -> u64 {
         self.seq
     }

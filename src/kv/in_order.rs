@@ -21,6 +21,7 @@ enum Slot<T> {
     Done(T),
 }
 
+/// Futures that run concurrently and yield their outputs in push order (see the module docs).
 pub struct InOrder<T> {
     slots: VecDeque<Slot<T>>,
 }
@@ -34,6 +35,8 @@ impl<T> Default for InOrder<T> {
 }
 
 impl<T> InOrder<T> {
+    /// Adds `future` after every future pushed before it; it is first polled by the next
+    /// [`InOrder::poll_next`].
     pub fn push(&mut self, future: BoxFuture<T>) {
         self.slots.push_back(Slot::Running(future));
     }
@@ -43,6 +46,7 @@ impl<T> InOrder<T> {
         self.slots.len()
     }
 
+    /// Whether every future pushed has had its output yielded.
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }

@@ -14,6 +14,7 @@ use bytes::Bytes;
 /// One stored value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Item {
+    /// The value's bytes (the store keeps them within [`crate::kv::parse::BULK_BYTES_MAX`]).
     pub value: Vec<u8>,
     /// Wall-clock deadline in ms since the Unix epoch.
     pub expires_at: Option<u64>,
@@ -26,6 +27,7 @@ impl Item {
     }
 }
 
+/// The keys of one group, their deadlines, and the group's clock (see the module docs).
 #[derive(Debug, Default)]
 pub struct Keyspace {
     map: HashMap<Bytes, Item>,

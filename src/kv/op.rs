@@ -30,6 +30,7 @@ use bytes::Bytes;
 /// What a SET does when the key exists or not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Condition {
+    /// No condition: the key is set whether it exists or not.
     Always,
     /// NX: only if the key does not exist.
     IfAbsent,
@@ -52,6 +53,7 @@ pub enum Expiry {
 /// counts as one that never expires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExpireIf {
+    /// No condition: any existing key.
     Always,
     /// NX: only a key without a deadline.
     NoDeadline,
@@ -100,16 +102,24 @@ const TTL_FORMS: [TtlForm; 4] = [
 /// before the entry's time, the key is deleted) if `condition` holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExpireOp<'a> {
+    /// The key whose deadline changes.
     pub key: &'a [u8],
+    /// The new deadline in ms since the Unix epoch; may be in the past, or negative.
     pub at_ms: i64,
+    /// Which keys change (NX, XX, GT, LT); the others are left as they are.
     pub condition: ExpireIf,
 }
 
+/// SET with its options (and GETSET): store `value` under `key` if `condition` holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SetOp<'a> {
+    /// The key to set.
     pub key: &'a [u8],
+    /// The new value.
     pub value: &'a [u8],
+    /// NX / XX: whether the key must be absent or present; otherwise nothing changes.
     pub condition: Condition,
+    /// EX / PX / EXAT / PXAT (already an absolute deadline) or KEEPTTL.
     pub expiry: Expiry,
     /// GET option (and GETSET): answer the old value instead of OK.
     pub return_old: bool,
@@ -118,18 +128,33 @@ pub struct SetOp<'a> {
 /// One operation. Reads change nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op<'a> {
+    /// GET key: the value, or nil if the key is missing.
     Get(&'a [u8]),
+    /// STRLEN key: the value's length in bytes, 0 if the key is missing.
     Strlen(&'a [u8]),
+    /// MGET: an array of each key's value or nil, in the order of the keys.
     MGet(Vec<&'a [u8]>),
+    /// EXISTS: how many of the keys exist (a key listed twice counts twice).
     Exists(Vec<&'a [u8]>),
+    /// DBSIZE: the number of live keys in the group (the command sums every group's).
     DbSize,
     /// TTL and its variants: the key's deadline in `form`, -1 without one, -2 missing.
     Ttl(&'a [u8], TtlForm),
+    /// SET and GETSET: `+OK`, or nil if the condition failed; the old value (or nil) with GET.
     Set(SetOp<'a>),
+    /// DEL: removes the keys; how many were removed.
     Del(Vec<&'a [u8]>),
+    /// INCRBY key delta (also INCR, DECR, DECRBY): the decimal value (0 if missing) plus
+    /// `delta`, stored and answered; the deadline is kept. An error if the value is not an
+    /// integer or the sum overflows an `i64`.
     IncrBy(&'a [u8], i64),
+    /// APPEND key tail: the new length; the key is created if missing, its deadline kept. An
+    /// error if the value would exceed [`crate::kv::parse::BULK_BYTES_MAX`].
     Append(&'a [u8], &'a [u8]),
+    /// MSET: sets every (key, value) pair, dropping their deadlines; `+OK`.
     MSet(Vec<(&'a [u8], &'a [u8])>),
+    /// EXPIRE and its variants: 1 if the key existed and the condition held (the key then has
+    /// the new deadline, or is deleted if that is not after the group's clock), else 0.
     Expire(ExpireOp<'a>),
     /// PERSIST: drop the key's deadline.
     Persist(&'a [u8]),
@@ -148,7 +173,9 @@ impl Op<'_> {
 /// An operation and the time it was issued.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry<'a> {
+    /// The proposing node's wall clock, ms since the Unix epoch: the time expiry is judged at.
     pub now_ms: u64,
+    /// What the entry does to (or reads from) the group's keys.
     pub op: Op<'a>,
 }
 

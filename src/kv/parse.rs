@@ -62,24 +62,46 @@ const HEADER_LINE_MAX: usize = 24;
 /// Why a stream cannot be read on.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
+    /// An element starts with a byte that is not a RESP2 type (`+`, `-`, `:`, `$`, `*`).
     #[error("Protocol error: unknown type byte 0x{0:02x}")]
     UnknownType(u8),
+    /// An integer or a length is not a canonical decimal that fits an `i64`.
     #[error("Protocol error: invalid integer or length")]
     BadInteger,
+    /// A negative length other than -1, or a nil (`$-1`, `*-1`) where a request needs a
+    /// bulk string or an array.
     #[error("Protocol error: invalid bulk length")]
     BadLength,
+    /// A bulk string announces more bytes than [`Limits::bulk_bytes_max`].
     #[error("Protocol error: bulk string of {len} bytes exceeds the limit of {max}")]
-    BulkTooLong { len: u64, max: usize },
+    BulkTooLong {
+        /// The announced length, in bytes.
+        len: u64,
+        /// The limit, in bytes.
+        max: usize,
+    },
+    /// An array announces more elements than [`Limits::array_len_max`].
     #[error("Protocol error: array of {len} elements exceeds the limit of {max}")]
-    ArrayTooLong { len: u64, max: usize },
+    ArrayTooLong {
+        /// The announced number of elements.
+        len: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// Arrays are nested deeper than [`Limits::depth_max`] (the limit given).
     #[error("Protocol error: arrays nested deeper than {0}")]
     TooDeep(usize),
+    /// A line (a header, simple string, error or inline request) does not end within its
+    /// limit of this many bytes.
     #[error("Protocol error: line longer than {0} bytes")]
     LineTooLong(usize),
+    /// A bulk string's bytes are not followed by exactly `\r\n`.
     #[error("Protocol error: bulk string not followed by CRLF")]
     MissingCrlf,
+    /// The element would span more than [`Limits::total_bytes_max`] bytes (the limit given).
     #[error("Protocol error: request larger than {0} bytes")]
     TooLarge(usize),
+    /// An element of a request's array is not a bulk string (the type byte found instead).
     #[error("Protocol error: expected '$', got '{0}'")]
     NotBulk(char),
 }

@@ -51,6 +51,8 @@ impl ClusterSecret {
             .map_err(|problem| format!("--cluster-secret-file {}: {problem}", path.display()))
     }
 
+    /// The secret `bytes`; an error for the operator if there are fewer than
+    /// [`SECRET_BYTES_MIN`].
     pub fn new(bytes: Vec<u8>) -> Result<ClusterSecret, String> {
         if bytes.len() < SECRET_BYTES_MIN {
             return Err(format!(

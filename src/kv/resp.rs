@@ -28,6 +28,7 @@ pub enum Protocol {
     /// Every connection starts in RESP2.
     #[default]
     Resp2,
+    /// After `HELLO 3`: nils are `_`, maps `%`, verbatim strings `=`.
     Resp3,
 }
 
@@ -53,12 +54,18 @@ impl Protocol {
 /// One RESP value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value {
+    /// A simple string `+text` (written with any `\r` or `\n` replaced by a space).
     Simple(String),
+    /// An error `-CODE text` (`ERR`, `NOAUTH`, …), written with line breaks replaced as in
+    /// [`Value::Simple`].
     Error(String),
+    /// An integer `:n`.
     Integer(i64),
+    /// A bulk string `$len`: any bytes.
     Bulk(Bytes),
     /// The nil bulk string (a missing key): `$-1`, or `_` in RESP3.
     Nil,
+    /// An array `*len` of values.
     Array(Vec<Value>),
     /// The nil array: `*-1`, or `_` in RESP3.
     NilArray,
@@ -66,7 +73,9 @@ pub enum Value {
     Map(Vec<(Value, Value)>),
     /// Text for humans (INFO): a bulk string in RESP2, `=len` with `format:` in RESP3.
     Verbatim {
+        /// The format RESP3 writes before the text, such as `txt`.
         format: [u8; 3],
+        /// The text, without the format.
         text: Bytes,
     },
 }

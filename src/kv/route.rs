@@ -78,10 +78,12 @@ pub enum ReadMode {
 }
 
 impl ReadMode {
+    /// The mode's name as `--read` and `RINGRAFT.READ` take it, in lowercase.
     pub fn name(self) -> &'static str {
         self.into()
     }
 
+    /// The [`ReadConsistency`] the node serves a read in this mode with.
     pub fn consistency(self) -> ReadConsistency {
         match self {
             ReadMode::Linearizable => ReadConsistency::Linearizable,
@@ -90,6 +92,7 @@ impl ReadMode {
         }
     }
 
+    /// The mode named `name` (any case); `None` if there is no such mode.
     pub fn from_name(name: &str) -> Option<ReadMode> {
         name.parse().ok()
     }
@@ -273,6 +276,8 @@ struct SessionWrite<'a> {
     in_doubt: bool,
 }
 
+/// Runs the parts of commands for one node: here where this node leads the group (or knows
+/// no leader, or the read is stale), otherwise forwarded to the leader (see the module docs).
 pub struct Router {
     node: Arc<Node>,
     /// What the RESP server counts, by command.
@@ -318,10 +323,12 @@ impl Router {
         &self.stats
     }
 
+    /// How this node serves reads (`--read`).
     pub fn read_mode(&self) -> ReadMode {
         self.read_mode
     }
 
+    /// This node's id.
     pub fn node_id(&self) -> NodeId {
         self.node.id()
     }

@@ -42,6 +42,8 @@ pub struct Gatekeeper {
 }
 
 impl Gatekeeper {
+    /// Checks logins against `users`, and peer proofs against `secret` (`None`: no
+    /// connection can become a peer).
     pub fn new(users: Users, secret: Option<Arc<ClusterSecret>>) -> Gatekeeper {
         Gatekeeper {
             users,
@@ -57,8 +59,11 @@ impl Gatekeeper {
 pub enum Standing<'a> {
     /// Passwords are configured and none was given yet: `-NOAUTH`.
     Anonymous,
+    /// A user: one that authenticated, or the default user of a node without passwords.
     User {
+        /// The user's name ([`DEFAULT_USER`] for the default user).
         name: &'a str,
+        /// What the user may do.
         access: Access,
     },
     /// A kv node that proved the cluster secret.
@@ -79,20 +84,31 @@ impl Standing<'static> {
 pub enum SessionOp {
     /// `AUTH [user] password`.
     Auth {
+        /// The user named, `None` for the default user (`AUTH password`).
         user: Option<Bytes>,
+        /// The password as sent.
         password: Password,
     },
     /// `HELLO [version] …`: once `login` (if any) succeeded, the connection speaks `protocol`
     /// (unchanged if `None`) and is answered with the server's description.
     Hello {
+        /// The user and password of `AUTH user password`, if given.
         login: Option<(Bytes, Password)>,
+        /// The version named, if any.
         protocol: Option<Protocol>,
+        /// The connection's id, reported in the reply.
         connection_id: u64,
     },
     /// `RINGRAFT.CHALLENGE`: a nonce to prove the cluster secret with.
     Challenge,
     /// `RINGRAFT.AUTH node proof`.
-    Prove { node: NodeId, proof: Bytes },
+    Prove {
+        /// The kv node the connection claims to come from (bound into the proof).
+        node: NodeId,
+        /// The HMAC of the challenge's nonce and `node` under the cluster secret
+        /// ([`crate::kv::peer_proof`]).
+        proof: Bytes,
+    },
 }
 
 enum Identity {
@@ -135,6 +151,7 @@ impl Session {
         self.protocol
     }
 
+    /// Who the connection speaks for now: what its next request is planned with.
     pub fn standing(&self) -> Standing<'_> {
         match &self.identity {
             Identity::Anonymous => Standing::Anonymous,
