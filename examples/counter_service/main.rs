@@ -11,7 +11,8 @@
 //! printf 'INCR 5\nGET\nSTATUS\n' | nc 127.0.0.1 7201   # or the leader REDIRECT names
 //! ```
 //!
-//! A fourth member joins with `--join` (its `--peers` lists itself and the members), and is
+//! A fourth member starts with `--init --join` (a new data directory; its `--peers` lists itself
+//! and the members), and is
 //! added through the leader: `ADD-LEARNER 4 127.0.0.1:7104`, then `PROMOTE 4`. `REMOVE 3`
 //! takes a member out; `SNAPSHOT` snapshots the count and compacts the log behind it. A member
 //! restarted without `--init` recovers the count from its snapshot and log.
