@@ -112,6 +112,13 @@ struct Trio {
 }
 
 impl Trio {
+    /// The answers node `id` has ready, in the order of their reply tags.
+    fn completions_by_reply(&mut self, id: u64) -> Vec<(u32, Result<Committed, ProposalError>)> {
+        let mut completions = self.engine(id).take_completions();
+        completions.sort_by_key(|(reply, _)| *reply);
+        completions
+    }
+
     fn new() -> Trio {
         Trio::with_uncommitted_bytes_max(UNCOMMITTED_BYTES_MAX_DEFAULT)
     }
@@ -176,8 +183,7 @@ fn proposals_of_one_turn_share_a_batch_and_answer_with_outputs() {
         .propose(GROUP, Bytes::from_static(b"abc"), 10);
     trio.engine(1).propose(GROUP, Bytes::from_static(b"xy"), 11);
     trio.settle();
-    let mut completions = trio.engine(1).take_completions();
-    completions.sort_by_key(|(reply, _)| *reply);
+    let completions = trio.completions_by_reply(1);
     // Index 1 is the leader's no-op; the two proposals follow in one batch.
     assert_eq!(
         completions,
@@ -219,8 +225,7 @@ fn followers_refuse_proposals_with_the_leader_and_unknown_groups_are_refused() {
     trio.engine(2)
         .propose(GroupId(9), Bytes::from_static(b"q"), 2);
     trio.settle();
-    let mut completions = trio.engine(2).take_completions();
-    completions.sort_by_key(|(reply, _)| *reply);
+    let completions = trio.completions_by_reply(2);
     assert_eq!(
         completions,
         vec![
@@ -310,8 +315,7 @@ fn oversized_payloads_are_refused_before_they_reach_the_log() {
     trio.engine(1)
         .propose(GROUP, Bytes::from(vec![7u8; max]), 4);
     trio.settle();
-    let mut completions = trio.engine(1).take_completions();
-    completions.sort_by_key(|(reply, _)| *reply);
+    let completions = trio.completions_by_reply(1);
     assert_eq!(
         completions[0],
         (
@@ -483,8 +487,7 @@ fn linearizable_reads_of_one_turn_share_one_heartbeat_round() {
         "not served before a majority confirmed the leadership"
     );
     trio.settle();
-    let mut completions = trio.engine(1).take_completions();
-    completions.sort_by_key(|(reply, _)| *reply);
+    let completions = trio.completions_by_reply(1);
     assert_eq!(
         completions,
         vec![(20, answer(2, b"yes")), (21, answer(2, b"no"))]
@@ -521,8 +524,7 @@ fn a_follower_refuses_linearizable_reads_and_answers_stale_ones_at_once() {
     );
     follower.read(GroupId(9), Bytes::new(), ReadConsistency::Stale, 33);
     trio.settle();
-    let mut completions = trio.engine(2).take_completions();
-    completions.sort_by_key(|(reply, _)| *reply);
+    let completions = trio.completions_by_reply(2);
     let not_leader = Err(ProposalError::NotLeader {
         leader: Some(NodeId(1)),
     });
@@ -669,8 +671,7 @@ fn a_session_request_applies_once_however_often_and_wherever_it_is_proposed() {
     trio.engine(1)
         .propose_in_session(GROUP, request(session, 2, 1), Bytes::from_static(b"cd"), 3);
     trio.settle();
-    let mut completions = trio.engine(1).take_completions();
-    completions.sort_by_key(|(reply, _)| *reply);
+    let completions = trio.completions_by_reply(1);
     assert_eq!(
         completions,
         vec![
@@ -699,8 +700,7 @@ fn a_session_request_applies_once_however_often_and_wherever_it_is_proposed() {
     trio.engine(2)
         .propose_in_session(GROUP, request(stranger, 1, 1), Bytes::from_static(b"gh"), 7);
     trio.settle();
-    let mut completions = trio.engine(2).take_completions();
-    completions.sort_by_key(|(reply, _)| *reply);
+    let completions = trio.completions_by_reply(2);
     let refused = |refusal| Err(ProposalError::Session(refusal));
     assert_eq!(
         completions,
@@ -728,8 +728,7 @@ fn proposals_with_and_without_sessions_keep_their_order_in_the_log() {
     trio.engine(1).propose(GROUP, Bytes::from_static(b"3"), 3);
     trio.engine(1).propose(GROUP, Bytes::from_static(b"4"), 4);
     trio.settle();
-    let mut completions = trio.engine(1).take_completions();
-    completions.sort_by_key(|(reply, _)| *reply);
+    let completions = trio.completions_by_reply(1);
     let indexes: Vec<u64> = completions
         .iter()
         .map(|(_, result)| result.as_ref().unwrap().index.0)
