@@ -15,7 +15,8 @@
 //! doubt. A session the group forgot (expired or evicted: some seeds keep very few, for a very
 //! short time) is replaced by a new one while nothing is in doubt.
 //!
-//! The other clients ([`SESSIONLESS_CLIENTS`]) write without sessions, as the kv service does
+//! The other clients ([`SESSIONLESS_CLIENTS`], or all of them in seeds that run without
+//! sessions, see [`Clients::new`]) write without sessions, as the kv service does
 //! on the leader a client is connected to, with [`decide`]: `Done` ends the command,
 //! `Redirect` and `Retry` try again after [`RETRY_DELAY_US`] (a retry only ever follows an
 //! attempt that certainly did nothing, which `decide` guarantees), `Unknown` ends a write with
@@ -174,14 +175,17 @@ fn counter_key(counter: u64) -> Bytes {
 }
 
 impl Clients {
-    pub fn new(groups: u32) -> Clients {
+    /// Clients of `groups` groups; with `sessions`, all but [`SESSIONLESS_CLIENTS`] write in
+    /// client sessions, without it none does.
+    pub fn new(groups: u32, sessions: bool) -> Clients {
+        let sessionless = if sessions { SESSIONLESS_CLIENTS } else { CLIENTS };
         Clients {
             groups,
             clients: (0..CLIENTS)
                 .map(|client| Client {
                     attempt: 0,
                     command: None,
-                    uses_sessions: client >= SESSIONLESS_CLIENTS,
+                    uses_sessions: client >= sessionless,
                     sessions: BTreeMap::new(),
                 })
                 .collect(),

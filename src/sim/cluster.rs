@@ -326,7 +326,7 @@ impl Cluster {
             nodes: Vec::new(),
             cut: BTreeSet::new(),
             observations,
-            clients: Clients::new(GROUPS),
+            clients: Clients::new(GROUPS, clients_use_sessions(seed)),
             summary: SimSummary::default(),
             snapshot_entries,
             elections_probed: 0,
@@ -1171,11 +1171,19 @@ impl Cluster {
 /// How long a majority-acknowledged read round lets a leader serve lease reads: a follower's
 /// first tick may come at once after it heard from the leader, so it is quiet for one tick less
 /// than the election timeout. Simulated clocks do not drift.
-/// The client session limits of seed `seed`: every fourth seed keeps so few sessions, for so
-/// short a time, with so little room for answers, that clients lose theirs to expiry and
-/// eviction; the others keep the defaults.
+/// Whether the clients of seed `seed` write in client sessions: in even seeds most do, in odd
+/// seeds none. Both workloads are needed: with sessions in every seed, the broken lease rules
+/// were caught far later in a sweep (first at seeds 14,737 and 4,178, against 379 and 105 with
+/// no sessions at all); why the session workload hides them so well is not established.
+fn clients_use_sessions(seed: u64) -> bool {
+    seed % 2 == 0
+}
+
+/// The client session limits of seed `seed`: every fourth seed (one of those with sessions)
+/// keeps so few sessions, for so short a time, with so little room for answers, that clients
+/// lose theirs to expiry and eviction; the others keep the defaults.
 fn session_limits(seed: u64) -> SessionLimits {
-    if seed % 4 != 1 {
+    if seed % 4 != 0 {
         return SessionLimits::default();
     }
     SessionLimits {
