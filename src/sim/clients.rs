@@ -178,7 +178,11 @@ impl Clients {
     /// Clients of `groups` groups; with `sessions`, all but [`SESSIONLESS_CLIENTS`] write in
     /// client sessions, without it none does.
     pub fn new(groups: u32, sessions: bool) -> Clients {
-        let sessionless = if sessions { SESSIONLESS_CLIENTS } else { CLIENTS };
+        let sessionless = if sessions {
+            SESSIONLESS_CLIENTS
+        } else {
+            CLIENTS
+        };
         Clients {
             groups,
             clients: (0..CLIENTS)
