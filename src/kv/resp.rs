@@ -149,12 +149,21 @@ pub fn for_protocol(reply: Bytes, protocol: Protocol) -> Bytes {
     }
     match reply.first() {
         Some(b'$') if &reply[..] == b"$-1\r\n" => Bytes::from_static(b"_\r\n"),
-        Some(b'*') => match parse_value(&reply, &REPLY_LIMITS) {
+        // An array is parsed and written anew only if it may hold a nil (the bytes of one can
+        // also sit inside a bulk string, which the rewrite then leaves as it was).
+        Some(b'*') if holds_nil_marker(&reply) => match parse_value(&reply, &REPLY_LIMITS) {
             Ok(Some((value, len))) if len == reply.len() => value.render(protocol),
             _ => reply,
         },
         _ => reply,
     }
+}
+
+/// Whether `reply` contains the bytes of a RESP2 nil (`$-1` or `*-1`).
+fn holds_nil_marker(reply: &[u8]) -> bool {
+    reply
+        .windows(3)
+        .any(|window| window == b"$-1" || window == b"*-1")
 }
 
 fn put_line(out: &mut Vec<u8>, prefix: u8, text: &str) {
@@ -290,6 +299,8 @@ mod tests {
             b":-1\r\n",
             b"$2\r\n-1\r\n",
             b"*1\r\n",
+            b"*2\r\n$1\r\na\r\n:1\r\n",
+            b"*2\r\n$3\r\n$-1\r\n:1\r\n",
         ] {
             assert_eq!(resp3(same), same);
         }
