@@ -187,11 +187,11 @@ fn read(keys: &Keyspace, op: &Op<'_>, now_ms: u64, out: &mut Vec<u8>) {
                         TtlForm::UnixSeconds | TtlForm::UnixMillis => *at,
                     };
                     let ms = ms.min(i64::MAX as u64) as i64;
+                    // As Redis: TTL rounds to the nearest second, EXPIRETIME truncates.
                     match form {
                         TtlForm::Millis | TtlForm::UnixMillis => ms,
-                        TtlForm::Seconds | TtlForm::UnixSeconds => {
-                            ms / 1000 + i64::from(ms % 1000 >= 500)
-                        }
+                        TtlForm::Seconds => ms / 1000 + i64::from(ms % 1000 >= 500),
+                        TtlForm::UnixSeconds => ms / 1000,
                     }
                 }
             };
@@ -535,7 +535,7 @@ mod tests {
                 at(9_000, expire(-5, ExpireIf::Always)),
                 at(9_000, Op::Exists(vec![b"k"])),
                 at(9_000, Op::Set(set("k", "v"))),
-                at(9_000, expire(12_499, ExpireIf::Always)),
+                at(9_000, expire(12_500, ExpireIf::Always)),
                 at(9_000, Op::Ttl(b"k", TtlForm::UnixSeconds)),
                 at(9_000, Op::Ttl(b"k", TtlForm::UnixMillis)),
             ],
@@ -575,10 +575,10 @@ mod tests {
                 "+OK\r\n",
                 ":1\r\n",
                 ":12\r\n",
-                ":12499\r\n",
+                ":12500\r\n",
             ]
         );
-        assert_eq!(store.groups[&GroupId(0)].live_len(12_499), 0);
+        assert_eq!(store.groups[&GroupId(0)].live_len(12_500), 0);
     }
 
     #[test]
