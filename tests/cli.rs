@@ -18,6 +18,12 @@ fn ringraft(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// Asserts that `output` is a usage error (exit code 2) whose message contains `message`.
+fn assert_usage_error(output: &Output, message: &str) {
+    assert_eq!(output.status.code(), Some(2), "{}", text(output));
+    assert!(text(output).contains(message), "{}", text(output));
+}
+
 fn text(output: &Output) -> String {
     format!(
         "{}{}",
@@ -81,11 +87,9 @@ fn inspect_accepts_a_clean_data_dir_and_names_a_corrupt_record() {
 fn inspect_refuses_what_is_not_a_data_dir() {
     let empty = tempfile::tempdir().unwrap();
     let output = ringraft(&["inspect", empty.path().to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output).contains("not a data directory"));
+    assert_usage_error(&output, "not a data directory");
     let missing = ringraft(&["inspect", "/nonexistent/ringraft-data"]);
-    assert_eq!(missing.status.code(), Some(2));
-    assert!(text(&missing).contains("No such file"));
+    assert_usage_error(&missing, "No such file");
 }
 
 #[test]
@@ -115,12 +119,7 @@ fn wrong_flags_get_a_message_not_a_panic() {
 #[test]
 fn node_flags_and_config_files_are_checked_with_clear_messages() {
     let missing = ringraft(&["node", "--listen", "127.0.0.1:1"]);
-    assert_eq!(missing.status.code(), Some(2));
-    assert!(
-        text(&missing).contains("--id is required"),
-        "{}",
-        text(&missing)
-    );
+    assert_usage_error(&missing, "--id is required");
 
     let dir = tempfile::tempdir().unwrap();
     let bad_peers = ringraft(&[
@@ -134,12 +133,7 @@ fn node_flags_and_config_files_are_checked_with_clear_messages() {
         "--data-dir",
         dir.path().to_str().unwrap(),
     ]);
-    assert_eq!(bad_peers.status.code(), Some(2));
-    assert!(
-        text(&bad_peers).contains("'nowhere' is not HOST:PORT"),
-        "{}",
-        text(&bad_peers)
-    );
+    assert_usage_error(&bad_peers, "'nowhere' is not HOST:PORT");
 
     let bad_drift = ringraft(&[
         "node",
@@ -154,12 +148,7 @@ fn node_flags_and_config_files_are_checked_with_clear_messages() {
         "--data-dir",
         dir.path().to_str().unwrap(),
     ]);
-    assert_eq!(bad_drift.status.code(), Some(2));
-    assert!(
-        text(&bad_drift).contains("--clock-drift-percent must be below 100"),
-        "{}",
-        text(&bad_drift)
-    );
+    assert_usage_error(&bad_drift, "--clock-drift-percent must be below 100");
 
     // The hidden test flags are checked too.
     let small_segments = ringraft(&[
@@ -175,11 +164,9 @@ fn node_flags_and_config_files_are_checked_with_clear_messages() {
         "--data-dir",
         dir.path().to_str().unwrap(),
     ]);
-    assert_eq!(small_segments.status.code(), Some(2));
-    assert!(
-        text(&small_segments).contains("--segment-bytes must be a multiple of 4096 and at least"),
-        "{}",
-        text(&small_segments)
+    assert_usage_error(
+        &small_segments,
+        "--segment-bytes must be a multiple of 4096 and at least",
     );
     let help = text(&ringraft(&["node", "--help"]));
     assert!(
@@ -194,12 +181,7 @@ fn node_flags_and_config_files_are_checked_with_clear_messages() {
     )
     .unwrap();
     let unknown_key = ringraft(&["node", "--config", config.to_str().unwrap()]);
-    assert_eq!(unknown_key.status.code(), Some(2));
-    assert!(
-        text(&unknown_key).contains("colour"),
-        "{}",
-        text(&unknown_key)
-    );
+    assert_usage_error(&unknown_key, "colour");
 
     // A complete file: flags may complete it, and an empty data dir needs --init.
     std::fs::write(
@@ -247,8 +229,7 @@ fn session_limits_are_checked_by_flag_and_config_key() {
         ),
     ] {
         let refused = ringraft(&[&node[..], &[flag, "0"]].concat());
-        assert_eq!(refused.status.code(), Some(2), "{flag}: {}", text(&refused));
-        assert!(text(&refused).contains(message), "{}", text(&refused));
+        assert_usage_error(&refused, message);
     }
 
     // The same settings in a config file of `ringraft kv`, reported by their flags.
@@ -272,12 +253,7 @@ fn session_limits_are_checked_by_flag_and_config_key() {
         "1=127.0.0.1:3",
     ];
     let refused = ringraft(&kv);
-    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
-    assert!(
-        text(&refused).contains("--sessions-max must be positive"),
-        "{}",
-        text(&refused)
-    );
+    assert_usage_error(&refused, "--sessions-max must be positive");
     assert!(
         !data.exists(),
         "a refused configuration created the data directory"
@@ -302,12 +278,7 @@ fn kv_flags_are_checked_with_clear_messages() {
         data.to_str().unwrap(),
     ];
     let missing_peer = ringraft(&[&base[..], &["--resp-peers", "1=127.0.0.1:3"]].concat());
-    assert_eq!(missing_peer.status.code(), Some(2));
-    assert!(
-        text(&missing_peer).contains("--resp-peers lacks member 2"),
-        "{}",
-        text(&missing_peer)
-    );
+    assert_usage_error(&missing_peer, "--resp-peers lacks member 2");
     let bad_mode = ringraft(
         &[
             &base[..],
@@ -320,19 +291,12 @@ fn kv_flags_are_checked_with_clear_messages() {
         ]
         .concat(),
     );
-    assert_eq!(bad_mode.status.code(), Some(2));
-    assert!(
-        text(&bad_mode).contains("linearizable"),
-        "{}",
-        text(&bad_mode)
-    );
+    assert_usage_error(&bad_mode, "linearizable");
     let peers = ["--resp-peers", "1=127.0.0.1:3,2=127.0.0.1:4"];
     let no_secret = ringraft(&[&base[..], &peers].concat());
-    assert_eq!(no_secret.status.code(), Some(2));
-    assert!(
-        text(&no_secret).contains("--cluster-secret-file is required when the cluster has more"),
-        "{}",
-        text(&no_secret)
+    assert_usage_error(
+        &no_secret,
+        "--cluster-secret-file is required when the cluster has more",
     );
     let file = |name: &str, content: &str| {
         let path = dir.path().join(name);
