@@ -111,10 +111,10 @@ pub struct NodeConfig {
     pub fsync_delay: Duration,
     /// Largest flush (bytes of log records) that a shard leading no group writes and syncs
     /// on its own thread instead of the log's writer thread: two cross-thread wake-ups fewer
-    /// per flush, which is most of a follower's CPU per commit at light load, for a shard
-    /// blocked during that sync (never longer than a few milliseconds: after a slower sync the
-    /// writer thread takes the flushes again). 0 turns it off. Default 16 KiB
-    /// (`log::INLINE_FLUSH_BYTES_DEFAULT`).
+    /// per flush, a large part of a follower's CPU per commit at light load, for a shard
+    /// blocked during the write and sync. A sync slower than 5 ms sends the following flushes
+    /// back to the writer thread until one is fast again, so a stalling disk blocks the shard
+    /// once. 0 turns it off. Default 16 KiB (`log::INLINE_FLUSH_BYTES_DEFAULT`).
     pub inline_flush_bytes_max: usize,
 }
 

@@ -626,9 +626,10 @@ impl LogStore for DiskLog {
             && job
                 .plain_write_bytes()
                 .is_some_and(|bytes| bytes <= self.config.inline_flush_bytes_max);
-        let pending = match runs_here {
-            true => self.writer.defer(job),
-            false => self.writer.submit(job),
+        let pending = if runs_here {
+            self.writer.defer(job)
+        } else {
+            self.writer.submit(job)
         };
         self.inflight = Some(InFlight {
             id,
