@@ -116,10 +116,17 @@ impl Plan {
         match self {
             Plan::Reply(_) | Plan::Quit | Plan::Session(_) => Kind::Immediate,
             Plan::Info => Kind::Read,
-            Plan::Routed(routed) if routed.write => Kind::Write,
-            Plan::Routed(_) => Kind::Read,
+            Plan::Routed(routed) => Plan::kind_of(routed),
             Plan::Here { read: None, .. } | Plan::RegisterHere { .. } => Kind::Write,
             Plan::Here { .. } => Kind::Read,
+        }
+    }
+
+    /// The [`Kind`] of a routed plan.
+    pub fn kind_of(routed: &Routed) -> Kind {
+        match routed.write {
+            true => Kind::Write,
+            false => Kind::Read,
         }
     }
 }

@@ -36,11 +36,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::kv::command::{self, Context, Kind, Plan};
+use crate::kv::command::{self, Context, Kind, Plan, Routed};
 use crate::kv::in_order::{BoxFuture, InOrder};
 use crate::kv::info;
 use crate::kv::parse::{next_request, REQUEST_LIMITS};
-use crate::kv::resp::{self, Value};
+use crate::kv::resp::{self, Protocol, Value};
 use crate::kv::route::Router;
 use crate::kv::session::{Gatekeeper, Session};
 use crate::log_limit::LogLimiter;
@@ -168,7 +168,8 @@ async fn serve_connection(
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut input = BytesMut::with_capacity(16 << 10);
     let mut output = Vec::new();
-    let mut jobs: InOrder<(Kind, Bytes)> = InOrder::default();
+    let mut jobs: InOrder<(Kind, Vec<Bytes>)> = InOrder::default();
+    let mut routed_batch = Vec::new();
     let mut flight = Flight::default();
     let stats = router.stats().clone();
     // Each job's command, as a slot of `stats`, in the order the jobs answer.
@@ -206,15 +207,24 @@ async fn serve_connection(
                 },
             };
             let kind = plan.kind();
-            if jobs.len() >= JOBS_MAX || !flight.admits(kind) {
+            if slots.len() >= JOBS_MAX || !flight.admits(kind) {
                 held = Some((plan, slot));
                 break;
             }
             closing |= plan == Plan::Quit;
             flight.start(kind);
-            jobs.push(job(plan, &router, &mut session, id as usize));
             slots.push_back(slot);
+            match plan {
+                // Gathered with the routed commands next to it (all of `kind`, which the
+                // flight admitted), until something else comes or nothing more is read.
+                Plan::Routed(routed) => routed_batch.push(routed),
+                plan => {
+                    push_routed_batch(&mut jobs, &mut routed_batch, &router, &session, id);
+                    jobs.push(job(plan, &router, &mut session, id as usize));
+                }
+            }
         }
+        push_routed_batch(&mut jobs, &mut routed_batch, &router, &session, id);
         if jobs.is_empty() && closing {
             let _ = writer.shutdown().await;
             discard_input(&mut reader).await;
@@ -223,12 +233,14 @@ async fn serve_connection(
         tokio::select! {
             answer = jobs.next(), if !jobs.is_empty() => {
                 let mut answer = answer;
-                while let Some((kind, reply)) = answer {
-                    flight.finish(kind);
-                    if let Some(slot) = slots.pop_front() {
-                        stats.answered(slot, &reply);
+                while let Some((kind, replies)) = answer {
+                    for reply in replies {
+                        flight.finish(kind);
+                        if let Some(slot) = slots.pop_front() {
+                            stats.answered(slot, &reply);
+                        }
+                        output.extend_from_slice(&reply);
                     }
-                    output.extend_from_slice(&reply);
                     answer = poll_once(jobs.next()).await.flatten();
                 }
                 if writer.write_all(&output).await.is_err() {
@@ -262,18 +274,53 @@ async fn discard_input(reader: &mut (impl AsyncRead + Unpin)) {
     }
 }
 
-/// The job that answers `plan` (a change of the session is made here, before the next request
-/// is planned).
+/// Pushes the routed commands gathered in `batch` (consecutive, of one kind) as one job.
+fn push_routed_batch(
+    jobs: &mut InOrder<(Kind, Vec<Bytes>)>,
+    batch: &mut Vec<Routed>,
+    router: &Arc<Router>,
+    session: &Session,
+    connection: u64,
+) {
+    if let Some(kind) = batch.first().map(|routed| Plan::kind_of(routed)) {
+        let commands = std::mem::take(batch);
+        jobs.push(routed_job(commands, kind, router, session.protocol(), connection as usize));
+    }
+}
+
+/// The job that answers routed `commands` of one `kind`, together ([`Router::run_batch`]).
+fn routed_job(
+    commands: Vec<Routed>,
+    kind: Kind,
+    router: &Arc<Router>,
+    protocol: Protocol,
+    lane: usize,
+) -> BoxFuture<(Kind, Vec<Bytes>)> {
+    let router = router.clone();
+    Box::pin(async move {
+        let replies = router.run_batch(commands, lane).await;
+        let replies = replies
+            .into_iter()
+            .map(|reply| resp::for_protocol(reply, protocol))
+            .collect();
+        (kind, replies)
+    })
+}
+
+/// The job that answers `plan`, alone (a change of the session is made here, before the next
+/// request is planned). The server gathers consecutive routed plans into one
+/// [`routed_job`] instead.
 fn job(
     plan: Plan,
     router: &Arc<Router>,
     session: &mut Session,
     lane: usize,
-) -> BoxFuture<(Kind, Bytes)> {
+) -> BoxFuture<(Kind, Vec<Bytes>)> {
     let kind = plan.kind();
     let router = router.clone();
-    let ready =
-        |reply: Value, protocol| Box::pin(std::future::ready((kind, reply.render(protocol))));
+    let ready = |reply: Value, protocol| {
+        Box::pin(std::future::ready((kind, vec![reply.render(protocol)])))
+    };
     let protocol = session.protocol();
     match plan {
         Plan::Reply(reply) => ready(reply, protocol),
@@ -281,16 +328,13 @@ fn job(
             let reply = session.run(op);
             ready(reply, session.protocol())
         }
-        Plan::Quit => Box::pin(std::future::ready((kind, resp::ok()))),
+        Plan::Quit => Box::pin(std::future::ready((kind, vec![resp::ok()]))),
         Plan::Info => Box::pin(async move {
             let statuses = router.status().await;
             let text = info::render(router.node_id(), router.read_mode(), &statuses);
-            (kind, text.render(protocol))
+            (kind, vec![text.render(protocol)])
         }),
-        Plan::Routed(routed) => Box::pin(async move {
-            let reply = router.run(routed, lane).await;
-            (kind, resp::for_protocol(reply, protocol))
-        }),
+        Plan::Routed(routed) => routed_job(vec![routed], kind, &router, protocol, lane),
         Plan::Here {
             group,
             entry,
@@ -298,11 +342,11 @@ fn job(
             session,
         } => Box::pin(async move {
             let reply = router.here(group, entry, read, session).await;
-            (kind, resp::for_protocol(reply, protocol))
+            (kind, vec![resp::for_protocol(reply, protocol)])
         }),
         Plan::RegisterHere { group } => Box::pin(async move {
             let reply = router.register_here(group).await;
-            (kind, resp::for_protocol(reply, protocol))
+            (kind, vec![resp::for_protocol(reply, protocol)])
         }),
     }
 }
