@@ -204,9 +204,36 @@ const FLAG_GET: u8 = 4;
 const FLAG_KEEPTTL: u8 = 8;
 
 impl<'a> Entry<'a> {
+    /// Bytes the encoded entry takes at most: its tag and clock, the largest fixed fields of
+    /// any operation, and every key and value with its length. The buffer it is written into
+    /// is sized once with it, never grown.
+    fn encoded_len_max(&self) -> usize {
+        const FIXED: usize = 1 + 8 + 1 + 8 + 8 + 4;
+        let field = |bytes: &[u8]| 4 + bytes.len();
+        FIXED
+            + match &self.op {
+                Op::Get(key)
+                | Op::Strlen(key)
+                | Op::Persist(key)
+                | Op::Ttl(key, _)
+                | Op::IncrBy(key, _) => field(key),
+                Op::MGet(keys) | Op::Exists(keys) | Op::Del(keys) => {
+                    keys.iter().map(|key| field(key)).sum()
+                }
+                Op::DbSize => 0,
+                Op::Set(set) => field(set.key) + field(set.value),
+                Op::Append(key, value) => field(key) + field(value),
+                Op::MSet(pairs) => pairs
+                    .iter()
+                    .map(|(key, value)| field(key) + field(value))
+                    .sum(),
+                Op::Expire(expire) => field(expire.key),
+            }
+    }
+
     /// The entry's encoding.
     pub fn encode(&self) -> Bytes {
-        let mut out = Writer(Vec::with_capacity(64));
+        let mut out = Writer(Vec::with_capacity(self.encoded_len_max()));
         let tag = match &self.op {
             Op::Get(_) => GET,
             Op::Strlen(_) => STRLEN,
@@ -493,6 +520,7 @@ mod tests {
         fn entries_round_trip(owned in owned(), now_ms in any::<u64>()) {
             let entry = Entry { now_ms, op: borrow(&owned) };
             let encoded = entry.encode();
+            prop_assert!(encoded.len() <= entry.encoded_len_max());
             prop_assert_eq!(Entry::decode(&encoded), Ok(entry.clone()));
             for cut in 0..encoded.len() {
                 prop_assert_eq!(Entry::decode(&encoded[..cut]), Err(Malformed));

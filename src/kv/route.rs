@@ -45,7 +45,7 @@ use bytes::Bytes;
 use futures_lite::future::zip;
 
 use crate::api::{GroupStatus, Node, ProposalError, ReadConsistency, Work};
-use crate::kv::combine::combine;
+use crate::kv::combine::{combine, Combine};
 use crate::kv::command::Routed;
 use crate::kv::forward::{ForwardError, ForwardPool, PeerKey};
 use crate::kv::forwarding_sessions::{ForwardingSessions, InFlight};
@@ -350,8 +350,8 @@ impl Router {
     /// whose batched attempt must be tried again (not the leader after all, no leader yet)
     /// goes on alone, exactly as if its first attempt had been made alone ([`Router::part`]).
     pub async fn run_batch(self: &Arc<Self>, commands: Vec<Routed>, lane: usize) -> Vec<Bytes> {
-        let mut parts = Vec::new();
-        let mut works = Vec::new();
+        let mut parts = Vec::with_capacity(commands.len());
+        let mut works = Vec::with_capacity(commands.len());
         let mut forwarded: Vec<BoxFuture<Bytes>> = Vec::new();
         for (command, routed) in commands.iter().enumerate() {
             let read = (!routed.write).then_some(self.read_mode);
@@ -436,6 +436,11 @@ impl Router {
             .iter()
             .enumerate()
             .map(|(command, routed)| {
+                if let (Combine::Single, [_]) = (&routed.combine, &routed.parts[..]) {
+                    // The one part's reply is the command's (`combine` would return it too).
+                    parts.next();
+                    return replies.next().unwrap_or_else(lost_reply);
+                }
                 let mut own = Vec::with_capacity(routed.parts.len());
                 while parts.next_if(|part| part.command == command).is_some() {
                     own.extend(replies.next());

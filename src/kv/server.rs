@@ -283,7 +283,8 @@ fn push_routed_batch(
     connection: u64,
 ) {
     if let Some(kind) = batch.first().map(|routed| Plan::kind_of(routed)) {
-        let commands = std::mem::take(batch);
+        // The next batch is likely as long as this one: its room is made once.
+        let commands = std::mem::replace(batch, Vec::with_capacity(batch.len()));
         jobs.push(routed_job(commands, kind, router, session.protocol(), connection as usize));
     }
 }
