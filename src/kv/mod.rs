@@ -30,6 +30,7 @@ pub mod combine;
 pub mod command;
 pub mod forward;
 pub mod forwarding_sessions;
+pub mod gather;
 pub mod hashing;
 pub mod in_order;
 pub mod info;

@@ -49,6 +49,7 @@ use crate::kv::combine::{combine, Combine};
 use crate::kv::command::Routed;
 use crate::kv::forward::{ForwardError, ForwardPool, PeerKey};
 use crate::kv::forwarding_sessions::{ForwardingSessions, InFlight};
+use crate::kv::gather::Gatherer;
 use crate::kv::in_order::{join_in_order, BoxFuture};
 use crate::kv::parse::{parse_value, BULK_BYTES_MAX, REPLY_LIMITS};
 use crate::kv::peer_proof::ClusterSecret;
@@ -281,6 +282,8 @@ struct SessionWrite<'a> {
 /// no leader, or the read is stale), otherwise forwarded to the leader (see the module docs).
 pub struct Router {
     node: Arc<Node>,
+    /// Hands the batches of every connection ready at once to `node` together.
+    gatherer: Arc<Gatherer>,
     /// What the RESP server counts, by command.
     stats: Arc<RespStats>,
     /// Per group: the leader last heard of, or [`UNKNOWN`].
@@ -310,6 +313,7 @@ impl Router {
             .tls_on(|ports| ports.resp)
             .map(|tls| tls.as_client());
         Router {
+            gatherer: Gatherer::new(node.clone()),
             node,
             stats: Arc::new(RespStats::default()),
             leaders: (0..groups).map(|_| AtomicU64::new(UNKNOWN)).collect(),
@@ -345,7 +349,8 @@ impl Router {
     ///
     /// The first attempts of all parts this node tries itself (it leads the group or knows no
     /// leader, or the read is stale) go to the node as one batch ([`Node::run_batch`]: one
-    /// hand-over to each shard and one answer back, the parts in command order), while the
+    /// hand-over to each shard and one answer back, the parts in command order; together with
+    /// the batches of other connections ready at the same moment, [`Gatherer`]), while the
     /// parts for groups led elsewhere are forwarded at the same time, each in order. A part
     /// whose batched attempt must be tried again (not the leader after all, no leader yet)
     /// goes on alone, exactly as if its first attempt had been made alone ([`Router::part`]).
@@ -393,7 +398,7 @@ impl Router {
         let tried = async {
             match works.is_empty() {
                 true => Vec::new(),
-                false => self.node.run_batch(works).await,
+                false => self.gatherer.run(works).await,
             }
         };
         let (tried, forwarded) = zip(tried, join_in_order(forwarded)).await;
