@@ -1,7 +1,11 @@
 //! The RESP server: accepts client connections and runs each one's commands.
 //!
 //! A connection reads requests, plans each one ([`crate::kv::command`]) and runs the plans
-//! as jobs that overlap but answer in order ([`InOrder`]).
+//! as jobs that overlap but answer in order ([`InOrder`]). Consecutive routed commands of one
+//! kind taken from the bytes read so far form one job ([`Router::run_batch`]): their first
+//! attempts reach the node as one batch, with the batches of other connections ready at the
+//! same moment, and their replies come back together; any other plan is a job of its own.
+//! Every reply ready at once is written with one write.
 //!
 //! Invariants:
 //! - Replies are written in request order, one per request, each in the protocol version
@@ -9,11 +13,13 @@
 //!   is in the version it chose. Replies from the store and from other nodes are RESP2
 //!   inside the kv and become RESP3 here ([`resp::for_protocol`]).
 //! - Commands of one connection take effect in request order: consecutive reads overlap,
-//!   consecutive writes overlap (each is submitted, to its shard or its forwarding lane, before
-//!   the next one), and a read after a write (or a write after a read) waits until every
-//!   earlier command has been answered.
-//! - At most [`JOBS_MAX`] jobs are in flight per connection; while that many run, or a command
-//!   waits for the change of kind, nothing more is read (the client's own sends stall).
+//!   consecutive writes overlap (each is submitted, to its shard or its forwarding lane, no
+//!   later than the next one: a batch goes to each shard in request order), and a read after a
+//!   write (or a write after a read) waits until every earlier command has been answered, so a
+//!   batch never mixes the two.
+//! - At most [`COMMANDS_IN_FLIGHT_MAX`] commands are in flight per connection; while that many
+//!   run, or a command waits for the change of kind, nothing more is read (the client's own
+//!   sends stall).
 //! - A request the command table refuses gets an error reply and the connection goes on; bytes
 //!   that cannot be parsed get an error reply, then the connection closes once the earlier
 //!   replies are written (after reading and dropping what the client still sends, for at
@@ -49,8 +55,8 @@ use crate::tls::{NodeTls, TokioIo, TLS_HANDSHAKE_TIMEOUT};
 /// Failed TLS handshakes, logged at most this often.
 static HANDSHAKE_FAILURES: LogLimiter = LogLimiter::new(Duration::from_secs(10));
 
-/// Jobs in flight per connection.
-pub const JOBS_MAX: usize = 256;
+/// Commands in flight per connection (and so in one batch at most).
+pub const COMMANDS_IN_FLIGHT_MAX: usize = 256;
 
 /// Client connections served at once.
 pub const CONNECTIONS_MAX: usize = 4096;
@@ -207,7 +213,7 @@ async fn serve_connection(
                 },
             };
             let kind = plan.kind();
-            if slots.len() >= JOBS_MAX || !flight.admits(kind) {
+            if slots.len() >= COMMANDS_IN_FLIGHT_MAX || !flight.admits(kind) {
                 held = Some((plan, slot));
                 break;
             }
