@@ -22,12 +22,21 @@ fn assert_synced_prefix(log: &DiskLog, at_least: u64) {
     }
 }
 
+/// The failure is fatal whether the flush runs on the writer thread or in the awaiting task
+/// (`blocking`: a shard leading no group, small flushes).
 fn fails_with(op: FaultOp, errno: i32) {
+    for blocking in [true, false] {
+        fails_with_flushes(op, errno, blocking);
+    }
+}
+
+fn fails_with_flushes(op: FaultOp, errno: i32, blocking: bool) {
     let dir = tempfile::tempdir().unwrap();
     let faults = FaultPlan::new();
     let mut cfg = config(dir.path(), 64 << 10);
     cfg.faults = Some(faults.clone());
     let mut log = DiskLog::open(cfg).unwrap();
+    log.allow_blocking_flush(blocking);
     for k in 0..5u64 {
         log.append(G, &batch(G, 1 + 2 * k, 2, 1, 0)).unwrap();
         block_on(log.sync()).unwrap();

@@ -125,6 +125,10 @@ pub struct NodeArgs {
     /// Sleep this many milliseconds before each data sync of the log (tests only: a slow disk).
     #[arg(long, hide = true)]
     pub fsync_delay_ms: Option<u64>,
+    /// Largest flush in bytes that a shard leading no group writes and syncs on its own
+    /// thread instead of the log's writer thread (fewer wake-ups; 0: never). Default 16384.
+    #[arg(long)]
+    pub inline_flush_bytes_max: Option<usize>,
     /// This node's TLS certificate chain (PEM). Its subject alternative names must include the
     /// DNS name node-ID.ringraft (ID: --id). With --tls-key and --tls-ca it turns TLS on.
     #[arg(long)]
@@ -200,6 +204,7 @@ impl NodeArgs {
             pin: self.pin || file.pin,
             segment_bytes: self.segment_bytes.or(file.segment_bytes),
             fsync_delay_ms: self.fsync_delay_ms.or(file.fsync_delay_ms),
+            inline_flush_bytes_max: self.inline_flush_bytes_max.or(file.inline_flush_bytes_max),
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),
             tls_ca: self.tls_ca.or(file.tls_ca),
@@ -269,6 +274,9 @@ impl NodeArgs {
         }
         if let Some(ms) = self.fsync_delay_ms {
             config.fsync_delay = Duration::from_millis(ms);
+        }
+        if let Some(bytes) = self.inline_flush_bytes_max {
+            config.inline_flush_bytes_max = bytes;
         }
         if let Some(entries) = self.snapshot_entries {
             config.snapshot_entries = entries;

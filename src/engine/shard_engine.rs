@@ -823,6 +823,8 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
 
     /// Starts a flush; the runtime awaits it and hands the result to [`Self::flush_done`].
     pub fn start_flush(&mut self) -> Result<Option<log::PendingFlush>, EngineError> {
+        let leads = self.cores.values().any(|core| core.role() == Role::Leader);
+        self.log.allow_blocking_flush(!leads);
         let pending = self.log.start_flush()?;
         if pending.is_some() {
             self.flushes_started += 1;

@@ -4,7 +4,8 @@
 //! - Staging (`append`, `truncate`, `compact`, `save_hard_state`) only touches memory: the
 //!   in-memory view changes at once (reads see staged entries) and the encoded records are
 //!   queued; a flush hands everything queued to the writer thread as one job (one write per
-//!   segment touched, one `fdatasync`, plus one for the hard-state file when it changed).
+//!   segment touched, one `fdatasync`, plus one for the hard-state file when it changed), or
+//!   runs a small job itself ([`LogConfig::inline_flush_bytes_max`]).
 //! - Every span of the view has a disk location; entries not yet durable always keep their
 //!   batch in the cache, so reads never look at disk bytes that may not be written yet. Durable
 //!   batches stay cached up to `cache_bytes_max`, oldest evicted first.
@@ -51,6 +52,11 @@ pub const SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
 /// Default budget of durable batches kept in memory for reads.
 pub const CACHE_BYTES_DEFAULT: usize = 64 << 20;
+/// Default [`LogConfig::inline_flush_bytes_max`].
+pub const INLINE_FLUSH_BYTES_DEFAULT: usize = 16 << 10;
+/// A data sync slower than this sends the next flushes to the writer thread (see
+/// [`LogConfig::inline_flush_bytes_max`]).
+pub const INLINE_SYNC_SLOW: Duration = Duration::from_millis(5);
 /// Smallest buffer a flush's write starts with.
 const WRITE_BYTES_MIN: usize = 64 << 10;
 /// Largest buffer a flush's write starts with, whatever the last flush wrote.
@@ -82,6 +88,14 @@ pub struct LogConfig {
     /// `fdatasync` is slow (the fault harness's slow-disk fault). Default zero; production
     /// code leaves it so.
     pub sync_delay: Duration,
+    /// Largest flush (bytes of records) written and synced on the calling thread instead of
+    /// the writer thread, which saves two cross-thread wake-ups per flush but blocks the
+    /// caller (the shard's executor) for the write and sync. Only flushes that neither create
+    /// nor delete a segment run there, and only while the last flush's data syncs took at most
+    /// [`INLINE_SYNC_SLOW`] each: a disk that stalls costs the executor one stalled flush, then
+    /// flushes go back to the writer thread until syncs are fast again. 0 sends every flush to
+    /// the writer thread. Default [`INLINE_FLUSH_BYTES_DEFAULT`].
+    pub inline_flush_bytes_max: usize,
 }
 
 impl LogConfig {
@@ -97,6 +111,7 @@ impl LogConfig {
             faults: None,
             fsync: true,
             sync_delay: Duration::ZERO,
+            inline_flush_bytes_max: INLINE_FLUSH_BYTES_DEFAULT,
         }
     }
 }
@@ -146,6 +161,10 @@ pub struct DiskLog {
     failed: Option<String>,
     recovery: RecoveryReport,
     writer: Writer,
+    /// Whether the last flush that synced data did so within [`INLINE_SYNC_SLOW`].
+    syncs_fast: bool,
+    /// See [`LogStore::allow_blocking_flush`].
+    blocking_allowed: bool,
 }
 
 impl DiskLog {
@@ -217,6 +236,8 @@ impl DiskLog {
             failed: None,
             recovery: recovered.report,
             writer,
+            syncs_fast: true,
+            blocking_allowed: true,
             config,
         })
     }
@@ -600,13 +621,25 @@ impl LogStore for DiskLog {
             hard_state,
             deletes,
         };
-        let completion = self.writer.submit(job);
+        let runs_here = self.blocking_allowed
+            && self.syncs_fast
+            && job
+                .plain_write_bytes()
+                .is_some_and(|bytes| bytes <= self.config.inline_flush_bytes_max);
+        let pending = match runs_here {
+            true => self.writer.defer(job),
+            false => self.writer.submit(job),
+        };
         self.inflight = Some(InFlight {
             id,
             report,
             deletes: deletable,
         });
-        Ok(Some(PendingFlush::waiting(completion)))
+        Ok(Some(pending))
+    }
+
+    fn allow_blocking_flush(&mut self, allowed: bool) {
+        self.blocking_allowed = allowed;
     }
 
     fn finish_flush(&mut self, done: FlushDone) -> Result<SyncReport> {
@@ -616,6 +649,10 @@ impl LogStore for DiskLog {
             _ => return Err(Error::UnknownFlush),
         }
         let inflight = self.inflight.take().expect("checked above");
+        if let Some(sync_time) = done.sync_time() {
+            let syncs = done.outcome.as_ref().map_or(1, |output| output.syncs.max(1));
+            self.syncs_fast = sync_time / syncs <= INLINE_SYNC_SLOW;
+        }
         let output = match done.outcome {
             Ok(output) => output,
             Err(e) => {

@@ -130,19 +130,40 @@ impl Completion {
 
 /// A flush in flight: a future of its [`FlushDone`]. Independent of any executor (the disk
 /// log's writer thread wakes the awaiting task); it may also be polled by hand with
-/// [`PendingFlush::try_take`].
+/// [`PendingFlush::try_take`]. A small flush of the disk log does its I/O on the thread
+/// that first polls it as a future (`LogConfig::inline_flush_bytes_max`): await it from a
+/// task of its own, so that what the caller does first (sending messages) is not held up.
 #[derive(Debug)]
 pub struct PendingFlush {
     inner: Pending,
 }
 
-#[derive(Debug)]
+/// I/O to be done when the flush is first polled; it yields the flush's next state.
+pub(crate) type DeferredIo = Box<dyn FnOnce() -> PendingFlush + Send>;
+
 enum Pending {
     Ready(Option<FlushDone>),
     Waiting(Arc<Completion>),
+    Deferred(Option<DeferredIo>),
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pending::Ready(done) => f.debug_tuple("Ready").field(done).finish(),
+            Pending::Waiting(completion) => f.debug_tuple("Waiting").field(completion).finish(),
+            Pending::Deferred(_) => f.write_str("Deferred"),
+        }
+    }
 }
 
 impl PendingFlush {
+    pub(crate) fn deferred(io: DeferredIo) -> PendingFlush {
+        PendingFlush {
+            inner: Pending::Deferred(Some(io)),
+        }
+    }
+
     pub(crate) fn ready(done: FlushDone) -> PendingFlush {
         PendingFlush {
             inner: Pending::Ready(Some(done)),
@@ -155,11 +176,13 @@ impl PendingFlush {
         }
     }
 
-    /// Whether the I/O has finished (the outcome can be taken without waiting).
+    /// Whether the I/O has finished (the outcome can be taken without waiting). A flush whose
+    /// I/O waits for the first poll has not.
     pub fn is_done(&self) -> bool {
         match &self.inner {
             Pending::Ready(done) => done.is_some(),
             Pending::Waiting(c) => c.is_complete(),
+            Pending::Deferred(_) => false,
         }
     }
 
@@ -168,6 +191,7 @@ impl PendingFlush {
         match &mut self.inner {
             Pending::Ready(done) => done.take(),
             Pending::Waiting(c) => c.state.lock().expect("completion lock").0.take(),
+            Pending::Deferred(_) => None,
         }
     }
 }
@@ -177,6 +201,10 @@ impl Future for PendingFlush {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<FlushDone> {
         let this = self.get_mut();
+        if let Pending::Deferred(io) = &mut this.inner {
+            let io = io.take().expect("PendingFlush polled after completion");
+            this.inner = io().inner;
+        }
         match &mut this.inner {
             Pending::Ready(done) => {
                 Poll::Ready(done.take().expect("PendingFlush polled after completion"))
@@ -192,6 +220,7 @@ impl Future for PendingFlush {
                     }
                 }
             }
+            Pending::Deferred(_) => unreachable!("a deferred flush's I/O ran above"),
         }
     }
 }

@@ -52,7 +52,7 @@ pub mod segment;
 mod shard_scan;
 mod writer;
 
-pub use disk::{shard_dir, DiskLog, LogConfig, SEGMENT_BYTES_DEFAULT};
+pub use disk::{shard_dir, DiskLog, LogConfig, INLINE_FLUSH_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT};
 pub use error::{Corruption, Error, Result};
 pub use flush::{FlushDone, PendingFlush, SyncReport};
 pub use index::LogPosition;
@@ -111,6 +111,14 @@ pub trait LogStore {
     /// Starts a flush of everything staged; `None` if there is nothing to flush. The returned
     /// future completes when the I/O is done; hand its output to [`LogStore::finish_flush`].
     fn start_flush(&mut self) -> Result<Option<PendingFlush>>;
+
+    /// Whether the next flushes may do their I/O on the thread that awaits them, blocking it
+    /// (the disk log does so for small flushes: `LogConfig::inline_flush_bytes_max`). A shard
+    /// that leads a group says no: its own sync must not hold up the acknowledgements that
+    /// let two followers commit without it. Default yes; a log without such I/O ignores it.
+    fn allow_blocking_flush(&mut self, allowed: bool) {
+        let _ = allowed;
+    }
 
     /// Completes the flush in flight, returning what became durable (or the fatal error).
     fn finish_flush(&mut self, done: FlushDone) -> Result<SyncReport>;

@@ -3,11 +3,13 @@
 //! embedding API, flush completions).
 //!
 //! One loop turn: wait for events, take **all** queued events, step them through the engine,
-//! place the turn's proposals (one batch per group), start a flush if none is in flight (group
-//! commit: everything staged while a flush runs goes into the next one), send each peer its
+//! place the turn's proposals (one batch per group), send each peer its
 //! messages as one frame, start the snapshot transfers the cores asked for
-//! ([`crate::shard::transfer`]), and answer finished proposals. Nothing in the loop blocks; file
-//! writes and syncs run on the log's writer thread.
+//! ([`crate::shard::transfer`]), answer finished proposals, and start a flush if none is in
+//! flight (group commit: everything staged while a flush runs goes into the next one). Nothing
+//! in the loop blocks. File writes and syncs run on the log's writer thread, except that a
+//! small one runs in the task awaiting the flush, on this thread, after the turn's messages
+//! went out (`LogConfig::inline_flush_bytes_max`).
 //!
 //! Requests of the embedding API enter through [`crate::shard::gate`]: the shard holds at most
 //! `proposals_queued_max` of them (queued, in the engine, or awaiting their answer), so the
@@ -413,6 +415,7 @@ async fn start_shard<S: StateMachine>(
     log_config.fsync = config.fsync;
     log_config.segment_bytes = config.segment_bytes;
     log_config.sync_delay = config.fsync_delay;
+    log_config.inline_flush_bytes_max = config.inline_flush_bytes_max;
     let log = DiskLog::open(log_config).map_err(|source| NodeError::Log { shard, source })?;
     tracing::info!(node = %config.id, %shard, recovery = ?log.recovery_report(), "log recovered");
     let engine_config = EngineConfig {
@@ -659,6 +662,16 @@ async fn event_loop<S: StateMachine>(
         if shutdown {
             return Ok(());
         }
+        for (peer, messages) in engine.take_outbox() {
+            peers.send(peer, &messages);
+        }
+        for send in engine.take_snapshot_sends() {
+            peers.send_snapshot(send);
+        }
+        dispatch_completions(engine, config, requests);
+        hub.flush();
+        // After the sends: a small flush does its write and sync in the task awaiting it, on
+        // this thread, and the peers' writer tasks, woken first, send before it blocks.
         if engine.wants_flush() {
             if let Some(pending) = engine.start_flush().map_err(fatal)? {
                 let mailbox = mailbox.clone();
@@ -669,14 +682,6 @@ async fn event_loop<S: StateMachine>(
                 .detach();
             }
         }
-        for (peer, messages) in engine.take_outbox() {
-            peers.send(peer, &messages);
-        }
-        for send in engine.take_snapshot_sends() {
-            peers.send_snapshot(send);
-        }
-        dispatch_completions(engine, config, requests);
-        hub.flush();
         for (group, role, term, leader) in engine.take_role_changes() {
             requests.role_changed(group, leader);
             if role == Role::Leader || role == Role::Follower {
