@@ -546,14 +546,20 @@ fn a_mixed_pipeline_is_answered_in_order_through_every_node() {
         step(&["SET", k1, "x"], "+OK\r\n");
         step(&["INCR", k0], ":2\r\n");
         step(&["INCR", k1], not_integer);
-        step(&["GET"], "-ERR wrong number of arguments for 'get' command\r\n");
+        step(
+            &["GET"],
+            "-ERR wrong number of arguments for 'get' command\r\n",
+        );
         step(&["INCR", k0], ":3\r\n");
         step(&["GET", k0], "$1\r\n3\r\n");
         step(&["GET", k1], "$1\r\nx\r\n");
         step(&["PING"], "+PONG\r\n");
         step(&["MSET", k2, "a", k3, "b", k0, "9"], "+OK\r\n");
         step(&["INCR", k2], not_integer);
-        step(&["FOO"], "-ERR unknown command 'FOO', with args beginning with:\r\n");
+        step(
+            &["FOO"],
+            "-ERR unknown command 'FOO', with args beginning with:\r\n",
+        );
         step(&["INCR", k0], ":10\r\n");
         step(
             &["MGET", k3, k2, k0, "none"],
@@ -566,7 +572,10 @@ fn a_mixed_pipeline_is_answered_in_order_through_every_node() {
         let mut counts = [10, 0, 0, 0];
         for i in 0..40 {
             counts[i % 4] += 1;
-            step(&["INCR", keys[i % 4].as_str()], &format!(":{}\r\n", counts[i % 4]));
+            step(
+                &["INCR", keys[i % 4].as_str()],
+                &format!(":{}\r\n", counts[i % 4]),
+            );
         }
         for (key, count) in keys.iter().zip(counts) {
             let text = count.to_string();

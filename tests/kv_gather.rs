@@ -30,7 +30,9 @@ fn append(key: &str, tail: &str) -> Work {
     }
 }
 
-fn outputs(answers: Vec<Result<ringraft::api::Committed, ringraft::api::ProposalError>>) -> Vec<String> {
+fn outputs(
+    answers: Vec<Result<ringraft::api::Committed, ringraft::api::ProposalError>>,
+) -> Vec<String> {
     answers
         .into_iter()
         .map(|answer| String::from_utf8_lossy(&answer.expect("answered").output).into_owned())
@@ -96,5 +98,9 @@ fn every_connection_gets_its_own_answers_in_order() {
     });
     drop(gatherer);
     drop(runtime);
-    Arc::try_unwrap(node).ok().expect("node still shared").shutdown().unwrap();
+    Arc::try_unwrap(node)
+        .ok()
+        .expect("node still shared")
+        .shutdown()
+        .unwrap();
 }

@@ -25,6 +25,7 @@ use bytes::Bytes;
 
 use crate::api::data_dir;
 use crate::api::observer::{NodeObserver, METRICS_QUEUED_MAX};
+use crate::api::Work;
 use crate::config::NodeConfig;
 use crate::core::MembershipChange;
 use crate::engine::state_machine::StateMachine;
@@ -33,7 +34,6 @@ use crate::error::{ExecutorError, NodeError};
 use crate::shard::admin::ChangeRequest;
 use crate::shard::metrics::ShardMetrics;
 use crate::shard::platform;
-use crate::api::Work;
 use crate::shard::runtime::{self, ApiRequest, Control, ShardContext};
 use crate::types::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, PeerAddr, SessionId, SessionRequest, ShardId};
@@ -224,9 +224,9 @@ impl Node {
         let mut messages: Vec<(ShardId, Vec<usize>, Vec<Work>)> = Vec::new();
         for (position, work) in works.into_iter().enumerate() {
             let shard = self.config.shard_of(work.group());
-            let open = messages.iter_mut().find(|(to, positions, _)| {
-                *to == shard && positions.len() < BATCH_WORKS_MAX
-            });
+            let open = messages
+                .iter_mut()
+                .find(|(to, positions, _)| *to == shard && positions.len() < BATCH_WORKS_MAX);
             match open {
                 Some((_, positions, works)) => {
                     positions.push(position);

@@ -799,7 +799,9 @@ fn too_large(entry: &[u8]) -> Option<Bytes> {
 /// What a part whose reply went missing is answered (never expected: every part's future
 /// yields one).
 fn lost_reply() -> Bytes {
-    resp::error("ERR internal: a part of the command got no reply; it may or may not have been applied")
+    resp::error(
+        "ERR internal: a part of the command got no reply; it may or may not have been applied",
+    )
 }
 
 /// Why a forward to `to` was refused.

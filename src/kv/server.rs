@@ -291,7 +291,13 @@ fn push_routed_batch(
     if let Some(kind) = batch.first().map(|routed| Plan::kind_of(routed)) {
         // The next batch is likely as long as this one: its room is made once.
         let commands = std::mem::replace(batch, Vec::with_capacity(batch.len()));
-        jobs.push(routed_job(commands, kind, router, session.protocol(), connection as usize));
+        jobs.push(routed_job(
+            commands,
+            kind,
+            router,
+            session.protocol(),
+            connection as usize,
+        ));
     }
 }
 
@@ -325,9 +331,8 @@ fn job(
 ) -> BoxFuture<(Kind, Vec<Bytes>)> {
     let kind = plan.kind();
     let router = router.clone();
-    let ready = |reply: Value, protocol| {
-        Box::pin(std::future::ready((kind, vec![reply.render(protocol)])))
-    };
+    let ready =
+        |reply: Value, protocol| Box::pin(std::future::ready((kind, vec![reply.render(protocol)])));
     let protocol = session.protocol();
     match plan {
         Plan::Reply(reply) => ready(reply, protocol),
