@@ -288,7 +288,7 @@ fn push_routed_batch(
     session: &Session,
     connection: u64,
 ) {
-    if let Some(kind) = batch.first().map(|routed| Plan::kind_of(routed)) {
+    if let Some(kind) = batch.first().map(Plan::kind_of) {
         // The next batch is likely as long as this one: its room is made once.
         let commands = std::mem::replace(batch, Vec::with_capacity(batch.len()));
         jobs.push(routed_job(
