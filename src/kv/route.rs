@@ -353,7 +353,7 @@ impl Router {
     /// the batches of other connections ready at the same moment, [`Gatherer`]), while the
     /// parts for groups led elsewhere are forwarded at the same time, each in order. A part
     /// whose batched attempt must be tried again (not the leader after all, no leader yet)
-    /// goes on alone, exactly as if its first attempt had been made alone ([`Router::part`]).
+    /// goes on alone, exactly as if its first attempt had been made alone.
     pub async fn run_batch(self: &Arc<Self>, commands: Vec<Routed>, lane: usize) -> Vec<Bytes> {
         let mut parts = Vec::with_capacity(commands.len());
         let mut works = Vec::with_capacity(commands.len());
