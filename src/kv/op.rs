@@ -25,7 +25,7 @@
 //!   and fails, never panics, on anything but a canonical encoding: unknown tags or flags,
 //!   lengths past the end, trailing bytes, an odd MSET list, an empty key list.
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 
 /// What a SET does when the key exists or not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,7 +233,23 @@ impl<'a> Entry<'a> {
 
     /// The entry's encoding.
     pub fn encode(&self) -> Bytes {
-        let mut out = Writer(Vec::with_capacity(self.encoded_len_max()));
+        let mut out = BytesMut::with_capacity(self.encoded_len_max());
+        self.write(&mut out);
+        out.freeze()
+    }
+
+    /// The entry's encoding, written at the end of `arena` and split off it: entries encoded
+    /// into one arena share its allocation (one per block of the arena rather than one per
+    /// entry), and a copy of one is a count, not an allocation.
+    pub fn encode_into(&self, arena: &mut BytesMut) -> Bytes {
+        arena.reserve(self.encoded_len_max());
+        self.write(arena);
+        arena.split().freeze()
+    }
+
+    /// Appends the entry's encoding to `out`.
+    fn write(&self, out: &mut BytesMut) {
+        let mut out = Writer(out);
         let tag = match &self.op {
             Op::Get(_) => GET,
             Op::Strlen(_) => STRLEN,
@@ -249,12 +265,12 @@ impl<'a> Entry<'a> {
             Op::Expire(_) => EXPIRE,
             Op::Persist(_) => PERSIST,
         };
-        out.0.push(tag);
+        out.0.put_u8(tag);
         out.u64(self.now_ms);
         match &self.op {
             Op::Get(key) | Op::Strlen(key) | Op::Persist(key) => out.bytes(key),
             Op::Ttl(key, form) => {
-                out.0.push(*form as u8);
+                out.0.put_u8(*form as u8);
                 out.bytes(key);
             }
             Op::MGet(keys) | Op::Exists(keys) | Op::Del(keys) => {
@@ -279,7 +295,7 @@ impl<'a> Entry<'a> {
                         0
                     }
                 };
-                out.0.push(flags);
+                out.0.put_u8(flags);
                 out.u64(expire_at);
                 out.bytes(set.key);
                 out.bytes(set.value);
@@ -300,12 +316,11 @@ impl<'a> Entry<'a> {
                 }
             }
             Op::Expire(expire) => {
-                out.0.push(expire.condition as u8);
+                out.0.put_u8(expire.condition as u8);
                 out.u64(expire.at_ms as u64);
                 out.bytes(expire.key);
             }
         }
-        Bytes::from(out.0)
     }
 
     /// Reads an entry in place.
@@ -377,9 +392,9 @@ impl<'a> Entry<'a> {
     }
 }
 
-struct Writer(Vec<u8>);
+struct Writer<'a>(&'a mut BytesMut);
 
-impl Writer {
+impl Writer<'_> {
     fn u32(&mut self, n: u32) {
         self.0.extend_from_slice(&n.to_le_bytes());
     }
@@ -521,6 +536,11 @@ mod tests {
             let entry = Entry { now_ms, op: borrow(&owned) };
             let encoded = entry.encode();
             prop_assert!(encoded.len() <= entry.encoded_len_max());
+            // Into an arena holding an earlier entry: the same bytes, the earlier one intact.
+            let mut arena = BytesMut::with_capacity(16);
+            let earlier = Entry { now_ms: 1, op: Op::DbSize }.encode_into(&mut arena);
+            prop_assert_eq!(&entry.encode_into(&mut arena), &encoded);
+            prop_assert_eq!(earlier, Entry { now_ms: 1, op: Op::DbSize }.encode());
             prop_assert_eq!(Entry::decode(&encoded), Ok(entry.clone()));
             for cut in 0..encoded.len() {
                 prop_assert_eq!(Entry::decode(&encoded[..cut]), Err(Malformed));

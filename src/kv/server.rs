@@ -31,6 +31,7 @@
 //! - When the server stops, it accepts nothing more and each connection stops reading, answers
 //!   every request it read, and closes (waited for at most [`FINISH_WAIT`]).
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -173,6 +174,9 @@ async fn serve_connection(
     let groups = router.groups();
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut input = BytesMut::with_capacity(16 << 10);
+    // The connection's entries are encoded into blocks of this size, shared by the entries
+    // of a block (see `Entry::encode_into`).
+    let entries = RefCell::new(BytesMut::with_capacity(16 << 10));
     let mut output = Vec::new();
     let mut jobs: InOrder<(Kind, Vec<Bytes>)> = InOrder::default();
     let mut routed_batch = Vec::new();
@@ -195,6 +199,7 @@ async fn serve_connection(
                             now_ms: now_ms(),
                             connection_id: id,
                             standing: session.standing(),
+                            entries: Some(&entries),
                         };
                         let slot = stats.slot(args.first().map(|name| &name[..]));
                         stats.received(slot);
