@@ -97,6 +97,13 @@ pub enum CallError {
     },
 }
 
+/// The error of a call whose answer did not come (or was of another kind).
+fn no_answer(what: &str) -> CallError {
+    CallError::Deadline {
+        last_problem: format!("no {what} answer"),
+    }
+}
+
 impl CallError {
     /// Whether the request certainly was not carried out ([`CallError::Refused`]); otherwise
     /// a proposal's outcome is unknown.
@@ -215,22 +222,14 @@ impl Client {
         node: NodeId,
         shard: ShardId,
     ) -> Result<(NodeId, u32, Vec<GroupAdminStatus>), CallError> {
-        self.next_id += 1;
-        let id = self.next_id;
-        let answers = self
-            .exchange(node, shard, &[ClientRequest::AdminStatus { id }])
-            .map_err(|last_problem| CallError::Deadline { last_problem })?;
-        match answers.get(&id) {
-            Some(ClientResponse::AdminStatus {
+        match self.ask(node, shard, |id| ClientRequest::AdminStatus { id })? {
+            ClientResponse::AdminStatus {
                 node,
                 shard_count,
                 groups,
                 ..
-            }) => Ok((*node, *shard_count, groups.clone())),
-            Some(ClientResponse::Error { error, .. }) => Err(CallError::Refused(error.clone())),
-            _ => Err(CallError::Deadline {
-                last_problem: "no admin status answer".into(),
-            }),
+            } => Ok((node, shard_count, groups)),
+            _ => Err(no_answer("admin status")),
         }
     }
 
@@ -269,18 +268,10 @@ impl Client {
 
     /// Snapshots `group` on `node` now; returns the snapshot's index (0: none taken).
     pub fn snapshot(&mut self, node: NodeId, group: GroupId) -> Result<LogIndex, CallError> {
-        self.next_id += 1;
-        let id = self.next_id;
-        let request = ClientRequest::Snapshot { id, group };
-        let answers = self
-            .exchange(node, self.shard_of(group), &[request])
-            .map_err(|last_problem| CallError::Deadline { last_problem })?;
-        match answers.get(&id) {
-            Some(ClientResponse::Committed { index, .. }) => Ok(*index),
-            Some(ClientResponse::Error { error, .. }) => Err(CallError::Refused(error.clone())),
-            _ => Err(CallError::Deadline {
-                last_problem: "no snapshot answer".into(),
-            }),
+        let shard = self.shard_of(group);
+        match self.ask(node, shard, |id| ClientRequest::Snapshot { id, group })? {
+            ClientResponse::Committed { index, .. } => Ok(index),
+            _ => Err(no_answer("snapshot")),
         }
     }
 
@@ -573,22 +564,38 @@ impl Client {
         node: NodeId,
         shard: ShardId,
     ) -> Result<(ShardStats, Vec<GroupSummary>, StageBuckets), CallError> {
-        self.next_id += 1;
-        let id = self.next_id;
-        let answers = self
-            .exchange(node, shard, &[ClientRequest::Status { id }])
-            .map_err(|last_problem| CallError::Deadline { last_problem })?;
-        match answers.get(&id) {
-            Some(ClientResponse::Status {
+        match self.ask(node, shard, |id| ClientRequest::Status { id })? {
+            ClientResponse::Status {
                 shard,
                 groups,
                 stages,
                 ..
-            }) => Ok((*shard, groups.clone(), stages.clone())),
-            Some(ClientResponse::Error { error, .. }) => Err(CallError::Refused(error.clone())),
-            _ => Err(CallError::Deadline {
-                last_problem: "no status answer".into(),
-            }),
+            } => Ok((shard, groups, stages)),
+            _ => Err(no_answer("status")),
+        }
+    }
+
+    /// Sends one request, numbered by `request`, to (node, shard) and returns its answer; a
+    /// refusal is [`CallError::Refused`], a node the client does not know
+    /// [`CallError::UnknownNode`].
+    fn ask(
+        &mut self,
+        node: NodeId,
+        shard: ShardId,
+        request: impl FnOnce(u64) -> ClientRequest,
+    ) -> Result<ClientResponse, CallError> {
+        if !self.nodes.iter().any(|(id, _)| *id == node) {
+            return Err(CallError::UnknownNode(node));
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut answers = self
+            .exchange(node, shard, &[request(id)])
+            .map_err(|last_problem| CallError::Deadline { last_problem })?;
+        match answers.remove(&id) {
+            Some(ClientResponse::Error { error, .. }) => Err(CallError::Refused(error)),
+            Some(answer) => Ok(answer),
+            None => Err(no_answer("any")),
         }
     }
 
@@ -879,5 +886,34 @@ impl LeaderCalls for SessionProposals<'_> {
             }
             !self.in_doubt[position]
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_naming_a_node_the_client_does_not_know_fails_at_once() {
+        // Nothing listens there: the client must not even try to connect.
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut client = Client::connect(vec![(NodeId(1), addr)], 1, Duration::from_secs(30));
+        assert_eq!(
+            client.status(NodeId(7)),
+            Err(CallError::UnknownNode(NodeId(7)))
+        );
+        assert_eq!(
+            client.admin_status(NodeId(7)),
+            Err(CallError::UnknownNode(NodeId(7)))
+        );
+        assert_eq!(
+            client.snapshot(NodeId(7), GroupId(0)),
+            Err(CallError::UnknownNode(NodeId(7)))
+        );
+        // A known node that does not answer is a deadline, not an unknown node.
+        assert!(matches!(
+            client.status(NodeId(1)),
+            Err(CallError::Deadline { .. })
+        ));
     }
 }

@@ -473,10 +473,7 @@ impl Writer {
             .name("ringraft-log-writer".into())
             .spawn(move || {
                 let shared = thread_shared;
-                loop {
-                    let Some(spare_pending) = shared.state().map(|s| s.spare_pending()) else {
-                        break;
-                    };
+                while let Some(spare_pending) = shared.state().map(|s| s.spare_pending()) {
                     let (job, reply) = if spare_pending {
                         match rx.try_recv() {
                             Ok(message) => message,
