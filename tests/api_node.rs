@@ -1,13 +1,19 @@
 //! The embedding API on three in-process nodes: `Node::transfer_leadership` says why it cannot
 //! transfer (not the leader, a target that is not a voter, an unknown group) and, from the
 //! leader to a voter, moves the leadership; a node shut down frees its ports and, started again
-//! in the same process, rejoins its cluster.
+//! in the same process, rejoins its cluster; `Node::run_batch` answers a batch in order across
+//! shards and messages.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_lite::future::block_on;
-use ringraft::api::{LogOnly, Node, NodeConfig, PeerConfig, ProposalError};
+use ringraft::api::node::BATCH_WORKS_MAX;
+use ringraft::api::{
+    CommittedEntries, LogOnly, Node, NodeConfig, PeerConfig, ProposalError, ReadConsistency,
+    StateMachine, Work,
+};
 use ringraft::procs::free_port_block;
 use ringraft::types::{GroupId, NodeId};
 
@@ -169,4 +175,112 @@ fn a_node_shut_down_frees_its_ports_and_rejoins_when_started_again_in_the_same_p
     for node in nodes.into_iter().flatten() {
         node.shutdown().unwrap();
     }
+}
+
+/// Answers each entry with `group:n:payload`, `n` counting the group's entries applied so
+/// far, and a query with the group's count: the order in which a batch's proposals were
+/// placed in each group's log shows in their outputs.
+#[derive(Default)]
+struct Numbering {
+    applied: std::collections::HashMap<GroupId, u64>,
+}
+
+impl StateMachine for Numbering {
+    fn apply(&mut self, group: GroupId, entries: CommittedEntries<'_>, outputs: &mut Vec<Bytes>) {
+        let applied = self.applied.entry(group).or_default();
+        for (_, payload) in entries.iter() {
+            *applied += 1;
+            let payload = String::from_utf8_lossy(payload);
+            outputs.push(Bytes::from(format!("{}:{applied}:{payload}", group.0)));
+        }
+    }
+
+    fn query(&self, group: GroupId, _query: &[u8]) -> Bytes {
+        let applied = self.applied.get(&group).copied().unwrap_or(0);
+        Bytes::from(applied.to_string())
+    }
+}
+
+/// `Node::run_batch` on a one-member cluster of two shards and four groups: a batch spanning
+/// both shards is answered in the order given, each group's proposals placed in its log in
+/// that order; a refused work in the middle gets its own error and the others their outputs;
+/// a batch longer than one message (`BATCH_WORKS_MAX`) keeps its order too.
+#[test]
+fn a_batch_is_answered_in_order_across_shards_and_messages() {
+    let data = tempfile::tempdir().unwrap();
+    let base = free_port_block();
+    let listen = SocketAddr::from(([127, 0, 0, 1], base));
+    let me = PeerConfig {
+        id: NodeId(1),
+        addr: listen.into(),
+        client_addr: None,
+    };
+    let mut config = NodeConfig::new(NodeId(1), listen, vec![me], data.path().join("1"));
+    config.shards = 2;
+    config.groups = 4;
+    config.init = true;
+    config.io_memory_bytes = 256 << 10;
+    let node = Node::start(config, |_| Numbering::default()).expect("node starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for group in (0..4).map(GroupId) {
+        // The first entry of every group: `group:1:ready`.
+        while let Err(error) = node.propose_blocking(group, &b"ready"[..]) {
+            assert!(Instant::now() < deadline, "group {group:?}: {error:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let propose = |group: u64, payload: &str| Work::Propose {
+        group: GroupId(group),
+        payload: Bytes::from(payload.to_string()),
+        session: None,
+    };
+    let read = |group: u64| Work::Read {
+        group: GroupId(group),
+        query: Bytes::new(),
+        consistency: ReadConsistency::Linearizable,
+    };
+    let works = vec![
+        propose(0, "a"),
+        propose(1, "b"),
+        propose(0, "c"),
+        read(3),
+        propose(9, "nowhere"),
+        propose(2, "d"),
+        propose(1, "e"),
+        propose(0, "f"),
+    ];
+    let answers = block_on(node.run_batch(works));
+    let outputs: Vec<Result<String, ProposalError>> = answers
+        .into_iter()
+        .map(|answer| answer.map(|done| String::from_utf8_lossy(&done.output).into_owned()))
+        .collect();
+    let ok = |text: &str| Ok(text.to_string());
+    assert_eq!(
+        outputs,
+        [
+            ok("0:2:a"),
+            ok("1:2:b"),
+            ok("0:3:c"),
+            ok("1"),
+            Err(ProposalError::UnknownGroup(GroupId(9))),
+            ok("2:2:d"),
+            ok("1:3:e"),
+            ok("0:4:f"),
+        ]
+    );
+    // More works than one message holds, alternating between the shards (groups 0 and 1 hold
+    // 4 and 3 entries so far).
+    let count = BATCH_WORKS_MAX + 300;
+    let works = (0..count)
+        .map(|i| propose(i as u64 % 2, &i.to_string()))
+        .collect();
+    let answers = block_on(node.run_batch(works));
+    assert_eq!(answers.len(), count);
+    for (i, answer) in answers.into_iter().enumerate() {
+        let group = i % 2;
+        let expected = format!("{group}:{}:{i}", [5, 4][group] + i / 2);
+        assert_eq!(answer.map(|done| done.output), Ok(Bytes::from(expected)));
+    }
+    assert!(block_on(node.run_batch(Vec::new())).is_empty());
+    node.shutdown().unwrap();
 }

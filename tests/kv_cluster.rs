@@ -1,6 +1,6 @@
 //! `ringraft kv` clusters of real processes on loopback, driven by a Redis client library:
-//! every command through every node (in RESP2 and RESP3), expiry agreed by every replica,
-//! kill -9 of a leader, hostile clients.
+//! every command through every node (in RESP2 and RESP3), mixed pipelines across groups and
+//! shards, expiry agreed by every replica, kill -9 of a leader, hostile clients.
 
 mod procs;
 
@@ -8,8 +8,11 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use procs::resp::{cmd, connect, connect_resp3, leader_of, ready_cluster, retry};
+use procs::resp::{cmd, connect, connect_resp3, leader_of, ready_cluster, retry, wait_until_ready};
+use procs::ProcCluster;
 use redis::{RedisResult, Value};
+use ringraft::kv::hashing::group_of;
+use ringraft::types::GroupId;
 
 #[test]
 fn every_command_works_through_every_node() {
@@ -499,4 +502,95 @@ fn stale_reads_are_served_locally_even_without_a_quorum() {
         write.to_string().to_uppercase().contains("TRYAGAIN"),
         "{write}"
     );
+}
+
+/// A command as a RESP array of bulk strings.
+fn resp_command(args: &[&str]) -> String {
+    let mut out = format!("*{}\r\n", args.len());
+    for arg in args {
+        out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    out
+}
+
+/// One pipeline, sent in one write through every node (the leader of some groups, a
+/// follower for others, so parts run here and are forwarded in the same pipeline), with keys
+/// in all four groups of two shards: writes and reads mixed, errors and immediate answers in
+/// the middle, multi-key commands across groups, a protocol switch. The replies come in
+/// request order, each read sees the writes before it, and a reply is in the protocol its
+/// connection spoke when it was sent.
+#[test]
+fn a_mixed_pipeline_is_answered_in_order_through_every_node() {
+    const GROUPS: u32 = 4;
+    let cluster = ProcCluster::start_kv(3, 2, GROUPS, &[]);
+    wait_until_ready(&cluster, GROUPS, connect);
+    for (id, addr) in cluster.resp_addrs() {
+        // keys[g]: a key of group g.
+        let keys: Vec<String> = (0..GROUPS)
+            .map(|group| {
+                (0..)
+                    .map(|i| format!("p{}:{i}", id.0))
+                    .find(|key| group_of(key.as_bytes(), GROUPS) == GroupId(group.into()))
+                    .unwrap()
+            })
+            .collect();
+        let [k0, k1, k2, k3] = [0, 1, 2, 3].map(|g| keys[g].as_str());
+        let mut input = String::new();
+        let mut expected = String::new();
+        let mut step = |args: &[&str], reply: &str| {
+            input.push_str(&resp_command(args));
+            expected.push_str(reply);
+        };
+        let not_integer = "-ERR value is not an integer or out of range\r\n";
+        step(&["SET", k0, "1"], "+OK\r\n");
+        step(&["SET", k1, "x"], "+OK\r\n");
+        step(&["INCR", k0], ":2\r\n");
+        step(&["INCR", k1], not_integer);
+        step(
+            &["GET"],
+            "-ERR wrong number of arguments for 'get' command\r\n",
+        );
+        step(&["INCR", k0], ":3\r\n");
+        step(&["GET", k0], "$1\r\n3\r\n");
+        step(&["GET", k1], "$1\r\nx\r\n");
+        step(&["PING"], "+PONG\r\n");
+        step(&["MSET", k2, "a", k3, "b", k0, "9"], "+OK\r\n");
+        step(&["INCR", k2], not_integer);
+        step(
+            &["FOO"],
+            "-ERR unknown command 'FOO', with args beginning with:\r\n",
+        );
+        step(&["INCR", k0], ":10\r\n");
+        step(
+            &["MGET", k3, k2, k0, "none"],
+            "*4\r\n$1\r\nb\r\n$1\r\na\r\n$2\r\n10\r\n$-1\r\n",
+        );
+        step(&["APPEND", k3, "c"], ":2\r\n");
+        step(&["DEL", k2, k3, k1], ":3\r\n");
+        step(&["EXISTS", k0, k1, k2, k3], ":1\r\n");
+        // Writes spread over the groups, each group's in order, then a read of each.
+        let mut counts = [10, 0, 0, 0];
+        for i in 0..40 {
+            counts[i % 4] += 1;
+            step(
+                &["INCR", keys[i % 4].as_str()],
+                &format!(":{}\r\n", counts[i % 4]),
+            );
+        }
+        for (key, count) in keys.iter().zip(counts) {
+            let text = count.to_string();
+            step(&["GET", key], &format!("${}\r\n{text}\r\n", text.len()));
+        }
+        step(&["GET", "none"], "$-1\r\n");
+        input.push_str(&resp_command(&["HELLO", "3"]));
+        input.push_str(&resp_command(&["GET", "none"]));
+        input.push_str(&resp_command(&["SET", k0, "resp3"]));
+        let answer = String::from_utf8_lossy(&exchange(addr, input.as_bytes())).into_owned();
+        assert!(
+            answer.starts_with(&format!("{expected}%7\r\n")),
+            "through n{}:\n{answer}\nexpected first:\n{expected}",
+            id.0
+        );
+        assert!(answer.ends_with("_\r\n+OK\r\n"), "{answer}");
+    }
 }

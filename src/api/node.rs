@@ -25,6 +25,7 @@ use bytes::Bytes;
 
 use crate::api::data_dir;
 use crate::api::observer::{NodeObserver, METRICS_QUEUED_MAX};
+use crate::api::Work;
 use crate::config::NodeConfig;
 use crate::core::MembershipChange;
 use crate::engine::state_machine::StateMachine;
@@ -33,9 +34,13 @@ use crate::error::{ExecutorError, NodeError};
 use crate::shard::admin::ChangeRequest;
 use crate::shard::metrics::ShardMetrics;
 use crate::shard::platform;
-use crate::shard::runtime::{self, ApiRequest, Control, ShardContext, Work};
+use crate::shard::runtime::{self, ApiRequest, Control, ShardContext};
 use crate::types::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, PeerAddr, SessionId, SessionRequest, ShardId};
+
+/// Works [`Node::run_batch`] hands a shard in one message at most (a longer batch goes in
+/// several): also the most by which a batch may take a shard past its bound on requests held.
+pub const BATCH_WORKS_MAX: usize = 1024;
 
 /// A running node. Dropping it shuts it down.
 pub struct Node {
@@ -204,6 +209,59 @@ impl Node {
         };
         self.request(group, ApiRequest::Work { work, reply }, answer)
             .await
+    }
+
+    /// Runs many works at once: each is what [`Node::propose`], [`Node::propose_in_session`],
+    /// [`Node::register_session`] or [`Node::read`] would do with it alone, and the answers come
+    /// back in the order of `works`. The works of one shard go to it as one message (one per
+    /// [`BATCH_WORKS_MAX`] works), are taken in one turn of its event loop in the order given
+    /// (so proposals to one group are placed in its log in that order), and are answered
+    /// together once the last of them is: one hand-over and one wake-up each way for the lot,
+    /// instead of one per work. A work answered early waits for the rest of its message.
+    pub async fn run_batch(&self, works: Vec<Work>) -> Vec<Result<Committed, ProposalError>> {
+        let count = works.len();
+        // Per shard, in order: the positions of its works and the works, a message each.
+        let mut messages: Vec<(ShardId, Vec<usize>, Vec<Work>)> = Vec::new();
+        for (position, work) in works.into_iter().enumerate() {
+            let shard = self.config.shard_of(work.group());
+            let open = messages
+                .iter_mut()
+                .find(|(to, positions, _)| *to == shard && positions.len() < BATCH_WORKS_MAX);
+            match open {
+                Some((_, positions, works)) => {
+                    positions.push(position);
+                    works.push(work);
+                }
+                None => messages.push((shard, vec![position], vec![work])),
+            }
+        }
+        // Every message is sent before any answer is awaited, so the shards work at once.
+        let mut waiting = Vec::with_capacity(messages.len());
+        for (shard, positions, works) in messages {
+            let (reply, answer) = flume::bounded(1);
+            let request = ApiRequest::Batch { works, reply };
+            let sent = self.shards[shard.0 as usize].send_async(request).await;
+            waiting.push((positions, sent.ok().map(|()| answer)));
+        }
+        let mut answers: Vec<Option<Result<Committed, ProposalError>>> = Vec::new();
+        answers.resize_with(count, || None);
+        for (positions, answer) in waiting {
+            let received = match answer {
+                Some(answer) => answer.recv_async().await.unwrap_or_default(),
+                None => Vec::new(),
+            };
+            if positions.len() == count && received.len() == count {
+                // One message held every work, in order.
+                return received;
+            }
+            for (position, answer) in positions.into_iter().zip(received) {
+                answers[position] = Some(answer);
+            }
+        }
+        answers
+            .into_iter()
+            .map(|answer| answer.unwrap_or(Err(ProposalError::ShuttingDown)))
+            .collect()
     }
 
     /// Reads `group`'s state machine: `query` is answered by [`StateMachine::query`] on the

@@ -26,7 +26,9 @@
 //!   `-NOAUTH`; the internal commands are answered `-NOPERM` on any connection that is not
 //!   a proven peer ([`Standing::Peer`]); a read-only user's writes are answered `-NOPERM`.
 
-use bytes::Bytes;
+use std::cell::RefCell;
+
+use bytes::{Bytes, BytesMut};
 
 use crate::kv::combine::Combine;
 use crate::kv::hashing::group_of;
@@ -49,6 +51,9 @@ pub struct Context<'a> {
     pub connection_id: u64,
     /// Who the connection speaks for.
     pub standing: Standing<'a>,
+    /// Where entries are encoded: the connection's arena, whose allocation its entries share
+    /// ([`Entry::encode_into`]); without one, each entry has a buffer of its own.
+    pub entries: Option<&'a RefCell<BytesMut>>,
 }
 
 /// Whether a command reads or writes keys (a connection lets commands of one kind overlap,
@@ -116,10 +121,17 @@ impl Plan {
         match self {
             Plan::Reply(_) | Plan::Quit | Plan::Session(_) => Kind::Immediate,
             Plan::Info => Kind::Read,
-            Plan::Routed(routed) if routed.write => Kind::Write,
-            Plan::Routed(_) => Kind::Read,
+            Plan::Routed(routed) => Plan::kind_of(routed),
             Plan::Here { read: None, .. } | Plan::RegisterHere { .. } => Kind::Write,
             Plan::Here { .. } => Kind::Read,
+        }
+    }
+
+    /// The [`Kind`] of a routed plan.
+    pub fn kind_of(routed: &Routed) -> Kind {
+        match routed.write {
+            true => Kind::Write,
+            false => Kind::Read,
         }
     }
 }
@@ -361,11 +373,14 @@ fn integer(text: &[u8]) -> Result<i64, String> {
 }
 
 fn entry(ctx: &Context, op: Op<'_>) -> Bytes {
-    Entry {
+    let entry = Entry {
         now_ms: ctx.now_ms,
         op,
+    };
+    match ctx.entries {
+        Some(arena) => entry.encode_into(&mut arena.borrow_mut()),
+        None => entry.encode(),
     }
-    .encode()
 }
 
 /// A command on one key.
@@ -741,6 +756,7 @@ mod tests {
         now_ms: 1_000_000,
         connection_id: 7,
         standing: Standing::DEFAULT,
+        entries: None,
     };
 
     const PEER: Context = Context {

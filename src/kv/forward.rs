@@ -388,14 +388,19 @@ mod tests {
                     return false;
                 }
             };
-            let ctx = Context {
-                groups: 1,
-                now_ms: 0,
-                connection_id: 1,
-                standing: session.standing(),
-            };
-            let Plan::Session(op) = plan(&ctx, &args) else {
-                panic!("{args:?} is no part of an introduction");
+            // The context (which may borrow an arena) ends before the next await.
+            let op = {
+                let ctx = Context {
+                    groups: 1,
+                    now_ms: 0,
+                    connection_id: 1,
+                    standing: session.standing(),
+                    entries: None,
+                };
+                match plan(&ctx, &args) {
+                    Plan::Session(op) => op,
+                    _ => panic!("{args:?} is no part of an introduction"),
+                }
             };
             let reply = session.run(op).encode();
             stream.write_all(&reply).await.unwrap();

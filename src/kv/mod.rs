@@ -2,9 +2,12 @@
 //! RESP3 after `HELLO 3`.
 //!
 //! ```text
-//!  client ──RESP──► server ──► command table ──► router ──► Node::propose / Node::read (leader here)
-//!                   (per connection,  (plan: one entry      └──► RINGRAFT.PROPOSE/READ on the
-//!                    in-order jobs)    per group)                 leader's RESP port (forward)
+//!  client ──RESP──► server ──► command table ──► router ──► gather ──► Node::run_batch (leader here)
+//!                   (per connection,  (plan: one entry      │   (the batches of all connections
+//!                    in-order jobs,    per group)           │    ready at once, one message
+//!                    a batch per read)                      │    per shard)
+//!                                                           └──► RINGRAFT.PROPOSE/READ on the
+//!                                                                leader's RESP port (forward)
 //!                                                  shard thread: KvStore::apply / query
 //! ```
 //!
@@ -30,6 +33,7 @@ pub mod combine;
 pub mod command;
 pub mod forward;
 pub mod forwarding_sessions;
+pub mod gather;
 pub mod hashing;
 pub mod in_order;
 pub mod info;

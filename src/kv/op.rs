@@ -25,7 +25,7 @@
 //!   and fails, never panics, on anything but a canonical encoding: unknown tags or flags,
 //!   lengths past the end, trailing bytes, an odd MSET list, an empty key list.
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 
 /// What a SET does when the key exists or not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,9 +204,52 @@ const FLAG_GET: u8 = 4;
 const FLAG_KEEPTTL: u8 = 8;
 
 impl<'a> Entry<'a> {
+    /// Bytes the encoded entry takes at most: its tag and clock, the largest fixed fields of
+    /// any operation, and every key and value with its length. The buffer it is written into
+    /// is sized once with it, never grown.
+    fn encoded_len_max(&self) -> usize {
+        const FIXED: usize = 1 + 8 + 1 + 8 + 8 + 4;
+        let field = |bytes: &[u8]| 4 + bytes.len();
+        FIXED
+            + match &self.op {
+                Op::Get(key)
+                | Op::Strlen(key)
+                | Op::Persist(key)
+                | Op::Ttl(key, _)
+                | Op::IncrBy(key, _) => field(key),
+                Op::MGet(keys) | Op::Exists(keys) | Op::Del(keys) => {
+                    keys.iter().map(|key| field(key)).sum()
+                }
+                Op::DbSize => 0,
+                Op::Set(set) => field(set.key) + field(set.value),
+                Op::Append(key, value) => field(key) + field(value),
+                Op::MSet(pairs) => pairs
+                    .iter()
+                    .map(|(key, value)| field(key) + field(value))
+                    .sum(),
+                Op::Expire(expire) => field(expire.key),
+            }
+    }
+
     /// The entry's encoding.
     pub fn encode(&self) -> Bytes {
-        let mut out = Writer(Vec::with_capacity(64));
+        let mut out = BytesMut::with_capacity(self.encoded_len_max());
+        self.write(&mut out);
+        out.freeze()
+    }
+
+    /// The entry's encoding, written at the end of `arena` and split off it: entries encoded
+    /// into one arena share its allocation (one per block of the arena rather than one per
+    /// entry), and a copy of one is a count, not an allocation.
+    pub fn encode_into(&self, arena: &mut BytesMut) -> Bytes {
+        arena.reserve(self.encoded_len_max());
+        self.write(arena);
+        arena.split().freeze()
+    }
+
+    /// Appends the entry's encoding to `out`.
+    fn write(&self, out: &mut BytesMut) {
+        let mut out = Writer(out);
         let tag = match &self.op {
             Op::Get(_) => GET,
             Op::Strlen(_) => STRLEN,
@@ -222,12 +265,12 @@ impl<'a> Entry<'a> {
             Op::Expire(_) => EXPIRE,
             Op::Persist(_) => PERSIST,
         };
-        out.0.push(tag);
+        out.0.put_u8(tag);
         out.u64(self.now_ms);
         match &self.op {
             Op::Get(key) | Op::Strlen(key) | Op::Persist(key) => out.bytes(key),
             Op::Ttl(key, form) => {
-                out.0.push(*form as u8);
+                out.0.put_u8(*form as u8);
                 out.bytes(key);
             }
             Op::MGet(keys) | Op::Exists(keys) | Op::Del(keys) => {
@@ -252,7 +295,7 @@ impl<'a> Entry<'a> {
                         0
                     }
                 };
-                out.0.push(flags);
+                out.0.put_u8(flags);
                 out.u64(expire_at);
                 out.bytes(set.key);
                 out.bytes(set.value);
@@ -273,12 +316,11 @@ impl<'a> Entry<'a> {
                 }
             }
             Op::Expire(expire) => {
-                out.0.push(expire.condition as u8);
+                out.0.put_u8(expire.condition as u8);
                 out.u64(expire.at_ms as u64);
                 out.bytes(expire.key);
             }
         }
-        Bytes::from(out.0)
     }
 
     /// Reads an entry in place.
@@ -350,9 +392,9 @@ impl<'a> Entry<'a> {
     }
 }
 
-struct Writer(Vec<u8>);
+struct Writer<'a>(&'a mut BytesMut);
 
-impl Writer {
+impl Writer<'_> {
     fn u32(&mut self, n: u32) {
         self.0.extend_from_slice(&n.to_le_bytes());
     }
@@ -493,6 +535,12 @@ mod tests {
         fn entries_round_trip(owned in owned(), now_ms in any::<u64>()) {
             let entry = Entry { now_ms, op: borrow(&owned) };
             let encoded = entry.encode();
+            prop_assert!(encoded.len() <= entry.encoded_len_max());
+            // Into an arena holding an earlier entry: the same bytes, the earlier one intact.
+            let mut arena = BytesMut::with_capacity(16);
+            let earlier = Entry { now_ms: 1, op: Op::DbSize }.encode_into(&mut arena);
+            prop_assert_eq!(&entry.encode_into(&mut arena), &encoded);
+            prop_assert_eq!(earlier, Entry { now_ms: 1, op: Op::DbSize }.encode());
             prop_assert_eq!(Entry::decode(&encoded), Ok(entry.clone()));
             for cut in 0..encoded.len() {
                 prop_assert_eq!(Entry::decode(&encoded[..cut]), Err(Malformed));

@@ -42,12 +42,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_lite::future::zip;
 
-use crate::api::{GroupStatus, Node, ProposalError, ReadConsistency};
-use crate::kv::combine::combine;
+use crate::api::{GroupStatus, Node, ProposalError, ReadConsistency, Work};
+use crate::kv::combine::{combine, Combine};
 use crate::kv::command::Routed;
 use crate::kv::forward::{ForwardError, ForwardPool, PeerKey};
 use crate::kv::forwarding_sessions::{ForwardingSessions, InFlight};
+use crate::kv::gather::Gatherer;
 use crate::kv::in_order::{join_in_order, BoxFuture};
 use crate::kv::parse::{parse_value, BULK_BYTES_MAX, REPLY_LIMITS};
 use crate::kv::peer_proof::ClusterSecret;
@@ -280,6 +282,8 @@ struct SessionWrite<'a> {
 /// no leader, or the read is stale), otherwise forwarded to the leader (see the module docs).
 pub struct Router {
     node: Arc<Node>,
+    /// Hands the batches of every connection ready at once to `node` together.
+    gatherer: Arc<Gatherer>,
     /// What the RESP server counts, by command.
     stats: Arc<RespStats>,
     /// Per group: the leader last heard of, or [`UNKNOWN`].
@@ -309,6 +313,7 @@ impl Router {
             .tls_on(|ports| ports.resp)
             .map(|tls| tls.as_client());
         Router {
+            gatherer: Gatherer::new(node.clone()),
             node,
             stats: Arc::new(RespStats::default()),
             leaders: (0..groups).map(|_| AtomicU64::new(UNKNOWN)).collect(),
@@ -338,20 +343,125 @@ impl Router {
         self.node.config().groups
     }
 
-    /// Runs every part of `routed` (concurrently, first attempted in order) and merges the
-    /// replies. `lane` picks the forwarding connection (one per client connection).
-    pub async fn run(self: Arc<Self>, routed: Routed, lane: usize) -> Bytes {
-        let read = (!routed.write).then_some(self.read_mode);
-        let parts: Vec<BoxFuture<Bytes>> = routed
-            .parts
+    /// Runs every part of every command in `commands` and merges each command's replies: the
+    /// commands' replies, in order. `lane` picks the forwarding connection (one per client
+    /// connection).
+    ///
+    /// The first attempts of all parts this node tries itself (it leads the group or knows no
+    /// leader, or the read is stale) go to the node as one batch ([`Node::run_batch`]: one
+    /// hand-over to each shard and one answer back, the parts in command order; together with
+    /// the batches of other connections ready at the same moment, [`Gatherer`]), while the
+    /// parts for groups led elsewhere are forwarded at the same time, each in order. A part
+    /// whose batched attempt must be tried again (not the leader after all, no leader yet)
+    /// goes on alone, exactly as if its first attempt had been made alone.
+    pub async fn run_batch(self: &Arc<Self>, commands: Vec<Routed>, lane: usize) -> Vec<Bytes> {
+        let mut parts = Vec::with_capacity(commands.len());
+        let mut works = Vec::with_capacity(commands.len());
+        let mut forwarded: Vec<BoxFuture<Bytes>> = Vec::new();
+        for (command, routed) in commands.iter().enumerate() {
+            let read = (!routed.write).then_some(self.read_mode);
+            for (group, entry) in &routed.parts {
+                let (group, entry) = (*group, entry.clone());
+                let first = if let Some(refusal) = too_large(&entry) {
+                    First::Reply(refusal)
+                } else if self.tried_here_first(group, read) {
+                    works.push(match read {
+                        None => Work::Propose {
+                            group,
+                            payload: entry.clone(),
+                            session: None,
+                        },
+                        Some(mode) => Work::Read {
+                            group,
+                            query: entry.clone(),
+                            consistency: mode.consistency(),
+                        },
+                    });
+                    First::Here
+                } else {
+                    let router = self.clone();
+                    let entry = entry.clone();
+                    forwarded.push(Box::pin(async move {
+                        router.part(group, entry, read, lane, None).await
+                    }));
+                    First::Forwarded
+                };
+                parts.push(Part {
+                    command,
+                    group,
+                    entry,
+                    read,
+                    first,
+                });
+            }
+        }
+        let tried = async {
+            match works.is_empty() {
+                true => Vec::new(),
+                false => self.gatherer.run(works).await,
+            }
+        };
+        let (tried, forwarded) = zip(tried, join_in_order(forwarded)).await;
+        let (mut tried, mut forwarded) = (tried.into_iter(), forwarded.into_iter());
+        // Each part's reply, or the place of its retry among `retries`.
+        let mut replies = Vec::with_capacity(parts.len());
+        let mut retries: Vec<BoxFuture<Bytes>> = Vec::new();
+        for part in &parts {
+            let reply = match &part.first {
+                First::Reply(refusal) => Some(refusal.clone()),
+                First::Forwarded => forwarded.next(),
+                First::Here => {
+                    let result = tried
+                        .next()
+                        .unwrap_or(Err(ProposalError::ShuttingDown))
+                        .map(|done| done.output);
+                    match decide(result, part.read.is_none(), self.node.id()) {
+                        Attempt::Done(reply) | Attempt::Unknown(reply) | Attempt::Failed(reply) => {
+                            Some(reply)
+                        }
+                        attempt => {
+                            let router = self.clone();
+                            let (group, entry, read) = (part.group, part.entry.clone(), part.read);
+                            retries.push(Box::pin(async move {
+                                router.part(group, entry, read, lane, Some(attempt)).await
+                            }));
+                            None
+                        }
+                    }
+                }
+            };
+            replies.push(reply);
+        }
+        let mut retried = join_in_order(retries).await.into_iter();
+        let mut replies = replies
             .into_iter()
-            .map(|(group, entry)| {
-                let router = self.clone();
-                Box::pin(async move { router.part(group, entry, read, lane).await })
-                    as BoxFuture<Bytes>
+            .map(|reply| reply.or_else(|| retried.next()).unwrap_or_else(lost_reply));
+        let mut parts = parts.iter().peekable();
+        commands
+            .iter()
+            .enumerate()
+            .map(|(command, routed)| {
+                if let (Combine::Single, [_]) = (&routed.combine, &routed.parts[..]) {
+                    // The one part's reply is the command's (`combine` would return it too).
+                    parts.next();
+                    return replies.next().unwrap_or_else(lost_reply);
+                }
+                let mut own = Vec::with_capacity(routed.parts.len());
+                while parts.next_if(|part| part.command == command).is_some() {
+                    own.extend(replies.next());
+                }
+                combine(&routed.combine, own)
             })
-            .collect();
-        combine(&routed.combine, join_in_order(parts).await)
+            .collect()
+    }
+
+    /// Whether the first attempt of a part for `group` is made on this node: it leads the
+    /// group or knows no leader, or the read is stale.
+    fn tried_here_first(&self, group: GroupId, read: Option<ReadMode>) -> bool {
+        read == Some(ReadMode::Stale)
+            || self
+                .leader(group)
+                .is_none_or(|leader| leader == self.node.id())
     }
 
     /// Tries `entry` once on this node, for another node that forwarded it (a write in
@@ -389,19 +499,17 @@ impl Router {
         self.node.status().await
     }
 
+    /// Runs one part until it has a reply (see the module docs). `first` is the outcome of an
+    /// attempt already made on this node (in a batch), if any: the part goes on from it as
+    /// from any attempt of its own.
     async fn part(
         &self,
         group: GroupId,
         entry: Bytes,
         read: Option<ReadMode>,
         lane: usize,
+        mut first: Option<Attempt>,
     ) -> Bytes {
-        if entry.len() > BULK_BYTES_MAX {
-            return resp::error(&format!(
-                "ERR command too large: {} bytes in one group's entry, the limit is {BULK_BYTES_MAX}",
-                entry.len()
-            ));
-        }
         let deadline = Instant::now() + ROUTE_DEADLINE;
         let mut backoff = BACKOFF_MIN;
         let mut redirects = 0;
@@ -413,15 +521,18 @@ impl Router {
             let target = self
                 .leader(group)
                 .filter(|&leader| leader != self.node.id() && read != Some(ReadMode::Stale));
-            let attempt = match (target, read) {
-                (Some(leader), Some(_)) => self.forward(leader, group, &entry, read, lane).await,
-                (None, Some(_)) => self.local(group, entry.clone(), read).await,
+            let attempt = match (first.take(), target, read) {
+                (Some(attempt), _, _) => attempt,
+                (None, Some(leader), Some(_)) => {
+                    self.forward(leader, group, &entry, read, lane).await
+                }
+                (None, None, Some(_)) => self.local(group, entry.clone(), read).await,
                 // A write for a group this node leads (or knows no leader of) goes without a
                 // session until an attempt of it has been forwarded.
-                (None, None) if write.numbered.is_none() => {
+                (None, None, None) if write.numbered.is_none() => {
                     self.local(group, entry.clone(), None).await
                 }
-                (target, None) => {
+                (None, target, None) => {
                     self.write_in_session(group, &entry, target, lane, &mut write, deadline)
                         .await
                 }
@@ -653,6 +764,44 @@ impl Router {
             )),
         }
     }
+}
+
+/// One part of a command in a batch ([`Router::run_batch`]).
+struct Part {
+    /// The command's place in the batch.
+    command: usize,
+    group: GroupId,
+    entry: Bytes,
+    read: Option<ReadMode>,
+    first: First,
+}
+
+/// How a part of a batch is first attempted.
+enum First {
+    /// Not at all: its reply is this refusal.
+    Reply(Bytes),
+    /// On this node, in the batch handed to it.
+    Here,
+    /// On the group's leader, in order with the other forwarded parts.
+    Forwarded,
+}
+
+/// The refusal of an entry too large to propose or forward, if it is.
+fn too_large(entry: &[u8]) -> Option<Bytes> {
+    (entry.len() > BULK_BYTES_MAX).then(|| {
+        resp::error(&format!(
+            "ERR command too large: {} bytes in one group's entry, the limit is {BULK_BYTES_MAX}",
+            entry.len()
+        ))
+    })
+}
+
+/// What a part whose reply went missing is answered (never expected: every part's future
+/// yields one).
+fn lost_reply() -> Bytes {
+    resp::error(
+        "ERR internal: a part of the command got no reply; it may or may not have been applied",
+    )
 }
 
 /// Why a forward to `to` was refused.

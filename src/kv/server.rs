@@ -1,7 +1,11 @@
 //! The RESP server: accepts client connections and runs each one's commands.
 //!
 //! A connection reads requests, plans each one ([`crate::kv::command`]) and runs the plans
-//! as jobs that overlap but answer in order ([`InOrder`]).
+//! as jobs that overlap but answer in order ([`InOrder`]). Consecutive routed commands of one
+//! kind taken from the bytes read so far form one job ([`Router::run_batch`]): their first
+//! attempts reach the node as one batch, with the batches of other connections ready at the
+//! same moment, and their replies come back together; any other plan is a job of its own.
+//! Every reply ready at once is written with one write.
 //!
 //! Invariants:
 //! - Replies are written in request order, one per request, each in the protocol version
@@ -9,11 +13,13 @@
 //!   is in the version it chose. Replies from the store and from other nodes are RESP2
 //!   inside the kv and become RESP3 here ([`resp::for_protocol`]).
 //! - Commands of one connection take effect in request order: consecutive reads overlap,
-//!   consecutive writes overlap (each is submitted, to its shard or its forwarding lane, before
-//!   the next one), and a read after a write (or a write after a read) waits until every
-//!   earlier command has been answered.
-//! - At most [`JOBS_MAX`] jobs are in flight per connection; while that many run, or a command
-//!   waits for the change of kind, nothing more is read (the client's own sends stall).
+//!   consecutive writes overlap (each is submitted, to its shard or its forwarding lane, no
+//!   later than the next one: a batch goes to each shard in request order), and a read after a
+//!   write (or a write after a read) waits until every earlier command has been answered, so a
+//!   batch never mixes the two.
+//! - At most [`COMMANDS_IN_FLIGHT_MAX`] commands are in flight per connection; while that many
+//!   run, or a command waits for the change of kind, nothing more is read (the client's own
+//!   sends stall).
 //! - A request the command table refuses gets an error reply and the connection goes on; bytes
 //!   that cannot be parsed get an error reply, then the connection closes once the earlier
 //!   replies are written (after reading and dropping what the client still sends, for at
@@ -25,6 +31,7 @@
 //! - When the server stops, it accepts nothing more and each connection stops reading, answers
 //!   every request it read, and closes (waited for at most [`FINISH_WAIT`]).
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,11 +43,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::kv::command::{self, Context, Kind, Plan};
+use crate::kv::command::{self, Context, Kind, Plan, Routed};
 use crate::kv::in_order::{BoxFuture, InOrder};
 use crate::kv::info;
 use crate::kv::parse::{next_request, REQUEST_LIMITS};
-use crate::kv::resp::{self, Value};
+use crate::kv::resp::{self, Protocol, Value};
 use crate::kv::route::Router;
 use crate::kv::session::{Gatekeeper, Session};
 use crate::log_limit::LogLimiter;
@@ -49,8 +56,8 @@ use crate::tls::{NodeTls, TokioIo, TLS_HANDSHAKE_TIMEOUT};
 /// Failed TLS handshakes, logged at most this often.
 static HANDSHAKE_FAILURES: LogLimiter = LogLimiter::new(Duration::from_secs(10));
 
-/// Jobs in flight per connection.
-pub const JOBS_MAX: usize = 256;
+/// Commands in flight per connection (and so in one batch at most).
+pub const COMMANDS_IN_FLIGHT_MAX: usize = 256;
 
 /// Client connections served at once.
 pub const CONNECTIONS_MAX: usize = 4096;
@@ -167,8 +174,12 @@ async fn serve_connection(
     let groups = router.groups();
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut input = BytesMut::with_capacity(16 << 10);
+    // The connection's entries are encoded into blocks of this size, shared by the entries
+    // of a block (see `Entry::encode_into`).
+    let entries = RefCell::new(BytesMut::with_capacity(16 << 10));
     let mut output = Vec::new();
-    let mut jobs: InOrder<(Kind, Bytes)> = InOrder::default();
+    let mut jobs: InOrder<(Kind, Vec<Bytes>)> = InOrder::default();
+    let mut routed_batch = Vec::new();
     let mut flight = Flight::default();
     let stats = router.stats().clone();
     // Each job's command, as a slot of `stats`, in the order the jobs answer.
@@ -188,6 +199,7 @@ async fn serve_connection(
                             now_ms: now_ms(),
                             connection_id: id,
                             standing: session.standing(),
+                            entries: Some(&entries),
                         };
                         let slot = stats.slot(args.first().map(|name| &name[..]));
                         stats.received(slot);
@@ -206,15 +218,24 @@ async fn serve_connection(
                 },
             };
             let kind = plan.kind();
-            if jobs.len() >= JOBS_MAX || !flight.admits(kind) {
+            if slots.len() >= COMMANDS_IN_FLIGHT_MAX || !flight.admits(kind) {
                 held = Some((plan, slot));
                 break;
             }
             closing |= plan == Plan::Quit;
             flight.start(kind);
-            jobs.push(job(plan, &router, &mut session, id as usize));
             slots.push_back(slot);
+            match plan {
+                // Gathered with the routed commands next to it (all of `kind`, which the
+                // flight admitted), until something else comes or nothing more is read.
+                Plan::Routed(routed) => routed_batch.push(routed),
+                plan => {
+                    push_routed_batch(&mut jobs, &mut routed_batch, &router, &session, id);
+                    jobs.push(job(plan, &router, &mut session, id as usize));
+                }
+            }
         }
+        push_routed_batch(&mut jobs, &mut routed_batch, &router, &session, id);
         if jobs.is_empty() && closing {
             let _ = writer.shutdown().await;
             discard_input(&mut reader).await;
@@ -223,12 +244,14 @@ async fn serve_connection(
         tokio::select! {
             answer = jobs.next(), if !jobs.is_empty() => {
                 let mut answer = answer;
-                while let Some((kind, reply)) = answer {
-                    flight.finish(kind);
-                    if let Some(slot) = slots.pop_front() {
-                        stats.answered(slot, &reply);
+                while let Some((kind, replies)) = answer {
+                    for reply in replies {
+                        flight.finish(kind);
+                        if let Some(slot) = slots.pop_front() {
+                            stats.answered(slot, &reply);
+                        }
+                        output.extend_from_slice(&reply);
                     }
-                    output.extend_from_slice(&reply);
                     answer = poll_once(jobs.next()).await.flatten();
                 }
                 if writer.write_all(&output).await.is_err() {
@@ -262,18 +285,59 @@ async fn discard_input(reader: &mut (impl AsyncRead + Unpin)) {
     }
 }
 
-/// The job that answers `plan` (a change of the session is made here, before the next request
-/// is planned).
+/// Pushes the routed commands gathered in `batch` (consecutive, of one kind) as one job.
+fn push_routed_batch(
+    jobs: &mut InOrder<(Kind, Vec<Bytes>)>,
+    batch: &mut Vec<Routed>,
+    router: &Arc<Router>,
+    session: &Session,
+    connection: u64,
+) {
+    if let Some(kind) = batch.first().map(Plan::kind_of) {
+        // The next batch is likely as long as this one: its room is made once.
+        let commands = std::mem::replace(batch, Vec::with_capacity(batch.len()));
+        jobs.push(routed_job(
+            commands,
+            kind,
+            router,
+            session.protocol(),
+            connection as usize,
+        ));
+    }
+}
+
+/// The job that answers routed `commands` of one `kind`, together ([`Router::run_batch`]).
+fn routed_job(
+    commands: Vec<Routed>,
+    kind: Kind,
+    router: &Arc<Router>,
+    protocol: Protocol,
+    lane: usize,
+) -> BoxFuture<(Kind, Vec<Bytes>)> {
+    let router = router.clone();
+    Box::pin(async move {
+        let replies = router.run_batch(commands, lane).await;
+        let replies = replies
+            .into_iter()
+            .map(|reply| resp::for_protocol(reply, protocol))
+            .collect();
+        (kind, replies)
+    })
+}
+
+/// The job that answers `plan`, alone (a change of the session is made here, before the next
+/// request is planned). The server gathers consecutive routed plans into one
+/// [`routed_job`] instead.
 fn job(
     plan: Plan,
     router: &Arc<Router>,
     session: &mut Session,
     lane: usize,
-) -> BoxFuture<(Kind, Bytes)> {
+) -> BoxFuture<(Kind, Vec<Bytes>)> {
     let kind = plan.kind();
     let router = router.clone();
     let ready =
-        |reply: Value, protocol| Box::pin(std::future::ready((kind, reply.render(protocol))));
+        |reply: Value, protocol| Box::pin(std::future::ready((kind, vec![reply.render(protocol)])));
     let protocol = session.protocol();
     match plan {
         Plan::Reply(reply) => ready(reply, protocol),
@@ -281,16 +345,13 @@ fn job(
             let reply = session.run(op);
             ready(reply, session.protocol())
         }
-        Plan::Quit => Box::pin(std::future::ready((kind, resp::ok()))),
+        Plan::Quit => Box::pin(std::future::ready((kind, vec![resp::ok()]))),
         Plan::Info => Box::pin(async move {
             let statuses = router.status().await;
             let text = info::render(router.node_id(), router.read_mode(), &statuses);
-            (kind, text.render(protocol))
+            (kind, vec![text.render(protocol)])
         }),
-        Plan::Routed(routed) => Box::pin(async move {
-            let reply = router.run(routed, lane).await;
-            (kind, resp::for_protocol(reply, protocol))
-        }),
+        Plan::Routed(routed) => routed_job(vec![routed], kind, &router, protocol, lane),
         Plan::Here {
             group,
             entry,
@@ -298,11 +359,11 @@ fn job(
             session,
         } => Box::pin(async move {
             let reply = router.here(group, entry, read, session).await;
-            (kind, resp::for_protocol(reply, protocol))
+            (kind, vec![resp::for_protocol(reply, protocol)])
         }),
         Plan::RegisterHere { group } => Box::pin(async move {
             let reply = router.register_here(group).await;
-            (kind, resp::for_protocol(reply, protocol))
+            (kind, vec![resp::for_protocol(reply, protocol)])
         }),
     }
 }

@@ -31,14 +31,19 @@ pub struct KvStore {
     groups: HashMap<GroupId, Keyspace>,
 }
 
+/// The reply of most writes.
+const OK: &[u8] = b"+OK\r\n";
+
 /// First bytes of a snapshot of one group.
 const SNAPSHOT_MAGIC: &[u8; 4] = b"RKV1";
 
 impl StateMachine for KvStore {
     fn apply(&mut self, group: GroupId, entries: CommittedEntries<'_>, outputs: &mut Vec<Bytes>) {
         let keys = self.groups.entry(group).or_default();
+        // One buffer for every output; the commonest (`+OK`) is not allocated at all.
+        let mut out = Vec::new();
         for (_index, payload) in entries.iter() {
-            let mut out = Vec::new();
+            out.clear();
             match Entry::decode(payload) {
                 Ok(entry) => {
                     keys.advance(entry.now_ms);
@@ -50,7 +55,10 @@ impl StateMachine for KvStore {
                 }
                 Err(Malformed) => put_error(&mut out, "ERR malformed kv entry"),
             }
-            outputs.push(Bytes::from(out));
+            outputs.push(match &out[..] {
+                OK => Bytes::from_static(OK),
+                other => Bytes::copy_from_slice(other),
+            });
         }
     }
 

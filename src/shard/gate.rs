@@ -6,11 +6,16 @@
 //! and let proposers outrun a shard that cannot commit (no quorum) without limit. The forwarder
 //! therefore takes a [`Permit`] before each request, and a permit is only released when the
 //! request's answer has been sent (it travels with the reply), so once `limit` requests are
-//! held the forwarder stops pulling, the channel fills, and proposers wait there.
+//! held the forwarder stops pulling, the channel fills, and proposers wait there. A batched
+//! request ([`crate::api::Node::run_batch`]) holds one place per work: its permit is taken like
+//! any other, once the gate has room, and then widened to the batch's size
+//! ([`Permit::widen`]).
 //!
-//! Invariants: `held` is the number of live permits and never exceeds `limit`; at most one task
-//! (the forwarder) waits for a permit, and it is woken whenever one is released. Single-threaded
-//! (one shard's executor): no locks, no atomics.
+//! Invariants: `held` is the sum of the live permits' places; it reaches `limit` only by
+//! single requests and may pass it by less than one batch (at most
+//! [`crate::api::node::BATCH_WORKS_MAX`] places); no request is let in while it is at or above
+//! `limit`. At most one task (the forwarder) waits for a permit, and it is woken whenever one
+//! is released. Single-threaded (one shard's executor): no locks, no atomics.
 
 use std::cell::Cell;
 use std::future::poll_fn;
@@ -23,9 +28,10 @@ pub struct RequestGate {
     waiting: Cell<Option<Waker>>,
 }
 
-/// One request held by the shard; dropping it (with the request's reply) frees its place.
+/// One request held by the shard; dropping it (with the request's reply) frees its places.
 pub struct Permit {
     gate: Rc<RequestGate>,
+    places: usize,
 }
 
 impl RequestGate {
@@ -44,7 +50,10 @@ impl RequestGate {
         poll_fn(|cx| {
             if self.held.get() < self.limit {
                 self.held.set(self.held.get() + 1);
-                return Poll::Ready(Permit { gate: self.clone() });
+                return Poll::Ready(Permit {
+                    gate: self.clone(),
+                    places: 1,
+                });
             }
             self.waiting.set(Some(cx.waker().clone()));
             Poll::Pending
@@ -59,9 +68,18 @@ impl RequestGate {
     }
 }
 
+impl Permit {
+    /// Holds `places` places in all (for a batch of that many works; at least the one taken).
+    pub fn widen(&mut self, places: usize) {
+        let more = places.saturating_sub(self.places);
+        self.gate.held.set(self.gate.held.get() + more);
+        self.places += more;
+    }
+}
+
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.gate.held.set(self.gate.held.get() - 1);
+        self.gate.held.set(self.gate.held.get() - self.places);
         if let Some(waker) = self.gate.waiting.take() {
             waker.wake();
         }

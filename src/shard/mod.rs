@@ -2,6 +2,7 @@
 //! their state machine, and their connections. Shards share nothing.
 
 pub mod admin;
+pub mod answers;
 pub mod clients;
 pub mod drain;
 pub mod gate;

@@ -26,9 +26,9 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use glommio::{LocalExecutorBuilder, Placement};
 
+use crate::api::Work;
 use crate::config::NodeConfig;
 use crate::core::{Config, Message, Role};
 use crate::engine::state_machine::StateMachine;
@@ -39,6 +39,7 @@ use crate::error::{ExecutorError, NodeError};
 use crate::log::{shard_dir, DiskLog, FlushDone, LogConfig};
 use crate::net::client_wire::ClientRequest;
 use crate::shard::admin::{self, ChangeRequest};
+use crate::shard::answers::{Answer, BatchAnswers};
 use crate::shard::clients::{self, ClientConnection, ClientHub};
 use crate::shard::drain::Drain;
 use crate::shard::gate::{Permit, RequestGate};
@@ -48,35 +49,11 @@ use crate::shard::peers::Peers;
 use crate::shard::tasks::TaskSet;
 use crate::snapshot::{snapshot_dir, SnapshotError, SnapshotStore};
 use crate::types::ReadConsistency;
-use crate::types::{GroupId, LogIndex, NodeId, SessionRequest, ShardId, Term};
+use crate::types::{GroupId, LogIndex, NodeId, ShardId, Term};
 
-/// A proposal or a read: what the embedding program and client connections both ask of a
-/// group, served by one path (`Work::submit`) whoever asked.
-pub enum Work {
-    Propose {
-        group: GroupId,
-        payload: Bytes,
-        /// The proposal's place in a client session, if it has one.
-        session: Option<SessionRequest>,
-    },
-    /// Open a client session of `group`.
-    RegisterSession { group: GroupId },
-    Read {
-        group: GroupId,
-        query: Bytes,
-        consistency: ReadConsistency,
-    },
-}
-
+// `Work` (crate::api::work) is what the embedding program and client connections both ask of
+// a group, served by one path (`Work::submit`) whoever asked.
 impl Work {
-    fn group(&self) -> GroupId {
-        match self {
-            Work::Propose { group, .. }
-            | Work::RegisterSession { group }
-            | Work::Read { group, .. } => *group,
-        }
-    }
-
     /// Hands the work to the engine, or, while the shard drains, refuses it if the shard still
     /// leads its group (stale reads are always served).
     fn submit_unless_draining<S: StateMachine>(
@@ -182,6 +159,11 @@ pub enum ApiRequest {
         work: Work,
         reply: flume::Sender<Result<Committed, ProposalError>>,
     },
+    /// Many works, submitted in order and answered together ([`BatchAnswers`]).
+    Batch {
+        works: Vec<Work>,
+        reply: flume::Sender<Vec<Answer>>,
+    },
     Status {
         reply: flume::Sender<Vec<GroupStatus>>,
     },
@@ -217,6 +199,12 @@ pub enum ReplyTo {
         request_id: u64,
         arrival: Option<Arrival>,
     },
+    /// One work of a batched API request: its place among the batch's answers.
+    Batch {
+        answers: Rc<BatchAnswers>,
+        slot: usize,
+        arrival: Option<Arrival>,
+    },
 }
 
 impl ReplyTo {
@@ -231,12 +219,15 @@ impl ReplyTo {
                 request_id,
                 ..
             } => connection.answer(request_id, result, config),
+            ReplyTo::Batch { answers, slot, .. } => answers.answer(slot, result),
         }
     }
 
     fn arrival(&self) -> Option<Arrival> {
         match self {
-            ReplyTo::Api(_, _, arrival) | ReplyTo::Client { arrival, .. } => *arrival,
+            ReplyTo::Api(_, _, arrival)
+            | ReplyTo::Client { arrival, .. }
+            | ReplyTo::Batch { arrival, .. } => *arrival,
         }
     }
 }
@@ -492,8 +483,11 @@ fn spawn_api_forwarder(
                 }
             };
             let next = async {
-                let permit = gate.acquire().await;
+                let mut permit = gate.acquire().await;
                 let request = requests.recv_async().await.ok()?;
+                if let ApiRequest::Batch { works, .. } = &request {
+                    permit.widen(works.len());
+                }
                 Some(ShardEvent::Api(request, permit))
             };
             match futures_lite::future::or(controlled, next).await {
@@ -558,6 +552,17 @@ async fn event_loop<S: StateMachine>(
                     let arrival = work.arrival(turn_us);
                     let reply = ReplyTo::Api(reply, permit, Some(arrival));
                     work.submit_unless_draining(engine, &drain, reply, config)
+                }
+                ShardEvent::Api(ApiRequest::Batch { works, reply }, permit) => {
+                    let answers = BatchAnswers::new(works.len(), reply, permit);
+                    for (slot, work) in works.into_iter().enumerate() {
+                        let reply = ReplyTo::Batch {
+                            answers: answers.clone(),
+                            slot,
+                            arrival: Some(work.arrival(turn_us)),
+                        };
+                        work.submit_unless_draining(engine, &drain, reply, config)
+                    }
                 }
                 // The others are answered (or done) within the turn; their permits go with
                 // the event.
@@ -733,6 +738,7 @@ fn dispatch_completions<S: StateMachine>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use std::time::Duration;
 
     /// Issue 13, finding 5a: proposers flood a shard whose requests are never answered (a

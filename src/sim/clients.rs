@@ -241,6 +241,7 @@ impl Clients {
             now_ms: now_us / 1000,
             connection_id: client as u64,
             standing: Standing::DEFAULT,
+            entries: None,
         };
         let Plan::Routed(routed) = plan(&context, &args) else {
             unreachable!("single-key commands are routed");
@@ -593,6 +594,7 @@ impl Clients {
             now_ms: 0,
             connection_id: u64::MAX,
             standing: Standing::DEFAULT,
+            entries: None,
         };
         let args = [Bytes::from_static(b"GET"), register_key(0)];
         let Plan::Routed(routed) = plan(&context, &args) else {
@@ -608,6 +610,7 @@ impl Clients {
             now_ms: now_us / 1000,
             connection_id: u64::MAX,
             standing: Standing::DEFAULT,
+            entries: None,
         };
         (0..COUNTERS)
             .map(|counter| {
