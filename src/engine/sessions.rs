@@ -13,8 +13,11 @@
 //!   saved output and the index where it was applied;
 //! - `seq` below the session's lowest unanswered request (the client acknowledged its answer):
 //!   a late duplicate, refused ([`SessionRefusal::Acknowledged`]);
-//! - the session already holds [`SESSION_UNANSWERED_MAX`] outputs its client has not
-//!   acknowledged: refused ([`SessionRefusal::Busy`]) until the client acknowledges some;
+//! - `seq` at least [`SESSION_UNANSWERED_MAX`] above the session's lowest unanswered request:
+//!   refused ([`SessionRefusal::Busy`]) until the client acknowledges the answers below it.
+//!   The lowest unanswered request itself always fits, however the client's requests are
+//!   ordered in the log, and every saved output lies in that window, so a session holds at
+//!   most that many;
 //! - otherwise the state machine applies the request and its output is saved.
 //!
 //! Each request also carries the lowest `seq` whose answer its client has not received; the
@@ -52,8 +55,9 @@ use crate::batch::SessionEntry;
 use crate::engine::Committed;
 use crate::types::{LogIndex, SessionId, SessionRefusal, SessionRequest};
 
-/// Outputs a session may hold that its client has not acknowledged; beyond it requests are
-/// refused ([`SessionRefusal::Busy`]). A client pipelines at most this many requests per group.
+/// How far above its lowest unanswered request a session's requests may go (so also the most
+/// outputs it holds that its client has not acknowledged); beyond it requests are refused
+/// ([`SessionRefusal::Busy`]). A client pipelines at most this many requests per group.
 pub const SESSION_UNANSWERED_MAX: usize = 1024;
 
 /// Bytes a saved output counts for besides its own (its number, index and bookkeeping).
@@ -219,7 +223,10 @@ impl SessionTable {
             Some(Saved { output: None, .. }) => return Decision::AwaitOutput,
             None => {}
         }
-        if session.saved.len() >= SESSION_UNANSWERED_MAX {
+        // A window, not a count: the lowest unanswered request always fits, so a client whose
+        // requests reach the log out of order is never refused forever. Every saved output
+        // lies in the window, so a session still holds at most the maximum.
+        if seq - session.lowest_unanswered >= SESSION_UNANSWERED_MAX as u64 {
             return Decision::Refused(SessionRefusal::Busy(id));
         }
         session.saved.insert(
@@ -564,6 +571,29 @@ mod tests {
             apply(&mut table, index + 2, request(session, next, 2, 0), "o"),
             Decision::Apply
         );
+    }
+
+    /// A pipelining client's requests may reach the log out of order (a follower forwards them
+    /// concurrently). If its lowest unanswered request arrives after the session filled up, it
+    /// must still be applied: refusing it as busy would refuse it forever, since the client
+    /// can acknowledge nothing at or above it.
+    #[test]
+    fn the_lowest_unanswered_request_is_never_refused_as_busy() {
+        let mut table = SessionTable::default();
+        let session = register(&mut table, 1, 0);
+        let max = SESSION_UNANSWERED_MAX as u64;
+        let mut index = 2;
+        for seq in 2..=max + 1 {
+            let decision = apply(&mut table, index, request(session, seq, 1, 0), "o");
+            let busy = Decision::Refused(SessionRefusal::Busy(session));
+            assert!(decision == Decision::Apply || decision == busy, "{decision:?}");
+            index += 1;
+        }
+        assert_eq!(
+            apply(&mut table, index, request(session, 1, 1, 0), "first"),
+            Decision::Apply
+        );
+        assert!(table.sessions[&session].saved.len() <= SESSION_UNANSWERED_MAX);
     }
 
     #[test]
