@@ -31,16 +31,13 @@ fn poll_once(pending: &mut PendingFlush) -> Poll<FlushDone> {
     Pin::new(pending).poll(&mut Context::from_waker(Waker::noop()))
 }
 
-/// Stages entries `first..first + count` and starts their flush.
-fn stage_and_start(log: &mut DiskLog, first: u64, count: u64) -> PendingFlush {
-    log.append(G, &batch(G, first, count, 1, 0)).unwrap();
-    log.start_flush().unwrap().expect("something to flush")
-}
-
-/// Asserts that the flush runs in the awaiting task: nothing is written until it is polled,
-/// and one poll completes it. Returns the outcome.
-fn assert_runs_when_polled(faults: &FaultPlan, mut pending: PendingFlush) -> FlushDone {
+/// Stages entries `first..first + count`, flushes them and asserts that the flush ran in the
+/// awaiting task: nothing is written until it is polled, and one poll completes it.
+fn flush_when_polled(log: &mut DiskLog, faults: &FaultPlan, first: u64, count: u64) {
     let writes = faults.count(FaultOp::Write);
+    log.append(G, &batch(G, first, count, 1, 0)).unwrap();
+    let mut pending = log.start_flush().unwrap().expect("something to flush");
+    assert!(pending.runs_when_polled());
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
         faults.count(FaultOp::Write),
@@ -48,18 +45,22 @@ fn assert_runs_when_polled(faults: &FaultPlan, mut pending: PendingFlush) -> Flu
         "the flush wrote before anyone polled it: it went to the writer thread"
     );
     assert!(!pending.is_done());
-    match poll_once(&mut pending) {
-        Poll::Ready(done) => {
-            assert_eq!(faults.count(FaultOp::Write), writes + 1);
-            done
-        }
+    let done = match poll_once(&mut pending) {
+        Poll::Ready(done) => done,
         Poll::Pending => panic!("the flush was handed to the writer thread when polled"),
-    }
+    };
+    assert!(faults.count(FaultOp::Write) > writes);
+    log.finish_flush(done).unwrap();
+    assert_eq!(log.durable(G).index, LogIndex(first + count - 1));
 }
 
-/// Asserts that the flush runs on the writer thread: its write happens without a poll.
-fn assert_runs_on_writer_thread(faults: &FaultPlan, pending: PendingFlush) -> FlushDone {
+/// Stages entries `first..first + count`, flushes them and asserts that the flush ran on the
+/// writer thread: its write happens without a poll.
+fn flush_on_writer_thread(log: &mut DiskLog, faults: &FaultPlan, first: u64, count: u64) {
     let writes = faults.count(FaultOp::Write);
+    log.append(G, &batch(G, first, count, 1, 0)).unwrap();
+    let pending = log.start_flush().unwrap().expect("something to flush");
+    assert!(!pending.runs_when_polled());
     let deadline = Instant::now() + Duration::from_secs(10);
     while faults.count(FaultOp::Write) == writes {
         assert!(
@@ -68,74 +69,54 @@ fn assert_runs_on_writer_thread(faults: &FaultPlan, pending: PendingFlush) -> Fl
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    block_on(pending)
+    log.finish_flush(block_on(pending)).unwrap();
+    assert_eq!(log.durable(G).index, LogIndex(first + count - 1));
 }
 
 #[test]
 fn a_small_flush_of_a_shard_leading_no_group_runs_when_awaited() {
     let (_dir, mut log, faults) = open(|_| {});
-    let pending = stage_and_start(&mut log, 1, 3);
-    let done = assert_runs_when_polled(&faults, pending);
-    let report = log.finish_flush(done).unwrap();
-    assert_eq!(report.log, vec![(G, log.durable(G))]);
-    assert_eq!(log.durable(G).index, LogIndex(3));
+    flush_when_polled(&mut log, &faults, 1, 3);
 }
 
 #[test]
 fn a_shard_that_leads_a_group_flushes_on_the_writer_thread() {
     let (_dir, mut log, faults) = open(|_| {});
     log.allow_blocking_flush(false);
-    let pending = stage_and_start(&mut log, 1, 3);
-    let done = assert_runs_on_writer_thread(&faults, pending);
-    log.finish_flush(done).unwrap();
+    flush_on_writer_thread(&mut log, &faults, 1, 3);
     // And back to running small flushes itself once it leads nothing.
     log.allow_blocking_flush(true);
-    let pending = stage_and_start(&mut log, 4, 1);
-    let done = assert_runs_when_polled(&faults, pending);
-    log.finish_flush(done).unwrap();
-    assert_eq!(log.durable(G).index, LogIndex(4));
+    flush_when_polled(&mut log, &faults, 4, 1);
 }
 
 #[test]
 fn flushes_above_the_limit_or_with_the_limit_off_go_to_the_writer_thread() {
     let (_dir, mut log, faults) = open(|cfg| cfg.inline_flush_bytes_max = 4096);
-    // A few hundred bytes fit; 100 entries of ~20 bytes plus headers do not.
-    let pending = stage_and_start(&mut log, 1, 2);
-    log.finish_flush(assert_runs_when_polled(&faults, pending))
-        .unwrap();
-    let pending = stage_and_start(&mut log, 3, 200);
-    log.finish_flush(assert_runs_on_writer_thread(&faults, pending))
-        .unwrap();
+    // A few hundred bytes fit; 200 entries of ~20 bytes plus headers do not.
+    flush_when_polled(&mut log, &faults, 1, 2);
+    flush_on_writer_thread(&mut log, &faults, 3, 200);
 
     let (_dir, mut log, faults) = open(|cfg| cfg.inline_flush_bytes_max = 0);
-    let pending = stage_and_start(&mut log, 1, 1);
-    log.finish_flush(assert_runs_on_writer_thread(&faults, pending))
-        .unwrap();
-    assert_eq!(log.durable(G).index, LogIndex(1));
+    flush_on_writer_thread(&mut log, &faults, 1, 1);
 }
 
 #[test]
 fn after_a_slow_sync_flushes_go_to_the_writer_thread() {
     // Every sync takes 20 ms, slower than `INLINE_SYNC_SLOW`.
     let (_dir, mut log, faults) = open(|cfg| cfg.sync_delay = Duration::from_millis(20));
-    let pending = stage_and_start(&mut log, 1, 1);
-    log.finish_flush(assert_runs_when_polled(&faults, pending))
-        .unwrap();
-    for index in 2..4 {
-        let pending = stage_and_start(&mut log, index, 1);
-        log.finish_flush(assert_runs_on_writer_thread(&faults, pending))
-            .unwrap();
-    }
-    assert_eq!(log.durable(G).index, LogIndex(3));
+    flush_when_polled(&mut log, &faults, 1, 1);
+    flush_on_writer_thread(&mut log, &faults, 2, 1);
+    flush_on_writer_thread(&mut log, &faults, 3, 1);
 }
 
 #[test]
 fn a_deferred_flush_dropped_unpolled_writes_nothing_and_the_log_still_closes() {
     let (dir, mut log, faults) = open(|_| {});
-    let pending = stage_and_start(&mut log, 1, 2);
-    log.finish_flush(block_on(pending)).unwrap();
+    flush_when_polled(&mut log, &faults, 1, 2);
     let writes = faults.count(FaultOp::Write);
-    let never_polled = stage_and_start(&mut log, 3, 2);
+    log.append(G, &batch(G, 3, 2, 1, 0)).unwrap();
+    let never_polled = log.start_flush().unwrap().expect("something to flush");
+    assert!(never_polled.runs_when_polled());
     // Closing the log joins its writer thread; a leaked deferred flush must not keep it alive.
     std::mem::forget(never_polled);
     let (closed_tx, closed_rx) = std::sync::mpsc::channel();

@@ -186,6 +186,12 @@ impl PendingFlush {
         }
     }
 
+    /// Whether the flush does its I/O on the thread that first polls it (blocking it), not
+    /// elsewhere.
+    pub fn runs_when_polled(&self) -> bool {
+        matches!(self.inner, Pending::Deferred(_))
+    }
+
     /// Takes the outcome if the I/O has finished.
     pub fn try_take(&mut self) -> Option<FlushDone> {
         match &mut self.inner {

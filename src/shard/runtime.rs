@@ -3,13 +3,13 @@
 //! embedding API, flush completions).
 //!
 //! One loop turn: wait for events, take **all** queued events, step them through the engine,
-//! place the turn's proposals (one batch per group), send each peer its
+//! place the turn's proposals (one batch per group), start a flush if none is in flight (group
+//! commit: everything staged while a flush runs goes into the next one), send each peer its
 //! messages as one frame, start the snapshot transfers the cores asked for
-//! ([`crate::shard::transfer`]), answer finished proposals, and start a flush if none is in
-//! flight (group commit: everything staged while a flush runs goes into the next one). Nothing
-//! in the loop blocks. File writes and syncs run on the log's writer thread, except that a
-//! small one runs in the task awaiting the flush, on this thread, after the turn's messages
-//! went out (`LogConfig::inline_flush_bytes_max`).
+//! ([`crate::shard::transfer`]), and answer finished proposals. Nothing in the loop blocks.
+//! File writes and syncs run on the log's writer thread, except that a small one runs in the
+//! task awaiting the flush, on this thread, after the turn's messages went out
+//! (`LogConfig::inline_flush_bytes_max`).
 //!
 //! Requests of the embedding API enter through [`crate::shard::gate`]: the shard holds at most
 //! `proposals_queued_max` of them (queued, in the engine, or awaiting their answer), so the
@@ -662,6 +662,22 @@ async fn event_loop<S: StateMachine>(
         if shutdown {
             return Ok(());
         }
+        if engine.wants_flush() {
+            if let Some(pending) = engine.start_flush().map_err(fatal)? {
+                let mailbox = mailbox.clone();
+                glommio::spawn_local(async move {
+                    // A small flush does its write and sync when first polled, on this
+                    // thread: yield once, so that the tasks this turn wakes to send its
+                    // messages (queued after this one) send before it blocks.
+                    if pending.runs_when_polled() {
+                        futures_lite::future::yield_now().await;
+                    }
+                    let done = pending.await;
+                    mailbox.push(ShardEvent::FlushDone(done));
+                })
+                .detach();
+            }
+        }
         for (peer, messages) in engine.take_outbox() {
             peers.send(peer, &messages);
         }
@@ -670,18 +686,6 @@ async fn event_loop<S: StateMachine>(
         }
         dispatch_completions(engine, config, requests);
         hub.flush();
-        // After the sends: a small flush does its write and sync in the task awaiting it, on
-        // this thread, and the peers' writer tasks, woken first, send before it blocks.
-        if engine.wants_flush() {
-            if let Some(pending) = engine.start_flush().map_err(fatal)? {
-                let mailbox = mailbox.clone();
-                glommio::spawn_local(async move {
-                    let done = pending.await;
-                    mailbox.push(ShardEvent::FlushDone(done));
-                })
-                .detach();
-            }
-        }
         for (group, role, term, leader) in engine.take_role_changes() {
             requests.role_changed(group, leader);
             if role == Role::Leader || role == Role::Follower {
