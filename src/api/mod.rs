@@ -32,7 +32,6 @@
 pub mod data_dir;
 pub mod node;
 pub mod observer;
-pub mod work;
 
 pub use crate::config::{ConfigError, NodeConfig};
 pub use crate::core::{Membership, MembershipChange, Role};
@@ -42,10 +41,10 @@ pub use crate::engine::{
 };
 pub use crate::error::NodeError;
 pub use crate::net::client_wire::GroupSummary;
+pub use crate::shard::work::Work;
 pub use crate::types::{PeerConfig, ReadConsistency, SessionId, SessionRefusal, SessionRequest};
 pub use node::Node;
 pub use observer::NodeObserver;
-pub use work::Work;
 
 // The limits of client sessions, and what a membership entry that does not decode reports.
 pub use crate::core::MembershipError;

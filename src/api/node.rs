@@ -25,7 +25,6 @@ use bytes::Bytes;
 
 use crate::api::data_dir;
 use crate::api::observer::{NodeObserver, METRICS_QUEUED_MAX};
-use crate::api::Work;
 use crate::config::NodeConfig;
 use crate::core::MembershipChange;
 use crate::engine::state_machine::StateMachine;
@@ -35,6 +34,7 @@ use crate::shard::admin::ChangeRequest;
 use crate::shard::metrics::ShardMetrics;
 use crate::shard::platform;
 use crate::shard::runtime::{self, ApiRequest, Control, ShardContext};
+use crate::shard::work::Work;
 use crate::types::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, PeerAddr, SessionId, SessionRequest, ShardId};
 

@@ -14,3 +14,4 @@ pub mod platform;
 pub mod runtime;
 pub mod tasks;
 pub mod transfer;
+pub mod work;

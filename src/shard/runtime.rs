@@ -28,7 +28,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::api::Work;
 use crate::config::NodeConfig;
 use crate::core::{Config, Message, Role};
 use crate::engine::state_machine::StateMachine;
@@ -47,11 +46,12 @@ use crate::shard::mailbox::Mailbox;
 use crate::shard::metrics::{Arrival, RequestKind, RequestTimes, ShardMetrics};
 use crate::shard::peers::Peers;
 use crate::shard::tasks::TaskSet;
+use crate::shard::work::Work;
 use crate::snapshot::{snapshot_dir, SnapshotError, SnapshotStore};
 use crate::types::ReadConsistency;
 use crate::types::{GroupId, LogIndex, NodeId, ShardId, Term};
 
-// `Work` (crate::api::work) is what the embedding program and client connections both ask of
+// `Work` (crate::shard::work) is what the embedding program and client connections both ask of
 // a group, served by one path (`Work::submit`) whoever asked.
 impl Work {
     /// Hands the work to the engine, or, while the shard drains, refuses it if the shard still

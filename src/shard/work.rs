@@ -1,4 +1,4 @@
-//! [`Work`]: one request to a group, as [`crate::api::Node::run_batch`] takes many of them at
+//! [`Work`]: one request to a group (public as `api::Work`), as [`crate::api::Node::run_batch`] takes many of them at
 //! once (and the node's single-request methods and client connections one at a time).
 
 use bytes::Bytes;
