@@ -16,6 +16,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
 
+use crate::api::SESSION_UNANSWERED_MAX;
 use crate::types::{GroupId, SessionId};
 
 /// See the module documentation.
@@ -26,6 +27,8 @@ pub struct ForwardingSessions {
 struct GroupSessions {
     state: Mutex<State>,
     registering: tokio::sync::Mutex<()>,
+    /// Signalled whenever a number leaves flight (room may have opened in the window).
+    room: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -51,6 +54,7 @@ impl InFlight<'_> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.group.state().in_flight.remove(&self.seq);
+        self.group.room.notify_waiters();
     }
 }
 
@@ -73,6 +77,7 @@ impl ForwardingSessions {
                         ..State::default()
                     }),
                     registering: tokio::sync::Mutex::new(()),
+                    room: tokio::sync::Notify::new(),
                 })
                 .collect(),
         }
@@ -105,16 +110,30 @@ impl ForwardingSessions {
         self.group(group).registering.lock().await
     }
 
-    /// A new sequence number for a write to `group`.
-    pub fn start(&self, group: GroupId) -> InFlight<'_> {
+    /// A new sequence number for a write to `group`, once it fits in the session's window:
+    /// less than [`SESSION_UNANSWERED_MAX`] above the lowest number in flight. The group would
+    /// refuse a number beyond it as busy, and the refused write would back off while the
+    /// writes behind it met the same refusal.
+    pub async fn start(&self, group: GroupId) -> InFlight<'_> {
         let sessions = self.group(group);
-        let mut state = sessions.state();
-        let seq = state.next_seq;
-        state.next_seq += 1;
-        state.in_flight.insert(seq);
-        InFlight {
-            group: sessions,
-            seq,
+        loop {
+            let room = sessions.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut state = sessions.state();
+                let seq = state.next_seq;
+                let lowest = state.in_flight.first().copied().unwrap_or(seq);
+                if seq - lowest < SESSION_UNANSWERED_MAX as u64 {
+                    state.next_seq += 1;
+                    state.in_flight.insert(seq);
+                    return InFlight {
+                        group: sessions,
+                        seq,
+                    };
+                }
+            }
+            room.await;
         }
     }
 
@@ -129,23 +148,55 @@ impl ForwardingSessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_lite::future::{block_on, poll_once};
+
+    fn start(sessions: &ForwardingSessions, group: GroupId) -> InFlight<'_> {
+        block_on(sessions.start(group))
+    }
+
+    /// A number is handed out only while it is less than the window above the lowest one in
+    /// flight, so the group never refuses it as busy; it comes once the lowest leaves flight.
+    #[test]
+    fn numbers_wait_for_room_in_the_window() {
+        let sessions = ForwardingSessions::new(1);
+        let g = GroupId(0);
+        let window: Vec<InFlight<'_>> = (0..SESSION_UNANSWERED_MAX)
+            .map(|_| start(&sessions, g))
+            .collect();
+        let mut next = Box::pin(sessions.start(g));
+        assert!(
+            block_on(poll_once(next.as_mut())).is_none(),
+            "past the window"
+        );
+        let mut rest = window.into_iter();
+        let lowest = rest.next().expect("a full window");
+        let second = rest.next().expect("a full window");
+        drop(second);
+        assert!(
+            block_on(poll_once(next.as_mut())).is_none(),
+            "only the lowest leaving flight opens the window"
+        );
+        drop(lowest);
+        let got = block_on(poll_once(next.as_mut())).expect("room after the lowest left");
+        assert_eq!(got.seq(), SESSION_UNANSWERED_MAX as u64 + 1);
+    }
 
     #[test]
     fn numbers_grow_and_the_lowest_in_flight_is_the_lowest_unanswered() {
         let sessions = ForwardingSessions::new(2);
         let g = GroupId(1);
         assert_eq!(sessions.lowest_unanswered(g), 1);
-        let first = sessions.start(g);
-        let second = sessions.start(g);
+        let first = start(&sessions, g);
+        let second = start(&sessions, g);
         assert_eq!((first.seq(), second.seq()), (1, 2));
         assert_eq!(sessions.lowest_unanswered(g), 1);
         drop(first);
         assert_eq!(sessions.lowest_unanswered(g), 2);
         drop(second);
         assert_eq!(sessions.lowest_unanswered(g), 3);
-        assert_eq!(sessions.start(g).seq(), 3);
+        assert_eq!(start(&sessions, g).seq(), 3);
         assert_eq!(
-            sessions.start(GroupId(0)).seq(),
+            start(&sessions, GroupId(0)).seq(),
             1,
             "each group counts for itself"
         );

@@ -592,7 +592,7 @@ impl Router {
                 Ok(session) => session,
                 Err(attempt) => return attempt,
             };
-            write.numbered = Some((session, self.sessions.start(group)));
+            write.numbered = Some((session, self.sessions.start(group).await));
         }
         let (session, in_flight) = write.numbered.as_ref().expect("numbered above");
         let request = SessionRequest::new(
