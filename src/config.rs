@@ -79,6 +79,11 @@ pub struct NodeConfig {
     /// log behind it (0: never). Default 100,000. Only for state machines that implement
     /// [`crate::api::StateMachine::snapshot`].
     pub snapshot_entries: u64,
+    /// And only once the entries applied since the last snapshot hold this many times its size
+    /// in bytes (0: by entry count alone). Default 4: snapshots then cost at most a quarter of
+    /// the log's writes, however large the state machine's state is compared to its entries
+    /// ([`crate::engine::snapshot_due`]).
+    pub snapshot_log_ratio: u64,
     /// After a snapshot, how many entries before its index stay in the log (so that followers
     /// slightly behind catch up from the log rather than by a snapshot transfer). Default
     /// 100,000: at 300 K commits/s a follower a third of a second behind still catches up from
@@ -162,6 +167,7 @@ impl NodeConfig {
             uncommitted_bytes_max: crate::engine::UNCOMMITTED_BYTES_MAX_DEFAULT,
             sessions: crate::engine::sessions::SessionLimits::default(),
             snapshot_entries: 100_000,
+            snapshot_log_ratio: crate::engine::snapshot_due::LOG_RATIO_DEFAULT,
             compaction_trailing_entries: 100_000,
             snapshot_chunk_bytes: crate::constants::SNAPSHOT_CHUNK_BYTES_MAX,
             pin: false,

@@ -14,6 +14,7 @@ use ringraft::api::{CommittedEntries, ReadConsistency, StateMachine};
 use ringraft::batch::BatchKind;
 use ringraft::core::{Config, Membership, Message, Role, SnapshotMeta};
 use ringraft::engine::sessions::SessionLimits;
+use ringraft::engine::snapshot_due::SnapshotPolicy;
 use ringraft::engine::{
     Committed, EngineConfig, ProposalError, ShardEngine, UNCOMMITTED_BYTES_MAX_DEFAULT,
 };
@@ -79,6 +80,21 @@ fn start_engine(
     snapshots: Option<MemSnapshots>,
     uncommitted_bytes_max: usize,
 ) -> Engine {
+    let policy = SnapshotPolicy {
+        entries: 0,
+        log_ratio: 0,
+    };
+    start_engine_with(id, log, snapshots, uncommitted_bytes_max, policy)
+}
+
+/// [`start_engine`] taking snapshots by `policy`.
+fn start_engine_with(
+    id: u64,
+    log: MemLog,
+    snapshots: Option<MemSnapshots>,
+    uncommitted_bytes_max: usize,
+    policy: SnapshotPolicy,
+) -> Engine {
     let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
     ShardEngine::new(
         NodeId(id),
@@ -89,7 +105,7 @@ fn start_engine(
         EngineConfig {
             proposal_timeout_ticks: 1_000,
             read_lease: Some(Duration::from_secs(1)),
-            snapshot_entries: 0,
+            snapshots: policy,
             uncommitted_bytes_max,
             sessions: SessionLimits::default(),
             broken_rule: None,
@@ -800,4 +816,59 @@ fn sessions_survive_a_restart_from_a_snapshot() {
         vec![(2, answer(3, b"ba"))]
     );
     assert_eq!(applied_at(&mut trio, b"ab")[0], vec![LogIndex(3)]);
+}
+
+/// The indexes at which node 1, leading, snapshots while 60 entries of 100 bytes are committed
+/// one at a time under `policy`.
+fn snapshot_indexes(policy: SnapshotPolicy) -> Vec<u64> {
+    let mut trio = Trio::new();
+    trio.engines[0] = start_engine_with(
+        1,
+        MemLog::new(),
+        Some(MemSnapshots::new()),
+        UNCOMMITTED_BYTES_MAX_DEFAULT,
+        policy,
+    );
+    trio.elect(1);
+    let mut indexes = Vec::new();
+    for reply in 0..60 {
+        trio.engine(1)
+            .propose(GROUP, Bytes::from(vec![7; 100]), reply);
+        trio.settle();
+        for pending in trio.engine(1).take_pending_snapshots() {
+            let (index, term) = (pending.index, pending.term);
+            let result = pending.store();
+            indexes.push(index.0);
+            trio.engine(1)
+                .snapshot_stored(GROUP, index, term, result)
+                .unwrap();
+        }
+    }
+    indexes
+}
+
+#[test]
+fn snapshots_wait_until_the_log_outgrows_the_last_one_by_the_ratio() {
+    // By count alone: a snapshot every 4 entries.
+    let by_count = snapshot_indexes(SnapshotPolicy {
+        entries: 4,
+        log_ratio: 0,
+    });
+    assert!(by_count.len() >= 12, "{by_count:?}");
+    assert!(
+        by_count.windows(2).all(|w| w[1] - w[0] <= 5),
+        "{by_count:?}"
+    );
+    // The Reverser's snapshot holds every entry applied (116 bytes each here), about as much as
+    // the log since the start: with a ratio of 1 each snapshot waits for about as many new
+    // entries as the last one covered, so the gaps roughly double.
+    let by_ratio = snapshot_indexes(SnapshotPolicy {
+        entries: 4,
+        log_ratio: 1,
+    });
+    assert!(by_ratio.len() >= 3, "{by_ratio:?}");
+    assert!(
+        by_ratio.windows(2).all(|w| w[1] >= w[0] * 17 / 10),
+        "{by_ratio:?}"
+    );
 }

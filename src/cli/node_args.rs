@@ -92,6 +92,10 @@ pub struct NodeArgs {
     /// log behind it (default 100000; 0: never).
     #[arg(long)]
     pub snapshot_entries: Option<u64>,
+    /// And only once the entries applied since the last snapshot hold this many times its size
+    /// in bytes (default 4; 0: by entry count alone).
+    #[arg(long)]
+    pub snapshot_log_ratio: Option<u64>,
     /// Most bytes of log entries one group may hold unapplied before its leader refuses
     /// proposals as overloaded (default 67108864, 64 MiB).
     #[arg(long)]
@@ -191,6 +195,7 @@ impl NodeArgs {
             cluster_id: self.cluster_id.or(file.cluster_id),
             clock_drift_percent: self.clock_drift_percent.or(file.clock_drift_percent),
             snapshot_entries: self.snapshot_entries.or(file.snapshot_entries),
+            snapshot_log_ratio: self.snapshot_log_ratio.or(file.snapshot_log_ratio),
             uncommitted_bytes_max: self.uncommitted_bytes_max.or(file.uncommitted_bytes_max),
             sessions_max: self.sessions_max.or(file.sessions_max),
             session_idle_expiry_ms: self.session_idle_expiry_ms.or(file.session_idle_expiry_ms),
@@ -280,6 +285,9 @@ impl NodeArgs {
         }
         if let Some(entries) = self.snapshot_entries {
             config.snapshot_entries = entries;
+        }
+        if let Some(ratio) = self.snapshot_log_ratio {
+            config.snapshot_log_ratio = ratio;
         }
         if let Some(bytes) = self.uncommitted_bytes_max {
             config.uncommitted_bytes_max = bytes;

@@ -18,6 +18,7 @@ pub mod reads;
 pub mod recover;
 pub mod sessions;
 mod shard_engine;
+pub mod snapshot_due;
 pub mod stages;
 pub mod state_machine;
 mod unapplied;

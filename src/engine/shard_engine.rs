@@ -24,8 +24,8 @@
 //! - lease rounds are observed at the end of every turn with the time the turn began, before
 //!   the turn's messages leave, so a recorded round start is never later than its sends;
 //! - snapshots: a group's state machine is snapshotted (streamed into the snapshot store,
-//!   durable before the core hears of it) once it applied [`EngineConfig::snapshot_entries`]
-//!   entries past its last snapshot; the core then compacts the log behind it. A snapshot the
+//!   durable before the core hears of it) when [`EngineConfig::snapshots`] says it is due
+//!   ([`crate::engine::snapshot_due`]: entries and bytes applied past its last snapshot); the core then compacts the log behind it. A snapshot the
 //!   core asks to send leaves through [`ShardEngine::take_snapshot_sends`] (the runtime streams
 //!   the file), never through the outbox; a received snapshot reaches the core only after the
 //!   runtime stored it durably ([`ShardEngine::receive`] of its `InstallSnapshot`). Snapshots
@@ -60,6 +60,7 @@ use crate::engine::counters::EngineCounters;
 use crate::engine::reads::{Read, ReadQueue};
 use crate::engine::recover::recover;
 use crate::engine::sessions::{Decision, SessionLimits, SessionOutcome, SessionTable};
+use crate::engine::snapshot_due::{CountingWriter, SnapshotDue, SnapshotPolicy};
 use crate::engine::stages::{StageHistograms, StageTimer};
 use crate::engine::state_machine::{CommittedEntries, StateMachine};
 use crate::engine::unapplied::UnappliedBytes;
@@ -345,10 +346,9 @@ pub struct EngineConfig {
     /// election timeout shortened by the assumed clock drift); `None` turns lease reads into
     /// ReadIndex reads.
     pub read_lease: Option<Duration>,
-    /// Snapshot a group once its state machine applied this many entries past its last
-    /// snapshot (0: never; also never without a snapshot store or when the state machine does
-    /// not support snapshots).
-    pub snapshot_entries: u64,
+    /// When a group snapshots its state machine ([`crate::engine::snapshot_due`]; never
+    /// without a snapshot store or when the state machine does not support snapshots).
+    pub snapshots: SnapshotPolicy,
     /// Most bytes of log entries a group may hold unapplied before its leader refuses new
     /// proposals with [`ProposalError::Overloaded`] (see the module documentation). Default
     /// [`UNCOMMITTED_BYTES_MAX_DEFAULT`].
@@ -399,7 +399,7 @@ pub struct ShardEngine<L: LogStore, S: StateMachine, R, P: SnapshotStorage = Sna
     stages: StageTimer,
     snapshots: Option<P>,
     /// Per group: the applied index at which the next snapshot is due.
-    snapshot_due: BTreeMap<GroupId, LogIndex>,
+    snapshot_due: BTreeMap<GroupId, SnapshotDue>,
     snapshot_sends: Vec<SnapshotSend>,
     pending_snapshots: Vec<PendingSnapshot<P>>,
     /// Groups with a snapshot being made durable (at most one each).
@@ -434,10 +434,7 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
             sessions.insert(group, table);
             let recovered = recover(&mut log, group, snapshot)?;
             let core = Raft::new(core_config(group), recovered);
-            snapshot_due.insert(
-                group,
-                due_after(core.snapshot().index, config.snapshot_entries),
-            );
+            snapshot_due.insert(group, config.snapshots.after(core.snapshot().index, 0));
             cores.insert(group, core);
             if let Some(lease) = config.read_lease {
                 leases.insert(group, ReadLease::new(lease.as_micros() as u64));
@@ -967,8 +964,7 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
         Some((&entry.membership, &entry.context))
     }
 
-    /// Snapshots every group that applied at least `snapshot_entries` entries past its last
-    /// snapshot.
+    /// Snapshots every group whose snapshot is due ([`EngineConfig::snapshots`]).
     fn take_due_snapshots(&mut self) -> Result<(), EngineError> {
         if self.snapshots.is_none() {
             return Ok(());
@@ -976,7 +972,7 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
         let due: Vec<GroupId> = self
             .cores
             .iter()
-            .filter(|(group, core)| core.applied_index() >= self.snapshot_due[group])
+            .filter(|(group, core)| self.snapshot_due[group].is_due(core.applied_index()))
             .map(|(&group, _)| group)
             .collect();
         for group in due {
@@ -990,8 +986,8 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
     /// syncing and renaming that file is left to the runtime ([`Self::take_pending_snapshots`]),
     /// off the event loop, and once it is durable ([`Self::snapshot_stored`]) the core compacts
     /// the log behind it. Returns the snapshot's index. A state machine without snapshot
-    /// support turns snapshots off; other failures are logged and retried after another
-    /// `snapshot_entries` entries.
+    /// support turns snapshots off; other failures are logged and retried once the policy's
+    /// entry count is applied again.
     pub fn snapshot(&mut self, group: GroupId) -> Result<Option<LogIndex>, EngineError> {
         let (Some(store), Some(core)) = (&self.snapshots, self.cores.get(&group)) else {
             return Ok(None);
@@ -1003,7 +999,7 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
             return Ok(Some(point.index));
         }
         self.snapshot_due
-            .insert(group, due_after(point.index, self.config.snapshot_entries));
+            .insert(group, self.config.snapshots.after(point.index, 0));
         let stored = snapshot::SnapshotInfo {
             group,
             index: point.index,
@@ -1011,18 +1007,25 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
             membership: point.membership.encode(&point.context),
         };
         let mut writer = store.create(stored)?;
+        let mut counted = CountingWriter::new(&mut writer);
         let written = self.sessions[&group]
-            .write_to(&mut writer)
-            .and_then(|()| self.state_machine.snapshot(group, &mut writer));
-        if let Err(error) = written {
-            if error.kind() == io::ErrorKind::Unsupported {
+            .write_to(&mut counted)
+            .and_then(|()| self.state_machine.snapshot(group, &mut counted));
+        match written {
+            Ok(()) => {
+                let due = self.config.snapshots.after(point.index, counted.bytes());
+                self.snapshot_due.insert(group, due);
+            }
+            Err(error) if error.kind() == io::ErrorKind::Unsupported => {
                 self.snapshot_due
                     .values_mut()
-                    .for_each(|due| *due = LogIndex(u64::MAX));
-            } else {
-                tracing::warn!(%group, index = %point.index, %error, "state machine snapshot failed");
+                    .for_each(|due| *due = SnapshotDue::NEVER);
+                return Ok(None);
             }
-            return Ok(None);
+            Err(error) => {
+                tracing::warn!(%group, index = %point.index, %error, "state machine snapshot failed");
+                return Ok(None);
+            }
         }
         self.snapshots_storing.insert(group);
         self.pending_snapshots.push(PendingSnapshot {
@@ -1150,7 +1153,12 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
                         self.completions.push((reply, Err((*error).into())));
                     }
                 }
-                Action::Apply(batch) => self.apply(group, batch),
+                Action::Apply(batch) => {
+                    if let Some(due) = self.snapshot_due.get_mut(&group) {
+                        due.applied(batch.encoded_len() as u64);
+                    }
+                    self.apply(group, batch)
+                }
                 Action::RoleChanged { role, term, leader } => {
                     self.role_changes.push((group, *role, *term, *leader))
                 }
@@ -1183,10 +1191,8 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
                     self.unapplied.released_through(group, snapshot.index);
                     self.waiters
                         .restored(group, snapshot.index, &mut self.completions);
-                    self.snapshot_due.insert(
-                        group,
-                        due_after(snapshot.index, self.config.snapshot_entries),
-                    );
+                    self.snapshot_due
+                        .insert(group, self.config.snapshots.after(snapshot.index, 0));
                     self.serve_reads_up_to(group, snapshot.index);
                 }
                 Action::MembershipChanged {
@@ -1414,14 +1420,6 @@ fn apply_session_batch<S: StateMachine>(
 /// Snapshots kept per group: the newest, and the one before it (which a transfer to a slow
 /// follower may still be reading).
 const SNAPSHOTS_KEPT: usize = 2;
-
-/// The applied index at which a group whose last snapshot is at `index` snapshots next.
-fn due_after(index: LogIndex, every: u64) -> LogIndex {
-    match every {
-        0 => LogIndex(u64::MAX),
-        every => index.plus(every),
-    }
-}
 
 /// Restores `state_machine` from `group`'s newest stored snapshot; returns what it covers and
 /// the group's client sessions (none without a snapshot).

@@ -5,11 +5,22 @@
 //! - `clock` is the latest entry time applied (it never goes back, whatever the proposers'
 //!   clocks do); after [`Keyspace::advance`] no key with a deadline at or before `clock` is left,
 //!   so writers see only live keys. Readers pass their own time and skip keys expired by then.
-//! - Every change goes through `insert`/`remove`, which keep the two maps in step.
+//! - Every change goes through `insert`/`set_value`/`remove`/`set_deadline`, which keep the two
+//!   maps in step.
+//!
+//! Applying a write is mostly cache misses on a large keyspace, so the layout avoids them: keys
+//! of up to [`INLINE_KEY_BYTES`] bytes live inside the map's slot (comparing one costs no
+//! further miss), and overwriting a key reuses its slot and its value's buffer.
 
 use std::collections::{BTreeSet, HashMap};
 
-use bytes::Bytes;
+use smallvec::SmallVec;
+
+/// Keys up to this long are stored inline in the map (longer ones on the heap).
+pub const INLINE_KEY_BYTES: usize = 24;
+
+/// A stored key.
+type Key = SmallVec<[u8; INLINE_KEY_BYTES]>;
 
 /// One stored value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,8 +41,8 @@ impl Item {
 /// The keys of one group, their deadlines, and the group's clock (see the module docs).
 #[derive(Debug, Default)]
 pub struct Keyspace {
-    map: HashMap<Bytes, Item>,
-    deadlines: BTreeSet<(u64, Bytes)>,
+    map: HashMap<Key, Item>,
+    deadlines: BTreeSet<(u64, Key)>,
     clock: u64,
 }
 
@@ -59,14 +70,36 @@ impl Keyspace {
 
     /// Stores `item` under `key`, replacing any old item.
     pub fn insert(&mut self, key: &[u8], item: Item) {
-        let key = Bytes::copy_from_slice(key);
-        if let Some(at) = item.expires_at {
-            self.deadlines.insert((at, key.clone()));
-        }
-        if let Some(old) = self.map.insert(key.clone(), item) {
-            if let Some(at) = old.expires_at {
-                self.deadlines.remove(&(at, key));
+        match self.map.get_mut(key) {
+            Some(slot) => {
+                let old = std::mem::replace(slot, item);
+                move_deadline(&mut self.deadlines, key, old.expires_at, slot.expires_at);
             }
+            None => {
+                let key = Key::from_slice(key);
+                move_deadline(&mut self.deadlines, &key, None, item.expires_at);
+                self.map.insert(key, item);
+            }
+        }
+    }
+
+    /// Stores a copy of `value` under `key` with the deadline `expires_at`, replacing any old
+    /// item (in its buffer, when it has room).
+    pub fn set_value(&mut self, key: &[u8], value: &[u8], expires_at: Option<u64>) {
+        match self.map.get_mut(key) {
+            Some(item) => {
+                item.value.clear();
+                item.value.extend_from_slice(value);
+                move_deadline(&mut self.deadlines, key, item.expires_at, expires_at);
+                item.expires_at = expires_at;
+            }
+            None => self.insert(
+                key,
+                Item {
+                    value: value.to_vec(),
+                    expires_at,
+                },
+            ),
         }
     }
 
@@ -74,9 +107,7 @@ impl Keyspace {
     pub fn remove(&mut self, key: &[u8]) -> bool {
         match self.map.remove_entry(key) {
             Some((key, item)) => {
-                if let Some(at) = item.expires_at {
-                    self.deadlines.remove(&(at, key));
-                }
+                move_deadline(&mut self.deadlines, &key, item.expires_at, None);
                 true
             }
             None => false,
@@ -89,13 +120,7 @@ impl Keyspace {
         let Some(item) = self.map.get_mut(key) else {
             return false;
         };
-        let key = Bytes::copy_from_slice(key);
-        if let Some(old) = item.expires_at {
-            self.deadlines.remove(&(old, key.clone()));
-        }
-        if let Some(at) = expires_at {
-            self.deadlines.insert((at, key.clone()));
-        }
+        move_deadline(&mut self.deadlines, key, item.expires_at, expires_at);
         item.expires_at = expires_at;
         true
     }
@@ -110,19 +135,37 @@ impl Keyspace {
     pub fn live_len(&self, now_ms: u64) -> usize {
         let expired = self
             .deadlines
-            .range(..(now_ms.saturating_add(1), Bytes::new()))
+            .range(..(now_ms.saturating_add(1), Key::new()))
             .count();
         self.map.len() - expired
     }
 
     /// Every key, including those expired but not yet dropped.
-    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Item)> {
-        self.map.iter()
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Item)> {
+        self.map.iter().map(|(key, item)| (&key[..], item))
     }
 
     /// Sets the clock (restoring a snapshot).
     pub fn set_clock(&mut self, clock: u64) {
         self.clock = clock;
+    }
+}
+
+/// Moves `key`'s entry in `deadlines` from `old` to `new` (either `None`: no entry).
+fn move_deadline(
+    deadlines: &mut BTreeSet<(u64, Key)>,
+    key: &[u8],
+    old: Option<u64>,
+    new: Option<u64>,
+) {
+    if old == new {
+        return;
+    }
+    if let Some(at) = old {
+        deadlines.remove(&(at, Key::from_slice(key)));
+    }
+    if let Some(at) = new {
+        deadlines.insert((at, Key::from_slice(key)));
     }
 }
 
@@ -157,11 +200,42 @@ mod tests {
         assert!(!keys.set_deadline(b"zz", Some(1)));
         assert_eq!(
             keys.deadlines.iter().cloned().collect::<Vec<_>>(),
-            [(400, Bytes::from_static(b"c"))]
+            [(400, Key::from_slice(b"c"))]
         );
         assert!(keys.set_deadline(b"c", None));
         assert!(keys.remove(b"a"));
         assert!(keys.deadlines.is_empty());
         assert!(!keys.remove(b"a"));
+    }
+
+    #[test]
+    fn set_value_overwrites_in_place_and_moves_the_deadline() {
+        let long_key = [b'k'; INLINE_KEY_BYTES + 9];
+        let mut keys = Keyspace::default();
+        for key in [&b"short"[..], &long_key[..]] {
+            keys.set_value(key, b"first value", Some(100));
+            let buffer = keys.get(key, 0).unwrap().value.as_ptr();
+            keys.set_value(key, b"second", Some(300));
+            let item = keys.get(key, 0).unwrap();
+            assert_eq!(item, &item_of(b"second", Some(300)));
+            assert_eq!(item.value.as_ptr(), buffer, "the old buffer had room");
+            keys.set_value(key, b"third", None);
+            assert_eq!(keys.get(key, u64::MAX), Some(&item_of(b"third", None)));
+        }
+        assert!(keys.deadlines.is_empty());
+        keys.set_value(&long_key, b"v", Some(50));
+        keys.advance(50);
+        assert!(keys.get(&long_key, 0).is_none());
+        assert_eq!(
+            keys.iter().map(|(key, _)| key).collect::<Vec<_>>(),
+            [b"short"]
+        );
+    }
+
+    fn item_of(value: &[u8], expires_at: Option<u64>) -> Item {
+        Item {
+            value: value.to_vec(),
+            expires_at,
+        }
     }
 }

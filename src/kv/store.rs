@@ -101,7 +101,7 @@ impl KvStore {
         out.write_all(&keys.clock().to_le_bytes())?;
         out.write_all(&(keys.iter().count() as u64).to_le_bytes())?;
         for (key, item) in keys.iter() {
-            for bytes in [&key[..], &item.value] {
+            for bytes in [key, &item.value] {
                 out.write_all(&(bytes.len() as u32).to_le_bytes())?;
                 out.write_all(bytes)?;
             }
@@ -250,25 +250,13 @@ fn write(keys: &mut Keyspace, op: Op<'_>, out: &mut Vec<u8>) {
                 put_integer(out, value.len() as i64);
             }
             None => {
-                keys.insert(
-                    key,
-                    Item {
-                        value: tail.to_vec(),
-                        expires_at: None,
-                    },
-                );
+                keys.set_value(key, tail, None);
                 put_integer(out, tail.len() as i64);
             }
         },
         Op::MSet(pairs) => {
             for (key, value) in pairs {
-                keys.insert(
-                    key,
-                    Item {
-                        value: value.to_vec(),
-                        expires_at: None,
-                    },
-                );
+                keys.set_value(key, value, None);
             }
             put_ok(out);
         }
@@ -310,34 +298,30 @@ fn apply_expire(keys: &mut Keyspace, expire: ExpireOp<'_>) -> bool {
 }
 
 fn apply_set(keys: &mut Keyspace, set: SetOp<'_>, out: &mut Vec<u8>) {
-    let old = keys.get(set.key, keys.clock()).cloned();
+    let clock = keys.clock();
+    let old = keys.get(set.key, clock);
     let allowed = match set.condition {
         Condition::Always => true,
         Condition::IfAbsent => old.is_none(),
         Condition::IfPresent => old.is_some(),
     };
-    if allowed {
-        let expires_at = match set.expiry {
-            Expiry::Never => None,
-            Expiry::At(at) => Some(at),
-            Expiry::Keep => old.as_ref().and_then(|item| item.expires_at),
-        };
-        if expires_at.is_some_and(|at| at <= keys.clock()) {
-            keys.remove(set.key);
-        } else {
-            keys.insert(
-                set.key,
-                Item {
-                    value: set.value.to_vec(),
-                    expires_at,
-                },
-            );
-        }
-    }
     match (set.return_old, allowed) {
-        (true, _) => put_value(out, old.as_ref().map(|item| &item.value[..])),
+        (true, _) => put_value(out, old.map(|item| &item.value[..])),
         (false, true) => put_ok(out),
         (false, false) => put_nil(out),
+    }
+    if !allowed {
+        return;
+    }
+    let expires_at = match set.expiry {
+        Expiry::Never => None,
+        Expiry::At(at) => Some(at),
+        Expiry::Keep => old.and_then(|item| item.expires_at),
+    };
+    if expires_at.is_some_and(|at| at <= clock) {
+        keys.remove(set.key);
+    } else {
+        keys.set_value(set.key, set.value, expires_at);
     }
 }
 
@@ -661,13 +645,13 @@ mod tests {
             .unwrap();
         let keys = &restored.groups[&GroupId(7)];
         assert_eq!(keys.clock(), 6);
-        let mut items: Vec<_> = keys.iter().map(|(k, i)| (k.clone(), i.clone())).collect();
-        items.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut items: Vec<_> = keys.iter().map(|(k, i)| (k, i.clone())).collect();
+        items.sort_by(|a, b| a.0.cmp(b.0));
         let mut expected: Vec<_> = store.groups[&GroupId(0)]
             .iter()
-            .map(|(k, i)| (k.clone(), i.clone()))
+            .map(|(k, i)| (k, i.clone()))
             .collect();
-        expected.sort_by(|a, b| a.0.cmp(&b.0));
+        expected.sort_by(|a, b| a.0.cmp(b.0));
         assert_eq!(items, expected);
         assert_eq!(keys.live_len(89), 3);
         assert_eq!(keys.live_len(90), 2);

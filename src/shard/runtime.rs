@@ -30,6 +30,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::NodeConfig;
 use crate::core::{Config, Message, Role};
+use crate::engine::snapshot_due::SnapshotPolicy;
 use crate::engine::state_machine::StateMachine;
 use crate::engine::{
     Committed, EngineConfig, EngineError, GroupStatus, ProposalError, ShardEngine,
@@ -421,7 +422,10 @@ async fn start_shard<S: StateMachine>(
     let engine_config = EngineConfig {
         proposal_timeout_ticks: config.ticks(config.proposal_timeout) as u64,
         read_lease: Some(config.read_lease()),
-        snapshot_entries: config.snapshot_entries,
+        snapshots: SnapshotPolicy {
+            entries: config.snapshot_entries,
+            log_ratio: config.snapshot_log_ratio,
+        },
         uncommitted_bytes_max: config.uncommitted_bytes_max,
         sessions: config.sessions,
         broken_rule: None,

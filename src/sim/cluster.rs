@@ -49,6 +49,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use crate::batch::EntryBatch;
 use crate::core::{BrokenRule, Config, MembershipChange, Message, Role};
 use crate::engine::sessions::{SessionLimits, SAVED_OUTPUT_OVERHEAD_BYTES};
+use crate::engine::snapshot_due::{SnapshotPolicy, LOG_RATIO_DEFAULT};
 use crate::engine::{
     Committed, EngineConfig, EngineError, PendingSnapshot, ProposalError, ShardEngine,
     SnapshotSend, UNCOMMITTED_BYTES_MAX_DEFAULT,
@@ -375,7 +376,10 @@ impl Cluster {
         EngineConfig {
             proposal_timeout_ticks: PROPOSAL_TIMEOUT_TICKS,
             read_lease: Some(Duration::from_micros(lease_us(&self.options))),
-            snapshot_entries: self.snapshot_entries,
+            snapshots: SnapshotPolicy {
+                entries: self.snapshot_entries,
+                log_ratio: snapshot_log_ratio(self.seed),
+            },
             broken_rule: self.options.broken_rule,
             uncommitted_bytes_max: UNCOMMITTED_BYTES_MAX_DEFAULT,
             sessions: session_limits(self.seed),
@@ -1191,6 +1195,13 @@ fn session_limits(seed: u64) -> SessionLimits {
         idle_expiry: Duration::from_millis(300),
         saved_bytes_max: 6 * (SAVED_OUTPUT_OVERHEAD_BYTES + 8),
     }
+}
+
+/// The snapshot log ratio of seed `seed` ([`crate::engine::snapshot_due`]): by entry count
+/// alone, a ratio of 1, or the production default, a third of the seeds each (independent of
+/// [`session_limits`]'s choice).
+fn snapshot_log_ratio(seed: u64) -> u64 {
+    [0, 1, LOG_RATIO_DEFAULT][(seed / 4 % 3) as usize]
 }
 
 fn lease_us(options: &SimOptions) -> u64 {
