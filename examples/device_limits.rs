@@ -3,6 +3,14 @@
 //! write + `fdatasync` cycles of 4 KiB and 1 MiB, and the round-trip time of a small ping-pong
 //! over loopback TCP; and from them the floor of one durable request at a time
 //! (`single_request_floor_us`: the 4 KiB pre-zeroed fdatasync p50 plus two round trips).
+//! Then the ceiling of many connections with one request each (`loopback_connections_echo`):
+//! the requests per second a one-thread echo server answers over loopback TCP to
+//! `--connections` clients, each keeping one request in flight, multiplexed on a Tokio runtime
+//! as `ringraft bench`'s load generator multiplexes them. Each request costs either side a
+//! `send` and a `recv` through the kernel's TCP stack and nothing else, so this bounds what
+//! `ringraft bench --clients N --conns N --pipeline 1` can reach here (a ringraft shard also
+//! serves its connections on one thread, and does more per request); with the CPU time each
+//! side spends per request (see `connections_echo`).
 //!
 //! Each disk figure is one thread doing `pwrite` then `fdatasync`, one cycle at a time, for
 //! `--seconds`, in three kinds of file:
@@ -20,7 +28,11 @@
 //! under `chrt -f 10`.
 //!
 //! Run with `cargo run --release --example device_limits -- --dir /tmp --seconds 2`. Prints
-//! JSON on stdout and a human summary on stderr; leaves nothing behind in `--dir`.
+//! JSON on stdout and a human summary on stderr; leaves nothing behind in `--dir`, and every
+//! socket is on 127.0.0.1 and closed before the end.
+
+#[path = "device_limits/connections_echo.rs"]
+mod connections_echo;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -43,9 +55,12 @@ struct Args {
     /// Directory on the filesystem to measure (a scratch directory is made inside it).
     #[arg(long, default_value = "/tmp")]
     dir: PathBuf,
-    /// Seconds for each measurement (6 disk measurements and one network measurement).
+    /// Seconds for each measurement (6 disk measurements and two network measurements).
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
+    /// Connections of the many-connections echo measurement, one request in flight on each.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    connections: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -99,12 +114,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let round_trip_p50 = tcp["latency_us"]["p50"].as_u64().unwrap_or(0);
     let floor_us = sync_p50 + 2 * round_trip_p50;
     eprintln!("single-request floor: {floor_us} µs (fdatasync p50 + 2 loopback round trips)");
+    let echo = connections_echo::measure(args.connections as usize, window)?;
+    eprintln!(
+        "loopback TCP {} connections × 1 request ({} B → {} B echo, 1 server thread, {} client \
+         threads): {:.0} requests/s  p50 {} µs  p99 {} µs  CPU per request: server {:.1} µs, \
+         clients {:.1} µs",
+        echo["connections"],
+        connections_echo::REQUEST_BYTES,
+        connections_echo::REPLY_BYTES,
+        echo["client_threads"],
+        echo["requests_per_s"].as_f64().unwrap_or(0.0),
+        echo["p50_us"],
+        echo["p99_us"],
+        echo["server_cpu_us_per_request"].as_f64().unwrap_or(0.0),
+        echo["client_cpu_us_per_request"].as_f64().unwrap_or(0.0),
+    );
     let report = json!({
         "dir": args.dir.canonicalize().unwrap_or(args.dir.clone()),
         "seconds_per_measurement": args.seconds,
         "write_fdatasync": disk,
         "loopback_tcp": tcp,
         "single_request_floor_us": floor_us,
+        "loopback_connections_echo": echo,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

@@ -48,6 +48,13 @@ const OPEN_LOOP_BATCH_GAP: Duration = Duration::from_micros(200);
 /// Most worker threads of the load runtime (and never more than the cores).
 pub const LOAD_THREADS_MAX: usize = 4;
 
+/// Worker threads of the load runtime on this machine: one per core, at most
+/// [`LOAD_THREADS_MAX`].
+pub fn load_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.min(LOAD_THREADS_MAX)
+}
+
 /// One connection's share of the load.
 pub struct ConnectionPlan<C> {
     pub codec: C,
@@ -78,9 +85,8 @@ impl Load {
         schedule: Schedule,
         counters: Arc<LoadCounters>,
     ) -> Result<Load, String> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(cores.min(LOAD_THREADS_MAX))
+            .worker_threads(load_threads())
             .thread_name("ringraft-bench-load")
             .enable_all()
             .build()
