@@ -7,7 +7,8 @@
 #   - the default `ringraft bench` (the README's main job);
 #   - saturation: few connections with deep pipelines (SATURATION_FLAGS);
 #   - open loop at 1,000,000 proposals/s, latency from the intended send time;
-#   - 256 connections with one request each;
+#   - 256 connections with one request each, and the ceiling of a bare one-thread echo server
+#     under the same load (examples/device_limits.rs, cited in the row's status);
 #   - one connection with one request, and the device's single-request floor
 #     (examples/device_limits.rs: fdatasync p50 plus two loopback round trips);
 #   - five failovers (kill -9 of the leader halfway through a run);
@@ -65,7 +66,9 @@ bench stability "stability-${stability_seconds}s" $SATURATION_FLAGS --duration "
 device="$(date +%F)-$(git rev-parse --short HEAD)-device"
 mkdir -p "bench-results/$device"
 echo "== device limits" >&2
-target/release/examples/device_limits --dir target --seconds 2 >"bench-results/$device/result.json"
+# --connections as in the c256 runs above.
+target/release/examples/device_limits --dir target --seconds 2 --connections 256 \
+  >"bench-results/$device/result.json"
 echo "device $device" >>"$runs"
 
 if [[ -z ${QUICK:-} ]]; then

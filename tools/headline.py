@@ -6,7 +6,10 @@ bench-results/headline.json; every figure in the table is read from a run's resu
 median run of a row by the goal's first metric), never typed by hand. A goal names a metric by
 its dotted path in result.json, a bound (`at_least` or `at_most`) and optionally `per`: another
 run's figure the metric is divided by (e.g. a latency over the device's single-request floor). The only prose a row
-carries is `limits`: what the profile shows limits a figure that misses its goal.
+carries is `limits`: what the profile shows limits a figure that misses its goal. A row may also
+`cite` figures of another run in its status (`text` with `{}` where the figure goes, `metric`,
+`run`), e.g. the ceiling the device-limits run measured for its load; a cite whose run does not
+record the metric is left out.
 
     tools/headline.py              # rewrite the table between the README's headline markers
     tools/headline.py --check      # exit 1 if the README's table is not what the results give
@@ -41,6 +44,16 @@ def load(run):
         return json.loads(path.read_text())
     except (OSError, ValueError) as error:
         sys.exit(f"{path}: {error}")
+
+
+def figure(reference):
+    """The figure a `per` or a `cite` points at: `metric` of `run` (None without a run)."""
+    return lookup(load(reference["run"]), reference["metric"]) if reference["run"] else None
+
+
+def device_references(spec):
+    """Where a row points at the device-limits run: its goals' `per` and its `cite`s."""
+    return [goal["per"] for goal in spec["goals"] if "per" in goal] + spec.get("cite", [])
 
 
 def number(value, unit=""):
@@ -79,8 +92,7 @@ def row(spec):
         values = [lookup(result, goal["metric"]) for _, result in results]
         if "per" in goal:
             # A ratio to a figure of another run (e.g. the device's single-request floor).
-            per = goal["per"]
-            base = lookup(load(per["run"]), per["metric"]) if per["run"] else None
+            base = figure(goal["per"])
             values = [v / base if v is not None and base else None for v in values]
         present = [v for v in values if v is not None]
         value = statistics.median(present) if present else None
@@ -96,6 +108,10 @@ def row(spec):
     latency = median.get("latency_us") or {}
     links = " ".join(f"[{i + 1}]({run}/)" for i, (run, _) in enumerate(results))
     status = "met" if all_met else "missed: " + spec.get("limits", "(no explanation given)")
+    for cite in spec.get("cite", []):
+        value = figure(cite)
+        if value is not None:
+            status += " " + cite["text"].format(number(value))
     return "| {} | {} | {} | {} | {} | {} | {} | {} |".format(
         spec["name"],
         "<br>".join(cells),
@@ -124,7 +140,7 @@ def table():
 def record_runs(path):
     """Points the manifest's rows at the runs listed in `path` (lines `ROW_ID RUN_DIR`, as
     tools/bench-matrix.sh writes them; the row id `device` names the device-limits run that
-    `per` goals divide by). Rows not named keep their runs."""
+    `per` goals divide by and `cite`s quote). Rows not named keep their runs."""
     manifest = json.loads(MANIFEST.read_text())
     runs = {}
     for line in Path(path).read_text().splitlines():
@@ -134,9 +150,9 @@ def record_runs(path):
     for spec in manifest["rows"]:
         if spec["id"] in runs:
             spec["runs"] = runs[spec["id"]]
-        for goal in spec["goals"]:
-            if "per" in goal and "device" in runs:
-                goal["per"]["run"] = runs["device"][-1]
+        if "device" in runs:
+            for reference in device_references(spec):
+                reference["run"] = runs["device"][-1]
     MANIFEST.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
 
 
