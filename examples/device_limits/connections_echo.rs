@@ -222,7 +222,7 @@ fn serve(
             let token = event.u64;
             if token == LISTENER {
                 if let Some(socket) = &listener {
-                    accept_all(socket, &epoll, &mut clients, &mut open)?;
+                    accept_all(socket, &epoll, &mut clients, connections, &mut open)?;
                 }
                 if clients.len() == connections {
                     // Closing the socket also takes it out of the epoll set.
@@ -241,15 +241,16 @@ fn serve(
     }
 }
 
-/// Accepts every pending connection, up to the capacity of `clients`, and watches each for
-/// requests.
+/// Accepts every pending connection while `clients` holds fewer than `connections`, and
+/// watches each for requests.
 fn accept_all(
     listener: &TcpListener,
     epoll: &Epoll,
     clients: &mut Vec<Option<Connection>>,
+    connections: usize,
     open: &mut usize,
 ) -> io::Result<()> {
-    while clients.len() < clients.capacity() {
+    while clients.len() < connections {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
