@@ -82,6 +82,30 @@ pub struct Routed {
     pub combine: Combine,
 }
 
+/// An entry another node forwarded to be tried on this node only (RINGRAFT.PROPOSE /
+/// RINGRAFT.READ); a forwarded write carries its place in the forwarding node's client session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Here {
+    /// The entry's group (below the cluster's group count).
+    pub group: GroupId,
+    /// The encoded entry, re-stamped with this node's clock.
+    pub entry: Bytes,
+    /// `None` for a write (RINGRAFT.PROPOSE); the mode to read in for RINGRAFT.READ.
+    pub read: Option<ReadMode>,
+    /// The write's place in the forwarding node's client session, if it was sent in one.
+    pub session: Option<SessionRequest>,
+}
+
+impl Here {
+    /// A forwarded write is a [`Kind::Write`], a forwarded read a [`Kind::Read`].
+    pub fn kind(&self) -> Kind {
+        match self.read {
+            None => Kind::Write,
+            Some(_) => Kind::Read,
+        }
+    }
+}
+
 /// What to do for one request, as [`plan`] decides it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Plan {
@@ -93,18 +117,8 @@ pub enum Plan {
     Info,
     /// Entries to propose or read wherever each group is led.
     Routed(Routed),
-    /// RINGRAFT.PROPOSE / RINGRAFT.READ from another node: one entry, tried here only; a
-    /// forwarded write carries its place in the forwarding node's client session.
-    Here {
-        /// The entry's group (below the cluster's group count).
-        group: GroupId,
-        /// The encoded entry, re-stamped with this node's clock.
-        entry: Bytes,
-        /// `None` for a write (RINGRAFT.PROPOSE); the mode to read in for RINGRAFT.READ.
-        read: Option<ReadMode>,
-        /// The write's place in the forwarding node's client session, if it was sent in one.
-        session: Option<SessionRequest>,
-    },
+    /// RINGRAFT.PROPOSE / RINGRAFT.READ from another node: one entry, tried here only.
+    Here(Here),
     /// RINGRAFT.SESSION from another node: register a client session of `group` here.
     RegisterHere {
         /// The group to register the session in (below the cluster's group count).
@@ -122,8 +136,8 @@ impl Plan {
             Plan::Reply(_) | Plan::Quit | Plan::Session(_) => Kind::Immediate,
             Plan::Info => Kind::Read,
             Plan::Routed(routed) => Plan::kind_of(routed),
-            Plan::Here { read: None, .. } | Plan::RegisterHere { .. } => Kind::Write,
-            Plan::Here { .. } => Kind::Read,
+            Plan::Here(here) => here.kind(),
+            Plan::RegisterHere { .. } => Kind::Write,
         }
     }
 
@@ -720,12 +734,12 @@ fn here(
     let group = group_number(ctx, group)?;
     let mut decoded = Entry::decode(entry).map_err(|error| format!("ERR {error}"))?;
     decoded.now_ms = ctx.now_ms;
-    Ok(Plan::Here {
+    Ok(Plan::Here(Here {
         group,
         entry: decoded.encode(),
         read,
         session,
-    })
+    }))
 }
 
 fn group_number(ctx: &Context, group: &[u8]) -> Result<GroupId, String> {
@@ -811,7 +825,7 @@ mod tests {
                 Some(mode) => args(&["RINGRAFT.READ", "2", mode.name()]),
             };
             request.push(sent);
-            let Plan::Here { group, entry, .. } = plan(&PEER, &request) else {
+            let Plan::Here(Here { group, entry, .. }) = plan(&PEER, &request) else {
                 panic!("{request:?} was not planned here");
             };
             assert_eq!(group, GroupId(2));
@@ -839,7 +853,7 @@ mod tests {
         let mut request = args(&["RINGRAFT.PROPOSE", "1"]);
         request.push(entry);
         request.extend(args(&["12", "5", "3"]));
-        let Plan::Here { group, session, .. } = plan(&PEER, &request) else {
+        let Plan::Here(Here { group, session, .. }) = plan(&PEER, &request) else {
             panic!("{request:?} was not planned here");
         };
         assert_eq!(group, GroupId(1));

@@ -46,7 +46,7 @@ use futures_lite::future::zip;
 
 use crate::api::{GroupStatus, Node, ProposalError, ReadConsistency, Work};
 use crate::kv::combine::{combine, Combine};
-use crate::kv::command::Routed;
+use crate::kv::command::{Here, Routed};
 use crate::kv::forward::{ForwardError, ForwardPool, PeerKey};
 use crate::kv::forwarding_sessions::{ForwardingSessions, InFlight};
 use crate::kv::gather::Gatherer;
@@ -464,25 +464,49 @@ impl Router {
                 .is_none_or(|leader| leader == self.node.id())
     }
 
-    /// Tries `entry` once on this node, for another node that forwarded it (a write in
-    /// `session`, if it has one): the output, or a routing error for the forwarding node to
-    /// act on ([`SessionAnswer::into_reply`] for a write in a session).
-    pub async fn here(
-        &self,
-        group: GroupId,
-        entry: Bytes,
-        read: Option<ReadMode>,
-        session: Option<SessionRequest>,
-    ) -> Bytes {
-        if let Some(request) = session {
-            let result = self.node.propose_in_session(group, request, entry).await;
-            return SessionAnswer::of(result.map(|done| done.output), self.node.id()).into_reply();
-        }
-        match self.local(group, entry, read).await {
-            Attempt::Done(reply) | Attempt::Unknown(reply) | Attempt::Failed(reply) => reply,
-            Attempt::Redirect(leader) => resp::error(&format!("NOTLEADER {}", leader.0)),
-            Attempt::Retry | Attempt::NewSession => resp::error("TRYAGAIN no leader known here"),
-        }
+    /// Tries entries other nodes forwarded here ([`Here`]), on this node only and together (one
+    /// batch through the node, gathered with the other connections' commands); their
+    /// replies, in order. A forwarded write in a session is answered as
+    /// [`SessionAnswer::into_reply`] says; anything else as a command of this node's own
+    /// clients would be, except that a redirect or a missing leader is an error reply for the
+    /// forwarding node to act on.
+    pub async fn here(&self, requests: Vec<Here>) -> Vec<Bytes> {
+        let works = requests
+            .iter()
+            .map(|here| match here.read {
+                None => Work::Propose {
+                    group: here.group,
+                    payload: here.entry.clone(),
+                    session: here.session,
+                },
+                Some(mode) => Work::Read {
+                    group: here.group,
+                    query: here.entry.clone(),
+                    consistency: mode.consistency(),
+                },
+            })
+            .collect();
+        let results = self.gatherer.run(works).await;
+        let this_node = self.node.id();
+        requests
+            .iter()
+            .zip(results)
+            .map(|(here, result)| {
+                let result = result.map(|done| done.output);
+                if here.session.is_some() {
+                    return SessionAnswer::of(result, this_node).into_reply();
+                }
+                match decide(result, here.read.is_none(), this_node) {
+                    Attempt::Done(reply) | Attempt::Unknown(reply) | Attempt::Failed(reply) => {
+                        reply
+                    }
+                    Attempt::Redirect(leader) => resp::error(&format!("NOTLEADER {}", leader.0)),
+                    Attempt::Retry | Attempt::NewSession => {
+                        resp::error("TRYAGAIN no leader known here")
+                    }
+                }
+            })
+            .collect()
     }
 
     /// Registers a client session of `group` on this node, for another node that asked: the

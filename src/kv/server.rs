@@ -43,7 +43,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::kv::command::{self, Context, Kind, Plan, Routed};
+use crate::kv::command::{self, Context, Here, Kind, Plan, Routed};
 use crate::kv::in_order::{BoxFuture, InOrder};
 use crate::kv::info;
 use crate::kv::parse::{next_request, REQUEST_LIMITS};
@@ -179,7 +179,7 @@ async fn serve_connection(
     let entries = RefCell::new(BytesMut::with_capacity(16 << 10));
     let mut output = Vec::new();
     let mut jobs: InOrder<(Kind, Vec<Bytes>)> = InOrder::default();
-    let mut routed_batch = Vec::new();
+    let mut gathered = Gathered::default();
     let mut flight = Flight::default();
     let stats = router.stats().clone();
     // Each job's command, as a slot of `stats`, in the order the jobs answer.
@@ -225,17 +225,25 @@ async fn serve_connection(
             closing |= plan == Plan::Quit;
             flight.start(kind);
             slots.push_back(slot);
+            // Routed commands, and entries forwarded here, are gathered with the plans of their
+            // sort next to them (all of `kind`, which the flight admitted), until something
+            // else comes or nothing more is read.
             match plan {
-                // Gathered with the routed commands next to it (all of `kind`, which the
-                // flight admitted), until something else comes or nothing more is read.
-                Plan::Routed(routed) => routed_batch.push(routed),
+                Plan::Routed(routed) => {
+                    gathered.push_jobs_unless(Sort::Routed, &mut jobs, &router, &session, id);
+                    gathered.routed.push(routed);
+                }
+                Plan::Here(here) => {
+                    gathered.push_jobs_unless(Sort::Here, &mut jobs, &router, &session, id);
+                    gathered.here.push(here);
+                }
                 plan => {
-                    push_routed_batch(&mut jobs, &mut routed_batch, &router, &session, id);
+                    gathered.push_jobs_unless(Sort::Other, &mut jobs, &router, &session, id);
                     jobs.push(job(plan, &router, &mut session, id as usize));
                 }
             }
         }
-        push_routed_batch(&mut jobs, &mut routed_batch, &router, &session, id);
+        gathered.push_jobs_unless(Sort::Other, &mut jobs, &router, &session, id);
         if jobs.is_empty() && closing {
             let _ = writer.shutdown().await;
             discard_input(&mut reader).await;
@@ -285,24 +293,55 @@ async fn discard_input(reader: &mut (impl AsyncRead + Unpin)) {
     }
 }
 
-/// Pushes the routed commands gathered in `batch` (consecutive, of one kind) as one job.
-fn push_routed_batch(
-    jobs: &mut InOrder<(Kind, Vec<Bytes>)>,
-    batch: &mut Vec<Routed>,
-    router: &Arc<Router>,
-    session: &Session,
-    connection: u64,
-) {
-    if let Some(kind) = batch.first().map(Plan::kind_of) {
-        // The next batch is likely as long as this one: its room is made once.
-        let commands = std::mem::replace(batch, Vec::with_capacity(batch.len()));
-        jobs.push(routed_job(
-            commands,
-            kind,
-            router,
-            session.protocol(),
-            connection as usize,
-        ));
+/// The sorts of plan that are gathered into jobs of many commands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sort {
+    Routed,
+    Here,
+    Other,
+}
+
+/// Consecutive plans of one sort and one kind, read but not yet a job: routed commands, or
+/// entries other nodes forwarded here (at most one of the two is non-empty).
+#[derive(Default)]
+struct Gathered {
+    routed: Vec<Routed>,
+    here: Vec<Here>,
+}
+
+impl Gathered {
+    /// Unless the plans gathered are of sort `next` (which goes on gathering), pushes them as
+    /// one job, keeping request order.
+    fn push_jobs_unless(
+        &mut self,
+        next: Sort,
+        jobs: &mut InOrder<(Kind, Vec<Bytes>)>,
+        router: &Arc<Router>,
+        session: &Session,
+        connection: u64,
+    ) {
+        let protocol = session.protocol();
+        if next != Sort::Routed {
+            if let Some(kind) = self.routed.first().map(Plan::kind_of) {
+                // The next batch is likely as long as this one: its room is made once.
+                let room = self.routed.len();
+                let commands = std::mem::replace(&mut self.routed, Vec::with_capacity(room));
+                jobs.push(routed_job(
+                    commands,
+                    kind,
+                    router,
+                    protocol,
+                    connection as usize,
+                ));
+            }
+        }
+        if next != Sort::Here {
+            if let Some(first) = self.here.first() {
+                let kind = first.kind();
+                let requests = std::mem::take(&mut self.here);
+                jobs.push(here_job(requests, kind, router, protocol));
+            }
+        }
     }
 }
 
@@ -317,6 +356,24 @@ fn routed_job(
     let router = router.clone();
     Box::pin(async move {
         let replies = router.run_batch(commands, lane).await;
+        let replies = replies
+            .into_iter()
+            .map(|reply| resp::for_protocol(reply, protocol))
+            .collect();
+        (kind, replies)
+    })
+}
+
+/// The job that answers entries forwarded here, of one `kind`, together ([`Router::here`]).
+fn here_job(
+    requests: Vec<Here>,
+    kind: Kind,
+    router: &Arc<Router>,
+    protocol: Protocol,
+) -> BoxFuture<(Kind, Vec<Bytes>)> {
+    let router = router.clone();
+    Box::pin(async move {
+        let replies = router.here(requests).await;
         let replies = replies
             .into_iter()
             .map(|reply| resp::for_protocol(reply, protocol))
@@ -352,15 +409,7 @@ fn job(
             (kind, vec![text.render(protocol)])
         }),
         Plan::Routed(routed) => routed_job(vec![routed], kind, &router, protocol, lane),
-        Plan::Here {
-            group,
-            entry,
-            read,
-            session,
-        } => Box::pin(async move {
-            let reply = router.here(group, entry, read, session).await;
-            (kind, vec![resp::for_protocol(reply, protocol)])
-        }),
+        Plan::Here(here) => here_job(vec![here], kind, &router, protocol),
         Plan::RegisterHere { group } => Box::pin(async move {
             let reply = router.register_here(group).await;
             (kind, vec![resp::for_protocol(reply, protocol)])
