@@ -140,6 +140,16 @@ impl Keyspace {
         self.map.len() - expired
     }
 
+    /// How many keys there are, including those expired but not yet dropped.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether there are no keys at all.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
     /// Every key, including those expired but not yet dropped.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Item)> {
         self.map.iter().map(|(key, item)| (&key[..], item))
@@ -212,6 +222,7 @@ mod tests {
     fn set_value_overwrites_in_place_and_moves_the_deadline() {
         let long_key = [b'k'; INLINE_KEY_BYTES + 9];
         let mut keys = Keyspace::default();
+        assert!(keys.is_empty());
         for key in [&b"short"[..], &long_key[..]] {
             keys.set_value(key, b"first value", Some(100));
             let buffer = keys.get(key, 0).unwrap().value.as_ptr();
@@ -230,6 +241,7 @@ mod tests {
             keys.iter().map(|(key, _)| key).collect::<Vec<_>>(),
             [b"short"]
         );
+        assert_eq!(keys.len(), 1);
     }
 
     fn item_of(value: &[u8], expires_at: Option<u64>) -> Item {
