@@ -81,8 +81,9 @@ pub struct NodeConfig {
     pub snapshot_entries: u64,
     /// And only once the entries applied since the last snapshot hold this many times its size
     /// in bytes (0: by entry count alone). Default 4: snapshots then cost at most a quarter of
-    /// the log's writes, however large the state machine's state is compared to its entries
-    /// ([`crate::engine::snapshot_due`]).
+    /// the log's writes, however large the state machine's state is compared to its entries.
+    /// After a restart or an installed snapshot the next one is due by the entry count alone
+    /// (the size of the last one is not known then).
     pub snapshot_log_ratio: u64,
     /// After a snapshot, how many entries before its index stay in the log (so that followers
     /// slightly behind catch up from the log rather than by a snapshot transfer). Default

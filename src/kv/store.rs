@@ -98,7 +98,7 @@ impl KvStore {
     ///        | expires_at_ms: u64 (0: never))
     /// ```
     ///
-    /// The fields go to `out` in chunks of [`SNAPSHOT_CHUNK_BYTES`], not one call each: a
+    /// The fields go to `out` in chunks of 64 KiB, not one call each: a
     /// snapshot stalls its shard's thread while it is written, and five small writes per key
     /// (each checksummed on its own) cost more than the copying.
     pub fn write_snapshot(&self, group: GroupId, out: &mut dyn io::Write) -> io::Result<()> {
