@@ -79,9 +79,10 @@ pub struct NodeConfig {
     /// log behind it (0: never). Default 100,000. Only for state machines that implement
     /// [`crate::api::StateMachine::snapshot`].
     pub snapshot_entries: u64,
-    /// And only once the entries applied since the last snapshot hold this many times its size
-    /// in bytes (0: by entry count alone). Default 4: snapshots then cost at most a quarter of
-    /// the log's writes, however large the state machine's state is compared to its entries.
+    /// Snapshot only once the entries applied since the last snapshot also hold this many
+    /// times its size in bytes (0: by entry count alone). Default 4: snapshots then cost at most
+    /// a quarter of the log's writes, however large the state machine's state is compared to
+    /// its entries.
     /// After a restart or an installed snapshot the next one is due by the entry count alone
     /// (the size of the last one is not known then).
     pub snapshot_log_ratio: u64,

@@ -92,8 +92,8 @@ pub struct NodeArgs {
     /// log behind it (default 100000; 0: never).
     #[arg(long)]
     pub snapshot_entries: Option<u64>,
-    /// And only once the entries applied since the last snapshot hold this many times its size
-    /// in bytes (default 4; 0: by entry count alone).
+    /// Snapshot only once the entries applied since the last snapshot also hold this many
+    /// times its size in bytes (default 4; 0: by entry count alone).
     #[arg(long)]
     pub snapshot_log_ratio: Option<u64>,
     /// Most bytes of log entries one group may hold unapplied before its leader refuses
