@@ -25,12 +25,12 @@
 //!   the turn's messages leave, so a recorded round start is never later than its sends;
 //! - snapshots: a group's state machine is snapshotted (streamed into the snapshot store,
 //!   durable before the core hears of it) when [`EngineConfig::snapshots`] says it is due
-//!   ([`crate::engine::snapshot_due`]: entries and bytes applied past its last snapshot); the core then compacts the log behind it. A snapshot the
-//!   core asks to send leaves through [`ShardEngine::take_snapshot_sends`] (the runtime streams
-//!   the file), never through the outbox; a received snapshot reaches the core only after the
-//!   runtime stored it durably ([`ShardEngine::receive`] of its `InstallSnapshot`). Snapshots
-//!   go through a [`SnapshotStorage`]: the files in production, their in-memory twin in the
-//!   simulator;
+//!   ([`crate::engine::snapshot_due`]: entries and bytes applied past its last snapshot); the
+//!   core then compacts the log behind it. A snapshot the core asks to send leaves through
+//!   [`ShardEngine::take_snapshot_sends`] (the runtime streams the file), never through the
+//!   outbox; a received snapshot reaches the core only after the runtime stored it durably
+//!   ([`ShardEngine::receive`] of its `InstallSnapshot`). Snapshots go through a
+//!   [`SnapshotStorage`]: the files in production, their in-memory twin in the simulator;
 //! - an [`ActionObserver`], when one is set, sees every action after it was executed, with the
 //!   group's core and the state machine as they are then; without one the only cost is one
 //!   branch per action (the simulator's checkers are observers: it runs this engine, not a copy);
@@ -398,7 +398,7 @@ pub struct ShardEngine<L: LogStore, S: StateMachine, R, P: SnapshotStorage = Sna
     entries_at_flush: u64,
     stages: StageTimer,
     snapshots: Option<P>,
-    /// Per group: the applied index at which the next snapshot is due.
+    /// Per group: when the next snapshot is due.
     snapshot_due: BTreeMap<GroupId, SnapshotDue>,
     snapshot_sends: Vec<SnapshotSend>,
     pending_snapshots: Vec<PendingSnapshot<P>>,

@@ -119,6 +119,28 @@ pub enum Attempt {
     Failed(Bytes),
 }
 
+/// The node's work for `entry` of `group`: a proposal (in `session`, if it has one) when `read`
+/// is `None`, else a read in that mode.
+fn work_for(
+    group: GroupId,
+    entry: Bytes,
+    read: Option<ReadMode>,
+    session: Option<SessionRequest>,
+) -> Work {
+    match read {
+        None => Work::Propose {
+            group,
+            payload: entry,
+            session,
+        },
+        Some(mode) => Work::Read {
+            group,
+            query: entry,
+            consistency: mode.consistency(),
+        },
+    }
+}
+
 /// The kv service's one retry policy: what an attempt that ended with `result` on this node
 /// (`this_node`) means. A write is tried again only when it certainly was not applied
 /// ([`ProposalError::certainly_not_applied`]); a read whenever it failed for want of a leader
@@ -365,18 +387,7 @@ impl Router {
                 let first = if let Some(refusal) = too_large(&entry) {
                     First::Reply(refusal)
                 } else if self.tried_here_first(group, read) {
-                    works.push(match read {
-                        None => Work::Propose {
-                            group,
-                            payload: entry.clone(),
-                            session: None,
-                        },
-                        Some(mode) => Work::Read {
-                            group,
-                            query: entry.clone(),
-                            consistency: mode.consistency(),
-                        },
-                    });
+                    works.push(work_for(group, entry.clone(), read, None));
                     First::Here
                 } else {
                     let router = self.clone();
@@ -473,18 +484,7 @@ impl Router {
     pub async fn here(&self, requests: Vec<Here>) -> Vec<Bytes> {
         let works = requests
             .iter()
-            .map(|here| match here.read {
-                None => Work::Propose {
-                    group: here.group,
-                    payload: here.entry.clone(),
-                    session: here.session,
-                },
-                Some(mode) => Work::Read {
-                    group: here.group,
-                    query: here.entry.clone(),
-                    consistency: mode.consistency(),
-                },
-            })
+            .map(|here| work_for(here.group, here.entry.clone(), here.read, here.session))
             .collect();
         let results = self.gatherer.run(works).await;
         let this_node = self.node.id();

@@ -354,13 +354,8 @@ fn routed_job(
     lane: usize,
 ) -> BoxFuture<(Kind, Vec<Bytes>)> {
     let router = router.clone();
-    Box::pin(async move {
-        let replies = router.run_batch(commands, lane).await;
-        let replies = replies
-            .into_iter()
-            .map(|reply| resp::for_protocol(reply, protocol))
-            .collect();
-        (kind, replies)
+    batch_job(kind, protocol, async move {
+        router.run_batch(commands, lane).await
     })
 }
 
@@ -372,9 +367,18 @@ fn here_job(
     protocol: Protocol,
 ) -> BoxFuture<(Kind, Vec<Bytes>)> {
     let router = router.clone();
+    batch_job(kind, protocol, async move { router.here(requests).await })
+}
+
+/// The job of `kind` whose replies (RESP2, one per command) `replies` gives, in `protocol`.
+fn batch_job(
+    kind: Kind,
+    protocol: Protocol,
+    replies: impl std::future::Future<Output = Vec<Bytes>> + Send + 'static,
+) -> BoxFuture<(Kind, Vec<Bytes>)> {
     Box::pin(async move {
-        let replies = router.here(requests).await;
         let replies = replies
+            .await
             .into_iter()
             .map(|reply| resp::for_protocol(reply, protocol))
             .collect();
