@@ -85,6 +85,20 @@ mod tests {
     use crate::types::LogIndex;
     use bytes::Bytes;
 
+    /// A batch of `works` holding a permit of its gate, and where its answers go.
+    fn batch_of(
+        works: usize,
+    ) -> (
+        Rc<RequestGate>,
+        Rc<BatchAnswers>,
+        flume::Receiver<Vec<Answer>>,
+    ) {
+        let gate = RequestGate::new(4);
+        let permit = futures_lite::future::block_on(gate.acquire());
+        let (reply, answers) = flume::bounded(1);
+        (gate, BatchAnswers::new(works, reply, permit), answers)
+    }
+
     fn done(index: u64) -> Answer {
         Ok(Committed {
             index: LogIndex(index),
@@ -96,10 +110,7 @@ mod tests {
     /// batch's place in the shard is freed only then.
     #[test]
     fn answers_are_sent_together_in_slot_order_when_the_last_arrives() {
-        let gate = RequestGate::new(4);
-        let permit = futures_lite::future::block_on(gate.acquire());
-        let (reply, answers) = flume::bounded(1);
-        let batch = BatchAnswers::new(3, reply, permit);
+        let (gate, batch, answers) = batch_of(3);
         batch.answer(2, done(9));
         batch.answer(0, done(7));
         batch.answer(0, done(99));
@@ -117,10 +128,7 @@ mod tests {
     /// the answers given before are kept.
     #[test]
     fn a_batch_dropped_unfinished_answers_the_rest_shutting_down() {
-        let gate = RequestGate::new(4);
-        let permit = futures_lite::future::block_on(gate.acquire());
-        let (reply, answers) = flume::bounded(1);
-        let batch = BatchAnswers::new(2, reply, permit);
+        let (gate, batch, answers) = batch_of(2);
         batch.answer(1, done(3));
         drop(batch);
         assert_eq!(
