@@ -130,7 +130,7 @@ struct Trio {
 impl Trio {
     /// The answers node `id` has ready, in the order of their reply tags.
     fn completions_by_reply(&mut self, id: u64) -> Vec<(u32, Result<Committed, ProposalError>)> {
-        let mut completions = self.engine(id).take_completions();
+        let mut completions = self.engine(id).drain_completions().collect::<Vec<_>>();
         completions.sort_by_key(|(reply, _)| *reply);
         completions
     }
@@ -372,7 +372,7 @@ fn a_leader_cut_off_from_its_followers_refuses_proposals_beyond_the_unapplied_ca
         }
         // The followers never hear of it.
         leader.take_outbox();
-        for (reply, result) in leader.take_completions() {
+        for (reply, result) in leader.drain_completions().collect::<Vec<_>>() {
             match result {
                 Err(ProposalError::Overloaded { bytes, max }) => {
                     assert_eq!(max, CAP);
@@ -400,7 +400,7 @@ fn a_leader_cut_off_from_its_followers_refuses_proposals_beyond_the_unapplied_ca
     for _ in 0..50 {
         trio.engine(1).tick().unwrap();
         trio.settle();
-        answered.extend(trio.engine(1).take_completions());
+        answered.extend(trio.engine(1).drain_completions().collect::<Vec<_>>());
         if answered.len() == placed as usize {
             break;
         }
@@ -414,7 +414,7 @@ fn a_leader_cut_off_from_its_followers_refuses_proposals_beyond_the_unapplied_ca
     trio.engine(1)
         .propose(GROUP, Bytes::from(vec![1u8; PAYLOAD]), 1_000);
     trio.settle();
-    let again = trio.engine(1).take_completions();
+    let again = trio.engine(1).drain_completions().collect::<Vec<_>>();
     assert!(matches!(again[..], [(1_000, Ok(_))]), "{again:?}");
     // Followers count what they hold unapplied the same way: the last entry, until a
     // heartbeat tells them it committed.
@@ -437,7 +437,7 @@ fn shutting_down_answers_every_outstanding_proposal() {
     trio.engine(1).end_turn().unwrap();
     trio.engine(1).shut_down();
     assert_eq!(
-        trio.engine(1).take_completions(),
+        trio.engine(1).drain_completions().collect::<Vec<_>>(),
         vec![(7, Err(ProposalError::ShuttingDown))]
     );
 }
@@ -449,7 +449,7 @@ fn trio_with_a_write() -> Trio {
     trio.engine(1).propose(GROUP, Bytes::from_static(b"abc"), 1);
     trio.settle();
     assert!(matches!(
-        trio.engine(1).take_completions()[..],
+        trio.engine(1).drain_completions().collect::<Vec<_>>()[..],
         [(
             1,
             Ok(Committed {
@@ -499,7 +499,10 @@ fn linearizable_reads_of_one_turn_share_one_heartbeat_round() {
     );
     assert_eq!(end_turn_and_count_messages(&mut trio, 1), vec![1, 1]);
     assert!(
-        trio.engine(1).take_completions().is_empty(),
+        trio.engine(1)
+            .drain_completions()
+            .collect::<Vec<_>>()
+            .is_empty(),
         "not served before a majority confirmed the leadership"
     );
     trio.settle();
@@ -525,7 +528,10 @@ fn a_follower_refuses_linearizable_reads_and_answers_stale_ones_at_once() {
         ReadConsistency::Stale,
         30,
     );
-    assert_eq!(follower.take_completions(), vec![(30, answer(2, b"yes"))]);
+    assert_eq!(
+        follower.drain_completions().collect::<Vec<_>>(),
+        vec![(30, answer(2, b"yes"))]
+    );
     follower.read(
         GROUP,
         Bytes::from_static(b"abc"),
@@ -568,7 +574,7 @@ fn lease_reads_skip_the_round_trip_only_while_the_lease_holds() {
     );
     trio.settle();
     assert_eq!(
-        trio.engine(1).take_completions(),
+        trio.engine(1).drain_completions().collect::<Vec<_>>(),
         vec![(40, answer(2, b"yes"))]
     );
 
@@ -584,7 +590,7 @@ fn lease_reads_skip_the_round_trip_only_while_the_lease_holds() {
         "served from the lease, nothing sent"
     );
     assert_eq!(
-        trio.engine(1).take_completions(),
+        trio.engine(1).drain_completions().collect::<Vec<_>>(),
         vec![(41, answer(2, b"yes"))]
     );
 
@@ -597,10 +603,14 @@ fn lease_reads_skip_the_round_trip_only_while_the_lease_holds() {
         42,
     );
     assert_eq!(end_turn_and_count_messages(&mut trio, 1), vec![1, 1]);
-    assert!(trio.engine(1).take_completions().is_empty());
+    assert!(trio
+        .engine(1)
+        .drain_completions()
+        .collect::<Vec<_>>()
+        .is_empty());
     trio.settle();
     assert_eq!(
-        trio.engine(1).take_completions(),
+        trio.engine(1).drain_completions().collect::<Vec<_>>(),
         vec![(42, answer(2, b"yes"))]
     );
 }
@@ -644,7 +654,7 @@ fn hand_over(trio: &mut Trio, from: u64, to: u64) {
 fn register(trio: &mut Trio, leader: u64) -> SessionId {
     trio.engine(leader).register_session(GROUP, 100);
     trio.settle();
-    match &trio.engine(leader).take_completions()[..] {
+    match &trio.engine(leader).drain_completions().collect::<Vec<_>>()[..] {
         [(100, Ok(committed))] => SessionId(committed.index.0),
         other => panic!("registration answered {other:?}"),
     }
@@ -702,7 +712,7 @@ fn a_session_request_applies_once_however_often_and_wherever_it_is_proposed() {
         .propose_in_session(GROUP, request(session, 1, 1), Bytes::from_static(b"ab"), 4);
     trio.settle();
     assert_eq!(
-        trio.engine(2).take_completions(),
+        trio.engine(2).drain_completions().collect::<Vec<_>>(),
         vec![(4, answer(3, b"ba"))]
     );
     assert_eq!(applied_at(&mut trio, b"ab"), vec![vec![LogIndex(3)]; 3]);
@@ -780,7 +790,7 @@ fn sessions_survive_a_restart_from_a_snapshot() {
         .propose_in_session(GROUP, request(session, 1, 1), Bytes::from_static(b"ab"), 1);
     trio.settle();
     assert_eq!(
-        trio.engine(1).take_completions(),
+        trio.engine(1).drain_completions().collect::<Vec<_>>(),
         vec![(1, answer(3, b"ba"))]
     );
     let index = trio.engine(1).snapshot(GROUP).unwrap();
@@ -812,7 +822,7 @@ fn sessions_survive_a_restart_from_a_snapshot() {
         .propose_in_session(GROUP, request(session, 1, 1), Bytes::from_static(b"ab"), 2);
     trio.settle();
     assert_eq!(
-        trio.engine(1).take_completions(),
+        trio.engine(1).drain_completions().collect::<Vec<_>>(),
         vec![(2, answer(3, b"ba"))]
     );
     assert_eq!(applied_at(&mut trio, b"ab")[0], vec![LogIndex(3)]);

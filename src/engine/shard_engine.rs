@@ -335,6 +335,14 @@ impl<R> Gathered<R> {
         self.replies.push(reply);
         self.bytes += cost;
     }
+
+    /// Empties it, keeping the vectors' capacity.
+    fn clear(&mut self) {
+        self.payloads.clear();
+        self.replies.clear();
+        self.runs.clear();
+        self.bytes = 0;
+    }
 }
 
 /// Settings of the engine that are not the cores'.
@@ -377,6 +385,9 @@ pub struct ShardEngine<L: LogStore, S: StateMachine, R, P: SnapshotStorage = Sna
     flushes_started: u64,
     flushes_completed: u64,
     gathered: BTreeMap<GroupId, Gathered<R>>,
+    /// Emptied [`Gathered`]s of earlier turns, reused so that a turn's proposals do not grow
+    /// their vectors from nothing again.
+    gathered_spare: Vec<Gathered<R>>,
     waiters: Waiters<R>,
     completions: Vec<(R, Result<Committed, ProposalError>)>,
     role_changes: Vec<(GroupId, Role, Term, Option<NodeId>)>,
@@ -455,6 +466,7 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
             flushes_started: 0,
             flushes_completed: 0,
             gathered: BTreeMap::new(),
+            gathered_spare: Vec::new(),
             waiters: Waiters::with_broken_rule(broken_rule),
             completions: Vec::new(),
             role_changes: Vec::new(),
@@ -636,7 +648,11 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
     /// leader holds too much unapplied (see the module documentation).
     fn gather(&mut self, group: GroupId, kind: BatchKind, entry: Bytes, reply: R) {
         let cost = entry.len() + BATCH_ENTRY_OVERHEAD_BYTES;
-        let gathered = self.gathered.entry(group).or_default();
+        let spare = &mut self.gathered_spare;
+        let gathered = self
+            .gathered
+            .entry(group)
+            .or_insert_with(|| spare.pop().unwrap_or_default());
         let held = self.unapplied.of(group) + gathered.bytes;
         let max = self.config.uncommitted_bytes_max;
         // Only a leader places proposals; anyone else lets its core refuse them (`NotLeader`
@@ -780,10 +796,10 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
     }
 
     fn place_proposals(&mut self) -> Result<(), EngineError> {
-        while let Some((group, gathered)) = self.gathered.pop_first() {
+        while let Some((group, mut gathered)) = self.gathered.pop_first() {
             let mut payloads = &gathered.payloads[..];
-            let mut replies = gathered.replies.into_iter();
-            for (kind, run) in gathered.runs {
+            let mut replies = gathered.replies.drain(..);
+            for &(kind, run) in &gathered.runs {
                 let (mut in_run, rest) = payloads.split_at(run);
                 payloads = rest;
                 while !in_run.is_empty() {
@@ -804,6 +820,9 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
                     self.execute(group, &mut batch_replies)?;
                 }
             }
+            drop(replies);
+            gathered.clear();
+            self.gathered_spare.push(gathered);
         }
         Ok(())
     }
@@ -867,9 +886,12 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
         std::mem::take(&mut self.outbox)
     }
 
-    /// Answers for proposals, in the order they were decided.
-    pub fn take_completions(&mut self) -> Vec<(R, Result<Committed, ProposalError>)> {
-        std::mem::take(&mut self.completions)
+    /// Answers for proposals, in the order they were decided. The buffer keeps its capacity
+    /// for the next turn's answers.
+    pub fn drain_completions(
+        &mut self,
+    ) -> std::vec::Drain<'_, (R, Result<Committed, ProposalError>)> {
+        self.completions.drain(..)
     }
 
     /// Role changes since the last call: `(group, role, term, leader)`.
@@ -878,7 +900,7 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
     }
 
     /// Whether every proposal and read this engine took has been answered (its answer may
-    /// still wait in [`Self::take_completions`]).
+    /// still wait in [`Self::drain_completions`]).
     pub fn all_answered(&self) -> bool {
         self.gathered.is_empty() && self.waiters.is_empty() && self.reads.is_empty()
     }

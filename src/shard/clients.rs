@@ -67,7 +67,8 @@ impl ClientHub {
     /// Encodes each connection's gathered answers into one frame and wakes its writer.
     pub fn flush(&self) {
         for connection in self.dirty.borrow_mut().drain(..) {
-            let responses = std::mem::take(&mut *connection.pending.borrow_mut());
+            // Cleared rather than taken: the buffer keeps its capacity for the next turn.
+            let mut responses = connection.pending.borrow_mut();
             connection.outgoing.append(|out| {
                 for chunk in responses.chunks(4096) {
                     if let Err(error) = encode_responses(chunk, out) {
@@ -75,6 +76,7 @@ impl ClientHub {
                     }
                 }
             });
+            responses.clear();
         }
     }
 

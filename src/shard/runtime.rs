@@ -730,8 +730,8 @@ fn dispatch_completions<S: StateMachine>(
     config: &NodeConfig,
     requests: &mut RequestTimes,
 ) {
-    let completions = engine.take_completions();
-    if completions.is_empty() {
+    let mut completions = engine.drain_completions().peekable();
+    if completions.peek().is_none() {
         return;
     }
     let now_us = requests.clock_us();

@@ -648,7 +648,7 @@ impl Cluster {
         }
         let outbox = engine.take_outbox();
         let snapshot_sends = engine.take_snapshot_sends();
-        let completions = engine.take_completions();
+        let completions: Vec<_> = engine.drain_completions().collect();
         for pending in pending_snapshots {
             let delay = self.rng.random_range(sync_min..=sync_max);
             self.schedule(
