@@ -22,6 +22,17 @@
 //!   block also has to convert the extent, which costs a journal commit);
 //! - `append`: files that grow with every write, a fresh one every 64 MiB.
 //!
+//! Every disk figure also gives the CPU time the writing thread spent per cycle
+//! (`cpu_us_per_sync`): on a virtual machine, the device's doorbell and completion interrupt
+//! are charged there too.
+//!
+//! A local cluster's nodes share one device, so the cycle is measured once more with
+//! `--writers` threads (default 3, the nodes of `ringraft bench`) doing 4 KiB pre-zeroed cycles
+//! at once, each in its own file (`concurrent_write_fdatasync`). From it come the floor of one
+//! request at a time on a cluster sharing the device (`shared_device_floor_us`: the
+//! concurrent p50 plus two round trips), and the CPU that request's syncs alone cost
+//! (`single_request_sync_cpu_us`: one sync on every writer).
+//!
 //! On a machine whose cores are all busy, a thread woken by a finished `fdatasync` may wait for
 //! the next scheduler tick before it runs (4 ms at `HZ=250`), and the figures then show the
 //! scheduler rather than the disk: measure on an otherwise idle machine, or compare with a run
@@ -39,6 +50,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -61,6 +73,10 @@ struct Args {
     /// Connections of the many-connections echo measurement, one request in flight on each.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     connections: u64,
+    /// Threads of the concurrent write + fdatasync measurement, each with its own file: the
+    /// nodes that share the device.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=64))]
+    writers: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -89,19 +105,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut disk = Vec::new();
     for block in [4 << 10, 1 << 20] {
         for kind in [FileKind::Prezeroed, FileKind::Fallocated, FileKind::Append] {
-            let figures = write_sync_cycles(scratch.path(), kind, block, window)?;
+            let cycles = write_sync_cycles(scratch.path(), kind, block, window, &Barrier::new(1))?;
+            let figures = cycles.figures();
             eprintln!(
-                "{:>4} KiB {:<10}  {:>7.0} fdatasync/s  {:>7.1} MB/s  p50 {:>6} µs  p99 {:>6} µs",
+                "{:>4} KiB {:<10}  {:>7.0} fdatasync/s  {:>7.1} MB/s  p50 {:>6} µs  p99 {:>6} µs  \
+                 CPU {:>5.1} µs per cycle",
                 block >> 10,
                 kind.name(),
                 figures["syncs_per_second"].as_f64().unwrap_or(0.0),
                 figures["megabytes_per_second"].as_f64().unwrap_or(0.0),
                 figures["latency_us"]["p50"],
                 figures["latency_us"]["p99"],
+                figures["cpu_us_per_sync"].as_f64().unwrap_or(0.0),
             );
             disk.push(figures);
         }
     }
+    let concurrent = concurrent_write_sync_cycles(scratch.path(), args.writers as usize, window)?;
+    eprintln!(
+        "   4 KiB prezeroed × {} writers at once: {:>7.0} fdatasync/s in all  p50 {:>6} µs  \
+         p99 {:>6} µs  CPU {:>5.1} µs per cycle",
+        concurrent["writers"],
+        concurrent["syncs_per_second"].as_f64().unwrap_or(0.0),
+        concurrent["latency_us"]["p50"],
+        concurrent["latency_us"]["p99"],
+        concurrent["cpu_us_per_sync"].as_f64().unwrap_or(0.0),
+    );
     let tcp = loopback_round_trips(window)?;
     eprintln!(
         "loopback TCP {PING_BYTES} B ping-pong: p50 {} µs  p99 {} µs  ({} round trips)",
@@ -114,6 +143,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let round_trip_p50 = tcp["latency_us"]["p50"].as_u64().unwrap_or(0);
     let floor_us = sync_p50 + 2 * round_trip_p50;
     eprintln!("single-request floor: {floor_us} µs (fdatasync p50 + 2 loopback round trips)");
+    let shared_floor_us =
+        concurrent["latency_us"]["p50"].as_u64().unwrap_or(0) + 2 * round_trip_p50;
+    let sync_cpu_us = args.writers as f64 * concurrent["cpu_us_per_sync"].as_f64().unwrap_or(0.0);
+    eprintln!(
+        "single-request floor with {} writers sharing the device: {shared_floor_us} µs; \
+         their syncs alone cost {sync_cpu_us:.0} µs of CPU per request",
+        args.writers,
+    );
     let echo = connections_echo::measure(args.connections as usize, window)?;
     eprintln!(
         "loopback TCP {} connections × 1 request ({} B → {} B echo, 1 server thread, {} client \
@@ -135,27 +172,64 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "write_fdatasync": disk,
         "loopback_tcp": tcp,
         "single_request_floor_us": floor_us,
+        "concurrent_write_fdatasync": concurrent,
+        "shared_device_floor_us": shared_floor_us,
+        "single_request_sync_cpu_us": sync_cpu_us,
         "loopback_connections_echo": echo,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
 
-/// One `pwrite` of `block` bytes then one `fdatasync`, over and over for `window`.
+/// What a run of write + fdatasync cycles measured.
+struct Cycles {
+    kind: FileKind,
+    block: usize,
+    cycles: u64,
+    elapsed: Duration,
+    /// CPU time of the writing thread over the timed cycles.
+    cpu: Duration,
+    latency: Histogram<u64>,
+}
+
+impl Cycles {
+    fn figures(&self) -> Value {
+        let elapsed = self.elapsed.as_secs_f64();
+        json!({
+            "file": self.kind.name(),
+            "block_bytes": self.block,
+            "cycles": self.cycles,
+            "syncs_per_second": self.cycles as f64 / elapsed,
+            "megabytes_per_second": (self.cycles * self.block as u64) as f64 / elapsed / 1e6,
+            "latency_us": percentiles(&self.latency),
+            "cpu_us_per_sync": per_cycle_us(self.cpu, self.cycles),
+        })
+    }
+}
+
+fn per_cycle_us(cpu: Duration, cycles: u64) -> f64 {
+    cpu.as_secs_f64() * 1e6 / cycles.max(1) as f64
+}
+
+/// One `pwrite` of `block` bytes then one `fdatasync`, over and over for `window`, starting
+/// once the file is prepared and every thread waiting at `start` is too.
 fn write_sync_cycles(
     dir: &Path,
     kind: FileKind,
     block: usize,
     window: Duration,
-) -> std::io::Result<Value> {
+    start: &Barrier,
+) -> std::io::Result<Cycles> {
     let data = vec![0xa5u8; block];
     let mut latency = histogram();
     let mut serial = 0;
     let mut file = fresh_file(dir, kind, &mut serial)?;
     let mut offset = 0u64;
     let mut cycles = 0u64;
-    let start = Instant::now();
-    while start.elapsed() < window {
+    start.wait();
+    let cpu_before = cpu_time(libc::CLOCK_THREAD_CPUTIME_ID)?;
+    let began_all = Instant::now();
+    while began_all.elapsed() < window {
         if offset + block as u64 > FILE_BYTES {
             match kind {
                 FileKind::Prezeroed => offset = 0,
@@ -172,17 +246,76 @@ fn write_sync_cycles(
         offset += block as u64;
         cycles += 1;
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    let elapsed = began_all.elapsed();
+    let cpu = cpu_time(libc::CLOCK_THREAD_CPUTIME_ID)?.saturating_sub(cpu_before);
     drop(file);
     std::fs::remove_file(dir.join(format!("{}-{}", kind.name(), serial - 1)))?;
+    Ok(Cycles {
+        kind,
+        block,
+        cycles,
+        elapsed,
+        cpu,
+        latency,
+    })
+}
+
+/// `writers` threads doing 4 KiB pre-zeroed cycles at the same time, each in a file of its own
+/// (in a directory of its own); their cycles merged.
+fn concurrent_write_sync_cycles(
+    dir: &Path,
+    writers: usize,
+    window: Duration,
+) -> std::io::Result<Value> {
+    let start = Barrier::new(writers);
+    let runs = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..writers)
+            .map(|writer| {
+                let dir = dir.join(format!("writer-{writer}"));
+                let start = &start;
+                scope.spawn(move || {
+                    std::fs::create_dir(&dir)?;
+                    let cycles =
+                        write_sync_cycles(&dir, FileKind::Prezeroed, 4 << 10, window, start);
+                    std::fs::remove_dir(&dir)?;
+                    cycles
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| thread.join().expect("a writer thread panicked"))
+            .collect::<std::io::Result<Vec<Cycles>>>()
+    })?;
+    let mut latency = histogram();
+    for run in &runs {
+        latency.add(&run.latency).expect("same bounds");
+    }
+    let cycles: u64 = runs.iter().map(|run| run.cycles).sum();
+    let cpu: Duration = runs.iter().map(|run| run.cpu).sum();
+    let elapsed = runs.iter().map(|run| run.elapsed).max().unwrap_or_default();
     Ok(json!({
-        "file": kind.name(),
-        "block_bytes": block,
+        "file": FileKind::Prezeroed.name(),
+        "block_bytes": 4 << 10,
+        "writers": writers,
         "cycles": cycles,
-        "syncs_per_second": cycles as f64 / elapsed,
-        "megabytes_per_second": (cycles * block as u64) as f64 / elapsed / 1e6,
+        "syncs_per_second": cycles as f64 / elapsed.as_secs_f64(),
         "latency_us": percentiles(&latency),
+        "cpu_us_per_sync": per_cycle_us(cpu, cycles),
     }))
+}
+
+/// The CPU time `clock` has counted.
+fn cpu_time(clock: libc::clockid_t) -> std::io::Result<Duration> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is writable; an invalid clock is reported, not undefined.
+    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(Duration::new(now.tv_sec as u64, now.tv_nsec as u32))
 }
 
 /// Creates the next test file of `kind`, replacing the previous one; a pre-zeroed file is

@@ -33,7 +33,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::{histogram, record};
+use crate::{cpu_time, histogram, record};
 
 /// Bytes of each request: about a `ringraft bench` proposal of its default 128-byte payload
 /// with its framing.
@@ -410,17 +410,4 @@ fn thread_cpu_clock<T>(thread: &std::thread::JoinHandle<T>) -> io::Result<libc::
         return Err(io::Error::from_raw_os_error(rc));
     }
     Ok(clock)
-}
-
-/// The CPU time `clock` has counted.
-fn cpu_time(clock: libc::clockid_t) -> io::Result<Duration> {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is writable; an invalid clock is reported, not undefined.
-    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(Duration::new(now.tv_sec as u64, now.tv_nsec as u32))
 }
