@@ -87,7 +87,8 @@
 //! A cluster lists every member in `peers`; `examples/counter_service/` is a small service
 //! built this way, a replicated counter with a TCP protocol of its own.
 //! [`api::StateMachine::snapshot`] and [`api::StateMachine::restore`] let the node compact its
-//! log; [`api::Node::change_membership`] adds and removes members.
+//! log ([`api::StateMachine::snapshot_job`] writes snapshots off the shard's thread from a
+//! copy of the state); [`api::Node::change_membership`] adds and removes members.
 //!
 //! Outcomes: a proposal answered `Ok` was committed and applied; an error for which
 //! [`api::ProposalError::certainly_not_applied`] holds was not applied and never will be; any

@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ringraft::api::{CommittedEntries, ReadConsistency, StateMachine};
+use ringraft::api::{CommittedEntries, ReadConsistency, SnapshotJob, StateMachine};
 use ringraft::batch::BatchKind;
 use ringraft::core::{Config, Membership, Message, Role, SnapshotMeta};
 use ringraft::engine::sessions::SessionLimits;
@@ -28,6 +28,19 @@ const GROUP: GroupId = GroupId(0);
 #[derive(Default)]
 struct Reverser {
     applied: Vec<(LogIndex, Vec<u8>)>,
+    /// Whether snapshots are written off the shard's thread, from a copy
+    /// ([`StateMachine::snapshot_job`]).
+    in_jobs: bool,
+}
+
+/// Writes what a [`Reverser`] applied: per entry, its index, length and payload.
+fn write_applied(applied: &[(LogIndex, Vec<u8>)], out: &mut dyn Write) -> io::Result<()> {
+    for (index, payload) in applied {
+        out.write_all(&index.0.to_le_bytes())?;
+        out.write_all(&(payload.len() as u64).to_le_bytes())?;
+        out.write_all(payload)?;
+    }
+    Ok(())
 }
 
 impl StateMachine for Reverser {
@@ -44,14 +57,15 @@ impl StateMachine for Reverser {
         Bytes::from_static(if seen { b"yes" } else { b"no" })
     }
 
-    /// What it applied: per entry, its index, length and payload.
     fn snapshot(&self, _group: GroupId, out: &mut dyn Write) -> io::Result<()> {
-        for (index, payload) in &self.applied {
-            out.write_all(&index.0.to_le_bytes())?;
-            out.write_all(&(payload.len() as u64).to_le_bytes())?;
-            out.write_all(payload)?;
-        }
-        Ok(())
+        write_applied(&self.applied, out)
+    }
+
+    fn snapshot_job(&self, _group: GroupId) -> Option<SnapshotJob> {
+        let applied = self.applied.clone();
+        self.in_jobs.then(|| {
+            Box::new(move |out: &mut dyn Write| write_applied(&applied, out)) as SnapshotJob
+        })
     }
 
     fn restore(&mut self, _group: GroupId, input: &mut dyn Read) -> io::Result<()> {
@@ -84,23 +98,25 @@ fn start_engine(
         entries: 0,
         log_ratio: 0,
     };
-    start_engine_with(id, log, snapshots, uncommitted_bytes_max, policy)
+    let machine = Reverser::default();
+    start_engine_with(id, log, snapshots, uncommitted_bytes_max, policy, machine)
 }
 
-/// [`start_engine`] taking snapshots by `policy`.
+/// [`start_engine`] taking snapshots by `policy`, with `machine` as state machine.
 fn start_engine_with(
     id: u64,
     log: MemLog,
     snapshots: Option<MemSnapshots>,
     uncommitted_bytes_max: usize,
     policy: SnapshotPolicy,
+    machine: Reverser,
 ) -> Engine {
     let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
     ShardEngine::new(
         NodeId(id),
         [GROUP],
         log,
-        Reverser::default(),
+        machine,
         snapshots,
         EngineConfig {
             proposal_timeout_ticks: 1_000,
@@ -838,6 +854,7 @@ fn snapshot_indexes(policy: SnapshotPolicy) -> Vec<u64> {
         Some(MemSnapshots::new()),
         UNCOMMITTED_BYTES_MAX_DEFAULT,
         policy,
+        Reverser::default(),
     );
     trio.elect(1);
     let mut indexes = Vec::new();
@@ -881,4 +898,63 @@ fn snapshots_wait_until_the_log_outgrows_the_last_one_by_the_ratio() {
         by_ratio.windows(2).all(|w| w[1] >= w[0] * 17 / 10),
         "{by_ratio:?}"
     );
+}
+
+#[test]
+fn a_snapshot_written_off_the_thread_holds_the_state_at_its_index() {
+    let mut trio = Trio::new();
+    let never = SnapshotPolicy {
+        entries: 0,
+        log_ratio: 0,
+    };
+    let in_jobs = Reverser {
+        in_jobs: true,
+        ..Reverser::default()
+    };
+    let max = UNCOMMITTED_BYTES_MAX_DEFAULT;
+    let snapshots = Some(MemSnapshots::new());
+    trio.engines[0] = start_engine_with(1, MemLog::new(), snapshots, max, never, in_jobs);
+    trio.elect(1);
+    trio.engine(1)
+        .propose(GROUP, Bytes::from_static(b"before"), 1);
+    trio.settle();
+    let index = trio.engine(1).snapshot(GROUP).unwrap().expect("a snapshot");
+    let pending = trio.engine(1).take_pending_snapshots();
+    // Applied after the snapshot's point, before its job runs.
+    trio.engine(1)
+        .propose(GROUP, Bytes::from_static(b"after"), 2);
+    trio.settle();
+    assert_eq!(applied_at(&mut trio, b"after")[0].len(), 1);
+    let store = trio.engine(1).snapshot_store().unwrap().clone();
+    for pending in pending {
+        let (index, term) = (pending.index, pending.term);
+        let result = pending.store();
+        assert!(matches!(result, Ok(bytes) if bytes > 0), "{result:?}");
+        trio.engine(1)
+            .snapshot_stored(GROUP, index, term, result)
+            .unwrap();
+    }
+    let old = std::mem::replace(
+        &mut trio.engines[0],
+        start_engine(1, MemLog::new(), None, max),
+    );
+    drop(old);
+    let restored = start_engine_with(
+        1,
+        MemLog::new(),
+        Some(store),
+        max,
+        never,
+        Reverser::default(),
+    );
+    let applied = &restored.state_machine().applied;
+    assert_eq!(
+        applied
+            .iter()
+            .map(|(_, payload)| &payload[..])
+            .collect::<Vec<_>>(),
+        [&b"before"[..]],
+        "the snapshot at {index} holds what was applied through it, and nothing after"
+    );
+    assert!(applied.iter().all(|(at, _)| *at <= index));
 }

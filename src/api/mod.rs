@@ -37,7 +37,7 @@ pub use crate::config::{ConfigError, NodeConfig};
 pub use crate::core::{Membership, MembershipChange, Role};
 pub use crate::engine::sessions::SessionLimits;
 pub use crate::engine::{
-    Committed, CommittedEntries, GroupStatus, LogOnly, ProposalError, StateMachine,
+    Committed, CommittedEntries, GroupStatus, LogOnly, ProposalError, SnapshotJob, StateMachine,
 };
 pub use crate::error::NodeError;
 pub use crate::net::client_wire::GroupSummary;

@@ -78,6 +78,10 @@ pub struct EngineCounters {
     pub flush_entries: BucketHistogram,
     /// Duration of each flush's data syncs of log segments.
     pub log_syncs: BucketHistogram,
+    /// How long each snapshot held up the shard's thread: the state machine writing it there
+    /// ([`crate::engine::StateMachine::snapshot`]) or copying its state for a job written
+    /// elsewhere ([`crate::engine::StateMachine::snapshot_job`]).
+    pub snapshot_pauses: BucketHistogram,
     /// Snapshots of the local state machine made durable.
     pub snapshots_created: u64,
     /// Snapshots received from a leader and restored into the state machine.
@@ -98,6 +102,7 @@ impl Default for EngineCounters {
             reads: 0,
             flush_entries: BucketHistogram::new(FLUSH_ENTRIES_BOUNDS),
             log_syncs: BucketHistogram::new(LATENCY_BOUNDS_SECONDS),
+            snapshot_pauses: BucketHistogram::new(LATENCY_BOUNDS_SECONDS),
             snapshots_created: 0,
             snapshots_installed: 0,
             snapshots_sent: 0,

@@ -25,4 +25,4 @@ mod unapplied;
 pub mod waiters;
 
 pub use shard_engine::*;
-pub use state_machine::{CommittedEntries, LogOnly, StateMachine};
+pub use state_machine::{CommittedEntries, LogOnly, SnapshotJob, StateMachine};

@@ -23,8 +23,9 @@
 //!   ReadIndex request per group; every read is answered exactly once;
 //! - lease rounds are observed at the end of every turn with the time the turn began, before
 //!   the turn's messages leave, so a recorded round start is never later than its sends;
-//! - snapshots: a group's state machine is snapshotted (streamed into the snapshot store,
-//!   durable before the core hears of it) when [`EngineConfig::snapshots`] says it is due
+//! - snapshots: a group's state machine is snapshotted (streamed into the snapshot store
+//!   between two applies, or by its [`SnapshotJob`] off the event loop from a copy made between
+//!   two applies; durable before the core hears of it) when [`EngineConfig::snapshots`] says it is due
 //!   ([`crate::engine::snapshot_due`]: entries and bytes applied past its last snapshot); the
 //!   core then compacts the log behind it. A snapshot the core asks to send leaves through
 //!   [`ShardEngine::take_snapshot_sends`] (the runtime streams the file), never through the
@@ -62,7 +63,7 @@ use crate::engine::recover::recover;
 use crate::engine::sessions::{Decision, SessionLimits, SessionOutcome, SessionTable};
 use crate::engine::snapshot_due::{CountingWriter, SnapshotDue, SnapshotPolicy};
 use crate::engine::stages::{StageHistograms, StageTimer};
-use crate::engine::state_machine::{CommittedEntries, StateMachine};
+use crate::engine::state_machine::{CommittedEntries, SnapshotJob, StateMachine};
 use crate::engine::unapplied::UnappliedBytes;
 use crate::engine::waiters::Waiters;
 use crate::log::{self, LogStore, SyncReport};
@@ -159,21 +160,33 @@ pub enum ProposalError {
     Session(#[from] SessionRefusal),
 }
 
-/// A snapshot the state machine has written, to be made durable off the event loop.
+/// A snapshot to finish off the event loop: written by the state machine already, or still
+/// to be written by its [`SnapshotJob`]; then made durable.
 pub struct PendingSnapshot<P: SnapshotStorage = SnapshotStore> {
     pub group: GroupId,
     pub index: LogIndex,
     pub term: Term,
     writer: P::Writer,
+    /// Bytes written into `writer` so far.
+    written: u64,
+    job: Option<SnapshotJob>,
     store: P,
 }
 
 impl<P: SnapshotStorage> PendingSnapshot<P> {
-    /// Makes the snapshot durable (for files: syncs the file, renames it into place, syncs the
-    /// directory) and removes the group's snapshots beyond the newest two. Blocking: a
+    /// Runs the state machine's job, if any, then makes the snapshot durable (for files:
+    /// syncs the file, renames it into place, syncs the directory) and removes the group's
+    /// snapshots beyond the newest two. Returns the snapshot body's size in bytes. Blocking: a
     /// directory sync can wait for the whole filesystem journal.
-    pub fn store(self) -> Result<(), SnapshotError> {
-        self.store.store(self.writer, SNAPSHOTS_KEPT)
+    pub fn store(mut self) -> Result<u64, SnapshotError> {
+        let mut written = self.written;
+        if let Some(job) = self.job.take() {
+            let mut counted = CountingWriter::new(&mut self.writer);
+            job(&mut counted).map_err(SnapshotError::Job)?;
+            written += counted.bytes();
+        }
+        self.store.store(self.writer, SNAPSHOTS_KEPT)?;
+        Ok(written)
     }
 }
 
@@ -445,7 +458,7 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
             sessions.insert(group, table);
             let recovered = recover(&mut log, group, snapshot)?;
             let core = Raft::new(core_config(group), recovered);
-            snapshot_due.insert(group, config.snapshots.after(core.snapshot().index, 0));
+            snapshot_due.insert(group, config.snapshots.after(core.snapshot().index));
             cores.insert(group, core);
             if let Some(lease) = config.read_lease {
                 leases.insert(group, ReadLease::new(lease.as_micros() as u64));
@@ -1021,7 +1034,7 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
             return Ok(Some(point.index));
         }
         self.snapshot_due
-            .insert(group, self.config.snapshots.after(point.index, 0));
+            .insert(group, self.config.snapshots.after(point.index));
         let stored = snapshot::SnapshotInfo {
             group,
             index: point.index,
@@ -1030,14 +1043,20 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
         };
         let mut writer = store.create(stored)?;
         let mut counted = CountingWriter::new(&mut writer);
+        let paused = std::time::Instant::now();
+        let job = self.state_machine.snapshot_job(group);
         let written = self.sessions[&group]
             .write_to(&mut counted)
-            .and_then(|()| self.state_machine.snapshot(group, &mut counted));
+            .and_then(|()| match job {
+                Some(_) => Ok(()),
+                None => self.state_machine.snapshot(group, &mut counted),
+            });
+        let written_bytes = counted.bytes();
+        self.counters
+            .snapshot_pauses
+            .record_duration(paused.elapsed());
         match written {
-            Ok(()) => {
-                let due = self.config.snapshots.after(point.index, counted.bytes());
-                self.snapshot_due.insert(group, due);
-            }
+            Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::Unsupported => {
                 self.snapshot_due
                     .values_mut()
@@ -1055,6 +1074,8 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
             index: point.index,
             term: point.term,
             writer,
+            written: written_bytes,
+            job,
             store: store.clone(),
         });
         Ok(Some(point.index))
@@ -1072,15 +1093,18 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
         group: GroupId,
         index: LogIndex,
         term: Term,
-        result: Result<(), SnapshotError>,
+        result: Result<u64, SnapshotError>,
     ) -> Result<(), EngineError> {
         self.snapshots_storing.remove(&group);
         match result {
-            Ok(()) if self.cores.contains_key(&group) => {
+            Ok(bytes) if self.cores.contains_key(&group) => {
                 self.counters.snapshots_created += 1;
+                if let Some(due) = self.snapshot_due.get_mut(&group) {
+                    self.config.snapshots.learned_size(due, index, bytes);
+                }
                 self.step(group, Input::SnapshotSaved { index, term })
             }
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err(error) => {
                 tracing::warn!(%group, %index, %error, "storing a snapshot failed");
                 Ok(())
@@ -1214,7 +1238,7 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
                     self.waiters
                         .restored(group, snapshot.index, &mut self.completions);
                     self.snapshot_due
-                        .insert(group, self.config.snapshots.after(snapshot.index, 0));
+                        .insert(group, self.config.snapshots.after(snapshot.index));
                     self.serve_reads_up_to(group, snapshot.index);
                 }
                 Action::MembershipChanged {

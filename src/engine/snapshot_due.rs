@@ -10,9 +10,10 @@
 //! `max(entries, r × snapshot size)`.
 //!
 //! Invariants:
-//! - the ratio counts only when the size of the last snapshot is known: after a snapshot this
-//!   engine wrote. After a restart or an installed snapshot the next one is due by the entry
-//!   count alone;
+//! - the ratio counts only when the size of the last snapshot is known: once a snapshot this
+//!   engine wrote is stored ([`SnapshotPolicy::learned_size`]; it may be written off the shard's
+//!   thread, while entries go on being applied, and those entries count towards the next one).
+//!   After a restart or an installed snapshot the next one is due by the entry count alone;
 //! - `entries == 0` means never, whatever the ratio; `log_ratio == 0` means by count alone.
 
 use std::io;
@@ -35,22 +36,40 @@ pub struct SnapshotPolicy {
 /// When one group's next snapshot is due.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SnapshotDue {
+    /// The snapshot (or restart or installed snapshot) this counts from.
+    since: LogIndex,
     /// The applied index the snapshot waits for.
     index: LogIndex,
-    /// Bytes of entries still to apply before it.
+    /// Bytes of entries still to apply before it (0 while the size of the snapshot at
+    /// `since` is unknown).
     bytes_left: u64,
+    /// Bytes of entries applied since `since`.
+    applied_bytes: u64,
 }
 
 impl SnapshotPolicy {
-    /// The next snapshot after one at `index` whose body was `snapshot_bytes` long (0 when
-    /// unknown).
-    pub fn after(&self, index: LogIndex, snapshot_bytes: u64) -> SnapshotDue {
+    /// The next snapshot after one (or a restart, or an installed snapshot) at `index`, by
+    /// the entry count until [`Self::learned_size`] says how large that snapshot is.
+    pub fn after(&self, index: LogIndex) -> SnapshotDue {
         match self.entries {
             0 => SnapshotDue::NEVER,
             entries => SnapshotDue {
+                since: index,
                 index: index.plus(entries),
-                bytes_left: snapshot_bytes.saturating_mul(self.log_ratio),
+                bytes_left: 0,
+                applied_bytes: 0,
             },
+        }
+    }
+
+    /// The snapshot at `since` turned out `snapshot_bytes` long: `due`, if it still counts
+    /// from that snapshot, also waits for entries of the ratio times that many bytes, those
+    /// applied since the snapshot included.
+    pub fn learned_size(&self, due: &mut SnapshotDue, since: LogIndex, snapshot_bytes: u64) {
+        if due.since == since && *due != SnapshotDue::NEVER {
+            due.bytes_left = snapshot_bytes
+                .saturating_mul(self.log_ratio)
+                .saturating_sub(due.applied_bytes);
         }
     }
 }
@@ -58,13 +77,16 @@ impl SnapshotPolicy {
 impl SnapshotDue {
     /// No snapshot ever.
     pub const NEVER: SnapshotDue = SnapshotDue {
+        since: LogIndex(0),
         index: LogIndex(u64::MAX),
         bytes_left: 0,
+        applied_bytes: 0,
     };
 
     /// The group applied entries of `bytes` bytes.
     pub fn applied(&mut self, bytes: u64) {
         self.bytes_left = self.bytes_left.saturating_sub(bytes);
+        self.applied_bytes = self.applied_bytes.saturating_add(bytes);
     }
 
     /// Whether the snapshot is due once the group applied through `applied`.
@@ -113,7 +135,8 @@ mod tests {
             entries: 100,
             log_ratio: 4,
         };
-        let mut due = policy.after(LogIndex(1_000), 50);
+        let mut due = policy.after(LogIndex(1_000));
+        policy.learned_size(&mut due, LogIndex(1_000), 50);
         assert!(!due.is_due(LogIndex(1_099)));
         due.applied(199);
         assert!(!due.is_due(LogIndex(1_100)), "one byte short of 4 × 50");
@@ -128,13 +151,17 @@ mod tests {
             entries: 10,
             log_ratio: 0,
         };
-        assert!(count_only.after(LogIndex(5), 1 << 20).is_due(LogIndex(15)));
+        let mut due = count_only.after(LogIndex(5));
+        count_only.learned_size(&mut due, LogIndex(5), 1 << 20);
+        assert!(due.is_due(LogIndex(15)));
         let ratio = SnapshotPolicy {
             entries: 10,
             log_ratio: 4,
         };
-        assert!(ratio.after(LogIndex(5), 0).is_due(LogIndex(15)));
-        assert!(!ratio.after(LogIndex(5), 1).is_due(LogIndex(15)));
+        let mut due = ratio.after(LogIndex(5));
+        assert!(due.is_due(LogIndex(15)), "size unknown");
+        ratio.learned_size(&mut due, LogIndex(5), 1);
+        assert!(!due.is_due(LogIndex(15)));
     }
 
     #[test]
@@ -143,9 +170,29 @@ mod tests {
             entries: 0,
             log_ratio: 4,
         };
-        let mut due = policy.after(LogIndex(0), 0);
+        let mut due = policy.after(LogIndex(0));
+        assert_eq!(due, SnapshotDue::NEVER);
+        policy.learned_size(&mut due, LogIndex(0), 0);
         due.applied(u64::MAX);
         assert!(!due.is_due(LogIndex(u64::MAX - 1)));
-        assert_eq!(due, SnapshotDue::NEVER);
+    }
+
+    #[test]
+    fn a_size_learned_late_counts_the_entries_applied_meanwhile_and_only_for_its_snapshot() {
+        let policy = SnapshotPolicy {
+            entries: 10,
+            log_ratio: 2,
+        };
+        let mut due = policy.after(LogIndex(100));
+        due.applied(150);
+        policy.learned_size(&mut due, LogIndex(100), 100);
+        due.applied(49);
+        assert!(!due.is_due(LogIndex(110)), "one byte short of 2 × 100");
+        due.applied(1);
+        assert!(due.is_due(LogIndex(110)));
+
+        let mut due = policy.after(LogIndex(200));
+        policy.learned_size(&mut due, LogIndex(100), 1 << 20);
+        assert!(due.is_due(LogIndex(210)), "the size of an older snapshot changes nothing");
     }
 }

@@ -7,6 +7,11 @@ use bytes::Bytes;
 use crate::batch::EntryBatch;
 use crate::types::{GroupId, LogIndex};
 
+/// Writes a snapshot of a state copied earlier, off the shard's thread
+/// ([`StateMachine::snapshot_job`]); the same bytes [`StateMachine::snapshot`] would have
+/// written when the job was made.
+pub type SnapshotJob = Box<dyn FnOnce(&mut dyn io::Write) -> io::Result<()> + Send>;
+
 /// Committed command entries of one group, in log order, read in place from the log's bytes.
 /// Their indexes increase but may have gaps: entries that are not commands (and requests of
 /// client sessions that were applied before: [client sessions](crate#client-sessions)) are not among them.
@@ -137,6 +142,19 @@ pub trait StateMachine: 'static {
             io::ErrorKind::Unsupported,
             "this state machine does not snapshot",
         ))
+    }
+
+    /// A copy of the state of `group` as it is now, which writes what [`StateMachine::snapshot`]
+    /// would write now, but later and on another thread, while the shard goes on applying
+    /// entries. Worth providing when the state is cheap to copy but slow to write (shared or
+    /// persistent structures): a snapshot then holds up the shard's thread only for the copy,
+    /// not for the writing. The job must write the state as of this call, whatever is applied
+    /// after it.
+    ///
+    /// The default, `None`, has the shard's thread call [`StateMachine::snapshot`] instead.
+    fn snapshot_job(&self, group: GroupId) -> Option<SnapshotJob> {
+        let _ = group;
+        None
     }
 
     /// Replaces the state of `group` with a snapshot [`StateMachine::snapshot`] wrote (possibly

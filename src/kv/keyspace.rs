@@ -39,7 +39,7 @@ impl Item {
 }
 
 /// The keys of one group, their deadlines, and the group's clock (see the module docs).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Keyspace {
     map: HashMap<Key, Item>,
     deadlines: BTreeSet<(u64, Key)>,

@@ -26,7 +26,7 @@ use crate::kv::resp::{put_array_header, put_bulk, put_error, put_integer, put_ni
 use crate::types::GroupId;
 
 /// Keys of every group of one shard.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct KvStore {
     groups: HashMap<GroupId, Keyspace>,
 }

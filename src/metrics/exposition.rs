@@ -334,7 +334,7 @@ impl Scrape {
             }
         }
         type Histo = fn(&ShardMetrics) -> &BucketHistogram;
-        let histograms: [(&str, &str, Option<&Unit>, Histo); 4] = [
+        let histograms: [(&str, &str, Option<&Unit>, Histo); 5] = [
             (
                 "ringraft_proposal_duration",
                 "From a proposal reaching the shard to its answer (committed and applied)",
@@ -358,6 +358,12 @@ impl Scrape {
                 "Duration of each flush's data syncs of log segments",
                 Some(&SECONDS),
                 |m| &m.counters.log_syncs,
+            ),
+            (
+                "ringraft_snapshot_pause",
+                "How long each snapshot held up the shard's thread",
+                Some(&SECONDS),
+                |m| &m.counters.snapshot_pauses,
             ),
         ];
         for (name, help, unit, value) in histograms {

@@ -47,6 +47,7 @@
 //! | `ringraft_log_flush_entries` | histogram | entries per flush |
 //! | `ringraft_log_fdatasync_seconds` | histogram | duration of each flush's data syncs of log segments |
 //! | `ringraft_log_compactions_total` | counter | log prefixes dropped behind a snapshot |
+//! | `ringraft_snapshot_pause_seconds` | histogram | how long each snapshot held up the shard's thread (the state machine writing it, or copying its state for a snapshot job) |
 //! | `ringraft_snapshots_created_total` | counter | snapshots of the local state machine made durable |
 //! | `ringraft_snapshots_installed_total` | counter | snapshots received from a leader and restored |
 //! | `ringraft_snapshots_sent_total` | counter | snapshot transfers to followers started |

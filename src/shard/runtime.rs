@@ -246,7 +246,8 @@ pub enum ShardEvent {
         group: GroupId,
         index: LogIndex,
         term: Term,
-        result: Result<(), SnapshotError>,
+        /// The snapshot body's size, or why it could not be stored.
+        result: Result<u64, SnapshotError>,
     },
     /// Sending a snapshot of `group` to `peer` failed; its core is to offer it again.
     SnapshotFailed {

@@ -1059,7 +1059,7 @@ impl Cluster {
             id,
             groups(),
             *log,
-            SimMachine::default(),
+            SimMachine::new(snapshot_in_jobs(self.seed)),
             Some(snapshots),
             engine_config,
             |group| configs[group.0 as usize].clone(),
@@ -1202,6 +1202,12 @@ fn session_limits(seed: u64) -> SessionLimits {
 /// [`session_limits`]'s choice).
 fn snapshot_log_ratio(seed: u64) -> u64 {
     [0, 1, LOG_RATIO_DEFAULT][(seed / 4 % 3) as usize]
+}
+
+/// Whether seed `seed`'s state machines write their snapshots by snapshot jobs (half the seeds,
+/// independent of [`snapshot_log_ratio`]'s and [`session_limits`]'s choices).
+fn snapshot_in_jobs(seed: u64) -> bool {
+    seed / 12 % 2 == 1
 }
 
 fn lease_us(options: &SimOptions) -> u64 {

@@ -7,13 +7,18 @@
 //! ([`chain`]), writes `(last index, digest)` in front of the kv snapshot and reads it back on
 //! restore. The checker recomputes the digest from the entries committed at those indexes;
 //! a snapshot that missed, doubled or invented an entry yields a different digest.
+//!
+//! A machine made with snapshot jobs ([`SimMachine::new`]) hands the engine a copy of itself
+//! as its [`SnapshotJob`], which the simulator runs only when the snapshot is stored, after
+//! later entries were applied: a job that wrote anything but the state it was made from would
+//! show in the digest.
 
 use std::collections::BTreeMap;
 use std::io;
 
 use bytes::Bytes;
 
-use crate::api::{CommittedEntries, StateMachine};
+use crate::api::{CommittedEntries, SnapshotJob, StateMachine};
 use crate::kv::store::KvStore;
 use crate::types::{GroupId, LogIndex};
 
@@ -25,10 +30,12 @@ pub struct Applied {
     pub digest: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SimMachine {
     kv: KvStore,
     applied: BTreeMap<GroupId, Applied>,
+    /// Whether snapshots are written by snapshot jobs.
+    in_jobs: bool,
 }
 
 /// The digest after `digest` and then the command entry `payload` at `index` (FNV-1a).
@@ -42,6 +49,14 @@ pub fn chain(digest: u64, index: LogIndex, payload: &[u8]) -> u64 {
 }
 
 impl SimMachine {
+    /// An empty machine; its snapshots are written by snapshot jobs if `in_jobs`.
+    pub fn new(in_jobs: bool) -> SimMachine {
+        SimMachine {
+            in_jobs,
+            ..SimMachine::default()
+        }
+    }
+
     /// The command entries `group`'s state reflects.
     pub fn applied(&self, group: GroupId) -> Applied {
         self.applied.get(&group).copied().unwrap_or_default()
@@ -67,6 +82,11 @@ impl StateMachine for SimMachine {
         out.write_all(&applied.index.0.to_le_bytes())?;
         out.write_all(&applied.digest.to_le_bytes())?;
         self.kv.snapshot(group, out)
+    }
+
+    fn snapshot_job(&self, group: GroupId) -> Option<SnapshotJob> {
+        let copy = self.in_jobs.then(|| self.clone())?;
+        Some(Box::new(move |out| copy.snapshot(group, out)))
     }
 
     fn restore(&mut self, group: GroupId, input: &mut dyn io::Read) -> io::Result<()> {

@@ -102,6 +102,10 @@ pub enum SnapshotError {
     /// `retain` was asked to keep no snapshot.
     #[error("retain must keep at least one snapshot")]
     KeepNone,
+    /// A state machine's snapshot job ([`crate::engine::StateMachine::snapshot_job`]) failed
+    /// while writing the snapshot.
+    #[error("writing the state machine's snapshot: {0}")]
+    Job(#[source] std::io::Error),
     /// Any other error of the file layer.
     #[error(transparent)]
     Log(Box<crate::log::Error>),
