@@ -352,6 +352,12 @@ fn one_change_at_a_time_and_only_after_a_commit_in_the_term() {
         vec![Action::Rejected(ProposeError::ChangeNotAllowed)]
     );
     assert_eq!(
+        change(&mut leader, MembershipChange::Promote(n(4))),
+        vec![Action::Rejected(ProposeError::LearnerBehind)],
+        "learner 4 has acknowledged nothing yet"
+    );
+    deliver(&mut leader, 4, accepted(1, 2));
+    assert_eq!(
         change(&mut leader, MembershipChange::Promote(n(4)))[0],
         Action::Accepted {
             first_index: i(3),
@@ -476,4 +482,39 @@ fn a_leader_elected_by_its_own_vote_alone_sends_nothing_until_its_term_is_durabl
         ),
         "{append:?}"
     );
+}
+
+#[test]
+fn a_learner_is_promoted_only_once_it_replicates_within_the_trailing_entries_of_the_commit() {
+    let mut leader = Node::new(1, 3)
+        .configure(|config| config.compaction_trailing_entries = 2)
+        .build();
+    elect_and_settle(&mut leader);
+    change(&mut leader, MembershipChange::AddLearner(n(4)));
+    persist_all(&mut leader);
+    deliver(&mut leader, 2, accepted(1, 2));
+    // The learner answers in pipeline but holds only the first entry while five more commit.
+    deliver(&mut leader, 4, accepted(1, 1));
+    for _ in 0..5 {
+        propose(&mut leader, &["x"]);
+        persist_all(&mut leader);
+    }
+    deliver(&mut leader, 2, accepted(1, 7));
+    let promote = MembershipChange::Promote(n(4));
+    assert_eq!(
+        change(&mut leader, promote),
+        vec![Action::Rejected(ProposeError::LearnerBehind)],
+        "6 entries behind the commit at 7, with 2 trailing entries"
+    );
+    deliver(&mut leader, 4, accepted(1, 4));
+    assert_eq!(
+        change(&mut leader, promote),
+        vec![Action::Rejected(ProposeError::LearnerBehind)],
+        "still 3 behind"
+    );
+    deliver(&mut leader, 4, accepted(1, 5));
+    assert!(matches!(
+        change(&mut leader, promote)[0],
+        Action::Accepted { .. }
+    ));
 }

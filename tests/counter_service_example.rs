@@ -105,12 +105,14 @@ impl<'a> Cluster<'a> {
         }
     }
 
-    /// `line` at the leader until it is not refused because another change is in progress.
+    /// `line` at the leader until it is not refused because another change is in progress or
+    /// the learner to promote has not caught up.
     fn change(&self, line: &str) -> String {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let reply = self.ask_leader(*self.services.keys().next().unwrap(), line);
-            if !reply.contains("still in progress") || Instant::now() > deadline {
+            let retry = reply.contains("still in progress") || reply.contains("not caught up");
+            if !retry || Instant::now() > deadline {
                 return reply;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -508,6 +508,7 @@ fn arb_client_error() -> impl Strategy<Value = ClientError> {
         Just(ClientError::Overloaded),
         Just(ClientError::ChangeInProgress),
         Just(ClientError::ChangeNotAllowed),
+        Just(ClientError::LearnerBehind),
         any::<u64>().prop_map(|g| ClientError::UnknownGroup(GroupId(g))),
         ".{0,60}".prop_map(ClientError::Internal),
         arb_session_refusal().prop_map(ClientError::Session),

@@ -506,8 +506,8 @@ impl Admin {
         })
     }
 
-    /// Applies `change` to `group`: retries while a previous change is in progress, then
-    /// waits until the change is complete.
+    /// Applies `change` to `group`: retries while a previous change is in progress or the
+    /// learner to promote has not caught up, then waits until the change is complete.
     fn change(
         &mut self,
         group: GroupId,
@@ -522,10 +522,13 @@ impl Admin {
                 .change_membership(group, change, addr.cloned(), client_addr)
             {
                 Ok(committed) => break committed,
-                Err(CallError::Refused(ClientError::ChangeInProgress))
-                    if Instant::now() < deadline =>
-                {
-                    std::thread::sleep(POLL)
+                Err(CallError::Refused(
+                    ClientError::ChangeInProgress | ClientError::LearnerBehind,
+                )) if Instant::now() < deadline => std::thread::sleep(POLL),
+                Err(CallError::Refused(ClientError::LearnerBehind)) => {
+                    let what = describe(change);
+                    let waited = self.timeout;
+                    return Err(format!("{group}: {what}: not caught up after {waited:?}"));
                 }
                 Err(CallError::Refused(ClientError::ChangeNotAllowed)) => {
                     let now = self.leader_view(group).map(|view| view.membership);

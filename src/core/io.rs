@@ -61,6 +61,11 @@ pub enum ProposeError {
     ChangeInProgress,
     #[error("the configuration change does not apply to the current members")]
     ChangeNotAllowed,
+    /// A learner is to be promoted before it caught up: it is not receiving the log in
+    /// pipeline, or holds less than the committed log minus the compaction's trailing entries.
+    /// As a voter it could leave the group without a quorum until it catches up.
+    #[error("the learner has not caught up with the log yet")]
+    LearnerBehind,
 }
 
 /// A node's role in its group.

@@ -691,6 +691,12 @@ impl Raft {
         } else {
             None
         };
+        let refusal = refusal.or_else(|| match change {
+            MembershipChange::Promote(id) if !self.caught_up(id) => {
+                Some(ProposeError::LearnerBehind)
+            }
+            _ => None,
+        });
         if let Some(error) = refusal {
             out.push(Action::Rejected(error));
             return;
@@ -707,6 +713,18 @@ impl Raft {
             }
             Err(_) => out.push(Action::Rejected(ProposeError::ChangeNotAllowed)),
         }
+    }
+
+    /// Whether follower or learner `id` is caught up enough to become a voter: it receives the
+    /// log in pipeline and holds the committed log but for at most the compaction's trailing
+    /// entries, which it can take from the log (no snapshot). Not a follower of this leader:
+    /// true, so that [`Membership::changed`] names what is wrong.
+    fn caught_up(&self, id: NodeId) -> bool {
+        self.progress.get(&id).is_none_or(|progress| {
+            progress.state == ProgressState::Replicate
+                && progress.match_index.0 + self.config.compaction_trailing_entries
+                    >= self.commit.0
+        })
     }
 
     /// Appends a configuration entry as leader and replicates it.

@@ -142,6 +142,11 @@ pub enum ProposalError {
     /// promoting a voter, transferring to a non-voter).
     #[error("the configuration change does not apply to the current members")]
     ChangeNotAllowed,
+    /// Certain: the learner to promote has not caught up with the log yet (it does not receive
+    /// the log in pipeline, or lacks more of the committed log than the trailing entries kept
+    /// behind a snapshot); retry once it has.
+    #[error("the learner has not caught up with the log yet")]
+    LearnerBehind,
     /// Certain: refused before being placed, because the group's log holds `bytes` unapplied
     /// bytes (waiting for a majority) and the limit is `max`. Retry after a pause.
     #[error(
@@ -277,6 +282,7 @@ impl ProposalError {
             | ProposalError::Superseded { .. }
             | ProposalError::ChangeInProgress
             | ProposalError::ChangeNotAllowed
+            | ProposalError::LearnerBehind
             | ProposalError::Overloaded { .. }
             | ProposalError::Session(_) => true,
             ProposalError::Timeout
@@ -293,6 +299,7 @@ impl From<ProposeError> for ProposalError {
             ProposeError::Transferring => ProposalError::Transferring,
             ProposeError::ChangeInProgress => ProposalError::ChangeInProgress,
             ProposeError::ChangeNotAllowed => ProposalError::ChangeNotAllowed,
+            ProposeError::LearnerBehind => ProposalError::LearnerBehind,
         }
     }
 }

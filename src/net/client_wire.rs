@@ -49,6 +49,7 @@
 //!     8 ChangeInProgress, 9 ChangeNotAllowed: nothing
 //!     10 Session     refusal: u8 (1 unknown, 2 busy, 3 acknowledged) | reserved: 7 B
 //!                    | session: u64 | seq: u64 (acknowledged only; else 0)
+//!     11 LearnerBehind: nothing
 //! ```
 //!
 //! A `RegisterSession` is answered `Committed` at the index of the registration, which is the
@@ -118,6 +119,7 @@ const ERROR_INTERNAL: u8 = 7;
 const ERROR_CHANGE_IN_PROGRESS: u8 = 8;
 const ERROR_CHANGE_NOT_ALLOWED: u8 = 9;
 const ERROR_SESSION: u8 = 10;
+const ERROR_LEARNER_BEHIND: u8 = 11;
 
 const REFUSAL_UNKNOWN: u8 = 1;
 const REFUSAL_BUSY: u8 = 2;
@@ -343,6 +345,9 @@ pub enum ClientError {
     /// The membership change does not apply to the current members.
     #[error("the configuration change does not apply to the current members")]
     ChangeNotAllowed,
+    /// The learner to promote has not caught up with the log yet.
+    #[error("the learner has not caught up with the log yet")]
+    LearnerBehind,
     /// The request's client session refused it: this attempt was not applied.
     #[error(transparent)]
     Session(SessionRefusal),
@@ -722,6 +727,7 @@ fn put_response(response: &ClientResponse, out: &mut Vec<u8>) -> Result<(), Prot
                 ClientError::Internal(_) => ERROR_INTERNAL,
                 ClientError::ChangeInProgress => ERROR_CHANGE_IN_PROGRESS,
                 ClientError::ChangeNotAllowed => ERROR_CHANGE_NOT_ALLOWED,
+                ClientError::LearnerBehind => ERROR_LEARNER_BEHIND,
                 ClientError::Session(_) => ERROR_SESSION,
             };
             if let ClientError::NotLeader {
@@ -757,7 +763,8 @@ fn put_response(response: &ClientResponse, out: &mut Vec<u8>) -> Result<(), Prot
                 | ClientError::ShuttingDown
                 | ClientError::Overloaded
                 | ClientError::ChangeInProgress
-                | ClientError::ChangeNotAllowed => {}
+                | ClientError::ChangeNotAllowed
+                | ClientError::LearnerBehind => {}
                 ClientError::TooLarge { bytes, max } => {
                     put_u64(out, *bytes);
                     put_u64(out, *max);
@@ -1298,6 +1305,7 @@ fn read_response(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientResponse
                 ERROR_OVERLOADED => ClientError::Overloaded,
                 ERROR_CHANGE_IN_PROGRESS => ClientError::ChangeInProgress,
                 ERROR_CHANGE_NOT_ALLOWED => ClientError::ChangeNotAllowed,
+                ERROR_LEARNER_BEHIND => ClientError::LearnerBehind,
                 ERROR_TOO_LARGE => ClientError::TooLarge {
                     bytes: reader.u64()?,
                     max: reader.u64()?,

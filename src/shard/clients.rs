@@ -221,6 +221,7 @@ fn client_error(error: ProposalError, config: &NodeConfig) -> ClientError {
         ProposalError::ShuttingDown => ClientError::ShuttingDown,
         ProposalError::ChangeInProgress => ClientError::ChangeInProgress,
         ProposalError::ChangeNotAllowed => ClientError::ChangeNotAllowed,
+        ProposalError::LearnerBehind => ClientError::LearnerBehind,
         ProposalError::Overloaded { .. } => ClientError::Overloaded,
         ProposalError::Session(refusal) => ClientError::Session(refusal),
     }
