@@ -934,11 +934,6 @@ fn a_snapshot_written_off_the_thread_holds_the_state_at_its_index() {
             .snapshot_stored(GROUP, index, term, result)
             .unwrap();
     }
-    let old = std::mem::replace(
-        &mut trio.engines[0],
-        start_engine(1, MemLog::new(), None, max),
-    );
-    drop(old);
     let restored = start_engine_with(
         1,
         MemLog::new(),

@@ -722,7 +722,10 @@ impl Raft {
     fn caught_up(&self, id: NodeId) -> bool {
         self.progress.get(&id).is_none_or(|progress| {
             progress.state == ProgressState::Replicate
-                && progress.match_index.0 + self.config.compaction_trailing_entries
+                && progress
+                    .match_index
+                    .0
+                    .saturating_add(self.config.compaction_trailing_entries)
                     >= self.commit.0
         })
     }

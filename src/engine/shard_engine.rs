@@ -25,12 +25,12 @@
 //!   the turn's messages leave, so a recorded round start is never later than its sends;
 //! - snapshots: a group's state machine is snapshotted (streamed into the snapshot store
 //!   between two applies, or by its [`SnapshotJob`] off the event loop from a copy made between
-//!   two applies; durable before the core hears of it) when [`EngineConfig::snapshots`] says it is due
-//!   ([`crate::engine::snapshot_due`]: entries and bytes applied past its last snapshot); the
-//!   core then compacts the log behind it. A snapshot the core asks to send leaves through
-//!   [`ShardEngine::take_snapshot_sends`] (the runtime streams the file), never through the
-//!   outbox; a received snapshot reaches the core only after the runtime stored it durably
-//!   ([`ShardEngine::receive`] of its `InstallSnapshot`). Snapshots go through a
+//!   two applies; durable before the core hears of it) when [`EngineConfig::snapshots`] says it
+//!   is due ([`crate::engine::snapshot_due`]: entries and bytes applied past its last
+//!   snapshot); the core then compacts the log behind it. A snapshot the core asks to send
+//!   leaves through [`ShardEngine::take_snapshot_sends`] (the runtime streams the file), never
+//!   through the outbox; a received snapshot reaches the core only after the runtime stored it
+//!   durably ([`ShardEngine::receive`] of its `InstallSnapshot`). Snapshots go through a
 //!   [`SnapshotStorage`]: the files in production, their in-memory twin in the simulator;
 //! - an [`ActionObserver`], when one is set, sees every action after it was executed, with the
 //!   group's core and the state machine as they are then; without one the only cost is one
@@ -1055,7 +1055,7 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
         let written = self.sessions[&group]
             .write_to(&mut counted)
             .and_then(|()| match job {
-                Some(_) => Ok(()),
+                Some(_) => Ok(()), // written later, by the job
                 None => self.state_machine.snapshot(group, &mut counted),
             });
         let written_bytes = counted.bytes();
@@ -1088,8 +1088,8 @@ impl<L: LogStore, S: StateMachine, R, P: SnapshotStorage> ShardEngine<L, S, R, P
         Ok(Some(point.index))
     }
 
-    /// Snapshots written by the state machine that the runtime is to make durable
-    /// ([`PendingSnapshot::store`], a blocking call) and report to [`Self::snapshot_stored`].
+    /// Snapshots the runtime is to finish (run their job, if any) and make durable
+    /// ([`PendingSnapshot::store`], a blocking call), then report to [`Self::snapshot_stored`].
     pub fn take_pending_snapshots(&mut self) -> Vec<PendingSnapshot<P>> {
         std::mem::take(&mut self.pending_snapshots)
     }
