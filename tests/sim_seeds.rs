@@ -83,10 +83,10 @@ fn reconfiguring_seeds_show_no_violation() {
 const FIRST_CATCHING_SEEDS: &[(BrokenRule, u64)] = &[
     (BrokenRule::AckBeforePersist, 12),
     (BrokenRule::CommitPreviousTermByCounting, 80),
-    (BrokenRule::VoteWithoutLogCheck, 2),
+    (BrokenRule::VoteWithoutLogCheck, 5),
     (BrokenRule::ReadWithoutQuorumCheck, 0),
     (BrokenRule::LeaseBeyondElectionTimeout, 0),
-    (BrokenRule::SupersedeDisplaced, 70),
+    (BrokenRule::SupersedeDisplaced, 269),
     (BrokenRule::SupersedeUnderSnapshot, 75),
     (BrokenRule::RecoveryTrustsUnsynced, 2348),
     (BrokenRule::VoteRefusalNeedsKnownLeader, 379),

@@ -75,7 +75,10 @@ pub struct Config {
     /// configuration from the leader).
     pub voters: Vec<NodeId>,
     /// Ticks without hearing from a leader before a follower campaigns. The effective timeout
-    /// is drawn uniformly from `[election_timeout_ticks, 2 * election_timeout_ticks)`.
+    /// is drawn uniformly from `[election_timeout_ticks, 2 * election_timeout_ticks)`, except
+    /// after the first pre-vote lost since the node last heard from a leader: that one is
+    /// retried after 1 to `election_timeout_ticks / 4` ticks, since it most likely missed the
+    /// voters' refusal window by a tick.
     pub election_timeout_ticks: u32,
     /// Ticks between a leader's heartbeats.
     pub heartbeat_interval_ticks: u32,

@@ -118,6 +118,14 @@ pub struct Raft {
     /// contact. Adopting a higher term does not reset it: the node forgets who led, not when
     /// it heard from them.
     ticks_since_leader_contact: u32,
+    /// Whether a lost pre-vote is retried after a short pause rather than a full election
+    /// timeout: armed by every contact with a leader (and at start), spent by the first lost
+    /// pre-vote. A pre-vote lost right after the leader fell silent is most likely a near miss
+    /// of the voters' promises, which end a tick or so later than this node's timer fired (the
+    /// voters count ticks at other moments, and may have heard from the leader a little later).
+    /// Later losses wait a full timeout, so a node that cannot win sends at most one pre-vote
+    /// more per silence of its leader than without the retry.
+    pre_vote_retry_armed: bool,
     /// Leader only: this leader sent TimeoutNow in its term. The transfer vote it causes skips
     /// the followers' promise, so the read lease does not hold again in this term.
     sent_timeout_now: bool,
@@ -195,6 +203,7 @@ impl Raft {
             leader_match: LogIndex::ZERO,
             acked_index: LogIndex::ZERO,
             ticks_since_leader_contact: if config.quiet_start { 0 } else { u32::MAX },
+            pre_vote_retry_armed: true,
             sent_timeout_now: false,
             term_durable_from: None,
             leader_read_round: 0,
@@ -486,6 +495,14 @@ impl Raft {
         self.election_elapsed = 0;
         let base = self.config.election_timeout_ticks;
         self.randomized_timeout = self.rng.random_range(base..2 * base);
+    }
+
+    /// The pause before retrying a pre-vote that was probably a near miss: one tick up to a
+    /// quarter of the election timeout (a tick at least), drawn at random so that two nodes
+    /// that missed together do not retry together.
+    fn short_retry_ticks(&mut self) -> u32 {
+        let most = (self.config.election_timeout_ticks / 4).max(1);
+        self.rng.random_range(1..=most)
     }
 
     /// Whether this node leads, or heard from a leader recently enough to refuse to help unseat
@@ -1150,6 +1167,10 @@ impl Raft {
                 .quorum_blocked(|id| self.votes_refused.contains(&id))
             {
                 self.become_follower(self.term, None, out);
+                if pre_vote && self.pre_vote_retry_armed {
+                    self.pre_vote_retry_armed = false;
+                    self.randomized_timeout = self.short_retry_ticks();
+                }
             }
         }
     }
@@ -1168,6 +1189,7 @@ impl Raft {
         }
         self.reset_election_timer();
         self.ticks_since_leader_contact = 0;
+        self.pre_vote_retry_armed = true;
         true
     }
 

@@ -480,7 +480,8 @@ impl Target {
                 FsyncMode::Always => vec![],
                 FsyncMode::Never => vec!["--fsync".into(), "never".into()],
             },
-            log_level: "warn".into(),
+            // The nodes log warnings only, unless the operator set RUST_LOG for the run.
+            log_level: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             kv: args.protocol == Protocol::Resp,
             tls,
         };
@@ -924,7 +925,9 @@ impl Bench<'_> {
     }
 }
 
-/// Kills the leader of group 0 and returns the milliseconds until the next commit anywhere.
+/// Kills the leader of group 0 and returns the milliseconds until a client's next proposal
+/// commits. The probing client commits one proposal before the kill, so it meets the failover
+/// as an established client does: with its session registered, it needs one commit after it.
 fn kill_leader_and_wait(
     cluster: &mut LocalCluster,
     client: &mut Client,
@@ -933,15 +936,18 @@ fn kill_leader_and_wait(
     let leader = client
         .leader_of(GroupId(0))
         .ok_or("no leader to kill for --failover")?;
-    cluster.kill(leader);
-    let killed = Instant::now();
-    println!("killed leader {leader} (kill -9)");
     let mut probe = Client::connect(
         cluster.client_addrs(),
         cluster.spec.shards,
         Duration::from_secs(10),
     )
     .with_tls(tls.clone());
+    probe
+        .propose(GroupId(0), b"failover-probe-session")
+        .map_err(|e| format!("the failover probe could not commit before the kill: {e}"))?;
+    cluster.kill(leader);
+    let killed = Instant::now();
+    println!("killed leader {leader} (kill -9)");
     let committed = probe.propose(GroupId(0), b"failover-probe");
     let elapsed = killed.elapsed().as_secs_f64() * 1e3;
     committed.map_err(|e| format!("no commit after killing the leader: {e}"))?;
