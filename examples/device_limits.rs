@@ -33,6 +33,13 @@
 //! concurrent p50 plus two round trips), and the CPU that request's syncs alone cost
 //! (`single_request_sync_cpu_us`: one sync on every writer).
 //!
+//! Whether a log gains by keeping several flushes in flight at once: 2 and then 4 threads
+//! doing 4 KiB cycles at the same time in one pre-zeroed file, each writing its own blocks
+//! (`overlapped_write_fdatasync`). Compare their total rate and latency with the one-thread
+//! `prezeroed` figure: if the total barely rises while each cycle takes longer, the syncs of one
+//! file are serialized below the log, and a second flush in flight only waits inside the kernel
+//! instead of in the log's queue.
+//!
 //! On a machine whose cores are all busy, a thread woken by a finished `fdatasync` may wait for
 //! the next scheduler tick before it runs (4 ms at `HZ=250`), and the figures then show the
 //! scheduler rather than the disk: measure on an otherwise idle machine, or compare with a run
@@ -67,7 +74,7 @@ struct Args {
     /// Directory on the filesystem to measure (a scratch directory is made inside it).
     #[arg(long, default_value = "/tmp")]
     dir: PathBuf,
-    /// Seconds for each measurement (6 disk measurements and two network measurements).
+    /// Seconds for each measurement (9 disk measurements and two network measurements).
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
     /// Connections of the many-connections echo measurement, one request in flight on each.
@@ -131,6 +138,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         concurrent["latency_us"]["p99"],
         concurrent["cpu_us_per_sync"].as_f64().unwrap_or(0.0),
     );
+    let mut overlapped = Vec::new();
+    for in_flight in [2, 4] {
+        let figures = overlapped_write_sync_cycles(scratch.path(), in_flight, window)?;
+        eprintln!(
+            "   4 KiB prezeroed, {in_flight} cycles in flight on one file: {:>7.0} fdatasync/s in \
+             all  p50 {:>6} µs  p99 {:>6} µs",
+            figures["syncs_per_second"].as_f64().unwrap_or(0.0),
+            figures["latency_us"]["p50"],
+            figures["latency_us"]["p99"],
+        );
+        overlapped.push(figures);
+    }
     let tcp = loopback_round_trips(window)?;
     eprintln!(
         "loopback TCP {PING_BYTES} B ping-pong: p50 {} µs  p99 {} µs  ({} round trips)",
@@ -174,6 +193,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "single_request_floor_us": floor_us,
         "concurrent_write_fdatasync": concurrent,
         "shared_device_floor_us": shared_floor_us,
+        "overlapped_write_fdatasync": overlapped,
         "single_request_sync_cpu_us": sync_cpu_us,
         "loopback_connections_echo": echo,
     });
@@ -221,15 +241,10 @@ fn write_sync_cycles(
     start: &Barrier,
 ) -> std::io::Result<Cycles> {
     let data = vec![0xa5u8; block];
-    let mut latency = histogram();
     let mut serial = 0;
     let mut file = fresh_file(dir, kind, &mut serial)?;
     let mut offset = 0u64;
-    let mut cycles = 0u64;
-    start.wait();
-    let cpu_before = cpu_time(libc::CLOCK_THREAD_CPUTIME_ID)?;
-    let began_all = Instant::now();
-    while began_all.elapsed() < window {
+    let cycles = timed_cycles(kind, block, window, start, || {
         if offset + block as u64 > FILE_BYTES {
             match kind {
                 FileKind::Prezeroed => offset = 0,
@@ -242,22 +257,82 @@ fn write_sync_cycles(
         let began = Instant::now();
         file.write_all_at(&data, offset)?;
         file.sync_data()?;
-        record(&mut latency, began.elapsed());
         offset += block as u64;
-        cycles += 1;
-    }
-    let elapsed = began_all.elapsed();
-    let cpu = cpu_time(libc::CLOCK_THREAD_CPUTIME_ID)?.saturating_sub(cpu_before);
+        Ok(began.elapsed())
+    })?;
     drop(file);
     std::fs::remove_file(dir.join(format!("{}-{}", kind.name(), serial - 1)))?;
+    Ok(cycles)
+}
+
+/// Runs `cycle` (one write + fdatasync, returning how long it took) over and over for
+/// `window` on this thread, once every thread waiting at `start` is ready.
+fn timed_cycles(
+    kind: FileKind,
+    block: usize,
+    window: Duration,
+    start: &Barrier,
+    mut cycle: impl FnMut() -> std::io::Result<Duration>,
+) -> std::io::Result<Cycles> {
+    let mut latency = histogram();
+    let mut cycles = 0u64;
+    start.wait();
+    let cpu_before = cpu_time(libc::CLOCK_THREAD_CPUTIME_ID)?;
+    let began_all = Instant::now();
+    while began_all.elapsed() < window {
+        record(&mut latency, cycle()?);
+        cycles += 1;
+    }
     Ok(Cycles {
         kind,
         block,
         cycles,
-        elapsed,
-        cpu,
+        elapsed: began_all.elapsed(),
+        cpu: cpu_time(libc::CLOCK_THREAD_CPUTIME_ID)?.saturating_sub(cpu_before),
         latency,
     })
+}
+
+/// `in_flight` threads doing 4 KiB cycles at the same time in ONE pre-zeroed file, thread `t`
+/// writing blocks `t`, `t + in_flight`, ...: what a log gains by keeping several flushes in
+/// flight at once, compared with one thread doing the cycles alone.
+fn overlapped_write_sync_cycles(
+    dir: &Path,
+    in_flight: usize,
+    window: Duration,
+) -> std::io::Result<Value> {
+    const BLOCK: usize = 4 << 10;
+    let mut serial = 0;
+    let file = fresh_file(dir, FileKind::Prezeroed, &mut serial)?;
+    let start = Barrier::new(in_flight);
+    let runs = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..in_flight as u64)
+            .map(|lane| {
+                let (file, start) = (&file, &start);
+                scope.spawn(move || {
+                    let data = vec![0xa5u8; BLOCK];
+                    let blocks = FILE_BYTES / BLOCK as u64;
+                    let mut block = lane;
+                    timed_cycles(FileKind::Prezeroed, BLOCK, window, start, || {
+                        let began = Instant::now();
+                        file.write_all_at(&data, block % blocks * BLOCK as u64)?;
+                        file.sync_data()?;
+                        block += in_flight as u64;
+                        Ok(began.elapsed())
+                    })
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| thread.join().expect("a writer thread panicked"))
+            .collect::<std::io::Result<Vec<Cycles>>>()
+    })?;
+    drop(file);
+    std::fs::remove_file(dir.join(format!("{}-{}", FileKind::Prezeroed.name(), serial - 1)))?;
+    let mut merged = merged(&runs);
+    merged["in_flight"] = json!(in_flight);
+    Ok(merged)
 }
 
 /// `writers` threads doing 4 KiB pre-zeroed cycles at the same time, each in a file of its own
@@ -287,22 +362,29 @@ fn concurrent_write_sync_cycles(
             .map(|thread| thread.join().expect("a writer thread panicked"))
             .collect::<std::io::Result<Vec<Cycles>>>()
     })?;
+    let mut merged = merged(&runs);
+    merged["writers"] = json!(writers);
+    Ok(merged)
+}
+
+/// The cycles of threads that ran at the same time, as one figure: all their cycles over the
+/// longest thread's time, their latencies together, their CPU per cycle.
+fn merged(runs: &[Cycles]) -> Value {
     let mut latency = histogram();
-    for run in &runs {
+    for run in runs {
         latency.add(&run.latency).expect("same bounds");
     }
     let cycles: u64 = runs.iter().map(|run| run.cycles).sum();
     let cpu: Duration = runs.iter().map(|run| run.cpu).sum();
     let elapsed = runs.iter().map(|run| run.elapsed).max().unwrap_or_default();
-    Ok(json!({
+    json!({
         "file": FileKind::Prezeroed.name(),
         "block_bytes": 4 << 10,
-        "writers": writers,
         "cycles": cycles,
         "syncs_per_second": cycles as f64 / elapsed.as_secs_f64(),
         "latency_us": percentiles(&latency),
         "cpu_us_per_sync": per_cycle_us(cpu, cycles),
-    }))
+    })
 }
 
 /// The CPU time `clock` has counted.
