@@ -131,12 +131,7 @@ pub fn run_kv(args: KvArgs) -> ExitCode {
         Ok(node) => Arc::new(node),
         Err(error) => return start_failure("kv", &error),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("ringraft-resp")
-        .enable_all()
-        .build()
-    {
+    let runtime = match resp_runtime(workers) {
         Ok(runtime) => runtime,
         Err(error) => return fail(format!("RESP runtime: {error}")),
     };
@@ -172,4 +167,21 @@ pub fn run_kv(args: KvArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The runtime of the RESP server: `workers` threads; with one, the thread that serves
+/// everything is this one (a current-thread runtime), so connections, the accept loop and the
+/// answers the shards hand back meet on one thread with no scheduler between them.
+fn resp_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if workers <= 1 {
+        return tokio::runtime::Builder::new_current_thread()
+            .thread_name("ringraft-resp")
+            .enable_all()
+            .build();
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("ringraft-resp")
+        .enable_all()
+        .build()
 }
