@@ -124,7 +124,8 @@ pub struct BenchArgs {
     /// Keep the nodes' data directories here instead of a temporary directory.
     #[arg(long)]
     pub keep_data: Option<PathBuf>,
-    /// kill -9 the leader of group 0 halfway and report the time to the next commit.
+    /// kill -9 the leader of group 0 halfway and report the time until a client that committed
+    /// before the kill (its session registered) commits again.
     #[arg(long)]
     pub failover: bool,
     /// Restart every node in turn while the load runs: SIGTERM (a graceful stop, handing its
