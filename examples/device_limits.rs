@@ -305,28 +305,17 @@ fn overlapped_write_sync_cycles(
     let mut serial = 0;
     let file = fresh_file(dir, FileKind::Prezeroed, &mut serial)?;
     let start = Barrier::new(in_flight);
-    let runs = std::thread::scope(|scope| {
-        let threads: Vec<_> = (0..in_flight as u64)
-            .map(|lane| {
-                let (file, start) = (&file, &start);
-                scope.spawn(move || {
-                    let data = vec![0xa5u8; BLOCK];
-                    let blocks = FILE_BYTES / BLOCK as u64;
-                    let mut block = lane;
-                    timed_cycles(FileKind::Prezeroed, BLOCK, window, start, || {
-                        let began = Instant::now();
-                        file.write_all_at(&data, block % blocks * BLOCK as u64)?;
-                        file.sync_data()?;
-                        block += in_flight as u64;
-                        Ok(began.elapsed())
-                    })
-                })
-            })
-            .collect();
-        threads
-            .into_iter()
-            .map(|thread| thread.join().expect("a writer thread panicked"))
-            .collect::<std::io::Result<Vec<Cycles>>>()
+    let runs = on_threads(in_flight, |lane| {
+        let data = vec![0xa5u8; BLOCK];
+        let blocks = FILE_BYTES / BLOCK as u64;
+        let mut block = lane as u64;
+        timed_cycles(FileKind::Prezeroed, BLOCK, window, &start, || {
+            let began = Instant::now();
+            file.write_all_at(&data, block % blocks * BLOCK as u64)?;
+            file.sync_data()?;
+            block += in_flight as u64;
+            Ok(began.elapsed())
+        })
     })?;
     drop(file);
     std::fs::remove_file(dir.join(format!("{}-{}", FileKind::Prezeroed.name(), serial - 1)))?;
@@ -343,28 +332,36 @@ fn concurrent_write_sync_cycles(
     window: Duration,
 ) -> std::io::Result<Value> {
     let start = Barrier::new(writers);
-    let runs = std::thread::scope(|scope| {
-        let threads: Vec<_> = (0..writers)
-            .map(|writer| {
-                let dir = dir.join(format!("writer-{writer}"));
-                let start = &start;
-                scope.spawn(move || {
-                    std::fs::create_dir(&dir)?;
-                    let cycles =
-                        write_sync_cycles(&dir, FileKind::Prezeroed, 4 << 10, window, start);
-                    std::fs::remove_dir(&dir)?;
-                    cycles
-                })
+    let runs = on_threads(writers, |writer| {
+        let dir = dir.join(format!("writer-{writer}"));
+        std::fs::create_dir(&dir)?;
+        let cycles = write_sync_cycles(&dir, FileKind::Prezeroed, 4 << 10, window, &start);
+        std::fs::remove_dir(&dir)?;
+        cycles
+    })?;
+    let mut merged = merged(&runs);
+    merged["writers"] = json!(writers);
+    Ok(merged)
+}
+
+/// Runs `body(0)` .. `body(count - 1)` at once, each on a thread of its own; their results in
+/// that order.
+fn on_threads(
+    count: usize,
+    body: impl Fn(usize) -> std::io::Result<Cycles> + Sync,
+) -> std::io::Result<Vec<Cycles>> {
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..count)
+            .map(|index| {
+                let body = &body;
+                scope.spawn(move || body(index))
             })
             .collect();
         threads
             .into_iter()
             .map(|thread| thread.join().expect("a writer thread panicked"))
-            .collect::<std::io::Result<Vec<Cycles>>>()
-    })?;
-    let mut merged = merged(&runs);
-    merged["writers"] = json!(writers);
-    Ok(merged)
+            .collect()
+    })
 }
 
 /// The cycles of threads that ran at the same time, as one figure: all their cycles over the
