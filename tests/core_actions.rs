@@ -7,7 +7,7 @@ mod core_helpers;
 
 use core_helpers::*;
 use ringraft::core::{Action, Input, MembershipChange, Message, ProposeError, Raft, Role};
-use ringraft::types::{LogIndex, Term};
+use ringraft::types::{LogIndex, NodeId, Term};
 
 /// Node 1 of 3, leader of term 1 with its no-op (index 1) committed and acknowledged by both
 /// followers, which are in the replicate state.
@@ -559,6 +559,104 @@ fn first_lost_pre_vote_after_leader_contact_is_retried_within_a_quarter_timeout(
     assert!(
         ticks_until_pre_vote(&mut node) <= quarter,
         "hearing from a leader again re-arms the quick retry"
+    );
+}
+
+/// Ticks `node` until a tick sends (pre-)vote requests and returns how many ticks that took.
+fn ticks_until_vote_requests(node: &mut Raft) -> u32 {
+    for ticks in 1..=2 * node.config().election_timeout_ticks {
+        let asks = sends(&tick(node))
+            .iter()
+            .any(|(_, message)| matches!(message, Message::VoteRequest { .. }));
+        if asks {
+            return ticks;
+        }
+    }
+    panic!("no vote requests within two election timeouts");
+}
+
+#[test]
+fn first_pre_vote_round_nobody_answers_is_asked_again_within_a_quarter_timeout() {
+    let mut node = Node::new(1, 3).term(1).log(&[(1, 1)]).build();
+    follow(&mut node, 2, 1);
+    let timeout = node.config().election_timeout_ticks;
+    assert!(ticks_until_vote_requests(&mut node) >= timeout);
+    assert!(
+        ticks_until_vote_requests(&mut node) <= timeout / 4,
+        "a dead leader never answers: the first round is short"
+    );
+    assert!(
+        ticks_until_vote_requests(&mut node) >= timeout,
+        "the second round lasts a full election timeout"
+    );
+    assert_eq!(node.role(), Role::PreCandidate);
+}
+
+/// Delivers what `from` sent in `actions` between n2 and n3 (the leader, n1, is gone), and
+/// everything that causes, until nothing is left in flight.
+fn exchange(followers: &mut [Raft; 2], from: u64, actions: Vec<Action>) {
+    let mut in_flight: Vec<(u64, NodeId, Message)> = sends(&actions)
+        .into_iter()
+        .map(|(to, message)| (from, to, message))
+        .collect();
+    while let Some((from, to, message)) = in_flight.pop() {
+        let Some(node) = followers.iter_mut().find(|node| node.id() == to) else {
+            continue;
+        };
+        let answers = deliver(node, from, message);
+        in_flight.extend(
+            sends(&answers)
+                .into_iter()
+                .map(|(next, message)| (to.0, next, message)),
+        );
+    }
+}
+
+/// n2 and n3 of a group whose leader died, n2 having counted one tick since the leader's last
+/// message when n3 received its own. n2's timer fires at the bottom of the range and n3's well
+/// after a quick retry would, so n2's first pre-vote reaches n3 one tick before n3's refusal
+/// window ends.
+fn followers_a_tick_apart() -> [Raft; 2] {
+    let timeout = Node::new(2, 3).build().config().election_timeout_ticks;
+    let following = |id: u64, seed: u64| {
+        let mut node = Node::new(id, 3)
+            .term(1)
+            .log(&[(1, 1)])
+            .configure(|config| config.rng_seed = seed)
+            .build();
+        follow(&mut node, 1, 1);
+        node
+    };
+    let mut n2 = (0..1000)
+        .map(|seed| following(2, seed))
+        .find(|node| node.randomized_election_timeout() == timeout)
+        .expect("a seed that draws the shortest timeout");
+    assert_eq!(tick(&mut n2), vec![]);
+    let n3 = (0..1000)
+        .map(|seed| following(3, seed))
+        .find(|node| node.randomized_election_timeout() > timeout + timeout / 4 + 2)
+        .expect("a seed that draws a long timeout");
+    [n2, n3]
+}
+
+#[test]
+fn a_pre_vote_that_misses_a_voters_refusal_by_a_tick_wins_on_the_quick_retry() {
+    let mut followers = followers_a_tick_apart();
+    let timeout = followers[0].config().election_timeout_ticks;
+    let mut ticks = 1; // n2's, counted from the leader's last message to it
+    while followers.iter().all(|node| node.role() != Role::Leader) {
+        assert!(ticks <= 3 * timeout, "no leader after {ticks} ticks");
+        ticks += 1;
+        for index in 0..2 {
+            let out = tick(&mut followers[index]);
+            let from = followers[index].id().0;
+            exchange(&mut followers, from, out);
+        }
+    }
+    assert_eq!(followers[0].role(), Role::Leader, "n2 campaigned first");
+    assert!(
+        ticks <= timeout + timeout / 4 + 1,
+        "n2 led after {ticks} ticks; its first pre-vote was at {timeout}"
     );
 }
 

@@ -76,9 +76,9 @@ pub struct Config {
     pub voters: Vec<NodeId>,
     /// Ticks without hearing from a leader before a follower campaigns. The effective timeout
     /// is drawn uniformly from `[election_timeout_ticks, 2 * election_timeout_ticks)`, except
-    /// after the first pre-vote lost since the node last heard from a leader: that one is
-    /// retried after 1 to `election_timeout_ticks / 4` ticks, since it most likely missed the
-    /// voters' refusal window by a tick.
+    /// for the first pre-vote round after each contact with a leader: if it has not won after
+    /// 1 to `election_timeout_ticks / 4` ticks it is asked again, since it most likely missed
+    /// the voters' refusal windows by a tick.
     pub election_timeout_ticks: u32,
     /// Ticks between a leader's heartbeats.
     pub heartbeat_interval_ticks: u32,

@@ -81,6 +81,24 @@ pub struct Recovered {
     pub batches: Vec<EntryBatch>,
 }
 
+/// One quick retry of a pre-vote per silence of the leader. A first pre-vote that does not win
+/// right after the leader fell silent most likely missed the voters' promises by a tick or so:
+/// their refusal windows end a little after this node's timer fired (they count ticks at other
+/// moments, and may have heard from the leader a little later). So the first round after each
+/// contact with a leader lasts only a few ticks before it is asked again, whether the voters
+/// refused it or did not answer (a dead leader never does); every later round lasts a full
+/// randomized timeout. A node that cannot win thus sends one pre-vote round more per silence of
+/// its leader than without the retry, and voters are unchanged (so is the lease they promise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PreVoteRetry {
+    /// Since the last contact with a leader (or the start), no pre-vote round has begun.
+    Armed,
+    /// The short first round is running (or lost to a quorum's refusal: retried as soon).
+    Short,
+    /// The quick retry is used up until the next contact with a leader.
+    Spent,
+}
+
 /// The core of one Raft group on one node. See the module docs.
 pub struct Raft {
     config: Config,
@@ -118,14 +136,9 @@ pub struct Raft {
     /// contact. Adopting a higher term does not reset it: the node forgets who led, not when
     /// it heard from them.
     ticks_since_leader_contact: u32,
-    /// Whether a lost pre-vote is retried after a short pause rather than a full election
-    /// timeout: armed by every contact with a leader (and at start), spent by the first lost
-    /// pre-vote. A pre-vote lost right after the leader fell silent is most likely a near miss
-    /// of the voters' promises, which end a tick or so later than this node's timer fired (the
-    /// voters count ticks at other moments, and may have heard from the leader a little later).
-    /// Later losses wait a full timeout, so a node that cannot win sends at most one pre-vote
-    /// more per silence of its leader than without the retry.
-    pre_vote_retry_armed: bool,
+    /// Where this node is in its one quick pre-vote retry per silence of its leader (see
+    /// [`PreVoteRetry`]).
+    pre_vote_retry: PreVoteRetry,
     /// Leader only: this leader sent TimeoutNow in its term. The transfer vote it causes skips
     /// the followers' promise, so the read lease does not hold again in this term.
     sent_timeout_now: bool,
@@ -203,7 +216,7 @@ impl Raft {
             leader_match: LogIndex::ZERO,
             acked_index: LogIndex::ZERO,
             ticks_since_leader_contact: if config.quiet_start { 0 } else { u32::MAX },
-            pre_vote_retry_armed: true,
+            pre_vote_retry: PreVoteRetry::Armed,
             sent_timeout_now: false,
             term_durable_from: None,
             leader_read_round: 0,
@@ -497,9 +510,9 @@ impl Raft {
         self.randomized_timeout = self.rng.random_range(base..2 * base);
     }
 
-    /// The pause before retrying a pre-vote that was probably a near miss: one tick up to a
-    /// quarter of the election timeout (a tick at least), drawn at random so that two nodes
-    /// that missed together do not retry together.
+    /// How long the first pre-vote round after a leader's silence may take before it is asked
+    /// again: one tick up to a quarter of the election timeout (a tick at least), drawn at
+    /// random so that two nodes that missed together do not retry together.
     fn short_retry_ticks(&mut self) -> u32 {
         let most = (self.config.election_timeout_ticks / 4).max(1);
         self.rng.random_range(1..=most)
@@ -561,6 +574,15 @@ impl Raft {
 
     fn campaign(&mut self, pre_vote: bool, transfer: bool, out: &mut Vec<Action>) {
         self.reset_election_timer();
+        if pre_vote {
+            self.pre_vote_retry = match self.pre_vote_retry {
+                PreVoteRetry::Armed => {
+                    self.randomized_timeout = self.short_retry_ticks();
+                    PreVoteRetry::Short
+                }
+                PreVoteRetry::Short | PreVoteRetry::Spent => PreVoteRetry::Spent,
+            };
+        }
         self.leader = None;
         self.votes_granted.clear();
         self.votes_refused.clear();
@@ -1167,8 +1189,9 @@ impl Raft {
                 .quorum_blocked(|id| self.votes_refused.contains(&id))
             {
                 self.become_follower(self.term, None, out);
-                if pre_vote && self.pre_vote_retry_armed {
-                    self.pre_vote_retry_armed = false;
+                if pre_vote && self.pre_vote_retry == PreVoteRetry::Short {
+                    // Refused by a quorum in the short round: ask again just as soon.
+                    self.pre_vote_retry = PreVoteRetry::Spent;
                     self.randomized_timeout = self.short_retry_ticks();
                 }
             }
@@ -1189,7 +1212,7 @@ impl Raft {
         }
         self.reset_election_timer();
         self.ticks_since_leader_contact = 0;
-        self.pre_vote_retry_armed = true;
+        self.pre_vote_retry = PreVoteRetry::Armed;
         true
     }
 
