@@ -518,15 +518,17 @@ fn pre_vote_majority_starts_the_real_election() {
     );
 }
 
-/// Ticks `node` until it starts a pre-vote and returns how many ticks that took.
-fn ticks_until_pre_vote(node: &mut Raft) -> u32 {
+/// Ticks `node` until a tick sends (pre-)vote requests and returns how many ticks that took.
+fn ticks_until_vote_requests(node: &mut Raft) -> u32 {
     for ticks in 1..=2 * node.config().election_timeout_ticks {
-        tick(node);
-        if node.role() == Role::PreCandidate {
+        let asks = sends(&tick(node))
+            .iter()
+            .any(|(_, message)| matches!(message, Message::VoteRequest { .. }));
+        if asks {
             return ticks;
         }
     }
-    panic!("no pre-vote within two election timeouts");
+    panic!("no vote requests within two election timeouts");
 }
 
 /// Delivers both voters' refusals of `node`'s pre-vote for term 2.
@@ -540,39 +542,26 @@ fn lose_pre_vote(node: &mut Raft) {
 fn first_lost_pre_vote_after_leader_contact_is_retried_within_a_quarter_timeout() {
     let mut node = Node::new(1, 3).term(1).log(&[(1, 1)]).build();
     follow(&mut node, 2, 1);
-    ticks_until_pre_vote(&mut node);
+    ticks_until_vote_requests(&mut node);
     lose_pre_vote(&mut node);
     let quarter = node.config().election_timeout_ticks / 4;
     assert!(
-        ticks_until_pre_vote(&mut node) <= quarter,
+        ticks_until_vote_requests(&mut node) <= quarter,
         "the near miss is retried after at most {quarter} ticks"
     );
     lose_pre_vote(&mut node);
     assert!(
-        ticks_until_pre_vote(&mut node) >= node.config().election_timeout_ticks,
+        ticks_until_vote_requests(&mut node) >= node.config().election_timeout_ticks,
         "a second loss in the same silence waits a full election timeout"
     );
     lose_pre_vote(&mut node);
     follow(&mut node, 2, 1);
-    ticks_until_pre_vote(&mut node);
+    ticks_until_vote_requests(&mut node);
     lose_pre_vote(&mut node);
     assert!(
-        ticks_until_pre_vote(&mut node) <= quarter,
+        ticks_until_vote_requests(&mut node) <= quarter,
         "hearing from a leader again re-arms the quick retry"
     );
-}
-
-/// Ticks `node` until a tick sends (pre-)vote requests and returns how many ticks that took.
-fn ticks_until_vote_requests(node: &mut Raft) -> u32 {
-    for ticks in 1..=2 * node.config().election_timeout_ticks {
-        let asks = sends(&tick(node))
-            .iter()
-            .any(|(_, message)| matches!(message, Message::VoteRequest { .. }));
-        if asks {
-            return ticks;
-        }
-    }
-    panic!("no vote requests within two election timeouts");
 }
 
 #[test]
@@ -667,12 +656,7 @@ fn lost_real_vote_waits_a_full_election_timeout() {
     deliver(&mut node, 2, vote_response(1, false, false));
     deliver(&mut node, 3, vote_response(1, false, false));
     assert_eq!(node.role(), Role::Follower);
-    let mut ticks = 0;
-    while node.role() == Role::Follower {
-        tick(&mut node);
-        ticks += 1;
-    }
-    assert!(ticks >= node.config().election_timeout_ticks);
+    assert!(ticks_until_vote_requests(&mut node) >= node.config().election_timeout_ticks);
 }
 
 #[test]
