@@ -195,6 +195,11 @@ fn a_cluster_exposes_valid_metrics_that_move_with_proposals() {
         ("ringraft_log_fdatasync_seconds", "histogram", &["shard"]),
         ("ringraft_log_compactions", "counter", &["shard"]),
         ("ringraft_snapshot_pause_seconds", "histogram", &["shard"]),
+        (
+            "ringraft_shard_tick_lateness_seconds",
+            "histogram",
+            &["shard"],
+        ),
         ("ringraft_snapshots_created", "counter", &["shard"]),
         ("ringraft_snapshots_installed", "counter", &["shard"]),
         ("ringraft_snapshots_sent", "counter", &["shard"]),

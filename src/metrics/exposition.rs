@@ -334,7 +334,7 @@ impl Scrape {
             }
         }
         type Histo = fn(&ShardMetrics) -> &BucketHistogram;
-        let histograms: [(&str, &str, Option<&Unit>, Histo); 5] = [
+        let histograms: [(&str, &str, Option<&Unit>, Histo); 6] = [
             (
                 "ringraft_proposal_duration",
                 "From a proposal reaching the shard to its answer (committed and applied)",
@@ -364,6 +364,13 @@ impl Scrape {
                 "How long each snapshot held up the shard's thread",
                 Some(&SECONDS),
                 |m| &m.counters.snapshot_pauses,
+            ),
+            (
+                "ringraft_shard_tick_lateness",
+                "How late each tick of the shard's timer ran: how long the shard's thread stood \
+                 still (blocked, or without CPU) past the tick's due time",
+                Some(&SECONDS),
+                |m| &m.requests.tick_lateness,
             ),
         ];
         for (name, help, unit, value) in histograms {

@@ -48,6 +48,7 @@
 //! | `ringraft_log_fdatasync_seconds` | histogram | duration of each flush's data syncs of log segments |
 //! | `ringraft_log_compactions_total` | counter | log prefixes dropped behind a snapshot |
 //! | `ringraft_snapshot_pause_seconds` | histogram | how long each snapshot held up the shard's thread (the state machine writing it, or copying its state for a snapshot job) |
+//! | `ringraft_shard_tick_lateness_seconds` | histogram | how late each tick of the shard's timer ran: how long the shard's thread stood still (blocked, or without CPU); one of half an election timeout or more is also logged as a warning |
 //! | `ringraft_snapshots_created_total` | counter | snapshots of the local state machine made durable |
 //! | `ringraft_snapshots_installed_total` | counter | snapshots received from a leader and restored |
 //! | `ringraft_snapshots_sent_total` | counter | snapshot transfers to followers started |

@@ -8,7 +8,7 @@
 //! state and copies it, and changes nothing the shard does.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::engine::counters::{BucketHistogram, EngineCounters, LATENCY_BOUNDS_SECONDS};
 use crate::engine::stages::StageHistograms;
@@ -46,12 +46,15 @@ impl Default for RequestFigures {
     }
 }
 
-/// What the event loop records about requests and leaders (see the module docs), with the
-/// monotonic clock the loop measures time on.
+/// What the event loop records about requests, leaders and its own timeliness (see the module
+/// docs), with the monotonic clock the loop measures time on.
 #[derive(Clone, Debug)]
 pub struct RequestTimes {
     pub proposals: RequestFigures,
     pub reads: RequestFigures,
+    /// How late each tick of the shard's timer ran: how long its thread stood still (blocked,
+    /// or without CPU) past the tick's due time.
+    pub tick_lateness: BucketHistogram,
     /// Per group: how often this node saw the group's leader change to another known node.
     pub leader_changes: BTreeMap<GroupId, u64>,
     last_leader: BTreeMap<GroupId, NodeId>,
@@ -63,6 +66,7 @@ impl Default for RequestTimes {
         RequestTimes {
             proposals: RequestFigures::default(),
             reads: RequestFigures::default(),
+            tick_lateness: BucketHistogram::new(LATENCY_BOUNDS_SECONDS),
             leader_changes: BTreeMap::new(),
             last_leader: BTreeMap::new(),
             origin: Instant::now(),
@@ -92,6 +96,11 @@ impl RequestTimes {
         }
         let micros = now_us.saturating_sub(arrival.at_us);
         figures.latency.record(micros as f64 / 1e6);
+    }
+
+    /// A tick of the shard's timer ran `late` after it was due.
+    pub fn tick_ran_late(&mut self, late: Duration) {
+        self.tick_lateness.record_duration(late);
     }
 
     /// `group`'s core changed role; `leader` is the leader it now knows of.

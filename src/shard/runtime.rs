@@ -11,6 +11,11 @@
 //! task awaiting the flush, on this thread, after the turn's messages went out
 //! (`LogConfig::inline_flush_bytes_max`).
 //!
+//! The timer task says how late each tick ran, which is how long the thread stood still
+//! (blocked, or without CPU): every tick's lateness goes into the shard's metrics, and one of
+//! half an election timeout or more is logged as a warning, since a leader that stands still
+//! for an election timeout may lose its leadership.
+//!
 //! Requests of the embedding API enter through [`crate::shard::gate`]: the shard holds at most
 //! `proposals_queued_max` of them (queued, in the engine, or awaiting their answer), so the
 //! bounded channel from [`crate::api::Node`] is what proposers wait on, and a shard that cannot
@@ -24,7 +29,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use glommio::{LocalExecutorBuilder, Placement};
 
@@ -37,6 +42,7 @@ use crate::engine::{
 };
 use crate::error::{ExecutorError, NodeError};
 use crate::log::{shard_dir, DiskLog, FlushDone, LogConfig};
+use crate::log_limit::LogLimiter;
 use crate::net::client_wire::ClientRequest;
 use crate::shard::admin::{self, ChangeRequest};
 use crate::shard::answers::{Answer, BatchAnswers};
@@ -235,7 +241,11 @@ impl ReplyTo {
 
 /// Everything the event loop reacts to.
 pub enum ShardEvent {
-    Tick,
+    /// The core's clock advances one tick; `late` is how long after its due time the timer's
+    /// task ran (the thread was blocked or had no CPU meanwhile).
+    Tick {
+        late: Duration,
+    },
     Raft {
         from: NodeId,
         messages: Vec<(GroupId, Message)>,
@@ -403,8 +413,11 @@ async fn run_shard<S: StateMachine>(
 
 type Engine<S> = ShardEngine<DiskLog, S, ReplyTo>;
 
+/// Stalls of shard threads (late ticks), logged at most this often.
+static STALLS: LogLimiter = LogLimiter::new(Duration::from_secs(10));
+
 /// At a stop, how long client connections may take to write their last answers.
-const CLIENT_FINISH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const CLIENT_FINISH_WAIT: Duration = Duration::from_secs(1);
 
 async fn start_shard<S: StateMachine>(
     config: &Arc<NodeConfig>,
@@ -464,10 +477,36 @@ fn spawn_ticker(config: &NodeConfig, mailbox: Rc<Mailbox<ShardEvent>>, tasks: &T
     let tick = config.tick;
     tasks.spawn(async move {
         loop {
+            let asked = Instant::now();
             glommio::timer::sleep(tick).await;
-            mailbox.push(ShardEvent::Tick);
+            let late = asked.elapsed().saturating_sub(tick);
+            mailbox.push(ShardEvent::Tick { late });
         }
     });
+}
+
+/// Records how late a tick ran and warns (rate-limited) when the shard's thread stood still
+/// for half an election timeout or more: a leader that stalls that long may lose its
+/// leadership, and a follower's acknowledgements stop meanwhile.
+fn note_tick_lateness(
+    config: &NodeConfig,
+    shard: ShardId,
+    requests: &mut RequestTimes,
+    late: Duration,
+) {
+    requests.tick_ran_late(late);
+    if late >= config.election_timeout / 2 {
+        if let Some(stalls) = STALLS.note(Instant::now()) {
+            tracing::warn!(
+                node = %config.id,
+                %shard,
+                late_ms = late.as_millis() as u64,
+                election_timeout_ms = config.election_timeout.as_millis() as u64,
+                stalls,
+                "the shard's thread stood still (blocked, or no CPU): its timer ran late"
+            );
+        }
+    }
 }
 
 /// Moves API requests into the mailbox, each once the gate has room for it (see the module
@@ -542,7 +581,10 @@ async fn event_loop<S: StateMachine>(
         engine.begin_turn(turn_us, wall_clock_ms());
         for event in events.drain(..) {
             match event {
-                ShardEvent::Tick => engine.tick().map_err(fatal)?,
+                ShardEvent::Tick { late } => {
+                    note_tick_lateness(config, shard, requests, late);
+                    engine.tick().map_err(fatal)?
+                }
                 ShardEvent::Raft { from, messages } => {
                     for (group, message) in messages {
                         engine.receive(from, group, message).map_err(fatal)?;
@@ -748,7 +790,6 @@ fn dispatch_completions<S: StateMachine>(
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use std::time::Duration;
 
     /// Issue 13, finding 5a: proposers flood a shard whose requests are never answered (a
     /// node without quorum). The shard must stop taking requests once it holds its bound, so
