@@ -12,7 +12,11 @@
 //! A transfer opens its file once and reads every chunk through that handle
 //! ([`RawSnapshotFile`]): the engine prunes all but the newest snapshots, and under sustained
 //! load two newer ones can appear during a long transfer. Reopening by path would then fail,
-//! restart the transfer with the newest snapshot, and fail again, forever.
+//! restart the transfer with the newest snapshot, and fail again, forever. It opens it first,
+//! before waiting for the connection to the follower, for the same reason (at saturation, one
+//! that comes up late would otherwise find its snapshot pruned); a snapshot already pruned when
+//! the transfer starts is reported at once, without a warning or the retry delay, and the core
+//! offers its newest.
 //!
 //! Receiver (a follower): chunks arrive on the connection the leader dialled; the reader of
 //! that connection keeps one [`RawSnapshotWriter`] per group ([`Inbound`]). A chunk at offset 0
@@ -43,7 +47,7 @@ use crate::shard::link::Outgoing;
 use crate::shard::mailbox::Mailbox;
 use crate::shard::peers::append_raft;
 use crate::shard::runtime::ShardEvent;
-use crate::snapshot::{RawSnapshotFile, RawSnapshotWriter, SnapshotStore};
+use crate::snapshot::{RawSnapshotFile, RawSnapshotWriter, SnapshotError, SnapshotStore};
 use crate::types::{GroupId, LogIndex, NodeId, Term};
 
 /// Most chunks a sender has sent but not seen acknowledged (with the default chunk of
@@ -61,7 +65,30 @@ const RETRY_DELAY: Duration = Duration::from_millis(500);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// The failure of a transfer to a follower that is down (reported quietly: it repeats until
 /// the follower is back).
-const NOT_CONNECTED: &str = "not connected";
+/// Why a transfer ended before the follower had the snapshot.
+#[derive(Debug, PartialEq)]
+enum Failure {
+    /// The connection to the follower did not come up within [`CONNECT_WAIT`] (it is most
+    /// likely down).
+    NotConnected,
+    /// The snapshot was pruned before the transfer opened it: newer ones replaced it, and the
+    /// core offers the newest once told.
+    Superseded,
+    /// Anything else: the connection broke, acknowledgements stalled, a read failed.
+    Failed(String),
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Failure {
+        Failure::Failed(reason)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(reason: &str) -> Failure {
+        Failure::Failed(reason.to_string())
+    }
+}
 
 /// What the receiver acknowledged of one running transfer.
 struct Progress {
@@ -154,31 +181,42 @@ impl Transfers {
                     );
                     transfers.running.borrow_mut().remove(&key);
                 }
-                Err(reason) if reason == NOT_CONNECTED => {
-                    tracing::debug!(peer = %send.to, group = %send.group, "snapshot not sent: {reason}");
-                    transfers.failed(key, &mailbox).await;
+                Err(Failure::NotConnected) => {
+                    tracing::debug!(peer = %send.to, group = %send.group, "snapshot not sent: not connected");
+                    transfers.failed(key, RETRY_DELAY, &mailbox).await;
                 }
-                Err(reason) => {
+                Err(Failure::Superseded) => {
+                    // Nothing was sent: the core offers its newest snapshot at once.
+                    tracing::debug!(
+                        peer = %send.to, group = %send.group, index = %send.snapshot.index,
+                        "snapshot superseded before it was sent"
+                    );
+                    transfers.failed(key, Duration::ZERO, &mailbox).await;
+                }
+                Err(Failure::Failed(reason)) => {
                     tracing::warn!(
                         peer = %send.to, group = %send.group, index = %send.snapshot.index,
                         %reason, "snapshot transfer failed"
                     );
-                    transfers.failed(key, &mailbox).await;
+                    transfers.failed(key, RETRY_DELAY, &mailbox).await;
                 }
             }
         })
         .detach();
     }
 
-    /// After a failed transfer: holds its slot for [`RETRY_DELAY`], then reports it.
-    async fn failed(&self, key: (NodeId, GroupId), mailbox: &Mailbox<ShardEvent>) {
-        glommio::timer::sleep(RETRY_DELAY).await;
+    /// After a failed transfer: holds its slot for `delay`, then reports it.
+    async fn failed(&self, key: (NodeId, GroupId), delay: Duration, mailbox: &Mailbox<ShardEvent>) {
+        if !delay.is_zero() {
+            glommio::timer::sleep(delay).await;
+        }
         self.running.borrow_mut().remove(&key);
         let (peer, group) = key;
         mailbox.push(ShardEvent::SnapshotFailed { peer, group });
     }
 
-    /// Streams the file, waits for `done`, then queues the `InstallSnapshot` message. Returns
+    /// Opens the file (first, so that pruning cannot take it away while the connection comes
+    /// up), streams it, waits for `done`, then queues the `InstallSnapshot` message. Returns
     /// the file's length.
     async fn send(
         &self,
@@ -186,11 +224,23 @@ impl Transfers {
         store: &Arc<SnapshotStore>,
         link: &Outgoing,
         progress: &Progress,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, Failure> {
+        let (group, index) = (send.group, send.snapshot.index);
+        let file: Arc<RawSnapshotFile> = {
+            let store = store.clone();
+            glommio::executor()
+                .spawn_blocking(move || store.open_raw(group, index))
+                .await
+                .map_err(|error| match error {
+                    SnapshotError::NotFound { .. } => Failure::Superseded,
+                    other => Failure::Failed(other.to_string()),
+                })?
+                .into()
+        };
         let waited = Instant::now();
         while !link.is_connected() {
             if waited.elapsed() >= CONNECT_WAIT || link.is_closed() {
-                return Err(NOT_CONNECTED.into());
+                return Err(Failure::NotConnected);
             }
             glommio::timer::sleep(POLL_INTERVAL.min(CONNECT_WAIT)).await;
         }
@@ -201,15 +251,6 @@ impl Transfers {
             } else {
                 Err("the connection broke".to_string())
             }
-        };
-        let (group, index) = (send.group, send.snapshot.index);
-        let file: Arc<RawSnapshotFile> = {
-            let store = store.clone();
-            glommio::executor()
-                .spawn_blocking(move || store.open_raw(group, index))
-                .await
-                .map_err(|e| e.to_string())?
-                .into()
         };
         let total_len = file.total_len();
         let mut offset = 0u64;
@@ -259,11 +300,11 @@ impl Transfers {
             if progress.version.get() != seen {
                 last_progress = Instant::now();
             } else if last_progress.elapsed() >= ACK_TIMEOUT {
-                return Err(format!(
+                return Err(Failure::Failed(format!(
                     "no acknowledgement for {ACK_TIMEOUT:?} ({} of {} bytes acknowledged)",
                     progress.acked.get(),
                     total_len
-                ));
+                )));
             }
         }
         link_intact()?;
@@ -421,5 +462,85 @@ impl Inbound {
                 tracing::warn!(from = %self.from, %group, %error, "received snapshot refused")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Membership, SnapshotMeta};
+    use crate::net::frame::FrameDecoder;
+    use crate::snapshot::SnapshotInfo;
+    use bytes::Bytes;
+    use glommio::{LocalExecutorBuilder, Placement};
+    use std::io::Write;
+
+    const GROUP: GroupId = GroupId(0);
+
+    fn store_snapshot(store: &SnapshotStore, index: u64, body: &[u8]) {
+        let info = SnapshotInfo {
+            group: GROUP,
+            index: LogIndex(index),
+            term: Term(1),
+            membership: Vec::new(),
+        };
+        let mut writer = store.create(info).expect("create");
+        writer.write_all(body).expect("write");
+        writer.finish().expect("finish");
+    }
+
+    /// Seen at saturation: the follower's connection came up only after the engine had pruned
+    /// the snapshot the transfer was asked to send, so the transfer (which opened the file once
+    /// connected) failed with "no snapshot … at index", logged a warning, and the follower
+    /// waited for the retry. The transfer now holds the file from the start: pruned while the
+    /// connection comes up, it is still sent, from its first byte.
+    #[test]
+    fn a_snapshot_pruned_while_the_connection_comes_up_is_still_sent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(SnapshotStore::open(dir.path(), None).expect("store"));
+        store_snapshot(&store, 10, b"the state at index 10");
+        let executor = LocalExecutorBuilder::new(Placement::Unbound)
+            .make()
+            .expect("executor");
+        executor.run(async move {
+            let transfers = Rc::new(Transfers::new(NodeId(1), 1024, Some(store.clone())));
+            let link = Rc::new(Outgoing::new(1 << 20));
+            let mailbox = Rc::new(Mailbox::default());
+            let send = SnapshotSend {
+                to: NodeId(2),
+                group: GROUP,
+                term: Term(1),
+                snapshot: SnapshotMeta {
+                    index: LogIndex(10),
+                    term: Term(1),
+                    membership: Membership::with_voters([NodeId(1), NodeId(2)]),
+                    context: Bytes::new(),
+                },
+            };
+            transfers.start(send, link.clone(), mailbox.clone());
+            // The transfer waits for the connection; meanwhile a newer snapshot replaces this one.
+            glommio::timer::sleep(Duration::from_millis(200)).await;
+            store_snapshot(&store, 11, b"the state at index 11");
+            store.retain(GROUP, 1).expect("retain");
+            assert_eq!(store.list(GROUP).expect("list"), vec![LogIndex(11)]);
+
+            link.set_connected(true);
+            let mut sent = Vec::new();
+            let took = glommio::timer::timeout(Duration::from_secs(5), async {
+                Ok(link.take(&mut sent).await)
+            })
+            .await;
+            assert_eq!(took.ok(), Some(true), "the transfer sent nothing");
+            let mut decoder = FrameDecoder::new();
+            decoder.push(&sent);
+            let frame = decoder
+                .next_frame()
+                .expect("a well-formed frame")
+                .expect("a whole frame");
+            let chunk = SnapshotChunk::decode_frame(&frame).expect("a snapshot chunk");
+            assert_eq!((chunk.index, chunk.offset), (LogIndex(10), 0));
+            assert!(chunk.total_len > 0 && !chunk.bytes.is_empty());
+            link.close();
+        });
     }
 }
