@@ -43,9 +43,12 @@ bench() { # row-id label flags...: one run, its directory recorded for the row
   local row=$1 label=$2 dir
   shift 2
   echo "== $label (load average $(cut -d' ' -f1 /proc/loadavg))" >&2
-  "$bin" bench --label "$label" "$@" | tee "$log"
+  # Standard error too: the nodes' warnings (a shard that stood still, a failed snapshot
+  # transfer) explain a run's outliers, so they are kept with it as console.log.
+  "$bin" bench --label "$label" "$@" 2>&1 | tee "$log"
   dir=$(sed -n 's/^results in //p' "$log")
   [[ -n $dir ]] || { echo "no result directory from: bench $*" >&2; exit 1; }
+  cp "$log" "$dir/console.log"
   echo "$row $(basename "$dir")" >>"$runs"
 }
 
