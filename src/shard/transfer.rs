@@ -63,13 +63,11 @@ const CONNECT_WAIT: Duration = Duration::from_secs(1);
 const RETRY_DELAY: Duration = Duration::from_millis(500);
 /// How often a waiting sender checks its connection.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
-/// The failure of a transfer to a follower that is down (reported quietly: it repeats until
-/// the follower is back).
 /// Why a transfer ended before the follower had the snapshot.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 enum Failure {
     /// The connection to the follower did not come up within [`CONNECT_WAIT`] (it is most
-    /// likely down).
+    /// likely down; reported quietly, since it repeats until the follower is back).
     NotConnected,
     /// The snapshot was pruned before the transfer opened it: newer ones replaced it, and the
     /// core offers the newest once told.
