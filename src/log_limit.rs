@@ -1,5 +1,6 @@
-//! Rate-limited reporting of events that a client can cause at will (failed AUTH attempts,
-//! refused peer proofs, failed TLS handshakes, rejected peer hellos): the first event is
+//! Rate-limited reporting of events that can come in floods: those a client can cause at will
+//! (failed AUTH attempts, refused peer proofs, failed TLS handshakes, rejected peer hellos), and
+//! a shard's thread standing still on a starved machine. The first event is
 //! reported at once, later ones at most once per interval, each report carrying how many
 //! events it stands for.
 //!
