@@ -27,7 +27,7 @@ pub struct ForwardingSessions {
 struct GroupSessions {
     state: Mutex<State>,
     registering: tokio::sync::Mutex<()>,
-    /// Signalled whenever a number leaves flight (room may have opened in the window).
+    /// Signalled whenever the lowest number in flight leaves it (the window moved).
     room: tokio::sync::Notify,
 }
 
@@ -53,8 +53,15 @@ impl InFlight<'_> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.group.state().in_flight.remove(&self.seq);
-        self.group.room.notify_waiters();
+        let mut state = self.group.state();
+        let was_lowest = state.in_flight.first() == Some(&self.seq);
+        state.in_flight.remove(&self.seq);
+        drop(state);
+        // Only the lowest leaving moves the window; waking every waiter on each answer would
+        // cost a full window of wake-ups per answer just when the window is full.
+        if was_lowest {
+            self.group.room.notify_waiters();
+        }
     }
 }
 
