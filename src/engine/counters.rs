@@ -40,9 +40,14 @@ impl BucketHistogram {
     }
 
     pub fn record(&mut self, value: f64) {
+        self.record_many(value, 1);
+    }
+
+    /// Records `count` observations of the same `value` at the cost of one.
+    pub fn record_many(&mut self, value: f64, count: u64) {
         let slot = self.bounds.partition_point(|&bound| bound < value);
-        self.counts[slot] += 1;
-        self.sum += value;
+        self.counts[slot] += count;
+        self.sum += value * count as f64;
     }
 
     pub fn record_duration(&mut self, duration: Duration) {

@@ -176,7 +176,7 @@ pub struct LogOnly;
 
 impl StateMachine for LogOnly {
     fn apply(&mut self, _group: GroupId, entries: CommittedEntries<'_>, outputs: &mut Vec<Bytes>) {
-        outputs.extend(std::iter::repeat_n(Bytes::new(), entries.len()));
+        outputs.resize_with(outputs.len() + entries.len(), Bytes::new);
     }
 
     /// Nothing to write: the log can be compacted freely.

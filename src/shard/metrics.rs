@@ -24,7 +24,7 @@ pub enum RequestKind {
 }
 
 /// When a request reached the shard, in microseconds of the event loop's clock.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Arrival {
     pub kind: RequestKind,
     pub at_us: u64,
@@ -85,17 +85,17 @@ impl RequestTimes {
         self.origin.elapsed().as_micros() as u64
     }
 
-    /// A request that arrived as `arrival` was answered at `now_us`.
-    pub fn answered(&mut self, arrival: Arrival, now_us: u64, ok: bool) {
+    /// `answered` requests that all arrived as `arrival` were answered at `now_us`, `failed`
+    /// of them with an error. Requests of one loop turn share their arrival, so a turn's
+    /// answers are recorded with a few calls rather than one per request.
+    pub fn answered(&mut self, arrival: Arrival, now_us: u64, answered: u64, failed: u64) {
         let figures = match arrival.kind {
             RequestKind::Propose => &mut self.proposals,
             RequestKind::Read => &mut self.reads,
         };
-        if !ok {
-            figures.failed += 1;
-        }
+        figures.failed += failed;
         let micros = now_us.saturating_sub(arrival.at_us);
-        figures.latency.record(micros as f64 / 1e6);
+        figures.latency.record_many(micros as f64 / 1e6, answered);
     }
 
     /// A tick of the shard's timer ran `late` after it was due.
@@ -110,6 +110,51 @@ impl RequestTimes {
         };
         if self.last_leader.insert(group, leader) != Some(leader) {
             *self.leader_changes.entry(group).or_default() += 1;
+        }
+    }
+}
+
+/// Records one turn's answers into [`RequestTimes`], one call per run of answers that arrived
+/// together (answers come in log order, so a turn's requests answer in runs); the last run is
+/// recorded on drop.
+pub struct AnswerTally<'a> {
+    times: &'a mut RequestTimes,
+    now_us: u64,
+    /// The current run: its arrival, how many answered, how many of them failed.
+    run: Option<(Arrival, u64, u64)>,
+}
+
+impl<'a> AnswerTally<'a> {
+    /// A tally of answers given at `now_us`.
+    pub fn new(times: &'a mut RequestTimes, now_us: u64) -> AnswerTally<'a> {
+        AnswerTally {
+            times,
+            now_us,
+            run: None,
+        }
+    }
+
+    /// A request that arrived as `arrival` was answered, successfully if `ok`.
+    pub fn answered(&mut self, arrival: Arrival, ok: bool) {
+        let failed = u64::from(!ok);
+        match &mut self.run {
+            Some((same, answered, failed_in_run)) if *same == arrival => {
+                *answered += 1;
+                *failed_in_run += failed;
+            }
+            run => {
+                if let Some((arrival, answered, failed)) = run.replace((arrival, 1, failed)) {
+                    self.times.answered(arrival, self.now_us, answered, failed);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for AnswerTally<'_> {
+    fn drop(&mut self) {
+        if let Some((arrival, answered, failed)) = self.run.take() {
+            self.times.answered(arrival, self.now_us, answered, failed);
         }
     }
 }
@@ -163,11 +208,47 @@ mod tests {
             kind: RequestKind::Read,
             at_us: 1_000,
         };
-        times.answered(read, 3_000, true);
-        times.answered(read, 1_500, false);
+        times.answered(read, 3_000, 1, 0);
+        times.answered(read, 1_500, 1, 1);
         assert_eq!(times.reads.failed, 1);
         assert_eq!(times.reads.latency.count(), 2);
         assert!((times.reads.latency.sum() - 0.0025).abs() < 1e-12);
         assert_eq!(times.proposals.latency.count(), 0);
+    }
+
+    /// A turn's answers come in runs of one arrival; every answer counts once, with its own
+    /// arrival's latency and kind, however the runs interleave.
+    #[test]
+    fn a_tally_records_every_answer_of_interleaved_runs() {
+        let propose = |at_us| Arrival {
+            kind: RequestKind::Propose,
+            at_us,
+        };
+        let read = Arrival {
+            kind: RequestKind::Read,
+            at_us: 100,
+        };
+        let answers = [
+            (propose(100), true),
+            (propose(100), false),
+            (propose(100), true),
+            (read, true),
+            (propose(100), true),
+            (propose(400), false),
+            (propose(400), true),
+        ];
+        let mut times = RequestTimes::default();
+        {
+            let mut tally = AnswerTally::new(&mut times, 1_100);
+            for (arrival, ok) in answers {
+                tally.answered(arrival, ok);
+            }
+        }
+        assert_eq!(times.proposals.latency.count(), 6);
+        assert_eq!(times.proposals.failed, 2);
+        // Four answered 1 ms after arriving, two 0.7 ms after.
+        assert!((times.proposals.latency.sum() - (4.0 * 0.001 + 2.0 * 0.0007)).abs() < 1e-12);
+        assert_eq!(times.reads.latency.count(), 1);
+        assert_eq!(times.reads.failed, 0);
     }
 }

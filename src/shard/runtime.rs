@@ -50,7 +50,7 @@ use crate::shard::clients::{self, ClientConnection, ClientHub};
 use crate::shard::drain::Drain;
 use crate::shard::gate::{Permit, RequestGate};
 use crate::shard::mailbox::Mailbox;
-use crate::shard::metrics::{Arrival, RequestKind, RequestTimes, ShardMetrics};
+use crate::shard::metrics::{AnswerTally, Arrival, RequestKind, RequestTimes, ShardMetrics};
 use crate::shard::peers::Peers;
 use crate::shard::tasks::TaskSet;
 use crate::shard::work::Work;
@@ -778,9 +778,10 @@ fn dispatch_completions<S: StateMachine>(
         return;
     }
     let now_us = requests.clock_us();
+    let mut tally = AnswerTally::new(requests, now_us);
     for (reply, result) in completions {
         if let Some(arrival) = reply.arrival() {
-            requests.answered(arrival, now_us, result.is_ok());
+            tally.answered(arrival, result.is_ok());
         }
         reply.answer(result, config);
     }
