@@ -29,7 +29,7 @@ use ringraft::core::{
 use ringraft::net::client_wire::{
     decode_requests, decode_requests_frame, decode_responses, decode_responses_frame,
     encode_requests, encode_responses, ClientError, ClientRequest, ClientResponse,
-    GroupAdminStatus, GroupSummary, ProtocolError, ShardStats, StageBuckets,
+    GroupAdminStatus, GroupSummary, ProtocolError, ShardStats, ShardStatus, StageBuckets,
 };
 use ringraft::net::frame::{encode_frame, frame_wire_len, Frame, FRAME_MAGIC};
 use ringraft::net::handshake::{check_hello, HandshakeError, Hello, HelloReply, LocalIdentity};
@@ -584,18 +584,20 @@ fn arb_response() -> impl Strategy<Value = ClientResponse> {
                 |(id, node, (flushes, entries_written, bytes_written), groups)| {
                     ClientResponse::Status {
                         id,
-                        node: NodeId(node),
-                        shard: ShardStats {
-                            flushes,
-                            entries_written,
-                            bytes_written,
-                        },
-                        groups,
-                        stages: StageBuckets {
-                            leader_durable: vec![(flushes % 1000, 1)],
-                            committed: vec![],
-                            applied: vec![(7, entries_written), (9, bytes_written)],
-                        },
+                        status: Box::new(ShardStatus {
+                            node: NodeId(node),
+                            shard: ShardStats {
+                                flushes,
+                                entries_written,
+                                bytes_written,
+                            },
+                            groups,
+                            stages: StageBuckets {
+                                leader_durable: vec![(flushes % 1000, 1)],
+                                committed: vec![],
+                                applied: vec![(7, entries_written), (9, bytes_written)],
+                            },
+                        }),
                     }
                 }
             ),

@@ -35,7 +35,7 @@ use crate::engine::stages::StageHistograms;
 use crate::engine::Committed;
 use crate::net::client_wire::{
     decode_responses_frame, encode_requests, request_wire_bytes, ClientError, ClientRequest,
-    ClientResponse, GroupAdminStatus, GroupSummary, ShardStats, StageBuckets,
+    ClientResponse, GroupAdminStatus, GroupSummary, ShardStats, ShardStatus, StageBuckets,
 };
 use crate::net::frame::READ_SPARE_BYTES;
 use crate::net::{FrameDecoder, FrameKind};
@@ -565,12 +565,15 @@ impl Client {
         shard: ShardId,
     ) -> Result<(ShardStats, Vec<GroupSummary>, StageBuckets), CallError> {
         match self.ask(node, shard, |id| ClientRequest::Status { id })? {
-            ClientResponse::Status {
-                shard,
-                groups,
-                stages,
-                ..
-            } => Ok((shard, groups, stages)),
+            ClientResponse::Status { status, .. } => {
+                let ShardStatus {
+                    shard,
+                    groups,
+                    stages,
+                    ..
+                } = *status;
+                Ok((shard, groups, stages))
+            }
             _ => Err(no_answer("status")),
         }
     }

@@ -5,7 +5,6 @@
 //! credits and the in-flight table; the codec owns only the encoding and its receive buffer.
 //! Malformed input is an `Err` for the connection, never a panic.
 
-use std::collections::VecDeque;
 use std::ops::Range;
 
 use bytes::Bytes;
@@ -59,7 +58,8 @@ pub struct NativeCodec {
     group: GroupId,
     payload: Bytes,
     decoder: FrameDecoder,
-    decoded: VecDeque<ClientResponse>,
+    /// The answers of the last frame read, not yet returned.
+    decoded: std::vec::IntoIter<ClientResponse>,
     requests: Vec<ClientRequest>,
 }
 
@@ -69,7 +69,7 @@ impl NativeCodec {
             group,
             payload,
             decoder: FrameDecoder::new(),
-            decoded: VecDeque::new(),
+            decoded: Vec::new().into_iter(),
             requests: Vec::new(),
         }
     }
@@ -78,7 +78,7 @@ impl NativeCodec {
 impl Codec for NativeCodec {
     fn reset(&mut self) {
         self.decoder = FrameDecoder::new();
-        self.decoded.clear();
+        self.decoded = Vec::new().into_iter();
     }
 
     fn encode(&mut self, ids: Range<u64>, out: &mut Vec<u8>) -> Result<(), String> {
@@ -105,7 +105,7 @@ impl Codec for NativeCodec {
 
     fn next_answer(&mut self) -> Result<Option<Answer>, String> {
         loop {
-            if let Some(response) = self.decoded.pop_front() {
+            if let Some(response) = self.decoded.next() {
                 let outcome = match response {
                     ClientResponse::Committed { .. } => Outcome::Done,
                     ClientResponse::Error {
@@ -130,8 +130,9 @@ impl Codec for NativeCodec {
             if frame.kind != FrameKind::ClientResponses {
                 return Err("unexpected frame from server".into());
             }
-            self.decoded
-                .extend(decode_responses_frame(&frame).map_err(|e| e.to_string())?);
+            self.decoded = decode_responses_frame(&frame)
+                .map_err(|e| e.to_string())?
+                .into_iter();
         }
     }
 }

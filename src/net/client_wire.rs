@@ -238,6 +238,15 @@ pub struct GroupSummary {
     pub last_index: LogIndex,
 }
 
+/// What a shard answers a status request with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardStatus {
+    pub node: NodeId,
+    pub shard: ShardStats,
+    pub groups: Vec<GroupSummary>,
+    pub stages: StageBuckets,
+}
+
 /// Work counters of the shard that answers a status request, since it started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ShardStats {
@@ -273,12 +282,11 @@ pub enum ClientResponse {
         index: LogIndex,
         output: Bytes,
     },
+    /// Boxed so that the answers on the hot path (committed, error) stay small: every
+    /// response is moved by value through queues on both sides.
     Status {
         id: u64,
-        node: NodeId,
-        shard: ShardStats,
-        groups: Vec<GroupSummary>,
-        stages: StageBuckets,
+        status: Box<ShardStatus>,
     },
     Error {
         id: u64,
@@ -669,13 +677,13 @@ fn put_response(response: &ClientResponse, out: &mut Vec<u8>) -> Result<(), Prot
             put_u32(out, 0);
             out.extend_from_slice(output);
         }
-        ClientResponse::Status {
-            id,
-            node,
-            shard,
-            groups,
-            stages,
-        } => {
+        ClientResponse::Status { id, status } => {
+            let ShardStatus {
+                node,
+                shard,
+                groups,
+                stages,
+            } = &**status;
             let count = wire_count("status", groups.len(), GROUP_STATUS_BYTES)?;
             put_u8(out, RESPONSE_STATUS);
             put_zeros(out, 7);
@@ -1249,10 +1257,12 @@ fn read_response(body: &Bytes, reader: &mut Reader<'_>) -> Result<ClientResponse
             };
             Ok(ClientResponse::Status {
                 id,
-                node,
-                shard,
-                groups,
-                stages,
+                status: Box::new(ShardStatus {
+                    node,
+                    shard,
+                    groups,
+                    stages,
+                }),
             })
         }
         RESPONSE_ADMIN_STATUS => {
@@ -1373,6 +1383,13 @@ mod tests {
         decoder.next_frame().unwrap().unwrap()
     }
 
+    /// Responses move by value through queues on both ends of a connection, one per request:
+    /// a status answer's figures are boxed so that the others stay this small.
+    #[test]
+    fn a_response_is_as_small_as_a_committed_answer() {
+        assert!(std::mem::size_of::<ClientResponse>() <= 56);
+    }
+
     #[test]
     fn requests_and_responses_round_trip() {
         let requests = vec![
@@ -1395,26 +1412,28 @@ mod tests {
             },
             ClientResponse::Status {
                 id: 2,
-                node: NodeId(1),
-                shard: ShardStats {
-                    flushes: 5,
-                    entries_written: 40,
-                    bytes_written: 4096,
-                },
-                groups: vec![GroupSummary {
-                    group: GroupId(3),
-                    role: Role::Leader,
-                    term: Term(4),
-                    leader: Some(NodeId(1)),
-                    commit: LogIndex(9),
-                    applied: LogIndex(9),
-                    last_index: LogIndex(10),
-                }],
-                stages: StageBuckets {
-                    leader_durable: vec![(120, 3), (250, 1)],
-                    committed: vec![],
-                    applied: vec![(900, 4)],
-                },
+                status: Box::new(ShardStatus {
+                    node: NodeId(1),
+                    shard: ShardStats {
+                        flushes: 5,
+                        entries_written: 40,
+                        bytes_written: 4096,
+                    },
+                    groups: vec![GroupSummary {
+                        group: GroupId(3),
+                        role: Role::Leader,
+                        term: Term(4),
+                        leader: Some(NodeId(1)),
+                        commit: LogIndex(9),
+                        applied: LogIndex(9),
+                        last_index: LogIndex(10),
+                    }],
+                    stages: StageBuckets {
+                        leader_durable: vec![(120, 3), (250, 1)],
+                        committed: vec![],
+                        applied: vec![(900, 4)],
+                    },
+                }),
             },
             ClientResponse::Error {
                 id: 3,

@@ -30,11 +30,11 @@ use crate::constants::CLIENT_PAYLOAD_BYTES_MAX;
 use crate::engine::{Committed, GroupStatus, ProposalError};
 use crate::error::{ExecutorError, NodeError};
 use crate::log_limit::LogLimiter;
-use crate::net::client_wire::ShardStats;
 use crate::net::client_wire::{
     decode_requests_frame, encode_responses, ClientError, ClientRequest, ClientResponse,
     GroupAdminStatus, ProtocolError, StageBuckets,
 };
+use crate::net::client_wire::{ShardStats, ShardStatus};
 use crate::net::frame::READ_SPARE_BYTES;
 use crate::net::{FrameDecoder, FrameKind};
 use crate::shard::link::Outgoing;
@@ -169,10 +169,12 @@ impl ClientConnection {
         let groups = statuses.iter().map(|status| status.summary).collect();
         self.queue(ClientResponse::Status {
             id: request_id,
-            node,
-            shard,
-            groups,
-            stages,
+            status: Box::new(ShardStatus {
+                node,
+                shard,
+                groups,
+                stages,
+            }),
         });
     }
 
