@@ -266,6 +266,37 @@ fn hard_state_round_trips<F: Fixture>(f: &mut F) {
     assert_eq!(f.log().hard_state(GroupId(3)).term, Term(8));
 }
 
+/// Batches whose bodies the disk log writes in place rather than copying (1 KiB and more),
+/// between small ones, over several flushes (and, with small segments, segment rolls), read
+/// back before and after a restart.
+fn large_batches_round_trip<F: Fixture>(f: &mut F) {
+    let mut next = 1;
+    for (round, count) in [40, 1, 120, 2, 60, 90].into_iter().enumerate() {
+        let log = f.log();
+        log.append(G1, &batch(G1, next, count, 1, 7)).unwrap();
+        log.append(G2, &batch(G2, next, count, 1, 7)).unwrap();
+        next += count;
+        if round % 2 == 1 {
+            f.sync();
+        }
+    }
+    let last = next - 1;
+    assert_eq!(f.log().durable(G1), pos(last, 1));
+    for group in [G1, G2] {
+        assert_eq!(
+            read_all(f.log(), group, 1, last),
+            expected(group, 1..=last, 1, 7)
+        );
+    }
+    f.reopen();
+    for group in [G1, G2] {
+        assert_eq!(
+            read_all(f.log(), group, 1, last),
+            expected(group, 1..=last, 1, 7)
+        );
+    }
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod mem {
@@ -288,6 +319,7 @@ conformance!(
     compact_prefix,
     unsynced_work_is_lost_on_restart,
     hard_state_round_trips,
+    large_batches_round_trip,
 );
 
 #[test]

@@ -9,6 +9,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use log_helpers::{batch, block_on, config, payload, read_all, record_spans, segment_path};
+use ringraft::log::gather::GatherWrite;
 use ringraft::log::inspect::Severity;
 use ringraft::log::record::{encode_record, RecordHeader, RecordKind};
 use ringraft::log::segment::{
@@ -173,9 +174,9 @@ fn entries_record(first: u64, flush: u64, segment: u64) -> Vec<u8> {
         skip: b.skip(),
         segment,
     };
-    let mut out = Vec::new();
+    let mut out = GatherWrite::with_capacity(0);
     encode_record(&mut out, &header, b.body());
-    out
+    out.to_vec()
 }
 
 /// The end of the last record of `path` (where its end marker is) and that record's flush.

@@ -35,6 +35,7 @@ use rkyv::util::AlignedVec;
 
 use super::error::{Corruption, Error, Result};
 use super::flush::{FlushDone, PendingFlush, SyncReport};
+use super::gather::GatherWrite;
 use super::hard_state::HardStateWriter;
 use super::index::{DiskLoc, LogPosition, ShardView, Span};
 use super::io::{FaultPlan, Files};
@@ -284,14 +285,14 @@ impl DiskLog {
             if *segment == active {
                 let end = *offset + bytes.len() as u64;
                 let marker = (RECORD_HEADER_BYTES as u64).min(size.saturating_sub(end));
-                bytes.resize(bytes.len() + marker as usize, 0);
+                bytes.zeros(marker as usize);
             }
         }
     }
 
     /// Queues one record at the active segment's end (rolling to a new segment when it does
     /// not fit), setting its segment; returns the segment and offset of the record.
-    fn stage_record(&mut self, mut header: RecordHeader, body: &[u8]) -> Result<(u64, u64)> {
+    fn stage_record(&mut self, mut header: RecordHeader, body: &Bytes) -> Result<(u64, u64)> {
         let len = header.record_len() as u64;
         let capacity = self.config.segment_bytes - SEGMENT_HEADER_BYTES;
         if self.active_offset + len > self.active_size {
@@ -335,7 +336,7 @@ impl DiskLog {
             }
             _ => {
                 let capacity = header.record_len().max(self.write_bytes_hint);
-                let mut bytes = Vec::with_capacity(capacity.max(WRITE_BYTES_MIN));
+                let mut bytes = GatherWrite::with_capacity(capacity.max(WRITE_BYTES_MIN));
                 encode_record(&mut bytes, header, body);
                 self.steps.push(Step::Write {
                     segment: active,
@@ -493,7 +494,7 @@ impl LogStore for DiskLog {
         };
         if changes {
             let header = self.control_record(RecordKind::Truncate, group, from, Term::ZERO);
-            self.stage_record(header, &[])?;
+            self.stage_record(header, &Bytes::new())?;
             self.view.truncate(group, from).expect("checked above");
             self.touched.insert(group);
         }
@@ -507,7 +508,7 @@ impl LogStore for DiskLog {
             .with_group(group, |g| g.check_compact(group, through, term))?;
         if changes {
             let header = self.control_record(RecordKind::Compact, group, through, term);
-            self.stage_record(header, &[])?;
+            self.stage_record(header, &Bytes::new())?;
             self.view
                 .compact(group, through, term)
                 .expect("checked above");
@@ -583,7 +584,7 @@ impl LogStore for DiskLog {
                 .collect();
             for (group, through, term) in compacted {
                 let header = self.control_record(RecordKind::Compact, group, through, term);
-                self.stage_record(header, &[])?;
+                self.stage_record(header, &Bytes::new())?;
             }
         }
         self.end_marker();
@@ -609,7 +610,7 @@ impl LogStore for DiskLog {
             .steps
             .iter()
             .map(|step| match step {
-                Step::Write { bytes, .. } => bytes.len(),
+                Step::Write { bytes, .. } => bytes.copied_len(),
                 _ => 0,
             })
             .max()

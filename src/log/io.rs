@@ -15,7 +15,8 @@
 //!   data sync of a segment or the hard-state file passes, and nowhere else.
 
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, IoSlice};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::error::{Error, Result};
+use super::gather::GatherWrite;
 
 /// Kinds of file operation a [`FaultPlan`] can fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +123,43 @@ impl Default for Files {
     }
 }
 
+/// Most slices one `pwritev` takes (`IOV_MAX` on Linux).
+const SLICES_PER_CALL_MAX: usize = 1024;
+
+/// `pwritev` until every byte of `slices` is written at `offset` on.
+fn write_all_vectored_at(file: &File, mut slices: &mut [IoSlice<'_>], mut offset: u64) -> io::Result<()> {
+    while !slices.is_empty() {
+        let count = slices.len().min(SLICES_PER_CALL_MAX);
+        let offset_arg = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset out of range"))?;
+        // SAFETY: `IoSlice` is ABI-compatible with `iovec`, and the first `count` slices are
+        // valid for reads for the duration of the call.
+        let written = unsafe {
+            libc::pwritev(
+                file.as_raw_fd(),
+                slices.as_ptr().cast::<libc::iovec>(),
+                count as libc::c_int,
+                offset_arg,
+            )
+        };
+        match written {
+            -1 => {
+                let error = io::Error::last_os_error();
+                if error.kind() != io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => {
+                let n = n as usize;
+                offset += n as u64;
+                IoSlice::advance_slices(&mut slices, n);
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Files {
     fn check(&self, op: FaultOp, path: &Path) -> io::Result<()> {
         match &self.faults {
@@ -132,6 +171,19 @@ impl Files {
     pub fn write_at(&self, file: &File, path: &Path, buf: &[u8], offset: u64) -> Result<()> {
         self.check(FaultOp::Write, path)
             .and_then(|()| file.write_all_at(buf, offset))
+            .map_err(|e| Error::io("write", path, e))
+    }
+
+    /// Writes `write`'s pieces at `offset` with `pwritev` (one operation for the fault plan).
+    pub fn write_gathered_at(
+        &self,
+        file: &File,
+        path: &Path,
+        write: &GatherWrite,
+        offset: u64,
+    ) -> Result<()> {
+        self.check(FaultOp::Write, path)
+            .and_then(|()| write_all_vectored_at(file, &mut write.slices(), offset))
             .map_err(|e| Error::io("write", path, e))
     }
 

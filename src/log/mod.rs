@@ -39,6 +39,7 @@ use crate::types::{GroupId, HardState, LogIndex, Term};
 pub mod disk;
 pub mod error;
 pub mod flush;
+pub mod gather;
 pub mod hard_state;
 mod index;
 pub mod inspect;

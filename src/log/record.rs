@@ -33,6 +33,9 @@
 //! | 52 | segment `u64` | sequence of the segment written to |
 //! | 60 | crc `u32` | |
 
+use bytes::Bytes;
+
+use super::gather::GatherWrite;
 use crate::types::{GroupId, LogIndex, Term};
 
 /// First four bytes of every record header ("RRLG" on disk).
@@ -186,12 +189,12 @@ impl RecordHeader {
     }
 }
 
-/// Appends the record (header, body, zero padding) to `out`.
-pub fn encode_record(out: &mut Vec<u8>, header: &RecordHeader, body: &[u8]) {
-    out.extend_from_slice(&header.encode(body));
-    out.extend_from_slice(body);
-    let pad = pad_to_align(body.len()) - body.len();
-    out.resize(out.len() + pad, 0);
+/// Appends the record (header, body, zero padding) to `out`; a large body is shared, not
+/// copied (see [`GatherWrite`]).
+pub fn encode_record(out: &mut GatherWrite, header: &RecordHeader, body: &Bytes) {
+    out.copy(&header.encode(body));
+    out.body(body);
+    out.zeros(pad_to_align(body.len()) - body.len());
 }
 
 fn checksum(h: &[u8], body: &[u8]) -> u32 {
@@ -227,8 +230,9 @@ mod tests {
             skip: 1,
             segment: 4,
         };
-        let mut out = Vec::new();
-        encode_record(&mut out, &header, &body);
+        let mut write = GatherWrite::with_capacity(0);
+        encode_record(&mut write, &header, &Bytes::copy_from_slice(&body));
+        let out = write.to_vec();
         assert_eq!(out.len(), header.record_len());
         assert_eq!(out.len() % RECORD_ALIGN, 0);
         assert_eq!(RecordHeader::decode(&out).unwrap(), header);
