@@ -1,6 +1,6 @@
-//! The writer thread of a disk log: executes flush jobs with plain buffered `pwritev` (record headers copied, large entry
-//! bodies written in place: [`GatherWrite`]) and
-//! `fdatasync`, off the shard's executor thread.
+//! The writer thread of a disk log: executes flush jobs with plain buffered `pwritev` and
+//! `fdatasync`, off the shard's executor thread. A flush's write copies record headers and
+//! small bodies and takes large entry bodies in place ([`GatherWrite`]).
 //!
 //! Why buffered writes on a thread and not glommio DMA files: measured on this machine in one
 //! run (`bench-results/log-append.md`, 128-byte entries), a raw buffered `pwrite` + `fdatasync`
