@@ -6,7 +6,8 @@
 //! - The write's bytes are the pieces in order; [`GatherWrite::len`] is their total.
 //! - A shared body is an immutable [`Bytes`]: what is written is what was staged, however
 //!   long the write waits for the writer thread.
-//! - Consecutive copied pieces are one piece, so a write of small records is one slice.
+//! - No piece is empty (a large body is at least [`SHARED_BODY_BYTES_MIN`] bytes), and
+//!   consecutive copied pieces are one piece, so a write of small records is one slice.
 
 use std::io::IoSlice;
 use std::ops::Range;
@@ -82,6 +83,9 @@ impl GatherWrite {
 
     fn extend_copied(&mut self, start: usize) {
         let end = self.copied.len();
+        if end == start {
+            return;
+        }
         self.len += end - start;
         match self.pieces.last_mut() {
             Some(Piece::Copied(range)) if range.end == start => range.end = end,
@@ -97,7 +101,6 @@ impl GatherWrite {
                 Piece::Copied(range) => IoSlice::new(&self.copied[range.clone()]),
                 Piece::Shared(bytes) => IoSlice::new(bytes),
             })
-            .filter(|slice| !slice.is_empty())
             .collect()
     }
 
@@ -121,16 +124,21 @@ mod tests {
         write.zeros(3);
         write.copy(b"next");
         write.body(&small);
+        write.body(&large);
+        write.zeros(0);
         let mut expected = b"head".to_vec();
         expected.extend_from_slice(&large);
         expected.extend_from_slice(&[0, 0, 0]);
         expected.extend_from_slice(b"nexttiny");
+        expected.extend_from_slice(&large);
         assert_eq!(write.to_vec(), expected);
         assert_eq!(write.len(), expected.len());
-        // The large body is not copied; the copied pieces after it are one slice.
-        assert_eq!(write.copied_len(), expected.len() - large.len());
+        // Large bodies are not copied; the copied pieces between them are one slice, and
+        // nothing adds an empty one.
+        assert_eq!(write.copied_len(), expected.len() - 2 * large.len());
         let slices = write.slices();
-        assert_eq!(slices.len(), 3);
+        assert_eq!(slices.len(), 4);
         assert_eq!(slices[1].as_ptr(), large.as_ptr());
+        assert_eq!(slices[3].as_ptr(), large.as_ptr());
     }
 }
