@@ -2,7 +2,8 @@
 //! writes every result file with stage latencies; `--in-process` and `--sweep` produce their
 //! figures; many logical clients share fewer connections; `--protocol resp` loads a local
 //! `ringraft kv` cluster; after a failover the load moves to the new leader; conflicting flags
-//! are refused with a message and exit code 2.
+//! are refused with a message and exit code 2. Each run starts in its output directory, away
+//! from the checkout, and its result still names the commit the binary was built from.
 //! (Figures themselves are measured by real runs, never asserted here.)
 
 use std::path::Path;
@@ -10,6 +11,7 @@ use std::process::{Command, Output};
 
 fn bench(out: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ringraft"))
+        .current_dir(out)
         .arg("bench")
         .args([
             "--out",
@@ -41,6 +43,17 @@ fn result_dir(out: &Path, suffix: &str) -> std::path::PathBuf {
         .collect();
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     dirs.pop().unwrap()
+}
+
+/// This checkout's commit as `git rev-parse --short=7 HEAD` gives it, if git can tell.
+fn checkout_commit() -> Option<String> {
+    let output = Command::new("git")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["rev-parse", "--short=7", "HEAD"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())?;
+    Some(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
 fn result_json(dir: &Path) -> serde_json::Value {
@@ -82,6 +95,19 @@ fn a_run_writes_every_result_file_with_stage_latencies() {
             "{label}: {stages}"
         );
         assert_eq!(result["config"]["in_process"].as_bool(), Some(in_process));
+        let commit = result["commit"].as_str().unwrap();
+        match checkout_commit() {
+            Some(head) => assert!(
+                commit == head || commit == format!("{head}-dirty"),
+                "{label}: the result names {commit}, the binary was built at {head}"
+            ),
+            None => assert_eq!(commit, "unknown", "{label}: built outside a checkout"),
+        }
+        assert!(
+            dir.to_string_lossy()
+                .ends_with(&format!("-{commit}-{label}")),
+            "{dir:?}"
+        );
     }
 }
 

@@ -867,7 +867,7 @@ impl Bench<'_> {
         let commits_per_second = run.commits_per_second(measured_seconds);
         let cpu_total: f64 = run.cpu_seconds_per_node.iter().map(|(_, s)| s).sum();
         let result = BenchResult {
-            commit: git_commit(),
+            commit: BUILD_COMMIT.to_string(),
             date: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             machine: Machine::describe(&self.data_root),
             measured_seconds,
@@ -1163,12 +1163,10 @@ fn summary_markdown(result: &BenchResult) -> String {
     )
 }
 
-fn git_commit() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .filter(|output| output.status.success())
-        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
+/// The commit this binary was built from, with `-dirty` when tracked files differed from it,
+/// or `unknown` outside a git checkout. It is fixed at build time, so a result names the code
+/// that ran, not whatever is checked out where the binary happens to run.
+pub const BUILD_COMMIT: &str = git_version::git_version!(
+    args = ["--always", "--abbrev=7", "--dirty=-dirty", "--exclude=*"],
+    fallback = "unknown"
+);
