@@ -3,7 +3,8 @@
 //! figures; many logical clients share fewer connections; `--protocol resp` loads a local
 //! `ringraft kv` cluster; after a failover the load moves to the new leader; conflicting flags
 //! are refused with a message and exit code 2. Each run starts in its output directory, away
-//! from the checkout, and its result still names the commit the binary was built from.
+//! from the checkout, and its result (like `--version`) still names the commit the binary was
+//! built from.
 //! (Figures themselves are measured by real runs, never asserted here.)
 
 use std::path::Path;
@@ -56,6 +57,18 @@ fn checkout_commit() -> Option<String> {
     Some(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
+/// Asserts that `commit` names this checkout's commit (`-dirty` if it had changes), or
+/// `unknown` where git cannot tell.
+fn assert_is_the_build_commit(commit: &str, context: &str) {
+    match checkout_commit() {
+        Some(head) => assert!(
+            commit == head || commit == format!("{head}-dirty"),
+            "{context}: {commit} named, the binary was built at {head}"
+        ),
+        None => assert_eq!(commit, "unknown", "{context}: built outside a checkout"),
+    }
+}
+
 fn result_json(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("result.json")).unwrap()).unwrap()
 }
@@ -96,19 +109,31 @@ fn a_run_writes_every_result_file_with_stage_latencies() {
         );
         assert_eq!(result["config"]["in_process"].as_bool(), Some(in_process));
         let commit = result["commit"].as_str().unwrap();
-        match checkout_commit() {
-            Some(head) => assert!(
-                commit == head || commit == format!("{head}-dirty"),
-                "{label}: the result names {commit}, the binary was built at {head}"
-            ),
-            None => assert_eq!(commit, "unknown", "{label}: built outside a checkout"),
-        }
+        assert_is_the_build_commit(commit, label);
         assert!(
             dir.to_string_lossy()
                 .ends_with(&format!("-{commit}-{label}")),
             "{dir:?}"
         );
     }
+}
+
+#[test]
+fn the_version_names_the_commit_the_binary_was_built_from() {
+    let out = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_ringraft"))
+        .current_dir(out.path())
+        .arg("--version")
+        .output()
+        .expect("the binary runs");
+    assert!(run.status.success(), "{}", text(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let commit = stdout
+        .trim()
+        .strip_prefix(concat!("ringraft ", env!("CARGO_PKG_VERSION"), " ("))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not `ringraft VERSION (COMMIT)`: {stdout}"));
+    assert_is_the_build_commit(commit, "--version");
 }
 
 #[test]

@@ -9,16 +9,26 @@ pub mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::LazyLock;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::core::BrokenRule;
 use crate::sim::{self, SimOptions};
 
+/// `ringraft --version`: the package's version and the commit the binary was built from.
+static VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} ({})",
+        env!("CARGO_PKG_VERSION"),
+        crate::loadgen::BUILD_COMMIT
+    )
+});
+
 #[derive(Parser, Debug)]
 #[command(
     name = "ringraft",
-    version,
+    version = VERSION.as_str(),
     about = "A thread-per-core Raft log-replication engine"
 )]
 pub struct Cli {
