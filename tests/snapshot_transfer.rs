@@ -182,6 +182,21 @@ fn files_in(dir: &Path) -> Vec<(String, u64)> {
     files
 }
 
+/// Asserts that no partial snapshot file (`.tmp`) is left in `dir`. One may exist for a moment
+/// while a snapshot is being written (the node's own of its state, or a newer one from the
+/// leader), so this waits up to 20 s for it to be renamed; a leftover stays and fails.
+fn assert_no_partial_snapshot_stays(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while files_in(dir).iter().any(|(name, _)| name.ends_with(".tmp")) {
+        assert!(
+            Instant::now() < deadline,
+            "a partial snapshot file stays: {:?}",
+            files_in(dir)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn snap_count(dir: &Path) -> usize {
     files_in(dir)
         .iter()
@@ -216,7 +231,7 @@ fn a_restarted_follower_catches_up_through_a_snapshot() {
     wait_applied(follower_addr, commit, Duration::from_secs(30));
     let after = files_in(&follower_snapshots);
     assert_ne!(before, after, "the follower received a snapshot");
-    assert!(after.iter().all(|(name, _)| !name.ends_with(".tmp")));
+    assert_no_partial_snapshot_stays(&follower_snapshots);
     check_keys(follower_addr, "early", 0..50, 100);
     check_keys(follower_addr, "late", 0..1500, 100);
     // It keeps replicating afterwards.
@@ -288,20 +303,7 @@ fn a_follower_killed_mid_transfer_keeps_whole_snapshots_only() {
     let follower_addr = resp_addr(&cluster, follower);
     wait_applied(follower_addr, commit, Duration::from_secs(40));
     check_keys(follower_addr, "big", 0..KEYS, LEN);
-    // No partial file is left behind. One may exist for a moment while a snapshot is being
-    // written (the follower's own, or a newer one from the leader), so wait for that to end.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while files_in(&dir)
-        .iter()
-        .any(|(name, _)| name.ends_with(".tmp"))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "a partial snapshot file stays: {:?}",
-            files_in(&dir)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert_no_partial_snapshot_stays(&dir);
 }
 
 /// (c) Every node restarted after compaction restores from its own snapshot plus its log,
