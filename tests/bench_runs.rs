@@ -160,15 +160,26 @@ fn a_sweep_writes_one_point_per_rate_and_its_curve() {
 
 #[test]
 fn many_clients_share_few_connections_and_the_load_generator_reports_its_cpu() {
+    // A leader change in a run's first moments leaves the requests in flight at the deposed
+    // leader undecided until their deadline (their entries may still commit elsewhere), and a
+    // closed loop sends nothing new meanwhile. That is not what this test is about, so a run
+    // that was redirected is run once more on a fresh cluster.
     let out = tempfile::tempdir().unwrap();
-    let run = bench(
-        out.path(),
-        &["--label", "shared", "--clients", "64", "--conns", "8"],
-    );
-    assert!(run.status.success(), "{}", text(&run));
-    assert!(text(&run).contains("load generator CPU:"), "{}", text(&run));
-    let dir = result_dir(out.path(), "shared");
-    let result = result_json(&dir);
+    let (mut dir, mut result) = (std::path::PathBuf::new(), serde_json::Value::Null);
+    for attempt in ["shared", "shared-again"] {
+        let run = bench(
+            out.path(),
+            &["--label", attempt, "--clients", "64", "--conns", "8"],
+        );
+        assert!(run.status.success(), "{}", text(&run));
+        assert!(text(&run).contains("load generator CPU:"), "{}", text(&run));
+        dir = result_dir(out.path(), attempt);
+        result = result_json(&dir);
+        if result["redirected"].as_u64() == Some(0) {
+            break;
+        }
+        eprintln!("{attempt}: the leader changed during the run: {result}");
+    }
     assert!(result["commits"].as_u64().unwrap() > 0, "{result}");
     assert_eq!(result["connections"].as_u64(), Some(8), "{result}");
     assert_eq!(
