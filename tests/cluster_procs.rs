@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use procs::ProcCluster;
 use ringraft::api::ReadConsistency;
 use ringraft::client::Client;
-use ringraft::types::{GroupId, LogIndex, NodeId};
+use ringraft::log::shard_dir;
+use ringraft::snapshot::{snapshot_dir, SnapshotStore};
+use ringraft::types::{GroupId, LogIndex, NodeId, ShardId};
 
 const GROUP: GroupId = GroupId(0);
 
@@ -68,6 +70,16 @@ fn wait_caught_up(cluster: &ProcCluster, client: &mut Client, group: GroupId, ta
     }
 }
 
+/// The index of `id`'s newest snapshot of `group` (zero without one).
+fn newest_snapshot(cluster: &ProcCluster, id: NodeId, group: GroupId) -> LogIndex {
+    let shard = ShardId((group.0 % cluster.shards() as u64) as u32);
+    let dir = snapshot_dir(&shard_dir(cluster.data_dir(id), shard));
+    SnapshotStore::open(&dir, None)
+        .and_then(|store| store.latest(group))
+        .expect("the node's snapshots open")
+        .map_or(LogIndex::ZERO, |snapshot| snapshot.index)
+}
+
 /// A node's log of one group: index → (term, payload).
 type LogByIndex = BTreeMap<LogIndex, (u64, Vec<u8>)>;
 
@@ -108,7 +120,14 @@ fn assert_logs_agree(
     for (value, index) in acknowledged {
         for (id, log) in &logs {
             if log.keys().next().is_some_and(|first| index < first) {
-                continue; // compacted on this node: its snapshot covers the value
+                // Compacted on this node: its newest snapshot must cover the value.
+                let covered = newest_snapshot(cluster, NodeId(*id), group);
+                assert!(
+                    covered >= *index,
+                    "n{id}'s log starts after acknowledged value {value} at {index}, \
+                     and its newest snapshot is at {covered}"
+                );
+                continue;
             }
             let Some((_, payload)) = log.get(index) else {
                 let report = ringraft::log::inspect(cluster.data_dir(NodeId(*id)));
